@@ -1,0 +1,386 @@
+"""Typed configuration: every tunable of config.yaml, its default and its check, in one place.
+
+Loading walks the dataclasses below: an unknown key, a wrong type or a value out of range is a
+ConfigError that names the key path (``cameras[1].roi``) and the offending value. Nothing else in the
+package reads environment variables for settings; the MQTT password is the one value read from the
+environment or a file, and only by name from here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; ``key`` is the dotted path to it."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    # Model files; null = PP-OCRv4 mobile shipped in the rapidocr-onnxruntime==1.4.4 wheel.
+    det_model: Optional[str] = None
+    rec_model: Optional[str] = None
+    cls_model: Optional[str] = None
+    # Character dictionary, one per line; null = read from the recognizer's ONNX metadata.
+    dictionary: Optional[str] = None
+    # fp32 runs the ONNX above; int8 runs the Q/DQ models written by `ocr-daemon calibrate` into engines/.
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    # Fixed detector input [height, width]; frames are letterboxed into it (aspect kept, padded).
+    # 960 keeps 1280x960 label text at 3/4 size; see bench/RESULTS.md for the 640/736/960 comparison.
+    det_input_size: tuple[int, int] = (960, 960)
+    # Frames per detector call (engine batch); frames of several cameras share one call.
+    det_batch: int = 1
+    # DB post-processing, PaddleOCR defaults: probability threshold, box score, unclip ratio.
+    det_threshold: float = 0.3
+    det_box_threshold: float = 0.5
+    det_unclip_ratio: float = 1.6
+    det_min_size: int = 3
+    det_max_candidates: int = 1000
+    # Fixed recognizer input: 3 x rec_height x rec_width, in batches of rec_batch (last one padded).
+    rec_height: int = 48
+    rec_width: int = 320
+    rec_batch: int = 8
+    # 0/180 degree line classifier for labels that arrive upside down.
+    use_angle_classifier: bool = True
+    cls_threshold: float = 0.9
+    # Lines below this recognition confidence are dropped by the pipeline itself.
+    drop_score: float = 0.5
+    # ONNX Runtime intra-op threads; 0 = ONNX Runtime's choice (all cores).
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class EnginesConfig:
+    # Where calibrated Q/DQ models, TensorRT engines and their JSON sidecars live.
+    dir: str = "engines"
+    # TensorRT builder memory pool (workspace) limit.
+    workspace_mib: int = 1024
+    # Per-GPU timing cache, reused between builds to cut build time on a Jetson.
+    timing_cache: Optional[str] = "engines/timing.cache"
+    # Keep these ONNX node names in float when quantizing (layers that lose accuracy in INT8).
+    int8_exclude_nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    # Buffer sets and CUDA streams: 2 lets frame N+1's upload and preprocess overlap frame N's inference.
+    streams: int = 2
+    # Frames via mapped pinned memory instead of an upload; auto = only on integrated GPUs (Jetson).
+    zero_copy: Literal["auto", "on", "off"] = "auto"
+    # Longest wait for frames of other cameras to fill a detector batch.
+    batch_wait_ms: float = 5.0
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str = ""
+    # v4l2: /dev/video0 or 0; gstreamer: a pipeline ending in appsink; rtsp: rtsp://...;
+    # file: a video file; folder: a directory that a scanner drops images into.
+    kind: Literal["v4l2", "gstreamer", "rtsp", "file", "folder", "sample"] = "sample"
+    uri: str = ""
+    # Region of interest [x, y, width, height] in frame pixels; empty = whole frame.
+    roi: tuple[int, ...] = ()
+    # Frame-rate cap; 0 = as fast as the source and the pipeline go.
+    max_fps: float = 0.0
+    # Video file: start again at the end.
+    loop: bool = False
+    # Folder: what happens to an image once its result is in the outbox.
+    done_action: Literal["move", "delete", "mark"] = "move"
+    done_dir: str = ""
+    # Reconnect backoff: initial and maximum delay; jitter is +-20 %.
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    # Restart the source when no frame arrived for this long; 0 = never (folders idle legitimately).
+    watchdog_s: float = 20.0
+    # Results: lines below this confidence are rejected (counted).
+    min_confidence: float = 0.5
+    # Results: when non-empty, a line must fully match one of these regexes (rejects counted).
+    accept_patterns: tuple[str, ...] = ()
+    # Results: the same set of texts from this camera is published once per window.
+    dedup_window_s: float = 10.0
+    # Publish a message even when a frame yields no accepted text.
+    publish_empty: bool = False
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    enabled: bool = False
+    ca_file: Optional[str] = None
+    # Client certificate and key: mutual TLS.
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    # Skip hostname verification (a lab broker with a self-signed certificate); never in production.
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = 1883
+    protocol: Literal["3.1.1", "5"] = "5"
+    # null = "ocr-daemon-<device_id>"; a stable id keeps the broker's session across reconnects.
+    client_id: Optional[str] = None
+    topic_prefix: str = "ocr"
+    keepalive_s: int = 30
+    username: Optional[str] = None
+    # The password is never written in this file: name an environment variable or a file holding it.
+    password_env: Optional[str] = None
+    password_file: Optional[str] = None
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    # Unacknowledged QoS 1 messages in flight at once.
+    max_inflight: int = 20
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    # Period of the {prefix}/{device}/stats message; 0 = off.
+    stats_interval_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    # SQLite file holding every result until the broker acknowledged it.
+    path: str = "var/outbox.sqlite3"
+    max_rows: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024
+    # When a cap is reached: drop_oldest deletes the oldest rows, refuse_new drops the new result.
+    full_policy: Literal["drop_oldest", "refuse_new"] = "drop_oldest"
+    # Rows older than this are dropped (counted); 0 = keep until published.
+    ttl_s: float = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    # Prometheus /metrics and /healthz; loopback by default.
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    # SIGTERM: how long to drain the pipeline and the outbox before exiting with the rest on disk.
+    drain_timeout_s: float = 10.0
+    # /healthz turns unhealthy and the systemd watchdog stops being fed when no frame made progress this long.
+    stall_timeout_s: float = 60.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    # Appears in topics and payloads: {prefix}/{device_id}/...
+    device_id: str = "ocr-edge"
+    # auto = TensorRT where it loads and the engines match, else ONNX Runtime on the CPU.
+    backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
+    ocr: OcrConfig = field(default_factory=OcrConfig)
+    engines: EnginesConfig = field(default_factory=EnginesConfig)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
+    cameras: tuple[CameraConfig, ...] = (CameraConfig(name="sample", kind="sample"),)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+
+
+# ---------------------------------------------------------------- generic walk over the dataclasses
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(key, f"expected a list of {len(args)} items, got {value!r}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(key, f"unsupported type {hint!r}")  # a programming error, caught by the tests
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            raise ConfigError(_join(prefix, str(k)), f"unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _convert(v, hints[k], _join(prefix, k)) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+# ---------------------------------------------------------------- checks a type cannot express
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _require(ok: bool, key: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(key, f"{value!r} {why}")
+
+
+def _check_readable(key: str, path: Optional[str]) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(key, f"{path!r} cannot be read ({exc.strerror})") from None
+
+
+def validate(cfg: Config) -> Config:
+    """Checks values that types alone cannot; returns cfg unchanged or raises ConfigError."""
+    _require(bool(_NAME.match(cfg.device_id)), "device_id", cfg.device_id,
+             "must be 1-64 letters, digits, '_', '-' or '.' (it is an MQTT topic level)")
+    o = cfg.ocr
+    for name in ("det_model", "rec_model", "cls_model", "dictionary"):
+        _check_readable(f"ocr.{name}", getattr(o, name))
+    for i, v in enumerate(o.det_input_size):
+        _require(v >= 32 and v % 32 == 0, f"ocr.det_input_size[{i}]", v, "must be a multiple of 32, at least 32")
+    _require(o.det_batch >= 1, "ocr.det_batch", o.det_batch, "must be at least 1")
+    _require(o.rec_batch >= 1, "ocr.rec_batch", o.rec_batch, "must be at least 1")
+    _require(o.rec_height >= 8, "ocr.rec_height", o.rec_height, "must be at least 8")
+    _require(o.rec_width >= o.rec_height, "ocr.rec_width", o.rec_width, "must be at least rec_height")
+    for name in ("det_threshold", "det_box_threshold", "cls_threshold", "drop_score"):
+        v = getattr(o, name)
+        _require(0.0 <= v <= 1.0, f"ocr.{name}", v, "must be between 0 and 1")
+    _require(o.det_unclip_ratio > 0, "ocr.det_unclip_ratio", o.det_unclip_ratio, "must be positive")
+    _require(o.det_min_size >= 1, "ocr.det_min_size", o.det_min_size, "must be at least 1")
+    _require(o.det_max_candidates >= 1, "ocr.det_max_candidates", o.det_max_candidates, "must be at least 1")
+    _require(o.threads >= 0, "ocr.threads", o.threads, "must be 0 (automatic) or more")
+    _require(cfg.engines.workspace_mib >= 64, "engines.workspace_mib", cfg.engines.workspace_mib, "must be at least 64")
+    _require(cfg.gpu.streams in (1, 2, 3), "gpu.streams", cfg.gpu.streams, "must be 1, 2 or 3")
+    _require(cfg.gpu.batch_wait_ms >= 0, "gpu.batch_wait_ms", cfg.gpu.batch_wait_ms, "must not be negative")
+
+    _require(len(cfg.cameras) >= 1, "cameras", list(cfg.cameras), "must list at least one camera")
+    seen: set[str] = set()
+    for i, cam in enumerate(cfg.cameras):
+        key = f"cameras[{i}]"
+        _require(bool(_NAME.match(cam.name)), f"{key}.name", cam.name,
+                 "must be 1-64 letters, digits, '_', '-' or '.' (it is an MQTT topic level)")
+        _require(cam.name not in seen, f"{key}.name", cam.name, "is used by another camera")
+        seen.add(cam.name)
+        _require(bool(cam.uri) or cam.kind == "sample", f"{key}.uri", cam.uri, f"must be set for kind {cam.kind}")
+        _require(len(cam.roi) in (0, 4), f"{key}.roi", list(cam.roi), "must be [x, y, width, height] or empty")
+        if cam.roi:
+            _require(cam.roi[0] >= 0 and cam.roi[1] >= 0 and cam.roi[2] > 0 and cam.roi[3] > 0,
+                     f"{key}.roi", list(cam.roi), "needs x, y >= 0 and width, height > 0")
+        _require(cam.max_fps >= 0, f"{key}.max_fps", cam.max_fps, "must not be negative")
+        _require(0 < cam.reconnect_initial_s <= cam.reconnect_max_s, f"{key}.reconnect_initial_s",
+                 cam.reconnect_initial_s, "must be positive and not above reconnect_max_s")
+        _require(cam.watchdog_s >= 0, f"{key}.watchdog_s", cam.watchdog_s, "must not be negative")
+        _require(0.0 <= cam.min_confidence <= 1.0, f"{key}.min_confidence", cam.min_confidence, "must be between 0 and 1")
+        _require(cam.dedup_window_s >= 0, f"{key}.dedup_window_s", cam.dedup_window_s, "must not be negative")
+        for j, pattern in enumerate(cam.accept_patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{key}.accept_patterns[{j}]", f"{pattern!r} is not a valid regex ({exc})") from None
+
+    m = cfg.mqtt
+    _require(bool(m.host), "mqtt.host", m.host, "must not be empty")
+    _require(0 < m.port < 65536, "mqtt.port", m.port, "must be between 1 and 65535")
+    _require(bool(m.topic_prefix) and not re.search(r"[#+\x00]", m.topic_prefix)
+             and not m.topic_prefix.startswith("/") and not m.topic_prefix.endswith("/"),
+             "mqtt.topic_prefix", m.topic_prefix,
+             "is not a valid topic prefix (no '#', '+', NUL, leading or trailing '/')")
+    _require(m.keepalive_s >= 5, "mqtt.keepalive_s", m.keepalive_s, "must be at least 5")
+    _require(m.max_inflight >= 1, "mqtt.max_inflight", m.max_inflight, "must be at least 1")
+    _require(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", m.reconnect_min_s,
+             "must be positive and not above reconnect_max_s")
+    _require(m.stats_interval_s >= 0, "mqtt.stats_interval_s", m.stats_interval_s, "must not be negative")
+    _require(not (m.password_env and m.password_file), "mqtt.password_file", m.password_file,
+             "cannot be set together with mqtt.password_env")
+    if m.password_env:
+        _require(m.password_env in os.environ, "mqtt.password_env", m.password_env, "is not set in the environment")
+    _check_readable("mqtt.password_file", m.password_file)
+    if m.tls.enabled:
+        _check_readable("mqtt.tls.ca_file", m.tls.ca_file)
+        _check_readable("mqtt.tls.cert_file", m.tls.cert_file)
+        _check_readable("mqtt.tls.key_file", m.tls.key_file)
+        _require(bool(m.tls.cert_file) == bool(m.tls.key_file), "mqtt.tls.key_file", m.tls.key_file,
+                 "and mqtt.tls.cert_file must be set together (mutual TLS)")
+
+    ob = cfg.outbox
+    _require(bool(ob.path), "outbox.path", ob.path, "must not be empty")
+    _require(ob.max_rows >= 1, "outbox.max_rows", ob.max_rows, "must be at least 1")
+    _require(ob.max_bytes >= 4096, "outbox.max_bytes", ob.max_bytes, "must be at least 4096")
+    _require(ob.ttl_s >= 0, "outbox.ttl_s", ob.ttl_s, "must not be negative")
+    _require(0 < cfg.metrics.port < 65536, "metrics.port", cfg.metrics.port, "must be between 1 and 65535")
+    _require(cfg.service.drain_timeout_s >= 0, "service.drain_timeout_s", cfg.service.drain_timeout_s,
+             "must not be negative")
+    _require(cfg.service.stall_timeout_s > 0, "service.stall_timeout_s", cfg.service.stall_timeout_s,
+             "must be positive")
+    return cfg
+
+
+def from_dict(data: Any) -> Config:
+    return validate(_build(Config, data, ""))
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Reads and validates a config file; relative paths inside it stay relative to the working directory."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {str(path)!r} ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    return from_dict(data)
+
+
+def mqtt_password(m: MqttConfig) -> Optional[str]:
+    """The broker password from the configured environment variable or file; never logged."""
+    if m.password_env:
+        return os.environ.get(m.password_env)
+    if m.password_file:
+        return Path(m.password_file).read_text(encoding="utf-8").strip()
+    return None

@@ -1,0 +1,31 @@
+"""Edge OCR daemon: fixed-shape DBNet + CTC OCR, published over MQTT with an on-disk outbox."""
+from setuptools import find_packages, setup
+
+setup(
+    name="ocr-daemon",
+    version="0.1.0",
+    description="Edge OCR daemon for NVIDIA Jetson: INT8 TensorRT / ONNX Runtime OCR published over MQTT",
+    packages=find_packages(include=["daemon", "daemon.*"]),
+    package_data={"daemon": ["samples/*.png", "schema/*.json", "gpu/*.cu"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python>=4.8",
+        "paho-mqtt>=2.0,<3",
+        "pyyaml>=6.0",
+        "onnxruntime>=1.17",
+        "onnx>=1.15",
+        "pyclipper>=1.3",
+        "pillow>=10.0",
+        "prometheus-client>=0.19",
+        "tqdm>=4.66",
+        # Carries the PP-OCRv4 mobile det/rec/cls ONNX models and their dictionary: no download at run time.
+        "rapidocr-onnxruntime==1.4.4",
+    ],
+    extras_require={
+        # On a Jetson, TensorRT and pycuda come from JetPack (apt: python3-libnvinfer, python3-pycuda).
+        "gpu": ["pycuda>=2024.1"],
+        "test": ["pytest>=8", "jsonschema>=4.20"],
+    },
+    entry_points={"console_scripts": ["ocr-daemon=daemon.cli:main"]},
+)
