@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from daemon.ocr.det_pre import Letterbox, preprocess_det
 
 
 class BackendError(RuntimeError):
@@ -54,6 +56,17 @@ class Model(abc.ABC):
     def run1(self, x: np.ndarray) -> np.ndarray:
         """Single-input, single-output convenience used by the OCR stages."""
         return self.run({self.input_name: x})[self.output_name]
+
+    def run_frames(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """Detector entry: BGR uint8 frames -> probability maps (N x 1 x H x W) and each frame's letterbox.
+
+        len(frames) <= the fixed batch; unused slots are zero. The CPU way is here; a GPU backend
+        overrides it to letterbox on the device straight into its input buffer.
+        """
+        n, _, in_h, in_w = self.inputs[0].shape
+        batch = np.zeros((n, 3, in_h, in_w), dtype=np.float32)
+        boxes = [preprocess_det(f, in_h, in_w, out=batch[i])[1] for i, f in enumerate(frames)]
+        return self.run1(batch), boxes
 
 
 class Backend(abc.ABC):
