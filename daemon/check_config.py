@@ -1,0 +1,22 @@
+"""`ocr-daemon check-config FILE`: validate a config; exit 2 naming the key path and the reason."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from daemon import config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="config.yaml to check")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.file)
+    except config.ConfigError as exc:
+        print(f"{args.file}: invalid config: {exc}", file=sys.stderr)
+        return 2
+    cams = ", ".join(f"{c.name} ({c.kind})" for c in cfg.cameras)
+    print(f"{args.file}: ok (device {cfg.device_id}, backend {cfg.backend}, cameras: {cams})")
+    return 0

@@ -1,0 +1,29 @@
+"""Greedy CTC decoding: best class per time step, repeats collapsed, blanks removed."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+BLANK = 0
+
+
+def ctc_greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, float]:
+    """T x C softmax output -> (text, confidence = mean max-probability of the emitted characters).
+
+    An empty reading has confidence 0.0.
+    """
+    best = probs.argmax(axis=1)
+    best_p = probs[np.arange(len(best)), best]
+    keep = best != BLANK
+    keep[1:] &= best[1:] != best[:-1]     # a repeat counts once unless a blank separates it
+    idx = best[keep]
+    if idx.size == 0:
+        return "", 0.0
+    text = "".join(charset[i] for i in idx)
+    return text, float(best_p[keep].mean())
+
+
+def ctc_greedy_batch(probs: np.ndarray, charset: Sequence[str], n: int) -> list[tuple[str, float]]:
+    """Decodes the first n rows of a B x T x C batch (the rest is padding)."""
+    return [ctc_greedy(probs[i], charset) for i in range(n)]

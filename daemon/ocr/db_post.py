@@ -1,0 +1,95 @@
+"""DB (differentiable binarization) post-processing: probability map -> quadrilateral text boxes.
+
+Thresholds are PaddleOCR's defaults for PP-OCR det (thresh 0.3, box 0.5, unclip 1.6, min size 3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyclipper
+
+
+@dataclass(frozen=True)
+class DbParams:
+    threshold: float = 0.3
+    box_threshold: float = 0.5
+    unclip_ratio: float = 1.6
+    min_size: int = 3
+    max_candidates: int = 1000
+
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Four points -> clockwise from top-left (top-left has the smaller x of the two upper points)."""
+    pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    by_x = pts[np.argsort(pts[:, 0], kind="stable")]
+    left, right = by_x[:2], by_x[2:]
+    tl, bl = left[np.argsort(left[:, 1], kind="stable")]
+    tr, br = right[np.argsort(right[:, 1], kind="stable")]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def min_area_quad(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Smallest rotated rectangle around the points, ordered, and its shorter side."""
+    rect = cv2.minAreaRect(np.asarray(points, dtype=np.float32).reshape(-1, 1, 2))
+    quad = order_quad(cv2.boxPoints(rect))
+    return quad, float(min(rect[1]))
+
+
+def unclip(quad: np.ndarray, ratio: float) -> np.ndarray:
+    """Grows a polygon by distance = area * ratio / perimeter, undoing DB's shrunk text kernels."""
+    poly = np.asarray(quad, dtype=np.float64).reshape(-1, 2)
+    area = abs(cv2.contourArea(poly.astype(np.float32)))
+    perimeter = cv2.arcLength(poly.astype(np.float32), True)
+    if perimeter <= 0:
+        return poly.astype(np.float32)
+    distance = area * ratio / perimeter
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath([tuple(p) for p in poly], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    grown = offset.Execute(distance)
+    if not grown:
+        return poly.astype(np.float32)
+    return np.asarray(max(grown, key=len), dtype=np.float32)
+
+
+def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
+    """Mean probability inside the quad (PaddleOCR's 'fast' score mode)."""
+    h, w = prob.shape
+    q = quad.copy()
+    xmin = int(np.clip(np.floor(q[:, 0].min()), 0, w - 1))
+    xmax = int(np.clip(np.ceil(q[:, 0].max()), 0, w - 1))
+    ymin = int(np.clip(np.floor(q[:, 1].min()), 0, h - 1))
+    ymax = int(np.clip(np.ceil(q[:, 1].max()), 0, h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    q[:, 0] -= xmin
+    q[:, 1] -= ymin
+    cv2.fillPoly(mask, [q.round().astype(np.int32)], 1)
+    return float(cv2.mean(prob[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
+
+
+_DILATE = np.ones((2, 2), dtype=np.uint8)   # joins characters split by one-pixel gaps (rapidocr use_dilation)
+
+
+def boxes_from_prob(prob: np.ndarray, p: DbParams) -> list[tuple[np.ndarray, float]]:
+    """HxW probability map -> [(quad in map pixels, score)], at most max_candidates of them."""
+    bitmap = cv2.dilate((prob > p.threshold).astype(np.uint8), _DILATE)
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    h, w = prob.shape
+    out: list[tuple[np.ndarray, float]] = []
+    for contour in contours[: p.max_candidates]:
+        if len(contour) < 4:
+            continue
+        quad, short_side = min_area_quad(contour)
+        if short_side < p.min_size:
+            continue
+        score = box_score(prob, quad)
+        if score < p.box_threshold:
+            continue
+        grown, short_side = min_area_quad(unclip(quad, p.unclip_ratio))
+        if short_side < p.min_size + 2:
+            continue
+        grown[:, 0] = np.clip(grown[:, 0], 0, w)
+        grown[:, 1] = np.clip(grown[:, 1], 0, h)
+        out.append((grown, score))
+    return out

@@ -1,0 +1,62 @@
+"""`ocr-daemon once IMAGE...`: OCR each image once and print one JSON line per image.
+
+An unreadable image prints a line with an "error" and the others still run; the exit code is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from daemon import config
+from daemon.imageio import ImageError, read_image
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, BMP, WebP, ...)")
+    p.add_argument("--config", default=None, help="config.yaml (default: built-in defaults)")
+    p.add_argument("--json", action="store_true", help="compact JSON lines (the default is indented)")
+
+
+def load_config(path: str | None) -> config.Config:
+    return config.load(path) if path else config.from_dict({})
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except config.ConfigError as exc:
+        print(f"invalid config: {exc}", file=sys.stderr)
+        return 2
+    from daemon.backends.base import BackendError
+    from daemon.ocr.models import ModelFileError
+    from daemon.ocr.pipeline import OcrPipeline
+
+    try:
+        pipeline = OcrPipeline.from_config(cfg)
+    except (ModelFileError, BackendError) as exc:
+        print(f"cannot load the OCR models: {exc}", file=sys.stderr)
+        return 1
+    failures = 0
+    for path in args.images:
+        t0 = time.perf_counter()
+        try:
+            frame = read_image(path)
+        except ImageError as exc:
+            failures += 1
+            _emit({"image": path, "error": str(exc)}, args.json)
+            continue
+        decode_ms = (time.perf_counter() - t0) * 1000.0
+        result = pipeline.run(frame)
+        timing = {"decode": round(decode_ms, 3), **result.timing_ms,
+                  "total": round((time.perf_counter() - t0) * 1000.0, 3)}
+        _emit({"image": path, "texts": [line.to_json() for line in result.lines], "timing_ms": timing}, args.json)
+    return 1 if failures else 0
+
+
+def _emit(obj: dict, compact: bool) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=None if compact else 2), flush=True)
