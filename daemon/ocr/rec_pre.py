@@ -36,9 +36,13 @@ def resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
 
 
 def _ink_profile(line: np.ndarray) -> np.ndarray:
-    """Share of pixels per column that differ clearly from the background (the median grey)."""
+    """Share of pixels per column that differ clearly from the background.
+
+    The background is the median of the top and bottom rows: the detector's unclip margin leaves
+    background there even on lines dense with ink.
+    """
     grey = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
-    background = np.median(grey)
+    background = np.median(np.concatenate([grey[:2].ravel(), grey[-2:].ravel()]))
     return (np.abs(grey.astype(np.int16) - int(background)) > 40).mean(axis=0)
 
 

@@ -1,0 +1,95 @@
+"""Pure geometry of the OCR stages: letterbox and its inverse, quad order, unclip, crops, reading order."""
+import cv2
+import numpy as np
+import pytest
+
+from daemon.ocr.crops import crop_size, warp_crop
+from daemon.ocr.db_post import DbParams, boxes_from_prob, order_quad, unclip
+from daemon.ocr.det_pre import letterbox_geometry, preprocess_det, to_frame_coords
+from daemon.ocr.reading_order import reading_order
+
+
+@pytest.mark.parametrize("h,w", [(960, 1280), (1536, 2048), (480, 640), (100, 1000), (2000, 300), (640, 640)])
+def test_letterbox_keeps_aspect_and_fits(h, w):
+    lb = letterbox_geometry(h, w, 640, 640)
+    assert lb.new_h <= 640 and lb.new_w <= 640
+    assert max(lb.new_h, lb.new_w) == 640
+    assert abs(lb.new_w / lb.new_h - w / h) < 0.02 * (w / h) + 1 / lb.new_h
+
+
+def test_letterbox_inverse_maps_input_corners_to_frame_corners():
+    lb = letterbox_geometry(960, 1280, 640, 640)
+    pts = np.array([[0, 0], [lb.new_w, 0], [lb.new_w, lb.new_h], [0, lb.new_h]], dtype=np.float32)
+    back = to_frame_coords(pts, lb, 960, 1280)
+    np.testing.assert_allclose(back, [[0, 0], [1279, 0], [1279, 959], [0, 959]], atol=1.0)
+    mid = to_frame_coords(np.array([[lb.new_w / 2, lb.new_h / 2]]), lb, 960, 1280)
+    np.testing.assert_allclose(mid, [[640, 480]], atol=1.0)
+
+
+def test_preprocess_det_normalizes_and_zero_pads():
+    frame = np.full((960, 1280, 3), 255, dtype=np.uint8)
+    x, lb = preprocess_det(frame, 640, 640)
+    assert x.shape == (3, 640, 640) and x.dtype == np.float32
+    assert lb.new_h == 480 and lb.new_w == 640
+    np.testing.assert_allclose(x[:, :480, :], 1.0, atol=1e-6)   # white -> (1 - 0.5) / 0.5
+    assert np.all(x[:, 480:, :] == 0.0)
+
+
+def test_order_quad_is_clockwise_from_top_left():
+    shuffled = np.array([[10, 50], [100, 10], [0, 10], [110, 50]], dtype=np.float32)
+    np.testing.assert_array_equal(order_quad(shuffled), [[0, 10], [100, 10], [110, 50], [10, 50]])
+
+
+def test_unclip_grows_by_area_times_ratio_over_perimeter():
+    quad = np.array([[0, 0], [100, 0], [100, 20], [0, 20]], dtype=np.float32)
+    grown = unclip(quad, 1.5)
+    distance = 100 * 20 * 1.5 / 240
+    x0, y0, w, h = cv2.boundingRect(grown.astype(np.int32))
+    assert abs(w - (100 + 2 * distance)) <= 2 and abs(h - (20 + 2 * distance)) <= 2
+
+
+def test_db_boxes_recover_a_rotated_text_region():
+    prob = np.zeros((200, 300), dtype=np.float32)
+    rect = ((150, 100), (160, 24), 15.0)   # centre, size, angle: a shrunk text kernel
+    cv2.fillPoly(prob, [cv2.boxPoints(rect).astype(np.int32)], 0.9)
+    boxes = boxes_from_prob(prob, DbParams())
+    assert len(boxes) == 1
+    quad, score = boxes[0]
+    assert score > 0.75     # the mean over the quad, whose edge pixels lie partly outside the region
+    (cx, cy), (bw, bh), _ = cv2.minAreaRect(quad)
+    assert abs(cx - 150) < 3 and abs(cy - 100) < 3
+    assert max(bw, bh) > 160 and min(bw, bh) > 24     # grown by the unclip
+
+
+def test_db_drops_low_score_and_tiny_regions():
+    prob = np.zeros((100, 100), dtype=np.float32)
+    prob[10:30, 10:60] = 0.35     # above threshold 0.3, below box threshold 0.5
+    prob[50:52, 50:52] = 0.99     # smaller than min_size
+    assert boxes_from_prob(prob, DbParams()) == []
+
+
+def test_warp_crop_straightens_a_rotated_line():
+    frame = np.full((300, 400, 3), 255, dtype=np.uint8)
+    rect = ((200, 150), (200, 40), -20.0)
+    quad = order_quad(cv2.boxPoints(rect))
+    cv2.fillPoly(frame, [quad.astype(np.int32)], (0, 0, 0))
+    crop = warp_crop(frame, quad)
+    assert crop_size(quad) == (200, 40) or crop_size(quad) == (40, 200)
+    assert crop.shape[1] > crop.shape[0]                       # horizontal
+    assert crop[5:-5, 5:-5].mean() < 30                        # the whole crop is the dark region
+
+
+def test_tall_crop_is_turned_horizontal():
+    frame = np.zeros((400, 100, 3), dtype=np.uint8)
+    quad = np.array([[10, 10], [50, 10], [50, 300], [10, 300]], dtype=np.float32)
+    crop = warp_crop(frame, quad)
+    assert crop.shape[:2] == (40, 290)
+
+
+def test_reading_order_goes_by_line_then_left_to_right():
+    def box(x, y, w=50, h=20):
+        return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
+
+    quads = [box(300, 102), box(10, 200), box(10, 100), box(150, 98), box(400, 205)]
+    assert reading_order(quads) == [2, 3, 0, 1, 4]
+    assert reading_order([]) == []
