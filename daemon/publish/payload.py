@@ -1,0 +1,58 @@
+"""The result message (schema ``ocr-result/1``) and the topics, as pure functions.
+
+The JSON Schema of the payload is daemon/schema/ocr-result-1.json; tests validate every received message against it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Sequence
+
+from daemon.ocr.results import TextLine
+
+SCHEMA_ID = "ocr-result/1"
+
+
+def format_captured_at(captured_at: float) -> str:
+    """Epoch seconds -> RFC 3339 UTC with milliseconds, e.g. 2026-11-23T21:30:15.123Z."""
+    ms = int(math.floor(captured_at * 1000.0 + 0.5))
+    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def message_id(device_id: str, camera: str, seq: int, captured_at: float) -> str:
+    """Stable across replays (it is stored in the outbox row). The capture time in ms keeps ids unique even if
+    the outbox file, and with it the per-camera seq counter, is ever deleted."""
+    return f"{device_id}:{camera}:{seq}:{int(math.floor(captured_at * 1000.0 + 0.5))}"
+
+
+def result_message(*, device_id: str, camera: str, seq: int, captured_at: float, lines: Sequence[TextLine],
+                   latency_ms: dict[str, float], engine: dict) -> tuple[str, bytes]:
+    """Returns (msg_id, UTF-8 JSON) for one accepted reading; see DESIGN.md's MQTT contract."""
+    msg_id = message_id(device_id, camera, seq, captured_at)
+    doc = {
+        "schema": SCHEMA_ID,
+        "id": msg_id,
+        "device": device_id,
+        "camera": camera,
+        "seq": int(seq),
+        "captured_at": format_captured_at(captured_at),
+        "texts": [line.to_json() for line in lines],
+        "latency_ms": {str(k): round(float(v), 3) for k, v in latency_ms.items()},
+        "engine": dict(engine),
+    }
+    # ensure_ascii=False keeps Chinese text readable on the wire; compact separators save bytes on disk.
+    return msg_id, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def result_topic(prefix: str, device_id: str, camera: str) -> str:
+    return f"{prefix}/{device_id}/{camera}/text"
+
+
+def status_topic(prefix: str, device_id: str) -> str:
+    return f"{prefix}/{device_id}/status"
+
+
+def stats_topic(prefix: str, device_id: str) -> str:
+    return f"{prefix}/{device_id}/stats"

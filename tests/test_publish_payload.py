@@ -1,0 +1,78 @@
+"""The result payload and topics: schema ocr-result/1, stable ids, RFC 3339 times."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from daemon.ocr.results import TextLine
+from daemon.publish.payload import (SCHEMA_ID, format_captured_at, result_message, result_topic, stats_topic,
+                                    status_topic)
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-1.json").read_text())
+
+
+def _lines():
+    return [TextLine("SF1234567890123", 0.987654, ((10, 20), (210.04, 20), (210, 52), (10, 52.26))),
+            TextLine("上海市浦东新区", 0.91, ((5.0, 60.0), (150.0, 60.0), (150.0, 90.0), (5.0, 90.0)))]
+
+
+def _message(**over):
+    kw = dict(device_id="dock-3", camera="belt_1", seq=42, captured_at=1795000000.1234,
+              lines=_lines(), latency_ms={"capture_to_publish": 31.23456, "det": 12.0},
+              engine={"backend": "tensorrt", "precision": "int8"})
+    kw.update(over)
+    return result_message(**kw)
+
+
+def test_message_matches_schema_and_design():
+    msg_id, payload = _message()
+    doc = json.loads(payload.decode("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert doc["schema"] == SCHEMA_ID == "ocr-result/1"
+    assert doc["id"] == msg_id
+    assert (doc["device"], doc["camera"], doc["seq"]) == ("dock-3", "belt_1", 42)
+    assert doc["captured_at"] == "2026-11-18T11:06:40.123Z"
+    assert doc["texts"][0] == {"text": "SF1234567890123", "confidence": 0.9877,
+                               "box": [[10.0, 20.0], [210.0, 20.0], [210.0, 52.0], [10.0, 52.3]]}
+    assert doc["texts"][1]["text"] == "上海市浦东新区"
+    assert "上海" in payload.decode("utf-8")   # readable UTF-8, not \\u escapes
+    assert doc["latency_ms"] == {"capture_to_publish": 31.235, "det": 12.0}
+    assert doc["engine"] == {"backend": "tensorrt", "precision": "int8"}
+
+
+def test_id_is_a_function_of_device_camera_seq_and_time():
+    a, _ = _message()
+    b, _ = _message(lines=[], latency_ms={})   # a replay re-reads the stored payload; the id never depends on texts
+    assert a == b
+    assert _message(seq=43)[0] != a and _message(camera="belt_2")[0] != a
+    assert _message(captured_at=1795000000.2)[0] != a   # a reset outbox (seq back to 1) still gives new ids
+
+
+def test_empty_reading_is_valid():
+    _, payload = _message(lines=[])
+    jsonschema.validate(json.loads(payload), SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+@pytest.mark.parametrize("bad", [{"seq": 0}, {"captured_at": "2026-11-18 08:26:40"}, {"extra": 1},
+                                 {"texts": [{"text": "x", "confidence": 1.5, "box": [[0, 0]] * 4}]},
+                                 {"texts": [{"text": "x", "confidence": 0.5, "box": [[0, 0]] * 3}]}])
+def test_schema_rejects_malformed_payloads(bad):
+    doc = json.loads(_message()[1])
+    doc.update(bad)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+def test_captured_at_rounds_to_milliseconds_in_utc():
+    assert format_captured_at(0.0) == "1970-01-01T00:00:00.000Z"
+    assert format_captured_at(1.9996) == "1970-01-01T00:00:02.000Z"
+
+
+def test_topics():
+    assert result_topic("ocr", "dock-3", "belt_1") == "ocr/dock-3/belt_1/text"
+    assert status_topic("plant/a", "dock-3") == "plant/a/dock-3/status"
+    assert stats_topic("ocr", "dock-3") == "ocr/dock-3/stats"
