@@ -1,0 +1,325 @@
+"""What every camera source shares: the Frame, the hand-off to the inference thread, and the capture thread.
+
+A source kind only says how to open a device and read one image (a ``Reader``); ``CaptureSource`` owns the
+thread around it: frame-rate cap, ROI, reconnect with exponential backoff and jitter, a watchdog that starts
+a fresh reader when no frame came for ``watchdog_s``, and counters. A reader that hangs inside a driver call
+cannot be interrupted from Python, so a watchdog restart starts a new thread (a new "generation"); the old
+one exits as soon as its call returns and sees it is stale.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from daemon.config import CameraConfig
+
+log = logging.getLogger(__name__)
+
+JITTER = 0.2   # +-20 %: cameras that dropped together (a PoE switch reboot) do not reconnect in lockstep
+
+
+class SourceError(RuntimeError):
+    """The device cannot be opened or has gone away; the capture thread reconnects with backoff."""
+
+
+class CorruptFrame(RuntimeError):
+    """One unreadable frame or image: counted and skipped, never fatal."""
+
+
+@dataclass
+class Frame:
+    camera: str
+    image: np.ndarray            # BGR uint8, ROI applied
+    captured_at: float           # epoch seconds
+    path: Optional[str] = None   # folder source: the image file, acknowledged once its result is stored
+    mtime_ns: int = 0            # folder source: the file's mtime when it was read
+    seq: Optional[int] = None    # folder source: the result seq reserved in the file name by an earlier pass
+
+
+@dataclass
+class SourceCounters:
+    frames: int = 0          # handed to the hub
+    corrupt: int = 0         # unreadable frames or images, skipped
+    reconnects: int = 0      # successful re-opens after the first open
+    open_failures: int = 0
+    watchdog_restarts: int = 0
+    rate_limited: int = 0    # frames read but skipped by max_fps
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    # streaming: frames arrive; idle: open and polling, nothing to read by design (an empty folder);
+    # connecting: opening or waiting to reconnect; stopped.
+    state: str
+    last_frame_at: float      # epoch s, 0 = never
+    heartbeat_at: float       # epoch s of the capture thread's last sign of life
+    error: str = ""
+
+
+def backoff_delay_s(attempt: int, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Delay before reconnect attempt ``attempt`` (0-based): initial * 2**attempt, capped, then +-20 % jitter."""
+    base = min(max_s, initial_s * (2.0 ** min(attempt, 30)))
+    return base * (1.0 + rng.uniform(-JITTER, JITTER))
+
+
+def apply_roi(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:
+    """Crops [x, y, width, height], clipped to the frame; an ROI outside the frame is a CorruptFrame."""
+    if not roi:
+        return image
+    x, y, w, h = roi
+    height, width = image.shape[:2]
+    x1, y1 = min(x + w, width), min(y + h, height)
+    if x >= width or y >= height or x1 <= x or y1 <= y:
+        raise CorruptFrame(f"roi {list(roi)} lies outside the {width}x{height} frame")
+    # A copy, so the latest-frame slot does not pin the whole frame buffer of the driver.
+    return np.ascontiguousarray(image[y:y1, x:x1])
+
+
+def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """Normalizes what a driver returns (grey, BGRA, 16-bit) to BGR uint8."""
+    import cv2
+
+    if image is None or not isinstance(image, np.ndarray) or image.size == 0:
+        raise CorruptFrame("empty frame")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise CorruptFrame(f"unsupported frame dtype {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise CorruptFrame(f"unsupported frame shape {image.shape}")
+
+
+class Reader:
+    """One opened device. ``read`` returns a frame, None when there is nothing yet (idle, poll again),
+    raises CorruptFrame for one bad frame and SourceError when the device is gone."""
+
+    # Folder readers hand every image once: the hub must not overwrite their frames.
+    lossless = False
+    # Folders and samples are paced by waiting for max_fps; cameras and video files (which play at their
+    # own frame rate) are read at their own rate and the surplus skipped, so no driver buffer fills with
+    # stale frames.
+    wait_for_rate = False
+
+    def read(self) -> Optional[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # Folder readers act on these; other kinds have nothing to acknowledge.
+    def done(self, frame: Frame) -> None:
+        """The frame's result is stored (or it needs none)."""
+
+    def release(self, frame: Frame) -> None:
+        """The frame was not handled; hand it again later."""
+
+    def reserve(self, frame: Frame, seq: int) -> None:
+        """The frame's result will be stored under seq: a later pass over the same frame must reuse it."""
+
+    def reject(self, frame: Frame, why: str) -> None:
+        """The frame can never be handled (unreadable); set it aside."""
+
+
+class FrameSink:
+    """Where a capture thread hands frames (daemon.sources.hub.FrameHub implements it)."""
+
+    def put(self, frame: Frame, lossless: bool, stop: threading.Event) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _State:
+    state: str = "connecting"   # connecting, opened, idle, stopped
+    opened_at: float = 0.0
+    last_frame_at: float = 0.0    # a frame came out of the device (even one skipped by max_fps)
+    heartbeat_at: float = field(default_factory=time.time)
+    error: str = ""
+
+
+class CaptureSource:
+    """One camera: a capture thread reading through ``open_reader`` into ``sink``."""
+
+    IDLE_POLL_S = 0.2   # how often an idle reader (empty folder) is polled
+
+    def __init__(self, cfg: CameraConfig, open_reader: Callable[[CameraConfig], Reader], sink: FrameSink,
+                 rng: Optional[random.Random] = None):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.counters = SourceCounters()
+        self._open_reader = open_reader
+        self._sink = sink
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._stop = threading.Event()
+        self._st = _State()
+        self._thread: Optional[threading.Thread] = None
+        self._reader: Optional[Reader] = None   # the current generation's reader, for acknowledgements
+
+    # ------------------------------------------------------------ control (any thread)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._spawn()
+
+    def stop(self, join_timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        with self._lock:
+            self._generation += 1
+            self._st.state = "stopped"
+        if self._thread is not None:
+            self._thread.join(join_timeout_s)   # a thread stuck in a driver call is a daemon thread: abandoned
+
+    def check_watchdog(self, now: Optional[float] = None) -> bool:
+        """Restarts the reader when no frame came for watchdog_s while it was not idle; True if it did."""
+        wd = self.cfg.watchdog_s
+        if wd <= 0 or self._stop.is_set():
+            return False
+        now = time.time() if now is None else now
+        with self._lock:
+            st = self._st
+            # An idle reader (empty folder) has nothing to deliver; a connecting one is in its backoff.
+            if st.state != "opened" or now - max(st.last_frame_at, st.opened_at) < wd:
+                return False
+        log.warning("camera %s: no frame for %.0f s, restarting its source", self.name, wd)
+        self.counters.watchdog_restarts += 1
+        self._spawn()
+        return True
+
+    def health(self) -> SourceHealth:
+        with self._lock:
+            st = self._st
+            state = "streaming" if st.state == "opened" else st.state
+            return SourceHealth(state=state, last_frame_at=st.last_frame_at, heartbeat_at=st.heartbeat_at,
+                                error=st.error)
+
+    def done(self, frame: Frame) -> None:
+        """The frame's result is durably stored (or needs none): lets a folder reader finish the file."""
+        reader = self._reader
+        if reader is not None:
+            reader.done(frame)
+
+    def reserve(self, frame: Frame, seq: int) -> None:
+        """Records seq with the frame's file before its result is stored (folder); sets frame.seq."""
+        reader = self._reader
+        if reader is not None:
+            reader.reserve(frame, seq)
+
+    def release(self, frame: Frame) -> None:
+        """The frame's result could not be stored: a folder reader hands the file again later."""
+        reader = self._reader
+        if reader is not None:
+            reader.release(frame)
+
+    # ------------------------------------------------------------ the capture thread
+
+    def _spawn(self) -> None:
+        with self._lock:
+            self._generation += 1
+            gen = self._generation
+            self._st.state = "connecting"
+            self._st.heartbeat_at = time.time()
+        self._thread = threading.Thread(target=self._run, args=(gen,), name=f"capture-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _current(self, gen: int) -> bool:
+        return gen == self._generation and not self._stop.is_set()
+
+    def _set(self, gen: int, **changes) -> None:
+        with self._lock:
+            if gen != self._generation:
+                return
+            for k, v in changes.items():
+                setattr(self._st, k, v)
+            self._st.heartbeat_at = time.time()
+
+    def _run(self, gen: int) -> None:
+        attempt = 0
+        opened_before = False
+        while self._current(gen):
+            try:
+                reader = self._open_reader(self.cfg)
+            except SourceError as exc:
+                self.counters.open_failures += 1
+                delay = backoff_delay_s(attempt, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
+                attempt += 1
+                self._set(gen, state="connecting", error=str(exc))
+                log.warning("camera %s: %s; retrying in %.1f s", self.name, exc, delay)
+                self._stop.wait(delay)
+                continue
+            if not self._current(gen):
+                reader.close()
+                return
+            if opened_before:
+                self.counters.reconnects += 1
+            opened_before = True
+            attempt = 0
+            self._reader = reader
+            self._set(gen, state="opened", opened_at=time.time(), error="")
+            log.info("camera %s: opened (%s %s)", self.name, self.cfg.kind, self.cfg.uri or "bundled samples")
+            try:
+                self._read_loop(gen, reader)
+            except SourceError as exc:
+                self._set(gen, state="connecting", error=str(exc))
+                log.warning("camera %s: %s; reconnecting", self.name, exc)
+                delay = backoff_delay_s(0, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
+                self._stop.wait(delay)
+            except Exception as exc:   # a driver bug must not kill the camera for good
+                self._set(gen, state="connecting", error=repr(exc))
+                log.exception("camera %s: capture failed; reconnecting", self.name)
+                self._stop.wait(self.cfg.reconnect_initial_s)
+            finally:
+                reader.close()
+        log.debug("camera %s: capture thread of generation %d ends", self.name, gen)
+
+    def _read_loop(self, gen: int, reader: Reader) -> None:
+        min_period_s = 1.0 / self.cfg.max_fps if self.cfg.max_fps > 0 else 0.0
+        next_due = 0.0
+        while self._current(gen):
+            try:
+                frame = reader.read()
+            except CorruptFrame as exc:
+                self.counters.corrupt += 1
+                self._set(gen)
+                log.warning("camera %s: skipped an unreadable frame (%s)", self.name, exc)
+                continue
+            if not self._current(gen):
+                if frame is not None and reader.lossless:
+                    reader.release(frame)
+                return
+            if frame is None:
+                self._set(gen, state="idle")
+                self._stop.wait(self.IDLE_POLL_S)
+                continue
+            now = time.monotonic()
+            if min_period_s and now < next_due:
+                if reader.wait_for_rate:
+                    self._stop.wait(next_due - now)
+                else:
+                    self.counters.rate_limited += 1
+                    self._set(gen, state="opened", last_frame_at=time.time())
+                    continue
+            next_due = max(next_due + min_period_s, time.monotonic()) if min_period_s else 0.0
+            try:
+                frame.image = apply_roi(as_bgr_uint8(frame.image), self.cfg.roi)
+            except CorruptFrame as exc:
+                self.counters.corrupt += 1
+                self._set(gen)
+                if reader.lossless:
+                    reader.reject(frame, str(exc))
+                log.warning("camera %s: skipped an unusable frame (%s)", self.name, exc)
+                continue
+            self._set(gen, state="opened", last_frame_at=time.time())
+            self.counters.frames += 1
+            self._sink.put(frame, reader.lossless, self._stop)

@@ -1,0 +1,109 @@
+"""Video-file sources through OpenCV: frames with ROI, the frame-rate cap, looping, and reconnecting when the
+file disappears and comes back."""
+import os
+import random
+import shutil
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from daemon.config import CameraConfig
+from daemon.sources import FrameHub, make_source
+from daemon.sources.capture import gstreamer_available, VideoCaptureReader
+from daemon.sources.base import SourceError
+
+
+def write_video(path, n_frames=20, fps=50, size=(160, 120)):
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened()
+    for i in range(n_frames):
+        img = np.full((h, w, 3), i * 10 % 256, np.uint8)
+        cv2.putText(img, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 2)
+        vw.write(img)
+    vw.release()
+
+
+def collect(hub, seconds, max_frames=1):
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        out += hub.take(max_frames, 0.05, 0)
+    return out
+
+
+def test_file_frames_have_roi_applied_and_the_rate_cap(tmp_path):
+    video = tmp_path / "v.avi"
+    write_video(video, n_frames=200, fps=100)
+    hub = FrameHub()
+    cam = CameraConfig(name="c1", kind="file", uri=str(video), roi=(10, 20, 100, 50), max_fps=10.0)
+    src = make_source(cam, hub)
+    src.start()
+    try:
+        frames = collect(hub, 1.5)
+    finally:
+        src.stop()
+    assert frames and all(f.image.shape == (50, 100, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert all(f.camera == "c1" and f.path is None for f in frames)
+    # 10 fps cap over 1.5 s: about 15 frames, not the 100 fps the file plays at.
+    assert 8 <= len(frames) <= 18, len(frames)
+    assert src.counters.rate_limited > 0
+
+
+def test_file_ends_idle_without_loop_and_replays_with_loop(tmp_path):
+    video = tmp_path / "v.avi"
+    write_video(video, n_frames=10, fps=100)
+    for loop, check in ((False, lambda n: n == 10), (True, lambda n: n > 10)):
+        hub = FrameHub()
+        src = make_source(CameraConfig(name="c", kind="file", uri=str(video), loop=loop), hub)
+        src.start()
+        try:
+            # Take every frame (no overwrite): the file plays at 100 fps, we poll faster.
+            n = len(collect(hub, 0.6))
+            state = src.health().state
+        finally:
+            src.stop()
+        assert check(n), (loop, n)
+        if not loop:
+            assert state == "idle"
+
+
+def test_camera_file_disappears_and_comes_back_source_reconnects(tmp_path):
+    video, backup = tmp_path / "cam.avi", tmp_path / "backup.avi"
+    write_video(backup, n_frames=30, fps=50)
+    shutil.copy(backup, video)
+    hub = FrameHub()
+    cam = CameraConfig(name="c", kind="file", uri=str(video), loop=True,
+                       reconnect_initial_s=0.1, reconnect_max_s=0.4)
+    src = make_source(cam, hub, rng=random.Random(1))
+    src.start()
+    try:
+        assert collect(hub, 0.5)
+        os.unlink(video)
+        time.sleep(1.6)                       # the file check runs every second
+        assert src.health().state == "connecting"
+        assert "disappeared" in src.health().error or "does not exist" in src.health().error
+        hub.take(1, 0, 0)                     # forget a frame from before the cut
+        assert not collect(hub, 0.3)
+        shutil.copy(backup, video)
+        time.sleep(0.8)                       # backoff is at most 0.4 s +-20 %
+        frames = collect(hub, 0.5)
+    finally:
+        src.stop()
+    assert frames, "no frames after the file came back"
+    assert src.counters.reconnects >= 1 and src.counters.open_failures >= 1
+    assert src.health().state in ("streaming", "stopped")
+
+
+def test_missing_file_is_a_source_error_naming_it(tmp_path):
+    with pytest.raises(SourceError, match="nope.avi"):
+        VideoCaptureReader(CameraConfig(name="c", kind="file", uri=str(tmp_path / "nope.avi")))
+
+
+def test_gstreamer_without_support_names_the_jetpack_opencv(tmp_path):
+    if gstreamer_available():
+        pytest.skip("this OpenCV has GStreamer; the error path cannot be shown")
+    with pytest.raises(SourceError, match="JetPack"):
+        VideoCaptureReader(CameraConfig(name="c", kind="gstreamer", uri="videotestsrc ! appsink"))
