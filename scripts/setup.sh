@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh Debian 12 machine with Python 3.11: system packages (when run as root or
+# with sudo), a virtual environment in .venv with the pinned versions, and the package itself.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# mosquitto: the real broker the tests start; fonts: rendered test labels; libgl1/libglib2.0-0: opencv-python.
+APT_PACKAGES="python3-venv mosquitto fonts-dejavu-core fonts-noto-cjk libgl1 libglib2.0-0"
+missing=""
+for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c requirements-lock.txt -e ".[test]"
+echo "setup done: .venv/bin/ocr-daemon"
