@@ -1,0 +1,465 @@
+"""`ocr-daemon run`: the long-running service. Cameras -> OCR -> filters -> outbox -> MQTT, under systemd.
+
+Threads: one capture thread per camera (daemon/sources) hands frames to a FrameHub; this module's work loop
+runs in the main thread and is the only one that touches the OCR backend (TensorRT's CUDA context belongs
+to one thread): it takes the frames of every camera that is ready, up to the detector's fixed batch,
+waiting at most gpu.batch_wait_ms for stragglers, runs them as one batch, filters each result, and writes
+accepted readings to the outbox (durable on return) before waking the MQTT publisher. Signal handlers
+only set flags that the loop reads between batches.
+
+Signals: SIGTERM (and SIGINT) stop the cameras, OCR the frames already handed over, let the publisher
+drain the outbox for at most service.drain_timeout_s in all, then exit 0 with the rest left on disk for
+the next start. SIGHUP re-reads the config file; a bad one is logged and rejected (the old one keeps
+running); a good one restarts only what changed (cameras, filters, publisher/outbox, OCR models, metrics).
+
+Progress (what the systemd watchdog and /healthz mean): the work loop sends WATCHDOG=1 only while
+ - a frame went through OCR and the filters within service.stall_timeout_s, or
+ - every camera is idle by design (an image folder with nothing new) and its capture thread polled
+   within stall_timeout_s.
+So a hung backend, a wedged loop or a capture thread stuck in a driver stop the pings and systemd restarts
+the daemon. A single dead camera among working ones does not (the others make progress; its own source
+reconnects with backoff and its watchdog restarts it); all cameras dead for stall_timeout_s do, since a
+fresh process also re-initializes the capture stack (V4L2, nvargus), the one thing left to try.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections import Counter, deque
+from typing import Optional
+
+from daemon import config as config_mod
+from daemon.config import CameraConfig, Config, ConfigError
+from daemon.results_filter import FilterRules, ResultFilter
+from daemon.sd_notify import Notifier, watchdog_interval_s
+from daemon.sources import CaptureSource, Frame, FrameHub, make_source
+
+log = logging.getLogger("daemon.service")
+
+FIRST_FRAME_WAIT_S = 0.25   # the loop wakes at least this often for watchdogs, signals and stats
+STATUS_PERIOD_S = 5.0       # systemd STATUS= line
+FPS_WINDOW_S = 5.0
+LATENCY_WINDOW = 512        # samples per stage for the p50/p95 in stats
+_FILTER_FIELDS = ("min_confidence", "accept_patterns", "dedup_window_s", "publish_empty")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", default="config.yaml", metavar="FILE",
+                        help="config file (default: ./config.yaml); SIGHUP re-reads it")
+
+
+def main(args) -> int:
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        log.error("invalid config %s: %s", args.config, exc)
+        return 2
+    if getattr(args, "log_level", None) is None:
+        logging.getLogger().setLevel(cfg.service.log_level)
+    service = Service(cfg, args.config)
+    try:
+        service.start()
+    except ConfigError as exc:
+        log.error("invalid config %s: %s", args.config, exc)
+        service.close()
+        return 2
+    except Exception as exc:
+        log.error("cannot start: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        service.close()
+        return 1
+    return service.run()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a small sample; 0 for none."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100.0 * len(s) + 0.5)) - 1))]
+
+
+def _source_part(cam: CameraConfig) -> CameraConfig:
+    """The camera config without its filter fields: a change here needs the source restarted."""
+    defaults = CameraConfig()
+    return dataclasses.replace(cam, **{f: getattr(defaults, f) for f in _FILTER_FIELDS})
+
+
+@dataclasses.dataclass
+class _CameraStats:
+    frames: int = 0
+    stored: int = 0
+    rejected: Counter = dataclasses.field(default_factory=Counter)
+    recent: deque = dataclasses.field(default_factory=deque)   # processing times (monotonic) in the fps window
+
+    def fps(self, now: float) -> float:
+        while self.recent and now - self.recent[0] > FPS_WINDOW_S:
+            self.recent.popleft()
+        return len(self.recent) / FPS_WINDOW_S
+
+
+class Service:
+    def __init__(self, cfg: Config, config_path: str, notifier: Optional[Notifier] = None):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.hub = FrameHub()
+        self.sources: dict[str, CaptureSource] = {}
+        self.filters: dict[str, ResultFilter] = {}
+        self.pipeline = None
+        self.outbox = None
+        self.publisher = None
+        self.metrics = None
+        self.metrics_server = None
+        self._stats_lock = threading.Lock()   # the HTTP thread reads what the loop writes
+        self._cam_stats: dict[str, _CameraStats] = {}
+        self._latency: dict[str, deque] = {}
+        self._retired = Counter()             # counters of sources that were stopped by a reload
+        self._stop = threading.Event()
+        self._reload = False
+        self._started_at = time.monotonic()
+        self._last_progress = time.monotonic()
+
+    # ------------------------------------------------------------ start and stop
+
+    def start(self) -> None:
+        from daemon.metrics import Metrics
+        from daemon.ocr.pipeline import OcrPipeline
+        from daemon.publish.outbox import Outbox
+
+        cfg = self.cfg
+        self.notifier.status("loading models")
+        self.outbox = Outbox(cfg.outbox)
+        self.pipeline = OcrPipeline.from_config(cfg)   # the slow part: models load once, here
+        self.metrics = Metrics(self.snapshot)
+        self._start_metrics_server()
+        self._start_publisher()
+        for cam in cfg.cameras:
+            self._start_camera(cam)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self._last_progress = time.monotonic()   # a grace period of stall_timeout_s for cameras to come up
+        engine = self.pipeline.describe()
+        log.info("running: %d camera(s), backend %s, mqtt %s", len(cfg.cameras), engine,
+                 f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else "disabled (outbox only)")
+        self.notifier.ready(f"running {len(cfg.cameras)} camera(s) on {engine.get('backend', '?')}")
+
+    def _start_metrics_server(self) -> None:
+        from daemon.metrics import MetricsServer
+
+        m = self.cfg.metrics
+        if not m.enabled:
+            return
+        try:
+            self.metrics_server = MetricsServer(self.metrics, self.health, m.host, m.port).start()
+            log.info("metrics on http://%s:%d/metrics and /healthz", m.host, self.metrics_server.port)
+        except OSError as exc:   # metrics are for looking at; the readings matter more
+            log.error("metrics server on %s:%d not started: %s", m.host, m.port, exc)
+
+    def _start_publisher(self) -> None:
+        from daemon.publish.mqtt_client import Publisher
+
+        if not self.cfg.mqtt.enabled:
+            log.info("mqtt.enabled is false: results stay in the outbox %s", self.cfg.outbox.path)
+            return
+        self.publisher = Publisher(self.cfg.mqtt, self.cfg.device_id, self.outbox)
+        self.publisher.start()   # connect_async: starts even while the broker is down
+
+    def _start_camera(self, cam: CameraConfig) -> None:
+        src = make_source(cam, self.hub)
+        self.sources[cam.name] = src
+        self.filters[cam.name] = ResultFilter(FilterRules.from_camera(cam))
+        with self._stats_lock:
+            self._cam_stats.setdefault(cam.name, _CameraStats())
+        src.start()
+
+    def _stop_camera(self, name: str) -> None:
+        src = self.sources.pop(name)
+        src.stop()
+        with self._stats_lock:
+            for k in ("corrupt", "reconnects", "watchdog_restarts"):
+                self._retired[(name, k)] += getattr(src.counters, k)
+        pending = self.hub.discard(name)
+        if pending is not None:
+            src.release(pending)
+
+    def close(self) -> None:
+        """Frees what start() got, for a start that failed half-way."""
+        for name in list(self.sources):
+            self._stop_camera(name)
+        if self.publisher is not None:
+            self.publisher.stop(0.0)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        if self.pipeline is not None:
+            self.pipeline.close()
+        if self.outbox is not None:
+            self.outbox.close()
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        self._stop.set()
+
+    def _on_hup(self, signum, frame) -> None:
+        self._reload = True
+
+    # ------------------------------------------------------------ the work loop
+
+    def run(self) -> int:
+        wd_interval = watchdog_interval_s()
+        ping_every_s = wd_interval / 2.0 if wd_interval else None
+        last_ping = last_status = last_stats = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                frames = self.hub.take(self.pipeline.det_batch, FIRST_FRAME_WAIT_S, self.cfg.gpu.batch_wait_ms / 1000.0)
+                if frames:
+                    self._process(frames)
+                now = time.monotonic()
+                for src in list(self.sources.values()):
+                    src.check_watchdog()
+                if ping_every_s and now - last_ping >= ping_every_s and self.progressing(now):
+                    self.notifier.watchdog()
+                    last_ping = now
+                if now - last_status >= STATUS_PERIOD_S:
+                    self.notifier.status(self._status_line())
+                    last_status = now
+                interval = self.cfg.mqtt.stats_interval_s
+                if self.publisher is not None and interval > 0 and now - last_stats >= interval:
+                    self.publisher.publish_stats(self.snapshot())
+                    last_stats = now
+                if self._reload:
+                    self._reload = False
+                    self.reload()
+        finally:
+            code = self._shutdown()
+        return code
+
+    def _process(self, frames: list[Frame]) -> None:
+        try:
+            results = self.pipeline.run_batch([f.image for f in frames])
+        except Exception:
+            # Not progress: if it keeps failing, the systemd watchdog restarts the daemon.
+            log.exception("OCR failed on a batch of %d frame(s)", len(frames))
+            for f in frames:
+                self._source_of(f).release(f)
+            return
+        for frame, result in zip(frames, results):
+            self._handle(frame, result)
+        self._last_progress = time.monotonic()
+
+    def _source_of(self, frame: Frame):
+        src = self.sources.get(frame.camera)
+        return src if src is not None else _NoSource()
+
+    def _handle(self, frame: Frame, result) -> None:
+        from daemon.publish.payload import result_message, result_topic
+
+        cam, src = frame.camera, self._source_of(frame)
+        filt = self.filters.get(cam)
+        if filt is None:   # the camera was removed by a reload while its frame was in flight
+            src.release(frame)
+            return
+        decision = filt.apply(result.lines, frame.captured_at)
+        now = time.monotonic()
+        with self._stats_lock:
+            st = self._cam_stats.setdefault(cam, _CameraStats())
+            st.frames += 1
+            st.recent.append(now)
+            st.rejected.update(decision.rejected)
+            for stage, ms in result.timing_ms.items():
+                self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
+        for stage, ms in result.timing_ms.items():
+            self.metrics.observe_ms(stage, ms)
+        if not decision.publish:
+            src.done(frame)
+            return
+        seq = frame.seq if frame.seq is not None else self.outbox.next_seq(cam)
+        src.reserve(frame, seq)   # folder: the file now carries seq, so a re-run after a crash keeps the id
+        latency_ms = {stage: ms for stage, ms in result.timing_ms.items()}
+        latency_ms["capture_to_outbox"] = max(0.0, (time.time() - frame.captured_at) * 1000.0)
+        msg_id, payload = result_message(device_id=self.cfg.device_id, camera=cam, seq=seq,
+                                         captured_at=frame.captured_at, lines=decision.lines,
+                                         latency_ms=latency_ms, engine=self.pipeline.describe())
+        topic = result_topic(self.cfg.mqtt.topic_prefix, self.cfg.device_id, cam)
+        if self.outbox.put(cam, topic, msg_id, payload):
+            with self._stats_lock:
+                st.stored += 1
+                self._latency.setdefault("capture_to_outbox", deque(maxlen=LATENCY_WINDOW)).append(
+                    latency_ms["capture_to_outbox"])
+            self.metrics.observe_ms("capture_to_outbox", latency_ms["capture_to_outbox"])
+            src.done(frame)
+            if self.publisher is not None:
+                self.publisher.wake()
+        else:
+            src.release(frame)   # refused by the outbox caps (counted there); a folder image is retried later
+
+    # ------------------------------------------------------------ health, status, stats
+
+    def progressing(self, now: Optional[float] = None) -> bool:
+        now = time.monotonic() if now is None else now
+        stall_s = self.cfg.service.stall_timeout_s
+        if now - self._last_progress < stall_s:
+            return True
+        wall = time.time()
+        healths = [s.health() for s in self.sources.values()]
+        return bool(healths) and all(h.state == "idle" and wall - h.heartbeat_at < stall_s for h in healths)
+
+    def health(self) -> tuple[bool, dict]:
+        cams = {name: src.health().state for name, src in list(self.sources.items())}
+        pub = self.publisher
+        detail = {
+            "cameras": cams,
+            "last_frame_age_s": round(time.monotonic() - self._last_progress, 1),
+            "broker_connected": bool(pub and pub.connected),
+            "outbox_rows": self.outbox.depth()[0] if self.outbox is not None else 0,
+        }
+        return self.progressing(), detail
+
+    def snapshot(self) -> dict:
+        now = time.monotonic()
+        cams = {}
+        with self._stats_lock:
+            for name, st in self._cam_stats.items():
+                src = self.sources.get(name)
+                c = src.counters if src is not None else None
+                cams[name] = {
+                    "fps": round(st.fps(now), 2),
+                    "frames": st.frames,
+                    "dropped": self.hub.dropped.get(name, 0),
+                    "corrupt": self._retired[(name, "corrupt")] + (c.corrupt if c else 0),
+                    "reconnects": self._retired[(name, "reconnects")] + (c.reconnects if c else 0),
+                    "watchdog_restarts": self._retired[(name, "watchdog_restarts")] + (c.watchdog_restarts if c else 0),
+                    "stored": st.stored,
+                    "rejected": dict(st.rejected),
+                    "state": src.health().state if src is not None else "removed",
+                }
+            latency = {stage: {"p50": round(percentile(list(v), 50), 2), "p95": round(percentile(list(v), 95), 2),
+                               "count": len(v)} for stage, v in self._latency.items()}
+        outbox = {"rows": 0, "bytes": 0}
+        if self.outbox is not None:
+            rows, nbytes = self.outbox.depth()
+            oc = self.outbox.counters
+            outbox = {"rows": rows, "bytes": nbytes, "dropped_oldest": oc.dropped_oldest,
+                      "refused_new": oc.refused_new, "expired": oc.expired}
+        mqtt: dict = {"enabled": self.publisher is not None, "connected": False}
+        if self.publisher is not None:
+            mqtt["connected"] = bool(self.publisher.connected)
+            mqtt.update({k: v for k, v in dataclasses.asdict(self.publisher.counters).items()
+                         if not k.startswith("_")})
+        return {"device": self.cfg.device_id, "uptime_s": round(now - self._started_at, 1),
+                "cameras": cams, "outbox": outbox, "mqtt": mqtt, "latency_ms": latency}
+
+    def _status_line(self) -> str:
+        snap = self.snapshot()
+        fps = sum(c["fps"] for c in snap["cameras"].values())
+        up = sum(1 for c in snap["cameras"].values() if c["state"] in ("streaming", "idle"))
+        broker = ("connected" if snap["mqtt"]["connected"] else "disconnected") if snap["mqtt"]["enabled"] else "off"
+        return (f"{up}/{len(snap['cameras'])} cameras up, {fps:.1f} fps, outbox {snap['outbox']['rows']} rows, "
+                f"broker {broker}")
+
+    # ------------------------------------------------------------ SIGHUP
+
+    def reload(self) -> bool:
+        """Applies the config file again; False (and the old config kept) when it is invalid or unusable."""
+        from daemon.ocr.pipeline import OcrPipeline
+        from daemon.publish.outbox import Outbox
+
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: config %s rejected, the running one stays: %s", self.config_path, exc)
+            self.notifier.status(f"config reload rejected: {exc}")
+            return False
+        old = self.cfg
+        if new == old:
+            log.info("SIGHUP: config unchanged")
+            return True
+        self.notifier.send("RELOADING=1")
+        ocr_keys = ("backend", "ocr", "engines", "gpu")
+        if any(getattr(new, k) != getattr(old, k) for k in ocr_keys):
+            try:
+                pipeline = OcrPipeline.from_config(new)
+            except Exception as exc:
+                log.error("SIGHUP: the new OCR settings do not load (%s); the running config stays", exc)
+                self.notifier.send("READY=1", f"STATUS=config reload rejected: {exc}")
+                return False
+            self.pipeline.close()
+            self.pipeline = pipeline
+            log.info("SIGHUP: OCR models reloaded (%s)", pipeline.describe())
+        publish_changed = (new.mqtt, new.device_id, new.outbox) != (old.mqtt, old.device_id, old.outbox)
+        if publish_changed:
+            if self.publisher is not None:
+                self.publisher.stop(0.0)   # unsent rows stay in the outbox for the new publisher
+                self.publisher = None
+            if new.outbox != old.outbox:
+                self.outbox.close()
+                self.outbox = Outbox(new.outbox)
+        old_cams = {c.name: c for c in old.cameras}
+        new_cams = {c.name: c for c in new.cameras}
+        self.cfg = new
+        if publish_changed:
+            self._start_publisher()
+        for name, cam in old_cams.items():
+            if name not in new_cams or _source_part(new_cams[name]) != _source_part(cam):
+                self._stop_camera(name)
+                self.filters.pop(name, None)
+        for name, cam in new_cams.items():
+            if name not in self.sources:
+                self._start_camera(cam)
+            elif cam != old_cams[name]:
+                self.filters[name] = ResultFilter(FilterRules.from_camera(cam))
+        if new.metrics != old.metrics:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+                self.metrics_server = None
+            self._start_metrics_server()
+        if new.service.log_level != old.service.log_level:
+            logging.getLogger().setLevel(new.service.log_level)
+        log.info("SIGHUP: config %s applied", self.config_path)
+        self.notifier.send("READY=1", f"STATUS=config reloaded; {self._status_line()}")
+        return True
+
+    # ------------------------------------------------------------ SIGTERM
+
+    def _shutdown(self) -> int:
+        deadline = time.monotonic() + self.cfg.service.drain_timeout_s
+        self.notifier.stopping("draining")
+        log.info("stopping: draining for at most %.1f s", self.cfg.service.drain_timeout_s)
+        sources = dict(self.sources)
+        for src in sources.values():
+            src.stop(join_timeout_s=0.5)
+        # The frames already handed over are OCR'd and stored while time allows.
+        while time.monotonic() < deadline:
+            frames = self.hub.take(self.pipeline.det_batch, 0.0, 0.0)
+            if not frames:
+                break
+            self._process(frames)
+        for name in list(sources):
+            pending = self.hub.discard(name)
+            if pending is not None:
+                sources[name].release(pending)   # a folder image stays on disk for the next start
+        self.sources.clear()
+        left = self.outbox.depth()[0]
+        if self.publisher is not None:
+            left = self.publisher.stop(max(0.0, deadline - time.monotonic()))
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        self.pipeline.close()
+        self.outbox.close()
+        log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
+        return 0
+
+
+class _NoSource:
+    """Acknowledgements for a frame whose camera is gone (reload): nothing to do."""
+
+    def done(self, frame: Frame) -> None:
+        pass
+
+    def release(self, frame: Frame) -> None:
+        pass
+
+    def reserve(self, frame: Frame, seq: int) -> None:
+        pass
