@@ -51,7 +51,8 @@ def _port_open(port: int) -> bool:
 
 
 class Broker:
-    """One mosquitto on 127.0.0.1:port. `extra_conf` lines are added to the listener's config."""
+    """One mosquitto on 127.0.0.1:port (plain) and, with tls_files, 127.0.0.1:tls_port (TLS).
+    `extra_conf` lines are global options (acl_file, password_file, ...)."""
 
     def __init__(self, extra_conf: str = "", anonymous: bool = True, tls_files: Optional[dict] = None):
         if MOSQUITTO is None:
@@ -65,21 +66,24 @@ class Broker:
         self.port = free_port()
         self.conf_path = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
+        # log to stderr: unbuffered, so the log is complete even after a SIGKILL
         lines = [
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if anonymous else 'false'}",
             "persistence true",
             f"persistence_location {self.data_dir}/",
-            "log_dest stdout",
+            "log_dest stderr",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
             "connection_messages true",
         ]
-        if tls_files:
-            lines += [f"cafile {tls_files['ca']}", f"certfile {tls_files['server_cert']}",
-                      f"keyfile {tls_files['server_key']}"]
+        lines += [line for line in extra_conf.splitlines() if line.strip()]
+        self.tls_port: Optional[int] = None
+        if tls_files:   # a second listener with TLS; the plain one stays for the test's recorder
+            self.tls_port = free_port()
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {tls_files['ca']}",
+                      f"certfile {tls_files['server_cert']}", f"keyfile {tls_files['server_key']}"]
             if tls_files.get("require_certificate"):
                 lines.append("require_certificate true")
-        lines += [line for line in extra_conf.splitlines() if line.strip()]
         self.conf_path.write_text("\n".join(lines) + "\n")
         os.chmod(self.conf_path, 0o644)
         self.proc: Optional[subprocess.Popen] = None
@@ -130,10 +134,11 @@ class Broker:
 
 # ---------------------------------------------------------------- certificates for TLS tests
 
-def make_certs(directory: Path) -> dict:
-    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, with openssl (EC keys: fast)."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+def make_certs() -> dict:
+    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, with openssl (EC keys: fast),
+    in a new folder under /tmp that the broker's `mosquitto` user can read (pytest's tmp_path is 0700).
+    The caller removes result["dir"]."""
+    d = Path(tempfile.mkdtemp(prefix="mosq-certs-"))
     os.chmod(d, 0o755)
 
     def run(*args: str) -> None:
@@ -150,7 +155,7 @@ def make_certs(directory: Path) -> dict:
             "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
     for f in d.iterdir():
         os.chmod(f, 0o644)   # the broker reads its key after dropping to the mosquitto user
-    return {"ca": str(d / "ca.crt"), "server_cert": str(d / "server.crt"), "server_key": str(d / "server.key"),
+    return {"dir": str(d), "ca": str(d / "ca.crt"), "server_cert": str(d / "server.crt"), "server_key": str(d / "server.key"),
             "client_cert": str(d / "client.crt"), "client_key": str(d / "client.key")}
 
 

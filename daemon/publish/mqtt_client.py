@@ -38,7 +38,7 @@ _IDLE_POLL_S = 0.5          # the sender re-checks the outbox at least this ofte
 
 @dataclass
 class PublishCounters:
-    published: int = 0          # PUBLISH packets handed to paho for outbox rows (first sends)
+    published: int = 0          # outbox rows handed to paho (retries after a failed PUBACK count again)
     acked: int = 0              # successful PUBACKs; the row was deleted
     puback_failures: int = 0    # PUBACKs with a failure reason code (MQTT 5); the row stayed
     reconnects: int = 0         # successful connects after the first
@@ -76,6 +76,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._connected = False
+        self._refusal_counted = False
         self._ever_connected = False
         self._receive_max = cfg.max_inflight
         self._inflight: dict[int, _Inflight] = {}          # paho mid -> row
@@ -89,6 +90,7 @@ class Publisher:
         self._camera_retry: dict[str, tuple[float, float]] = {}   # camera -> (retry at, current backoff s)
         self._dirty = True
         self._stop_sender = False
+        self.last_puback_failure: Optional[str] = None     # e.g. "Not authorized", for logs and stats
 
     # ------------------------------------------------------------ public surface
 
@@ -187,6 +189,8 @@ class Publisher:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.counters.add("connect_failures")
+            with self._lock:
+                self._refusal_counted = True   # the disconnect that follows is the same failure
             log.warning("mqtt: broker refused the connection: %s", reason_code)
             return
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
@@ -213,10 +217,15 @@ class Publisher:
         with self._cv:
             was = self._connected
             self._connected = False
+            refusal_counted, self._refusal_counted = self._refusal_counted, False
             self._cv.notify()
+        if not was and not refusal_counted:
+            # lost before any CONNACK: e.g. a TLS 1.3 server rejecting our certificate after the handshake
+            self.counters.add("connect_failures")
+            log.warning("mqtt: connection lost before the broker accepted it (%s)", reason_code)
         if was:
             self.counters.add("disconnects")
-            log.warning("mqtt: disconnected (%s); %d results in flight will be re-sent", reason_code,
+            (log.info if self._stop_sender else log.warning)("mqtt: disconnected (%s); %d results in flight will be re-sent", reason_code,
                         len(self._inflight))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -234,9 +243,13 @@ class Publisher:
     def _settle_locked(self, entry: _Inflight, reason_code) -> None:
         if reason_code.is_failure:
             self.counters.add("puback_failures")
-            _, backoff_s = self._camera_retry.get(entry.camera, (0.0, 0.0))
-            backoff_s = min(self._cfg.reconnect_max_s, max(self._cfg.reconnect_min_s, backoff_s * 2))
-            self._camera_retry[entry.camera] = (self._clock() + backoff_s, backoff_s)
+            self.last_puback_failure = f"{reason_code} (0x{reason_code.value:02x})"
+            now = self._clock()
+            retry_at, backoff_s = self._camera_retry.get(entry.camera, (0.0, 0.0))
+            if retry_at <= now:   # one doubling per retry round, not per row refused in the same round
+                backoff_s = min(self._cfg.reconnect_max_s, max(self._cfg.reconnect_min_s, backoff_s * 2))
+                retry_at = now + backoff_s
+                self._camera_retry[entry.camera] = (retry_at, backoff_s)
             log.warning("mqtt: broker refused %s (%s); camera %s retries in %.1f s", entry.msg_id, reason_code,
                         entry.camera, backoff_s)
         else:
