@@ -1,0 +1,57 @@
+"""Which engines a config needs: one per model role, at the config's fixed input shape and precision.
+
+`build-engine` builds exactly these, the TensorRT backend loads exactly these and `doctor` checks exactly
+these, so the three cannot disagree about file names, source ONNX files or shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.backends.base import ModelSpec
+from daemon.config import Config
+from daemon.ocr import models
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    role: str                       # "det", "rec" or "cls"
+    model_stem: str                 # stem of the FP32 ONNX: names the engine file
+    source_onnx: Path               # what the engine is built from: FP32 ONNX, or the Q/DQ ONNX for int8
+    input_shape: tuple[int, ...]    # the one fixed NCHW shape (min = opt = max)
+    precision: str                  # fp32, fp16 or int8
+
+
+def rebuild_command(precision: str) -> str:
+    return f"ocr-daemon build-engine --config FILE --precision {precision}"
+
+
+def plan_for_spec(spec: ModelSpec, precision: str, engines_dir: str | Path) -> EnginePlan:
+    """The engine behind one model the pipeline loads; int8 engines come from `calibrate`'s Q/DQ ONNX
+    (explicit quantization: the one INT8 path that TensorRT 8.6, 10 and 11 all accept)."""
+    fp32 = Path(spec.onnx_path)
+    if precision == "int8" and spec.role == "cls":
+        # calibrate quantizes det and rec only (the CPU pipeline keeps cls in float too); the tiny
+        # classifier runs as FP16, which loses nothing measurable for a 2-class decision.
+        precision = "fp16"
+    source = models.int8_path(engines_dir, fp32) if precision == "int8" else fp32
+    return EnginePlan(spec.role, fp32.stem, source, tuple(int(d) for d in spec.input_shape), precision)
+
+
+def model_specs(cfg: Config) -> list[ModelSpec]:
+    """The models the OCR pipeline loads for this config, with their fixed input shapes."""
+    paths = models.resolve(cfg)
+    o = cfg.ocr
+    h, w = o.det_input_size
+    specs = [ModelSpec("det", str(paths.det), (o.det_batch, 3, h, w)),
+             ModelSpec("rec", str(paths.rec), (o.rec_batch, 3, o.rec_height, o.rec_width))]
+    if paths.cls is not None:
+        from daemon.ocr.pipeline import CLS_HEIGHT, CLS_WIDTH   # pulls in pyclipper: only when needed
+
+        specs.append(ModelSpec("cls", str(paths.cls), (o.rec_batch, 3, CLS_HEIGHT, CLS_WIDTH)))
+    return specs
+
+
+def plan_engines(cfg: Config, precision: str | None = None) -> list[EnginePlan]:
+    precision = precision or cfg.ocr.precision
+    return [plan_for_spec(spec, precision, cfg.engines.dir) for spec in model_specs(cfg)]

@@ -1,0 +1,131 @@
+"""Engine file names and their JSON sidecars: which GPU, TensorRT version and ONNX an engine was built from.
+
+An engine only runs on the GPU architecture and TensorRT version it was built with, and only means what
+its source ONNX meant. The sidecar records those facts at build time; loading compares them with this box
+and refuses a stale or foreign engine. Everything here is pure apart from the two small file helpers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "precision",
+                "input_shapes", "onnx_sha256", "built_at")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What an engine is tied to on the box that builds or loads it."""
+    gpu_name: str               # e.g. "NVIDIA H100 80GB HBM3", "Orin"
+    compute_capability: str     # "major.minor", e.g. "8.7" on Jetson Orin
+    tensorrt_version: str       # trt.__version__, e.g. "10.3.0"
+
+
+def sm_tag(compute_capability: str) -> str:
+    """'8.7' -> 'sm87': the architecture part of an engine's file name."""
+    major, _, minor = compute_capability.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise ValueError(f"compute capability {compute_capability!r} is not 'major.minor'")
+    return f"sm{major}{minor}"
+
+
+def engine_filename(model_stem: str, precision: str, device: DeviceInfo) -> str:
+    """engines/<model>.<precision>.sm<cc>.trt<version>.engine, e.g.
+    ch_PP-OCRv4_det_infer.int8.sm87.trt10.3.0.engine."""
+    return f"{model_stem}.{precision}.{sm_tag(device.compute_capability)}.trt{device.tensorrt_version}.engine"
+
+
+def engine_path(engines_dir: str | Path, model_stem: str, precision: str, device: DeviceInfo) -> Path:
+    return Path(engines_dir) / engine_filename(model_stem, precision, device)
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """The sidecar sits beside its engine: <engine file>.json."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, Sequence[int]],
+                 onnx_sha256: str, built_at: datetime | None = None) -> dict[str, Any]:
+    when = built_at or datetime.now(timezone.utc)
+    return {
+        "tensorrt_version": device.tensorrt_version,
+        "gpu_name": device.gpu_name,
+        "compute_capability": device.compute_capability,
+        "precision": precision,
+        "input_shapes": {name: [int(d) for d in shape] for name, shape in input_shapes.items()},
+        "onnx_sha256": onnx_sha256,
+        "built_at": when.isoformat(timespec="seconds"),
+    }
+
+
+def expected_sidecar(device: DeviceInfo, precision: str, input_shape: Sequence[int], onnx_sha256: str
+                     ) -> dict[str, Any]:
+    """What a usable engine's sidecar must say on this box; the input is named "*" because the daemon
+    feeds its models' single image input by position, so only the shape matters."""
+    return make_sidecar(device, precision, {"*": input_shape}, onnx_sha256)
+
+
+def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """Every way ``sidecar`` disagrees with ``expected``, one readable line each; [] means usable.
+
+    The GPU name is compared as well as the compute capability: two GPUs of one architecture can still
+    differ in SM count and memory, and TensorRT tunes kernels for the exact device.
+    """
+    problems = [f"sidecar lacks {key!r}" for key in SIDECAR_KEYS if key not in sidecar]
+    labels = {
+        "tensorrt_version": "TensorRT version",
+        "gpu_name": "GPU",
+        "compute_capability": "compute capability",
+        "precision": "precision",
+        "onnx_sha256": "source ONNX sha256",
+    }
+    for key, label in labels.items():
+        if key in sidecar and key in expected and str(sidecar[key]) != str(expected[key]):
+            problems.append(f"{label}: engine built for {sidecar[key]!r}, this box has {expected[key]!r}")
+    if "input_shapes" in sidecar and "input_shapes" in expected:
+        got = _shapes(sidecar["input_shapes"])
+        want = _shapes(expected["input_shapes"])
+        if got is None:
+            problems.append(f"input shapes: sidecar value {sidecar['input_shapes']!r} is not a name -> shape map")
+        elif want is not None and got != want:
+            problems.append(f"input shapes: engine built for {got}, the config needs {want}")
+    return problems
+
+
+def _shapes(value: Any) -> list[list[int]] | None:
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return sorted([int(d) for d in shape] for shape in value.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar as a dict; a missing or unreadable one raises ValueError with the path."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"engine sidecar {str(path)!r} cannot be read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"engine sidecar {str(path)!r} is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"engine sidecar {str(path)!r} is not a JSON object")
+    return data
+
+
+def write_sidecar(path: str | Path, sidecar: Mapping[str, Any]) -> None:
+    Path(path).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n", encoding="utf-8")
