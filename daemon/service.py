@@ -227,8 +227,11 @@ class Service:
                     last_status = now
                 interval = self.cfg.mqtt.stats_interval_s
                 if self.publisher is not None and interval > 0 and now - last_stats >= interval:
-                    self.publisher.publish_stats(self.snapshot())
                     last_stats = now
+                    try:
+                        self.publisher.publish_stats(self.snapshot())
+                    except Exception:   # stats are a courtesy; never worth the readings
+                        log.exception("stats not published")
                 if self._reload:
                     self._reload = False
                     self.reload()
@@ -346,8 +349,8 @@ class Service:
         mqtt: dict = {"enabled": self.publisher is not None, "connected": False}
         if self.publisher is not None:
             mqtt["connected"] = bool(self.publisher.connected)
-            mqtt.update({k: v for k, v in dataclasses.asdict(self.publisher.counters).items()
-                         if not k.startswith("_")})
+            c = self.publisher.counters
+            mqtt.update({f.name: getattr(c, f.name) for f in dataclasses.fields(c) if not f.name.startswith("_")})
         return {"device": self.cfg.device_id, "uptime_s": round(now - self._started_at, 1),
                 "cameras": cams, "outbox": outbox, "mqtt": mqtt, "latency_ms": latency}
 
