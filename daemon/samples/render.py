@@ -176,23 +176,24 @@ def _lot(r: random.Random) -> str:
 
 
 # Each generator returns (text, script) where script picks the fonts: "latin" or "cjk".
+# Chinese field names take the full-width colon "：" (as printed labels do, and as PP-OCRv4 reads it).
 _Line = tuple[str, str]
 
 
-def _gen_waybill(r):    return (r.choice(["", "运单号: ", "No. "]) + _waybill(r), "cjk")
-def _gen_date(r):       return (r.choice(["", "日期: ", "Date: ", "MFG "]) + _date(r), "cjk")
-def _gen_weight(r):     return (r.choice(["重量: ", "Weight: ", "W: "]) + _weight(r), "cjk")
-def _gen_phone(r):      return (r.choice(["电话: ", "Tel: ", "TEL "]) + _phone(r), "cjk")
-def _gen_to_cn(r):      return (f"收件人: {_name_cn(r)} {_address_cn(r)}", "cjk")
-def _gen_from_cn(r):    return (f"寄件人: {_name_cn(r)}", "cjk")
+def _gen_waybill(r):    return (r.choice(["", "运单号：", "No. "]) + _waybill(r), "cjk")
+def _gen_date(r):       return (r.choice(["", "日期：", "Date: ", "MFG "]) + _date(r), "cjk")
+def _gen_weight(r):     return (r.choice(["重量：", "Weight: ", "W: "]) + _weight(r), "cjk")
+def _gen_phone(r):      return (r.choice(["电话：", "Tel: ", "TEL "]) + _phone(r), "cjk")
+def _gen_to_cn(r):      return (f"收件人：{_name_cn(r)} {_address_cn(r)}", "cjk")
+def _gen_from_cn(r):    return (f"寄件人：{_name_cn(r)}", "cjk")
 def _gen_addr_cn(r):    return (_address_cn(r), "cjk")
 def _gen_addr_en(r):    return (_address_en(r), "latin")
 def _gen_to_en(r):      return (f"Ship to: {r.choice(_EN_NAMES)}", "latin")
 def _gen_mixed(r):      return (f"{r.choice(_EN_NAMES)} {_name_cn(r)} {r.choice(_CITIES)[0]}", "cjk")
 def _gen_lot(r):        return (_lot(r), "latin")
-def _gen_item(r):       return (f"物品: {r.choice(_ITEMS_CN)} x{r.randint(1, 12)}", "cjk")
+def _gen_item(r):       return (f"物品：{r.choice(_ITEMS_CN)} x{r.randint(1, 12)}", "cjk")
 def _gen_note(r):       return (r.choice(_NOTES_CN), "cjk")
-def _gen_pieces(r):     return (f"件数: {r.randint(1, 5)}/{r.randint(5, 9)} Pcs", "cjk")
+def _gen_pieces(r):     return (f"件数：{r.randint(1, 5)}/{r.randint(5, 9)} Pcs", "cjk")
 
 
 _BODY_GENERATORS: tuple[Callable[[random.Random], _Line], ...] = (
