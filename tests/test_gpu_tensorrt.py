@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 try:
-    import tensorrt  # noqa: F401
+    import tensorrt  # noqa: F401  (presence only)
     _HAVE_TRT = True
 except ImportError:
     _HAVE_TRT = False
 
-pytestmark = [pytest.mark.gpu,
+pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt,
               pytest.mark.skipif(not _HAVE_TRT, reason="tensorrt not importable (not installable on this machine; see README)")]
 
 

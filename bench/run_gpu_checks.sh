@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Everything the GPU machine has to run for the GPU path, in one command, from the repository root:
+#   bash bench/run_gpu_checks.sh        (carry .whl, filled by ../shared/device/fetch-pycuda.sh)
+# Prints the pytest report (-rA) and the benchmark table; writes them and the JSON under $OUT (or ./gpu-out).
+set -uo pipefail
+OUT="${OUT:-$PWD/gpu-out}"
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH          # pycuda compiles kernels.cu with nvcc at run time
+bash build-pycuda.sh || { echo "pycuda build failed"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+nvidia-smi -L; nvcc --version | tail -1; python3 --version
+python3 -m pytest -rA -p no:cacheprovider \
+  tests/test_gpu_letterbox_math.py tests/test_gpu_preprocess.py tests/test_gpu_overlap.py tests/test_gpu_tensorrt.py \
+  tests/test_engine_sidecar.py tests/test_doctor.py 2>&1 | tee "$OUT/gpu_pytest.txt"
+pytest_rc=${PIPESTATUS[0]}
+python3 bench/gpu_bench.py --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.txt"
+bench_rc=${PIPESTATUS[0]}
+python3 -c 'import argparse, daemon.doctor as d; p = argparse.ArgumentParser(); d.add_arguments(p); d.main(p.parse_args([]))' 2>&1 | tee "$OUT/doctor.txt"
+echo "pytest exit $pytest_rc, bench exit $bench_rc"
+exit $(( pytest_rc || bench_rc ))
