@@ -310,7 +310,7 @@ class CaptureSource:
                     self.counters.rate_limited += 1
                     self._set(gen, state="opened", last_frame_at=time.time())
                     continue
-            next_due = max(next_due + min_period_s, time.monotonic()) if min_period_s else 0.0
+            next_due = max(next_due, time.monotonic()) + min_period_s if min_period_s else 0.0
             try:
                 frame.image = apply_roi(as_bgr_uint8(frame.image), self.cfg.roi)
             except CorruptFrame as exc:

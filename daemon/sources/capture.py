@@ -112,7 +112,7 @@ class VideoCaptureReader(Reader):
             return None
         if self._period_s and now < self._next_due:
             time.sleep(self._next_due - now)
-        self._next_due = max(self._next_due + self._period_s, time.monotonic())
+        self._next_due = max(self._next_due, time.monotonic()) + self._period_s
         ok, image = self._cap.read()
         if ok and image is not None:
             return Frame(camera=self.cfg.name, image=image, captured_at=time.time())

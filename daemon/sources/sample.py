@@ -40,7 +40,7 @@ class SampleReader(Reader):
             now = time.monotonic()
             if now < self._next_due:
                 time.sleep(self._next_due - now)
-            self._next_due = max(self._next_due + self._period_s, time.monotonic())
+            self._next_due = max(self._next_due, time.monotonic()) + self._period_s
         image = self._images[self._i % len(self._images)]
         self._i += 1
         # A copy: the pipeline and the ROI may hold the frame while the next one is handed out.
