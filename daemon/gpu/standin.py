@@ -28,7 +28,7 @@ class BusyLoad:
         self.cycles_per_kernel = int(self.cycles_per_ms * duration_ms / kernels)
 
     def _launch(self, stream, cycles: int) -> None:
-        self._fn.prepared_async_call(self.grid, self.block, stream, np.int64(cycles), int(self._sink))
+        self._fn.prepared_async_call(self.grid, self.block, stream, int(cycles), int(self._sink))
 
     def _calibrate(self) -> float:
         cuda = self._cuda

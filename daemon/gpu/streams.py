@@ -156,9 +156,10 @@ class StreamPipeline:
 
 
 def make_buffer_sets(ctx, count: int, batch: int, in_h: int, in_w: int, zero_copy: bool,
-                     input_ptrs: Sequence[int] | None = None) -> list[BufferSet]:
-    """``count`` sets, each with its stream and per-slot frame buffers. The model input per set is
-    ``input_ptrs[i]`` (an engine's input buffer) or, when not given, a device buffer allocated here."""
+                     input_ptrs: Sequence[int] | None = None, frames: bool = True) -> list[BufferSet]:
+    """``count`` sets, each with its stream and (when ``frames``) per-slot frame buffers. The model input
+    per set is ``input_ptrs[i]`` (an engine's input buffer) or, when not given, a device buffer allocated
+    here. Models fed from the host (recognizer, classifier) pass frames=False: no frame buffers."""
     import pycuda.driver as cuda
 
     slot_bytes = 3 * in_h * in_w * 4
@@ -171,6 +172,6 @@ def make_buffer_sets(ctx, count: int, batch: int, in_h: int, in_w: int, zero_cop
                 ptr = int(extra["input"])
             else:
                 ptr = int(input_ptrs[i])
-            letterboxes = [GpuLetterbox(ctx, in_h, in_w, zero_copy) for _ in range(batch)]
+            letterboxes = [GpuLetterbox(ctx, in_h, in_w, zero_copy) for _ in range(batch)] if frames else []
             sets.append(BufferSet(i, cuda.Stream(), letterboxes, ptr, slot_bytes, extra=extra))
     return sets

@@ -89,7 +89,7 @@ class TrtModel(Model):
             inputs_dev = [cuda.mem_alloc(self._in.nbytes) for _ in range(n_sets)]
             self._sets = make_buffer_sets(ctx, n_sets, n, in_h, in_w,
                                           use_zero_copy(gpu.zero_copy, ctx.facts.integrated),
-                                          input_ptrs=[int(d) for d in inputs_dev])
+                                          input_ptrs=[int(d) for d in inputs_dev], frames=spec.role == "det")
             for s, d_in in zip(self._sets, inputs_dev):
                 context = self._engine.create_execution_context()
                 outputs = {t.name: (cuda.pagelocked_empty(t.shape, t.dtype), cuda.mem_alloc(t.nbytes)) for t in outs}
