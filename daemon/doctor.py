@@ -94,6 +94,21 @@ def probe_gpu() -> GpuProbe:
     return GpuProbe(None, None, None, None, "none", f"no NVIDIA GPU found ({why}; no nvidia-smi)")
 
 
+def probe_nvcc() -> str | None:
+    """CUDA toolkit release from nvcc (pycuda compiles the letterbox kernel with it at start)."""
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    if not nvcc:
+        return None
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for part in out.split(","):
+        if part.strip().startswith("release"):
+            return part.strip().split()[1]
+    return None
+
+
 def _cameras() -> list[str]:
     return sorted(glob.glob("/dev/video*"))
 
@@ -155,10 +170,16 @@ def diagnose(cfg: Config) -> list[Finding]:
                             "TensorRT 10.3); elsewhere install NVIDIA's TensorRT 10 Python wheel; until then "
                             "the daemon runs on ONNX Runtime (CPU)"))
     gpu = probe_gpu()
-    findings.append(Finding("CUDA", gpu.driver_cuda is not None,
-                            f"driver supports CUDA {gpu.driver_cuda} (via {gpu.source})" if gpu.driver_cuda
-                            else gpu.why_not or "unknown",
-                            "" if gpu.driver_cuda else "install the NVIDIA driver (JetPack on a Jetson)"))
+    toolkit = probe_nvcc()
+    toolkit_text = f"toolkit (nvcc) {toolkit}" if toolkit else "no CUDA toolkit (nvcc) found"
+    if gpu.driver_cuda:
+        findings.append(Finding("CUDA", toolkit is not None,
+                                f"driver supports CUDA {gpu.driver_cuda} (via {gpu.source}); {toolkit_text}",
+                                "" if toolkit else "install the CUDA toolkit (JetPack has it in /usr/local/cuda): "
+                                "pycuda compiles the pre-processing kernel with nvcc"))
+    else:
+        findings.append(Finding("CUDA", False, f"{gpu.why_not or 'no driver'}; {toolkit_text}",
+                                "install the NVIDIA driver (JetPack on a Jetson)"))
     if gpu.name:
         kind = {True: ", integrated (zero-copy frames)", False: ", discrete (frames uploaded)"}.get(gpu.integrated, "")
         findings.append(Finding("GPU", True, f"{gpu.name}, compute capability {gpu.compute_capability}{kind}"))
