@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Soak test (not in CI): the daemon for N minutes against a real Mosquitto, with periodic broker and daemon kills.
+
+A producer renders one label with a unique waybill number into an image folder every 1/rate seconds (a
+scanner); the daemon reads the folder and publishes; a persistent-session subscriber records every result.
+Every --broker-kill-s the broker is SIGKILLed (and restarted after --broker-down-s); every --daemon-kill-s the
+daemon is SIGKILLed and restarted at once. At the end the producer stops, the daemon gets time to drain,
+and the script prints:
+
+    produced   labels dropped into the folder
+    received   distinct labels that arrived (by reading, spaces ignored)
+    lost       produced - received - misread (a misread label arrived, under another text)
+    duplicated messages beyond the first per label, and how many of those carried a different id
+               (a duplicate under a different id would be a bug; same-id duplicates are at-least-once)
+    misread    labels that arrived with text other than the one rendered (OCR, not transport)
+
+The broker autosaves its persistence every second, so a broker SIGKILL loses at most what it acknowledged
+in the last second (the broker's loss, reported in its log, not the daemon's).
+
+    python bench/soak.py --minutes 10
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from broker import Broker, Recorder, free_port, wait_until  # noqa: E402
+from service_support import Daemon, render_label, small_ocr, waybill, write_config  # noqa: E402
+
+
+def reading(msg: dict) -> str:
+    return "".join(t["text"] for t in msg["texts"]).replace(" ", "")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--rate", type=float, default=1.0, help="labels per second dropped into the folder")
+    ap.add_argument("--broker-kill-s", type=float, default=90.0)
+    ap.add_argument("--broker-down-s", type=float, default=10.0)
+    ap.add_argument("--daemon-kill-s", type=float, default=75.0)
+    ap.add_argument("--drain-s", type=float, default=120.0, help="time allowed at the end to deliver the rest")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ocr-soak-"))
+    folder = work / "scans"
+    folder.mkdir(parents=True, exist_ok=True)
+    broker = Broker(extra_conf="autosave_interval 1\n")
+    broker.start()
+    rec = Recorder(broker.port, topic="ocr/soak/+/text", client_id="soak-recorder")
+    rec.wait_subscribed()
+    cfg = write_config(work / "config.yaml", {
+        "device_id": "soak", "backend": "onnxruntime", "ocr": small_ocr(),
+        "cameras": [{"name": "scanner", "kind": "folder", "uri": str(folder), "done_action": "delete",
+                     "dedup_window_s": 0, "watchdog_s": 0}],
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 0.5,
+                 "reconnect_max_s": 2.0, "stats_interval_s": 10.0},
+        "outbox": {"path": str(work / "outbox.sqlite3")},
+        "metrics": {"port": free_port()},
+    })
+    log_path = work / "daemon.log"
+    daemon = Daemon(cfg, log_path).start()
+
+    produced: list[str] = []
+    stop_producing = threading.Event()
+
+    def produce() -> None:
+        i = 0
+        while not stop_producing.wait(1.0 / args.rate):
+            text = waybill(i)
+            render_label(folder / f"label_{i:06d}.png", text)
+            produced.append(text)
+            i += 1
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    t0 = time.monotonic()
+    end = t0 + args.minutes * 60.0
+    next_broker_kill = t0 + args.broker_kill_s
+    next_daemon_kill = t0 + args.daemon_kill_s
+    broker_kills = daemon_kills = 0
+    print(f"soak: {args.minutes} min, {args.rate} labels/s, work dir {work}", flush=True)
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_broker_kill:
+            broker.kill9()
+            broker_kills += 1
+            time.sleep(args.broker_down_s)
+            broker.start()
+            next_broker_kill = time.monotonic() + args.broker_kill_s
+        if now >= next_daemon_kill:
+            daemon.kill9()
+            daemon_kills += 1
+            daemon = Daemon(cfg, log_path).start()
+            next_daemon_kill = now + args.daemon_kill_s
+        time.sleep(0.5)
+        print(f"  t={now - t0:6.0f}s produced={len(produced)} received={len(rec.results())}", end="\r", flush=True)
+    stop_producing.set()
+    producer.join()
+    expected = set(produced)
+    got = lambda: {reading(m.json()) for m in rec.results()}
+    wait_until(lambda: expected <= got(), args.drain_s, 1.0)
+    daemon.signal(signal.SIGTERM)
+    code = daemon.wait(60)
+    time.sleep(1.0)
+    rec.close()
+
+    msgs = [m.json() for m in rec.results()]
+    ids_by_text: dict[str, set] = defaultdict(set)
+    count_by_text: dict[str, int] = defaultdict(int)
+    for m in msgs:
+        ids_by_text[reading(m)].add(m["id"])
+        count_by_text[reading(m)] += 1
+    received = expected & set(ids_by_text)
+    misread = set(ids_by_text) - expected
+    duplicated = sum(n - 1 for n in count_by_text.values())
+    dup_other_id = sum(len(ids) - 1 for ids in ids_by_text.values())
+    left_in_folder = len([p for p in folder.iterdir() if p.is_file()])
+    summary = {
+        "minutes": args.minutes, "rate_per_s": args.rate, "broker_kills": broker_kills, "daemon_kills": daemon_kills,
+        "produced": len(expected), "received": len(received), "lost": max(0, len(expected - received) - len(misread)),
+        "duplicated": duplicated, "duplicated_with_other_id": dup_other_id, "misread": len(misread),
+        "messages": len(msgs), "left_in_folder": left_in_folder, "daemon_exit": code,
+    }
+    print()
+    print(json.dumps(summary, indent=1))
+    if misread:
+        print("misread (OCR):", sorted(misread)[:10])
+    broker.close()
+    return 0 if summary["lost"] == 0 and dup_other_id == 0 and summary["messages"] >= len(expected) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
