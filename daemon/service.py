@@ -306,7 +306,7 @@ class Service:
         if now - self._last_progress < stall_s:
             return True
         wall = time.time()
-        healths = [s.health() for s in self.sources.values()]
+        healths = [s.health() for s in list(self.sources.values())]
         return bool(healths) and all(h.state == "idle" and wall - h.heartbeat_at < stall_s for h in healths)
 
     def health(self) -> tuple[bool, dict]:
@@ -379,26 +379,33 @@ class Service:
         if new == old:
             log.info("SIGHUP: config unchanged")
             return True
-        self.notifier.send("RELOADING=1")
-        ocr_keys = ("backend", "ocr", "engines", "gpu")
-        if any(getattr(new, k) != getattr(old, k) for k in ocr_keys):
-            try:
+        # RELOADING=1 ... READY=1 brackets the reload for systemd; MONOTONIC_USEC is what systemd 253+ expects.
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        # First everything that can fail, with the running parts untouched: new models, a new outbox file.
+        pipeline = outbox = None
+        try:
+            if any(getattr(new, k) != getattr(old, k) for k in ("backend", "ocr", "engines", "gpu")):
                 pipeline = OcrPipeline.from_config(new)
-            except Exception as exc:
-                log.error("SIGHUP: the new OCR settings do not load (%s); the running config stays", exc)
-                self.notifier.send("READY=1", f"STATUS=config reload rejected: {exc}")
-                return False
+            if new.outbox != old.outbox:
+                outbox = Outbox(new.outbox)
+        except Exception as exc:
+            for part in (pipeline, outbox):
+                if part is not None:
+                    part.close()
+            log.error("SIGHUP: the new config cannot be applied (%s); the running one stays", exc)
+            self.notifier.send("READY=1", f"STATUS=config reload rejected: {exc}")
+            return False
+        if pipeline is not None:
             self.pipeline.close()
             self.pipeline = pipeline
             log.info("SIGHUP: OCR models reloaded (%s)", pipeline.describe())
         publish_changed = (new.mqtt, new.device_id, new.outbox) != (old.mqtt, old.device_id, old.outbox)
-        if publish_changed:
-            if self.publisher is not None:
-                self.publisher.stop(0.0)   # unsent rows stay in the outbox for the new publisher
-                self.publisher = None
-            if new.outbox != old.outbox:
-                self.outbox.close()
-                self.outbox = Outbox(new.outbox)
+        if publish_changed and self.publisher is not None:
+            self.publisher.stop(0.0)   # unsent rows stay in the outbox for the new publisher
+            self.publisher = None
+        if outbox is not None:
+            self.outbox.close()
+            self.outbox = outbox
         old_cams = {c.name: c for c in old.cameras}
         new_cams = {c.name: c for c in new.cameras}
         self.cfg = new
