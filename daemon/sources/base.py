@@ -323,3 +323,6 @@ class CaptureSource:
             self._set(gen, state="opened", last_frame_at=time.time())
             self.counters.frames += 1
             self._sink.put(frame, reader.lossless, self._stop)
+            if reader.lossless:
+                # A folder frame may wait for its slot while the pipeline is busy: that is not a silent device.
+                self._set(gen, last_frame_at=time.time())
