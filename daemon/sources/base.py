@@ -250,7 +250,7 @@ class CaptureSource:
         while self._current(gen):
             try:
                 reader = self._open_reader(self.cfg)
-            except SourceError as exc:
+            except Exception as exc:   # SourceError, or a driver's own exception: retried the same way
                 self.counters.open_failures += 1
                 delay = backoff_delay_s(attempt, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
                 attempt += 1
@@ -264,21 +264,20 @@ class CaptureSource:
             if opened_before:
                 self.counters.reconnects += 1
             opened_before = True
-            attempt = 0
+            frames_before = self.counters.frames
             self._reader = reader
             self._set(gen, state="opened", opened_at=time.time(), error="")
             log.info("camera %s: opened (%s %s)", self.name, self.cfg.kind, self.cfg.uri or "bundled samples")
             try:
                 self._read_loop(gen, reader)
-            except SourceError as exc:
-                self._set(gen, state="connecting", error=str(exc))
-                log.warning("camera %s: %s; reconnecting", self.name, exc)
-                delay = backoff_delay_s(0, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
-                self._stop.wait(delay)
-            except Exception as exc:   # a driver bug must not kill the camera for good
-                self._set(gen, state="connecting", error=repr(exc))
-                log.exception("camera %s: capture failed; reconnecting", self.name)
-                self._stop.wait(self.cfg.reconnect_initial_s)
+            except Exception as exc:   # SourceError, or a driver bug: neither may kill the camera for good
+                self._set(gen, state="connecting", error=str(exc) if isinstance(exc, SourceError) else repr(exc))
+                log.warning("camera %s: %s; reconnecting", self.name, exc, exc_info=not isinstance(exc, SourceError))
+                # Back off from scratch only after a device that delivered; one that opens and fails at once
+                # (a half-dead USB camera) keeps backing off further.
+                attempt = 0 if self.counters.frames > frames_before else attempt + 1
+                self._stop.wait(backoff_delay_s(max(0, attempt - 1), self.cfg.reconnect_initial_s,
+                                                self.cfg.reconnect_max_s, self._rng))
             finally:
                 reader.close()
         log.debug("camera %s: capture thread of generation %d ends", self.name, gen)
