@@ -180,6 +180,10 @@ class Publisher:
                 time.sleep(0.01)
         client.disconnect()
         client.loop_stop()
+        with self._lock:   # PUBACKs that arrived after the sender thread ended
+            acked, self._acked = self._acked, []
+        if acked:
+            self._delete_acked(acked)
         left = self._outbox.depth()[0]
         log.info("mqtt: stopped with %d results left in the outbox", left)
         return left

@@ -80,12 +80,22 @@ class Outbox:
     # ------------------------------------------------------------ writer side (pipeline thread)
 
     def next_seq(self, camera: str) -> int:
-        """Per-camera sequence number, persisted, so it keeps increasing across restarts."""
+        """Per-camera sequence number, persisted, so it keeps increasing across restarts.
+
+        Committed without its own fsync (halves the cost of a result): the WAL is one sequential file, so the
+        fsync of the put() that stores this number makes the counter durable too. A power cut before that put
+        can only reuse a number that no stored, and so no published, message carries. A process crash loses
+        nothing: the commit is in the OS's page cache."""
         with self._lock:
-            # fetchall(): a RETURNING statement commits only once it has run to completion.
-            [(seq,)] = self._db.execute(
-                "INSERT INTO camera_seq (camera, last_seq) VALUES (?, 1) "
-                "ON CONFLICT (camera) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq", (camera,)).fetchall()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                # fetchall(): a RETURNING statement commits only once it has run to completion.
+                [(seq,)] = self._db.execute(
+                    "INSERT INTO camera_seq (camera, last_seq) VALUES (?, 1) "
+                    "ON CONFLICT (camera) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+                    (camera,)).fetchall()
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
             return int(seq)
 
     def put(self, camera: str, topic: str, msg_id: str, payload: bytes) -> bool:
