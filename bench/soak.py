@@ -46,7 +46,9 @@ def reading(msg: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--rate", type=float, default=1.0, help="labels per second dropped into the folder")
+    ap.add_argument("--rate", type=float, default=0.5,
+                    help="labels per second dropped into the folder; keep it below what the box OCRs")
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
     ap.add_argument("--broker-kill-s", type=float, default=90.0)
     ap.add_argument("--broker-down-s", type=float, default=10.0)
     ap.add_argument("--daemon-kill-s", type=float, default=75.0)
@@ -62,7 +64,7 @@ def main() -> int:
     rec = Recorder(broker.port, topic="ocr/soak/+/text", client_id="soak-recorder")
     rec.wait_subscribed()
     cfg = write_config(work / "config.yaml", {
-        "device_id": "soak", "backend": "onnxruntime", "ocr": small_ocr(),
+        "device_id": "soak", "backend": "onnxruntime", "ocr": {**small_ocr(), "threads": args.threads},
         "cameras": [{"name": "scanner", "kind": "folder", "uri": str(folder), "done_action": "delete",
                      "dedup_window_s": 0, "watchdog_s": 0}],
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5, "reconnect_min_s": 0.5,
