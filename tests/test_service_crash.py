@@ -1,12 +1,10 @@
 """The daemon as a process with a real Mosquitto and the real models: nothing lost across broker outages and
 daemon SIGKILLs, SIGTERM drains, a folder of scanned labels each yields exactly one result id."""
-import json
 import signal
 import sqlite3
 import time
 from collections import defaultdict
 
-import pytest
 
 from broker import Recorder, free_port, wait_until
 from publish_support import VALIDATOR

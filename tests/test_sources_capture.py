@@ -3,7 +3,6 @@ file disappears and comes back."""
 import os
 import random
 import shutil
-import threading
 import time
 
 import cv2

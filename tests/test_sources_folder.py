@@ -9,7 +9,6 @@ from PIL import Image
 
 from daemon.config import CameraConfig
 from daemon.sources import FrameHub, make_source
-from daemon.sources.base import CorruptFrame
 from daemon.sources.folder import Claims, FolderReader, inflight_name, list_ready, parse_inflight
 
 
