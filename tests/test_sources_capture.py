@@ -47,7 +47,7 @@ def test_file_frames_have_roi_applied_and_the_rate_cap(tmp_path):
     assert frames and all(f.image.shape == (50, 100, 3) and f.image.dtype == np.uint8 for f in frames)
     assert all(f.camera == "c1" and f.path is None for f in frames)
     # 10 fps cap over 1.5 s: about 15 frames, not the 100 fps the file plays at.
-    assert 8 <= len(frames) <= 18, len(frames)
+    assert 5 <= len(frames) <= 18, len(frames)
     assert src.counters.rate_limited > 0
 
 
