@@ -261,17 +261,20 @@ def test_max_inflight_is_respected(broker, tmp_path, cleanup):
     assert check_delivery(rec.results()).per_camera_seq["cam1"] == list(range(1, 301))
 
 
-def test_stats_go_out_qos0_and_are_not_queued(broker, tmp_path, cleanup):
-    rec = _recorder(broker.port, cleanup, topic=stats_topic(PREFIX, DEVICE), client_id="stats")
+def test_stats_go_out_qos0_and_are_not_queued(make_broker, tmp_path, cleanup):
+    broker = make_broker(start=False)
     ob = Outbox(outbox_cfg(tmp_path))
     cleanup(ob)
     pub = _publisher(mqtt_cfg(broker.port), ob, cleanup)
+    assert not pub.connected
     pub.publish_stats({"before": "connect"})   # dropped: stats are only worth sending now
+    broker.start()
+    rec = _recorder(broker.port, cleanup, topic=stats_topic(PREFIX, DEVICE), client_id="stats")
     assert wait_until(lambda: pub.connected, 5)
     pub.publish_stats({"fps": {"cam1": 9.5}, "outbox_rows": 0})
     assert wait_until(lambda: len(rec.snapshot()) == 1, 5)
     assert json.loads(rec.snapshot()[0].payload) == {"fps": {"cam1": 9.5}, "outbox_rows": 0}
-    time.sleep(0.2)
+    time.sleep(0.3)
     assert len(rec.snapshot()) == 1 and ob.depth() == (0, 0)
 
 
