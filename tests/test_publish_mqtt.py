@@ -244,19 +244,22 @@ def test_outbox_cap_while_broker_down_applies_policy_and_counts(make_broker, tmp
     assert list(d.unique) == expected
 
 
-def test_max_inflight_is_respected(broker, tmp_path, cleanup):
+@pytest.mark.parametrize("max_inflight,ceiling", [(3, 3), (50, 20)])
+def test_max_inflight_is_respected(broker, tmp_path, cleanup, max_inflight, ceiling):
+    """At most max_inflight unacknowledged, and never above the broker's MQTT 5 Receive Maximum (Mosquitto: 20)."""
     rec = _recorder(broker.port, cleanup)
     ob = Outbox(outbox_cfg(tmp_path))
     cleanup(ob)
     for _ in range(300):
         put_result(ob, "cam1")
-    pub = _publisher(mqtt_cfg(broker.port, max_inflight=3), ob, cleanup)
+    pub = _publisher(mqtt_cfg(broker.port, max_inflight=max_inflight), ob, cleanup)
     peak = 0
     while pub.counters.acked < 300:
         peak = max(peak, pub.inflight)
         time.sleep(0.0005)
         assert len(rec.results()) <= 300
-    assert 1 <= peak <= 3
+    assert 1 <= peak <= ceiling
+    assert pub.counters.disconnects == 0
     assert wait_until(lambda: len(rec.results()) == 300, 5)
     assert check_delivery(rec.results()).per_camera_seq["cam1"] == list(range(1, 301))
 
