@@ -10,7 +10,8 @@ Delivery rules:
   after the next CONNACK; new rows wait until those are acknowledged, so a camera's order survives reconnects;
 - a failing MQTT 5 PUBACK (reason code >= 0x80, e.g. 0x87 not authorized) leaves the row in the outbox, counts
   in puback_failures, and pauses that camera's rows for an exponential backoff (reconnect_min_s..max_s), so the
-  retry is neither a hot loop nor overtaken by the camera's newer rows.
+  retry is neither a hot loop nor overtaken by the camera's newer rows (rows of that camera already in flight
+  behind the refused one can still land before its retry: with max_inflight > 1 that is the one reorder left).
 
 Session choice: clean session (3.1.1) / clean start with session expiry 0 (5). The outbox is the source of
 truth and paho re-sends its in-flight messages on every reconnect anyway; a persistent broker session would
@@ -157,7 +158,7 @@ class Publisher:
     def stop(self, drain_timeout_s: float) -> int:
         """Tries to empty the outbox for at most drain_timeout_s, publishes retained "offline", disconnects.
         Returns the rows left in the outbox (they are sent by the next run)."""
-        if self._client is None:
+        if self._client is None or self._stop_sender:   # never started, or stopped already
             return self._outbox.depth()[0]
         deadline = time.monotonic() + max(0.0, drain_timeout_s)
         while time.monotonic() < deadline:
@@ -229,8 +230,9 @@ class Publisher:
             log.warning("mqtt: connection lost before the broker accepted it (%s)", reason_code)
         if was:
             self.counters.add("disconnects")
-            (log.info if self._stop_sender else log.warning)("mqtt: disconnected (%s); %d results in flight will be re-sent", reason_code,
-                        len(self._inflight))
+            level = logging.INFO if self._stop_sender else logging.WARNING
+            log.log(level, "mqtt: disconnected (%s); %d results in flight will be re-sent", reason_code,
+                    len(self._inflight))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._cv:
