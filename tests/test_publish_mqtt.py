@@ -293,3 +293,16 @@ def test_stop_with_broker_down_returns_within_drain_timeout_and_keeps_rows(make_
     assert pub.stop(drain_timeout_s=0.5) == 5
     assert 0.4 < time.monotonic() - t0 < 3.0
     assert ob.depth()[0] == 5 and threading.active_count() < 50
+
+
+def test_reconnect_attempts_back_off_between_min_and_max(make_broker, tmp_path, cleanup):
+    broker = make_broker(start=False)   # nothing listens: every attempt is refused at once
+    ob = Outbox(outbox_cfg(tmp_path))
+    cleanup(ob)
+    pub = _publisher(mqtt_cfg(broker.port, reconnect_min_s=0.1, reconnect_max_s=0.4), ob, cleanup)
+    time.sleep(2.5)
+    attempts = pub.counters.connect_failures
+    # 0.1, 0.2, 0.4, 0.4, ... s apart: about 8 attempts in 2.5 s; no hot loop, no giving up
+    assert 5 <= attempts <= 11, attempts
+    broker.start()
+    assert wait_until(lambda: pub.connected, 2)   # at most reconnect_max_s after the broker is back
