@@ -155,7 +155,8 @@ def make_certs() -> dict:
             "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
     for f in d.iterdir():
         os.chmod(f, 0o644)   # the broker reads its key after dropping to the mosquitto user
-    return {"dir": str(d), "ca": str(d / "ca.crt"), "server_cert": str(d / "server.crt"), "server_key": str(d / "server.key"),
+    return {"dir": str(d), "ca": str(d / "ca.crt"),
+            "server_cert": str(d / "server.crt"), "server_key": str(d / "server.key"),
             "client_cert": str(d / "client.crt"), "client_key": str(d / "client.key")}
 
 

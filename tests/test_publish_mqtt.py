@@ -194,8 +194,8 @@ def test_tls_and_mutual_tls(make_broker, tmp_path, cleanup, mutual):
     ob = Outbox(outbox_cfg(tmp_path))
     cleanup(ob)
     put_result(ob, "cam1")
-    tls = TlsConfig(enabled=True, ca_file=certs["ca"],
-                    cert_file=certs["client_cert"] if mutual else None, key_file=certs["client_key"] if mutual else None)
+    tls = TlsConfig(enabled=True, ca_file=certs["ca"], cert_file=certs["client_cert"] if mutual else None,
+                    key_file=certs["client_key"] if mutual else None)
     pub = _publisher(mqtt_cfg(broker.tls_port, tls=tls), ob, cleanup)
     assert wait_until(lambda: len(rec.results()) == 1, 10), broker.log()
     check_delivery(rec.results())

@@ -1,4 +1,4 @@
-"""Nothing lost: >= 1000 results through resets, a blackhole and a broker restart; a broker SIGKILL; a daemon SIGKILL."""
+"""Nothing lost: >= 1000 results through resets, a blackhole and a broker restart; broker SIGKILL; daemon SIGKILL."""
 from __future__ import annotations
 
 import subprocess
