@@ -105,9 +105,10 @@ def test_sigterm_drains_and_leaves_the_rest_on_disk(tmp_path, broker):
     try:
         assert wait_until(lambda: len(rec.results()) == 3, 60), d.log()
         # Stats arrive on their topic; the retained status says online, then offline after the drain.
-        assert wait_until(lambda: rec.on_topic("ocr/dock/stats"), 10), d.log()
-        stats = rec.on_topic("ocr/dock/stats")[-1].json()
-        assert stats["cameras"]["scan"]["stored"] == 3 and "rec" in stats["latency_ms"]
+        stored = lambda: [m.json() for m in rec.on_topic("ocr/dock/stats") if m.json()["cameras"]["scan"]["stored"] == 3]
+        assert wait_until(stored, 10), d.log()
+        stats = stored()[-1]
+        assert stats["mqtt"]["connected"] and {"rows", "bytes"} <= set(stats["outbox"]) and "rec" in stats["latency_ms"]
         d.signal(signal.SIGTERM)
         t0 = time.monotonic()
         assert d.wait(20) == 0
