@@ -1,12 +1,14 @@
 """Accuracy against ground truth: line assignment, character error rate, line recall. Pure functions.
 
 A predicted line belongs to the ground-truth line that holds most of its area (at least half), so a
-line the detector split in two still counts; its pieces are read left to right. Whitespace is ignored
-when comparing texts ("ZTO 7730 1234" and "ZTO77301234" carry the same characters; where a label's
-spaces fall is the font's business).
+line the detector split in two still counts; its pieces are read left to right. Texts are compared
+after Unicode NFKC folding with whitespace removed: "ZTO 7730 1234" and "ZTO77301234" carry the same
+characters, and so do the full-width "：" and the ASCII ":" that a label prints after a Chinese field
+name (where a label's spaces fall, and which colon form its font draws, is the font's business).
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,8 +21,8 @@ _MIN_SHARE = 0.5
 @dataclass(frozen=True)
 class LineScore:
     truth: str
-    predicted: str        # pieces assigned to this line, left to right, whitespace removed
-    edits: int            # Levenshtein distance to the truth (whitespace removed)
+    predicted: str        # pieces assigned to this line, left to right, folded (see _norm)
+    edits: int            # Levenshtein distance to the folded truth
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Accuracy:
 
 
 def _norm(text: str) -> str:
-    return "".join(text.split())
+    return "".join(unicodedata.normalize("NFKC", text).split())
 
 
 def levenshtein(a: str, b: str) -> int:
