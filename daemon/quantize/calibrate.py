@@ -1,0 +1,132 @@
+"""`ocr-daemon calibrate`: FP32 det + rec ONNX -> Q/DQ INT8 ONNX in engines/, with an INT8-vs-FP32 report.
+
+The detector is calibrated on the frames letterboxed as the pipeline letterboxes them; the recognizer on
+the line crops the FP32 pipeline itself finds in the same frames. A held-out share of the frames measures
+what INT8 costs (engines/int8_report.json, .md). The outputs are engines/<model stem>.int8.qdq.onnx, which
+the pipeline loads when ocr.precision is int8 and build-engine turns into INT8 TensorRT engines.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="config.yaml", help="config file (default: config.yaml)")
+    p.add_argument("--images", required=True,
+                   help="folder of representative frames (with labels.jsonl for ground truth) or a video file")
+    p.add_argument("--method", choices=("entropy", "minmax"), default="entropy",
+                   help="activation range calibration (default: entropy)")
+    p.add_argument("--held-out", type=float, default=0.2, help="share of frames kept for the report (default 0.2)")
+    p.add_argument("--max-frames", type=int, default=400, help="frames read at most (default 400)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration / held-out split")
+    p.add_argument("--speed-runs", type=int, default=10, help="timed calls per model for the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    from daemon import config
+    from daemon.ocr.models import ModelFileError
+    from daemon.quantize.frames import CalibrationInputError
+
+    try:
+        cfg = config.load(args.config)
+        result = run(cfg, Path(args.images), args.method, args.held_out, args.max_frames, args.seed, args.speed_runs)
+    except config.ConfigError as exc:
+        print(f"{args.config}: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except (CalibrationInputError, ModelFileError) as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    return 0
+
+
+def run(cfg, images: Path, method: str, held_out: float, max_frames: int = 400, seed: int = 0,
+        speed_runs: int = 10) -> str:
+    """Calibrates both models and writes the report; returns a short summary for the terminal."""
+    from tqdm import tqdm
+
+    from daemon.ocr import models
+    from daemon.quantize import defaults, measure, report
+    from daemon.quantize.frames import load_frames, split_frames
+    from daemon.quantize.prepare import prepare_fp32
+    from daemon.quantize.qdq import QdqSettings, quantize_qdq
+    from daemon.quantize.readers import det_batches, rec_batches
+
+    import onnx
+
+    split = split_frames(load_frames(images, max_frames), held_out, seed)
+    paths = models.resolve(cfg)
+    o = cfg.ocr
+    engines = Path(cfg.engines.dir)
+    det_shape = (o.det_batch, 3, *o.det_input_size)
+    rec_shape = (o.rec_batch, 3, o.rec_height, o.rec_width)
+    out_det, out_rec = models.int8_path(engines, paths.det), models.int8_path(engines, paths.rec)
+    det_in = det_batches([f.image for f in split.calibration], det_shape)
+    excludes: dict[str, tuple[str, ...]] = {}
+    with tempfile.TemporaryDirectory(prefix="ocr-calib-") as tmp, \
+            tqdm(total=len(det_in) + len(split.calibration), desc="calibrate", unit="batch") as bar:
+        fp32_det = prepare_fp32(paths.det, det_shape, Path(tmp) / "det.fp32.onnx")
+        fp32_rec = prepare_fp32(paths.rec, rec_shape, Path(tmp) / "rec.fp32.onnx")
+        for role, model_path in (("det", fp32_det), ("rec", fp32_rec)):
+            structural = defaults.structural_excludes(onnx.load(str(model_path), load_external_data=False), role)
+            excludes[role] = structural + tuple(cfg.engines.int8_exclude_nodes)
+        bar.set_postfix_str("detector")
+        quantize_qdq(fp32_det, out_det, det_in, QdqSettings(method, defaults.DET_OP_TYPES, excludes["det"], 1),
+                     progress=bar.update)
+        bar.set_postfix_str("finding lines")
+        crops = _fp32_line_crops(cfg, paths, [f.image for f in split.calibration], bar.update)
+        rec_in = rec_batches(crops, rec_shape)
+        bar.total = bar.n + len(rec_in)
+        bar.set_postfix_str(f"recognizer ({len(crops)} lines)")
+        # chunks of 4 batches of 8 = 32 lines per histogram update keep memory bounded
+        quantize_qdq(fp32_rec, out_rec, rec_in, QdqSettings(method, defaults.REC_OP_TYPES, excludes["rec"], 4),
+                     progress=bar.update)
+        accuracy = (measure.compare_accuracy(o, paths, out_det, out_rec, split.held_out, o.threads)
+                    if split.held_out else None)
+        speeds = [measure.compare_speed("det", fp32_det, out_det, det_shape, speed_runs, o.threads),
+                  measure.compare_speed("rec", fp32_rec, out_rec, rec_shape, speed_runs, o.threads)]
+        sizes = {"det_fp32": paths.det.stat().st_size, "det_int8": out_det.stat().st_size,
+                 "rec_fp32": paths.rec.stat().st_size, "rec_int8": out_rec.stat().st_size}
+    settings = {"method": method, "images": str(images), "calibration_frames": len(split.calibration),
+                "held_out_frames": len(split.held_out), "rec_calibration_lines": len(crops),
+                "det_input_shape": list(det_shape), "rec_input_shape": list(rec_shape),
+                "det_op_types": list(defaults.DET_OP_TYPES), "rec_op_types": list(defaults.REC_OP_TYPES),
+                "exclude_nodes": sorted(set(excludes["det"] + excludes["rec"])),
+                "outputs": [str(out_det), str(out_rec)]}
+    rep = report.build_report(settings, accuracy, speeds, sizes)
+    js, md = report.write_report(rep, engines)
+    lines = [f"wrote {out_det}", f"wrote {out_rec}", f"report {js} and {md}"]
+    if accuracy is not None:
+        a = rep["accuracy"]
+        lines.append(f"CER {100 * accuracy.cer_fp32:.2f} % -> {100 * accuracy.cer_int8:.2f} % "
+                     f"({a['cer_increase_points']:+.2f} pt), detection recall {100 * accuracy.det_recall_fp32:.2f} % -> "
+                     f"{100 * accuracy.det_recall_int8:.2f} % vs {accuracy.reference}")
+    return "\n".join(lines)
+
+
+def _fp32_line_crops(cfg, paths, frames, progress) -> list:
+    """Upright line crops of every line the FP32 pipeline reads in the frames."""
+    import numpy as np
+
+    from daemon.backends.onnxruntime import OnnxRuntimeBackend
+    from daemon.ocr.crops import warp_crop
+    from daemon.ocr.pipeline import OcrPipeline
+
+    pipeline = OcrPipeline(cfg.ocr, OnnxRuntimeBackend(cfg.ocr.threads, "fp32"), paths)
+    crops = []
+    try:
+        for frame in frames:
+            lines = pipeline.run(frame).lines
+            found = [warp_crop(frame, np.asarray(ln.box, np.float32)) for ln in lines]
+            # the line classifier turns upside-down crops as it does before recognition in the pipeline
+            crops.extend(pipeline._upright(found) if pipeline.cls is not None and found else found)
+            progress(1)
+    finally:
+        pipeline.close()
+    return crops

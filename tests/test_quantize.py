@@ -1,0 +1,169 @@
+"""`ocr-daemon calibrate`: a small real calibration of the PP-OCRv4 models on rendered labels, and its errors."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from daemon import config  # noqa: E402
+from daemon.ocr import models  # noqa: E402
+from daemon.quantize import calibrate  # noqa: E402
+from daemon.samples.render import render_label, render_line, LABELS_FILE  # noqa: E402
+
+DET_SIZE = (320, 320)   # a reduced detector input keeps this test within CI time
+
+
+def _write_labels(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LABELS_FILE, "w", encoding="utf-8") as f:
+        for i in range(n):
+            s = render_label(500 + i, width=640, height=480, variant=("plain", "rotated", "blurred")[i % 3])
+            cv2.imwrite(str(folder / f"{s.name}.png"), s.image)
+            f.write(json.dumps({"image": f"{s.name}.png",
+                                "lines": [{"text": ln.text, "box": [list(p) for p in ln.box]} for ln in s.lines]},
+                               ensure_ascii=False) + "\n")
+
+
+def _config(tmp: Path) -> Path:
+    path = tmp / "config.yaml"
+    path.write_text(
+        "backend: onnxruntime\n"
+        f"ocr: {{det_input_size: [{DET_SIZE[0]}, {DET_SIZE[1]}], use_angle_classifier: false}}\n"
+        f"engines: {{dir: {tmp / 'engines'}}}\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    # minmax: entropy's threshold search over 2048-bin histograms takes minutes on a 2-core CPU
+    tmp = tmp_path_factory.mktemp("calib")
+    _write_labels(tmp / "frames", 10)
+    cfg_path = _config(tmp)
+    args = argparse.Namespace(config=str(cfg_path), images=str(tmp / "frames"), method="minmax", held_out=0.2,
+                              max_frames=400, seed=0, speed_runs=2)
+    assert calibrate.main(args) == 0
+    cfg = config.load(cfg_path)
+    paths = models.resolve(cfg)
+    return cfg, paths, models.int8_path(cfg.engines.dir, paths.det), models.int8_path(cfg.engines.dir, paths.rec)
+
+
+def _initializers(model) -> dict[str, np.ndarray]:
+    return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+@pytest.mark.parametrize("role", ["det", "rec"])
+def test_qdq_models_are_valid_with_int8_per_channel_symmetric_weights(calibrated, role):
+    _, _, det_path, rec_path = calibrated
+    model = onnx.load(str(det_path if role == "det" else rec_path))
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    inits = _initializers(model)
+    per_channel = 0
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        weight, scale, zero = (inits.get(name) for name in node.input[:3])
+        assert weight.dtype == np.int8
+        assert zero is not None and not zero.any()          # symmetric: zero points are 0
+        if scale.size > 1:
+            per_channel += 1
+    assert per_channel >= 10
+    for node in model.graph.node:       # activations: int8 and symmetric too (what TensorRT takes)
+        if node.op_type == "QuantizeLinear":
+            zero = inits[node.input[2]]
+            assert zero.dtype == np.int8 and not zero.any()
+
+
+def test_detector_keeps_its_final_sigmoid_in_float(calibrated):
+    _, _, det_path, _ = calibrated
+    model = onnx.load(str(det_path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert producer[model.graph.output[0].name].op_type == "Sigmoid"
+
+
+def test_recognizer_keeps_the_dictionary_metadata(calibrated):
+    _, paths, _, rec_path = calibrated
+    assert models.load_charset(rec_path, None) == models.load_charset(paths.rec, None)
+
+
+def test_int8_outputs_are_close_to_fp32(calibrated):
+    cfg, paths, det_path, rec_path = calibrated
+    from daemon.ocr.det_pre import preprocess_det
+    from daemon.ocr.rec_pre import fixed_batches
+
+    def run(path, x):
+        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+    frame = render_label(900, width=640, height=480).image
+    x, _ = preprocess_det(frame, *DET_SIZE)
+    p32, p8 = run(paths.det, x[None]), run(det_path, x[None])
+    assert np.abs(p32 - p8).mean() < 0.03
+    text32, text8 = p32 > cfg.ocr.det_threshold, p8 > cfg.ocr.det_threshold
+    assert (text32 & text8).sum() / max(1, (text32 | text8).sum()) > 0.8   # text masks overlap
+
+    lines = [render_line(i).image for i in range(8)]
+    batch, _ = next(fixed_batches(lines, 8, 48, 320))
+    r32, r8 = run(paths.rec, batch), run(rec_path, batch)
+    agree = (r32.argmax(-1) == r8.argmax(-1)).mean()
+    assert agree > 0.97
+
+
+def test_report_written_with_accuracy_sizes_and_speed(calibrated):
+    cfg, _, _, _ = calibrated
+    report = json.loads((Path(cfg.engines.dir) / "int8_report.json").read_text(encoding="utf-8"))
+    acc = report["accuracy"]
+    assert acc["reference"] == "ground truth" and acc["frames"] == 2 and acc["lines"] > 0
+    assert 0.0 <= acc["cer_int8"] <= 1.0 and 0.0 <= acc["det_recall_int8"] <= 1.0
+    assert report["model_sizes_bytes"]["rec_int8"] < report["model_sizes_bytes"]["rec_fp32"]
+    assert {s["model"] for s in report["speed_ms"]} == {"det", "rec"}
+    assert (Path(cfg.engines.dir) / "int8_report.md").read_text(encoding="utf-8").startswith("# INT8")
+
+
+def _args(tmp_path: Path, images: Path) -> argparse.Namespace:
+    return argparse.Namespace(config=str(_config(tmp_path)), images=str(images), method="entropy", held_out=0.2,
+                              max_frames=400, seed=0, speed_runs=2)
+
+
+def test_too_few_images_exit_2_naming_the_path(tmp_path, capsys):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), render_label(i, width=320, height=240).image)
+    assert calibrate.main(_args(tmp_path, folder)) == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "at least 8" in err
+
+
+def test_unreadable_image_exit_2_naming_the_file(tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i}.png"), render_label(i, width=320, height=240).image)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert calibrate.main(_args(tmp_path, folder)) == 2
+    assert "broken.png" in capsys.readouterr().err
+
+
+def test_missing_images_path_exit_2(tmp_path, capsys):
+    assert calibrate.main(_args(tmp_path, tmp_path / "nowhere")) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_bad_held_out_share_exit_2(tmp_path, capsys):
+    folder = tmp_path / "ok"
+    folder.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i}.png"), render_label(i, width=320, height=240).image)
+    args = _args(tmp_path, folder)
+    args.held_out = 1.5
+    assert calibrate.main(args) == 2
+    assert "--held-out" in capsys.readouterr().err
