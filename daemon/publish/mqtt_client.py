@@ -37,6 +37,14 @@ _EARLY_ACK_TTL_S = 10.0     # a PUBACK that beat its own bookkeeping is kept thi
 _IDLE_POLL_S = 0.5          # the sender re-checks the outbox at least this often (TTL sweep, backoff expiry)
 
 
+
+def _quiet_reconnect_errors(record: logging.LogRecord) -> bool:
+    """paho logs every failed reconnect attempt at ERROR ("Client is not connected"); our own
+    once-per-outage warning says it better. Those lines pass only when DEBUG is on."""
+    if "not connected" in record.getMessage():
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+    return True
+
 @dataclass
 class PublishCounters:
     published: int = 0          # outbox rows handed to paho (retries after a failed PUBACK count again)
@@ -85,6 +93,7 @@ class Publisher:
         self._status_mids: set[int] = set()
         self._acked: list[_Inflight] = []                   # acknowledged, to be deleted by the sender thread
         self._deleting: set[int] = set()                    # row ids acknowledged but maybe not yet deleted
+        self._warned_unreachable = False                    # the "cannot reach the broker" warning of this outage
         self._resync = False                                # a CONNACK arrived; paho is re-sending its in-flight
         self._carried: set[int] = set()                     # mids in flight at the last reconnect
         self._carried_deadline = 0.0
@@ -118,7 +127,9 @@ class Publisher:
         if not v5:
             kwargs["clean_session"] = True
         client = mqtt.Client(**kwargs)
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        paho_log = logging.getLogger(__name__ + ".paho")
+        paho_log.addFilter(_quiet_reconnect_errors)
+        client.enable_logger(paho_log)
         client.max_inflight_messages_set(cfg.max_inflight)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         if cfg.username is not None:
@@ -212,11 +223,19 @@ class Publisher:
             self._resync = True
             self._dirty = True
             self._cv.notify()
+        self._warned_unreachable = False
         log.info("mqtt: connected (%d results in flight are re-sent first)", len(self._inflight))
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.counters.add("connect_failures")
-        log.debug("mqtt: cannot reach the broker; retrying with backoff")
+        # Once per outage at WARNING (the integrator must see it), then DEBUG: a broker down for a day
+        # must not fill the journal, and nothing is lost meanwhile.
+        first = not self._warned_unreachable
+        self._warned_unreachable = True
+        rows, _ = self._outbox.depth()
+        log.log(logging.WARNING if first else logging.DEBUG,
+                "mqtt: cannot reach the broker at %s:%d; retrying with backoff, results wait in the outbox (%d now)",
+                self._cfg.host, self._cfg.port, rows)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cv:
