@@ -293,6 +293,9 @@ class Service:
                     latency_ms["capture_to_outbox"])
             self.metrics.observe_ms("capture_to_outbox", latency_ms["capture_to_outbox"])
             src.done(frame)
+            # One line per stored reading (de-duplication keeps it to one per label in view).
+            texts = " | ".join(line.text for line in decision.lines)
+            log.info("%s #%d stored: %s", cam, seq, texts if len(texts) <= 160 else texts[:157] + "...")
             if self.publisher is not None:
                 self.publisher.wake()
         else:
