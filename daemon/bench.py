@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="config.yaml (default: built-in defaults)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the images (default 3)")
     p.add_argument("--no-rapidocr", action="store_true", help="skip the RapidOCR reference")
+    p.add_argument("--cameras", type=int, default=0, metavar="N",
+                   help="also compare N frames per detector call (frames of N cameras batched) against batch 1")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
 
@@ -163,6 +165,35 @@ def run_bench(cfg: config.Config, folder: Path, repeat: int, with_rapidocr: bool
     return report
 
 
+def batching_gain(cfg: config.Config, folder: Path, cameras: int, repeat: int) -> dict:
+    """Frames of `cameras` cameras ready together: one detector call of batch N vs N calls of batch 1.
+
+    Both pipelines run the same groups of frames, interleaved; recognition batches are shared by all
+    crops of a group in both, so the difference is the detector batching alone."""
+    import dataclasses
+
+    from daemon.ocr.pipeline import OcrPipeline
+
+    images = [frame for _, frame in _load_images(folder)]
+    groups = [images[i:i + cameras] for i in range(0, len(images) - cameras + 1, cameras)]
+    if not groups:
+        raise SystemExit(f"--cameras {cameras}: need at least {cameras} images in {folder}")
+    pipes = {n: OcrPipeline.from_config(dataclasses.replace(cfg, ocr=dataclasses.replace(cfg.ocr, det_batch=n)))
+             for n in (1, cameras)}
+    series = {n: _Series() for n in pipes}
+    for n, p in pipes.items():
+        p.run_batch(groups[0])          # warm-up
+    for _ in range(repeat):
+        for group in groups:
+            for n, p in pipes.items():
+                t0 = time.perf_counter()
+                p.run_batch(group)
+                series[n].total_ms.append((time.perf_counter() - t0) * 1000.0 / len(group))
+    one, many = series[1].summary(), series[cameras].summary()
+    return {"cameras": cameras, "det_batch_1": one, f"det_batch_{cameras}": many,
+            "gain": round(many["images_per_s"] / one["images_per_s"], 3)}
+
+
 def _acc(a) -> dict:
     return {"lines": len(a.lines), "cer": round(a.cer, 4), "line_recall": round(a.line_recall, 4),
             "exact_lines": round(a.exact_lines, 4), "false_positives": a.false_positives}
@@ -201,6 +232,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     report = run_bench(cfg, Path(args.images), args.repeat, not args.no_rapidocr)
     print(format_table(report))
+    if args.cameras > 1:
+        report["camera_batching"] = batching_gain(cfg, Path(args.images), args.cameras, args.repeat)
+        b = report["camera_batching"]
+        print(f"\ndetector batching, {b['cameras']} cameras: batch 1 {b['det_batch_1']['images_per_s']} images/s, "
+              f"batch {b['cameras']} {b[f'det_batch_{args.cameras}']['images_per_s']} images/s, gain {b['gain']}x")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return 0

@@ -1,0 +1,56 @@
+"""The command line as a user runs it: `once` prints one JSON line per image, `bench` a table and JSON."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "daemon" / "samples"
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "daemon", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_once_prints_a_json_line_per_image_and_survives_a_bad_one(tmp_path):
+    good = sorted(SAMPLES.glob("*.png"))[0]
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(good.read_bytes()[:500])
+    proc = _cli("once", str(good), str(bad), str(good), "--json")
+    assert proc.returncode == 1, proc.stderr          # one image failed
+    lines = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert [l["image"] for l in lines] == [str(good), str(bad), str(good)]
+    assert "truncated.png" in lines[1]["error"]
+    for rec in (lines[0], lines[2]):
+        assert rec["texts"], "the sample label has text"
+        for t in rec["texts"]:
+            assert set(t) == {"text", "confidence", "box"} and len(t["box"]) == 4
+        assert {"decode", "det", "rec", "total"} <= set(rec["timing_ms"])
+    assert lines[0]["texts"] == lines[2]["texts"]     # deterministic
+
+
+def test_once_with_invalid_config_exits_2(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ocr:\n  rec_batch: many\n")
+    proc = _cli("once", str(sorted(SAMPLES.glob("*.png"))[0]), "--config", str(cfg))
+    assert proc.returncode == 2 and "ocr.rec_batch" in proc.stderr
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted(SAMPLES.glob("*.png"))[:2]:
+        shutil.copy(p, images / p.name)
+    shutil.copy(SAMPLES / "labels.jsonl", images / "labels.jsonl")
+    out = tmp_path / "bench.json"
+    proc = _cli("bench", "--images", str(images), "--repeat", "1", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "| pipeline |" in proc.stdout and "| rapidocr |" in proc.stdout and "| models_alone |" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["images"] == 2
+    for system in ("pipeline", "rapidocr", "models_alone"):
+        assert report["systems"][system]["images_per_s"] > 0
+    assert 0.0 < report["overhead_share"] < 1.0
+    assert report["accuracy"]["pipeline"]["lines"] > 0
