@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Edge OCR daemon for NVIDIA Jetson: INT8 TensorRT / ONNX Runtime OCR published over MQTT",
     packages=find_packages(include=["daemon", "daemon.*"]),
-    package_data={"daemon": ["samples/*.png", "schema/*.json", "gpu/*.cu"]},
+    package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "schema/*.json", "gpu/*.cu"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",
