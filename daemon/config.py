@@ -38,8 +38,9 @@ class OcrConfig:
     # fp32 runs the ONNX above; int8 runs the Q/DQ models written by `ocr-daemon calibrate` into engines/.
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     # Fixed detector input [height, width]; frames are letterboxed into it (aspect kept, padded).
-    # 960 keeps 1280x960 label text at 3/4 size; see bench/RESULTS.md for the 640/736/960 comparison.
-    det_input_size: tuple[int, int] = (960, 960)
+    # 960 wide keeps 1280x960 label text at 3/4 size (640 and 736 lose small text, see bench/RESULTS.md);
+    # 736 high fits a 4:3 or 16:9 frame at that scale with no padded rows. Portrait cameras: swap them.
+    det_input_size: tuple[int, int] = (736, 960)
     # Frames per detector call (engine batch); frames of several cameras share one call.
     det_batch: int = 1
     # DB post-processing, PaddleOCR defaults: probability threshold, box score, unclip ratio.
