@@ -29,13 +29,16 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.results_filter import FilterRules, ResultFilter
 from daemon.sd_notify import Notifier, watchdog_interval_s
 from daemon.sources import CaptureSource, Frame, FrameHub, make_source
+
+if TYPE_CHECKING:   # the pipeline (OpenCV, ONNX Runtime) loads in start(), not when the CLI parses
+    from daemon.ocr.pipeline import Submitted
 
 log = logging.getLogger("daemon.service")
 
@@ -121,6 +124,8 @@ class Service:
         self._reload = False
         self._started_at = time.monotonic()
         self._last_progress = time.monotonic()
+        # A detector batch submitted to the GPU and not finished yet (only when the pipeline overlaps).
+        self._in_flight: Optional[tuple[list[Frame], Submitted]] = None
 
     # ------------------------------------------------------------ start and stop
 
@@ -213,9 +218,18 @@ class Service:
         last_ping = last_status = last_stats = time.monotonic()
         try:
             while not self._stop.is_set():
-                frames = self.hub.take(self.pipeline.det_batch, FIRST_FRAME_WAIT_S, self.cfg.gpu.batch_wait_ms / 1000.0)
-                if frames:
+                # With a batch in flight on the GPU, only frames already waiting are taken: the one in
+                # flight is finished at once otherwise, so overlap never adds latency to an idle camera.
+                first_wait_s = 0.0 if self._in_flight else FIRST_FRAME_WAIT_S
+                frames = self.hub.take(self.pipeline.det_batch, first_wait_s, self.cfg.gpu.batch_wait_ms / 1000.0)
+                if frames and self.pipeline.overlaps:
+                    started = self._submit(frames)     # batch N+1 uploads and pre-processes on the GPU ...
+                    self._finish_in_flight()           # ... while batch N is post-processed and recognized
+                    self._in_flight = started
+                elif frames:
                     self._process(frames)
+                else:
+                    self._finish_in_flight()
                 now = time.monotonic()
                 for src in list(self.sources.values()):
                     src.check_watchdog()
@@ -240,17 +254,38 @@ class Service:
         return code
 
     def _process(self, frames: list[Frame]) -> None:
+        started = self._submit(frames)
+        if started is not None:
+            self._finish(started)
+
+    def _submit(self, frames: list[Frame]) -> Optional[tuple[list[Frame], Submitted]]:
         try:
-            results = self.pipeline.run_batch([f.image for f in frames])
+            return frames, self.pipeline.submit([f.image for f in frames])
         except Exception:
-            # Not progress: if it keeps failing, the systemd watchdog restarts the daemon.
-            log.exception("OCR failed on a batch of %d frame(s)", len(frames))
-            for f in frames:
-                self._source_of(f).release(f)
+            self._ocr_failed(frames)
+            return None
+
+    def _finish(self, in_flight: tuple[list[Frame], Submitted]) -> None:
+        frames, submitted = in_flight
+        try:
+            results = self.pipeline.finish([submitted])
+        except Exception:
+            self._ocr_failed(frames)
             return
         for frame, result in zip(frames, results):
             self._handle(frame, result)
         self._last_progress = time.monotonic()
+
+    def _finish_in_flight(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            self._finish(in_flight)
+
+    def _ocr_failed(self, frames: list[Frame]) -> None:
+        # Not progress: if it keeps failing, the systemd watchdog restarts the daemon.
+        log.exception("OCR failed on a batch of %d frame(s)", len(frames))
+        for f in frames:
+            self._source_of(f).release(f)
 
     def _source_of(self, frame: Frame):
         src = self.sources.get(frame.camera)
@@ -382,6 +417,7 @@ class Service:
         if new == old:
             log.info("SIGHUP: config unchanged")
             return True
+        self._finish_in_flight()   # its frames belong to the running models, outbox and filters
         # RELOADING=1 ... READY=1 brackets the reload for systemd; MONOTONIC_USEC is what systemd 253+ expects.
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         # First everything that can fail, with the running parts untouched: new models, a new outbox file.
@@ -444,6 +480,7 @@ class Service:
         for src in sources.values():
             src.stop(join_timeout_s=0.5)
         # The frames already handed over are OCR'd and stored while time allows.
+        self._finish_in_flight()
         while time.monotonic() < deadline:
             frames = self.hub.take(self.pipeline.det_batch, 0.0, 0.0)
             if not frames:

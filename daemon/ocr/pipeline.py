@@ -20,7 +20,7 @@ from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
 from daemon.ocr.ctc import ctc_greedy_batch
 from daemon.ocr.db_post import DbParams, boxes_from_prob
-from daemon.ocr.det_pre import to_frame_coords
+from daemon.ocr.det_pre import Letterbox, to_frame_coords
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import fixed_batches, to_pieces
 from daemon.ocr.results import OcrResult, TextLine
@@ -28,6 +28,16 @@ from daemon.ocr.results import OcrResult, TextLine
 log = logging.getLogger(__name__)
 
 CLS_HEIGHT, CLS_WIDTH = 48, 192     # the PP-OCR mobile v2.0 line classifier's input
+
+
+@dataclass
+class Submitted:
+    """A detector batch on its way: the frames and either the detector's output or a ticket for it."""
+    frames: list[np.ndarray]
+    ticket: object = None
+    probs: np.ndarray | None = None          # N x 1 x H x W probability maps
+    boxes: list[Letterbox] | None = None     # each frame's letterbox
+    det_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,28 +110,61 @@ class OcrPipeline:
     def run(self, frame: np.ndarray) -> OcrResult:
         return self.run_batch([frame])[0]
 
+    @property
+    def overlaps(self) -> bool:
+        """True when submit() returns while the detector still runs (a GPU backend with buffer sets):
+        the caller can then submit frame N+1 before finishing frame N, so N+1's upload and
+        pre-processing overlap N's inference. On the CPU submit() runs the detector to the end."""
+        return hasattr(self.det, "submit_frames")
+
+    def submit(self, frames: Sequence[np.ndarray]) -> Submitted:
+        """Starts detection of at most det_batch frames; finish() completes them."""
+        if not 0 < len(frames) <= self.det_batch:
+            raise ValueError(f"{len(frames)} frames for a detector batch of {self.det_batch}")
+        t0 = time.perf_counter()
+        if self.overlaps:
+            sub = Submitted(list(frames), ticket=self.det.submit_frames(frames))  # type: ignore[attr-defined]
+        else:
+            probs, boxes = self.det.run_frames(frames)
+            sub = Submitted(list(frames), probs=probs, boxes=boxes)
+        sub.det_ms = (time.perf_counter() - t0) * 1000.0
+        return sub
+
+    def _collect(self, sub: Submitted) -> None:
+        if sub.ticket is not None:
+            t0 = time.perf_counter()
+            sub.probs, sub.boxes = self.det.collect(sub.ticket)  # type: ignore[attr-defined]
+            sub.ticket = None
+            sub.det_ms += (time.perf_counter() - t0) * 1000.0
+
     def run_batch(self, frames: Sequence[np.ndarray]) -> list[OcrResult]:
         """OCR of several frames (e.g. one per camera); detector calls take det_batch frames at a time
         and recognition batches are shared by the crops of all frames."""
+        subs = []
+        for first in range(0, len(frames), self.det_batch):
+            sub = self.submit(frames[first:first + self.det_batch])
+            self._collect(sub)      # a buffer set is free again before the next chunk takes one
+            subs.append(sub)
+        return self.finish(subs)
+
+    def finish(self, subs: Sequence[Submitted]) -> list[OcrResult]:
+        """Boxes, crops, classifier and recognizer for submitted batches; one result per frame."""
         timing: dict[str, float] = {}
         crops: list[_Crop] = []
-        quads_per_frame: list[int] = []
-        for first in range(0, len(frames), self.det_batch):
-            chunk = frames[first:first + self.det_batch]
-            t0 = time.perf_counter()
-            probs, boxes = self.det.run_frames(chunk)
-            _add(timing, "det", t0)
-            for k, (frame, lb) in enumerate(zip(chunk, boxes)):
+        frames: list[np.ndarray] = []
+        for sub in subs:
+            self._collect(sub)
+            timing["det"] = timing.get("det", 0.0) + sub.det_ms
+            for frame, lb, prob in zip(sub.frames, sub.boxes, sub.probs):  # type: ignore[arg-type]
                 t0 = time.perf_counter()
-                prob = probs[k, 0, : lb.new_h, : lb.new_w]
-                found = boxes_from_prob(prob, self.db)
+                found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], self.db)
                 fh, fw = frame.shape[:2]
                 quads = [to_frame_coords(q, lb, fh, fw) for q, _ in found]
                 quads = [quads[i] for i in reading_order(quads)]
                 _add(timing, "det_post", t0)
                 t0 = time.perf_counter()
-                crops.extend(_Crop(first + k, q, warp_crop(frame, q)) for q in quads)
-                quads_per_frame.append(len(quads))
+                crops.extend(_Crop(len(frames), q, warp_crop(frame, q)) for q in quads)
+                frames.append(frame)
                 _add(timing, "crop", t0)
 
         images = [c.image for c in crops]
