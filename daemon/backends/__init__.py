@@ -23,10 +23,15 @@ def create_backend(cfg: Config) -> Backend:
         if cfg.backend == "tensorrt":
             raise BackendError(f"backend: tensorrt was asked for but {why}")
         log.info("backend auto: using ONNX Runtime on the CPU because %s", why)
+    return cpu_backend(cfg)
+
+
+def cpu_backend(cfg: Config) -> Backend:
+    """ONNX Runtime on the CPU, running the FP32 or the calibrated Q/DQ INT8 models."""
+    from daemon.backends.onnxruntime import OnnxRuntimeBackend
+
     precision = cfg.ocr.precision
     if precision == "fp16":
         log.warning("ocr.precision fp16 applies to TensorRT engines; ONNX Runtime on the CPU runs the FP32 models")
         precision = "fp32"
-    from daemon.backends.onnxruntime import OnnxRuntimeBackend
-
     return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision)

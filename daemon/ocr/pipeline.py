@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from daemon.backends import create_backend
+from daemon.backends import cpu_backend, create_backend
 from daemon.backends.base import Backend, BackendError, Model, ModelSpec
 from daemon.config import Config, OcrConfig
 from daemon.ocr import models
@@ -56,16 +56,27 @@ class OcrPipeline:
         if backend.precision == "int8" and backend.name == "onnxruntime":
             det_path, rec_path = (self._int8(engines_dir, p) for p in (paths.det, paths.rec))
         h, w = ocr.det_input_size
-        self.det: Model = backend.load(ModelSpec("det", str(det_path), (ocr.det_batch, 3, h, w)))
-        self.rec: Model = backend.load(ModelSpec("rec", str(rec_path), (ocr.rec_batch, 3, ocr.rec_height, ocr.rec_width)))
-        n_classes = self.rec.outputs[0].shape[-1]
-        if n_classes != len(self.charset):
-            raise models.ModelFileError(
-                f"the recognizer {str(rec_path)!r} has {n_classes} classes but the dictionary gives "
-                f"{len(self.charset)} (blank + characters + space): set ocr.dictionary to the model's own dictionary")
-        self.cls: Model | None = None
+        specs = [ModelSpec("det", str(det_path), (ocr.det_batch, 3, h, w)),
+                 ModelSpec("rec", str(rec_path), (ocr.rec_batch, 3, ocr.rec_height, ocr.rec_width))]
         if paths.cls is not None:
-            self.cls = backend.load(ModelSpec("cls", str(paths.cls), (ocr.rec_batch, 3, CLS_HEIGHT, CLS_WIDTH)))
+            specs.append(ModelSpec("cls", str(paths.cls), (ocr.rec_batch, 3, CLS_HEIGHT, CLS_WIDTH)))
+        loaded: list[Model] = []
+        try:
+            for spec in specs:
+                loaded.append(backend.load(spec))
+            n_classes = loaded[1].outputs[0].shape[-1]
+            if n_classes != len(self.charset):
+                raise models.ModelFileError(
+                    f"the recognizer {str(rec_path)!r} has {n_classes} classes but the dictionary gives "
+                    f"{len(self.charset)} (blank + characters + space): set ocr.dictionary to the model's own "
+                    f"dictionary")
+        except Exception:
+            for m in loaded:      # a half-built pipeline must not keep GPU buffers alive
+                m.close()
+            raise
+        self.det: Model = loaded[0]
+        self.rec: Model = loaded[1]
+        self.cls: Model | None = loaded[2] if len(loaded) > 2 else None
         self.db = DbParams(ocr.det_threshold, ocr.det_box_threshold, ocr.det_unclip_ratio,
                            ocr.det_min_size, ocr.det_max_candidates)
 
@@ -88,10 +99,7 @@ class OcrPipeline:
             if cfg.backend != "auto" or backend.name == "onnxruntime":
                 raise
             log.warning("backend auto: TensorRT engines unusable (%s); falling back to ONNX Runtime on the CPU", exc)
-            from daemon.backends.onnxruntime import OnnxRuntimeBackend
-
-            precision = "int8" if cfg.ocr.precision == "int8" else "fp32"
-            return cls(cfg.ocr, OnnxRuntimeBackend(cfg.ocr.threads, precision), paths, cfg.engines.dir)
+            return cls(cfg.ocr, cpu_backend(cfg), paths, cfg.engines.dir)
 
     @property
     def det_batch(self) -> int:

@@ -1,0 +1,44 @@
+"""Model files: found in the installed wheel, and clear errors naming the path when they are bad."""
+import pytest
+
+from daemon import config
+from daemon.backends.base import BackendError
+from daemon.ocr import models
+from daemon.ocr.pipeline import OcrPipeline
+
+
+def test_default_models_come_from_the_installed_wheel_with_their_dictionary():
+    paths = models.resolve(config.from_dict({}))
+    assert "rapidocr_onnxruntime" in str(paths.det) and paths.det.name == "ch_PP-OCRv4_det_infer.onnx"
+    charset = models.load_charset(paths.rec, None)
+    assert len(charset) == 6625 and charset[0] == "<blank>" and charset[-1] == " "
+
+
+def test_malformed_model_file_names_its_path(tmp_path):
+    bad = tmp_path / "det.onnx"
+    bad.write_bytes(b"this is not an onnx model")
+    cfg = config.from_dict({"backend": "onnxruntime", "ocr": {"det_model": str(bad)}})
+    with pytest.raises(BackendError, match="det.onnx"):
+        OcrPipeline.from_config(cfg)
+
+
+def test_recognizer_without_dictionary_metadata_asks_for_one(tmp_path):
+    det = models.resolve(config.from_dict({})).det     # an ONNX file with no 'character' metadata
+    with pytest.raises(models.ModelFileError, match="ocr.dictionary"):
+        models.load_charset(det, None)
+
+
+def test_dictionary_that_does_not_fit_the_recognizer_is_refused(tmp_path):
+    short = tmp_path / "dict.txt"
+    short.write_text("a\nb\nc\n", encoding="utf-8")
+    cfg = config.from_dict({"backend": "onnxruntime", "ocr": {"dictionary": str(short),
+                                                              "use_angle_classifier": False}})
+    with pytest.raises(models.ModelFileError, match="6625 classes"):
+        OcrPipeline.from_config(cfg)
+
+
+def test_int8_without_calibrated_models_names_the_calibrate_command(tmp_path):
+    cfg = config.from_dict({"backend": "onnxruntime", "ocr": {"precision": "int8"},
+                            "engines": {"dir": str(tmp_path)}})
+    with pytest.raises(models.ModelFileError, match="ocr-daemon calibrate"):
+        OcrPipeline.from_config(cfg)
