@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# mosquitto: the real broker the tests start (openssl makes their TLS certificates); fonts: rendered test
-# labels; libgl1/libglib2.0-0: opencv-python.
-APT_PACKAGES="python3-venv mosquitto openssl fonts-dejavu-core fonts-noto-cjk libgl1 libglib2.0-0"
+# mosquitto: the real broker the tests start (openssl makes their TLS certificates); mosquitto-clients:
+# mosquitto_sub to watch the topics; fonts: rendered test labels; libgl1/libglib2.0-0: opencv-python.
+APT_PACKAGES="python3-venv mosquitto mosquitto-clients openssl fonts-dejavu-core fonts-noto-cjk libgl1 libglib2.0-0"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
