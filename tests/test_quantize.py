@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from daemon import config  # noqa: E402
 from daemon.ocr import models  # noqa: E402
-from daemon.quantize import calibrate  # noqa: E402
+from daemon.quantize import calibrate, defaults  # noqa: E402
 from daemon.samples.render import render_label, render_line, LABELS_FILE  # noqa: E402
 
 DET_SIZE = (320, 320)   # a reduced detector input keeps this test within CI time
@@ -42,16 +42,49 @@ def _config(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    # minmax: entropy's threshold search over 2048-bin histograms takes minutes on a 2-core CPU
+    # the default method and exclusions, as `ocr-daemon calibrate` runs them
     tmp = tmp_path_factory.mktemp("calib")
     _write_labels(tmp / "frames", 10)
     cfg_path = _config(tmp)
-    args = argparse.Namespace(config=str(cfg_path), images=str(tmp / "frames"), method="minmax", held_out=0.2,
-                              max_frames=400, seed=0, speed_runs=2)
+    args = argparse.Namespace(config=str(cfg_path), images=str(tmp / "frames"), method=defaults.METHOD, held_out=0.2,
+                              max_frames=400, seed=0, speed_runs=2, rec_lines=defaults.REC_CALIBRATION_LINES)
     assert calibrate.main(args) == 0
     cfg = config.load(cfg_path)
     paths = models.resolve(cfg)
     return cfg, paths, models.int8_path(cfg.engines.dir, paths.det), models.int8_path(cfg.engines.dir, paths.rec)
+
+
+def test_abs_histogram_grows_by_exact_doubling():
+    from daemon.quantize.ranges import NUM_BINS, AbsHistogram
+
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(-1, 1, 10_000).astype(np.float32), rng.uniform(-5, 5, 10_000).astype(np.float32)
+    h = AbsHistogram()
+    h.add(a)
+    h.add(b)
+    assert h.counts.sum() == 20_000 and len(h.counts) == NUM_BINS
+    top = float(np.abs(a).max()) * 8          # 5 / 1 needs three doublings
+    assert h.top == pytest.approx(top, rel=1e-6)
+    both = np.abs(np.concatenate([a, b]))
+    expected = np.bincount(np.minimum((both * (NUM_BINS / h.top)).astype(np.int64), NUM_BINS - 1), minlength=NUM_BINS)
+    assert abs(h.counts - expected).sum() <= 2 * 8   # only values on a bin edge may land one bin over
+    assert h.max_value() == pytest.approx(float(both.max()), abs=h.bin_width)
+
+
+def test_thresholds_minmax_percentile_entropy():
+    from daemon.quantize.ranges import AbsHistogram, threshold
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 1, 200_000), [40.0, -35.0]]).astype(np.float32)   # two far outliers
+    h = AbsHistogram()
+    h.add(x)
+    assert threshold(h, "minmax") == pytest.approx(40.0, abs=h.bin_width)
+    assert 3.5 < threshold(h, "percentile") < 4.5          # 99.99 % of |N(0,1)| lies below 3.9
+    t = threshold(h, "entropy")
+    assert 2.0 < t < 15.0                                  # clips the outliers, keeps the bulk
+    u = AbsHistogram()
+    u.add(rng.uniform(-1, 1, 100_000).astype(np.float32))
+    assert threshold(u, "entropy") > 0.9                   # a flat distribution is not clipped
 
 
 def _initializers(model) -> dict[str, np.ndarray]:
@@ -106,15 +139,31 @@ def test_int8_outputs_are_close_to_fp32(calibrated):
     frame = render_label(900, width=640, height=480).image
     x, _ = preprocess_det(frame, *DET_SIZE)
     p32, p8 = run(paths.det, x[None]), run(det_path, x[None])
-    assert np.abs(p32 - p8).mean() < 0.03
+    assert np.abs(p32 - p8).mean() < 0.01                                   # measured 0.004
     text32, text8 = p32 > cfg.ocr.det_threshold, p8 > cfg.ocr.det_threshold
-    assert (text32 & text8).sum() / max(1, (text32 | text8).sum()) > 0.8   # text masks overlap
+    assert (text32 & text8).sum() / max(1, (text32 | text8).sum()) > 0.88  # text masks overlap; measured 0.92
 
     lines = [render_line(i).image for i in range(8)]
     batch, _ = next(fixed_batches(lines, 8, 48, 320))
     r32, r8 = run(paths.rec, batch), run(rec_path, batch)
     agree = (r32.argmax(-1) == r8.argmax(-1)).mean()
-    assert agree > 0.85   # a handful of lines, minmax: loose here; the report measures real accuracy
+    assert agree > 0.95   # best class per time step; measured 0.97 (minmax without the exclusions: 0.85)
+
+
+def test_recognizer_keeps_the_measured_sensitive_layers_in_float(calibrated):
+    _, paths, _, rec_path = calibrated
+    kept = defaults.measured_excludes(paths.rec)
+    assert kept    # the bundled PP-OCRv4 recognizer has measured exclusions
+    model = onnx.load(str(rec_path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    nodes = {n.name: n for n in model.graph.node}
+    for name in kept:
+        node = nodes[name]   # a float Conv reads float tensors: no DequantizeLinear feeds it
+        assert node.op_type == "Conv"
+        assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in node.input)
+    quantized_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in producer
+                       and producer[n.input[1]].op_type == "DequantizeLinear"]
+    assert len(quantized_convs) >= 30   # the other convolutions are INT8
 
 
 def test_report_written_with_accuracy_sizes_and_speed(calibrated):
@@ -123,6 +172,10 @@ def test_report_written_with_accuracy_sizes_and_speed(calibrated):
     acc = report["accuracy"]
     assert acc["reference"] == "ground truth" and acc["frames"] == 2 and acc["lines"] > 0
     assert 0.0 <= acc["cer_int8"] <= 1.0 and 0.0 <= acc["det_recall_int8"] <= 1.0
+    # 17 lines read at 320x320 (FP32 CER ~25 %): only a coarse bound here; bench/RESULTS-int8.md has the real run
+    assert acc["cer_int8_rec"] - acc["cer_fp32"] < 0.02 and acc["det_recall_fp32"] - acc["det_recall_int8"] < 0.07
+    assert report["settings"]["rec_calibration_lines"] <= defaults.REC_CALIBRATION_LINES
+    assert report["settings"]["calibration_s"] > 0
     assert report["model_sizes_bytes"]["rec_int8"] < report["model_sizes_bytes"]["rec_fp32"]
     assert {s["model"] for s in report["speed_ms"]} == {"det", "rec"}
     assert (Path(cfg.engines.dir) / "int8_report.md").read_text(encoding="utf-8").startswith("# INT8")
@@ -130,7 +183,7 @@ def test_report_written_with_accuracy_sizes_and_speed(calibrated):
 
 def _args(tmp_path: Path, images: Path) -> argparse.Namespace:
     return argparse.Namespace(config=str(_config(tmp_path)), images=str(images), method="entropy", held_out=0.2,
-                              max_frames=400, seed=0, speed_runs=2)
+                              max_frames=400, seed=0, speed_runs=2, rec_lines=64)
 
 
 def test_too_few_images_exit_2_naming_the_path(tmp_path, capsys):

@@ -57,7 +57,7 @@ class Comparison:
     cer_int8: float            # INT8 det + INT8 rec
 
 
-def _detect(pipeline, frame: np.ndarray) -> list[np.ndarray]:
+def detect_quads(pipeline, frame: np.ndarray) -> list[np.ndarray]:
     """The detector's quads for one frame, as the pipeline computes them (before recognition)."""
     probs, boxes = pipeline.det.run_frames([frame])
     lb = boxes[0]
@@ -89,10 +89,10 @@ def compare_accuracy(ocr: OcrConfig, fp32: ModelPaths, int8_det: Path, int8_rec:
                 truth_quads = [np.asarray(b, np.float32) for _, b in truth]
             else:   # the FP32 pipeline's own reading is the reference
                 truth = [(ln.text, ln.box) for ln in results["fp32"]]
-                truth_quads = _detect(pipes["fp32"], frame.image)
+                truth_quads = detect_quads(pipes["fp32"], frame.image)
             n_lines += len(truth_quads)
             for k in matched:
-                matched[k] += matched_count(truth_quads, _detect(pipes[k], frame.image))
+                matched[k] += matched_count(truth_quads, detect_quads(pipes[k], frame.image))
             for k, lines in results.items():
                 scores[k].append(score_image(truth, [(ln.text, ln.box) for ln in lines]))
     finally:

@@ -13,16 +13,15 @@ from daemon.ocr.det_pre import preprocess_det
 from daemon.ocr.rec_pre import fixed_batches, to_pieces
 
 
-def det_batches(frames: Sequence[np.ndarray], shape: tuple[int, int, int, int]) -> list[np.ndarray]:
-    """Frames -> N x 3 x H x W detector inputs (the last batch zero-padded, as the pipeline pads it)."""
+def det_batches(frames: Sequence[np.ndarray], shape: tuple[int, int, int, int]) -> Iterator[np.ndarray]:
+    """Frames -> N x 3 x H x W detector inputs (the last batch zero-padded, as the pipeline pads it),
+    made one at a time (a 960x960 input is 11 MB)."""
     n, _, h, w = shape
-    out = []
     for first in range(0, len(frames), n):
         batch = np.zeros(shape, dtype=np.float32)
         for slot, frame in enumerate(frames[first:first + n]):
             preprocess_det(frame, h, w, out=batch[slot])
-        out.append(batch)
-    return out
+        yield batch
 
 
 def rec_batches(crops: Sequence[np.ndarray], shape: tuple[int, int, int, int]) -> list[np.ndarray]:
@@ -32,15 +31,3 @@ def rec_batches(crops: Sequence[np.ndarray], shape: tuple[int, int, int, int]) -
     pieces.sort(key=lambda im: im.shape[1])
     # Full batches only where there are enough pieces: padding slots would skew the activation ranges.
     return [batch.copy() for batch, _ in fixed_batches(pieces, n, h, w)]
-
-
-class FeedReader:
-    """onnxruntime.quantization.CalibrationDataReader over a list of input arrays."""
-
-    def __init__(self, input_name: str, batches: Sequence[np.ndarray]):
-        self._it: Iterator[np.ndarray] = iter(batches)
-        self._name = input_name
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._it, None)
-        return None if batch is None else {self._name: batch}

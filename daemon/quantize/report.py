@@ -25,7 +25,8 @@ def build_report(settings: dict, accuracy: Comparison | None, speeds: Sequence[S
 def to_markdown(report: dict) -> str:
     s = report["settings"]
     out = ["# INT8 (Q/DQ) vs FP32, measured with ONNX Runtime on the CPU", "",
-           f"Calibration: {s['method']}, {s['calibration_frames']} frames from `{s['images']}`; "
+           f"Calibration: {s['method']}, {s['calibration_frames']} frames from `{s['images']}` "
+           f"({s['rec_calibration_lines']} recognizer lines), {s['calibration_s']:.0f} s in all; "
            f"held out: {s['held_out_frames']} frames. Det ops quantized: {', '.join(s['det_op_types'])}; "
            f"rec ops: {', '.join(s['rec_op_types'])}; kept in float: {', '.join(s['exclude_nodes']) or 'none'}.", ""]
     acc = report.get("accuracy")
