@@ -178,7 +178,7 @@ class OcrPipeline:
         images = [c.image for c in crops]
         if self.cls is not None and images:
             t0 = time.perf_counter()
-            images = self._upright(images)
+            images = self.upright(images)
             _add(timing, "cls", t0)
         t0 = time.perf_counter()
         readings = self._recognize(images)
@@ -193,7 +193,7 @@ class OcrPipeline:
         timing = {k: round(v, 3) for k, v in timing.items()}
         return [OcrResult(lines, dict(timing)) for lines in per_frame]
 
-    def _upright(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def upright(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Turns lines the classifier is sure are upside down (0/180 only)."""
         out = list(images)
         for batch, idx in fixed_batches(images, self.cfg.rec_batch, CLS_HEIGHT, CLS_WIDTH):

@@ -141,7 +141,7 @@ def _fp32_line_crops(cfg, paths, frames, limit: int, seed: int, progress) -> lis
                 break
             found = [warp_crop(frames[i], q) for q in detect_quads(pipeline, frames[i])]
             # the line classifier turns upside-down crops as it does before recognition in the pipeline
-            crops.extend(pipeline._upright(found) if pipeline.cls is not None and found else found)
+            crops.extend(pipeline.upright(found) if pipeline.cls is not None and found else found)
             progress(1)
     finally:
         pipeline.close()
