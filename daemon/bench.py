@@ -74,26 +74,15 @@ def _load_images(folder: Path) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _load_truth(folder: Path) -> dict[str, list[tuple[str, list]]]:
-    labels = folder / "labels.jsonl"
-    if not labels.is_file():
-        return {}
-    truth = {}
-    for line in labels.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            truth[rec["image"]] = [(t["text"], t["box"]) for t in rec["lines"]]
-    return truth
-
-
 def run_bench(cfg: config.Config, folder: Path, repeat: int, with_rapidocr: bool) -> dict:
     from daemon.ocr import evaluate
     from daemon.ocr.pipeline import OcrPipeline
+    from daemon.samples.render import read_labels
 
     images = _load_images(folder)
     if not images:
         raise SystemExit(f"no readable images in {folder}")
-    truth = _load_truth(folder)
+    truth = {name: [(l.text, l.box) for l in lines] for name, lines in read_labels(folder).items()}
     pipeline = OcrPipeline.from_config(cfg)
     timed = {name: _TimedModel(getattr(pipeline, name)) for name in ("det", "rec", "cls") if getattr(pipeline, name)}
     for name, model in timed.items():
