@@ -90,3 +90,14 @@ def test_word_gap_at_a_cut_becomes_a_space_and_letter_gap_does_not():
 def test_short_line_is_one_piece():
     pieces = to_pieces([np.zeros((30, 90, 3), dtype=np.uint8)], 48, 320)
     assert len(pieces) == 1 and pieces[0].image.shape == (48, 144, 3)
+
+
+def test_crop_of_another_height_keeps_its_aspect_in_the_slot():
+    # the line classifier gets raw crops: 24 x 60 must become 48 x 120, not be stretched to 48 x 60
+    crop = np.full((24, 60, 3), 255, dtype=np.uint8)
+    (batch, _), = list(fixed_batches([crop], 1, 48, 192))
+    assert np.all(batch[0, :, :, :120] == pytest.approx(1.0))
+    assert np.all(batch[0, :, :, 120:] == 0.0)
+    wide = np.full((24, 200, 3), 255, dtype=np.uint8)    # 48 x 400 after scaling: squeezed into 192
+    (batch, _), = list(fixed_batches([wide], 1, 48, 192))
+    assert np.all(batch[0] == pytest.approx(1.0))

@@ -90,10 +90,15 @@ def to_pieces(crops: Sequence[np.ndarray], height: int, width: int) -> list[Piec
 
 
 def normalize_into(image: np.ndarray, slot: np.ndarray) -> None:
-    """h x w x 3 uint8 -> the left part of a 3 x H x W float slot, the rest zero; squeezes if too wide."""
+    """h x w x 3 uint8 -> the left part of a 3 x H x W float slot, the rest zero.
+
+    An image of another height is scaled to H with its aspect kept (the line classifier gets raw crops);
+    what is still wider than W is squeezed into it."""
     _, height, width = slot.shape
-    if image.shape[0] != height or image.shape[1] > width:
-        image = cv2.resize(image, (min(width, image.shape[1]), height), interpolation=cv2.INTER_LINEAR)
+    if image.shape[0] != height:
+        image = resize_to_height(image, height)
+    if image.shape[1] > width:
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     slot.fill(0.0)
     w = image.shape[1]
     slot[:, :, :w] = (image.astype(np.float32) * (1.0 / (255.0 * REC_STD)) - REC_MEAN / REC_STD).transpose(2, 0, 1)
