@@ -59,6 +59,16 @@ def _publisher(cfg, ob, cleanup, **kw) -> Publisher:
     return pub
 
 
+def _acl_broker(make_broker, *writable_topics: str):
+    """A broker whose ACL lets anyone read everything but write only the status topic and these."""
+    broker = make_broker(start=False)
+    rules = "".join(f"topic write {t}\n" for t in (STATUS, *writable_topics))
+    acl = broker.file("acl", "topic read #\n" + rules)
+    broker.conf_path.write_text(broker.conf_path.read_text() + f"acl_file {acl}\n")
+    broker.start()
+    return broker
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_broker_down_at_start_then_up_everything_arrives(make_broker, tmp_path, cleanup, protocol):
     broker = make_broker()
@@ -92,10 +102,7 @@ def test_broker_down_at_start_then_up_everything_arrives(make_broker, tmp_path, 
 
 
 def test_acl_denied_topic_mqtt5_keeps_rows_queued_and_counts_failures(make_broker, tmp_path, cleanup):
-    broker = make_broker(start=False)
-    acl = broker.file("acl", f"topic read #\ntopic write {STATUS}\ntopic write {PREFIX}/{DEVICE}/allowed/text\n")
-    broker.conf_path.write_text(broker.conf_path.read_text() + f"acl_file {acl}\n")
-    broker.start()
+    broker = _acl_broker(make_broker, f"{PREFIX}/{DEVICE}/allowed/text")
     rec = _recorder(broker.port, cleanup)
     ob = Outbox(outbox_cfg(tmp_path))
     cleanup(ob)
@@ -119,10 +126,7 @@ def test_acl_denied_topic_mqtt5_keeps_rows_queued_and_counts_failures(make_broke
 def test_acl_denied_topic_mqtt311_is_invisible_to_the_client(make_broker, tmp_path, cleanup):
     """MQTT 3.1.1 has no PUBACK reason code: Mosquitto acknowledges and drops a denied publish, so the rows leave
     the outbox. This pins the behaviour that makes MQTT 5 the default."""
-    broker = make_broker(start=False)
-    acl = broker.file("acl", f"topic read #\ntopic write {STATUS}\n")
-    broker.conf_path.write_text(broker.conf_path.read_text() + f"acl_file {acl}\n")
-    broker.start()
+    broker = _acl_broker(make_broker)
     rec = _recorder(broker.port, cleanup)
     ob = Outbox(outbox_cfg(tmp_path))
     cleanup(ob)
