@@ -215,7 +215,7 @@ def format_table(report: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        cfg = config.load(args.config) if args.config else config.from_dict({})
+        cfg = config.load_or_defaults(args.config)
     except config.ConfigError as exc:
         print(f"invalid config: {exc}", file=sys.stderr)
         return 2

@@ -378,6 +378,11 @@ def load(path: str | os.PathLike) -> Config:
     return from_dict(data)
 
 
+def load_or_defaults(path: str | os.PathLike | None) -> Config:
+    """The config file when one is named, else the built-in defaults (for one-shot commands)."""
+    return load(path) if path else from_dict({})
+
+
 def mqtt_password(m: MqttConfig) -> Optional[str]:
     """The broker password from the configured environment variable or file; never logged."""
     if m.password_env:

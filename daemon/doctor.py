@@ -234,7 +234,7 @@ def main(args: argparse.Namespace) -> int:
 
     path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
     try:
-        cfg = config_mod.load(path) if path else config_mod.from_dict({})
+        cfg = config_mod.load_or_defaults(path)
     except config_mod.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,13 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="compact JSON lines (the default is indented)")
 
 
-def load_config(path: str | None) -> config.Config:
-    return config.load(path) if path else config.from_dict({})
-
-
 def main(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = config.load_or_defaults(args.config)
     except config.ConfigError as exc:
         print(f"invalid config: {exc}", file=sys.stderr)
         return 2
