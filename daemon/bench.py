@@ -190,9 +190,11 @@ def _acc(a) -> dict:
 
 def _agreement(ours, peer) -> dict:
     """Share of ground-truth lines read identically by both, and CER of each where they differ."""
+    from daemon.ocr.evaluate import fold_text
+
     same = [o.predicted == p.predicted for o, p in zip(ours.lines, peer.lines)]
     differ = [(o, p) for (o, p), s in zip(zip(ours.lines, peer.lines), same) if not s]
-    chars = sum(len("".join(o.truth.split())) for o, _ in differ) or 1
+    chars = sum(len(fold_text(o.truth)) for o, _ in differ) or 1
     return {"same_lines": round(sum(same) / max(1, len(same)), 4), "differing_lines": len(differ),
             "cer_ours_where_differ": round(sum(o.edits for o, _ in differ) / chars, 4),
             "cer_rapidocr_where_differ": round(sum(p.edits for _, p in differ) / chars, 4)}

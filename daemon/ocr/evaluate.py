@@ -21,7 +21,7 @@ _MIN_SHARE = 0.5
 @dataclass(frozen=True)
 class LineScore:
     truth: str
-    predicted: str        # pieces assigned to this line, left to right, folded (see _norm)
+    predicted: str        # pieces assigned to this line, left to right, folded (see fold_text)
     edits: int            # Levenshtein distance to the folded truth
 
 
@@ -32,7 +32,7 @@ class Accuracy:
 
     @property
     def cer(self) -> float:
-        chars = sum(len(_norm(s.truth)) for s in self.lines)
+        chars = sum(len(fold_text(s.truth)) for s in self.lines)
         return sum(s.edits for s in self.lines) / max(1, chars)
 
     @property
@@ -44,7 +44,8 @@ class Accuracy:
         return sum(1 for s in self.lines if s.edits == 0) / max(1, len(self.lines))
 
 
-def _norm(text: str) -> str:
+def fold_text(text: str) -> str:
+    """Text as compared: NFKC-folded, whitespace removed."""
     return "".join(unicodedata.normalize("NFKC", text).split())
 
 
@@ -87,8 +88,8 @@ def score_image(truth: Sequence[tuple[str, Sequence[Sequence[float]]]],
         assigned[best].append((float(quad[:, 0].min()), text))
     lines = []
     for (truth_text, _), pieces in zip(truth, assigned):
-        hyp = "".join(_norm(t) for _, t in sorted(pieces))
-        lines.append(LineScore(truth_text, hyp, levenshtein(hyp, _norm(truth_text))))
+        hyp = "".join(fold_text(t) for _, t in sorted(pieces))
+        lines.append(LineScore(truth_text, hyp, levenshtein(hyp, fold_text(truth_text))))
     return Accuracy(tuple(lines), false_positives)
 
 

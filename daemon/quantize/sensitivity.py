@@ -19,7 +19,6 @@ import random
 import sys
 import tempfile
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -39,10 +38,6 @@ class RecScore:
     flips: float          # share of time steps whose best class differs from FP32's
     errors: int           # character edits
     chars: int
-
-
-def _fold(text: str) -> str:
-    return "".join(unicodedata.normalize("NFKC", text).split())
 
 
 def truth_lines(frames, limit: int = 0, seed: int = 0) -> LineSet:
@@ -90,10 +85,10 @@ class RecRunner:
 
 
 def score(runner: RecRunner, outs, ref_outs, charset, lines: LineSet) -> RecScore:
-    from daemon.ocr.evaluate import levenshtein
+    from daemon.ocr.evaluate import fold_text, levenshtein
 
     got = runner.texts(outs, charset, len(lines.texts))
-    errors = sum(levenshtein(_fold(t), _fold(g)) for t, g in zip(lines.texts, got))
+    errors = sum(levenshtein(fold_text(t), fold_text(g)) for t, g in zip(lines.texts, got))
     chars = sum(len(_fold(t)) for t in lines.texts)
     steps = sum(o.shape[0] * o.shape[1] for o in outs)
     flips = sum(int((o.argmax(-1) != r.argmax(-1)).sum()) for o, r in zip(outs, ref_outs)) / max(1, steps)
