@@ -30,6 +30,16 @@ class NotifyListener:
     def texts(self):
         return [m for _, m in self.messages]
 
+    def first(self, prefix, timeout_s):
+        """Arrival time of the first message starting with prefix, waiting up to timeout_s for it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = [t for t, m in list(self.messages) if m.startswith(prefix)]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no {prefix!r} within {timeout_s} s: {self.texts()}")
+
     def pings_between(self, t0, t1):
         return sum(1 for t, m in self.messages if t0 <= t < t1 and m == "WATCHDOG=1")
 
@@ -56,7 +66,7 @@ def test_ready_status_watchdog_and_stopping_for_an_idle_folder(tmp_path):
     d, n = run_daemon(tmp_path, [cam], stall_timeout_s=1.0)
     try:
         assert d.wait_log("running: 1 camera(s)", 60), d.log()
-        ready_at = next(t for t, m in n.messages if m.startswith("READY=1"))
+        ready_at = n.first("READY=1", timeout_s=10)   # sent just after that log line: wait for the datagram
         render_label(tmp_path / "scans" / "a.png", waybill(3))
         time.sleep(7)
         # An empty folder is idle by design: pings go on long after the last frame (stall_timeout_s = 1).
