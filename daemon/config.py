@@ -53,6 +53,13 @@ class OcrConfig:
     rec_height: int = 48
     rec_width: int = 320
     rec_batch: int = 8
+    # A second fixed recognizer batch for an image's last few lines, so they do not pay for a whole
+    # padded rec_batch call (a second engine on TensorRT); 0 = off. Must be smaller than rec_batch.
+    rec_tail_batch: int = 2
+    # Short line pieces share one 3 x 48 x 320 slot, side by side with half a line height of padding
+    # between them, each decoded from its own output columns (same readings; with the tail batch 22 %
+    # fewer recognizer slots on the benchmark labels, bench/RESULTS.md).
+    rec_packing: bool = True
     # 0/180 degree line classifier for labels that arrive upside down.
     use_angle_classifier: bool = True
     cls_threshold: float = 0.9
@@ -286,6 +293,8 @@ def validate(cfg: Config) -> Config:
         _require(v >= 32 and v % 32 == 0, f"ocr.det_input_size[{i}]", v, "must be a multiple of 32, at least 32")
     _require(o.det_batch >= 1, "ocr.det_batch", o.det_batch, "must be at least 1")
     _require(o.rec_batch >= 1, "ocr.rec_batch", o.rec_batch, "must be at least 1")
+    _require(o.rec_tail_batch == 0 or 1 <= o.rec_tail_batch < o.rec_batch, "ocr.rec_tail_batch", o.rec_tail_batch,
+             f"must be 0 (off) or between 1 and ocr.rec_batch - 1 ({o.rec_batch - 1})")
     _require(o.rec_height >= 8, "ocr.rec_height", o.rec_height, "must be at least 8")
     _require(o.rec_width >= o.rec_height, "ocr.rec_width", o.rec_width, "must be at least rec_height")
     for name in ("det_threshold", "det_box_threshold", "cls_threshold", "drop_score"):

@@ -125,7 +125,7 @@ def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe) -> list
     """One finding per engine the config needs; when TensorRT or the GPU is unknown, engines present
     on disk are listed but cannot be matched."""
     from daemon.engines.check import check_engine
-    from daemon.engines.plan import plan_engines, rebuild_command
+    from daemon.engines.plan import EnginePlan, plan_engines, rebuild_command
     from daemon.engines.sidecar import DeviceInfo
     from daemon.ocr.models import ModelFileError
 
@@ -136,14 +136,16 @@ def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe) -> list
         return [Finding("engines", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")]
     findings = []
     if precision == "int8":
-        for p in plans:
+        missing: dict[Path, EnginePlan] = {}
+        for p in plans:     # rec and rec_tail share one Q/DQ model: one finding for it
             if p.precision == "int8" and not p.source_onnx.is_file():
-                findings.append(Finding(f"int8 model ({p.role})", False, f"{p.source_onnx} is missing",
-                                        "run `ocr-daemon calibrate --config FILE --images DIR`"))
+                missing.setdefault(p.source_onnx, p)
+        findings += [Finding(f"int8 model ({p.role})", False, f"{p.source_onnx} is missing",
+                             "run `ocr-daemon calibrate --config FILE --images DIR`") for p in missing.values()]
     rebuild = rebuild_command(precision)
     if trt_version is None or gpu.compute_capability is None or gpu.name is None:
         for p in plans:
-            present = sorted(Path(cfg.engines.dir).glob(f"{p.model_stem}.{p.precision}.*.engine"))
+            present = sorted(Path(cfg.engines.dir).glob(f"{p.engine_stem}.{p.precision}.*.engine"))
             detail = (f"{len(present)} file(s) for this model and precision: {', '.join(x.name for x in present)}"
                       if present else "none built")
             findings.append(Finding(f"engine {p.role} ({p.precision})", False,

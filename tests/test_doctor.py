@@ -67,7 +67,7 @@ def test_missing_engines_name_the_build_command(cfg_dict):
     cfg = from_dict(cfg_dict)
     gpu = doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda")
     findings = doctor.engine_findings(cfg, "10.3.0", gpu)
-    assert [f.check for f in findings] == ["engine det (fp32)", "engine rec (fp32)"]
+    assert [f.check for f in findings] == ["engine det (fp32)", "engine rec (fp32)", "engine rec_tail (fp32)"]
     for f in findings:
         assert not f.ok and "does not exist" in f.detail
         assert "ocr-daemon build-engine --config FILE --precision fp32" in f.next_step
@@ -77,7 +77,7 @@ def test_matching_and_stale_engines_are_told_apart(cfg_dict):
     cfg = from_dict(cfg_dict)
     orin = DeviceInfo("Orin", "8.7", "10.3.0")
     for plan in plan_engines(cfg):
-        path = engine_path(cfg.engines.dir, plan.model_stem, plan.precision, orin)
+        path = engine_path(cfg.engines.dir, plan.engine_stem, plan.precision, orin)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"engine")
         sha = sha256_file(plan.source_onnx) if plan.role == "det" else "0" * 64   # rec: built from another model
@@ -85,6 +85,7 @@ def test_matching_and_stale_engines_are_told_apart(cfg_dict):
     findings = by_check(doctor.engine_findings(cfg, "10.3.0", doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda")))
     assert findings["engine det (fp32)"].ok
     assert not findings["engine rec (fp32)"].ok and "sha256" in findings["engine rec (fp32)"].detail
+    assert not findings["engine rec_tail (fp32)"].ok and "sha256" in findings["engine rec_tail (fp32)"].detail
     # the same files seen from another TensorRT version: nothing matches any more
     assert not check_engine(plan_engines(cfg)[0], DeviceInfo("Orin", "8.7", "10.4.0"), cfg.engines.dir).ok
 
@@ -92,7 +93,7 @@ def test_matching_and_stale_engines_are_told_apart(cfg_dict):
 def test_without_tensorrt_engines_on_disk_are_listed_but_not_trusted(cfg_dict):
     cfg = from_dict(cfg_dict)
     plan = plan_engines(cfg)[0]
-    path = engine_path(cfg.engines.dir, plan.model_stem, "fp32", DeviceInfo("Orin", "8.7", "10.3.0"))
+    path = engine_path(cfg.engines.dir, plan.engine_stem, "fp32", DeviceInfo("Orin", "8.7", "10.3.0"))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"engine")
     det = by_check(doctor.engine_findings(cfg, None, doctor.GpuProbe(None, None, None, None, "none", "no GPU")))["engine det (fp32)"]

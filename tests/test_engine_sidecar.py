@@ -102,6 +102,19 @@ def test_int8_engines_come_from_the_qdq_models_and_cls_stays_fp16(tmp_path):
     assert rebuild_command("int8") == "ocr-daemon build-engine --config FILE --precision int8"
 
 
+def test_the_two_recognizer_engines_of_one_model_have_their_own_files(tmp_path):
+    from daemon.config import OcrConfig
+    from daemon.engines.plan import specs_for
+    from daemon.ocr.models import ModelPaths
+
+    paths = ModelPaths(Path("/m/det.onnx"), Path("/m/rec.onnx"), None, None)
+    plans = [plan_for_spec(s, "fp16", tmp_path) for s in specs_for(OcrConfig(), paths)]
+    assert [(p.role, p.input_shape[0]) for p in plans] == [("det", 1), ("rec", 8), ("rec_tail", 2)]
+    names = [engine_path(tmp_path, p.engine_stem, p.precision, ORIN).name for p in plans]
+    assert names[1:] == ["rec.b8.fp16.sm87.trt10.3.0.engine", "rec.b2.fp16.sm87.trt10.3.0.engine"]
+    assert [s.role for s in specs_for(OcrConfig(rec_tail_batch=0), paths)] == ["det", "rec"]
+
+
 # ---- check_engine: what the TensorRT backend and doctor refuse ----
 
 @pytest.fixture()
@@ -110,7 +123,7 @@ def built(tmp_path):
     onnx = tmp_path / "det.onnx"
     onnx.write_bytes(b"onnx model bytes")
     plan = plan_for_spec(ModelSpec("det", str(onnx), DET_SHAPE), "fp16", tmp_path / "engines")
-    path = engine_path(tmp_path / "engines", plan.model_stem, "fp16", ORIN)
+    path = engine_path(tmp_path / "engines", plan.engine_stem, "fp16", ORIN)
     path.parent.mkdir()
     path.write_bytes(b"serialized engine")
     write_sidecar(sidecar_path(path), make_sidecar(ORIN, "fp16", {"x": DET_SHAPE}, sha256_file(onnx)))
@@ -120,7 +133,7 @@ def built(tmp_path):
 def test_matching_engine_passes(built, tmp_path):
     plan, _ = built
     check = check_engine(plan, ORIN, tmp_path / "engines")
-    assert check.ok and check.path.name == "det.fp16.sm87.trt10.3.0.engine"
+    assert check.ok and check.path.name == "det.b1.fp16.sm87.trt10.3.0.engine"
 
 
 def test_engine_for_another_gpu_is_simply_not_found(built, tmp_path):
@@ -138,7 +151,7 @@ def test_changed_model_is_refused(built, tmp_path):
 
 def test_missing_sidecar_is_refused(built, tmp_path):
     plan, _ = built
-    sidecar_path(engine_path(tmp_path / "engines", "det", "fp16", ORIN)).unlink()
+    sidecar_path(engine_path(tmp_path / "engines", "det.b1", "fp16", ORIN)).unlink()
     check = check_engine(plan, ORIN, tmp_path / "engines")
     assert not check.ok and "cannot be read" in check.problems[0]
 

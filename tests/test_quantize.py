@@ -127,6 +127,20 @@ def test_recognizer_keeps_the_dictionary_metadata(calibrated):
     assert models.load_charset(rec_path, None) == models.load_charset(paths.rec, None)
 
 
+def test_int8_models_serve_every_batch_the_config_asks_for(calibrated):
+    # calibrated at rec_batch; the tail batch (a second recognizer) and a later det_batch load the same file
+    cfg, _, det_path, rec_path = calibrated
+    import onnxruntime as ort
+
+    for path, shape in ((rec_path, (cfg.ocr.rec_tail_batch, 3, cfg.ocr.rec_height, cfg.ocr.rec_width)),
+                        (det_path, (3, 3, *cfg.ocr.det_input_size))):
+        dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch" and all(d.dim_value > 0 for d in dims[1:])
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = session.run(None, {session.get_inputs()[0].name: np.zeros(shape, dtype=np.float32)})[0]
+        assert out.shape[0] == shape[0]
+
+
 def test_int8_outputs_are_close_to_fp32(calibrated):
     cfg, paths, det_path, rec_path = calibrated
     from daemon.ocr.det_pre import preprocess_det

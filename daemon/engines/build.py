@@ -1,8 +1,8 @@
 """`ocr-daemon build-engine --config FILE [--precision fp32|fp16|int8]`: TensorRT engines for this device.
 
-One engine per model the config uses (det, rec and, when enabled, cls), each with one fixed-shape
+One engine per model the config uses (det, rec, rec_tail and, when enabled, cls), each with one fixed-shape
 optimization profile (min = opt = max = the config's shape), written as
-engines/<model>.<precision>.sm<cc>.trt<version>.engine with a JSON sidecar. int8 engines are built from
+engines/<model>.b<batch>.<precision>.sm<cc>.trt<version>.engine with a JSON sidecar. int8 engines are built from
 the Q/DQ ONNX that `ocr-daemon calibrate` writes (engines/<model>.int8.qdq.onnx): explicit quantization,
 no calibrator. A timing cache file (engines.timing_cache) is read before and written after each build, so
 rebuilding on a Jetson skips most kernel timing.
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                         help="engine precision (default: the config's ocr.precision); int8 needs "
                              "`ocr-daemon calibrate` to have written the Q/DQ models first")
-    parser.add_argument("--role", action="append", choices=("det", "rec", "cls"), default=None,
+    parser.add_argument("--role", action="append", choices=("det", "rec", "rec_tail", "cls"), default=None,
                         help="build only this model (repeatable; default: every model the config uses)")
 
 
@@ -99,7 +99,7 @@ def build_engine(plan: EnginePlan, engines_cfg, ctx) -> Path:
         hint = " (run `ocr-daemon calibrate --config FILE --images DIR` first)" if plan.precision == "int8" else ""
         raise BuildError(f"source model {str(plan.source_onnx)!r} does not exist{hint}")
     device = DeviceInfo(ctx.facts.name, ctx.facts.compute_capability, trt.__version__)
-    out = engine_path(engines_cfg.dir, plan.model_stem, plan.precision, device)
+    out = engine_path(engines_cfg.dir, plan.engine_stem, plan.precision, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx_bytes = plan.source_onnx.read_bytes()
 

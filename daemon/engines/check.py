@@ -22,7 +22,7 @@ class EngineCheck:
 
 
 def check_engine(plan: EnginePlan, device: DeviceInfo, engines_dir: str | Path) -> EngineCheck:
-    path = engine_path(engines_dir, plan.model_stem, plan.precision, device)
+    path = engine_path(engines_dir, plan.engine_stem, plan.precision, device)
     if not path.is_file():
         return EngineCheck(plan, path, (f"engine {str(path)!r} does not exist",))
     try:

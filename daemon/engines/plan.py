@@ -1,5 +1,8 @@
 """Which engines a config needs: one per model role, at the config's fixed input shape and precision.
 
+The recognizer has two roles when ocr.rec_tail_batch is on: "rec" at rec_batch and "rec_tail" at the
+smaller tail batch, two engines from one ONNX (a fixed shape each, so each is its own engine file).
+
 `build-engine` builds exactly these, the TensorRT backend loads exactly these and `doctor` checks exactly
 these, so the three cannot disagree about file names, source ONNX files or shapes.
 """
@@ -9,17 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.backends.base import ModelSpec
-from daemon.config import Config
+from daemon.config import Config, OcrConfig
 from daemon.ocr import models
+from daemon.ocr.rec_pre import CLS_HEIGHT, CLS_WIDTH
 
 
 @dataclass(frozen=True)
 class EnginePlan:
-    role: str                       # "det", "rec" or "cls"
-    model_stem: str                 # stem of the FP32 ONNX: names the engine file
+    role: str                       # "det", "rec", "rec_tail" or "cls"
+    model_stem: str                 # stem of the FP32 ONNX
     source_onnx: Path               # what the engine is built from: FP32 ONNX, or the Q/DQ ONNX for int8
     input_shape: tuple[int, ...]    # the one fixed NCHW shape (min = opt = max)
     precision: str                  # fp32, fp16 or int8
+
+    @property
+    def engine_stem(self) -> str:
+        """Names the engine file: the model and its batch (rec and rec_tail share a model)."""
+        return f"{self.model_stem}.b{self.input_shape[0]}"
 
 
 def rebuild_command(precision: str) -> str:
@@ -38,18 +47,22 @@ def plan_for_spec(spec: ModelSpec, precision: str, engines_dir: str | Path) -> E
     return EnginePlan(spec.role, fp32.stem, source, tuple(int(d) for d in spec.input_shape), precision)
 
 
-def model_specs(cfg: Config) -> list[ModelSpec]:
-    """The models the OCR pipeline loads for this config, with their fixed input shapes."""
-    paths = models.resolve(cfg)
-    o = cfg.ocr
+def specs_for(o: OcrConfig, paths: models.ModelPaths) -> list[ModelSpec]:
+    """The models the OCR pipeline loads, with their fixed input shapes (FP32 ONNX paths)."""
     h, w = o.det_input_size
+    line = (3, o.rec_height, o.rec_width)
     specs = [ModelSpec("det", str(paths.det), (o.det_batch, 3, h, w)),
-             ModelSpec("rec", str(paths.rec), (o.rec_batch, 3, o.rec_height, o.rec_width))]
+             ModelSpec("rec", str(paths.rec), (o.rec_batch, *line))]
+    if o.rec_tail_batch:
+        specs.append(ModelSpec("rec_tail", str(paths.rec), (o.rec_tail_batch, *line)))
     if paths.cls is not None:
-        from daemon.ocr.pipeline import CLS_HEIGHT, CLS_WIDTH   # pulls in pyclipper: only when needed
-
         specs.append(ModelSpec("cls", str(paths.cls), (o.rec_batch, 3, CLS_HEIGHT, CLS_WIDTH)))
     return specs
+
+
+def model_specs(cfg: Config) -> list[ModelSpec]:
+    """The models the OCR pipeline loads for this config, with their fixed input shapes."""
+    return specs_for(cfg.ocr, models.resolve(cfg))
 
 
 def plan_engines(cfg: Config, precision: str | None = None) -> list[EnginePlan]:

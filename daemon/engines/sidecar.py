@@ -33,14 +33,14 @@ def sm_tag(compute_capability: str) -> str:
     return f"sm{major}{minor}"
 
 
-def engine_filename(model_stem: str, precision: str, device: DeviceInfo) -> str:
-    """engines/<model>.<precision>.sm<cc>.trt<version>.engine, e.g.
-    ch_PP-OCRv4_det_infer.int8.sm87.trt10.3.0.engine."""
-    return f"{model_stem}.{precision}.{sm_tag(device.compute_capability)}.trt{device.tensorrt_version}.engine"
+def engine_filename(engine_stem: str, precision: str, device: DeviceInfo) -> str:
+    """engines/<model>.b<batch>.<precision>.sm<cc>.trt<version>.engine, e.g.
+    ch_PP-OCRv4_det_infer.b1.int8.sm87.trt10.3.0.engine (engine_stem: EnginePlan.engine_stem)."""
+    return f"{engine_stem}.{precision}.{sm_tag(device.compute_capability)}.trt{device.tensorrt_version}.engine"
 
 
-def engine_path(engines_dir: str | Path, model_stem: str, precision: str, device: DeviceInfo) -> Path:
-    return Path(engines_dir) / engine_filename(model_stem, precision, device)
+def engine_path(engines_dir: str | Path, engine_stem: str, precision: str, device: DeviceInfo) -> Path:
+    return Path(engines_dir) / engine_filename(engine_stem, precision, device)
 
 
 def sidecar_path(engine: str | Path) -> Path:

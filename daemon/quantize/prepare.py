@@ -45,6 +45,18 @@ def restore_metadata(model, metadata: list[tuple[str, str]]) -> None:
         prop.key, prop.value = key, value
 
 
+def free_batch(model) -> None:
+    """Makes the batch dimension symbolic again after calibration at one fixed shape, so one Q/DQ model
+    serves every batch the config asks for (rec and rec_tail; a det_batch changed later); the height
+    and width stay fixed. Intermediate shapes inferred at the calibration batch are dropped."""
+    for tensor in list(model.graph.input) + list(model.graph.output):
+        dims = tensor.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+    del model.graph.value_info[:]
+
+
 def _constants_to_initializers(model) -> None:
     """Paddle2ONNX stores weights as Constant nodes; ORT's quantizer only quantizes initializers
     (with Constant weights it leaves every Conv weight and bias in float)."""

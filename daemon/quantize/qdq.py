@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from daemon.quantize.prepare import restore_metadata
+from daemon.quantize.prepare import free_batch, restore_metadata
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ def write_qdq(fp32: Path, out: Path, ranges: dict[str, float], op_types: Sequenc
     src = onnx.load(str(fp32), load_external_data=False)
     model = onnx.load(str(out))
     restore_metadata(model, [(p.key, p.value) for p in src.metadata_props])
+    free_batch(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     return out
