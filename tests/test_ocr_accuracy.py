@@ -64,7 +64,8 @@ def test_lines_match_rapidocr_and_are_no_worse_where_they_differ(labels, ours):
 
 
 def test_every_crop_of_every_batch_is_recognized(pipeline):
-    # 20 lines is 3 recognizer batches of 8, the last one padded: every line must come back
+    # 20 lines too wide to share a slot: 2 recognizer batches of 8, then two tail batches of 2;
+    # every line must come back
     canvas = np.full((1400, 900, 3), 250, dtype=np.uint8)
     from PIL import Image, ImageDraw, ImageFont
 
@@ -106,3 +107,35 @@ def test_palette_png_is_read_like_the_rgb_original(pipeline, tmp_path, labels):
     lines = pipeline.run(read_image(path)).lines
     acc = evaluate.score_image([(l.text, l.box) for l in sample.lines], [(l.text, l.box) for l in lines])
     assert acc.line_recall >= 0.95 and acc.cer <= 0.03
+
+
+def test_packed_slots_and_tail_batch_read_like_one_line_per_slot(pipeline, labels, ours):
+    # Packing puts short pieces side by side in one recognizer slot; the network sees its neighbour
+    # (PP-OCRv4's SVTR neck mixes globally), so it must be shown to read the same as one piece per slot.
+    plain = OcrPipeline.from_config(config.from_dict(
+        {"backend": "onnxruntime", "ocr": {"rec_packing": False, "rec_tail_batch": 0}}))
+    try:
+        alone = [evaluate.score_image([(l.text, l.box) for l in s.lines],
+                                      [(l.text, l.box) for l in plain.run(s.image).lines]) for s in labels]
+    finally:
+        plain.close()
+    a, b = evaluate.combine(ours), evaluate.combine(alone)
+    same = sum(x.predicted == y.predicted for x, y in zip(a.lines, b.lines)) / len(a.lines)
+    differ = "; ".join(f"{x.truth!r}: packed {x.predicted!r} vs alone {y.predicted!r}"
+                       for x, y in zip(a.lines, b.lines) if x.predicted != y.predicted)
+    assert same >= 0.97, differ
+    assert a.cer <= b.cer + 0.005, differ
+
+
+def test_short_lines_that_share_slots_each_come_back_whole(pipeline):
+    words = ["A1", "OK", "B7", "LOT 42", "7 kg", "NG", "PASS", "X9", "C3", "99", "Q8", "ID 5"]
+    canvas = np.full((980, 1280, 3), 245, dtype=np.uint8)
+    from PIL import Image, ImageDraw, ImageFont
+
+    im = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 44)
+    for i, word in enumerate(words):
+        draw.text((80 + (i % 3) * 400, 60 + (i // 3) * 220), word, fill=(15, 15, 15), font=font)
+    got = sorted(l.text.replace(" ", "") for l in pipeline.run(np.asarray(im)[:, :, ::-1].copy()).lines)
+    assert got == sorted(w.replace(" ", "") for w in words)

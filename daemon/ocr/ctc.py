@@ -8,20 +8,28 @@ import numpy as np
 BLANK = 0
 
 
+def ctc_emissions(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """T x C softmax output -> (class, time step, probability) of each emitted character, in order.
+
+    A character is emitted at the first step of its run; a repeat counts once unless a blank separates it.
+    """
+    best = probs.argmax(axis=1)
+    best_p = probs[np.arange(len(best)), best]
+    keep = best != BLANK
+    keep[1:] &= best[1:] != best[:-1]
+    steps = np.flatnonzero(keep)
+    return best[steps], steps, best_p[steps]
+
+
 def ctc_greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, float]:
     """T x C softmax output -> (text, confidence = mean max-probability of the emitted characters).
 
     An empty reading has confidence 0.0.
     """
-    best = probs.argmax(axis=1)
-    best_p = probs[np.arange(len(best)), best]
-    keep = best != BLANK
-    keep[1:] &= best[1:] != best[:-1]     # a repeat counts once unless a blank separates it
-    idx = best[keep]
+    idx, _, p = ctc_emissions(probs)
     if idx.size == 0:
         return "", 0.0
-    text = "".join(charset[i] for i in idx)
-    return text, float(best_p[keep].mean())
+    return "".join(charset[i] for i in idx), float(p.mean())
 
 
 def ctc_greedy_batch(probs: np.ndarray, charset: Sequence[str], n: int) -> list[tuple[str, float]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,18 +16,22 @@ import numpy as np
 from daemon.backends import cpu_backend, create_backend
 from daemon.backends.base import Backend, BackendError, Model, ModelSpec
 from daemon.config import Config, OcrConfig
+from daemon.engines.plan import specs_for
 from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_greedy_batch
+from daemon.ocr.ctc import ctc_emissions
 from daemon.ocr.db_post import DbParams, boxes_from_prob
 from daemon.ocr.det_pre import Letterbox, to_frame_coords
+from daemon.ocr.line_join import Emission, PieceReading, join_line
 from daemon.ocr.reading_order import reading_order
-from daemon.ocr.rec_pre import fixed_batches, to_pieces
+from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
+                                to_pieces)
 from daemon.ocr.results import OcrResult, TextLine
 
 log = logging.getLogger(__name__)
 
-CLS_HEIGHT, CLS_WIDTH = 48, 192     # the PP-OCR mobile v2.0 line classifier's input
+# Two readings of one character at a seam lie closer than this (line heights); two real neighbours do not.
+SEAM_TOLERANCE = 0.25
 
 
 @dataclass
@@ -52,31 +56,31 @@ class OcrPipeline:
         self.cfg = ocr
         self.backend = backend
         self.charset = models.load_charset(paths.rec, paths.dictionary)
-        det_path, rec_path = paths.det, paths.rec
+        specs = specs_for(ocr, paths)
         if backend.precision == "int8" and backend.name == "onnxruntime":
-            det_path, rec_path = (self._int8(engines_dir, p) for p in (paths.det, paths.rec))
-        h, w = ocr.det_input_size
-        specs = [ModelSpec("det", str(det_path), (ocr.det_batch, 3, h, w)),
-                 ModelSpec("rec", str(rec_path), (ocr.rec_batch, 3, ocr.rec_height, ocr.rec_width))]
-        if paths.cls is not None:
-            specs.append(ModelSpec("cls", str(paths.cls), (ocr.rec_batch, 3, CLS_HEIGHT, CLS_WIDTH)))
-        loaded: list[Model] = []
+            # ONNX Runtime runs calibrate's Q/DQ models itself (TensorRT builds engines from them instead);
+            # the classifier stays in float.
+            specs = [s if s.role == "cls" else replace(s, onnx_path=str(self._int8(engines_dir, Path(s.onnx_path))))
+                     for s in specs]
+        loaded: dict[str, Model] = {}
         try:
             for spec in specs:
-                loaded.append(backend.load(spec))
-            n_classes = loaded[1].outputs[0].shape[-1]
+                loaded[spec.role] = backend.load(spec)
+            n_classes = loaded["rec"].outputs[0].shape[-1]
             if n_classes != len(self.charset):
                 raise models.ModelFileError(
-                    f"the recognizer {str(rec_path)!r} has {n_classes} classes but the dictionary gives "
+                    f"the recognizer {specs[1].onnx_path!r} has {n_classes} classes but the dictionary gives "
                     f"{len(self.charset)} (blank + characters + space): set ocr.dictionary to the model's own "
                     f"dictionary")
         except Exception:
-            for m in loaded:      # a half-built pipeline must not keep GPU buffers alive
+            for m in loaded.values():      # a half-built pipeline must not keep GPU buffers alive
                 m.close()
             raise
-        self.det: Model = loaded[0]
-        self.rec: Model = loaded[1]
-        self.cls: Model | None = loaded[2] if len(loaded) > 2 else None
+        self.det: Model = loaded["det"]
+        self.rec: Model = loaded["rec"]
+        self.rec_tail: Model | None = loaded.get("rec_tail")
+        self.cls: Model | None = loaded.get("cls")
+        self._rec_buffers: dict[int, np.ndarray] = {}   # one input buffer per recognizer batch size
         self.db = DbParams(ocr.det_threshold, ocr.det_box_threshold, ocr.det_unclip_ratio,
                            ocr.det_min_size, ocr.det_max_candidates)
 
@@ -109,7 +113,7 @@ class OcrPipeline:
         return self.backend.describe()
 
     def close(self) -> None:
-        for m in (self.det, self.rec, self.cls):
+        for m in (self.det, self.rec, self.rec_tail, self.cls):
             if m is not None:
                 m.close()
 
@@ -205,33 +209,36 @@ class OcrPipeline:
 
     def _recognize(self, images: list[np.ndarray]) -> list[tuple[str, float]]:
         """Crops -> (text, confidence) each, via pieces that fit the fixed recognizer width."""
-        pieces = to_pieces(images, self.cfg.rec_height, self.cfg.rec_width)
-        # Batches of similar widths, as PaddleOCR does; with a fixed width it mostly keeps output stable.
-        order = sorted(range(len(pieces)), key=lambda i: pieces[i].image.shape[1])
-        decoded: list[tuple[str, float]] = [("", 0.0)] * len(pieces)
-        ordered = [pieces[i].image for i in order]
-        for batch, idx in fixed_batches(ordered, self.cfg.rec_batch, self.cfg.rec_height, self.cfg.rec_width):
-            probs = self.rec.run1(batch)
-            for slot, (text, conf) in enumerate(ctc_greedy_batch(probs, self.charset, len(idx))):
-                decoded[order[idx[slot]]] = (text, conf)
-        return _join_pieces(pieces, decoded, len(images))
-
-
-def _join_pieces(pieces, decoded, n_crops: int) -> list[tuple[str, float]]:
-    """Pieces of one crop -> one reading; confidence weighted by each piece's character count."""
-    texts: list[list[str]] = [[] for _ in range(n_crops)]
-    weights: list[list[tuple[float, int]]] = [[] for _ in range(n_crops)]
-    for piece, (text, conf) in zip(pieces, decoded):
-        parts = texts[piece.crop_index]
-        if piece.space_before and parts:
-            parts.append(" ")
-        parts.append(text.strip())
-        weights[piece.crop_index].append((conf, max(1, len(text))))
-    out = []
-    for t, w in zip(texts, weights):
-        total = sum(n for _, n in w)
-        out.append(("".join(t), sum(c * n for c, n in w) / total if total else 0.0))
-    return out
+        height, width = self.cfg.rec_height, self.cfg.rec_width
+        pieces = to_pieces(images, height, width)
+        piece_images = [p.image for p in pieces]
+        # Widest first, as PaddleOCR sorts by aspect ratio. Packed pieces sit half a line height apart
+        # (16 to 40 px read alike, bench/RESULTS.md).
+        gap = height // 2 if self.cfg.rec_packing else None
+        slots = pack_slots([im.shape[1] for im in piece_images], width, gap)
+        tail = self.rec_tail.inputs[0].shape[0] if self.rec_tail is not None else 0
+        emitted: list[tuple[Emission, ...]] = [()] * len(pieces)
+        first = 0
+        for size, used in batch_plan(len(slots), self.cfg.rec_batch, tail):
+            model = self.rec if size == self.cfg.rec_batch else self.rec_tail
+            batch_slots = slots[first:first + used]
+            first += used
+            batch = self._rec_buffers.get(size)
+            if batch is None:
+                batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
+            fill_slots(piece_images, batch_slots, batch)
+            probs = model.run1(batch)  # type: ignore[union-attr]
+            stride = width / probs.shape[1]     # image columns per output step
+            for k, slot in enumerate(batch_slots):
+                for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):
+                    idx, steps, prob = ctc_emissions(probs[k, lo:hi])
+                    at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
+                    emitted[p.piece] = tuple(Emission(self.charset[c], float(x), float(q))
+                                             for c, x, q in zip(idx, at, prob))
+        lines: list[list[PieceReading]] = [[] for _ in images]
+        for piece, found in zip(pieces, emitted):
+            lines[piece.crop_index].append(PieceReading(piece.keep, piece.space_before, found))
+        return [join_line(readings, SEAM_TOLERANCE * height) for readings in lines]
 
 
 def _add(timing: dict[str, float], stage: str, t0: float) -> None:

@@ -1,8 +1,14 @@
 """Recognizer (and line classifier) pre-processing: line crops -> fixed B x 3 x H x W batches.
 
 A crop is scaled to the fixed height with its aspect kept and right-padded to the fixed width. A crop
-that would be wider than the fixed width is split at the emptiest columns (gaps between characters)
-into pieces that fit, instead of being squeezed or cut off; the pieces' texts are joined afterwards.
+that would be wider than the fixed width is cut at the emptiest columns (gaps between characters) into
+pieces that fit, instead of being squeezed or cut off. Each piece reaches half a line height past its
+cuts, so a character at a cut is seen whole, and reads only the characters between its cuts
+(daemon.ocr.line_join puts the line back together).
+
+At a fixed shape every slot costs a full H x W whatever it holds, so short pieces share a slot side by
+side (pack_slots) and each is decoded from its own output columns (piece_steps); an image's last few
+slots go to a smaller fixed batch (batch_plan) instead of a padded full one.
 """
 from __future__ import annotations
 
@@ -15,18 +21,23 @@ import numpy as np
 
 REC_MEAN = 0.5
 REC_STD = 0.5
+CLS_HEIGHT, CLS_WIDTH = 48, 192     # the PP-OCR mobile v2.0 line classifier's input
 # Pieces aim below the fixed width so the cut can move to a nearby gap between characters.
 _PIECE_TARGET = 0.92
 _PIECE_MIN = 0.6
 # A gap at least this many line heights wide at the cut is a space between words.
 _SPACE_GAP = 0.2
+# How far a piece reaches past each of its cuts, in line heights: context for the character at the cut.
+SEAM_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
 class Piece:
-    image: np.ndarray     # h x w x 3 uint8, h = the fixed height, w <= the fixed width
-    crop_index: int       # which crop it came from
-    space_before: bool    # the cut in front of it fell in a word gap
+    image: np.ndarray         # h x w x 3 uint8, h = the fixed height, w <= the fixed width
+    crop_index: int           # which crop it came from
+    offset: int               # its first column in the line (at the fixed height)
+    keep: tuple[int, int]     # the line columns [start, end) between its cuts: the characters it reads
+    space_before: bool        # the cut in front of it fell in a word gap
 
 
 def resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
@@ -77,15 +88,19 @@ def split_points(ink: np.ndarray, max_width: int, height: int) -> list[tuple[int
 
 
 def to_pieces(crops: Sequence[np.ndarray], height: int, width: int) -> list[Piece]:
-    """Crops -> pieces at the fixed height that fit the fixed width."""
+    """Crops -> pieces at the fixed height that fit the fixed width, each crop's pieces left to right."""
     out: list[Piece] = []
+    margin = int(round(SEAM_MARGIN * height))
     for i, crop in enumerate(crops):
         line = resize_to_height(crop, height)
-        if line.shape[1] <= width:
-            out.append(Piece(line, i, False))
+        total = line.shape[1]
+        if total <= width:
+            out.append(Piece(line, i, 0, (0, total), False))
             continue
-        for start, end, space in split_points(_ink_profile(line), width, height):
-            out.append(Piece(np.ascontiguousarray(line[:, start:end]), i, space))
+        # cuts at most width - 2 margins apart, so each piece with its margins still fits
+        for start, end, space in split_points(_ink_profile(line), width - 2 * margin, height):
+            lo, hi = max(0, start - margin), min(total, end + margin)
+            out.append(Piece(np.ascontiguousarray(line[:, lo:hi]), i, lo, (start, end), bool(space)))
     return out
 
 
@@ -100,8 +115,13 @@ def normalize_into(image: np.ndarray, slot: np.ndarray) -> None:
     if image.shape[1] > width:
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     slot.fill(0.0)
+    _normalize(image, slot, 0)
+
+
+def _normalize(image: np.ndarray, slot: np.ndarray, x: int) -> None:
+    """Writes h x w x 3 uint8 into columns x .. x+w of a 3 x h x W float slot."""
     w = image.shape[1]
-    slot[:, :, :w] = (image.astype(np.float32) * (1.0 / (255.0 * REC_STD)) - REC_MEAN / REC_STD).transpose(2, 0, 1)
+    slot[:, :, x:x + w] = (image.astype(np.float32) * (1.0 / (255.0 * REC_STD)) - REC_MEAN / REC_STD).transpose(2, 0, 1)
 
 
 def fixed_batches(images: Sequence[np.ndarray], batch: int, height: int, width: int
@@ -117,3 +137,77 @@ def fixed_batches(images: Sequence[np.ndarray], batch: int, height: int, width: 
             normalize_into(images[i], buf[slot])
         buf[len(idx):] = 0.0
         yield buf, idx
+
+
+@dataclass(frozen=True)
+class Placement:
+    piece: int    # index of the piece
+    x: int        # its first column in the slot
+    width: int
+
+
+def pack_slots(widths: Sequence[int], width: int, gap: int | None) -> list[tuple[Placement, ...]]:
+    """Pieces -> slots of the fixed width, each slot's placements left to right.
+
+    gap=None: one piece per slot, widest first (PaddleOCR's sort by aspect ratio). Otherwise first-fit
+    decreasing: widest first, each piece into the first slot that still has `gap` + its width free, so
+    neighbours are `gap` columns of padding apart. Every piece is placed exactly once.
+    """
+    if any(not 0 < w <= width for w in widths):
+        raise ValueError(f"piece widths must be between 1 and {width}: {list(widths)}")
+    order = sorted(range(len(widths)), key=lambda i: (-widths[i], i))
+    if gap is None:
+        return [(Placement(i, 0, widths[i]),) for i in order]
+    slots: list[list[Placement]] = []
+    ends: list[int] = []
+    for i in order:
+        w = widths[i]
+        for s, end in enumerate(ends):
+            if end + gap + w <= width:
+                slots[s].append(Placement(i, end + gap, w))
+                ends[s] = end + gap + w
+                break
+        else:
+            slots.append([Placement(i, 0, w)])
+            ends.append(w)
+    return [tuple(slot) for slot in slots]
+
+
+def piece_steps(slot: Sequence[Placement], width: int, steps: int) -> list[tuple[int, int]]:
+    """[start, end) of each placement's recognizer output steps (the slot's `steps` columns over `width`).
+
+    A piece reads the steps that overlap its own columns; the first also those before it and the last
+    the right padding, as a piece alone in its slot does. Steps wholly inside a gap between two pieces
+    belong to neither: what the network emits there is the neighbours bleeding into each other.
+    """
+    stride = width / steps
+    ranges = []
+    for j, p in enumerate(slot):
+        lo = 0 if j == 0 else min(steps, int(math.floor(p.x / stride)))
+        hi = steps if j == len(slot) - 1 else min(steps, int(math.ceil((p.x + p.width) / stride)))
+        ranges.append((lo, max(lo, hi)))
+    return ranges
+
+
+def batch_plan(n_slots: int, batch: int, tail: int) -> list[tuple[int, int]]:
+    """(call batch size, slots used) for each recognizer call over n_slots.
+
+    Full calls of `batch`; the rest goes to calls of the smaller fixed `tail` batch when they cost
+    fewer padded slots than one more full call (tail=0: always a padded full call).
+    """
+    full, rest = divmod(n_slots, batch)
+    calls = [(batch, batch)] * full
+    if rest:
+        if tail and -(-rest // tail) * tail < batch:
+            calls += [(tail, min(tail, rest - k)) for k in range(0, rest, tail)]
+        else:
+            calls.append((batch, rest))
+    return calls
+
+
+def fill_slots(images: Sequence[np.ndarray], slots: Sequence[Sequence[Placement]], out: np.ndarray) -> None:
+    """Writes each slot's pieces into out[k] (B x 3 x H x W) at their columns; all the rest is zero."""
+    out.fill(0.0)
+    for k, slot in enumerate(slots):
+        for p in slot:
+            _normalize(images[p.piece], out[k], p.x)

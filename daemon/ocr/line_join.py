@@ -1,0 +1,69 @@
+"""A long line read in overlapping pieces -> its text. Pure functions.
+
+Each piece reaches past its cuts (daemon.ocr.rec_pre.to_pieces), so the character at a cut is seen
+whole by both neighbours. A piece keeps only the characters the network emitted between its own cuts;
+at each seam a character both pieces kept (one each side of the cut) counts once, and one that each
+piece placed on the other's side of the cut is kept once rather than lost.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Emission:
+    char: str
+    pos: float      # line column (at the recognizer's height) where the network emitted it
+    prob: float
+
+
+@dataclass(frozen=True)
+class PieceReading:
+    keep: tuple[float, float]          # line columns [start, end) between the piece's cuts
+    space_before: bool                 # its left cut fell in a word gap
+    emissions: tuple[Emission, ...]    # left to right
+
+
+def join_line(readings: Sequence[PieceReading], tolerance: float) -> tuple[str, float]:
+    """Pieces of one line, left to right -> (text, mean probability of its characters).
+
+    tolerance: how far apart (columns) two readings of one character at a seam may be; less than the
+    distance between two real neighbouring characters (a quarter of the line height is).
+    """
+    kept: list[Emission] = []
+    spaces_at: set[int] = set()          # indices in kept before which a word gap adds a space
+    last = len(readings) - 1
+    for k, r in enumerate(readings):
+        lo = r.keep[0] if k > 0 else -math.inf
+        hi = r.keep[1] if k < last else math.inf
+        own = [e for e in r.emissions if lo <= e.pos < hi]
+        if k > 0:
+            own = _seam(kept[-1] if kept else None, readings[k - 1].emissions, r.emissions, lo, own, tolerance)
+            if r.space_before:
+                spaces_at.add(len(kept))
+        kept.extend(own)
+    if not kept:
+        return "", 0.0
+    text = []
+    for i, e in enumerate(kept):
+        if i in spaces_at and i > 0 and kept[i - 1].char != " " and e.char != " ":
+            text.append(" ")
+        text.append(e.char)
+    return "".join(text), sum(e.prob for e in kept) / len(kept)
+
+
+def _seam(before: Emission | None, left: Sequence[Emission], right: Sequence[Emission], cut: float,
+          own: list[Emission], tolerance: float) -> list[Emission]:
+    """The right piece's kept characters, corrected for the one character at the cut."""
+    if before is not None and own and own[0].char == before.char and own[0].pos - before.pos < tolerance:
+        return own[1:]                      # read by both, once on each side of the cut
+    left_over = [e for e in left if cut <= e.pos < cut + tolerance]
+    right_over = [e for e in right if cut - tolerance <= e.pos < cut]
+    if left_over and right_over:
+        a, b = left_over[0], right_over[-1]
+        if a.char == b.char and abs(a.pos - b.pos) < tolerance:
+            # each piece put it on the other's side: keep the surer reading
+            return [max(a, b, key=lambda e: e.prob)] + own
+    return own
