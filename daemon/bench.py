@@ -84,7 +84,8 @@ def run_bench(cfg: config.Config, folder: Path, repeat: int, with_rapidocr: bool
         raise SystemExit(f"no readable images in {folder}")
     truth = {name: [(l.text, l.box) for l in lines] for name, lines in read_labels(folder).items()}
     pipeline = OcrPipeline.from_config(cfg)
-    timed = {name: _TimedModel(getattr(pipeline, name)) for name in ("det", "rec", "rec_tail", "cls") if getattr(pipeline, name)}
+    timed = {name: _TimedModel(getattr(pipeline, name))
+             for name in ("det", "rec", "rec_tail", "cls") if getattr(pipeline, name)}
     for name, model in timed.items():
         setattr(pipeline, name, model)
     zeros = {name: np.zeros(m.inputs[0].shape, dtype=np.float32) for name, m in timed.items()}

@@ -3,7 +3,7 @@ of short pieces into shared slots and the tail batch."""
 import numpy as np
 import pytest
 
-from daemon.ocr.ctc import ctc_greedy, ctc_greedy_batch
+from daemon.ocr.ctc import ctc_greedy
 from daemon.ocr.rec_pre import (Placement, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
                                 split_points, to_pieces)
 
@@ -33,11 +33,6 @@ def test_ctc_confidence_is_mean_of_emitted_max_probabilities():
     probs[0, 1], probs[2, 2] = 0.8, 0.6
     text, conf = ctc_greedy(probs, CHARSET)
     assert text == "ab" and conf == pytest.approx(0.7)
-
-
-def test_ctc_batch_decodes_only_real_rows():
-    batch = np.stack([_probs([1, 0, 2]), _probs([3, 3, 0]), _probs([0, 0, 0])])
-    assert [t for t, _ in ctc_greedy_batch(batch, CHARSET, 2)] == ["ab", "c"]
 
 
 @pytest.mark.parametrize("n_images", [1, 7, 8, 9, 17, 24])

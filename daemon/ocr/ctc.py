@@ -31,7 +31,3 @@ def ctc_greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, float]:
         return "", 0.0
     return "".join(charset[i] for i in idx), float(p.mean())
 
-
-def ctc_greedy_batch(probs: np.ndarray, charset: Sequence[str], n: int) -> list[tuple[str, float]]:
-    """Decodes the first n rows of a B x T x C batch (the rest is padding)."""
-    return [ctc_greedy(probs[i], charset) for i in range(n)]

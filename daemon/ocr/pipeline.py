@@ -1,7 +1,8 @@
 """The OCR pipeline: frames -> detector -> DB boxes -> crops -> [0/180 classifier] -> recognizer -> lines.
 
-Every network runs at a fixed shape (detector det_batch x 3 x H x W, recognizer rec_batch x 3 x 48 x 320),
-so the same code feeds ONNX Runtime and TensorRT engines. The backend is chosen once, at construction.
+Every network runs at a fixed shape (detector det_batch x 3 x H x W, recognizer rec_batch x 3 x 48 x 320
+and its tail batch rec_tail_batch x 3 x 48 x 320), so the same code feeds ONNX Runtime and TensorRT
+engines. The backend is chosen once, at construction.
 """
 from __future__ import annotations
 
