@@ -6,6 +6,20 @@
 // normalization x * mul + add, and zero fill outside the letterboxed area. It must agree with
 // daemon.ocr.det_pre.preprocess_det to 1e-3; tests/test_gpu_preprocess.py checks that.
 
+// One axis of the source coordinate as OpenCV computes it: in double, then rounded to float, clamped
+// at the borders. The two source taps s0, s1 and the weight w1 of s1.
+__device__ __forceinline__ void source_taps(int d, double scale, int size, int* s0, int* s1, float* w1)
+{
+    float f = (float)((d + 0.5) * scale - 0.5);
+    int s = (int)floorf(f);
+    f -= s;
+    if (s < 0) { f = 0.f; s = 0; }
+    if (s >= size - 1) { f = 0.f; s = size - 1; }
+    *s0 = s;
+    *s1 = min(s + 1, size - 1);
+    *w1 = f;
+}
+
 extern "C" __global__ void letterbox_bgr_to_chw(
     const unsigned char* __restrict__ src, int src_h, int src_w, int src_pitch,
     float* __restrict__ dst, int dst_h, int dst_w, int new_h, int new_w,
@@ -20,20 +34,10 @@ extern "C" __global__ void letterbox_bgr_to_chw(
         dst[o] = 0.f; dst[o + plane] = 0.f; dst[o + 2 * plane] = 0.f;
         return;
     }
-    // Source coordinate as OpenCV computes it: in double, then rounded to float.
-    float fx = (float)((x + 0.5) * scale_x - 0.5);
-    int sx = (int)floorf(fx);
-    fx -= sx;
-    if (sx < 0) { fx = 0.f; sx = 0; }
-    if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
-    const int sx1 = min(sx + 1, src_w - 1);
-
-    float fy = (float)((y + 0.5) * scale_y - 0.5);
-    int sy = (int)floorf(fy);
-    fy -= sy;
-    if (sy < 0) { fy = 0.f; sy = 0; }
-    if (sy >= src_h - 1) { fy = 0.f; sy = src_h - 1; }
-    const int sy1 = min(sy + 1, src_h - 1);
+    int sx, sx1, sy, sy1;
+    float fx, fy;
+    source_taps(x, scale_x, src_w, &sx, &sx1, &fx);
+    source_taps(y, scale_y, src_h, &sy, &sy1, &fy);
 
     const float ax0 = 1.f - fx, ax1 = fx, by0 = 1.f - fy, by1 = fy;
     const unsigned char* r0 = src + (size_t)sy * src_pitch;
