@@ -1,37 +1,216 @@
-"""Backend choice: `auto` takes TensorRT where it loads and its engines match, else ONNX Runtime."""
+"""Backend choice: `auto` takes TensorRT where it loads and its engines match, else ONNX Runtime.
+
+The decision is one pure function, ``decide(setting, precision, facts)``, over facts probed without loading
+a model (TensorRT and pycuda importable, a GPU, the engines and GPU kernels on disk matching it). The daemon
+(``choose_backend``, then ``OcrPipeline.from_config`` for what only loading shows) and `ocr-daemon doctor`
+both call it, so doctor says what the daemon will do. The result, a ``BackendChoice``, says which backend
+runs, at which precision and why; /healthz, the stats topic and ``ocr_backend_info`` show it.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 
 from daemon.backends.base import Backend, BackendError
 from daemon.config import Config
 
 log = logging.getLogger(__name__)
 
+# The bounded set of BackendChoice.category values (the `reason` label of ocr_backend_info).
+CATEGORIES = ("configured", "loaded", "tensorrt_unavailable", "pycuda_unavailable", "gpu_unavailable",
+              "engine_missing", "engine_stale", "kernels_missing", "gpu_error")
+PYCUDA_HINT = "`sudo systemd/install.sh --gpu` installs pycuda from PyPI"
 
-def create_backend(cfg: Config) -> Backend:
-    """The backend the config asks for; `auto` logs why it did not take TensorRT."""
-    if cfg.backend in ("tensorrt", "auto"):
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str        # what runs: "tensorrt" or "onnxruntime"
+    precision: str      # what runs at: fp32, fp16 or int8 (fp16 runs as fp32 on the CPU)
+    reason: str         # why, in a sentence: "auto: TensorRT is not importable (No module named 'tensorrt')"
+    category: str       # one of CATEGORIES: short and bounded, for a metric label
+
+    @property
+    def degraded(self) -> bool:
+        """True when `auto` fell back to the CPU: healthy, but not running where the box is meant to."""
+        return self.category not in ("configured", "loaded")
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "precision": self.precision, "reason": self.reason,
+                "category": self.category, "degraded": self.degraded}
+
+
+@dataclass(frozen=True)
+class EngineFact:
+    role: str                   # "det", "rec", "rec_tail", "cls"
+    present: bool               # the engine file exists (its sidecar may still disagree with this box)
+    problems: tuple[str, ...]   # empty: usable here
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """What `auto` decides on, probed without loading any model; a fact not probed stays empty."""
+    tensorrt_version: str | None = None
+    tensorrt_why: str = ""          # why TensorRT is not importable
+    pycuda_why: str = ""            # why pycuda is not importable; empty: it is
+    gpu: str | None = None          # "Orin (compute capability 8.7)"; None: no usable GPU
+    gpu_why: str = ""
+    engines: tuple[EngineFact, ...] = ()
+    kernels_problem: str = ""       # why the prebuilt GPU kernels cannot be used; empty: usable or not checked
+
+
+def cpu_precision(precision: str) -> str:
+    """What ONNX Runtime runs for ocr.precision: the Q/DQ INT8 models or FP32 (it has no FP16 path here)."""
+    return "fp32" if precision == "fp16" else precision
+
+
+def decide(setting: str, precision: str, facts: GpuFacts | None) -> BackendChoice:
+    """Which backend `backend: <setting>` runs on, given the facts (None: not probed, for onnxruntime).
+
+    For `tensorrt` a choice other than tensorrt means the daemon refuses to start (no silent CPU)."""
+    from daemon.engines.plan import rebuild_command
+
+    if setting == "onnxruntime":
+        return BackendChoice("onnxruntime", cpu_precision(precision), "configured", "configured")
+    facts = facts or GpuFacts()
+    why, category = _first_gap(facts, precision, rebuild_command(precision))
+    if not why:
+        return BackendChoice("tensorrt", precision, f"TensorRT {facts.tensorrt_version} engines match {facts.gpu}",
+                             "loaded")
+    return BackendChoice("onnxruntime", cpu_precision(precision), f"{setting}: {why}", category)
+
+
+def _first_gap(facts: GpuFacts, precision: str, rebuild: str) -> tuple[str, str]:
+    if facts.tensorrt_version is None:
+        return f"TensorRT is not importable ({facts.tensorrt_why or 'not probed'})", "tensorrt_unavailable"
+    if facts.pycuda_why:
+        return f"pycuda is not importable ({facts.pycuda_why}); {PYCUDA_HINT}", "pycuda_unavailable"
+    if facts.gpu is None:
+        return f"no usable GPU ({facts.gpu_why or 'none found'})", "gpu_unavailable"
+    for missing in (True, False):   # a missing engine first: the fix (build) also covers stale ones
+        for e in facts.engines:
+            if e.problems and (not e.present) == missing:
+                return (f"{e.role} engine cannot be used: {'; '.join(e.problems)}. Rebuild it with `{rebuild}`",
+                        "engine_missing" if missing else "engine_stale")
+    if facts.kernels_problem:
+        return facts.kernels_problem, "kernels_missing"
+    return "", "loaded"
+
+
+def probe_tensorrt() -> tuple[str | None, str]:
+    """(TensorRT version, "") when it imports, else (None, why not)."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        return None, str(exc)
+    return str(trt.__version__), ""
+
+
+def probe_pycuda() -> tuple[bool, str]:
+    """(True, "") when pycuda imports, else (False, why not). Whether it sees a GPU is the backend's to say."""
+    try:
+        import pycuda.driver  # noqa: F401
+    except ImportError as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line that names its type: a programming error must not pass as a GPU gap."""
+    return str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+
+
+def load_failure_category(exc: BaseException) -> str:
+    """The category of a failure that only loading showed (the probe had found nothing wrong)."""
+    text = describe_error(exc)
+    if type(exc).__name__ == "KernelFileError" or "build-kernels" in text:
+        return "kernels_missing"
+    if isinstance(exc, BackendError) and "build-engine" in text:   # the engine refused: shape, dtype, version
+        return "engine_stale"
+    return "gpu_error"
+
+
+def engine_facts(cfg: Config, device) -> tuple[EngineFact, ...]:
+    """Each engine the config needs, checked against ``device`` (a sidecar DeviceInfo) without loading it."""
+    from daemon.engines.check import check_engine
+    from daemon.engines.plan import plan_engines
+
+    facts = []
+    for plan in plan_engines(cfg):
         try:
-            from daemon.backends.tensorrt import TensorRTBackend, tensorrt_available
-        except ImportError as exc:   # the GPU code is optional on CPU-only installs
-            available, why = False, f"the TensorRT backend module cannot be imported ({exc})"
+            check = check_engine(plan, device, cfg.engines.dir)
+        except Exception as exc:   # an unreadable file: a problem of that engine, not a crash
+            facts.append(EngineFact(plan.role, True, (describe_error(exc),)))
         else:
-            available, why = tensorrt_available()
-        if available:
-            return TensorRTBackend(cfg)
-        if cfg.backend == "tensorrt":
-            raise BackendError(f"backend: tensorrt was asked for but {why}")
-        log.info("backend auto: using ONNX Runtime on the CPU because %s", why)
-    return cpu_backend(cfg)
+            facts.append(EngineFact(plan.role, check.path.is_file(), check.problems))
+    return tuple(facts)
 
 
-def cpu_backend(cfg: Config) -> Backend:
+def choose_backend(cfg: Config) -> tuple[Backend, BackendChoice]:
+    """The backend for cfg.backend and why. `tensorrt` raises BackendError where TensorRT cannot run;
+    `auto` then falls back to ONNX Runtime with one WARNING line giving the reason. What only loading the
+    engines shows is the caller's to handle (OcrPipeline.from_config, through ``fall_back``)."""
+    if cfg.backend == "onnxruntime":
+        return cpu_backend(cfg), decide("onnxruntime", cfg.ocr.precision, None)
+    facts, backend = _probe(cfg)
+    choice = decide(cfg.backend, cfg.ocr.precision, facts)
+    if choice.backend == "tensorrt":
+        return backend, dataclasses.replace(
+            choice, reason=f"TensorRT {facts.tensorrt_version} engines loaded on {facts.gpu}")
+    if backend is not None:
+        backend.close()     # the probe's CUDA context: nothing of the GPU attempt stays
+    if cfg.backend == "tensorrt":
+        raise refusal(choice)
+    return fall_back(cfg, choice)
+
+
+def refusal(choice: BackendChoice) -> BackendError:
+    """`backend: tensorrt` does not fall back: the error the daemon exits with (status 1)."""
+    return BackendError(f"backend: tensorrt cannot run: {choice.reason.removeprefix('tensorrt: ')}")
+
+
+def fall_back(cfg: Config, choice: BackendChoice) -> tuple[Backend, BackendChoice]:
+    """`auto` on the CPU: the one WARNING line that says why, and the ONNX Runtime backend."""
+    log.warning("backend auto: running on ONNX Runtime (CPU, %s) because %s", choice.precision,
+                choice.reason.removeprefix("auto: "))
+    return cpu_backend(cfg, warn_fp16=False), choice
+
+
+def gpu_failure(cfg: Config, exc: BaseException) -> BackendChoice:
+    """The choice after the TensorRT pipeline failed to build although the probe found nothing wrong."""
+    return BackendChoice("onnxruntime", cpu_precision(cfg.ocr.precision),
+                         f"{cfg.backend}: the TensorRT pipeline failed to load: {describe_error(exc)}",
+                         load_failure_category(exc))
+
+
+def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
+    """The facts for decide(), and the TensorRT backend whose CUDA context the engine check opened."""
+    version, why = probe_tensorrt()
+    if version is None:
+        return GpuFacts(tensorrt_why=why), None
+    ok, why = probe_pycuda()
+    if not ok:
+        return GpuFacts(version, pycuda_why=why), None
+    try:
+        from daemon.backends.tensorrt import TensorRTBackend
+    except ImportError as exc:   # the GPU code is optional on CPU-only installs
+        return GpuFacts(None, tensorrt_why=f"the TensorRT backend module cannot be imported ({exc})"), None
+    backend = TensorRTBackend(cfg)
+    try:
+        device = backend.device()
+        gpu = f"{device.gpu_name} (compute capability {device.compute_capability})"
+        engines = engine_facts(cfg, device)
+    except Exception as exc:    # pycuda.driver.Error and friends: a finding, not a crash loop
+        backend.close()
+        return GpuFacts(version, gpu_why=describe_error(exc)), None
+    return GpuFacts(version, gpu=gpu, engines=engines), backend
+
+
+def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
     """ONNX Runtime on the CPU, running the FP32 or the calibrated Q/DQ INT8 models."""
     from daemon.backends.onnxruntime import OnnxRuntimeBackend
 
-    precision = cfg.ocr.precision
-    if precision == "fp16":
+    precision = cpu_precision(cfg.ocr.precision)
+    if precision != cfg.ocr.precision and warn_fp16:
         log.warning("ocr.precision fp16 applies to TensorRT engines; ONNX Runtime on the CPU runs the FP32 models")
-        precision = "fp32"
     return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision)

@@ -80,3 +80,6 @@ class Backend(abc.ABC):
     def describe(self) -> dict:
         """What goes into the payload's "engine" field."""
         return {"backend": self.name, "precision": self.precision}
+
+    def close(self) -> None:
+        """Frees what the backend itself holds beyond its models (a GPU backend: its CUDA context)."""

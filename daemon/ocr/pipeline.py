@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from daemon.backends import cpu_backend, create_backend
-from daemon.backends.base import Backend, BackendError, Model, ModelSpec
+from daemon.backends import BackendChoice, choose_backend, fall_back, gpu_failure, refusal
+from daemon.backends.base import Backend, Model, ModelSpec
 from daemon.config import Config, OcrConfig
 from daemon.engines.plan import specs_for
 from daemon.ocr import models
@@ -94,17 +94,34 @@ class OcrPipeline:
                 f"run `ocr-daemon calibrate --config FILE --images DIR` to create it")
         return path
 
+    # Which backend runs and why; set by from_config (None for a pipeline built around a given backend).
+    choice: BackendChoice | None = None
+
     @classmethod
     def from_config(cls, cfg: Config) -> "OcrPipeline":
+        """The pipeline on the backend cfg.backend asks for. Anything raised while building the TensorRT
+        pipeline (pycuda errors, kernels, engine shapes or dtypes) becomes a BackendError naming it:
+        `tensorrt` raises it, `auto` falls back to ONNX Runtime with one WARNING line saying why."""
         paths = models.resolve(cfg)
-        backend = create_backend(cfg)
-        try:
-            return cls(cfg.ocr, backend, paths, cfg.engines.dir)
-        except BackendError as exc:
-            if cfg.backend != "auto" or backend.name == "onnxruntime":
-                raise
-            log.warning("backend auto: TensorRT engines unusable (%s); falling back to ONNX Runtime on the CPU", exc)
-            return cls(cfg.ocr, cpu_backend(cfg), paths, cfg.engines.dir)
+        backend, choice = choose_backend(cfg)
+        if backend.name == "tensorrt":
+            try:
+                pipeline = cls(cfg.ocr, backend, paths, cfg.engines.dir)
+            except models.ModelFileError:
+                backend.close()
+                raise                   # the model files themselves: the CPU would refuse them as well
+            except Exception as exc:    # the models loaded so far are closed by __init__
+                backend.close()
+                failure = gpu_failure(cfg, exc)
+                if cfg.backend != "auto":
+                    raise refusal(failure) from exc
+                backend, choice = fall_back(cfg, failure)
+            else:
+                pipeline.choice = choice
+                return pipeline
+        pipeline = cls(cfg.ocr, backend, paths, cfg.engines.dir)
+        pipeline.choice = choice
+        return pipeline
 
     @property
     def det_batch(self) -> int:
