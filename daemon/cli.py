@@ -16,6 +16,7 @@ _COMMANDS = {
     "bench": ("daemon.bench", "benchmark the pipeline against RapidOCR and the models alone"),
     "calibrate": ("daemon.quantize.calibrate", "quantize the models to Q/DQ INT8 ONNX from representative frames"),
     "build-engine": ("daemon.engines.build", "build TensorRT engines (with JSON sidecars) on this device"),
+    "build-kernels": ("daemon.gpu.kernel_build", "compile the GPU kernels ahead of time on this device"),
     "check-config": ("daemon.check_config", "validate a config file; exit 2 naming the bad key"),
     "doctor": ("daemon.doctor", "say what this box can do and what to do next"),
 }

@@ -2,11 +2,18 @@
 buffers, and two streams with two buffer sets so that frame N+1's upload and pre-processing overlap
 frame N's inference.
 
-Import cost is nil: pycuda is imported inside functions, so CPU-only installs never need it.
+Import cost is nil: pycuda is imported inside functions, so CPU-only installs never need it. The kernels
+(kernels.cu) are compiled ahead of time by `ocr-daemon build-kernels` (kernel_build.py) and loaded as a
+cubin (kernel_files.py, context.py): the daemon never runs nvcc.
+
 What ran where: everything in this package ran on the GPU test machine (one H100, pycuda built from
 source, no TensorRT); tests/test_gpu_*.py and bench/gpu_bench.py are that evidence.
 """
 from __future__ import annotations
+
+# JetPack has no python3-pycuda, and Ubuntu's package of that name would pull the desktop driver onto L4T.
+PYCUDA_HINT = ("install it with `pip install pycuda` with /usr/local/cuda/bin on PATH "
+               "(what `sudo systemd/install.sh --gpu` does)")
 
 
 def pycuda_available() -> tuple[bool, str]:
@@ -14,7 +21,7 @@ def pycuda_available() -> tuple[bool, str]:
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
-        return False, f"pycuda is not importable ({exc}); on a Jetson: sudo apt install python3-pycuda"
+        return False, f"pycuda is not importable ({exc}); {PYCUDA_HINT}"
     try:
         cuda.init()
         count = cuda.Device.count()

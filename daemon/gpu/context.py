@@ -1,9 +1,14 @@
-"""The one CUDA context the daemon uses, and the compiled kernels.
+"""The one CUDA context the daemon uses, and the kernels it loads.
 
 We take the device's *primary* context rather than a private one: TensorRT's runtime calls bind to
 the primary context, so engines, our kernels and our buffers all live in one context and can share
 device pointers. The context is made current only inside ``with ctx.active():``; a lock keeps that to
 one thread at a time (in the daemon, the inference thread is the only caller).
+
+The kernels are never compiled here: `ocr-daemon build-kernels` (daemon/gpu/kernel_build.py) compiles
+kernels.cu ahead of time into ``kernels_dir`` (the config's engines.dir), and ``kernels()`` loads that
+cubin after checking its sidecar (daemon/gpu/kernel_files.py). pycuda's SourceModule would run nvcc,
+which a systemd unit's PATH does not have.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-_KERNELS_CU = Path(__file__).with_name("kernels.cu")
+from daemon.gpu.kernel_files import BUILD_COMMAND, KernelFileError, expected_for_device, read_checked_cubin
 
 
 class GpuUnavailable(RuntimeError):
@@ -40,7 +45,10 @@ class DeviceFacts:
 
 
 class CudaContext:
-    def __init__(self, device_index: int = 0):
+    def __init__(self, device_index: int = 0, kernels_dir: str | Path | None = None):
+        """``kernels_dir``: where `ocr-daemon build-kernels` put kernels.sm<cc>.cubin (engines.dir);
+        None when the caller needs no kernels (building engines only)."""
+        self.kernels_dir = Path(kernels_dir) if kernels_dir is not None else None
         try:
             import pycuda.driver as cuda
         except ImportError as exc:
@@ -53,6 +61,8 @@ class CudaContext:
                                      f"({cuda.Device.count()} device(s) found)")
             self.device = cuda.Device(device_index)
             self._ctx = self.device.retain_primary_context()
+            v = cuda.get_driver_version()       # e.g. 12060: the newest CUDA this driver supports
+            self.driver_cuda_version = f"{v // 1000}.{(v % 1000) // 10}"
         except cuda.Error as exc:
             raise GpuUnavailable(f"CUDA did not initialize ({exc})") from None
         self._lock = threading.RLock()
@@ -78,15 +88,27 @@ class CudaContext:
                 self._cuda.Context.pop()
 
     def kernels(self) -> "Kernels":
-        """kernels.cu compiled once per process for this device (pycuda caches the cubin on disk)."""
+        """The prebuilt kernels for this GPU, loaded once per context; never runs nvcc. GpuUnavailable,
+        naming the file, the problem and the build command, when the cubin is missing, stale or unloadable."""
         if self._kernels is None:
-            from pycuda.compiler import SourceModule
-
-            with self.active():
-                module = SourceModule(_KERNELS_CU.read_text(encoding="utf-8"), no_extern_c=True,
-                                      options=["-O3"])
-                self._kernels = Kernels(module)
+            if self.kernels_dir is None:
+                raise GpuUnavailable(f"no kernels directory given: the GPU kernels are built ahead of time "
+                                     f"into engines.dir by `{BUILD_COMMAND}`")
+            try:
+                path, image = read_checked_cubin(self.kernels_dir, expected_for_device(self))
+            except KernelFileError as exc:
+                raise GpuUnavailable(str(exc)) from None
+            self._kernels = self.load_kernels(image, path)
         return self._kernels
+
+    def load_kernels(self, image: bytes, path: Path) -> "Kernels":
+        """A cubin image as prepared launchers (``path`` only names it in errors)."""
+        cuda = self._cuda
+        with self.active():
+            try:
+                return Kernels(cuda.module_from_buffer(image))
+            except cuda.Error as exc:     # not a cubin for this GPU, or a kernel missing from it
+                raise GpuUnavailable(str(KernelFileError(path, [f"the driver cannot load it ({exc})"]))) from None
 
     def close(self) -> None:
         """Releases our hold on the primary context (after every buffer of ours is gone)."""

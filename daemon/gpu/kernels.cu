@@ -1,4 +1,6 @@
-// GPU pre-processing for the detector, compiled at run time by pycuda (SourceModule, no_extern_c).
+// GPU pre-processing for the detector. Compiled ahead of time on the device by `ocr-daemon build-kernels`
+// (daemon/gpu/kernel_build.py: pycuda.compiler.compile, no_extern_c, -O3) into engines/kernels.sm<cc>.cubin;
+// the daemon loads that cubin and refuses it once this file changes (its sha256 is in the sidecar).
 //
 // letterbox_bgr_to_chw: uint8 BGR HWC frame -> float32 CHW detector input, in one pass:
 // bilinear resize with OpenCV's INTER_LINEAR conventions (half-pixel centres,
