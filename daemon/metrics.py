@@ -4,7 +4,8 @@ Counters that live elsewhere (sources, hub, outbox, publisher) are read at scrap
 function the service provides, so they are never counted twice; stage latencies are observed here into
 histograms as frames go through. The snapshot is a plain dict, the same one the stats topic carries:
 
-    {"cameras": {name: {"fps", "frames", "dropped", "corrupt", "reconnects", "watchdog_restarts",
+    {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
+     "cameras": {name: {"fps", "frames", "dropped", "corrupt", "reconnects", "watchdog_restarts",
                         "stored", "rejected": {reason: n}, "state"}},
      "outbox": {"rows", "bytes", "dropped_oldest", "refused_new", "expired"},
      "mqtt": {"enabled", "connected", <publisher counters>: n},
@@ -46,6 +47,15 @@ class _SnapshotCollector:
 
     def collect(self) -> Iterable:
         snap = self._snapshot()
+        backend = snap.get("backend")
+        if backend:
+            # The reason label is the bounded category (configured, loaded, engine_stale, ...); the sentence
+            # is in /healthz and the stats topic.
+            info = GaugeMetricFamily("ocr_backend_info", "The backend that runs OCR, its precision and why (1)",
+                                     labels=["backend", "precision", "reason"])
+            info.add_metric([str(backend.get("backend", "")), str(backend.get("precision", "")),
+                             str(backend.get("category", ""))], 1.0)
+            yield info
         cams = snap.get("cameras", {})
         fps = GaugeMetricFamily("ocr_camera_fps", "Frames per second OCR'd, per camera", labels=["camera"])
         up = GaugeMetricFamily("ocr_source_up", "1 while the source delivers frames or is idle by design",

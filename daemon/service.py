@@ -148,9 +148,11 @@ class Service:
         signal.signal(signal.SIGHUP, self._on_hup)
         self._last_progress = time.monotonic()   # a grace period of stall_timeout_s for cameras to come up
         engine = self.pipeline.describe()
-        log.info("running: %d camera(s), backend %s, mqtt %s", len(cfg.cameras), engine,
+        backend = self.backend_info()
+        log.info("running: %d camera(s), backend %s (%s), mqtt %s", len(cfg.cameras), engine, backend["reason"],
                  f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else "disabled (outbox only)")
-        self.notifier.ready(f"running {len(cfg.cameras)} camera(s) on {engine.get('backend', '?')}")
+        self.notifier.ready(f"running {len(cfg.cameras)} camera(s) on {engine.get('backend', '?')}"
+                            + (" (CPU fallback, see /healthz)" if backend["degraded"] else ""))
 
     def _start_metrics_server(self) -> None:
         from daemon.metrics import MetricsServer
@@ -356,7 +358,21 @@ class Service:
             "broker_connected": bool(pub and pub.connected),
             "outbox_rows": self.outbox.depth()[0] if self.outbox is not None else 0,
         }
+        # Running on the CPU by fallback is healthy (readings flow) but degraded: not what the box is for.
+        backend = self.backend_info()
+        detail["degraded"] = backend["degraded"]
+        detail["backend"] = backend
         return self.progressing(), detail
+
+    def backend_info(self) -> dict:
+        """Which backend runs, at which precision and why (BackendChoice.as_dict) for /healthz and stats."""
+        pipeline = self.pipeline
+        choice = pipeline.choice if pipeline is not None else None
+        if choice is not None:
+            return choice.as_dict()
+        engine = pipeline.describe() if pipeline is not None else {}
+        return {"backend": engine.get("backend", "none"), "precision": engine.get("precision", ""),
+                "reason": "configured", "category": "configured", "degraded": False}
 
     def snapshot(self) -> dict:
         now = time.monotonic()
@@ -390,7 +406,8 @@ class Service:
             c = self.publisher.counters
             mqtt.update({f.name: getattr(c, f.name) for f in dataclasses.fields(c) if not f.name.startswith("_")})
         return {"device": self.cfg.device_id, "uptime_s": round(now - self._started_at, 1),
-                "cameras": cams, "outbox": outbox, "mqtt": mqtt, "latency_ms": latency}
+                "backend": self.backend_info(), "cameras": cams, "outbox": outbox, "mqtt": mqtt,
+                "latency_ms": latency}
 
     def _status_line(self) -> str:
         snap = self.snapshot()
@@ -437,7 +454,7 @@ class Service:
         if pipeline is not None:
             self.pipeline.close()
             self.pipeline = pipeline
-            log.info("SIGHUP: OCR models reloaded (%s)", pipeline.describe())
+            log.info("SIGHUP: OCR models reloaded (%s: %s)", pipeline.describe(), self.backend_info()["reason"])
         publish_changed = (new.mqtt, new.device_id, new.outbox) != (old.mqtt, old.device_id, old.outbox)
         if publish_changed and self.publisher is not None:
             self.publisher.stop(0.0)   # unsent rows stay in the outbox for the new publisher

@@ -89,7 +89,7 @@ def test_watchdog_pings_stop_when_no_camera_delivers(tmp_path):
     d, n = run_daemon(tmp_path, [cam], stall_timeout_s=2.0)
     try:
         assert d.wait_log("running: 1 camera(s)", 60), d.log()
-        ready_at = next(t for t, m in n.messages if m.startswith("READY=1"))
+        ready_at = n.first("READY=1", timeout_s=10)   # sent just after that log line: wait for the datagram
         time.sleep(5)
         # Grace period of stall_timeout_s after READY, then silence: systemd would restart the daemon.
         assert n.pings_between(ready_at, ready_at + 1.9) >= 2, n.texts()
