@@ -18,6 +18,7 @@ from daemon.backends import BackendChoice, EngineFact, GpuFacts, decide
 from daemon.backends.base import Backend, BackendError, Model
 from daemon.engines.plan import plan_engines
 from daemon.engines.sidecar import DeviceInfo, engine_path, make_sidecar, sha256_file, sidecar_path, write_sidecar
+from daemon.gpu import kernel_files
 from daemon.ocr.pipeline import OcrPipeline
 from broker import Recorder, free_port, wait_until
 from service_support import small_ocr
@@ -110,6 +111,7 @@ def fake_gpu(monkeypatch):
     _FakeTensorRT.instances = []
     monkeypatch.setattr(backends, "probe_tensorrt", lambda: ("10.3.0", ""))
     monkeypatch.setattr(backends, "probe_pycuda", lambda: (True, ""))
+    monkeypatch.setattr(backends, "probe_driver_cuda", lambda: "12.6")
     monkeypatch.setattr(trt_backend, "TensorRTBackend", _FakeTensorRT)
     return _FakeTensorRT
 
@@ -123,6 +125,12 @@ def gpu_config(tmp_path, backend="auto", **over):
         path.write_bytes(b"engine")
         write_sidecar(sidecar_path(path), make_sidecar(FAKE_DEVICE, plan.precision, {"x": plan.input_shape},
                                                        sha256_file(plan.source_onnx)))
+    cubin = b"fake cubin"                # prebuilt kernels whose sidecar matches this GPU and driver
+    kernel_files.write_kernels(kernel_files.kernels_path(cfg.engines.dir, FAKE_DEVICE.compute_capability), cubin,
+                               kernel_files.make_kernels_sidecar(
+                                   compute_capability=FAKE_DEVICE.compute_capability, cuda_toolkit_version="12.6",
+                                   kernels_cu_sha256=kernel_files.source_sha256(),
+                                   cubin_sha256=kernel_files.sha256_bytes(cubin)))
     return cfg
 
 
@@ -165,6 +173,16 @@ def test_stale_engine_found_by_the_probe_never_loads(tmp_path, fake_gpu, caplog)
     [gpu] = fake_gpu.instances
     assert gpu.loaded == [] and gpu.closed
     assert len(warnings(caplog)) == 1
+
+
+def test_missing_kernels_found_by_the_probe_never_load(tmp_path, fake_gpu, caplog):
+    cfg = gpu_config(tmp_path)
+    kernel_files.kernels_path(cfg.engines.dir, FAKE_DEVICE.compute_capability).unlink()
+    pipeline = OcrPipeline.from_config(cfg)
+    pipeline.close()
+    assert pipeline.choice.category == "kernels_missing"
+    assert "ocr-daemon build-kernels --config FILE" in pipeline.choice.reason
+    assert fake_gpu.instances[0].loaded == [] and len(warnings(caplog)) == 1
 
 
 def test_explicit_tensorrt_on_this_cpu_box_is_refused():

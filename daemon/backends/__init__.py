@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from daemon.backends.base import Backend, BackendError
 from daemon.config import Config
+from daemon.gpu import PYCUDA_HINT
 
 log = logging.getLogger(__name__)
 
 # The bounded set of BackendChoice.category values (the `reason` label of ocr_backend_info).
 CATEGORIES = ("configured", "loaded", "tensorrt_unavailable", "pycuda_unavailable", "gpu_unavailable",
               "engine_missing", "engine_stale", "kernels_missing", "gpu_error")
-PYCUDA_HINT = "`sudo systemd/install.sh --gpu` installs pycuda from PyPI"
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,30 @@ def probe_pycuda() -> tuple[bool, str]:
     return True, ""
 
 
+def probe_driver_cuda() -> str | None:
+    """The newest CUDA version the driver supports ("12.6"), or None where pycuda cannot tell."""
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        v = cuda.get_driver_version()     # e.g. 12060
+    except Exception:                     # ImportError, pycuda.driver.Error: the load will say more
+        return None
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def kernels_problem(kernels_dir, compute_capability: str, driver_cuda: str) -> str:
+    """Why the prebuilt GPU kernels (`ocr-daemon build-kernels`) cannot be used on this GPU and driver;
+    "" when they can. Reads the cubin and its sidecar, loads nothing."""
+    from daemon.gpu.kernel_files import KernelFileError, expected_kernels, read_checked_cubin
+
+    try:
+        read_checked_cubin(kernels_dir, expected_kernels(compute_capability, driver_cuda))
+    except KernelFileError as exc:
+        return str(exc)
+    return ""
+
+
 def describe_error(exc: BaseException) -> str:
     """An exception as one line that names its type: a programming error must not pass as a GPU gap."""
     return str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
@@ -200,10 +224,12 @@ def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
         device = backend.device()
         gpu = f"{device.gpu_name} (compute capability {device.compute_capability})"
         engines = engine_facts(cfg, device)
+        driver_cuda = probe_driver_cuda()
+        kernels = kernels_problem(cfg.engines.dir, device.compute_capability, driver_cuda) if driver_cuda else ""
     except Exception as exc:    # pycuda.driver.Error and friends: a finding, not a crash loop
         backend.close()
         return GpuFacts(version, gpu_why=describe_error(exc)), None
-    return GpuFacts(version, gpu=gpu, engines=engines), backend
+    return GpuFacts(version, gpu=gpu, engines=engines, kernels_problem=kernels), backend
 
 
 def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
