@@ -1,9 +1,10 @@
 """`ocr-daemon doctor [--config FILE] [--json]`: what this box can do, and what to do next for each gap.
 
-It checks TensorRT, CUDA, the GPU and its compute capability, pycuda, the engines the config needs and
-whether their sidecars match this box, cameras (/dev/video*) and the MQTT broker (a TCP connect with a
-short timeout). Every check degrades to a finding instead of an exception, so it runs on a CPU-only box.
-Exit code 0 whatever it finds (it is a report); 2 for an invalid config.
+It checks TensorRT, CUDA, the GPU and its compute capability, pycuda, the prebuilt GPU kernels, the engines
+the config needs and whether their sidecars match this box, and says what `backend` will run on and why
+(daemon.backends.decide, the daemon's own decision, over these facts; no model is loaded), then cameras
+(/dev/video*) and the MQTT broker (a TCP connect with a short timeout). Every check degrades to a finding
+instead of an exception, so it runs on a CPU-only box. Exit code 0 whatever it finds (it is a report); 2 for an invalid config.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from daemon.backends import BackendChoice, EngineFact, GpuFacts, decide, kernels_problem, probe_tensorrt
 from daemon.config import Config
+from daemon.gpu import PYCUDA_HINT
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Finding:
     ok: bool
     detail: str
     next_step: str = ""     # what to do about it; empty when nothing is needed
+    choice: dict | None = None   # the backend finding only: BackendChoice.as_dict()
 
 
 @dataclass(frozen=True)
@@ -37,14 +41,8 @@ class GpuProbe:
     integrated: bool | None
     source: str                 # "pycuda", "nvidia-smi" or "none"
     why_not: str = ""
-
-
-def probe_tensorrt() -> tuple[str | None, str]:
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        return None, str(exc)
-    return trt.__version__, ""
+    multiprocessors: int | None = None      # SM count (pycuda only; nvidia-smi does not say)
+    total_memory_mib: int | None = None
 
 
 def probe_pycuda() -> tuple[bool, str]:
@@ -65,8 +63,11 @@ def probe_gpu() -> GpuProbe:
             dev = cuda.Device(0)
             major, minor = dev.compute_capability()
             v = cuda.get_driver_version()           # e.g. 12060
+            attr = cuda.device_attribute
             return GpuProbe(dev.name(), f"{major}.{minor}", f"{v // 1000}.{(v % 1000) // 10}",
-                            bool(dev.get_attribute(cuda.device_attribute.INTEGRATED)), "pycuda")
+                            bool(dev.get_attribute(attr.INTEGRATED)), "pycuda",
+                            multiprocessors=int(dev.get_attribute(attr.MULTIPROCESSOR_COUNT)),
+                            total_memory_mib=int(dev.total_memory()) // 2**20)
     except ImportError:
         why = "pycuda is missing"
     except Exception as exc:  # pycuda.driver.Error and friends: fall back to nvidia-smi
@@ -76,26 +77,32 @@ def probe_gpu() -> GpuProbe:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            out = subprocess.run([smi, "--query-gpu=name,compute_cap,memory.total", "--format=csv,noheader,nounits"],
                                  capture_output=True, text=True, timeout=10)
             head = subprocess.run([smi], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.TimeoutExpired) as exc:
             return GpuProbe(None, None, None, None, "none", f"nvidia-smi failed ({exc})")
         line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
         if line:
-            name, _, cc = (part.strip() for part in line.partition(","))
+            name, cc, memory = _smi_fields(line)
             cuda_version = None
             for token in head.split("CUDA Version:")[1:2]:
                 cuda_version = token.split()[0]
-            return GpuProbe(name, cc or None, cuda_version, None, "nvidia-smi")
+            return GpuProbe(name, cc, cuda_version, None, "nvidia-smi", total_memory_mib=memory)
     # Jetsons have no nvidia-smi on older JetPacks; /etc/nv_tegra_release marks one.
     if Path("/etc/nv_tegra_release").exists():
         return GpuProbe(None, None, None, True, "none", "a Jetson (nv_tegra_release) but pycuda is missing")
     return GpuProbe(None, None, None, None, "none", f"no NVIDIA GPU found ({why}; no nvidia-smi)")
 
 
+def _smi_fields(line: str) -> tuple[str, str | None, int | None]:
+    """'NVIDIA H200, 9.0, 143771' -> name, compute capability, memory in MiB (nvidia-smi csv, nounits)."""
+    name, cc, memory = ([p.strip() for p in line.rsplit(",", 2)] + ["", ""])[:3]
+    return name, cc or None, int(memory) if memory.isdigit() else None
+
+
 def probe_nvcc() -> str | None:
-    """CUDA toolkit release from nvcc (pycuda compiles the letterbox kernel with it at start)."""
+    """CUDA toolkit release from nvcc: needed only to build the GPU kernels ahead of time, never at run time."""
     nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
     if not nvcc:
         return None
@@ -124,6 +131,12 @@ def broker_reachable(host: str, port: int, timeout_s: float = 1.0) -> tuple[bool
 def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe) -> list[Finding]:
     """One finding per engine the config needs; when TensorRT or the GPU is unknown, engines present
     on disk are listed but cannot be matched."""
+    return engine_checks(cfg, trt_version, gpu)[0]
+
+
+def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe
+                  ) -> tuple[list[Finding], tuple[EngineFact, ...]]:
+    """engine_findings, and the same checks as the facts `auto` decides on (empty when not checked)."""
     from daemon.engines.check import check_engine
     from daemon.engines.plan import EnginePlan, plan_engines, rebuild_command
     from daemon.engines.sidecar import DeviceInfo
@@ -133,7 +146,7 @@ def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe) -> list
     try:
         plans = plan_engines(cfg)
     except ModelFileError as exc:
-        return [Finding("engines", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")]
+        return [Finding("engines", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")], ()
     findings = []
     if precision == "int8":
         missing: dict[Path, EnginePlan] = {}
@@ -151,16 +164,59 @@ def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe) -> list
             findings.append(Finding(f"engine {p.role} ({p.precision})", False,
                                     f"{detail}; cannot check them without TensorRT and a GPU",
                                     f"on the target device: `{rebuild}`"))
-        return findings
-    device = DeviceInfo(gpu.name, gpu.compute_capability, trt_version)
+        return findings, ()
+    device = DeviceInfo(gpu.name, gpu.compute_capability, trt_version, gpu.multiprocessors, gpu.total_memory_mib)
+    facts = []
     for p in plans:
         check = check_engine(p, device, cfg.engines.dir)
-        if check.ok:
+        problems = check.problems
+        if gpu.multiprocessors is None or gpu.total_memory_mib is None:
+            # nvidia-smi does not give the SM count (and an old one not the memory): those are not compared.
+            problems = tuple(x for x in problems if not x.startswith(("SM count:", "GPU memory (MiB):")))
+        facts.append(EngineFact(p.role, check.path.is_file(), problems))
+        if not problems:
             findings.append(Finding(f"engine {p.role} ({p.precision})", True, f"{check.path} matches this box"))
         else:
-            findings.append(Finding(f"engine {p.role} ({p.precision})", False, "; ".join(check.problems),
+            findings.append(Finding(f"engine {p.role} ({p.precision})", False, "; ".join(problems),
                                     f"`{rebuild}`"))
-    return findings
+    return findings, tuple(facts)
+
+
+def kernels_finding(cfg: Config, gpu: GpuProbe, toolkit: str | None) -> tuple[Finding, str]:
+    """The prebuilt GPU kernels (engines/kernels.sm<cc>.cubin) for this GPU and driver, and the problem
+    `auto` decides on ("" when usable or not checkable here)."""
+    from daemon.gpu.kernel_files import BUILD_COMMAND, kernels_filename
+
+    nvcc = (f"nvcc {toolkit} is here" if toolkit else
+            "it needs the CUDA toolkit's nvcc, which JetPack has in /usr/local/cuda/bin")
+    build = f"`{BUILD_COMMAND}` ({nvcc}; the daemon loads the cubin and never runs nvcc)"
+    if gpu.compute_capability is None or gpu.driver_cuda is None:
+        return Finding("GPU kernels", False, "cannot check them without a GPU and its driver",
+                       f"on the target device: {build}"), ""
+    problem = kernels_problem(cfg.engines.dir, gpu.compute_capability, gpu.driver_cuda)
+    if problem:
+        return Finding("GPU kernels", False, problem, build), problem
+    return Finding("GPU kernels", True, f"{Path(cfg.engines.dir) / kernels_filename(gpu.compute_capability)} "
+                                        f"matches this GPU and driver"), ""
+
+
+def backend_finding(cfg: Config, choice: BackendChoice) -> Finding:
+    """What `backend: <setting>` runs on here and why: the daemon's own decision over doctor's facts."""
+    why = choice.reason.removeprefix(f"{cfg.backend}: ")
+    refused = cfg.backend == "tensorrt" and choice.backend != "tensorrt"
+    outcome = "does not start (exit 1)" if refused else f"{choice.backend} ({choice.precision})"
+    detail = f"backend {cfg.backend} → {outcome}: {why}"
+    next_steps = {
+        "tensorrt_unavailable": "install TensorRT (see the TensorRT finding) or set `backend: onnxruntime`",
+        "pycuda_unavailable": PYCUDA_HINT,
+        "gpu_unavailable": "see the GPU and CUDA findings",
+        "engine_missing": "build the engines (see the engine findings)",
+        "engine_stale": "rebuild the engines (see the engine findings)",
+        "kernels_missing": "build the GPU kernels (see the GPU kernels finding)",
+    }
+    ok = not choice.degraded and not refused
+    return Finding(f"backend {cfg.backend}", ok, detail, "" if ok else next_steps.get(choice.category, ""),
+                   choice=choice.as_dict())
 
 
 def diagnose(cfg: Config) -> list[Finding]:
@@ -173,26 +229,38 @@ def diagnose(cfg: Config) -> list[Finding]:
                             "the daemon runs on ONNX Runtime (CPU)"))
     gpu = probe_gpu()
     toolkit = probe_nvcc()
-    toolkit_text = f"toolkit (nvcc) {toolkit}" if toolkit else "no CUDA toolkit (nvcc) found"
+    # nvcc only builds the kernels ahead of time (build-kernels); the daemon never needs it.
+    toolkit_text = (f"toolkit (nvcc) {toolkit}" if toolkit else
+                    "no CUDA toolkit (nvcc): needed only by `ocr-daemon build-kernels`, not at run time")
     if gpu.driver_cuda:
-        findings.append(Finding("CUDA", toolkit is not None,
-                                f"driver supports CUDA {gpu.driver_cuda} (via {gpu.source}); {toolkit_text}",
-                                "" if toolkit else "install the CUDA toolkit (JetPack has it in /usr/local/cuda): "
-                                "pycuda compiles the pre-processing kernel with nvcc"))
+        findings.append(Finding("CUDA", True, f"driver supports CUDA {gpu.driver_cuda} (via {gpu.source}); "
+                                              f"{toolkit_text}"))
     else:
         findings.append(Finding("CUDA", False, f"{gpu.why_not or 'no driver'}; {toolkit_text}",
                                 "install the NVIDIA driver (JetPack on a Jetson)"))
     if gpu.name:
         kind = {True: ", integrated (zero-copy frames)", False: ", discrete (frames uploaded)"}.get(gpu.integrated, "")
-        findings.append(Finding("GPU", True, f"{gpu.name}, compute capability {gpu.compute_capability}{kind}"))
+        size = "".join([f", {gpu.multiprocessors} SMs" if gpu.multiprocessors else "",
+                        f", {gpu.total_memory_mib} MiB" if gpu.total_memory_mib else ""])
+        findings.append(Finding("GPU", True, f"{gpu.name}, compute capability {gpu.compute_capability}{size}{kind}"))
     else:
         findings.append(Finding("GPU", False, gpu.why_not or "none found",
                                 "the daemon will run on the CPU; for TensorRT use a Jetson or an NVIDIA GPU"))
     has_pycuda, pycuda_detail = probe_pycuda()
     findings.append(Finding("pycuda", has_pycuda, f"pycuda {pycuda_detail}" if has_pycuda else f"missing ({pycuda_detail})",
-                            "" if has_pycuda else "`pip install pycuda` (needs the CUDA toolkit's nvcc) or "
-                            "`sudo apt install python3-pycuda` on a Jetson"))
-    findings.extend(engine_findings(cfg, trt_version, gpu))
+                            "" if has_pycuda else PYCUDA_HINT))
+    kernels, kernels_gap = kernels_finding(cfg, gpu, toolkit)
+    findings.append(kernels)
+    engines, engine_facts = engine_checks(cfg, trt_version, gpu)
+    findings.extend(engines)
+    # The daemon needs pycuda to see the GPU: one seen only by nvidia-smi does not count for it.
+    usable_gpu = gpu.name is not None and gpu.source == "pycuda"
+    facts = GpuFacts(tensorrt_version=trt_version, tensorrt_why=trt_why,
+                     pycuda_why="" if has_pycuda else pycuda_detail,
+                     gpu=f"{gpu.name} (compute capability {gpu.compute_capability})" if usable_gpu else None,
+                     gpu_why="" if usable_gpu else (gpu.why_not or f"pycuda does not see the {gpu.name}"),
+                     engines=engine_facts, kernels_problem=kernels_gap)
+    findings.append(backend_finding(cfg, decide(cfg.backend, cfg.ocr.precision, facts)))
 
     cameras = _cameras()
     wanted = [c for c in cfg.cameras if c.kind == "v4l2"]
@@ -242,7 +310,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     findings = diagnose(cfg)
     if args.json:
-        print(json.dumps([asdict(f) for f in findings], indent=2))
+        print(json.dumps([{k: v for k, v in asdict(f).items() if k != "choice" or v is not None}
+                          for f in findings], indent=2, ensure_ascii=False))
     else:
         print(f"ocr-daemon doctor ({'config ' + path if path else 'default config'})")
         print(render(findings))

@@ -75,25 +75,30 @@ def test_missing_engines_name_the_build_command(cfg_dict):
 
 def test_matching_and_stale_engines_are_told_apart(cfg_dict):
     cfg = from_dict(cfg_dict)
-    orin = DeviceInfo("Orin", "8.7", "10.3.0")
+    orin = DeviceInfo("Orin", "8.7", "10.3.0", 8, 7620)
     for plan in plan_engines(cfg):
         path = engine_path(cfg.engines.dir, plan.engine_stem, plan.precision, orin)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"engine")
         sha = sha256_file(plan.source_onnx) if plan.role == "det" else "0" * 64   # rec: built from another model
         write_sidecar(sidecar_path(path), make_sidecar(orin, plan.precision, {"x": plan.input_shape}, sha))
-    findings = by_check(doctor.engine_findings(cfg, "10.3.0", doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda")))
+    orin_probe = doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda", multiprocessors=8, total_memory_mib=7620)
+    findings = by_check(doctor.engine_findings(cfg, "10.3.0", orin_probe))
     assert findings["engine det (fp32)"].ok
     assert not findings["engine rec (fp32)"].ok and "sha256" in findings["engine rec (fp32)"].detail
     assert not findings["engine rec_tail (fp32)"].ok and "sha256" in findings["engine rec_tail (fp32)"].detail
     # the same files seen from another TensorRT version: nothing matches any more
-    assert not check_engine(plan_engines(cfg)[0], DeviceInfo("Orin", "8.7", "10.4.0"), cfg.engines.dir).ok
+    assert not check_engine(plan_engines(cfg)[0], DeviceInfo("Orin", "8.7", "10.4.0", 8, 7620), cfg.engines.dir).ok
+    # another Orin module (same name and compute capability, fewer SMs) does not match either
+    nano = doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda", multiprocessors=4, total_memory_mib=3450)
+    det = by_check(doctor.engine_findings(cfg, "10.3.0", nano))["engine det (fp32)"]
+    assert not det.ok and "SM count" in det.detail
 
 
 def test_without_tensorrt_engines_on_disk_are_listed_but_not_trusted(cfg_dict):
     cfg = from_dict(cfg_dict)
     plan = plan_engines(cfg)[0]
-    path = engine_path(cfg.engines.dir, plan.engine_stem, "fp32", DeviceInfo("Orin", "8.7", "10.3.0"))
+    path = engine_path(cfg.engines.dir, plan.engine_stem, "fp32", DeviceInfo("Orin", "8.7", "10.3.0", 8, 7620))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"engine")
     det = by_check(doctor.engine_findings(cfg, None, doctor.GpuProbe(None, None, None, None, "none", "no GPU")))["engine det (fp32)"]
@@ -134,3 +139,97 @@ def test_invalid_config_exits_2(tmp_path, capsys):
     doctor.add_arguments(parser)
     assert doctor.main(parser.parse_args(["--config", str(path)])) == 2
     assert "mqtt.port" in capsys.readouterr().err
+
+
+def test_pycuda_gap_points_to_the_gpu_installer_not_apt(cfg_dict):
+    pycuda = by_check(doctor.diagnose(from_dict(cfg_dict)))["pycuda"]
+    if pycuda.ok:
+        pytest.skip("pycuda imports here")
+    assert "systemd/install.sh --gpu" in pycuda.next_step and "apt" not in pycuda.next_step
+
+
+def test_nvidia_smi_line_gives_name_compute_capability_and_memory():
+    assert doctor._smi_fields("NVIDIA H200, 9.0, 143771") == ("NVIDIA H200", "9.0", 143771)
+    assert doctor._smi_fields("Orin, 8.7, [N/A]") == ("Orin", "8.7", None)
+
+
+def test_backend_finding_on_this_cpu_box_says_onnxruntime_and_why(cfg_dict):
+    if doctor.probe_tensorrt()[0] is not None:
+        pytest.skip("TensorRT imports here")
+    backend = by_check(doctor.diagnose(from_dict(cfg_dict)))["backend auto"]
+    assert not backend.ok and backend.next_step
+    assert backend.detail.startswith("backend auto → onnxruntime (fp32): TensorRT is not importable (")
+    assert backend.choice["backend"] == "onnxruntime" and backend.choice["category"] == "tensorrt_unavailable"
+    assert backend.choice["degraded"] is True
+
+
+def test_configured_onnxruntime_is_no_gap(cfg_dict):
+    cfg_dict["backend"] = "onnxruntime"
+    backend = by_check(doctor.diagnose(from_dict(cfg_dict)))["backend onnxruntime"]
+    assert backend.ok and backend.detail == "backend onnxruntime → onnxruntime (fp32): configured"
+
+
+@pytest.fixture()
+def orin_box(monkeypatch):
+    """doctor's probes as on a Jetson Orin with TensorRT 10.3 and pycuda (nothing of it here)."""
+    probe = doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda", multiprocessors=8, total_memory_mib=7620)
+    monkeypatch.setattr(doctor, "probe_tensorrt", lambda: ("10.3.0", ""))
+    monkeypatch.setattr(doctor, "probe_pycuda", lambda: (True, "2024.1.2"))
+    monkeypatch.setattr(doctor, "probe_gpu", lambda: probe)
+    monkeypatch.setattr(doctor, "probe_nvcc", lambda: None)
+    return DeviceInfo("Orin", "8.7", "10.3.0", 8, 7620)
+
+
+def built(cfg, device):
+    """Engines and GPU kernels as build-engine and build-kernels leave them for ``device``."""
+    from daemon.gpu import kernel_files
+
+    for plan in plan_engines(cfg):
+        path = engine_path(cfg.engines.dir, plan.engine_stem, plan.precision, device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"engine")
+        write_sidecar(sidecar_path(path), make_sidecar(device, plan.precision, {"x": plan.input_shape},
+                                                       sha256_file(plan.source_onnx)))
+    cubin = b"cubin"
+    kernel_files.write_kernels(kernel_files.kernels_path(cfg.engines.dir, device.compute_capability), cubin,
+                               kernel_files.make_kernels_sidecar(
+                                   compute_capability=device.compute_capability, cuda_toolkit_version="12.6",
+                                   kernels_cu_sha256=kernel_files.source_sha256(),
+                                   cubin_sha256=kernel_files.sha256_bytes(cubin)))
+
+
+def test_backend_finding_says_tensorrt_where_engines_and_kernels_match(cfg_dict, orin_box):
+    cfg = from_dict(cfg_dict)
+    built(cfg, orin_box)
+    checks = by_check(doctor.diagnose(cfg))
+    assert checks["GPU kernels"].ok and checks["CUDA"].ok     # no nvcc on the box: not a gap at run time
+    backend = checks["backend auto"]
+    assert backend.ok and backend.detail.startswith("backend auto → tensorrt (fp32): TensorRT 10.3.0 engines match Orin")
+
+
+def test_backend_finding_names_missing_kernels_and_a_refused_explicit_tensorrt(cfg_dict, orin_box):
+    from daemon.gpu import kernel_files
+
+    cfg_dict["backend"] = "tensorrt"
+    cfg = from_dict(cfg_dict)
+    built(cfg, orin_box)
+    kernel_files.kernels_path(cfg.engines.dir, "8.7").unlink()
+    checks = by_check(doctor.diagnose(cfg))
+    assert not checks["GPU kernels"].ok and "ocr-daemon build-kernels --config FILE" in checks["GPU kernels"].next_step
+    backend = checks["backend tensorrt"]
+    assert not backend.ok and backend.detail.startswith("backend tensorrt → does not start (exit 1): GPU kernels")
+    assert backend.choice["category"] == "kernels_missing"
+
+
+def test_json_carries_the_backend_choice(cfg_dict, tmp_path, capsys):
+    import yaml
+
+    cfg_dict["mqtt"] = {"enabled": False}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg_dict))
+    parser = argparse.ArgumentParser()
+    doctor.add_arguments(parser)
+    assert doctor.main(parser.parse_args(["--config", str(path), "--json"])) == 0
+    rows = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"backend", "precision", "reason", "category", "degraded"} <= set(rows["backend auto"]["choice"])
+    assert "choice" not in rows["MQTT broker"]
