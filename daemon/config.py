@@ -191,6 +191,9 @@ class Config:
     device_id: str = "ocr-edge"
     # auto = TensorRT where it loads and the engines match, else ONNX Runtime on the CPU.
     backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
+    # Absolute directory that relative outbox.path, engines.dir and engines.timing_cache resolve against,
+    # so `calibrate`/`build-engine` write where the service reads; null = the working directory.
+    state_dir: Optional[str] = None
     ocr: OcrConfig = field(default_factory=OcrConfig)
     engines: EnginesConfig = field(default_factory=EnginesConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
@@ -304,6 +307,8 @@ def validate(cfg: Config) -> Config:
     _require(o.det_min_size >= 1, "ocr.det_min_size", o.det_min_size, "must be at least 1")
     _require(o.det_max_candidates >= 1, "ocr.det_max_candidates", o.det_max_candidates, "must be at least 1")
     _require(o.threads >= 0, "ocr.threads", o.threads, "must be 0 (automatic) or more")
+    _require(cfg.state_dir is None or os.path.isabs(cfg.state_dir), "state_dir", cfg.state_dir,
+             "must be an absolute path (or null for the working directory)")
     _require(cfg.engines.workspace_mib >= 64, "engines.workspace_mib", cfg.engines.workspace_mib, "must be at least 64")
     _require(cfg.gpu.streams in (1, 2, 3), "gpu.streams", cfg.gpu.streams, "must be 1, 2 or 3")
     _require(cfg.gpu.batch_wait_ms >= 0, "gpu.batch_wait_ms", cfg.gpu.batch_wait_ms, "must not be negative")
@@ -370,12 +375,31 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def resolve_state_paths(cfg: Config) -> Config:
+    """cfg with relative outbox.path, engines.dir and engines.timing_cache joined onto state_dir.
+
+    Absolute paths are kept; with state_dir null nothing changes (relative paths stay relative to the
+    working directory, which is the state directory under systemd). Pure: touches no file.
+    """
+    if cfg.state_dir is None:
+        return cfg
+
+    def under_state(path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(cfg.state_dir, path)
+
+    engines = dataclasses.replace(
+        cfg.engines, dir=under_state(cfg.engines.dir),
+        timing_cache=None if cfg.engines.timing_cache is None else under_state(cfg.engines.timing_cache))
+    outbox = dataclasses.replace(cfg.outbox, path=under_state(cfg.outbox.path))
+    return dataclasses.replace(cfg, engines=engines, outbox=outbox)
+
+
 def from_dict(data: Any) -> Config:
-    return validate(_build(Config, data, ""))
+    return resolve_state_paths(validate(_build(Config, data, "")))
 
 
 def load(path: str | os.PathLike) -> Config:
-    """Reads and validates a config file; relative paths inside it stay relative to the working directory."""
+    """Reads and validates a config file; relative state paths resolve against state_dir (resolve_state_paths)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -38,6 +38,8 @@ def test_shipped_config_yaml_is_valid_and_matches_the_defaults_it_documents():
     ({"mqtt": {"password_env": "OCR_TEST_SURELY_UNSET_VAR"}}, "mqtt.password_env", "not set"),
     ({"outbox": {"full_policy": "explode"}}, "outbox.full_policy", "'explode'"),
     ({"mqtt": {"tls": {"enabld": True}}}, "mqtt.tls.enabld", "unknown key"),
+    ({"state_dir": "var/lib"}, "state_dir", "'var/lib' must be an absolute path"),
+    ({"state_dir": ["/var/lib"]}, "state_dir", "expected a string"),
 ])
 def test_invalid_values_name_the_key_path_and_value(data, key, fragment):
     with pytest.raises(config.ConfigError) as err:
@@ -73,3 +75,44 @@ def test_check_config_command_exits_2_with_the_key(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "daemon", "check-config", str(ROOT / "config.yaml")],
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_relative_state_paths_resolve_against_state_dir():
+    cfg = config.from_dict({"state_dir": "/var/lib/ocr-daemon", "outbox": {"path": "var/outbox.sqlite3"},
+                            "engines": {"dir": "engines", "timing_cache": "engines/timing.cache"}})
+    assert cfg.outbox.path == "/var/lib/ocr-daemon/var/outbox.sqlite3"
+    assert cfg.engines.dir == "/var/lib/ocr-daemon/engines"
+    assert cfg.engines.timing_cache == "/var/lib/ocr-daemon/engines/timing.cache"
+
+
+def test_absolute_state_paths_are_kept_and_a_null_timing_cache_stays_null():
+    cfg = config.from_dict({"state_dir": "/var/lib/ocr-daemon", "outbox": {"path": "/srv/outbox.sqlite3"},
+                            "engines": {"dir": "/opt/engines", "timing_cache": None}})
+    assert cfg.outbox.path == "/srv/outbox.sqlite3"
+    assert cfg.engines.dir == "/opt/engines"
+    assert cfg.engines.timing_cache is None
+
+
+def test_null_state_dir_leaves_paths_relative_to_the_working_directory():
+    cfg = config.from_dict({})
+    assert cfg.state_dir is None
+    assert (cfg.outbox.path, cfg.engines.dir, cfg.engines.timing_cache) == (
+        "var/outbox.sqlite3", "engines", "engines/timing.cache")
+    assert config.resolve_state_paths(cfg) is cfg
+
+
+def test_load_applies_state_dir_from_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state")}))
+    cfg = config.load(p)
+    assert cfg.engines.dir == str(tmp_path / "state" / "engines")
+    assert cfg.outbox.path == str(tmp_path / "state" / "var" / "outbox.sqlite3")
+
+
+def test_check_config_names_a_relative_state_dir(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("state_dir: var/lib/ocr-daemon\n")
+    proc = subprocess.run([sys.executable, "-m", "daemon", "check-config", str(p)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "state_dir: 'var/lib/ocr-daemon' must be an absolute path" in proc.stderr
