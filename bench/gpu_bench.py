@@ -11,7 +11,11 @@
    in for the engine (TensorRT is not installable there). CUDA event timestamps give the share of
    upload + pre-processing time that ran under another frame's inference. Target >= 90 %.
 
-    python3 bench/gpu_bench.py [--iters 300] [--load-ms 2.0] [--json FILE]
+The kernels are the prebuilt cubin the daemon loads (`--kernels-dir`), or built into a temporary
+directory first with daemon.gpu.kernel_build (the default; needs nvcc). bench/kernels_aot.py compares
+that cubin with the run-time SourceModule of before.
+
+    python3 bench/gpu_bench.py [--iters 300] [--load-ms 2.0] [--json FILE] [--kernels-dir DIR]
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -128,6 +133,9 @@ def main() -> int:
     parser.add_argument("--load-ms", type=float, default=2.0, help="length of the stand-in inference")
     parser.add_argument("--overlap-frames", type=int, default=200)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--kernels-dir", type=Path, default=None,
+                        help="engines directory holding kernels.sm<cc>.cubin from `ocr-daemon build-kernels` "
+                             "(default: build them into a temporary directory first; needs nvcc)")
     args = parser.parse_args()
 
     import cv2
@@ -135,9 +143,13 @@ def main() -> int:
     import pycuda.driver as cuda
 
     from daemon.gpu.context import CudaContext
+    from daemon.gpu.kernel_build import context_with_built_kernels
     from daemon.gpu.standin import BusyLoad
 
-    ctx = CudaContext()
+    if args.kernels_dir is not None:
+        ctx = CudaContext(kernels_dir=args.kernels_dir)
+    else:
+        ctx = context_with_built_kernels(tempfile.mkdtemp(prefix="gpu-bench-engines-"))
     v = cuda.get_driver_version()
     report = {
         "device": ctx.facts.name, "compute_capability": ctx.facts.compute_capability,

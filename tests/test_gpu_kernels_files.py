@@ -126,6 +126,16 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
+def test_written_kernels_are_readable_by_the_daemons_user(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_kernels(kernels_path(tmp_path, "8.7"), CUBIN, sidecar())
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        "kernels.sm87.cubin": 0o644, "kernels.sm87.cubin.json": 0o644}
+
+
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
 def test_an_interrupted_write_keeps_the_old_file_whole(tmp_path, monkeypatch, failing):
     target = tmp_path / "kernels.sm87.cubin"

@@ -19,10 +19,11 @@ LOAD_MS = 2.0
 
 
 @pytest.fixture(scope="module")
-def ctx():
-    from daemon.gpu.context import CudaContext
+def ctx(tmp_path_factory):
+    """The daemon's way in: kernels built ahead of time into a directory, then loaded from there."""
+    from daemon.gpu.kernel_build import context_with_built_kernels
 
-    return CudaContext()
+    return context_with_built_kernels(tmp_path_factory.mktemp("engines"))
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ SIZES = [(960, 1280, 640, 640), (480, 640, 640, 640), (640, 640, 640, 640), (108
 
 
 @pytest.fixture(scope="module")
-def ctx():
-    from daemon.gpu.context import CudaContext
+def ctx(tmp_path_factory):
+    """The daemon's way in: kernels built ahead of time into a directory, then loaded from there."""
+    from daemon.gpu.kernel_build import context_with_built_kernels
 
-    return CudaContext()
+    return context_with_built_kernels(tmp_path_factory.mktemp("engines"))
 
 
 def gpu_letterbox(ctx, letterbox, frame, in_h, in_w, fill: float | None = None):

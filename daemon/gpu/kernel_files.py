@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -174,9 +174,11 @@ def read_kernels_sidecar(path: str | Path) -> dict[str, Any]:
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Readers see the old file or the new one, never a part: a temporary file in the same directory,
-    flushed to disk, then os.replace."""
+    flushed to disk, then os.replace. The mode is a plain open's (0666 less the umask), not mkstemp's
+    0600: the daemon's user must be able to read what root built."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
