@@ -9,8 +9,7 @@ setup(
     package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "schema/*.json", "gpu/*.cu"]},
     python_requires=">=3.10",
     install_requires=[
-        "numpy>=1.24",
-        "opencv-python>=4.8",
+        "numpy>=1.21",
         "paho-mqtt>=2.0,<3",
         "pyyaml>=6.0",
         "onnxruntime>=1.17",
@@ -23,7 +22,10 @@ setup(
         "rapidocr-onnxruntime==1.4.4",
     ],
     extras_require={
-        # On a Jetson, TensorRT and pycuda come from JetPack (apt: python3-libnvinfer, python3-pycuda).
+        # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV
+        # (JetPack's, built with GStreamer), which pip cannot see; CPU installs ask for .[opencv].
+        "opencv": ["opencv-python>=4.8"],
+        # TensorRT comes from JetPack (python3-libnvinfer); pycuda from PyPI, built by make-venv.sh --gpu.
         "gpu": ["pycuda>=2024.1"],
         "test": ["pytest>=8", "jsonschema>=4.20"],
     },

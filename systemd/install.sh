@@ -2,19 +2,22 @@
 # Installs ocr-daemon as a systemd service: a venv in /opt/ocr-daemon, the config in /etc/ocr-daemon,
 # the outbox and engines in /var/lib/ocr-daemon (the unit's StateDirectory and working directory).
 #
-#   sudo systemd/install.sh          # CPU (ONNX Runtime) or a camera-only box
-#   sudo systemd/install.sh --gpu    # + GPU device nodes; the venv sees JetPack's tensorrt, pycuda and
-#                                    #   GStreamer-enabled OpenCV (--system-site-packages)
+#   sudo systemd/install.sh          # CPU (ONNX Runtime) or a camera-only box: PyPI OpenCV, requirements-lock.txt
+#   sudo systemd/install.sh --gpu    # Jetson / GPU box: + GPU device nodes; the venv is built on the system
+#                                    #   Python and keeps JetPack's tensorrt, numpy 1.x and GStreamer OpenCV,
+#                                    #   pycuda from PyPI (systemd/make-venv.sh --gpu; --without-pycuda passes on)
 # Then: edit /etc/ocr-daemon/config.yaml, `sudo systemctl reload ocr-daemon`, `journalctl -u ocr-daemon -f`.
 set -euo pipefail
 
 PREFIX=/opt/ocr-daemon
 GPU=0
+VENV_ARGS=()
 for arg in "$@"; do
   case "$arg" in
-    --gpu) GPU=1 ;;
+    --gpu) GPU=1; VENV_ARGS+=(--gpu) ;;
+    --without-pycuda) VENV_ARGS+=(--without-pycuda) ;;
     --prefix=*) PREFIX="${arg#--prefix=}" ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
@@ -23,24 +26,18 @@ command -v systemctl >/dev/null || { echo "systemd is required" >&2; exit 1; }
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 
 mkdir -p "$PREFIX"
-if [ ! -x "$PREFIX/venv/bin/python" ]; then
-  if [ "$GPU" = 1 ]; then
-    python3 -m venv --system-site-packages "$PREFIX/venv"
-  else
-    python3 -m venv "$PREFIX/venv"
-  fi
-fi
-"$PREFIX/venv/bin/pip" install --upgrade "$REPO"
-if [ "$GPU" = 1 ] && ! "$PREFIX/venv/bin/python" -c \
-    'import sys; from daemon.sources.capture import gstreamer_available; sys.exit(0 if gstreamer_available() else 1)'; then
-  echo "note: the venv's OpenCV lacks GStreamer (PyPI wheel); for CSI cameras run" >&2
-  echo "      $PREFIX/venv/bin/pip uninstall -y opencv-python   # falls back to JetPack's system OpenCV" >&2
-fi
+"$REPO/systemd/make-venv.sh" "${VENV_ARGS[@]}" "$PREFIX/venv"
 install -m 0644 "$REPO/README.md" "$PREFIX/README.md" 2>/dev/null || true
 
 install -d -m 0755 /etc/ocr-daemon
 if [ ! -e /etc/ocr-daemon/config.yaml ]; then
-  install -m 0644 "$REPO/config.yaml" /etc/ocr-daemon/config.yaml
+  # state_dir: `sudo ocr-daemon calibrate|build-engine --config /etc/ocr-daemon/config.yaml` then writes
+  # engines where the service (WorkingDirectory=/var/lib/ocr-daemon) reads them, not into the caller's cwd.
+  sed 's#^state_dir: null #state_dir: /var/lib/ocr-daemon #' "$REPO/config.yaml" > /etc/ocr-daemon/config.yaml.new
+  grep -q '^state_dir: /var/lib/ocr-daemon ' /etc/ocr-daemon/config.yaml.new ||
+    { echo "config.yaml has no 'state_dir: null' line to set" >&2; rm -f /etc/ocr-daemon/config.yaml.new; exit 1; }
+  chmod 0644 /etc/ocr-daemon/config.yaml.new
+  mv /etc/ocr-daemon/config.yaml.new /etc/ocr-daemon/config.yaml
 fi
 "$PREFIX/venv/bin/ocr-daemon" check-config /etc/ocr-daemon/config.yaml
 
