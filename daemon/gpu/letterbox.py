@@ -41,7 +41,8 @@ NORM_ADD = np.float32(-(DET_MEAN / DET_STD))
 
 
 class GpuLetterbox:
-    """One buffer set's frame path. Not thread-safe: it belongs to the thread owning the context."""
+    """One buffer set's frame path. Not thread-safe: it belongs to the thread owning the context.
+    Takes the kernel from ctx.kernels(), the prebuilt cubin: GpuUnavailable when it is missing or stale."""
 
     def __init__(self, ctx, in_h: int, in_w: int, zero_copy: bool, initial_frame_hw: tuple[int, int] = (1080, 1920)):
         import pycuda.driver as cuda
