@@ -15,8 +15,8 @@ from daemon.engines.sidecar import (SIDECAR_KEYS, DeviceInfo, check_sidecar, eng
                                     expected_sidecar, make_sidecar, read_sidecar, sha256_file, sidecar_path,
                                     sm_tag, write_sidecar)
 
-ORIN = DeviceInfo("Orin", "8.7", "10.3.0")
-H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.3.0")
+ORIN = DeviceInfo("Orin", "8.7", "10.3.0", 8, 7620)      # Orin Nano 8GB
+H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.3.0", 132, 81008)
 DET_SHAPE = (1, 3, 960, 960)
 
 
@@ -48,9 +48,12 @@ def test_matching_sidecar_has_no_problems_whatever_the_input_name():
 
 
 @pytest.mark.parametrize("device, precision, shape, sha, word", [
-    (DeviceInfo("Orin", "8.7", "10.4.0"), "int8", DET_SHAPE, "ab" * 32, "TensorRT version"),
-    (DeviceInfo("Orin", "7.2", "10.3.0"), "int8", DET_SHAPE, "ab" * 32, "compute capability"),
-    (DeviceInfo("Orin Nano", "8.7", "10.3.0"), "int8", DET_SHAPE, "ab" * 32, "GPU"),
+    (DeviceInfo("Orin", "8.7", "10.4.0", 8, 7620), "int8", DET_SHAPE, "ab" * 32, "TensorRT version"),
+    (DeviceInfo("Orin", "7.2", "10.3.0", 8, 7620), "int8", DET_SHAPE, "ab" * 32, "compute capability"),
+    (DeviceInfo("Orin Nano", "8.7", "10.3.0", 8, 7620), "int8", DET_SHAPE, "ab" * 32, "GPU"),
+    # An Orin Nano 4GB reports the same name and compute capability as the 8GB module
+    (DeviceInfo("Orin", "8.7", "10.3.0", 4, 7620), "int8", DET_SHAPE, "ab" * 32, "SM count"),
+    (DeviceInfo("Orin", "8.7", "10.3.0", 8, 15656), "int8", DET_SHAPE, "ab" * 32, "GPU memory"),
     (ORIN, "fp16", DET_SHAPE, "ab" * 32, "precision"),
     (ORIN, "int8", (1, 3, 640, 640), "ab" * 32, "input shapes"),
     (ORIN, "int8", DET_SHAPE, "cd" * 32, "source ONNX sha256"),

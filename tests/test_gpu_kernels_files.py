@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from daemon import atomic_write
 from daemon.gpu import kernel_build, kernel_files
 from daemon.gpu.context import CudaContext, DeviceFacts, GpuUnavailable
 from daemon.gpu.kernel_files import (BUILD_COMMAND, KernelFileError, check_kernels, driver_cuda_min,
@@ -144,7 +145,7 @@ def test_an_interrupted_write_keeps_the_old_file_whole(tmp_path, monkeypatch, fa
     def fail(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(kernel_files.os, failing, fail)
+    monkeypatch.setattr(atomic_write.os, failing, fail)
     with pytest.raises(OSError, match="No space"):
         write_atomic(target, b"new, but only half of it")
     monkeypatch.undo()

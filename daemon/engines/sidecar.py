@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "precision",
-                "input_shapes", "onnx_sha256", "built_at")
+from daemon.atomic_write import write_atomic
+
+SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "multiprocessors", "total_memory_mib",
+                "precision", "input_shapes", "onnx_sha256", "built_at")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ class DeviceInfo:
     gpu_name: str               # e.g. "NVIDIA H100 80GB HBM3", "Orin"
     compute_capability: str     # "major.minor", e.g. "8.7" on Jetson Orin
     tensorrt_version: str       # trt.__version__, e.g. "10.3.0"
+    # Orin modules all report the name "Orin" and compute capability 8.7; the SM count and the memory
+    # tell an Orin Nano 4GB (4 SMs) from an 8GB one or an Orin NX/AGX, whose tuned kernels differ.
+    multiprocessors: int
+    total_memory_mib: int
 
 
 def sm_tag(compute_capability: str) -> str:
@@ -56,6 +62,8 @@ def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, 
         "tensorrt_version": device.tensorrt_version,
         "gpu_name": device.gpu_name,
         "compute_capability": device.compute_capability,
+        "multiprocessors": device.multiprocessors,
+        "total_memory_mib": device.total_memory_mib,
         "precision": precision,
         "input_shapes": {name: [int(d) for d in shape] for name, shape in input_shapes.items()},
         "onnx_sha256": onnx_sha256,
@@ -73,14 +81,17 @@ def expected_sidecar(device: DeviceInfo, precision: str, input_shape: Sequence[i
 def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     """Every way ``sidecar`` disagrees with ``expected``, one readable line each; [] means usable.
 
-    The GPU name is compared as well as the compute capability: two GPUs of one architecture can still
-    differ in SM count and memory, and TensorRT tunes kernels for the exact device.
+    The GPU name, SM count and memory are compared as well as the compute capability: two GPUs of one
+    architecture (every Jetson Orin module is "Orin", 8.7) still differ in SMs and memory, and TensorRT
+    tunes kernels for the exact device.
     """
     problems = [f"sidecar lacks {key!r}" for key in SIDECAR_KEYS if key not in sidecar]
     labels = {
         "tensorrt_version": "TensorRT version",
         "gpu_name": "GPU",
         "compute_capability": "compute capability",
+        "multiprocessors": "SM count",
+        "total_memory_mib": "GPU memory (MiB)",
         "precision": "precision",
         "onnx_sha256": "source ONNX sha256",
     }
@@ -128,4 +139,4 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
 
 
 def write_sidecar(path: str | Path, sidecar: Mapping[str, Any]) -> None:
-    Path(path).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_atomic(path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
+
+from daemon.atomic_write import write_atomic
 
 KERNELS_CU = Path(__file__).with_name("kernels.cu")
 BUILD_COMMAND = "ocr-daemon build-kernels --config FILE"
@@ -170,27 +170,6 @@ def read_kernels_sidecar(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"its sidecar {Path(path).name!r} is not a JSON object")
     return data
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part: a temporary file in the same directory,
-    flushed to disk, then os.replace. The mode is a plain open's (0666 less the umask), not mkstemp's
-    0600: the daemon's user must be able to read what root built."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_kernels(cubin_path: str | Path, image: bytes, sidecar: Mapping[str, Any]) -> None:
