@@ -1,8 +1,9 @@
 """The work loop's overlapped path: batch N+1 is submitted before batch N is finished.
 
-A GPU detector returns from submit at once and hands its output over on collect. Here the real ONNX
-Runtime detector is wrapped to behave that way (it runs at collect time), so the loop's ordering,
-hand-off and flushing are exercised on the CPU with the real models and a real outbox.
+A GPU detector with two buffer sets returns from submit at once and hands its output over on collect.
+Here the real ONNX Runtime detector is wrapped to behave that way (it runs at collect time), so the
+loop's ordering, hand-off and flushing are exercised on the CPU with the real models and a real outbox;
+with one buffer set (gpu.streams 1) the loop must collect each batch before the next submit.
 """
 import json
 import sqlite3
@@ -15,16 +16,21 @@ from service_support import render_label, small_ocr, waybill
 
 
 class _DeferredDetector:
-    """The detector model with the GPU model's submit_frames/collect surface: work happens on collect."""
+    """The real detector behind the GPU detector's protocol: submit returns a ticket at once and the work
+    happens on collect. ``slots`` buffer sets: a submit while all of them hold uncollected work fails,
+    as the GPU's StreamPipeline does."""
 
-    def __init__(self, model):
+    def __init__(self, model, slots: int):
         self._model = model
-        self.inputs, self.outputs = model.inputs, model.outputs
+        self.overlaps = slots > 1
+        self.slots = slots
         self.submitted = 0
         self.max_in_flight = 0
         self._in_flight = 0
 
-    def submit_frames(self, frames):
+    def submit(self, frames):
+        if self._in_flight >= self.slots:
+            raise RuntimeError("every buffer set still holds a submission: collect it first")
         self.submitted += 1
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -34,16 +40,8 @@ class _DeferredDetector:
         self._in_flight -= 1
         return self._model.run_frames(frames)
 
-    def run_frames(self, frames):
-        return self.collect(self.submit_frames(frames))
 
-    def close(self):
-        self._model.close()
-
-
-def test_overlapped_loop_stores_every_label_once_in_order(tmp_path):
-    # two scanner folders: while one camera's frame is in flight the other's is waiting, so the loop
-    # submits batch N+1 before it finishes batch N
+def _two_scanners(tmp_path):
     texts = {cam: [waybill(10 * k + i) for i in range(3)] for k, cam in enumerate(("left", "right"))}
     cameras = []
     for cam, labels in texts.items():
@@ -53,16 +51,17 @@ def test_overlapped_loop_stores_every_label_once_in_order(tmp_path):
             render_label(folder / f"{i:02d}.png", text)
             time.sleep(0.01)     # distinct mtimes: a folder source goes oldest first
         cameras.append({"name": cam, "kind": "folder", "uri": str(folder), "dedup_window_s": 0, "watchdog_s": 0})
-    outbox = tmp_path / "outbox.sqlite3"
-    cfg = config.from_dict({
-        "device_id": "dock", "backend": "onnxruntime", "ocr": small_ocr(), "cameras": cameras,
-        "mqtt": {"enabled": False}, "outbox": {"path": str(outbox)}, "metrics": {"enabled": False},
-    })
-    service = Service(cfg, str(tmp_path / "unused.yaml"))
-    service.start()
-    det = _DeferredDetector(service.pipeline.det)
-    service.pipeline.det = det
-    assert service.pipeline.overlaps
+    return texts, cameras
+
+
+def _run_until_done(service, tmp_path, texts, det):
+    service.pipeline.detector = det
+    # Both scanners' first frames wait in the hub before the loop starts, so the loop's first two
+    # takes find a frame each whatever the machine's speed: the overlap below does not hang on timing.
+    deadline = time.monotonic() + 60
+    while service.hub.pending() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.hub.pending() == 2
     loop = threading.Thread(target=service.run)
     loop.start()
     try:
@@ -74,10 +73,58 @@ def test_overlapped_loop_stores_every_label_once_in_order(tmp_path):
         service._stop.set()
         loop.join(timeout=60)
     assert not loop.is_alive()
+
+
+def _stored(outbox):
     with sqlite3.connect(outbox) as db:
-        rows = [(cam, json.loads(p)) for cam, p in db.execute("SELECT camera, payload FROM outbox ORDER BY id")]
+        return [(cam, json.loads(p)) for cam, p in db.execute("SELECT camera, payload FROM outbox ORDER BY id")]
+
+
+def _service(tmp_path, cameras, streams):
+    outbox = tmp_path / "outbox.sqlite3"
+    cfg = config.from_dict({
+        "device_id": "dock", "backend": "onnxruntime", "ocr": small_ocr(), "cameras": cameras,
+        "gpu": {"streams": streams},
+        "mqtt": {"enabled": False}, "outbox": {"path": str(outbox)}, "metrics": {"enabled": False},
+    })
+    service = Service(cfg, str(tmp_path / "unused.yaml"))
+    service.start()
+    return service, outbox
+
+
+def test_overlapped_loop_stores_every_label_once_in_order(tmp_path):
+    # two scanner folders: while one camera's frame is in flight the other's is waiting, so the loop
+    # submits batch N+1 before it finishes batch N
+    texts, cameras = _two_scanners(tmp_path)
+    service, outbox = _service(tmp_path, cameras, streams=2)
+    det = _DeferredDetector(service.pipeline.det, slots=2)
+    assert service.pipeline.detector.overlaps is False     # the CPU detector runs in submit
+    _run_until_done(service, tmp_path, texts, det)
+    rows = _stored(outbox)
     for cam, labels in texts.items():
         read = ["".join(t["text"] for t in msg["texts"]).replace(" ", "") for c, msg in rows if c == cam]
         assert read == labels                     # each label once, in the order its scanner dropped them
     assert det.submitted == 6
     assert det.max_in_flight == 2                 # batch N+1 was submitted before batch N was finished
+
+
+def test_one_buffer_set_never_gets_a_second_submission(tmp_path):
+    # gpu.streams: 1 -- a GPU detector with one buffer set does not overlap; the loop collects each
+    # batch before the next (before, `overlaps` was "has submit_frames" and every other batch failed)
+    texts, cameras = _two_scanners(tmp_path)
+    service, outbox = _service(tmp_path, cameras, streams=1)
+    det = _DeferredDetector(service.pipeline.det, slots=1)
+    _run_until_done(service, tmp_path, texts, det)
+    rows = _stored(outbox)
+    for cam, labels in texts.items():
+        assert ["".join(t["text"] for t in msg["texts"]).replace(" ", "") for c, msg in rows if c == cam] == labels
+    assert det.submitted == 6 and det.max_in_flight == 1
+
+
+def test_gpu_detector_overlaps_only_with_two_buffer_sets():
+    from types import SimpleNamespace
+
+    from daemon.backends.tensorrt.engine import GpuDetector
+
+    assert GpuDetector(SimpleNamespace(_sets=[object()])).overlaps is False
+    assert GpuDetector(SimpleNamespace(_sets=[object(), object()])).overlaps is True

@@ -68,6 +68,13 @@ class Model(abc.ABC):
         boxes = [preprocess_det(f, in_h, in_w, out=batch[i])[1] for i, f in enumerate(frames)]
         return self.run1(batch), boxes
 
+    def detector(self):
+        """This model as the pipeline's detector (daemon.ocr.detector): the CPU way runs it in submit;
+        a GPU backend returns its own, which overlaps when it has more than one buffer set."""
+        from daemon.ocr.detector import EagerDetector
+
+        return EagerDetector(self)
+
 
 class Backend(abc.ABC):
     name: str = ""

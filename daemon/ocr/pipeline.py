@@ -23,6 +23,7 @@ from daemon.ocr.crops import warp_crop
 from daemon.ocr.ctc import ctc_emissions
 from daemon.ocr.db_post import DbParams, boxes_from_prob
 from daemon.ocr.det_pre import Letterbox, to_frame_coords
+from daemon.ocr.detector import Detector
 from daemon.ocr.line_join import Emission, PieceReading, join_line
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
@@ -37,7 +38,7 @@ SEAM_TOLERANCE = 0.25
 
 @dataclass
 class Submitted:
-    """A detector batch on its way: the frames and either the detector's output or a ticket for it."""
+    """A detector batch on its way: the frames and the detector's ticket, then (collected) its output."""
     frames: list[np.ndarray]
     ticket: object = None
     probs: np.ndarray | None = None          # N x 1 x H x W probability maps
@@ -78,6 +79,7 @@ class OcrPipeline:
                 m.close()
             raise
         self.det: Model = loaded["det"]
+        self.detector: Detector = self.det.detector()
         self.rec: Model = loaded["rec"]
         self.rec_tail: Model | None = loaded.get("rec_tail")
         self.cls: Model | None = loaded.get("cls")
@@ -142,28 +144,25 @@ class OcrPipeline:
 
     @property
     def overlaps(self) -> bool:
-        """True when submit() returns while the detector still runs (a GPU backend with buffer sets):
-        the caller can then submit frame N+1 before finishing frame N, so N+1's upload and
-        pre-processing overlap N's inference. On the CPU submit() runs the detector to the end."""
-        return hasattr(self.det, "submit_frames")
+        """True when submit() returns while the detector still runs (a GPU detector with two or more
+        buffer sets): the caller can then submit frame N+1 before finishing frame N, so N+1's upload
+        and pre-processing overlap N's inference. On the CPU, and on a GPU with gpu.streams 1, each
+        batch is collected before the next is submitted."""
+        return self.detector.overlaps
 
     def submit(self, frames: Sequence[np.ndarray]) -> Submitted:
         """Starts detection of at most det_batch frames; finish() completes them."""
         if not 0 < len(frames) <= self.det_batch:
             raise ValueError(f"{len(frames)} frames for a detector batch of {self.det_batch}")
         t0 = time.perf_counter()
-        if self.overlaps:
-            sub = Submitted(list(frames), ticket=self.det.submit_frames(frames))  # type: ignore[attr-defined]
-        else:
-            probs, boxes = self.det.run_frames(frames)
-            sub = Submitted(list(frames), probs=probs, boxes=boxes)
+        sub = Submitted(list(frames), ticket=self.detector.submit(frames))
         sub.det_ms = (time.perf_counter() - t0) * 1000.0
         return sub
 
     def _collect(self, sub: Submitted) -> None:
         if sub.ticket is not None:
             t0 = time.perf_counter()
-            sub.probs, sub.boxes = self.det.collect(sub.ticket)  # type: ignore[attr-defined]
+            sub.probs, sub.boxes = self.detector.collect(sub.ticket)
             sub.ticket = None
             sub.det_ms += (time.perf_counter() - t0) * 1000.0
 
