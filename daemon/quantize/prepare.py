@@ -21,7 +21,7 @@ def prepare_fp32(src: Path, input_shape: tuple[int, ...], dst: Path) -> Path:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < QDQ_OPSET:
         model = version_converter.convert_version(model, QDQ_OPSET)
-    _constants_to_initializers(model)
+    constants_to_initializers(model)
     graph_input = model.graph.input[0]
     dims = graph_input.type.tensor_type.shape.dim
     if len(dims) != len(input_shape):
@@ -57,7 +57,7 @@ def free_batch(model) -> None:
     del model.graph.value_info[:]
 
 
-def _constants_to_initializers(model) -> None:
+def constants_to_initializers(model) -> None:
     """Paddle2ONNX stores weights as Constant nodes; ORT's quantizer only quantizes initializers
     (with Constant weights it leaves every Conv weight and bias in float)."""
     keep = []
