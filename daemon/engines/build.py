@@ -1,31 +1,23 @@
 """`ocr-daemon build-engine --config FILE [--precision fp32|fp16|int8]`: TensorRT engines for this device.
 
-One engine per model the config uses (det, rec, rec_tail and, when enabled, cls), each with one fixed-shape
-optimization profile (min = opt = max = the config's shape), written as
-engines/<model>.b<batch>.<precision>.sm<cc>.trt<version>.engine with a JSON sidecar. int8 engines are built from
-the Q/DQ ONNX that `ocr-daemon calibrate` writes (engines/<model>.int8.qdq.onnx): explicit quantization,
-no calibrator. A timing cache file (engines.timing_cache) is read before and written after each build, so
-rebuilding on a Jetson skips most kernel timing.
+One engine per model the config uses (det, rec, rec_tail and, when enabled, cls), written as
+engines/<model>.b<batch>.<precision>.sm<cc>.trt<version>.engine with a JSON sidecar, both atomically.
+Engines are truly fixed-shape: every network input is set to the config's shape before the build
+(backends/tensorrt/shapes.py), so the engine reports no -1 dims and needs no optimization profile.
+int8 engines come from the Q/DQ ONNX that `ocr-daemon calibrate` writes (engines/<model>.int8.qdq.onnx):
+explicit quantization, no calibrator. What differs between TensorRT 8.6, 10.x and 11.x (explicit-batch
+flag, FP16/INT8 builder flags or FP16 ONNX copies) is backends/tensorrt/generation.py's. A timing cache
+file (engines.timing_cache) is read before and written after each build, so rebuilding on a Jetson skips
+most kernel timing; one from another device or version is refused and a fresh one started. The GPU
+pre-processing kernels are compiled here too (daemon/gpu/kernel_build.py), so the daemon never needs nvcc.
 
-Each TensorRT call was checked against NVIDIA's TensorRT 10 Python reference (never executed here):
-- trt.Logger, trt.Builder(logger), Builder.create_network(flags): in TensorRT 10 explicit batch is the only
-  mode and the EXPLICIT_BATCH flag is deprecated and ignored, so flags = 0;
-  Builder.create_builder_config(), create_optimization_profile(), build_serialized_network(network, config)
-  -> IHostMemory or None: https://docs.nvidia.com/deeplearning/tensorrt/api/python_api/infer/Core/Builder.html
-- trt.OnnxParser(network, logger), parse(model: buffer, path: str = None) -> bool, num_errors,
-  get_error(i): https://docs.nvidia.com/deeplearning/tensorrt/api/python_api/parsers/Onnx/pyOnnx.html
-- IBuilderConfig.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, bytes), set_flag(trt.BuilderFlag.FP16 /
-  INT8), add_optimization_profile(profile), create_timing_cache(bytes), set_timing_cache(cache,
-  ignore_mismatch), get_timing_cache(): checked on the C++ IBuilderConfig page of TensorRT 10.2
-  (setMemoryPoolLimit, setFlag, addOptimizationProfile, createTimingCache, setTimingCache, getTimingCache;
-  MemoryPoolType::kWORKSPACE): https://docs.nvidia.com/deeplearning/sdk/tensorrt-api/c_api/classnvinfer1_1_1_i_builder_config.html
-  The Python page of this class did not turn up in our search; the snake_case names and argument order
-  were confirmed in public TensorRT 10 Python code (e.g. `config.set_timing_cache(cache, ignore_mismatch=False)`).
-- ITimingCache.serialize() -> IHostMemory: https://docs.nvidia.com/deeplearning/tensorrt/api/python_api/infer/Core/TimingCache.html
-- IOptimizationProfile.set_shape(input, min, opt, max):
-  https://docs.nvidia.com/deeplearning/tensorrt/api/python_api/infer/Core/OptimizationProfile.html
-- INetworkDefinition.num_inputs, get_input(i).name / .shape: used as in NVIDIA's own migration guide's build
-  example: https://docs.nvidia.com/deeplearning/tensorrt/migration-guide/index.html
+TensorRT calls, checked against NVIDIA's real Python bindings of 8.6.1, 10.3.0, 10.16.1.11 and
+11.4.0.106 by tests/test_tensorrt_bindings.py: Logger, Builder(logger), Builder.create_network(flags),
+OnnxParser(network, logger).parse(bytes, path), num_errors, get_error(i); INetworkDefinition.num_inputs,
+get_input(i).name / .shape (get and set); Builder.create_builder_config(),
+IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes), set_flag(BuilderFlag.X),
+create_timing_cache(bytes), set_timing_cache(cache, ignore_mismatch) -> bool, get_timing_cache()
+.serialize(); Builder.build_serialized_network(network, config) -> IHostMemory or None.
 """
 from __future__ import annotations
 
@@ -35,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from daemon.atomic_write import write_atomic
 from daemon.engines.plan import EnginePlan
 
 log = logging.getLogger(__name__)
@@ -72,13 +65,20 @@ def main(args: argparse.Namespace) -> int:
         plans = [p for p in plans if p.role in args.role]
     ok, why = tensorrt_available()
     if not ok:
-        print(f"error: cannot build engines here: {why}. Build them on the target device "
-              f"(a Jetson with JetPack 6 has TensorRT 10.3 and can install pycuda).", file=sys.stderr)
+        print(f"error: cannot build engines here: {why}. Build them on the target device (JetPack 6.0 has "
+              f"TensorRT 8.6, JetPack 6.1/6.2 TensorRT 10.3; `sudo systemd/install.sh --gpu` installs pycuda).",
+              file=sys.stderr)
         return 1
     from daemon.gpu.context import CudaContext
+    from daemon.gpu.kernel_build import KernelBuildError, build_kernels
 
     ctx = CudaContext()
     failed = 0
+    try:
+        print(f"built kernels: {build_kernels(cfg.engines.dir, ctx)}")
+    except KernelBuildError as exc:
+        failed += 1
+        print(f"error: kernels: {exc}", file=sys.stderr)
     for plan in plans:
         try:
             path = build_engine(plan, cfg.engines, ctx)
@@ -93,67 +93,91 @@ def build_engine(plan: EnginePlan, engines_cfg, ctx) -> Path:
     """Builds one engine and its sidecar; returns the engine's path."""
     import tensorrt as trt
 
-    from daemon.engines.sidecar import DeviceInfo, engine_path, make_sidecar, sha256_file, sidecar_path, write_sidecar
+    from daemon.backends.tensorrt import device_info
+    from daemon.backends.tensorrt.generation import (UnsupportedTensorRT, build_recipe, generation,
+                                                     network_flags)
+    from daemon.backends.tensorrt.shapes import ShapeError, network_input_shape
+    from daemon.engines.sidecar import engine_path, make_sidecar, sha256_file, sidecar_path, write_sidecar
 
     if not plan.source_onnx.is_file():
         hint = " (run `ocr-daemon calibrate --config FILE --images DIR` first)" if plan.precision == "int8" else ""
         raise BuildError(f"source model {str(plan.source_onnx)!r} does not exist{hint}")
-    device = DeviceInfo(ctx.facts.name, ctx.facts.compute_capability, trt.__version__)
+    try:
+        recipe = build_recipe(generation(trt.__version__), plan.precision)
+    except UnsupportedTensorRT as exc:
+        raise BuildError(str(exc)) from None
+    device = device_info(ctx, trt.__version__)
     out = engine_path(engines_cfg.dir, plan.engine_stem, plan.precision, device)
     out.parent.mkdir(parents=True, exist_ok=True)
-    onnx_bytes = plan.source_onnx.read_bytes()
+    onnx_path = onnx_to_parse(recipe.source, plan.source_onnx, Path(engines_cfg.dir))
 
     with ctx.active():
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        network = builder.create_network(0)     # TensorRT 10: always explicit batch
+        network = builder.create_network(network_flags(trt, recipe))
         parser = trt.OnnxParser(network, logger)
         # path= lets the parser find weights stored beside the model (external data).
-        if not parser.parse(onnx_bytes, str(plan.source_onnx)):
+        if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             for e in errors:
                 print(f"  ONNX parser: {e}", file=sys.stderr)
-            raise BuildError(f"the ONNX parser rejected {plan.source_onnx} ({len(errors)} error(s) above)")
+            raise BuildError(f"the ONNX parser rejected {onnx_path} ({len(errors)} error(s) above)")
 
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, engines_cfg.workspace_mib << 20)
-        if plan.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
-        elif plan.precision == "int8":
-            # The Q/DQ nodes fix which tensors are INT8; the flag lets TensorRT 10 pick INT8 kernels for
-            # them. TensorRT 11 drops the flag (Q/DQ alone decides), hence the hasattr.
-            if hasattr(trt.BuilderFlag, "INT8"):
-                config.set_flag(trt.BuilderFlag.INT8)
-
-        profile = builder.create_optimization_profile()
         input_shapes = {}
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
-            declared = tuple(int(d) for d in tensor.shape)
-            if len(declared) != len(plan.input_shape) or any(
-                    d not in (-1, want) for d, want in zip(declared, plan.input_shape)):
-                raise BuildError(f"input {tensor.name!r} is declared {declared} in the ONNX; the config needs "
-                                 f"{plan.input_shape}")
-            shape = plan.input_shape
-            profile.set_shape(tensor.name, shape, shape, shape)     # one fixed shape: min = opt = max
+            try:
+                shape = network_input_shape(tensor.name, tuple(tensor.shape), plan.input_shape)
+            except ShapeError as exc:
+                raise BuildError(str(exc)) from None
+            tensor.shape = shape        # fixed before the build: the engine reports no -1 dims
             input_shapes[tensor.name] = shape
-        config.add_optimization_profile(profile)
+
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, engines_cfg.workspace_mib << 20)
+        for flag in recipe.builder_flags:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
 
         cache_path = Path(engines_cfg.timing_cache) if engines_cfg.timing_cache else None
-        cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-        # ignore_mismatch=False: a cache from another device or version is refused, not trusted.
-        config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
+        _attach_timing_cache(config, cache_path)
 
         started = time.monotonic()
-        log.info("building %s (%s) from %s; this takes minutes on a Jetson", out.name, plan.role, plan.source_onnx)
+        log.info("building %s (%s) from %s; this takes minutes on a Jetson", out.name, plan.role, onnx_path)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise BuildError(f"TensorRT could not build {out.name} (its log above says why)")
-        out.write_bytes(bytes(serialized))
+        write_atomic(out, bytes(serialized))
         if cache_path:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+            write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
 
+    # The sidecar names the model the user gave (FP32 or Q/DQ); an FP16 copy is derived from it here.
     write_sidecar(sidecar_path(out), make_sidecar(device, plan.precision, input_shapes, sha256_file(plan.source_onnx)))
     log.info("built %s in %.0f s", out, time.monotonic() - started)
     return out
+
+
+def _attach_timing_cache(config, cache_path: Path | None) -> None:
+    """Reuses the cache file when TensorRT accepts it; one from another GPU or TensorRT version is
+    refused (ignore_mismatch=False: its timings would be wrong here) and a fresh cache started."""
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    if cache_bytes:
+        log.warning("timing cache %s does not match this GPU or TensorRT version; starting a new one", cache_path)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise BuildError("TensorRT refused a new, empty timing cache")
+
+
+def onnx_to_parse(source: str, model: Path, engines_dir: Path) -> Path:
+    """The ONNX file a build parses: the model itself, or (TensorRT 11, strongly typed) an FP16 copy of it
+    written beside the engines, made afresh each build so it never lags its source."""
+    from daemon.quantize.fp16 import qdq_to_fp16, to_fp16
+
+    if source in ("fp32", "qdq"):
+        return model
+    copy = engines_dir / f"{model.stem}.fp16.onnx"
+    log.info("writing the FP16 copy %s of %s for a strongly typed build", copy, model)
+    return (qdq_to_fp16 if source == "qdq_fp16" else to_fp16)(model, copy)

@@ -7,12 +7,15 @@ What was executed where (kept honest because TensorRT cannot be installed on any
   bench/gpu_bench.py, with a calibrated busy kernel standing in for ``execute_async_v3``.
 - Executed everywhere (CI): engine naming, sidecars and their checks, element sizes, the refusal
   messages (tests/test_engine_sidecar.py), doctor (tests/test_doctor.py).
-- Never executed: the TensorRT calls themselves (engine.py here, daemon/engines/build.py). They are
-  written against the TensorRT 10 Python API (JetPack 6 ships 10.3) and checked call by call against
-  NVIDIA's reference; the pages are listed in engine.py and build.py. Their tests skip with
-  "tensorrt not importable (not installable on this machine; see README)".
+- Executed everywhere (CI) against NVIDIA's real Python bindings of TensorRT 8.6.1, 10.3.0, 10.16.1.11
+  and 11.4.0.106 (imported over stub libraries, nothing runs inside TensorRT): every TensorRT class,
+  enum member, method, property and call arity that build.py and session.py use, on the code path each
+  version takes (tests/test_tensorrt_bindings.py).
+- Never executed: TensorRT itself (no machine of ours can install its libraries). Their GPU tests
+  skip with "tensorrt not importable (not installable on this machine; see README)".
 
-The TensorRT-specific code is small and isolated: engine.py (load and run) and build.py (build).
+The TensorRT-specific code is small and isolated: generation.py (what differs between 8.6, 10 and 11),
+shapes.py (fixed shapes, pure), session.py (load and run), and daemon/engines/build.py (build).
 """
 from __future__ import annotations
 
@@ -40,6 +43,15 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, f"TensorRT {trt.__version__} on {why}"
 
 
+def device_info(ctx, tensorrt_version: str):
+    """What an engine built or loaded through ``ctx`` (a daemon.gpu.context.CudaContext) is tied to."""
+    from daemon.engines.sidecar import DeviceInfo
+
+    facts = ctx.facts
+    return DeviceInfo(facts.name, facts.compute_capability, tensorrt_version, facts.multiprocessors,
+                      int(ctx.device.total_memory()) // 2**20)
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
@@ -54,7 +66,7 @@ class TensorRTBackend(Backend):
             from daemon.gpu.context import CudaContext, GpuUnavailable
 
             try:
-                self._ctx = CudaContext()
+                self._ctx = CudaContext(kernels_dir=self.cfg.engines.dir)
             except GpuUnavailable as exc:
                 raise BackendError(f"TensorRT backend: {exc}") from None
         return self._ctx
@@ -63,10 +75,7 @@ class TensorRTBackend(Backend):
         """DeviceInfo of this box: what engines must have been built for."""
         import tensorrt as trt
 
-        from daemon.engines.sidecar import DeviceInfo
-
-        facts = self._context().facts
-        return DeviceInfo(facts.name, facts.compute_capability, trt.__version__)
+        return device_info(self._context(), trt.__version__)
 
     def load(self, spec: ModelSpec) -> Model:
         try:
@@ -74,6 +83,12 @@ class TensorRTBackend(Backend):
         except ImportError as exc:
             raise BackendError(f"TensorRT backend: tensorrt is not importable ({exc})") from None
         from daemon.backends.tensorrt.engine import TrtModel
+        from daemon.backends.tensorrt.generation import UnsupportedTensorRT, generation
+
+        try:
+            generation(trt.__version__)
+        except UnsupportedTensorRT as exc:
+            raise BackendError(str(exc)) from None
         from daemon.engines.check import check_engine
 
         plan = plan_for_spec(spec, self.precision, self.cfg.engines.dir)
@@ -90,3 +105,9 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict:
         return {"backend": self.name, "precision": self.precision}
+
+    def close(self) -> None:
+        """Releases the CUDA context (after a fallback to the CPU, nothing of ours stays on the GPU)."""
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
