@@ -146,7 +146,9 @@ if [ "$PYCUDA" = 1 ]; then
   # No build isolation: pycuda compiles against the numpy it will run with, not a numpy 2 from PyPI.
   "$VPY" -m pip install -q -c "$CONSTRAINTS" "setuptools>=61" wheel
   PATH="$CUDA_ROOT/bin:$PATH" CUDA_ROOT="$CUDA_ROOT" \
-    "$VPY" -m pip install -q -c "$CONSTRAINTS" --no-build-isolation "$PYCUDA_REQ"
+    "$VPY" -m pip install -q -c "$CONSTRAINTS" --no-build-isolation "$PYCUDA_REQ" ||
+    die "pycuda did not build against $CUDA_ROOT (the compiler's first error is above). It needs the whole
+  CUDA toolkit, curand headers included: on a Jetson sudo apt-get install nvidia-jetpack"
 fi
 
 # ---- checks: what a run of the daemon relies on.
