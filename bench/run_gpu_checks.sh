@@ -14,13 +14,16 @@ export PYTHONUNBUFFERED=1
 nvidia-smi -L; nvcc --version | tail -1; python3 --version
 python3 -m pytest -rA -p no:cacheprovider \
   tests/test_gpu_letterbox_math.py tests/test_gpu_kernels_files.py tests/test_gpu_kernels_aot.py \
-  tests/test_gpu_preprocess.py tests/test_gpu_overlap.py tests/test_gpu_tensorrt.py \
+  tests/test_gpu_preprocess.py tests/test_gpu_overlap.py tests/test_gpu_tensorrt.py tests/test_gpu_detector_standin.py \
+  tests/test_tensorrt_generation.py \
   tests/test_engine_sidecar.py tests/test_doctor.py 2>&1 | tee "$OUT/gpu_pytest.txt"
 pytest_rc=${PIPESTATUS[0]}
 python3 bench/gpu_bench.py --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.txt"
 bench_rc=${PIPESTATUS[0]}
 python3 bench/kernels_aot.py --json "$OUT/kernels_aot.json" 2>&1 | tee "$OUT/kernels_aot.txt"
 aot_rc=${PIPESTATUS[0]}
+python3 bench/detector_streams.py --json "$OUT/detector_streams.json" 2>&1 | tee "$OUT/detector_streams.txt"
+streams_rc=${PIPESTATUS[0]}
 python3 -c 'import argparse, daemon.doctor as d; p = argparse.ArgumentParser(); d.add_arguments(p); d.main(p.parse_args([]))' 2>&1 | tee "$OUT/doctor.txt"
-echo "pytest exit $pytest_rc, bench exit $bench_rc, kernels_aot exit $aot_rc"
-exit $(( pytest_rc || bench_rc || aot_rc ))
+echo "pytest exit $pytest_rc, bench exit $bench_rc, kernels_aot exit $aot_rc, detector_streams exit $streams_rc"
+exit $(( pytest_rc || bench_rc || aot_rc || streams_rc ))

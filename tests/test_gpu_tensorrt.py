@@ -30,9 +30,11 @@ def test_engine_builds_loads_and_matches_onnxruntime(cfg):
     from daemon.backends.tensorrt import TensorRTBackend
     from daemon.engines.build import build_engine
     from daemon.engines.plan import model_specs, plan_for_spec
+    from daemon.gpu.kernel_build import build_kernels
 
     backend = TensorRTBackend(cfg)
     spec = model_specs(cfg)[0]
+    build_kernels(cfg.engines.dir, backend._context())
     path = build_engine(plan_for_spec(spec, "fp32", cfg.engines.dir), cfg.engines, backend._context())
     assert path.is_file() and path.with_name(path.name + ".json").is_file()
     model = backend.load(spec)
@@ -44,9 +46,11 @@ def test_engine_builds_loads_and_matches_onnxruntime(cfg):
     assert boxes == want_boxes
     assert np.abs(probs - want).max() < 1e-2
     # two submissions in flight on the two buffer sets give the same answers as one at a time
-    t1, t2 = model.submit_frames([frame]), model.submit_frames([frame[::-1].copy()])
-    assert np.abs(model.collect(t1)[0] - probs).max() == 0
-    model.collect(t2)
+    det = model.detector()
+    assert det.overlaps
+    t1, t2 = det.submit([frame]), det.submit([frame[::-1].copy()])
+    assert np.abs(det.collect(t1)[0] - probs).max() == 0
+    det.collect(t2)
 
 
 def test_stale_engine_is_refused_with_the_rebuild_command(cfg):

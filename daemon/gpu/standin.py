@@ -64,3 +64,33 @@ class BusyLoad:
                 end.synchronize()
                 times.append(end.time_since(start))
         return float(np.median(times))
+
+
+class StandInSession:
+    """The surface of backends/tensorrt/session.EngineSession (input, outputs, memory, bind, enqueue,
+    close) with a BusyLoad for the inference, so TrtModel's real detector path (buffer sets, streams,
+    GPU letterbox, output downloads) runs where TensorRT cannot be installed. ``block_bytes`` of device
+    memory stand in for the activation block, allocated once and shared by all contexts (or once per
+    context with ``share_block=False``, as before issue 8) so the saving can be measured."""
+
+    def __init__(self, load: BusyLoad, input_shape: tuple[int, ...], alloc, contexts: int,
+                 block_bytes: int, share_block: bool = True):
+        from daemon.backends.tensorrt.buffers import IoTensor
+        from daemon.backends.tensorrt.session import ContextMemory
+
+        n, _, h, w = input_shape
+        self.input = IoTensor("x", True, tuple(input_shape), np.dtype(np.float32))
+        self.outputs = [IoTensor("y", False, (n, 1, h, w), np.dtype(np.float32))]
+        self._blocks = [alloc(block_bytes) for _ in range(1 if share_block else contexts)]
+        self.memory = ContextMemory(block_bytes, contexts if share_block else 1)
+        self._load = load
+        self.bound: dict[tuple[int, str], int] = {}
+
+    def bind(self, context: int, name: str, ptr: int) -> None:
+        self.bound[(context, name)] = int(ptr)
+
+    def enqueue(self, context: int, stream) -> None:
+        self._load.enqueue(stream)
+
+    def close(self) -> None:
+        self._blocks = []

@@ -118,7 +118,7 @@ def load(real, rec, tmp: Path, dynamic: bool) -> dict:
     for k in range(2):
         session.bind(k, "x", 0xA000 + k)
         session.bind(k, "y", 0xB000 + k)
-        session.enqueue(k, 0xC000)
+        session.enqueue(k, SimpleNamespace(handle=0xC000))     # a pycuda Stream
     return {"input": list(session.input.shape), "outputs": [list(t.shape) for t in session.outputs],
             "allocations": blocks, "saved_bytes": session.memory.saved_bytes}
 

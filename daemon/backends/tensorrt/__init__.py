@@ -84,6 +84,7 @@ class TensorRTBackend(Backend):
             raise BackendError(f"TensorRT backend: tensorrt is not importable ({exc})") from None
         from daemon.backends.tensorrt.engine import TrtModel
         from daemon.backends.tensorrt.generation import UnsupportedTensorRT, generation
+        from daemon.backends.tensorrt.session import EngineSession
 
         try:
             generation(trt.__version__)
@@ -100,8 +101,14 @@ class TensorRTBackend(Backend):
         if self._trt_logger is None:
             self._trt_logger = trt.Logger(trt.Logger.WARNING)
         log.info("loading %s engine %s", spec.role, check.path)
-        return TrtModel(self._context(), Path(check.path).read_bytes(), spec, self.cfg.gpu, self._trt_logger,
-                        rebuild_hint=rebuild_command(self.precision))
+        engine_bytes = Path(check.path).read_bytes()
+        hint = rebuild_command(self.precision)
+
+        def open_session(alloc, contexts):
+            return EngineSession(trt, engine_bytes, spec.role, tuple(spec.input_shape), contexts, alloc,
+                                 self._trt_logger, hint)
+
+        return TrtModel(self._context(), open_session, spec, self.cfg.gpu)
 
     def describe(self) -> dict:
         return {"backend": self.name, "precision": self.precision}

@@ -9,22 +9,28 @@ Every failure here, pycuda's included, is a BackendError, so `backend: auto` fal
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import logging
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from daemon.backends.base import BackendError, Model, ModelSpec, TensorSpec
-from daemon.backends.tensorrt.session import EngineSession
 from daemon.config import GpuConfig
 from daemon.ocr.detector import DetectorOutput
 
+log = logging.getLogger(__name__)
+
+# (alloc, contexts) -> an EngineSession, or anything with its surface (input, outputs, memory, bind,
+# enqueue, close): the TensorRT backend opens a deserialized engine; bench/gpu_bench.py a stand-in.
+OpenSession = Callable[[Callable[[int], int], int], object]
+
 
 class TrtModel(Model):
-    def __init__(self, ctx, engine_bytes: bytes, spec: ModelSpec, gpu: GpuConfig, trt_logger, rebuild_hint: str):
+    def __init__(self, ctx, open_session: OpenSession, spec: ModelSpec, gpu: GpuConfig):
         self.role = spec.role
         self._ctx = ctx
         try:
-            self._load(ctx, engine_bytes, spec, gpu, trt_logger, rebuild_hint)
+            self._load(ctx, open_session, spec, gpu)
         except BackendError:
             self.close()
             raise
@@ -33,9 +39,8 @@ class TrtModel(Model):
             raise BackendError(f"{spec.role} engine could not be loaded: {type(exc).__name__}: {exc}") from exc
         self.last_timing_ms: dict[str, float] = {}
 
-    def _load(self, ctx, engine_bytes, spec, gpu, trt_logger, rebuild_hint) -> None:
+    def _load(self, ctx, open_session: OpenSession, spec: ModelSpec, gpu: GpuConfig) -> None:
         import pycuda.driver as cuda
-        import tensorrt as trt
 
         from daemon.gpu.context import use_zero_copy
         from daemon.gpu.streams import StreamPipeline, make_buffer_sets
@@ -50,8 +55,11 @@ class TrtModel(Model):
             return int(block)
 
         with ctx.active():
-            self._session = EngineSession(trt, engine_bytes, spec.role, tuple(spec.input_shape), n_sets, alloc,
-                                          trt_logger, rebuild_hint)
+            self._session = open_session(alloc, n_sets)
+            memory = self._session.memory
+            if memory.contexts > 1:
+                log.info("%s engine: %d execution contexts share one %.1f MiB activation block (%.1f MiB saved)",
+                         spec.role, memory.contexts, memory.block_bytes / 2**20, memory.saved_bytes / 2**20)
             self._in = self._session.input
             self._outs = self._session.outputs
             self.inputs = (TensorSpec(self._in.name, self._in.shape, self._in.dtype),)
@@ -77,7 +85,7 @@ class TrtModel(Model):
 
     def _infer(self, s) -> None:
         """The inference step on the set's stream: enqueue the engine, then the output downloads."""
-        self._session.enqueue(s.extra["context"], s.stream.handle)
+        self._session.enqueue(s.extra["context"], s.stream)
         for host, dev in s.extra["outputs"].values():
             self._cuda.memcpy_dtoh_async(host, dev, s.stream)
 
@@ -96,7 +104,7 @@ class TrtModel(Model):
             e0.record(s.stream)
             cuda.memcpy_htod_async(s.extra["input_dev"], s.extra["input_host"], s.stream)
             e1.record(s.stream)
-            self._session.enqueue(s.extra["context"], s.stream.handle)
+            self._session.enqueue(s.extra["context"], s.stream)
             e2.record(s.stream)
             for host, dev in s.extra["outputs"].values():
                 cuda.memcpy_dtoh_async(host, dev, s.stream)

@@ -114,8 +114,9 @@ class EngineSession:
         if not self._contexts[context].set_tensor_address(name, int(ptr)):
             raise BackendError(f"{self.role} engine rejected the address of tensor {name!r}")
 
-    def enqueue(self, context: int, stream_handle: int) -> None:
-        if not self._contexts[context].execute_async_v3(int(stream_handle)):
+    def enqueue(self, context: int, stream) -> None:
+        """Queues one inference on ``stream`` (a pycuda Stream: TensorRT takes its handle)."""
+        if not self._contexts[context].execute_async_v3(int(stream.handle)):
             raise BackendError(f"{self.role} engine: execute_async_v3 failed (see TensorRT's log)")
 
     def close(self) -> None:
