@@ -224,9 +224,9 @@ def diagnose(cfg: Config) -> list[Finding]:
     trt_version, trt_why = probe_tensorrt()
     findings.append(Finding("TensorRT", trt_version is not None,
                             f"TensorRT {trt_version}" if trt_version else f"not importable ({trt_why})",
-                            "" if trt_version else "on a Jetson: `sudo apt install nvidia-jetpack` (JetPack 6 has "
-                            "TensorRT 10.3); elsewhere install NVIDIA's TensorRT 10 Python wheel; until then "
-                            "the daemon runs on ONNX Runtime (CPU)"))
+                            "" if trt_version else "on a Jetson: `sudo apt install nvidia-jetpack` (JetPack 6.0 has "
+                            "TensorRT 8.6, 6.1/6.2 TensorRT 10.3); elsewhere NVIDIA's TensorRT 10 or 11 Python "
+                            "wheel; until then the daemon runs on ONNX Runtime (CPU)"))
     gpu = probe_gpu()
     toolkit = probe_nvcc()
     # nvcc only builds the kernels ahead of time (build-kernels); the daemon never needs it.

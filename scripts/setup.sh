@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # mosquitto: the real broker the tests start (openssl makes their TLS certificates); mosquitto-clients:
 # mosquitto_sub to watch the topics; fonts: rendered test labels; libgl1/libglib2.0-0: opencv-python;
 # python3-opencv (4.6, with GStreamer, on numpy 1.24: like JetPack's), python3-numpy and the GStreamer
-# base/good plugins: the system-Python install test (tests/test_install_system_python.py).
+# base/good plugins: the system-Python install test (tests/test_install_system_python.py). gcc: the stub
+# libraries that let tests import NVIDIA's TensorRT bindings for the API check (tests/trt_api/).
 APT_PACKAGES="python3-venv mosquitto mosquitto-clients openssl fonts-dejavu-core fonts-noto-cjk libgl1 libglib2.0-0
-  python3-opencv python3-numpy gstreamer1.0-plugins-base gstreamer1.0-plugins-good"
+  python3-opencv python3-numpy gstreamer1.0-plugins-base gstreamer1.0-plugins-good gcc"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -48,6 +48,8 @@ def test_auto_takes_tensorrt_when_every_fact_is_good():
 @pytest.mark.parametrize("facts, category, words", [
     (GpuFacts(tensorrt_why="No module named 'tensorrt'"), "tensorrt_unavailable",
      "auto: TensorRT is not importable (No module named 'tensorrt')"),
+    (_ok_facts(tensorrt_version="8.5.2"), "tensorrt_unavailable", "TensorRT 8.5.2 is not supported; this daemon runs on "
+                                                                  "TensorRT 8.6, 10.3 or a later 10.x, or 11.x"),
     (_ok_facts(pycuda_why="No module named 'pycuda'"), "pycuda_unavailable", "sudo systemd/install.sh --gpu"),
     (_ok_facts(gpu=None, gpu_why="CUDA did not initialize"), "gpu_unavailable", "CUDA did not initialize"),
     (_ok_facts(engines=(EngineFact("det", True, ("TensorRT version: built by 10.2.0",)),

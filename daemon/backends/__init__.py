@@ -83,6 +83,12 @@ def decide(setting: str, precision: str, facts: GpuFacts | None) -> BackendChoic
 def _first_gap(facts: GpuFacts, precision: str, rebuild: str) -> tuple[str, str]:
     if facts.tensorrt_version is None:
         return f"TensorRT is not importable ({facts.tensorrt_why or 'not probed'})", "tensorrt_unavailable"
+    from daemon.backends.tensorrt.generation import UnsupportedTensorRT, generation
+
+    try:
+        generation(facts.tensorrt_version)
+    except UnsupportedTensorRT as exc:
+        return str(exc), "tensorrt_unavailable"
     if facts.pycuda_why:
         return f"pycuda is not importable ({facts.pycuda_why}); {PYCUDA_HINT}", "pycuda_unavailable"
     if facts.gpu is None:

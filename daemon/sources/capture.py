@@ -65,7 +65,7 @@ class VideoCaptureReader(Reader):
                 raise SourceError(
                     "this OpenCV has no GStreamer support (cv2.getBuildInformation() says GStreamer: NO); "
                     "the opencv-python wheel from PyPI lacks it, JetPack's system OpenCV has it: run the daemon "
-                    "with the system OpenCV (venv with --system-site-packages, opencv-python uninstalled)")
+                    "with the system OpenCV: `sudo systemd/install.sh --gpu` builds such a venv (systemd/make-venv.sh --gpu)")
             cap = cv2.VideoCapture(cfg.uri, cv2.CAP_GSTREAMER)
         elif cfg.kind == "v4l2":
             cap = cv2.VideoCapture(_v4l2_target(cfg.uri), cv2.CAP_V4L2)
