@@ -8,8 +8,12 @@ environment or a file, and only by name from here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import logging
 import os
 import re
+import socket
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -148,7 +154,7 @@ class MqttConfig:
     password_env: Optional[str] = None
     password_file: Optional[str] = None
     tls: TlsConfig = field(default_factory=TlsConfig)
-    # Unacknowledged QoS 1 messages in flight at once.
+    # Unacknowledged QoS 1 messages in flight at once (bounded by max_inflight_limit(): packet ids, SQLite).
     max_inflight: int = 20
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
@@ -182,13 +188,17 @@ class ServiceConfig:
     drain_timeout_s: float = 10.0
     # /healthz turns unhealthy and the systemd watchdog stops being fed when no frame made progress this long.
     stall_timeout_s: float = 60.0
+    # /healthz turns unhealthy (503) when the oldest undelivered outbox row is older than this while the broker
+    # is connected: delivery is wedged, not merely offline (an unreachable broker never fails health).
+    max_undelivered_age_s: float = 300.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 @dataclass(frozen=True)
 class Config:
-    # Appears in topics and payloads: {prefix}/{device_id}/...
-    device_id: str = "ocr-edge"
+    # Appears in topics, payloads and the MQTT client id: {prefix}/{device_id}/...; must be unique per box.
+    # null = derived from /etc/machine-id (ocr-<8 hex>, stable across restarts), else the hostname.
+    device_id: Optional[str] = None
     # auto = TensorRT where it loads and the engines match, else ONNX Runtime on the CPU.
     backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
     # Absolute directory that relative outbox.path, engines.dir and engines.timing_cache resolve against,
@@ -267,7 +277,25 @@ def _join(prefix: str, key: str) -> str:
 
 # ---------------------------------------------------------------- checks a type cannot express
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# fullmatch, not "$": "$" also matches before a final newline ("dock\n" would pass and break the topic).
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NAME_RULE = "must be 1-64 letters, digits, '_', '-' or '.', and not '.' or '..' (it is an MQTT topic level)"
+# MQTT's Keep Alive is a 16-bit field; paho's thread dies on a larger one and never connects.
+MAX_KEEPALIVE_S = 65535
+# SQLite >= 3.32 allows 32766 bound parameters per statement by default (older builds: 999). The outbox's
+# pending() binds every id in flight or acknowledged-but-not-yet-deleted (up to 2 x max_inflight), one per
+# camera backing off, and the LIMIT. MQTT's 16-bit packet ids (65535) are the other, looser bound.
+SQLITE_MAX_VARIABLES = 32766
+MQTT_MAX_PACKET_IDS = 65535
+
+
+def max_inflight_limit(cameras: int) -> int:
+    """The largest usable mqtt.max_inflight with this many cameras (16382 for one)."""
+    return min(MQTT_MAX_PACKET_IDS, (SQLITE_MAX_VARIABLES - 1 - cameras) // 2)
+
+
+def _valid_name(name: str) -> bool:
+    return bool(_NAME.fullmatch(name)) and name not in (".", "..")
 
 
 def _require(ok: bool, key: str, value: Any, why: str) -> None:
@@ -287,8 +315,7 @@ def _check_readable(key: str, path: Optional[str]) -> None:
 
 def validate(cfg: Config) -> Config:
     """Checks values that types alone cannot; returns cfg unchanged or raises ConfigError."""
-    _require(bool(_NAME.match(cfg.device_id)), "device_id", cfg.device_id,
-             "must be 1-64 letters, digits, '_', '-' or '.' (it is an MQTT topic level)")
+    _require(cfg.device_id is not None and _valid_name(cfg.device_id), "device_id", cfg.device_id, _NAME_RULE)
     o = cfg.ocr
     for name in ("det_model", "rec_model", "cls_model", "dictionary"):
         _check_readable(f"ocr.{name}", getattr(o, name))
@@ -317,8 +344,7 @@ def validate(cfg: Config) -> Config:
     seen: set[str] = set()
     for i, cam in enumerate(cfg.cameras):
         key = f"cameras[{i}]"
-        _require(bool(_NAME.match(cam.name)), f"{key}.name", cam.name,
-                 "must be 1-64 letters, digits, '_', '-' or '.' (it is an MQTT topic level)")
+        _require(_valid_name(cam.name), f"{key}.name", cam.name, _NAME_RULE)
         _require(cam.name not in seen, f"{key}.name", cam.name, "is used by another camera")
         seen.add(cam.name)
         _require(bool(cam.uri) or cam.kind == "sample", f"{key}.uri", cam.uri, f"must be set for kind {cam.kind}")
@@ -345,8 +371,12 @@ def validate(cfg: Config) -> Config:
              and not m.topic_prefix.startswith("/") and not m.topic_prefix.endswith("/"),
              "mqtt.topic_prefix", m.topic_prefix,
              "is not a valid topic prefix (no '#', '+', NUL, leading or trailing '/')")
-    _require(m.keepalive_s >= 5, "mqtt.keepalive_s", m.keepalive_s, "must be at least 5")
-    _require(m.max_inflight >= 1, "mqtt.max_inflight", m.max_inflight, "must be at least 1")
+    _require(5 <= m.keepalive_s <= MAX_KEEPALIVE_S, "mqtt.keepalive_s", m.keepalive_s,
+             f"must be between 5 and {MAX_KEEPALIVE_S} (MQTT's Keep Alive is 16 bits)")
+    limit = max_inflight_limit(len(cfg.cameras))
+    _require(1 <= m.max_inflight <= limit, "mqtt.max_inflight", m.max_inflight,
+             f"must be between 1 and {limit} (MQTT packet ids; SQLite binds up to 2 x max_inflight + cameras + 1 "
+             f"of its {SQLITE_MAX_VARIABLES} parameters in one outbox query)")
     _require(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", m.reconnect_min_s,
              "must be positive and not above reconnect_max_s")
     _require(m.stats_interval_s >= 0, "mqtt.stats_interval_s", m.stats_interval_s, "must not be negative")
@@ -355,6 +385,8 @@ def validate(cfg: Config) -> Config:
     if m.password_env:
         _require(m.password_env in os.environ, "mqtt.password_env", m.password_env, "is not set in the environment")
     _check_readable("mqtt.password_file", m.password_file)
+    _require(m.tls.enabled or not m.tls.insecure, "mqtt.tls.insecure", m.tls.insecure,
+             "needs mqtt.tls.enabled: true (without TLS there is no certificate to skip checking)")
     if m.tls.enabled:
         _check_readable("mqtt.tls.ca_file", m.tls.ca_file)
         _check_readable("mqtt.tls.cert_file", m.tls.cert_file)
@@ -372,7 +404,52 @@ def validate(cfg: Config) -> Config:
              "must not be negative")
     _require(cfg.service.stall_timeout_s > 0, "service.stall_timeout_s", cfg.service.stall_timeout_s,
              "must be positive")
+    _require(cfg.service.max_undelivered_age_s > 0, "service.max_undelivered_age_s",
+             cfg.service.max_undelivered_age_s, "must be positive")
     return cfg
+
+
+def config_warnings(cfg: Config) -> list[tuple[str, str]]:
+    """(key path, message) for values that work but are risky; load() logs each at WARNING. Pure."""
+    found = []
+    m = cfg.mqtt
+    if m.enabled and not m.tls.enabled:
+        for key in ("password_env", "password_file"):
+            if getattr(m, key):
+                found.append((f"mqtt.{key}", f"{getattr(m, key)!r}: the MQTT password goes to "
+                              f"{m.host}:{m.port} in clear text (mqtt.tls.enabled is false)"))
+    return found
+
+
+# An app-specific id instead of the raw machine id, which is meant to stay private (machine-id(5)): the same
+# HMAC that `systemd-id128 machine-id --app-specific=d4fe280a3c034496bd9a9c0e3cbfcce4` prints.
+_DEVICE_APP_ID = bytes.fromhex("d4fe280a3c034496bd9a9c0e3cbfcce4")
+
+
+def machine_device_id(machine_id: Optional[str], hostname: str) -> str:
+    """The default device_id: ``ocr-<first 8 hex of the app-specific machine id>``; the hostname (cut to a
+    valid topic level) when there is no usable machine id (containers, an empty /etc/machine-id on a first
+    boot image). Pure: the caller reads the file and the hostname."""
+    text = (machine_id or "").strip().lower()
+    if re.fullmatch(r"[0-9a-f]{32}", text) and text != "0" * 32:
+        digest = hmac.new(bytes.fromhex(text), _DEVICE_APP_ID, hashlib.sha256).hexdigest()
+        return f"ocr-{digest[:8]}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", hostname.split(".", 1)[0])[:64]
+    return name if _valid_name(name) else "ocr-edge"
+
+
+def _read_machine_id(path: str = "/etc/machine-id") -> Optional[str]:
+    try:
+        return Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+
+
+def resolve_device_id(cfg: Config, machine_id: Optional[str], hostname: str) -> Config:
+    """cfg with a null device_id replaced by machine_device_id(); a configured one is kept. Pure."""
+    if cfg.device_id is not None:
+        return cfg
+    return dataclasses.replace(cfg, device_id=machine_device_id(machine_id, hostname))
 
 
 def resolve_state_paths(cfg: Config) -> Config:
@@ -395,7 +472,10 @@ def resolve_state_paths(cfg: Config) -> Config:
 
 
 def from_dict(data: Any) -> Config:
-    return resolve_state_paths(validate(_build(Config, data, "")))
+    cfg = _build(Config, data, "")
+    if cfg.device_id is None:   # read only when needed: /etc/machine-id, the hostname
+        cfg = resolve_device_id(cfg, _read_machine_id(), socket.gethostname())
+    return resolve_state_paths(validate(cfg))
 
 
 def load(path: str | os.PathLike) -> Config:
@@ -408,7 +488,10 @@ def load(path: str | os.PathLike) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    return from_dict(data)
+    cfg = from_dict(data)
+    for key, message in config_warnings(cfg):
+        log.warning("config %s: %s: %s", path, key, message)
+    return cfg
 
 
 def load_or_defaults(path: str | os.PathLike | None) -> Config:

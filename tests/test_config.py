@@ -40,6 +40,19 @@ def test_shipped_config_yaml_is_valid_and_matches_the_defaults_it_documents():
     ({"mqtt": {"tls": {"enabld": True}}}, "mqtt.tls.enabld", "unknown key"),
     ({"state_dir": "var/lib"}, "state_dir", "'var/lib' must be an absolute path"),
     ({"state_dir": ["/var/lib"]}, "state_dir", "expected a string"),
+    # issue 9, item 12: values check-config used to accept and the daemon could not use
+    ({"mqtt": {"keepalive_s": 100000}}, "mqtt.keepalive_s", "100000 must be between 5 and 65535"),
+    ({"mqtt": {"keepalive_s": 65536}}, "mqtt.keepalive_s", "65536"),
+    ({"mqtt": {"max_inflight": 65536}}, "mqtt.max_inflight", "65536 must be between 1 and 16382"),
+    ({"mqtt": {"max_inflight": 16383}}, "mqtt.max_inflight", "16383"),
+    ({"mqtt": {"max_inflight": 0}}, "mqtt.max_inflight", "0 must be between 1"),
+    ({"cameras": [{"name": "dock\n", "kind": "sample"}]}, "cameras[0].name", "'dock\\n'"),
+    ({"cameras": [{"name": ".", "kind": "sample"}]}, "cameras[0].name", "not '.' or '..'"),
+    ({"cameras": [{"name": "..", "kind": "sample"}]}, "cameras[0].name", "'..'"),
+    ({"device_id": "box\n"}, "device_id", "'box\\n'"),
+    ({"device_id": ".."}, "device_id", "'..'"),
+    ({"mqtt": {"tls": {"insecure": True}}}, "mqtt.tls.insecure", "True needs mqtt.tls.enabled"),
+    ({"service": {"max_undelivered_age_s": 0}}, "service.max_undelivered_age_s", "must be positive"),
 ])
 def test_invalid_values_name_the_key_path_and_value(data, key, fragment):
     with pytest.raises(config.ConfigError) as err:
@@ -116,3 +129,65 @@ def test_check_config_names_a_relative_state_dir(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "state_dir: 'var/lib/ocr-daemon' must be an absolute path" in proc.stderr
+
+
+def test_max_inflight_limit_leaves_sqlite_parameters_for_every_camera():
+    # pending() binds up to 2 x max_inflight ids, one per backing-off camera and the LIMIT.
+    for cameras in (1, 2, 50):
+        limit = config.max_inflight_limit(cameras)
+        assert 2 * limit + cameras + 1 <= config.SQLITE_MAX_VARIABLES
+        assert 2 * (limit + 1) + cameras + 1 > config.SQLITE_MAX_VARIABLES
+    cfg = config.from_dict({"mqtt": {"max_inflight": config.max_inflight_limit(1)}})
+    assert cfg.mqtt.max_inflight == 16382
+
+
+def test_outbox_query_with_max_inflight_rows_excluded_runs_on_real_sqlite(tmp_path):
+    """The bound is the real one: pending() with 2 x max_inflight excluded ids and a camera excluded."""
+    from daemon.publish.outbox import Outbox
+
+    limit = config.max_inflight_limit(1)
+    ob = Outbox(config.OutboxConfig(path=str(tmp_path / "o.sqlite3")))
+    try:
+        ob.put("cam", "t", "m1", b"x")
+        assert ob.pending(limit, exclude_ids=range(10**6, 10**6 + 2 * limit), exclude_cameras=["other"])
+    finally:
+        ob.close()
+
+
+def test_password_without_tls_is_a_warning_naming_the_key(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("OCR_TEST_PW", "s3cret")
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"mqtt": {"username": "u", "password_env": "OCR_TEST_PW"}}))
+    with caplog.at_level("WARNING", logger="daemon.config"):
+        cfg = config.load(p)
+    assert cfg.mqtt.password_env == "OCR_TEST_PW"   # accepted
+    [record] = [r for r in caplog.records if r.name == "daemon.config"]
+    assert record.levelname == "WARNING" and "mqtt.password_env" in record.getMessage()
+    assert "s3cret" not in record.getMessage()
+    tls = config.from_dict({"mqtt": {"password_env": "OCR_TEST_PW", "tls": {"enabled": True}}})
+    assert config.config_warnings(tls) == []
+
+
+MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4\n"
+
+
+def test_default_device_id_comes_from_the_machine_id():
+    # The app-specific id of systemd-id128(1): `systemd-id128 machine-id --app-specific=d4fe280a...` on the
+    # machine whose id is MACHINE_ID printed d311664b26fb44b7a19d71c750b92522.
+    assert config.machine_device_id(MACHINE_ID, "jetson") == "ocr-d311664b"
+    assert config.machine_device_id(MACHINE_ID.upper().strip(), "other") == "ocr-d311664b"   # stable, host-independent
+    assert config.machine_device_id("0" * 32 + "\n", "jetson") == "jetson"      # not a real id
+    assert config.machine_device_id("uninitialized\n", "jetson") == "jetson"    # first boot image
+    assert config.machine_device_id(None, "dock-7.plant.example") == "dock-7"
+    assert config.machine_device_id(None, "weird host!") == "weird-host-"
+    assert config.machine_device_id(None, "") == "ocr-edge"
+
+
+def test_null_device_id_is_resolved_and_a_configured_one_is_kept():
+    cfg = config.resolve_device_id(config._build(config.Config, {}, ""), MACHINE_ID, "jetson")
+    assert cfg.device_id == "ocr-d311664b"
+    kept = config._build(config.Config, {"device_id": "dock-3"}, "")
+    assert config.resolve_device_id(kept, MACHINE_ID, "jetson") is kept
+    loaded = config.from_dict({})   # this machine's own id: valid, and the same on every load
+    assert loaded.device_id == config.from_dict({}).device_id
+    assert config._valid_name(loaded.device_id)
