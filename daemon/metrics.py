@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import selectors
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, Optional
+import time
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -111,27 +116,53 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """GET /metrics (Prometheus text) and GET /healthz (200 or 503 with a JSON reason), in a daemon thread."""
+# The HTTP server serves a Prometheus scraper and a health probe on loopback, not the public: a connection costs
+# a thread only once its request has arrived, a few threads serve every request, and an idle or slow client
+# is cut off, so 300 idle connections hold 300 file descriptors for at most IDLE_TIMEOUT_S and no thread.
+HTTP_WORKERS = 4            # requests served at once; a scrape takes milliseconds
+IDLE_TIMEOUT_S = 10.0       # from accept to a complete request, and per read/write after it (socket timeout)
+MAX_WAITING = 64            # connections accepted but not yet readable; beyond it the oldest is closed
+_REQUEST_QUEUE = 16         # readable connections waiting for a worker; beyond it a new one is closed
+# Errors that only mean the client went away (aborted scrape, timeout): a DEBUG line, never a traceback.
+_CLIENT_GONE = (ConnectionError, TimeoutError, socket.timeout)
 
-    def __init__(self, metrics: Metrics, health: HealthFn, host: str = "127.0.0.1", port: int = 9108):
+
+class _HttpServer(HTTPServer):
+    """HTTPServer with the loop below instead of socketserver's thread per connection."""
+
+    request_queue_size = 64
+
+
+class MetricsServer:
+    """GET /metrics (Prometheus text) and GET /healthz (200 or 503 with a JSON reason).
+
+    One loop thread accepts connections and waits (select) until each has data to read, dropping those
+    idle past idle_timeout_s; `workers` threads answer the readable ones, with the same timeout on the
+    socket. Thread count is 1 + workers whatever the clients do."""
+
+    def __init__(self, metrics: Metrics, health: HealthFn, host: str = "127.0.0.1", port: int = 9108,
+                 workers: int = HTTP_WORKERS, idle_timeout_s: float = IDLE_TIMEOUT_S,
+                 max_waiting: int = MAX_WAITING):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = idle_timeout_s   # StreamRequestHandler sets it on the socket: no read or write waits longer
+
             def do_GET(self) -> None:   # noqa: N802 (http.server's name)
                 path = self.path.split("?", 1)[0]
                 try:
                     if path == "/metrics":
-                        self._reply(200, CONTENT_TYPE_LATEST, outer.metrics.exposition())
+                        reply = (200, CONTENT_TYPE_LATEST, outer.metrics.exposition())
                     elif path == "/healthz":
                         ok, detail = outer.health()
                         body = json.dumps({"healthy": ok, **detail}, separators=(",", ":")).encode()
-                        self._reply(200 if ok else 503, "application/json", body)
+                        reply = (200 if ok else 503, "application/json", body)
                     else:
-                        self._reply(404, "text/plain", b"not found: try /metrics or /healthz\n")
+                        reply = (404, "text/plain", b"not found: try /metrics or /healthz\n")
                 except Exception:   # a scrape must never take the daemon down
                     log.exception("metrics request %s failed", path)
-                    self._reply(500, "text/plain", b"internal error\n")
+                    reply = (500, "text/plain", b"internal error\n")
+                self._reply(*reply)
 
             def _reply(self, code: int, ctype: str, body: bytes) -> None:
                 self.send_response(code)
@@ -145,19 +176,122 @@ class MetricsServer:
 
         self.metrics = metrics
         self.health = health
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
+        self._server = _HttpServer((host, port), Handler)
+        self._server.socket.setblocking(False)
+        self._workers = workers
+        self._idle_timeout_s = idle_timeout_s
+        self._max_waiting = max_waiting
+        self._requests: queue.Queue = queue.Queue(maxsize=_REQUEST_QUEUE)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self.idle_closed = 0   # connections closed for sending no request in time, or for room
 
     @property
     def port(self) -> int:
         return self._server.server_address[1]
 
     def start(self) -> "MetricsServer":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, name="metrics-http", daemon=True)]
+        self._threads += [threading.Thread(target=self._work, name=f"metrics-http-{i}", daemon=True)
+                          for i in range(self._workers)]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        self._stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        for t in self._threads:
+            if t.name == "metrics-http":
+                t.join(timeout=5.0)
+        for _ in range(self._workers):
+            try:
+                self._requests.put(None, timeout=1.0)
+            except queue.Full:
+                break
         self._server.server_close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # ------------------------------------------------------------ accept and wait (loop thread)
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        listener = self._server.socket
+        sel.register(listener, selectors.EVENT_READ, "accept")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        waiting: "OrderedDict[socket.socket, tuple[Any, float]]" = OrderedDict()   # oldest first
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                timeout = min((d for _, d in waiting.values()), default=now + 1.0) - now
+                for key, _ in sel.select(max(0.0, min(timeout, 1.0))):
+                    if key.data == "accept":
+                        self._accept(listener, sel, waiting)
+                    elif key.data == "wake":
+                        self._wake_r.recv(64)
+                    else:   # the first bytes of a request arrived: a worker reads the rest
+                        conn = key.fileobj
+                        sel.unregister(conn)
+                        addr, _ = waiting.pop(conn)
+                        try:
+                            self._requests.put_nowait((conn, addr))
+                        except queue.Full:
+                            log.debug("metrics: busy, connection from %s closed", addr)
+                            self._close(conn)
+                now = time.monotonic()
+                for conn in [c for c, (_, d) in waiting.items() if d <= now]:
+                    sel.unregister(conn)
+                    del waiting[conn]
+                    self.idle_closed += 1
+                    self._close(conn)
+        finally:
+            for conn in waiting:
+                self._close(conn)
+            sel.close()
+
+    def _accept(self, listener: socket.socket, sel, waiting: OrderedDict) -> None:
+        try:
+            conn, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:   # EMFILE and the like: the next select retries
+            log.warning("metrics: accept failed: %s", exc)
+            return
+        conn.setblocking(False)
+        waiting[conn] = (addr, time.monotonic() + self._idle_timeout_s)
+        sel.register(conn, selectors.EVENT_READ, "conn")
+        while len(waiting) > self._max_waiting:
+            oldest, _ = waiting.popitem(last=False)
+            sel.unregister(oldest)
+            self.idle_closed += 1
+            self._close(oldest)
+
+    # ------------------------------------------------------------ answer (worker threads)
+
+    def _work(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            conn, addr = item
+            try:
+                conn.settimeout(self._idle_timeout_s)
+                self._server.RequestHandlerClass(conn, addr, self._server)
+            except _CLIENT_GONE as exc:   # an aborted scrape or a client too slow: nothing to fix here
+                log.debug("metrics: client %s gone: %s", addr, exc)
+            except Exception:
+                log.exception("metrics: request from %s failed", addr)
+            finally:
+                self._server.shutdown_request(conn)   # SHUT_WR first: the client reads the whole reply
+
+    @staticmethod
+    def _close(conn: socket.socket) -> None:
+        try:
+            conn.close()
+        except OSError:
+            pass

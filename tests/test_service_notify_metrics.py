@@ -1,10 +1,13 @@
 """systemd notify datagrams over a real unix socket, and the metrics/healthz HTTP server."""
+import logging
 import os
 import socket
+import struct
+import threading
 import urllib.error
 import urllib.request
 
-from daemon.metrics import Metrics, MetricsServer
+from daemon.metrics import MAX_WAITING, Metrics, MetricsServer
 from daemon.sd_notify import Notifier, watchdog_interval_s
 
 
@@ -82,3 +85,61 @@ def test_metrics_and_healthz_over_http():
         assert get(base + "/nope")[0] == 404
     finally:
         server.stop()
+
+
+def test_idle_connections_cost_no_thread_and_healthz_still_answers():
+    """Issue 9, item 13: 300 idle connections used to hold 300 threads forever."""
+    server = MetricsServer(Metrics(lambda: {}), lambda: (True, {}), "127.0.0.1", 0, idle_timeout_s=30.0).start()
+    idle = []
+    try:
+        before = threading.active_count()
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        half = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        half.sendall(b"GET /metrics HTTP/1.1\r\n")   # a request that never ends holds one worker at most
+        idle.append(half)
+        code, body = get(f"http://127.0.0.1:{server.port}/healthz")
+        assert code == 200 and '"healthy":true' in body
+        assert get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200
+        assert threading.active_count() <= before   # the loop and its workers exist from start()
+        assert server.idle_closed >= 300 - MAX_WAITING   # the oldest idle ones made room
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+
+
+def test_an_idle_connection_is_closed_after_the_timeout():
+    server = MetricsServer(Metrics(lambda: {}), lambda: (True, {}), "127.0.0.1", 0, idle_timeout_s=0.3).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            assert s.recv(1) == b""   # the server hung up; the 10 s client timeout would raise instead
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")   # headers never finished
+            assert s.recv(4096) == b""   # cut off by the socket timeout, the worker is free again
+        assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_an_aborted_scrape_logs_no_traceback(caplog, capfd):
+    big = {"cameras": {f"cam{i}": {"fps": 1.0, "frames": i, "state": "streaming", "rejected": {}}
+                       for i in range(3000)}}   # a reply larger than the socket buffers
+    server = MetricsServer(Metrics(lambda: big), lambda: (True, {}), "127.0.0.1", 0).start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="daemon.metrics"):
+            for _ in range(5):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # the server blocks mid-reply ...
+                s.settimeout(5)
+                s.connect(("127.0.0.1", server.port))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # ... close = RST
+                s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                s.recv(1)   # the reply has started
+                s.close()
+            assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200   # workers are free again
+    finally:
+        server.stop()
+    assert any("gone" in r.getMessage() for r in caplog.records)   # the write did fail, quietly
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info], caplog.records
+    assert "Traceback" not in capfd.readouterr().err
