@@ -112,7 +112,16 @@ class CameraConfig:
     loop: bool = False
     # Folder: what happens to an image once its result is in the outbox.
     done_action: Literal["move", "delete", "mark"] = "move"
+    # Folder + move: another directory (another file system is fine: copied, fsynced, then unlinked).
     done_dir: str = ""
+    # Folder: an image that fails to decode is retried (with backoff) while it changes; only once it has
+    # been unreadable and unchanged (size, mtime) this long is it set aside as <name>.bad.
+    unreadable_after_s: float = 30.0
+    # Folder: decode limits, checked before decoding (file size by fstat, pixels from the image header);
+    # an image over either is set aside as <name>.bad at once. 0 = no limit. 40 MP fits an A4 page at
+    # 600 dpi (35 MP) and decodes in about 120 MiB of RGB.
+    max_frame_pixels: int = 40_000_000
+    max_file_bytes: int = 64 * 1024 * 1024
     # Reconnect backoff: initial and maximum delay; jitter is +-20 %.
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 30.0
@@ -313,6 +322,33 @@ def _check_readable(key: str, path: Optional[str]) -> None:
         raise ConfigError(key, f"{path!r} cannot be read ({exc.strerror})") from None
 
 
+def _same_dir(a: str, b: str) -> bool:
+    """Whether two paths name one directory (symlinks and '..' resolved; both need not exist yet)."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_folders(cameras: tuple[CameraConfig, ...]) -> None:
+    """Folder cameras: done_dir is not the watched folder (every file would be handed out again on every
+    pass), and no two folder cameras watch one folder, or one's done_dir is another's folder."""
+    folders = [(i, cam) for i, cam in enumerate(cameras) if cam.kind == "folder" and cam.uri]
+    for i, cam in folders:
+        if cam.done_action == "move" and cam.done_dir:
+            _require(not _same_dir(cam.done_dir, cam.uri), f"cameras[{i}].done_dir", cam.done_dir,
+                     f"is the watched folder itself (cameras[{i}].uri); use another directory, "
+                     "or done_action: delete or mark")
+        for j, other in folders:
+            if j == i:
+                continue
+            if j > i:
+                _require(not _same_dir(cam.uri, other.uri), f"cameras[{j}].uri", other.uri,
+                         f"is already watched by cameras[{i}] ({cam.name}); two folder cameras would read "
+                         "the same files")
+            if cam.done_action == "move":
+                done_dir = cam.done_dir or os.path.join(cam.uri, "done")
+                _require(not _same_dir(done_dir, other.uri), f"cameras[{i}].done_dir", done_dir,
+                         f"is the folder watched by cameras[{j}] ({other.name}); its files would be read again")
+
+
 def validate(cfg: Config) -> Config:
     """Checks values that types alone cannot; returns cfg unchanged or raises ConfigError."""
     _require(cfg.device_id is not None and _valid_name(cfg.device_id), "device_id", cfg.device_id, _NAME_RULE)
@@ -363,6 +399,13 @@ def validate(cfg: Config) -> Config:
                 re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(f"{key}.accept_patterns[{j}]", f"{pattern!r} is not a valid regex ({exc})") from None
+        _require(cam.unreadable_after_s >= 0, f"{key}.unreadable_after_s", cam.unreadable_after_s,
+                 "must not be negative")
+        _require(cam.max_frame_pixels >= 0, f"{key}.max_frame_pixels", cam.max_frame_pixels,
+                 "must be 0 (no limit) or a pixel count")
+        _require(cam.max_file_bytes >= 0, f"{key}.max_file_bytes", cam.max_file_bytes,
+                 "must be 0 (no limit) or a size in bytes")
+    _check_folders(cfg.cameras)
 
     m = cfg.mqtt
     _require(bool(m.host), "mqtt.host", m.host, "must not be empty")

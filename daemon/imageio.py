@@ -2,11 +2,21 @@
 
 Pillow does the decoding because it applies EXIF rotation and understands palettes, 16-bit grey and
 alpha; a known peer's loader ignores the palette and turns palette PNGs almost black.
+
+Decode limits: a small file can hold a huge image (a 0.2 MB PNG of 12000x12000 pixels takes 1.5 GiB to
+decode, an OOM kill on a 4 GB Jetson). ``DecodeLimits`` caps the file size (checked with fstat before the
+file is read) and the pixel count (checked from the header, which Pillow's ``Image.open`` reads without
+decoding: PNG IHDR, JPEG SOF, ...) before any pixel is decoded; a file over either is ``ImageTooLarge``.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
+import warnings
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,29 +26,94 @@ class ImageError(ValueError):
     """An image that cannot be decoded; the message names the file and why."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+class ImageTooLarge(ImageError):
+    """Over the decode limits: refused before decoding, and it will not get smaller by waiting."""
+
+
+class NotARegularFile(ImageError):
+    """A symlink (swapped in after the folder was listed), a FIFO or a device: never opened or followed."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_pixels: int = 0   # width x height; 0 = no limit
+    max_bytes: int = 0    # file size; 0 = no limit
+
+
+NO_LIMITS = DecodeLimits()
+
+
+def read_image(path: str | os.PathLike, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
+    return read_image_file(path, limits)[0]
+
+
+def read_image_file(path: str | os.PathLike, limits: DecodeLimits = NO_LIMITS,
+                    nofollow: bool = False) -> tuple[np.ndarray, os.stat_result]:
+    """Decodes a file; also returns its fstat (size and mtime of what was read). With nofollow, a symlink
+    is refused (O_NOFOLLOW), and so is anything but a regular file (opened non-blocking, so a FIFO cannot
+    hang the reader)."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if nofollow:
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if nofollow and exc.errno == errno.ELOOP:
+            raise NotARegularFile(f"{path}: is a symbolic link, not followed") from None
+        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(f"{path}: not a regular file")
+        if limits.max_bytes and st.st_size > limits.max_bytes:
+            raise ImageTooLarge(f"{path}: file is {st.st_size} bytes, over the limit of {limits.max_bytes} "
+                                f"(max_file_bytes)")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limits.max_bytes + 1 if limits.max_bytes else -1)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode_image(data, name=str(path))
+    finally:
+        os.close(fd)
+    if limits.max_bytes and len(data) > limits.max_bytes:   # grew between fstat and read
+        raise ImageTooLarge(f"{path}: file is over the limit of {limits.max_bytes} bytes (max_file_bytes)")
+    return decode_image(data, name=str(path), limits=limits), st
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes, name: str = "<bytes>", limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
     """Encoded bytes -> HxWx3 BGR uint8, upright per EXIF, alpha composited on white."""
     if not data:
         raise ImageError(f"{name}: empty file")
+    if limits.max_bytes and len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"{name}: {len(data)} bytes, over the limit of {limits.max_bytes} (max_file_bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
+            # Our own limit decides; Pillow's DecompressionBombWarning would only add noise to the log.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_ctx = Image.open(io.BytesIO(data))   # reads the header only
+    except Image.DecompressionBombError as exc:   # Pillow's own ceiling, above ours unless ours is off
+        raise ImageTooLarge(f"{name}: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: not a readable image ({exc})") from None
+    with im_ctx as im:
+        _check_pixels(im, name, limits)
+        try:
             im.load()   # decodes now, so a truncated file fails here and not later
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb8(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: not a readable image ({exc})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageError(f"{name}: not a readable image ({exc})") from None
     if rgb.shape[0] < 2 or rgb.shape[1] < 2:
         raise ImageError(f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]} px, too small to read")
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _check_pixels(im: Image.Image, name: str, limits: DecodeLimits) -> None:
+    if not limits.max_pixels:
+        return
+    width, height = im.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(f"{name}: image is {width}x{height} = {width * height} pixels, over the limit of "
+                            f"{limits.max_pixels} (max_frame_pixels); not decoded")
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:

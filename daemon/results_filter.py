@@ -7,6 +7,11 @@ is published when its set of accepted texts is new; it is suppressed (reason ``d
 set, or a subset of it (OCR flicker: one line missed on one frame), was published within ``dedup_window_s``
 before it. So a label in view is published once per window, a label that gains a line is published again,
 and a window of 0 publishes every frame.
+
+A reading counts as published only once it is durable: ``decide`` says whether to publish and changes
+nothing, ``commit`` records the decision after the outbox stored it. A reading the outbox refused (a full
+outbox, an oversized payload) is not recorded, so the folder image retried later is not dropped as its own
+duplicate. ``apply`` is both at once, for callers without an outbox.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ class Decision:
     publish: bool
     lines: list[TextLine]                                     # the accepted lines, in reading order
     rejected: Counter = field(default_factory=Counter)        # reason -> lines (or 1 frame) rejected
+    key: frozenset[str] = frozenset()                         # the text set, what commit records
+    captured_at: float = 0.0
 
 
 def accept_lines(lines: Sequence[TextLine], rules: FilterRules) -> tuple[list[TextLine], Counter]:
@@ -72,20 +79,32 @@ class ResultFilter:
         self.rules = rules
         self._published: dict[frozenset[str], float] = {}   # text set -> captured_at of its last publication
 
-    def apply(self, lines: Sequence[TextLine], captured_at: float) -> Decision:
+    def decide(self, lines: Sequence[TextLine], captured_at: float) -> Decision:
+        """Whether this reading is published; records nothing (see commit)."""
         kept, rejected = accept_lines(lines, self.rules)
         key = text_key(kept)
         if not key:
             if self.rules.publish_empty:
-                return Decision(True, kept, rejected)
+                return Decision(True, kept, rejected, key, captured_at)
             rejected[EMPTY] += 1
-            return Decision(False, kept, rejected)
+            return Decision(False, kept, rejected, key, captured_at)
         window = self.rules.dedup_window_s
         if window > 0:
             # Forget publications that left the window (a clock step backwards also clears them: safe side).
             self._published = {k: t for k, t in self._published.items() if 0 <= captured_at - t < window}
             if any(key <= k for k in self._published):
                 rejected[DUPLICATE] += 1
-                return Decision(False, kept, rejected)
-            self._published[key] = captured_at
-        return Decision(True, kept, rejected)
+                return Decision(False, kept, rejected, key, captured_at)
+        return Decision(True, kept, rejected, key, captured_at)
+
+    def commit(self, decision: Decision) -> None:
+        """The decided reading is durably stored: later readings of the same texts within the window are
+        duplicates of it."""
+        if decision.publish and decision.key and self.rules.dedup_window_s > 0:
+            self._published[decision.key] = decision.captured_at
+
+    def apply(self, lines: Sequence[TextLine], captured_at: float) -> Decision:
+        """decide and commit in one (the reading counts as published at once)."""
+        decision = self.decide(lines, captured_at)
+        self.commit(decision)
+        return decision

@@ -191,7 +191,7 @@ class Service:
                 self._retired[(name, k)] += getattr(src.counters, k)
         pending = self.hub.discard(name)
         if pending is not None:
-            src.release(pending)
+            pending.ack.release()
 
     def close(self) -> None:
         """Frees what start() got, for a start that failed half-way."""
@@ -287,21 +287,19 @@ class Service:
         # Not progress: if it keeps failing, the systemd watchdog restarts the daemon.
         log.exception("OCR failed on a batch of %d frame(s)", len(frames))
         for f in frames:
-            self._source_of(f).release(f)
-
-    def _source_of(self, frame: Frame):
-        src = self.sources.get(frame.camera)
-        return src if src is not None else _NoSource()
+            f.ack.release()
 
     def _handle(self, frame: Frame, result) -> None:
         from daemon.publish.payload import result_message, result_topic
 
-        cam, src = frame.camera, self._source_of(frame)
+        # The frame carries its acknowledgement (a no-op for live cameras): reserve(seq), then done() once
+        # the reading is durable (or needs none), release() when it is not stored. Never the source by name.
+        cam, ack = frame.camera, frame.ack
         filt = self.filters.get(cam)
         if filt is None:   # the camera was removed by a reload while its frame was in flight
-            src.release(frame)
+            ack.release()
             return
-        decision = filt.apply(result.lines, frame.captured_at)
+        decision = filt.decide(result.lines, frame.captured_at)   # recorded by commit once stored
         now = time.monotonic()
         with self._stats_lock:
             st = self._cam_stats.setdefault(cam, _CameraStats())
@@ -313,30 +311,35 @@ class Service:
         for stage, ms in result.timing_ms.items():
             self.metrics.observe_ms(stage, ms)
         if not decision.publish:
-            src.done(frame)
+            ack.done()
             return
         seq = frame.seq if frame.seq is not None else self.outbox.next_seq(cam)
-        src.reserve(frame, seq)   # folder: the file now carries seq, so a re-run after a crash keeps the id
+        ack.reserve(seq)   # folder: seq is recorded with the file, so a re-run after a crash keeps the id
         latency_ms = {stage: ms for stage, ms in result.timing_ms.items()}
         latency_ms["capture_to_outbox"] = max(0.0, (time.time() - frame.captured_at) * 1000.0)
         msg_id, payload = result_message(device_id=self.cfg.device_id, camera=cam, seq=seq,
                                          captured_at=frame.captured_at, lines=decision.lines,
-                                         latency_ms=latency_ms, engine=self.pipeline.describe())
+                                         latency_ms=latency_ms, engine=self.pipeline.describe(),
+                                         source=frame.source)
         topic = result_topic(self.cfg.mqtt.topic_prefix, self.cfg.device_id, cam)
-        if self.outbox.put(cam, topic, msg_id, payload):
+        stored = self.outbox.put(cam, topic, msg_id, payload)
+        if stored:
             with self._stats_lock:
                 st.stored += 1
                 self._latency.setdefault("capture_to_outbox", deque(maxlen=LATENCY_WINDOW)).append(
                     latency_ms["capture_to_outbox"])
             self.metrics.observe_ms("capture_to_outbox", latency_ms["capture_to_outbox"])
-            src.done(frame)
+            filt.commit(decision)   # only a stored reading makes later ones duplicates
+            ack.done()              # durable: now the file may go
             # One line per stored reading (de-duplication keeps it to one per label in view).
             texts = " | ".join(line.text for line in decision.lines)
             log.info("%s #%d stored: %s", cam, seq, texts if len(texts) <= 160 else texts[:157] + "...")
             if self.publisher is not None:
                 self.publisher.wake()
+        elif getattr(stored, "reason", "") == "too_large":
+            ack.reject("its reading is larger than outbox.max_bytes")   # it can never fit: set aside, not retried
         else:
-            src.release(frame)   # refused by the outbox caps (counted there); a folder image is retried later
+            ack.release()   # refused by the outbox caps (counted there); a folder image is retried later
 
     # ------------------------------------------------------------ health, status, stats
 
@@ -506,7 +509,7 @@ class Service:
         for name in list(sources):
             pending = self.hub.discard(name)
             if pending is not None:
-                sources[name].release(pending)   # a folder image stays on disk for the next start
+                pending.ack.release()   # a folder image stays on disk for the next start
         self.sources.clear()
         left = self.outbox.depth()[0]
         if self.publisher is not None:
@@ -519,14 +522,3 @@ class Service:
         return 0
 
 
-class _NoSource:
-    """Acknowledgements for a frame whose camera is gone (reload): nothing to do."""
-
-    def done(self, frame: Frame) -> None:
-        pass
-
-    def release(self, frame: Frame) -> None:
-        pass
-
-    def reserve(self, frame: Frame, seq: int) -> None:
-        pass

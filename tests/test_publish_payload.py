@@ -1,4 +1,4 @@
-"""The result payload and topics: schema ocr-result/1, stable ids, RFC 3339 times."""
+"""The result payload and topics: schema ocr-result/2 (ocr-result/1 plus source), stable ids, RFC 3339 times."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,9 @@ from daemon.ocr.results import TextLine
 from daemon.publish.payload import (SCHEMA_ID, format_captured_at, result_message, result_topic, stats_topic,
                                     status_topic)
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-1.json").read_text())
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "daemon/schema"
+SCHEMA = json.loads((SCHEMA_DIR / "ocr-result-2.json").read_text())
+SCHEMA_1 = json.loads((SCHEMA_DIR / "ocr-result-1.json").read_text())
 
 
 def _lines():
@@ -22,7 +24,8 @@ def _lines():
 def _message(**over):
     kw = dict(device_id="dock-3", camera="belt_1", seq=42, captured_at=1795000000.1234,
               lines=_lines(), latency_ms={"capture_to_publish": 31.23456, "det": 12.0},
-              engine={"backend": "tensorrt", "precision": "int8"})
+              engine={"backend": "tensorrt", "precision": "int8"},
+              source={"kind": "folder", "file": "scan_0042.png"})
     kw.update(over)
     return result_message(**kw)
 
@@ -32,7 +35,7 @@ def test_message_matches_schema_and_design():
     doc = json.loads(payload.decode("utf-8"))
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
-    assert doc["schema"] == SCHEMA_ID == "ocr-result/1"
+    assert doc["schema"] == SCHEMA_ID == "ocr-result/2"
     assert doc["id"] == msg_id
     assert (doc["device"], doc["camera"], doc["seq"]) == ("dock-3", "belt_1", 42)
     assert doc["captured_at"] == "2026-11-18T11:06:40.123Z"
@@ -42,6 +45,31 @@ def test_message_matches_schema_and_design():
     assert "上海" in payload.decode("utf-8")   # readable UTF-8, not \\u escapes
     assert doc["latency_ms"] == {"capture_to_publish": 31.235, "det": 12.0}
     assert doc["engine"] == {"backend": "tensorrt", "precision": "int8"}
+    assert doc["source"] == {"kind": "folder", "file": "scan_0042.png"}
+
+
+@pytest.mark.parametrize("source, expected", [
+    ({"kind": "folder", "file": "a.png"}, {"kind": "folder", "file": "a.png"}),
+    ({"kind": "file", "frame": 1234}, {"kind": "file", "frame": 1234}),
+    ({"kind": "rtsp"}, {"kind": "rtsp"}),
+    (None, {"kind": "unknown"}),
+])
+def test_source_names_the_scan_or_the_frame(source, expected):
+    doc = json.loads(_message(source=source)[1])
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert doc["source"] == expected
+
+
+def test_version_2_keeps_every_field_of_version_1():
+    doc = json.loads(_message()[1])
+    assert set(SCHEMA_1["required"]) <= set(SCHEMA["required"]) and set(SCHEMA["required"]) - set(SCHEMA_1["required"]) == {"source"}
+    for name, spec in SCHEMA_1["properties"].items():
+        if name != "schema":
+            assert SCHEMA["properties"][name] == spec, name
+    # A version-1 reader that ignores the schema field and the extra key sees the same document.
+    old = {k: v for k, v in doc.items() if k != "source"}
+    old["schema"] = "ocr-result/1"
+    jsonschema.validate(old, SCHEMA_1, cls=jsonschema.Draft202012Validator)
 
 
 def test_id_is_a_function_of_device_camera_seq_and_time():
@@ -57,7 +85,8 @@ def test_empty_reading_is_valid():
     jsonschema.validate(json.loads(payload), SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
-@pytest.mark.parametrize("bad", [{"seq": 0}, {"captured_at": "2026-11-18 08:26:40"}, {"extra": 1},
+@pytest.mark.parametrize("bad", [{"seq": 0}, {"captured_at": "2026-11-18 08:26:40"}, {"extra": 1}, {"source": {}},
+                                 {"source": {"kind": "file", "frame": -1}},
                                  {"texts": [{"text": "x", "confidence": 1.5, "box": [[0, 0]] * 4}]},
                                  {"texts": [{"text": "x", "confidence": 0.5, "box": [[0, 0]] * 3}]}])
 def test_schema_rejects_malformed_payloads(bad):

@@ -1,5 +1,5 @@
-"""Image-folder source: oldest first, finished only after the service says the result is stored, never lost,
-the seq reserved in the file name, unreadable files set aside, half-written files left alone."""
+"""Image-folder source: oldest first, finished only after the frame's ack says the result is stored, never lost,
+the seq reserved beside the file, unreadable files set aside, half-written files left alone."""
 import os
 import time
 
@@ -9,11 +9,11 @@ from PIL import Image
 
 from daemon.config import CameraConfig
 from daemon.sources import FrameHub, make_source
-from daemon.sources.folder import Claims, FolderReader, inflight_name, list_ready, parse_inflight
+from daemon.sources.folder import STATE_DIR, Claims, FolderReader, inflight_name, list_ready, parse_inflight
 
 
 def png(path, value=200, mtime=None):
-    Image.fromarray(np.full((20, 30, 3), value, np.uint8)).save(path)
+    Image.fromarray(np.full((20, 30, 3), value, np.uint8)).save(path, format="PNG")
     if mtime is not None:
         os.utime(path, (mtime, mtime))
 
@@ -55,7 +55,7 @@ def test_done_actions(tmp_path, action):
     r = reader(tmp_path, done_action=action, done_dir=str(done_dir))
     [f] = read_all(r, 1)
     assert (tmp_path / "a.png").exists()             # nothing happens before the result is stored
-    r.done(f)
+    f.ack.done()
     assert not (tmp_path / "a.png").exists()
     if action == "move":
         assert (done_dir / "a.png").exists()
@@ -69,7 +69,7 @@ def test_released_file_is_handed_again(tmp_path):
     png(tmp_path / "a.png", mtime=time.time() - 5)
     r = reader(tmp_path)
     [f] = read_all(r, 1)
-    r.release(f)
+    f.ack.release()
     time.sleep(0.25)
     [again] = read_all(r, 1)
     assert again.path == f.path
@@ -79,16 +79,40 @@ def test_reserved_seq_survives_a_crash_and_keeps_capture_time(tmp_path):
     png(tmp_path / "a.png", mtime=1_700_000_000.25)
     r = reader(tmp_path)
     [f] = read_all(r, 1)
-    assert f.seq is None
-    r.reserve(f, 42)
-    assert f.seq == 42 and f.path == inflight_name(str(tmp_path / "a.png"), 42)
+    assert f.seq is None and f.source == {"kind": "folder", "file": "a.png"}
+    f.ack.reserve(42)
+    # The operator's file keeps its name; the reservation is a hidden side file.
+    assert f.seq == 42 and f.path == str(tmp_path / "a.png")
+    assert sorted(os.listdir(tmp_path)) == [STATE_DIR, "a.png", "done"]
     # The daemon dies here (result stored or not); a fresh reader finds the file with its seq.
     r2 = reader(tmp_path, done_action="mark")
     [g] = read_all(r2, 1)
-    assert g.seq == 42 and g.captured_at == f.captured_at
-    assert parse_inflight(g.path) == (str(tmp_path / "a.png"), 42)
-    r2.done(g)
-    assert sorted(os.listdir(tmp_path)) == ["a.png.done", "done"]   # done/ was made by the first reader
+    assert g.seq == 42 and g.captured_at == f.captured_at and g.path == f.path
+    g.ack.done()
+    assert sorted(os.listdir(tmp_path)) == [STATE_DIR, "a.png.done", "done"]   # done/ was made by the first reader
+    assert os.listdir(tmp_path / STATE_DIR) == []                               # the reservation is gone too
+
+
+def test_reservation_of_an_older_scan_under_the_same_name_is_ignored(tmp_path):
+    png(tmp_path / "a.png", mtime=1_700_000_000)
+    r = reader(tmp_path, done_action="delete")
+    [f] = read_all(r, 1)
+    f.ack.reserve(7)
+    f.ack.release()
+    png(tmp_path / "a.png", value=90, mtime=1_700_000_100)   # the scanner reuses the name for a new page
+    [g] = read_all(reader(tmp_path), 1)
+    assert g.seq is None
+
+
+def test_files_reserved_by_earlier_versions_keep_their_seq(tmp_path):
+    legacy = inflight_name(str(tmp_path / "a.png"), 5)
+    png(legacy, mtime=time.time() - 5)
+    r = reader(tmp_path, done_action="mark")
+    [f] = read_all(r, 1)
+    assert f.seq == 5 and parse_inflight(f.path) == (str(tmp_path / "a.png"), 5)
+    assert f.source["file"] == "a.png"
+    f.ack.done()
+    assert (tmp_path / "a.png.done").exists()
 
 
 def test_unreadable_image_is_counted_and_set_aside(tmp_path):
@@ -97,7 +121,7 @@ def test_unreadable_image_is_counted_and_set_aside(tmp_path):
     os.utime(tmp_path / "broken.png", (time.time() - 9, time.time() - 9))
     hub = FrameHub()
     src = make_source(CameraConfig(name="scan", kind="folder", uri=str(tmp_path), done_action="mark",
-                                   watchdog_s=0), hub)
+                                   watchdog_s=0, unreadable_after_s=0), hub)
     src.start()
     try:
         frames = []
@@ -131,7 +155,7 @@ def test_folder_frames_are_never_overwritten_in_the_hub(tmp_path):
         while len(got) < 5 and time.monotonic() < end:
             for f in hub.take(1, 0.2, 0):
                 got.append(os.path.basename(f.path))
-                src.done(f)
+                f.ack.done()
     finally:
         src.stop()
     assert got == [f"{i}.png" for i in range(5)]

@@ -1,17 +1,21 @@
-"""The result message (schema ``ocr-result/1``) and the topics, as pure functions.
+"""The result message (schema ``ocr-result/2``) and the topics, as pure functions.
 
-The JSON Schema of the payload is daemon/schema/ocr-result-1.json; tests validate every received message against it.
+The JSON Schema of the payload is daemon/schema/ocr-result-2.json; tests validate every received message against it.
+ocr-result/2 is ocr-result/1 (every field kept, same meaning) plus ``source``: where the reading comes from, so a
+subscriber can match it to a scan: ``{"kind": "folder", "file": "scan_0042.png"}`` for an image folder,
+``{"kind": "file", "frame": 1234}`` (0-based index in the video file) for a video file, ``{"kind": "rtsp"}`` (the
+camera kind alone) for live cameras. daemon/schema/ocr-result-1.json stays for subscribers of the old version.
 """
 from __future__ import annotations
 
 import json
 import math
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Optional, Sequence
 
 from daemon.ocr.results import TextLine
 
-SCHEMA_ID = "ocr-result/1"
+SCHEMA_ID = "ocr-result/2"
 
 
 def format_captured_at(captured_at: float) -> str:
@@ -27,8 +31,20 @@ def message_id(device_id: str, camera: str, seq: int, captured_at: float) -> str
     return f"{device_id}:{camera}:{seq}:{int(math.floor(captured_at * 1000.0 + 0.5))}"
 
 
+def source_doc(source: Optional[dict]) -> dict:
+    """The payload's ``source`` object: kind, plus file (folder) or frame (video file) when known."""
+    source = source or {}
+    doc: dict = {"kind": str(source.get("kind") or "unknown")}
+    if source.get("file") is not None:
+        doc["file"] = str(source["file"])
+    if source.get("frame") is not None:
+        doc["frame"] = int(source["frame"])
+    return doc
+
+
 def result_message(*, device_id: str, camera: str, seq: int, captured_at: float, lines: Sequence[TextLine],
-                   latency_ms: dict[str, float], engine: dict) -> tuple[str, bytes]:
+                   latency_ms: dict[str, float], engine: dict,
+                   source: Optional[dict] = None) -> tuple[str, bytes]:
     """Returns (msg_id, UTF-8 JSON) for one accepted reading; see DESIGN.md's MQTT contract."""
     msg_id = message_id(device_id, camera, seq, captured_at)
     doc = {
@@ -41,6 +57,7 @@ def result_message(*, device_id: str, camera: str, seq: int, captured_at: float,
         "texts": [line.to_json() for line in lines],
         "latency_ms": {str(k): round(float(v), 3) for k, v in latency_ms.items()},
         "engine": dict(engine),
+        "source": source_doc(source),
     }
     # ensure_ascii=False keeps Chinese text readable on the wire; compact separators save bytes on disk.
     return msg_id, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

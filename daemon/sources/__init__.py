@@ -10,12 +10,12 @@ import random
 from typing import Optional
 
 from daemon.config import CameraConfig
-from daemon.sources.base import (CaptureSource, CorruptFrame, Frame, FrameSink, Reader, SourceError,
-                                 SourceHealth)
+from daemon.sources.base import (NO_ACK, CaptureSource, CorruptFrame, Frame, FrameAck, FrameSink, Reader,
+                                 SourceError, SourceHealth)
 from daemon.sources.hub import FrameHub
 
-__all__ = ["CaptureSource", "CorruptFrame", "Frame", "FrameHub", "Reader", "SourceError", "SourceHealth",
-           "make_source"]
+__all__ = ["NO_ACK", "CaptureSource", "CorruptFrame", "Frame", "FrameAck", "FrameHub", "Reader", "SourceError",
+           "SourceHealth", "make_source"]
 
 
 def make_source(cfg: CameraConfig, sink: FrameSink, rng: Optional[random.Random] = None) -> CaptureSource:

@@ -12,12 +12,14 @@ import logging
 import random
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
 from daemon.config import CameraConfig
+from daemon.sources.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,35 @@ class CorruptFrame(RuntimeError):
     """One unreadable frame or image: counted and skipped, never fatal."""
 
 
+class FrameTooLarge(CorruptFrame):
+    """An image over the decode limits (max_file_bytes, max_frame_pixels), set aside unread; counted as
+    corrupt and as too_large."""
+
+
+class FrameAck:
+    """What a frame's source must hear about its result; this one hears nothing (live cameras, samples).
+
+    The service calls these and never looks the source up: ``reserve(seq)`` before the result is stored (so a
+    second pass after a crash reuses seq and with it the message id), then exactly one of ``done()`` (the
+    result is durable in the outbox, or the frame needs none: let the file go), ``release()`` (not stored:
+    hand it again later) or ``reject(why)`` (it can never be handled: set it aside)."""
+
+    def reserve(self, seq: int) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def reject(self, why: str) -> None:
+        pass
+
+
+NO_ACK = FrameAck()
+
+
 @dataclass
 class Frame:
     camera: str
@@ -39,7 +70,11 @@ class Frame:
     captured_at: float           # epoch seconds
     path: Optional[str] = None   # folder source: the image file, acknowledged once its result is stored
     mtime_ns: int = 0            # folder source: the file's mtime when it was read
-    seq: Optional[int] = None    # folder source: the result seq reserved in the file name by an earlier pass
+    seq: Optional[int] = None    # folder source: the result seq reserved for this file by an earlier pass
+    ack: FrameAck = NO_ACK       # the frame's own acknowledgement handle
+    # What the payload names as the reading's origin: {"kind": ..., "file": name} for a folder,
+    # {"kind": "file", "frame": index} for a video file, {"kind": ...} for live cameras.
+    source: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +85,7 @@ class SourceCounters:
     open_failures: int = 0
     watchdog_restarts: int = 0
     rate_limited: int = 0    # frames read but skipped by max_fps
+    too_large: int = 0       # images over the decode limits, set aside unread (also counted in corrupt)
 
 
 @dataclass(frozen=True)
@@ -117,19 +153,6 @@ class Reader:
     def close(self) -> None:
         pass
 
-    # Folder readers act on these; other kinds have nothing to acknowledge.
-    def done(self, frame: Frame) -> None:
-        """The frame's result is stored (or it needs none)."""
-
-    def release(self, frame: Frame) -> None:
-        """The frame was not handled; hand it again later."""
-
-    def reserve(self, frame: Frame, seq: int) -> None:
-        """The frame's result will be stored under seq: a later pass over the same frame must reuse it."""
-
-    def reject(self, frame: Frame, why: str) -> None:
-        """The frame can never be handled (unreadable); set it aside."""
-
 
 class FrameSink:
     """Where a capture thread hands frames (daemon.sources.hub.FrameHub implements it)."""
@@ -165,7 +188,6 @@ class CaptureSource:
         self._stop = threading.Event()
         self._st = _State()
         self._thread: Optional[threading.Thread] = None
-        self._reader: Optional[Reader] = None   # the current generation's reader, for acknowledgements
 
     # ------------------------------------------------------------ control (any thread)
 
@@ -204,24 +226,6 @@ class CaptureSource:
             return SourceHealth(state=state, last_frame_at=st.last_frame_at, heartbeat_at=st.heartbeat_at,
                                 error=st.error)
 
-    def done(self, frame: Frame) -> None:
-        """The frame's result is durably stored (or needs none): lets a folder reader finish the file."""
-        reader = self._reader
-        if reader is not None:
-            reader.done(frame)
-
-    def reserve(self, frame: Frame, seq: int) -> None:
-        """Records seq with the frame's file before its result is stored (folder); sets frame.seq."""
-        reader = self._reader
-        if reader is not None:
-            reader.reserve(frame, seq)
-
-    def release(self, frame: Frame) -> None:
-        """The frame's result could not be stored: a folder reader hands the file again later."""
-        reader = self._reader
-        if reader is not None:
-            reader.release(frame)
-
     # ------------------------------------------------------------ the capture thread
 
     def _spawn(self) -> None:
@@ -254,8 +258,8 @@ class CaptureSource:
                 self.counters.open_failures += 1
                 delay = backoff_delay_s(attempt, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, self._rng)
                 attempt += 1
-                self._set(gen, state="connecting", error=str(exc))
-                log.warning("camera %s: %s; retrying in %.1f s", self.name, exc, delay)
+                self._set(gen, state="connecting", error=redact_uri(str(exc)))
+                log.warning("camera %s: %s; retrying in %.1f s", self.name, redact_uri(str(exc)), delay)
                 self._stop.wait(delay)
                 continue
             if not self._current(gen):
@@ -265,14 +269,17 @@ class CaptureSource:
                 self.counters.reconnects += 1
             opened_before = True
             frames_before = self.counters.frames
-            self._reader = reader
             self._set(gen, state="opened", opened_at=time.time(), error="")
-            log.info("camera %s: opened (%s %s)", self.name, self.cfg.kind, self.cfg.uri or "bundled samples")
+            log.info("camera %s: opened (%s %s)", self.name, self.cfg.kind,
+                     redact_uri(self.cfg.uri) or "bundled samples")
             try:
                 self._read_loop(gen, reader)
             except Exception as exc:   # SourceError, or a driver bug: neither may kill the camera for good
-                self._set(gen, state="connecting", error=str(exc) if isinstance(exc, SourceError) else repr(exc))
-                log.warning("camera %s: %s; reconnecting", self.name, exc, exc_info=not isinstance(exc, SourceError))
+                known = isinstance(exc, SourceError)
+                self._set(gen, state="connecting", error=redact_uri(str(exc) if known else repr(exc)))
+                # A driver's traceback may quote the URI too: formatted here, redacted, never by logging.
+                log.warning("camera %s: %s; reconnecting%s", self.name, redact_uri(str(exc)),
+                            "" if known else "\n" + redact_uri("".join(traceback.format_exception(exc))).rstrip())
                 # Back off from scratch only after a device that delivered; one that opens and fails at once
                 # (a half-dead USB camera) keeps backing off further.
                 attempt = 0 if self.counters.frames > frames_before else attempt + 1
@@ -290,12 +297,14 @@ class CaptureSource:
                 frame = reader.read()
             except CorruptFrame as exc:
                 self.counters.corrupt += 1
+                if isinstance(exc, FrameTooLarge):
+                    self.counters.too_large += 1
                 self._set(gen)
-                log.warning("camera %s: skipped an unreadable frame (%s)", self.name, exc)
+                log.warning("camera %s: skipped an unreadable frame (%s)", self.name, redact_uri(str(exc)))
                 continue
             if not self._current(gen):
-                if frame is not None and reader.lossless:
-                    reader.release(frame)
+                if frame is not None:
+                    frame.ack.release()
                 return
             if frame is None:
                 self._set(gen, state="idle")
@@ -315,10 +324,10 @@ class CaptureSource:
             except CorruptFrame as exc:
                 self.counters.corrupt += 1
                 self._set(gen)
-                if reader.lossless:
-                    reader.reject(frame, str(exc))
+                frame.ack.reject(str(exc))
                 log.warning("camera %s: skipped an unusable frame (%s)", self.name, exc)
                 continue
+            frame.source.setdefault("kind", self.cfg.kind)
             self._set(gen, state="opened", last_frame_at=time.time())
             self.counters.frames += 1
             self._sink.put(frame, reader.lossless, self._stop)

@@ -27,6 +27,7 @@ import cv2
 
 from daemon.config import CameraConfig
 from daemon.sources.base import CorruptFrame, Frame, Reader, SourceError
+from daemon.sources.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class VideoCaptureReader(Reader):
         self._next_due = 0.0
         self._ended = False
         self._last_check = time.monotonic()
+        self._index = 0   # video file: the index in the file of the next frame read (0 again after a rewind)
         self._cap = self._open()
 
     def _open(self) -> "cv2.VideoCapture":
@@ -86,7 +88,7 @@ class VideoCaptureReader(Reader):
             raise SourceError(f"kind {cfg.kind!r} is not read through VideoCapture")
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {cfg.kind} source {cfg.uri!r}")
+            raise SourceError(f"cannot open {cfg.kind} source {redact_uri(cfg.uri)!r}")
         return cap
 
     def read(self) -> Optional[Frame]:
@@ -96,7 +98,7 @@ class VideoCaptureReader(Reader):
         if not ok or image is None:
             self._failed_reads += 1
             if self._failed_reads >= FAILED_READS_BEFORE_RECONNECT:
-                raise SourceError(f"{self._failed_reads} failed reads in a row from {self.cfg.uri!r}")
+                raise SourceError(f"{self._failed_reads} failed reads in a row from {redact_uri(self.cfg.uri)!r}")
             raise CorruptFrame("the device returned no image")
         self._failed_reads = 0
         return Frame(camera=self.cfg.name, image=image, captured_at=time.time())
@@ -115,7 +117,7 @@ class VideoCaptureReader(Reader):
         self._next_due = max(self._next_due, time.monotonic()) + self._period_s
         ok, image = self._cap.read()
         if ok and image is not None:
-            return Frame(camera=self.cfg.name, image=image, captured_at=time.time())
+            return self._file_frame(image)
         if not self.cfg.loop:
             log.info("camera %s: end of %s", self.cfg.name, self.cfg.uri)
             self._ended = True
@@ -123,10 +125,18 @@ class VideoCaptureReader(Reader):
         # Reopen rather than seek: some containers cannot seek, and a replaced file must be read anew.
         self._cap.release()
         self._cap = self._open()
+        self._index = 0
         ok, image = self._cap.read()
         if not ok or image is None:
             raise SourceError(f"video file {self.cfg.uri!r} yields no frame")
-        return Frame(camera=self.cfg.name, image=image, captured_at=time.time())
+        return self._file_frame(image)
+
+    def _file_frame(self, image) -> Frame:
+        """A frame of the video file, named by its index so a subscriber can find it in the file."""
+        frame = Frame(camera=self.cfg.name, image=image, captured_at=time.time(),
+                      source={"kind": "file", "frame": self._index})
+        self._index += 1
+        return frame
 
     def close(self) -> None:
         self._cap.release()
