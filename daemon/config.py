@@ -167,6 +167,8 @@ class MqttConfig:
     max_inflight: int = 20
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
+    # A reading above this many payload bytes goes to the dead letters at put() (readings are a few KB).
+    max_payload_bytes: int = 256 * 1024
     # Period of the {prefix}/{device}/stats message; 0 = off.
     stats_interval_s: float = 30.0
 
@@ -181,6 +183,8 @@ class OutboxConfig:
     full_policy: Literal["drop_oldest", "refuse_new"] = "drop_oldest"
     # Rows older than this are dropped (counted); 0 = keep until published.
     ttl_s: float = 7 * 24 * 3600.0
+    # A row whose delivery failed this many times (refusing PUBACK, or the broker cutting us off) is dead-lettered.
+    dead_letter_after_failures: int = 5
 
 
 @dataclass(frozen=True)
@@ -423,6 +427,8 @@ def validate(cfg: Config) -> Config:
     _require(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", m.reconnect_min_s,
              "must be positive and not above reconnect_max_s")
     _require(m.stats_interval_s >= 0, "mqtt.stats_interval_s", m.stats_interval_s, "must not be negative")
+    _require(1024 <= m.max_payload_bytes <= 268_435_455, "mqtt.max_payload_bytes", m.max_payload_bytes,
+             "must be between 1024 and 268435455 (MQTT's largest packet)")
     _require(not (m.password_env and m.password_file), "mqtt.password_file", m.password_file,
              "cannot be set together with mqtt.password_env")
     if m.password_env:
@@ -442,6 +448,8 @@ def validate(cfg: Config) -> Config:
     _require(ob.max_rows >= 1, "outbox.max_rows", ob.max_rows, "must be at least 1")
     _require(ob.max_bytes >= 4096, "outbox.max_bytes", ob.max_bytes, "must be at least 4096")
     _require(ob.ttl_s >= 0, "outbox.ttl_s", ob.ttl_s, "must not be negative")
+    _require(ob.dead_letter_after_failures >= 1, "outbox.dead_letter_after_failures",
+             ob.dead_letter_after_failures, "must be at least 1")
     _require(0 < cfg.metrics.port < 65536, "metrics.port", cfg.metrics.port, "must be between 1 and 65535")
     _require(cfg.service.drain_timeout_s >= 0, "service.drain_timeout_s", cfg.service.drain_timeout_s,
              "must not be negative")

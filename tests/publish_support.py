@@ -44,7 +44,7 @@ def put_result(ob: Outbox, camera: str, text: Optional[str] = None) -> tuple[str
     msg_id, payload = result_message(device_id=DEVICE, camera=camera, seq=seq, captured_at=time.time(),
                                      lines=[line], latency_ms={"capture_to_publish": 1.5},
                                      engine={"backend": "onnxruntime", "precision": "fp32"})
-    return msg_id, ob.put(camera, result_topic(PREFIX, DEVICE, camera), msg_id, payload)
+    return msg_id, bool(ob.put(camera, result_topic(PREFIX, DEVICE, camera), msg_id, payload))
 
 
 @dataclass

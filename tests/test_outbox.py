@@ -30,7 +30,7 @@ def _open(tmp_path, **kw) -> Outbox:
 
 
 def _put(ob: Outbox, camera: str, i: int, size: int = 10) -> bool:
-    return ob.put(camera, f"ocr/dev/{camera}/text", f"{camera}:{i}", bytes([65 + i % 26]) * size)
+    return bool(ob.put(camera, f"ocr/dev/{camera}/text", f"{camera}:{i}", bytes([65 + i % 26]) * size))
 
 
 def test_rows_come_back_oldest_first_and_leave_only_when_deleted(tmp_path):
@@ -106,8 +106,8 @@ def test_byte_cap_refuse_new(tmp_path):
 
 
 def test_ttl_expired_rows_are_dropped_and_counted(tmp_path):
-    clock = FakeClock()
-    ob = Outbox(OutboxConfig(path=str(tmp_path / "o.sqlite3"), ttl_s=60.0), clock=clock)
+    clock = FakeClock()   # the TTL runs on the monotonic outbox clock
+    ob = Outbox(OutboxConfig(path=str(tmp_path / "o.sqlite3"), ttl_s=60.0), monotonic=clock)
     _put(ob, "c", 0)
     clock.t += 30
     _put(ob, "c", 1)
@@ -120,7 +120,7 @@ def test_ttl_expired_rows_are_dropped_and_counted(tmp_path):
 
 def test_ttl_zero_keeps_rows_forever(tmp_path):
     clock = FakeClock()
-    ob = Outbox(OutboxConfig(path=str(tmp_path / "o.sqlite3"), ttl_s=0.0), clock=clock)
+    ob = Outbox(OutboxConfig(path=str(tmp_path / "o.sqlite3"), ttl_s=0.0), monotonic=clock)
     _put(ob, "c", 0)
     clock.t += 10 * 365 * 86400
     assert len(ob.pending(10)) == 1 and ob.counters.expired == 0

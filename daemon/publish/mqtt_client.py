@@ -8,10 +8,23 @@ Delivery rules:
 - rows go out in id order, at most max_inflight unacknowledged (also capped by an MQTT 5 broker's Receive Maximum);
 - on a cut, paho keeps its unacknowledged messages and re-sends them (DUP, same mid, same payload and id) right
   after the next CONNACK; new rows wait until those are acknowledged, so a camera's order survives reconnects;
-- a failing MQTT 5 PUBACK (reason code >= 0x80, e.g. 0x87 not authorized) leaves the row in the outbox, counts
-  in puback_failures, and pauses that camera's rows for an exponential backoff (reconnect_min_s..max_s), so the
-  retry is neither a hot loop nor overtaken by the camera's newer rows (rows of that camera already in flight
-  behind the refused one can still land before its retry: with max_inflight > 1 that is the one reorder left).
+- a row that can never be delivered as it is never reaches paho: above mqtt.max_payload_bytes, or (MQTT 5) above
+  the Maximum Packet Size of the broker's CONNACK, it goes to the outbox's dead letters, at put() when the limit
+  is known by then, else when its turn comes (Mosquitto's max_packet_size otherwise drops the connection and
+  paho re-sends the same message first after every reconnect, blocking every camera);
+- a failed delivery counts against the row in the outbox (failures column): a failing MQTT 5 PUBACK (reason code
+  >= 0x80, e.g. 0x87 not authorized), or the broker cutting the connection (not a keepalive timeout) while the
+  row was the oldest in flight and no PUBACK came after it was sent (Mosquitto's message_size_limit answers with a
+  PUBACK paho calls malformed; 3.1.1 brokers just close). At outbox.dead_letter_after_failures the row moves to
+  the dead letters and leaves paho's queue too, so the rows behind it flow again;
+- a failed row blocks its camera: that camera's later rows wait (not sent, not re-ordered) while the failed row
+  alone is retried after an exponential backoff (reconnect_min_s..max_s), until it is delivered or dead-lettered.
+  A success of a later row already in flight does not end the block. Rows of that camera already in flight
+  behind the failed one can still land before its retry: with max_inflight > 1 that is the one reorder left;
+- the sender thread survives any exception: acknowledged ids whose delete failed (disk full, locked database)
+  are kept, never re-sent, and deleted again after a backoff;
+- paho's reconnect delay is set before each attempt with jitter (reconnect_delay_s): devices of a plant do not
+  reconnect in lockstep after a broker restart.
 
 Session choice: clean session (3.1.1) / clean start with session expiry 0 (5). The outbox is the source of
 truth and paho re-sends its in-flight messages on every reconnect anyway; a persistent broker session would
@@ -22,19 +35,37 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from daemon.config import MqttConfig, mqtt_password
-from daemon.publish.outbox import Outbox
+from daemon.publish.outbox import Outbox, OutboxRow
 from daemon.publish.payload import stats_topic, status_topic
 
 log = logging.getLogger(__name__)
 
 _EARLY_ACK_TTL_S = 10.0     # a PUBACK that beat its own bookkeeping is kept this long, then forgotten
 _IDLE_POLL_S = 0.5          # the sender re-checks the outbox at least this often (TTL sweep, backoff expiry)
+_ERROR_BACKOFF_MIN_S = 0.5  # the sender's pause after an error (a failed delete, a SQLite error), doubling ...
+_ERROR_BACKOFF_MAX_S = 30.0  # ... up to this
+_SENDER_WEDGED_S = 120.0    # a sender that has not gone round its loop this long is stuck (4x the longest pause)
+
+
+def reconnect_delay_s(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Delay before reconnect attempt `attempt` (0 = the first after a loss): the bound doubles from 2 * min_s
+    up to max_s and the delay is drawn in [bound / 2, bound] ("equal jitter"), never below min_s."""
+    bound = min(max_s, min_s * 2.0 ** min(attempt + 1, 60))
+    return rng.uniform(max(min_s, bound / 2.0), max(min_s, bound))
+
+
+def publish_packet_bytes(topic: str, payload_bytes: int, mqtt5: bool) -> int:
+    """Size of a QoS 1 PUBLISH on the wire, as a broker's Maximum Packet Size counts it (no properties)."""
+    remaining = 2 + len(topic.encode("utf-8")) + 2 + (1 if mqtt5 else 0) + payload_bytes
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16_384 else 3 if remaining < 2_097_152 else 4
+    return 1 + length_bytes + remaining
 
 
 
@@ -53,6 +84,9 @@ class PublishCounters:
     reconnects: int = 0         # successful connects after the first
     connect_failures: int = 0   # TCP/TLS failures and refused CONNACKs
     disconnects: int = 0        # losses of an established connection
+    delivery_failures: int = 0  # failed deliveries counted against a row (failing PUBACK, or a cut right after it)
+    dead_lettered: int = 0      # rows this publisher moved to the dead letters (too large, or failing N times)
+    sender_errors: int = 0      # exceptions the sender thread survived (failed deletes, SQLite errors)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -65,12 +99,46 @@ class _Inflight:
     row_id: int
     camera: str
     msg_id: str
+    acks_at_send: int = 0   # successful PUBACKs seen when it was (re-)sent: none since then marks a suspect
+
+
+@dataclass
+class _Block:
+    """A camera behind a failed row: only head_row_id is retried (at retry_at) until delivered or dead-lettered."""
+    head_row_id: int
+    retry_at: float
+    backoff_s: float
+
+
+@dataclass(frozen=True)
+class DeliveryHealth:
+    """Publisher.delivery_health(): what /healthz, the stats topic and the systemd watchdog need to know.
+
+    A broker that is merely down shows as connected False with needs_restart False: the outbox queues and the
+    publisher reconnects by itself. needs_restart is True only for what a restart can cure: a dead sender thread,
+    a sender stuck in one call for _SENDER_WEDGED_S, or an outbox whose lock is held that long by a wedged call."""
+    sender_alive: bool                        # the thread that empties the outbox is running
+    connected: bool                           # CONNACK accepted and not lost since
+    oldest_undelivered_age_s: Optional[float]  # age of the oldest queued row (outbox clock); None: outbox empty
+    failing_rows: int                         # queued rows with at least one failed delivery
+    dead_letters: int                         # rows in the dead-letter table (replay: `ocr-daemon outbox replay`)
+    outbox_writable: bool                     # False while writes fail (disk full, I/O error)
+    outbox_responsive: bool                   # False when the outbox lock could not be taken within 0.5 s
+    sender_idle_s: float                      # since the sender last went round its loop (<= ~30 s when well)
+    pending_deletes: int                      # acknowledged rows whose delete has not succeeded yet
+    blocked_cameras: int                      # cameras waiting behind a failed row
+    last_error: str                           # newest sender or outbox error; "" when none
+
+    @property
+    def needs_restart(self) -> bool:
+        return not self.sender_alive or self.sender_idle_s > _SENDER_WEDGED_S or not self.outbox_responsive
 
 
 class Publisher:
-    def __init__(self, cfg: MqttConfig, device_id: str, outbox: Outbox, clock: Callable[[], float] = time.time,
-                 on_acked: Optional[Callable[[str], None]] = None):
-        """on_acked(msg_id) is called from the sender thread after an acknowledged row was deleted."""
+    def __init__(self, cfg: MqttConfig, device_id: str, outbox: Outbox, clock: Callable[[], float] = time.monotonic,
+                 on_acked: Optional[Callable[[str], None]] = None, rng: Optional[random.Random] = None):
+        """on_acked(msg_id) is called from the sender thread after an acknowledged row was deleted.
+        clock: what per-camera backoffs are timed with; rng: the reconnect jitter's source."""
         self._cfg = cfg
         self._device_id = device_id
         self._outbox = outbox
@@ -97,7 +165,14 @@ class Publisher:
         self._resync = False                                # a CONNACK arrived; paho is re-sending its in-flight
         self._carried: set[int] = set()                     # mids in flight at the last reconnect
         self._carried_deadline = 0.0
-        self._camera_retry: dict[str, tuple[float, float]] = {}   # camera -> (retry at, current backoff s)
+        self._blocks: dict[str, _Block] = {}                # camera -> the failed row it waits behind
+        self._failed: list[tuple[_Inflight, str, Optional[int]]] = []   # (row, reason, paho mid): to record
+        self._acks_seen = 0                                 # successful result PUBACKs, ever
+        self._broker_max_packet: Optional[int] = None       # MQTT 5 CONNACK Maximum Packet Size
+        self._rng = rng or random.Random()
+        self._reconnect_attempt = 0
+        self._last_error = ""
+        self._sender_beat = time.monotonic()
         self._dirty = True
         self._stop_sender = False
         self.last_puback_failure: Optional[str] = None     # e.g. "Not authorized", for logs and stats
@@ -113,6 +188,21 @@ class Publisher:
     def inflight(self) -> int:
         with self._lock:
             return len(self._inflight)
+
+    def delivery_health(self) -> DeliveryHealth:
+        """A typed snapshot, cheap enough for every /healthz request and watchdog tick; never raises."""
+        ob = self._outbox.health()
+        with self._lock:
+            pending_deletes = len(self._deleting)
+            blocked = len(self._blocks)
+            sender_error = self._last_error
+        sender = self._sender
+        return DeliveryHealth(
+            sender_alive=sender is not None and sender.is_alive(), connected=self._connected,
+            oldest_undelivered_age_s=ob.oldest_undelivered_age_s, failing_rows=ob.failing_rows,
+            dead_letters=ob.dead_letters, outbox_writable=ob.writable, outbox_responsive=ob.responsive,
+            sender_idle_s=max(0.0, time.monotonic() - self._sender_beat) if sender is not None else 0.0,
+            pending_deletes=pending_deletes, blocked_cameras=blocked, last_error=sender_error or ob.last_error)
 
     def start(self) -> None:
         """Returns at once: the connection is made (and remade) by paho's thread, with backoff."""
@@ -131,7 +221,7 @@ class Publisher:
         paho_log.addFilter(_quiet_reconnect_errors)
         client.enable_logger(paho_log)
         client.max_inflight_messages_set(cfg.max_inflight)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self._set_next_reconnect_delay(client)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, mqtt_password(cfg))
         if cfg.tls.enabled:
@@ -144,6 +234,7 @@ class Publisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self._client = client
+        self._outbox.set_admission(self._admit)
         log.info("mqtt: connecting to %s:%d as %s (MQTT %s%s%s)", cfg.host, cfg.port, client_id, cfg.protocol,
                  ", TLS" if cfg.tls.enabled else "", ", user " + cfg.username if cfg.username else "")
         if v5:
@@ -195,10 +286,36 @@ class Publisher:
         with self._lock:   # PUBACKs that arrived after the sender thread ended
             acked, self._acked = self._acked, []
         if acked:
-            self._delete_acked(acked)
+            try:
+                self._delete_acked(acked)
+            except Exception as exc:   # they are sent again by the next run: at-least-once, same ids
+                log.warning("mqtt: %d acknowledged results could not be deleted (%s)", len(acked), exc)
+        self._outbox.set_admission(None)
         left = self._outbox.depth()[0]
         log.info("mqtt: stopped with %d results left in the outbox", left)
         return left
+
+    # ------------------------------------------------------------ limits and reconnect delays
+
+    def _admit(self, topic: str, payload: bytes) -> Optional[str]:
+        """None when the broker can take this message, else why not (the row goes to the dead letters)."""
+        n = len(payload)
+        if n > self._cfg.max_payload_bytes:
+            return f"payload of {n} bytes is above mqtt.max_payload_bytes={self._cfg.max_payload_bytes}"
+        limit = self._broker_max_packet
+        if limit:
+            size = publish_packet_bytes(topic, n, self._cfg.protocol == "5")
+            if size > limit:
+                return f"MQTT packet of {size} bytes is above the broker's Maximum Packet Size {limit}"
+        return None
+
+    def _set_next_reconnect_delay(self, client) -> None:
+        """paho waits reconnect_delay before the next attempt; with min = max it waits exactly our jittered value
+        (reconnect_delay_set also resets paho's own doubling, which we replace)."""
+        delay = reconnect_delay_s(self._reconnect_attempt, self._cfg.reconnect_min_s, self._cfg.reconnect_max_s,
+                                  self._rng)
+        self._reconnect_attempt += 1
+        client.reconnect_delay_set(delay, delay)
 
     # ------------------------------------------------------------ paho callbacks (network thread)
 
@@ -209,7 +326,10 @@ class Publisher:
                 self._refusal_counted = True   # the disconnect that follows is the same failure
             log.warning("mqtt: broker refused the connection: %s", reason_code)
             return
+        self._reconnect_attempt = 0   # the next loss starts the backoff again
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        max_packet = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
+        self._broker_max_packet = int(max_packet) if max_packet else None
         info = client.publish(self._status_topic, "online", qos=1, retain=True)
         with self._cv:
             # Safe to record after publish(): this thread is the one that would process its PUBACK.
@@ -222,12 +342,16 @@ class Publisher:
             self._connected = True
             self._resync = True
             self._dirty = True
+            for entry in self._inflight.values():   # paho re-sends them now
+                entry.acks_at_send = self._acks_seen
             self._cv.notify()
         self._warned_unreachable = False
-        log.info("mqtt: connected (%d results in flight are re-sent first)", len(self._inflight))
+        log.info("mqtt: connected (%d results in flight are re-sent first%s)", len(self._inflight),
+                 f"; broker's Maximum Packet Size {max_packet}" if max_packet else "")
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.counters.add("connect_failures")
+        self._set_next_reconnect_delay(client)
         # Once per outage at WARNING (the integrator must see it), then DEBUG: a broker down for a day
         # must not fill the journal, and nothing is lost meanwhile.
         first = not self._warned_unreachable
@@ -238,10 +362,19 @@ class Publisher:
                 self._cfg.host, self._cfg.port, rows)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._set_next_reconnect_delay(client)
         with self._cv:
             was = self._connected
             self._connected = False
             refusal_counted, self._refusal_counted = self._refusal_counted, False
+            suspect = None
+            if was and not self._stop_sender and str(reason_code) != "Keep alive timeout" and self._inflight:
+                # The broker cut us off. If nothing was acknowledged since the oldest row in flight went out,
+                # that row may be what it refuses (too large, malformed answer): count it against the row.
+                mid, entry = next(iter(self._inflight.items()))
+                if entry.acks_at_send == self._acks_seen:
+                    suspect = entry
+                    self._failed.append((entry, f"connection lost right after it was sent ({reason_code})", mid))
             self._cv.notify()
         if not was and not refusal_counted:
             # lost before any CONNACK: e.g. a TLS 1.3 server rejecting our certificate after the handshake
@@ -250,8 +383,8 @@ class Publisher:
         if was:
             self.counters.add("disconnects")
             level = logging.INFO if self._stop_sender else logging.WARNING
-            log.log(level, "mqtt: disconnected (%s); %d results in flight will be re-sent", reason_code,
-                    len(self._inflight))
+            log.log(level, "mqtt: disconnected (%s); %d results in flight will be re-sent%s", reason_code,
+                    len(self._inflight), f"; suspect: {suspect.msg_id}" if suspect is not None else "")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._cv:
@@ -270,15 +403,22 @@ class Publisher:
             self.counters.add("puback_failures")
             self.last_puback_failure = f"{reason_code} (0x{reason_code.value:02x})"
             now = self._clock()
-            retry_at, backoff_s = self._camera_retry.get(entry.camera, (0.0, 0.0))
-            if retry_at <= now:   # one doubling per retry round, not per row refused in the same round
-                backoff_s = min(self._cfg.reconnect_max_s, max(self._cfg.reconnect_min_s, backoff_s * 2))
-                retry_at = now + backoff_s
-                self._camera_retry[entry.camera] = (retry_at, backoff_s)
-            log.warning("mqtt: broker refused %s (%s); camera %s retries in %.1f s", entry.msg_id, reason_code,
-                        entry.camera, backoff_s)
+            block = self._blocks.get(entry.camera)
+            if block is None:
+                block = self._blocks[entry.camera] = _Block(entry.row_id, 0.0, 0.0)
+            block.head_row_id = min(block.head_row_id, entry.row_id)
+            if block.retry_at <= now:   # one doubling per retry round, not per row refused in the same round
+                block.backoff_s = min(self._cfg.reconnect_max_s, max(self._cfg.reconnect_min_s, block.backoff_s * 2))
+                block.retry_at = now + block.backoff_s
+            # recorded (and maybe dead-lettered) by the sender thread: no SQLite write on the network thread
+            self._failed.append((entry, f"PUBACK {reason_code} (0x{reason_code.value:02x})", None))
+            log.warning("mqtt: broker refused %s (%s); camera %s retries it in %.1f s, its later results wait",
+                        entry.msg_id, reason_code, entry.camera, block.backoff_s)
         else:
-            self._camera_retry.pop(entry.camera, None)
+            self._acks_seen += 1
+            block = self._blocks.get(entry.camera)
+            if block is not None and block.head_row_id == entry.row_id:
+                del self._blocks[entry.camera]   # the failed row is delivered: its camera flows again
             self._acked.append(entry)
             self._deleting.add(entry.row_id)
         self._dirty = True
@@ -286,31 +426,104 @@ class Publisher:
     # ------------------------------------------------------------ sender thread
 
     def _sender_main(self) -> None:
+        """Never ends on an error: whatever fails is kept, logged, and tried again after a growing pause."""
+        errors_in_a_row = 0
         while True:
             with self._cv:
-                if not self._dirty and not self._acked and not self._stop_sender:
+                if not self._dirty and not self._acked and not self._failed and not self._stop_sender:
                     self._cv.wait(timeout=_IDLE_POLL_S)
                 self._dirty = False
                 acked, self._acked = self._acked, []
+                failed, self._failed = self._failed, []
                 stopping = self._stop_sender
-            if acked:
-                self._delete_acked(acked)
-            if stopping:
-                return
+            self._sender_beat = time.monotonic()
             try:
+                self._delete_acked(acked)
+                acked = []
+                self._record_failures(failed)
+                if stopping:
+                    return
                 self._send_some()
-            except Exception:   # a bad row or a paho error must not kill the thread that empties the outbox
-                log.exception("mqtt: sender error; retrying")
-                time.sleep(_IDLE_POLL_S)
+                errors_in_a_row = 0
+                with self._lock:
+                    self._last_error = ""
+            except Exception as exc:   # a full disk, a locked database, a paho error: never kill the sender
+                with self._cv:   # keep what is not done yet, ahead of what arrived meanwhile
+                    self._acked[:0] = acked
+                    self._failed[:0] = failed
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                self.counters.add("sender_errors")
+                errors_in_a_row += 1
+                pause = min(_ERROR_BACKOFF_MAX_S, _ERROR_BACKOFF_MIN_S * 2.0 ** (errors_in_a_row - 1))
+                if errors_in_a_row == 1:
+                    log.exception("mqtt: sender error; retrying in %.1f s", pause)
+                else:
+                    log.warning("mqtt: sender error again (%s); retrying in %.1f s", exc, pause)
+                if stopping:
+                    return
+                with self._cv:
+                    if not self._stop_sender:
+                        self._cv.wait(timeout=pause)
 
     def _delete_acked(self, acked: list[_Inflight]) -> None:
+        """Raises when the delete fails; the caller keeps `acked` (their ids stay in _deleting: never re-sent)."""
+        if not acked:
+            return
         self._outbox.delete_many([e.row_id for e in acked])
         with self._lock:
             self._deleting.difference_update(e.row_id for e in acked)
         self.counters.add("acked", len(acked))
         if self._on_acked is not None:
             for e in acked:
-                self._on_acked(e.msg_id)
+                try:
+                    self._on_acked(e.msg_id)
+                except Exception:
+                    log.exception("mqtt: on_acked(%s) failed", e.msg_id)
+
+    def _record_failures(self, failed: list) -> None:
+        """Counts each failed delivery against its row; dead-letters it at the limit. Raises on a SQLite error
+        with the unrecorded ones left in `failed` (the caller puts them back)."""
+        while failed:
+            entry, reason, mid = failed[0]
+            outcome = self._outbox.record_failure(entry.row_id, reason)
+            failed.pop(0)
+            self.counters.add("delivery_failures")
+            if outcome == "retry":
+                continue
+            if outcome == "dead_letter":
+                self.counters.add("dead_lettered")
+            self._row_left(entry.row_id, entry.camera, mid)
+
+    def _row_left(self, row_id: int, camera: str, mid: Optional[int]) -> None:
+        """A row left the outbox without being delivered (dead-lettered, or gone): unblock its camera and make
+        paho forget it, or paho would re-send it first after every reconnect."""
+        with self._cv:
+            block = self._blocks.get(camera)
+            if block is not None and block.head_row_id == row_id:
+                del self._blocks[camera]
+            mids = {m for m, e in self._inflight.items() if e.row_id == row_id} | ({mid} if mid else set())
+            for m in mids:
+                self._inflight.pop(m, None)
+                self._carried.discard(m)
+            self._dirty = True
+            self._cv.notify()
+        for m in mids:   # outside our lock: paho calls on_publish holding its mutex, which then takes ours
+            self._forget_in_paho(m)
+
+    def _forget_in_paho(self, mid: int) -> None:
+        """Drops one message from paho's queue. paho 2.x has no public call for it: this uses its message dict
+        and mutex (pinned paho-mqtt 2.2.0; tests/test_publish_limits.py breaks if they change)."""
+        client = self._client
+        mutex = getattr(client, "_out_message_mutex", None)
+        messages = getattr(client, "_out_messages", None)
+        if mutex is None or messages is None:
+            log.warning("mqtt: cannot drop message %d from paho's queue (paho changed); it will be re-sent", mid)
+            return
+        import paho.mqtt.client as mqtt
+        with mutex:
+            msg = messages.pop(mid, None)
+            if msg is not None and msg.state == mqtt.mqtt_ms_wait_for_puback and client._inflight_messages > 0:
+                client._inflight_messages -= 1
 
     def _send_some(self) -> None:
         now = self._clock()
@@ -333,25 +546,43 @@ class Publisher:
             room = 0 if self._carried else min(self._cfg.max_inflight, self._receive_max) - len(self._inflight)
             if room <= 0:
                 return
-            exclude_ids = {e.row_id for e in self._inflight.values()} | self._deleting
-            blocked = {cam for cam, (retry_at, _) in self._camera_retry.items() if retry_at > now}
-        rows = self._outbox.pending(room, exclude_ids, blocked)
-        for row in rows:
+            busy_ids = {e.row_id for e in self._inflight.values()} | self._deleting
+            exclude_ids = busy_ids | {e.row_id for e, _, _ in self._failed}   # not recorded yet
+            blocked = set(self._blocks)
+            due = [(cam, b.head_row_id) for cam, b in self._blocks.items()
+                   if b.retry_at <= now and b.head_row_id not in busy_ids]
+        rows: list[OutboxRow] = []
+        for camera, row_id in due:   # a blocked camera sends its failed row alone, after the backoff
+            row = self._outbox.get(row_id)
+            if row is None:   # it left meanwhile (TTL, a cap, a replay elsewhere): the camera flows again
+                self._row_left(row_id, camera, None)
+                continue
+            rows.append(row)
+        rows += self._outbox.pending(max(0, room - len(rows)), exclude_ids, blocked)
+        sent = 0
+        for row in rows[:room]:
             if not self._connected:
                 return
+            why = self._admit(row.topic, row.payload)
+            if why:   # e.g. stored before the broker told us its Maximum Packet Size
+                if self._outbox.dead_letter(row.id, why):
+                    self.counters.add("dead_lettered")
+                self._row_left(row.id, row.camera, None)
+                continue
             info = self._client.publish(row.topic, row.payload, qos=1)
             if info.rc not in (0, 4):   # 0 = sent, 4 = MQTT_ERR_NO_CONN: paho keeps it and sends it on reconnect
                 log.warning("mqtt: publish of %s failed locally (rc %s); retrying later", row.msg_id, info.rc)
                 return
-            entry = _Inflight(row.id, row.camera, row.msg_id)
+            sent += 1
             with self._lock:
+                entry = _Inflight(row.id, row.camera, row.msg_id, self._acks_seen)
                 self.counters.add("published")
                 early = self._early_acks.pop(info.mid, None)
                 if early is None:
                     self._inflight[info.mid] = entry
                 else:
                     self._settle_locked(entry, early[0])
-        if len(rows) == room:
+        if len(rows) >= room:
             with self._lock:
                 self._dirty = True   # there may be more
 
