@@ -7,8 +7,11 @@ histograms as frames go through. The snapshot is a plain dict, the same one the 
     {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
      "cameras": {name: {"fps", "frames", "dropped", "corrupt", "reconnects", "watchdog_restarts",
                         "stored", "rejected": {reason: n}, "state"}},
-     "outbox": {"rows", "bytes", "dropped_oldest", "refused_new", "expired"},
+     "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
      "mqtt": {"enabled", "connected", <publisher counters>: n},
+     "delivery": {"sender_alive", "connected", "oldest_undelivered_age_s", "failing_rows", "dead_letters",
+                  "outbox_writable", "last_error"} or None,                  # daemon/health.py's facts
+     "health": {"healthy", "watchdog_ok", "reasons": [...]},
      "latency_ms": {stage: {"p50", "p95", "count"}}}
 """
 from __future__ import annotations
@@ -40,7 +43,9 @@ _CAMERA_COUNTERS = {
     "watchdog_restarts": ("ocr_source_watchdog_restarts_total", "Sources restarted for delivering no frame"),
     "stored": ("ocr_results_stored_total", "Results written to the outbox"),
 }
-_OUTBOX_LOSSES = ("dropped_oldest", "refused_new", "expired")
+# Readings the outbox let go or could not store: ocr_outbox_lost_total{reason}; its other counters (dead_lettered,
+# replayed, corrupt_set_aside, salvaged_rows) are ocr_outbox_<name>_total.
+_OUTBOX_LOSSES = ("dropped_oldest", "refused_new", "expired", "disk_full", "io_errors")
 
 Snapshot = dict
 HealthFn = Callable[[], tuple[bool, dict]]
@@ -86,11 +91,34 @@ class _SnapshotCollector:
         yield GaugeMetricFamily("ocr_outbox_rows", "Results waiting in the outbox", value=float(ob.get("rows", 0)))
         yield GaugeMetricFamily("ocr_outbox_bytes", "Payload bytes waiting in the outbox",
                                 value=float(ob.get("bytes", 0)))
-        lost = CounterMetricFamily("ocr_outbox_lost_total", "Results the outbox let go on purpose, by policy",
+        lost = CounterMetricFamily("ocr_outbox_lost_total",
+                                   "Results the outbox let go (policy, TTL) or could not store (disk full, I/O error)",
                                    labels=["reason"])
         for reason in _OUTBOX_LOSSES:
             lost.add_metric([reason], float(ob.get(reason, 0)))
         yield lost
+        for key, n in ob.items():
+            if key in ("rows", "bytes") or key in _OUTBOX_LOSSES or isinstance(n, bool) or not isinstance(n, (int, float)):
+                continue
+            yield CounterMetricFamily(f"ocr_outbox_{key}_total", f"Outbox: {key.replace('_', ' ')}", value=float(n))
+
+        health = snap.get("health")
+        if health is not None:
+            yield GaugeMetricFamily("ocr_healthy", "1 while /healthz answers 200", value=float(bool(health["healthy"])))
+        delivery = snap.get("delivery")
+        if delivery is not None:
+            if snap.get("mqtt", {}).get("enabled"):
+                yield GaugeMetricFamily("ocr_sender_alive", "1 while the thread that publishes the outbox runs",
+                                        value=float(bool(delivery.get("sender_alive"))))
+            yield GaugeMetricFamily("ocr_outbox_writable", "0 while results cannot be stored (disk full)",
+                                    value=float(bool(delivery.get("outbox_writable", True))))
+            age = delivery.get("oldest_undelivered_age_s")
+            yield GaugeMetricFamily("ocr_outbox_oldest_age_seconds", "Age of the oldest undelivered result (0: none)",
+                                    value=float(age or 0.0))
+            yield GaugeMetricFamily("ocr_outbox_failing_rows", "Results whose last delivery attempt failed",
+                                    value=float(delivery.get("failing_rows") or 0))
+            yield GaugeMetricFamily("ocr_dead_letters", "Results set aside in the dead-letter table",
+                                    value=float(delivery.get("dead_letters") or 0))
 
         mq = snap.get("mqtt", {})
         yield GaugeMetricFamily("ocr_broker_connected", "1 while the MQTT broker accepted our connection",

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Optional
 
 from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
+from daemon.health import DeliveryClock, DeliveryFacts, Verdict, assess, observe
 from daemon.results_filter import FilterRules, ResultFilter
 from daemon.sd_notify import Notifier, watchdog_interval_s
 from daemon.sources import CaptureSource, Frame, FrameHub, make_source
@@ -124,6 +125,11 @@ class Service:
         self._reload = False
         self._started_at = time.monotonic()
         self._last_progress = time.monotonic()
+        # When delivery last moved (ack, connect, empty outbox): wedged vs. draining a backlog (daemon/health.py).
+        # The loop, the HTTP thread and the stats read it: one lock.
+        self._delivery_lock = threading.Lock()
+        self._delivery_clock = DeliveryClock(moved_at=time.monotonic())
+        self._watchdog_withheld: tuple[str, ...] = ()   # reasons last logged for not pinging systemd
         # A detector batch submitted to the GPU and not finished yet (only when the pipeline overlaps).
         self._in_flight: Optional[tuple[list[Frame], Submitted]] = None
 
@@ -235,7 +241,7 @@ class Service:
                 now = time.monotonic()
                 for src in list(self.sources.values()):
                     src.check_watchdog()
-                if ping_every_s and now - last_ping >= ping_every_s and self.progressing(now):
+                if ping_every_s and now - last_ping >= ping_every_s and self._watchdog_ok(now):
                     self.notifier.watchdog()
                     last_ping = now
                 if now - last_status >= STATUS_PERIOD_S:
@@ -352,20 +358,57 @@ class Service:
         healths = [s.health() for s in list(self.sources.values())]
         return bool(healths) and all(h.state == "idle" and wall - h.heartbeat_at < stall_s for h in healths)
 
+    def delivery_facts(self) -> Optional[DeliveryFacts]:
+        """The publisher's DeliveryHealth; with MQTT off the outbox's own health; None before start()."""
+        if self.publisher is not None:
+            return self.publisher.delivery_health()
+        if self.outbox is not None:
+            return _OutboxOnly.of(self.outbox.health())
+        return None
+
+    def verdict(self, now: Optional[float] = None,
+                facts: Optional[DeliveryFacts] = None) -> Verdict:
+        """Healthy? Keep pinging systemd? From the facts of this moment (daemon/health.py decides)."""
+        now = time.monotonic() if now is None else now
+        facts = self.delivery_facts() if facts is None else facts
+        pub, rows = self.publisher, (self.outbox.depth()[0] if self.outbox is not None else 0)
+        with self._delivery_lock:
+            if pub is not None:
+                self._delivery_clock = observe(self._delivery_clock, now, connected=bool(pub.connected),
+                                               acked=pub.counters.acked, rows=rows)
+            still_s = now - self._delivery_clock.moved_at
+        svc = self.cfg.service
+        return assess(frames_progressing=self.progressing(now), stall_timeout_s=svc.stall_timeout_s,
+                      mqtt_enabled=pub is not None, delivery=facts, rows=rows, delivery_still_s=still_s,
+                      max_undelivered_age_s=svc.max_undelivered_age_s)
+
+    def _watchdog_ok(self, now: float) -> bool:
+        verdict = self.verdict(now)
+        if not verdict.watchdog_ok and verdict.reasons != self._watchdog_withheld:
+            # Once per change: the journal says why systemd is about to restart us.
+            log.error("not pinging the systemd watchdog: %s", "; ".join(verdict.reasons))
+        self._watchdog_withheld = () if verdict.watchdog_ok else verdict.reasons
+        return verdict.watchdog_ok
+
     def health(self) -> tuple[bool, dict]:
         cams = {name: src.health().state for name, src in list(self.sources.items())}
         pub = self.publisher
+        facts = self.delivery_facts()
+        verdict = self.verdict(facts=facts)
         detail = {
             "cameras": cams,
             "last_frame_age_s": round(time.monotonic() - self._last_progress, 1),
             "broker_connected": bool(pub and pub.connected),
             "outbox_rows": self.outbox.depth()[0] if self.outbox is not None else 0,
+            "reasons": list(verdict.reasons),   # empty when healthy
+            "watchdog_ok": verdict.watchdog_ok,
+            "delivery": _facts_dict(facts),
         }
         # Running on the CPU by fallback is healthy (readings flow) but degraded: not what the box is for.
         backend = self.backend_info()
         detail["degraded"] = backend["degraded"]
         detail["backend"] = backend
-        return self.progressing(), detail
+        return verdict.healthy, detail
 
     def backend_info(self) -> dict:
         """Which backend runs, at which precision and why (BackendChoice.as_dict) for /healthz and stats."""
@@ -401,15 +444,20 @@ class Service:
         if self.outbox is not None:
             rows, nbytes = self.outbox.depth()
             oc = self.outbox.counters
-            outbox = {"rows": rows, "bytes": nbytes, "dropped_oldest": oc.dropped_oldest,
-                      "refused_new": oc.refused_new, "expired": oc.expired}
+            outbox = {"rows": rows, "bytes": nbytes,   # and every OutboxCounters field (losses, dead letters)
+                      **{f.name: getattr(oc, f.name) for f in dataclasses.fields(oc) if not f.name.startswith("_")}}
         mqtt: dict = {"enabled": self.publisher is not None, "connected": False}
         if self.publisher is not None:
             mqtt["connected"] = bool(self.publisher.connected)
             c = self.publisher.counters
             mqtt.update({f.name: getattr(c, f.name) for f in dataclasses.fields(c) if not f.name.startswith("_")})
+        facts = self.delivery_facts()
+        verdict = self.verdict(facts=facts)
         return {"device": self.cfg.device_id, "uptime_s": round(now - self._started_at, 1),
                 "backend": self.backend_info(), "cameras": cams, "outbox": outbox, "mqtt": mqtt,
+                "delivery": _facts_dict(facts),
+                "health": {"healthy": verdict.healthy, "watchdog_ok": verdict.watchdog_ok,
+                           "reasons": list(verdict.reasons)},
                 "latency_ms": latency}
 
     def _status_line(self) -> str:
@@ -417,8 +465,10 @@ class Service:
         fps = sum(c["fps"] for c in snap["cameras"].values())
         up = sum(1 for c in snap["cameras"].values() if c["state"] in ("streaming", "idle"))
         broker = ("connected" if snap["mqtt"]["connected"] else "disconnected") if snap["mqtt"]["enabled"] else "off"
-        return (f"{up}/{len(snap['cameras'])} cameras up, {fps:.1f} fps, outbox {snap['outbox']['rows']} rows, "
+        line = (f"{up}/{len(snap['cameras'])} cameras up, {fps:.1f} fps, outbox {snap['outbox']['rows']} rows, "
                 f"broker {broker}")
+        reasons = snap["health"]["reasons"]
+        return line + (f"; UNHEALTHY: {'; '.join(reasons)}" if reasons else "")
 
     # ------------------------------------------------------------ SIGHUP
 
@@ -522,3 +572,37 @@ class Service:
         return 0
 
 
+def _facts_dict(facts: Optional[DeliveryFacts]) -> Optional[dict]:
+    """The delivery report for /healthz, stats and metrics (JSON-ready); None when there is none."""
+    if facts is None:
+        return None
+    d = dataclasses.asdict(facts)
+    d["needs_restart"] = bool(facts.needs_restart)
+    for key in ("oldest_undelivered_age_s", "sender_idle_s"):
+        if d.get(key) is not None:
+            d[key] = round(float(d[key]), 1)
+    return d
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutboxOnly:
+    """DeliveryFacts with MQTT off: the outbox's health, no sender (results stay on disk by design)."""
+    outbox_writable: bool
+    outbox_responsive: bool
+    oldest_undelivered_age_s: Optional[float]
+    failing_rows: int
+    dead_letters: int
+    last_error: str
+    sender_alive: bool = True
+    connected: bool = False
+    sender_idle_s: float = 0.0
+
+    @property
+    def needs_restart(self) -> bool:
+        return not self.outbox_responsive
+
+    @classmethod
+    def of(cls, h) -> "_OutboxOnly":
+        return cls(outbox_writable=h.writable, outbox_responsive=h.responsive,
+                   oldest_undelivered_age_s=h.oldest_undelivered_age_s, failing_rows=h.failing_rows,
+                   dead_letters=h.dead_letters, last_error=h.last_error)

@@ -1,0 +1,91 @@
+"""What "healthy" means, as pure functions: facts in, a verdict with its reasons out; no threads, no I/O.
+
+Two answers, because they are for two readers:
+- ``healthy`` is /healthz (200 or 503): is the box doing its job right now? Frames stall, the sender thread is
+  dead, the outbox cannot be written (disk full), delivery is wedged: each is a reason.
+- ``watchdog_ok`` is whether the work loop keeps pinging systemd: would a restart help? It would for a stalled
+  frame loop, a dead sender thread or a wedged delivery (a fresh process reconnects and re-sends); it would not
+  for a full disk (the daemon stays up, keeps files in their folder and resumes by itself) nor for a broker
+  that is merely down (the outbox queues): those show in /healthz only.
+
+"Wedged" is not "old rows": after an hour offline the oldest row is an hour old the moment the broker is back,
+and a restart then would only stop the drain. Delivery is wedged when the broker is connected, rows older than
+service.max_undelivered_age_s wait, and delivery has not moved (no acknowledgement, no reconnect, no empty
+outbox) for that long either. DeliveryClock keeps "when did delivery last move" from the counters it sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+
+class DeliveryFacts(Protocol):
+    """What the publisher and outbox report: daemon.publish.mqtt_client.DeliveryHealth."""
+    sender_alive: bool                  # the thread that empties the outbox runs
+    connected: bool
+    oldest_undelivered_age_s: Optional[float]   # None: outbox empty
+    failing_rows: int
+    dead_letters: int
+    outbox_writable: bool               # False while writes fail (disk full)
+    outbox_responsive: bool             # False when the outbox lock is held by a stuck call
+    sender_idle_s: float                # since the sender last went round its loop
+    last_error: str                     # "" when none
+
+    @property
+    def needs_restart(self) -> bool:    # the publisher's own word: dead or stuck sender, unresponsive outbox
+        ...
+
+
+@dataclass(frozen=True)
+class DeliveryClock:
+    """When delivery last moved (monotonic seconds), from successive observations; see observe()."""
+    moved_at: float
+    acked: int = -1
+    connected: bool = False
+
+
+def observe(clock: DeliveryClock, now: float, *, connected: bool, acked: int, rows: int) -> DeliveryClock:
+    """The clock after one look at the publisher: an acknowledgement, an empty outbox or a fresh connect
+    moves it to now. Observed rarely, it only moves later than the truth, never earlier."""
+    moved = acked != clock.acked or rows == 0 or (connected and not clock.connected)
+    return DeliveryClock(moved_at=now if moved else clock.moved_at, acked=acked, connected=connected)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    healthy: bool                       # /healthz 200
+    watchdog_ok: bool                   # keep sending WATCHDOG=1
+    reasons: tuple[str, ...] = field(default=())   # why not, one sentence each; empty when healthy
+
+
+def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bool,
+           delivery: Optional[DeliveryFacts], rows: int, delivery_still_s: float,
+           max_undelivered_age_s: float) -> Verdict:
+    """The verdict from the facts. delivery None: nothing known about delivery (no publisher, no report);
+    delivery_still_s: seconds since DeliveryClock last moved."""
+    reasons: list[str] = []
+    restart_helps = True
+    if not frames_progressing:
+        reasons.append(f"no frame made progress within stall_timeout_s={stall_timeout_s:g}")
+    if delivery is not None:
+        restart_worthy = []
+        error = f" (last error: {delivery.last_error})" if delivery.last_error else ""
+        if mqtt_enabled and not delivery.sender_alive:
+            restart_worthy.append("the MQTT sender thread is dead: nothing is published" + error)
+        elif not delivery.outbox_responsive:
+            restart_worthy.append("the outbox does not answer: a call holds its lock" + error)
+        elif mqtt_enabled and delivery.needs_restart:
+            restart_worthy.append(f"the MQTT sender is stuck: it has not gone round its loop for "
+                                  f"{delivery.sender_idle_s:.0f} s" + error)
+        age = delivery.oldest_undelivered_age_s
+        if (mqtt_enabled and delivery.sender_alive and delivery.connected and rows > 0 and age is not None
+                and age > max_undelivered_age_s and delivery_still_s > max_undelivered_age_s):
+            restart_worthy.append(
+                f"delivery is wedged: connected, but the oldest undelivered result is {age:.0f} s old and nothing "
+                f"was acknowledged for {delivery_still_s:.0f} s (max_undelivered_age_s={max_undelivered_age_s:g})")
+        if not delivery.outbox_writable:
+            reasons.append("the outbox cannot be written (disk full?): new readings are not stored" + error)
+        reasons.extend(restart_worthy)
+        restart_helps = not restart_worthy
+    watchdog_ok = frames_progressing and restart_helps
+    return Verdict(healthy=not reasons, watchdog_ok=watchdog_ok, reasons=tuple(reasons))
