@@ -106,3 +106,20 @@ def test_gstreamer_without_support_names_the_jetpack_opencv(tmp_path):
         pytest.skip("this OpenCV has GStreamer; the error path cannot be shown")
     with pytest.raises(SourceError, match="JetPack"):
         VideoCaptureReader(CameraConfig(name="c", kind="gstreamer", uri="videotestsrc ! appsink"))
+
+
+def test_video_file_frames_carry_their_index_in_the_file(tmp_path):
+    # The payload's source names the frame, so a subscriber can find the reading in the clip.
+    video = tmp_path / "v.avi"
+    write_video(video, n_frames=6, fps=100)
+    r = VideoCaptureReader(CameraConfig(name="c", kind="file", uri=str(video), loop=True))
+    try:
+        frames = []
+        while len(frames) < 9:
+            f = r.read()
+            if f is not None:
+                frames.append(f)
+    finally:
+        r.close()
+    assert [f.source for f in frames] == [{"kind": "file", "frame": i % 6} for i in range(9)]   # 0 again after a loop
+    assert abs(int(frames[2].image[5, 5, 0]) - 20) <= 4       # frame 2 as written (grey level i * 10, MJPEG)
