@@ -5,6 +5,11 @@ thread around it: frame-rate cap, ROI, reconnect with exponential backoff and ji
 a fresh reader when no frame came for ``watchdog_s``, and counters. A reader that hangs inside a driver call
 cannot be interrupted from Python, so a watchdog restart starts a new thread (a new "generation"); the old
 one exits as soon as its call returns and sees it is stale.
+
+Each frame carries its own acknowledgement (``Frame.ack``, a ``FrameAck``): the image folder attaches one that
+finishes or releases its file; live cameras carry ``NO_ACK``. Whoever holds the frame (the hub, the service,
+a stale capture thread) acknowledges through it and never looks the source up. Every text shown (log lines,
+errors in ``SourceHealth``) goes through ``redact_uri``: a URI's password never reaches the journal.
 """
 from __future__ import annotations
 
