@@ -396,6 +396,7 @@ class FolderReader(Reader):
                 os.replace(path, _free_name(original + ".done"))
             else:
                 move_file(path, _free_name(os.path.join(self.done_dir, os.path.basename(original))))
+                fsync_dir(self.done_dir)   # the new entry first: a power cut must not keep only the removal
             # The action is on disk before the reservation goes: a power cut cannot leave the file in
             # the folder without its seq.
             fsync_dir(self.folder)
