@@ -52,9 +52,12 @@ def _port_open(port: int) -> bool:
 
 class Broker:
     """One mosquitto on 127.0.0.1:port (plain) and, with tls_files, 127.0.0.1:tls_port (TLS).
-    `extra_conf` lines are global options (acl_file, password_file, ...)."""
+    `extra_conf` lines are global options (acl_file, password_file, ...). max_packet_size: Mosquitto drops a
+    client that sends a bigger packet (and tells MQTT 5 clients the limit in CONNACK); message_size_limit:
+    MQTT 5 clients get a PUBACK paho calls malformed, 3.1.1 clients a success PUBACK for a dropped message."""
 
-    def __init__(self, extra_conf: str = "", anonymous: bool = True, tls_files: Optional[dict] = None):
+    def __init__(self, extra_conf: str = "", anonymous: bool = True, tls_files: Optional[dict] = None,
+                 max_packet_size: Optional[int] = None, message_size_limit: Optional[int] = None):
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
         self.dir = Path(tempfile.mkdtemp(prefix="mosq-"))
@@ -76,6 +79,10 @@ class Broker:
             "log_type error", "log_type warning", "log_type notice", "log_type information",
             "connection_messages true",
         ]
+        if max_packet_size is not None:
+            lines.append(f"max_packet_size {max_packet_size}")
+        if message_size_limit is not None:
+            lines.append(f"message_size_limit {message_size_limit}")
         lines += [line for line in extra_conf.splitlines() if line.strip()]
         self.tls_port: Optional[int] = None
         if tls_files:   # a second listener with TLS; the plain one stays for the test's recorder
@@ -168,6 +175,18 @@ class _Link:
         self.upstream = upstream
         self.blackholed = blackholed
         self.closed = False
+        self.pending = b""   # the start of a packet from the client not yet whole
+
+
+def _packet_size(buf: bytes) -> Optional[int]:
+    """Bytes of the MQTT packet at the start of buf, or None while its fixed header is incomplete."""
+    length, multiplier = 0, 1
+    for i in range(1, min(len(buf), 5)):
+        length += (buf[i] & 0x7F) * multiplier
+        if not buf[i] & 0x80:
+            return 1 + i + length
+        multiplier *= 128
+    return None
 
 
 class TcpProxy:
@@ -185,6 +204,9 @@ class TcpProxy:
         self._blackhole = False
         self._closing = False
         self.accepted = 0
+        self._refuse_marker: Optional[bytes] = None
+        self._refuse_reason = 0x87
+        self.refused = 0
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def reset(self) -> int:
@@ -206,6 +228,43 @@ class TcpProxy:
         """New connections pass again; the blackholed ones stay dead until their client gives up on them."""
         with self._lock:
             self._blackhole = False
+
+    def refuse_once(self, marker: bytes, reason: int = 0x87) -> None:
+        """The next MQTT 5 QoS 1 PUBLISH whose bytes contain marker is not passed on: the proxy answers it
+        with a PUBACK carrying `reason` (0x87 Not authorized), as a broker refusing that one message would.
+        Call it before the client connects: packets are framed from the start of each connection."""
+        with self._lock:
+            self._refuse_marker, self._refuse_reason = marker, reason
+
+    def _from_client(self, link: "_Link", data: bytes) -> tuple[bytes, bytes]:
+        """(bytes for the broker, bytes for the client): whole packets only, so a PUBLISH can be taken out."""
+        if self._refuse_marker is None and not link.pending:
+            return data, b""
+        buf = link.pending + data
+        up, back = bytearray(), bytearray()
+        while True:
+            size = _packet_size(buf)
+            if size is None or size > len(buf):
+                break
+            packet, buf = buf[:size], buf[size:]
+            with self._lock:
+                marker = self._refuse_marker
+                hit = marker is not None and packet[0] >> 4 == 3 and (packet[0] >> 1) & 3 == 1 and marker in packet
+                if hit:
+                    self._refuse_marker = None
+                    self.refused += 1
+            if hit:
+                offset = 1   # past the fixed header's remaining-length bytes
+                while packet[offset] & 0x80:
+                    offset += 1
+                offset += 1
+                topic_len = struct.unpack(">H", packet[offset:offset + 2])[0]
+                mid = packet[offset + 2 + topic_len:offset + 4 + topic_len]
+                back += bytes([0x40, 0x04]) + mid + bytes([self._refuse_reason, 0x00])   # + empty properties
+            else:
+                up += packet
+        link.pending = bytes(buf)
+        return bytes(up), bytes(back)
 
     def close(self) -> None:
         self._closing = True
@@ -255,9 +314,17 @@ class TcpProxy:
                     return
                 if link.blackholed:
                     continue
+                if s is link.client:
+                    data, answer = self._from_client(link, data)
+                    if answer:
+                        try:
+                            link.client.sendall(answer)
+                        except OSError:
+                            pass
                 other = link.upstream if s is link.client else link.client
                 try:
-                    other.sendall(data)
+                    if data:
+                        other.sendall(data)
                 except OSError:
                     self._close(link, rst=False)
                     return

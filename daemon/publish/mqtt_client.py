@@ -168,6 +168,9 @@ class Publisher:
         self._blocks: dict[str, _Block] = {}                # camera -> the failed row it waits behind
         self._failed: list[tuple[_Inflight, str, Optional[int]]] = []   # (row, reason, paho mid): to record
         self._acks_seen = 0                                 # successful result PUBACKs, ever
+        self._probe = False                                 # one message in flight until the next PUBACK
+        self._to_forget: list[int] = []                     # paho mids to drop from paho's queue (sender thread)
+        self._probe_connection = False                      # this connection started in probe mode
         self._broker_max_packet: Optional[int] = None       # MQTT 5 CONNACK Maximum Packet Size
         self._rng = rng or random.Random()
         self._reconnect_attempt = 0
@@ -340,6 +343,7 @@ class Publisher:
                 self.counters.add("reconnects")
             self._ever_connected = True
             self._connected = True
+            self._probe_connection = self._probe
             self._resync = True
             self._dirty = True
             for entry in self._inflight.values():   # paho re-sends them now
@@ -369,12 +373,26 @@ class Publisher:
             refusal_counted, self._refusal_counted = self._refusal_counted, False
             suspect = None
             if was and not self._stop_sender and str(reason_code) != "Keep alive timeout" and self._inflight:
-                # The broker cut us off. If nothing was acknowledged since the oldest row in flight went out,
-                # that row may be what it refuses (too large, malformed answer): count it against the row.
+                # The broker cut us off with nothing acknowledged since the oldest row in flight went out: some
+                # row in flight may be what it refuses (too large, a PUBACK paho calls malformed), but which?
+                # Probe: reconnect with only the oldest in flight (the others leave paho's queue and are sent
+                # again from the outbox later, same ids); a cut in that state convicts that row, and counts
+                # against it. The next good PUBACK ends the probe.
                 mid, entry = next(iter(self._inflight.items()))
                 if entry.acks_at_send == self._acks_seen:
                     suspect = entry
-                    self._failed.append((entry, f"connection lost right after it was sent ({reason_code})", mid))
+                    if self._probe and self._probe_connection:
+                        self._failed.append((entry, f"connection lost right after it was sent ({reason_code})",
+                                             mid))
+                    elif not self._probe:
+                        self._probe = True
+                        self._set_paho_window(1)
+                        dropped = list(self._inflight)[1:]
+                        for m in dropped:
+                            del self._inflight[m]
+                        # paho re-sends everything it holds after a reconnect, whatever its window; the sender
+                        # thread drops them from its queue (not here: paho may be iterating that queue now)
+                        self._to_forget.extend(dropped)
             self._cv.notify()
         if not was and not refusal_counted:
             # lost before any CONNACK: e.g. a TLS 1.3 server rejecting our certificate after the handshake
@@ -416,6 +434,11 @@ class Publisher:
                         entry.msg_id, reason_code, entry.camera, block.backoff_s)
         else:
             self._acks_seen += 1
+            if self._probe:   # the link carries PUBACKs again: back to the full window
+                self._probe = False
+                self._set_paho_window(self._cfg.max_inflight)
+                for other in self._inflight.values():   # paho sends its queued ones now
+                    other.acks_at_send = self._acks_seen
             block = self._blocks.get(entry.camera)
             if block is not None and block.head_row_id == entry.row_id:
                 del self._blocks[entry.camera]   # the failed row is delivered: its camera flows again
@@ -430,13 +453,16 @@ class Publisher:
         errors_in_a_row = 0
         while True:
             with self._cv:
-                if not self._dirty and not self._acked and not self._failed and not self._stop_sender:
+                if not (self._dirty or self._acked or self._failed or self._to_forget or self._stop_sender):
                     self._cv.wait(timeout=_IDLE_POLL_S)
                 self._dirty = False
                 acked, self._acked = self._acked, []
                 failed, self._failed = self._failed, []
+                forget, self._to_forget = self._to_forget, []
                 stopping = self._stop_sender
             self._sender_beat = time.monotonic()
+            for m in forget:
+                self._forget_in_paho(m)
             try:
                 self._delete_acked(acked)
                 acked = []
@@ -502,6 +528,10 @@ class Publisher:
             if block is not None and block.head_row_id == row_id:
                 del self._blocks[camera]
             mids = {m for m, e in self._inflight.items() if e.row_id == row_id} | ({mid} if mid else set())
+            if mid and self._connected:
+                # paho may have re-sent it on this connection already: the cut that follows is its doing,
+                # not the next row's (that cut only restarts the probe)
+                self._probe_connection = False
             for m in mids:
                 self._inflight.pop(m, None)
                 self._carried.discard(m)
@@ -509,6 +539,15 @@ class Publisher:
             self._cv.notify()
         for m in mids:   # outside our lock: paho calls on_publish holding its mutex, which then takes ours
             self._forget_in_paho(m)
+
+    def _set_paho_window(self, n: int) -> None:
+        """paho's own in-flight limit, which also decides how many messages it re-sends after a reconnect.
+        max_inflight_messages_set() refuses while a connection is open (even the one being torn down), so this
+        sets the attribute behind it (paho-mqtt 2.2.0; the probe tests in test_publish_limits.py cover it).
+        Only values > 0: paho skips its queue handling at 0. Raised inside on_publish, paho's
+        _update_inflight() right after the callback sends the queued messages."""
+        if n > 0 and hasattr(self._client, "_max_inflight_messages"):
+            self._client._max_inflight_messages = n
 
     def _forget_in_paho(self, mid: int) -> None:
         """Drops one message from paho's queue. paho 2.x has no public call for it: this uses its message dict
@@ -543,7 +582,8 @@ class Publisher:
                 for mid in self._carried:
                     self._inflight.pop(mid, None)
                 self._carried.clear()
-            room = 0 if self._carried else min(self._cfg.max_inflight, self._receive_max) - len(self._inflight)
+            window = 1 if self._probe else min(self._cfg.max_inflight, self._receive_max)
+            room = 0 if self._carried else window - len(self._inflight)
             if room <= 0:
                 return
             busy_ids = {e.row_id for e in self._inflight.values()} | self._deleting
@@ -578,7 +618,11 @@ class Publisher:
                 entry = _Inflight(row.id, row.camera, row.msg_id, self._acks_seen)
                 self.counters.add("published")
                 early = self._early_acks.pop(info.mid, None)
-                if early is None:
+                if early is None and self._probe and self._inflight:
+                    # a probe began while this loop was publishing: only the oldest may stay in flight
+                    self._to_forget.append(info.mid)
+                    self._dirty = True
+                elif early is None:
                     self._inflight[info.mid] = entry
                 else:
                     self._settle_locked(entry, early[0])

@@ -174,9 +174,11 @@ def _classify(exc: sqlite3.Error) -> str:
 
 class Outbox:
     def __init__(self, cfg: OutboxConfig, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
-        """clock: wall clock for created_at and dead_at; monotonic: what ages rows for the TTL."""
+                 monotonic: Callable[[], float] = time.monotonic, busy_timeout_s: float = 10.0):
+        """clock: wall clock for created_at and dead_at; monotonic: what ages rows for the TTL;
+        busy_timeout_s: how long a write waits for another process's lock before it fails."""
         self._cfg = cfg
+        self._busy_timeout_s = busy_timeout_s
         self._clock = clock
         self._mono = monotonic
         self._lock = threading.Lock()
@@ -208,7 +210,8 @@ class Outbox:
 
     def _open_locked(self) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each put/delete is exactly one transaction.
-        db = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        db = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False,
+                             timeout=self._busy_timeout_s)
         self._db = db
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")   # fsync the WAL on every commit: a returned put() is on disk
@@ -496,6 +499,7 @@ class Outbox:
             except sqlite3.DatabaseError as exc:
                 self._write_failed_locked(exc, "deleting acknowledged rows")
                 raise
+            self._write_ok_locked()
             self._rows -= len(gone)
             self._bytes -= sum(int(g[0]) for g in gone)
             self._failing.difference_update(row_ids)
@@ -536,6 +540,7 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             self._write_failed_locked(exc, "moving a row to the dead letters")
             raise
+        self._write_ok_locked()
         self._failing.discard(row_id)
         if not moved:
             return False
