@@ -19,6 +19,7 @@ _COMMANDS = {
     "build-kernels": ("daemon.gpu.kernel_build", "compile the GPU kernels ahead of time on this device"),
     "check-config": ("daemon.check_config", "validate a config file; exit 2 naming the bad key"),
     "doctor": ("daemon.doctor", "say what this box can do and what to do next"),
+    "outbox": ("daemon.publish.outbox_cli", "list the outbox's dead letters, or replay them into the outbox"),
 }
 
 
