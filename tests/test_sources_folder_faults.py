@@ -274,9 +274,11 @@ def test_decompression_bomb_is_refused_from_its_header(tmp_path):
     with pytest.raises(ImageTooLarge, match="12000x12000"):
         read_image_file(bomb, DecodeLimits(max_pixels=40_000_000))
     # Measured in a fresh process: the refusal costs no decoding (the decode would need 144 MB grey + 432 MB RGB).
-    probe = ("import resource, sys; from daemon.imageio import DecodeLimits, ImageTooLarge, read_image_file\n"
+    # VmHWM (peak RSS of this process image), not ru_maxrss, which on Linux starts from the parent's at fork.
+    probe = ("import re, sys; from daemon.imageio import DecodeLimits, ImageTooLarge, read_image_file\n"
              "try:\n    read_image_file(sys.argv[1], DecodeLimits(max_pixels=40_000_000))\n"
-             "except ImageTooLarge:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+             "except ImageTooLarge:\n"
+             "    print(re.search(r'VmHWM:\\s*(\\d+) kB', open('/proc/self/status').read()).group(1))\n")
     out = subprocess.run([sys.executable, "-c", probe, str(bomb)], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
