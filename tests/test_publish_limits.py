@@ -125,7 +125,8 @@ def test_message_size_limit_malformed_puback_no_longer_redelivers_the_rows_behin
     assert wait_until(lambda: set(check_delivery(rec.results()).unique) == set(behind), 10)
     copies = Counter(m.json()["id"] for m in rec.results())
     assert max(copies.values()) <= 3, copies   # one per failed cycle at most, then once more
-    assert pub.counters.disconnects == 3 and pub.counters.delivery_failures == 2   # a probe cut, then 2 failures
+    # a probe cut, then one per failure; one more when paho re-sent the row before the sender dropped it
+    assert 3 <= pub.counters.disconnects <= 4 and pub.counters.delivery_failures == 2
 
 
 def test_failed_delete_after_puback_keeps_the_sender_alive_and_never_resends(broker, tmp_path, cleanup):
