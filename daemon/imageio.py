@@ -16,7 +16,6 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError

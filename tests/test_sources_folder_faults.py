@@ -6,7 +6,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -121,7 +120,8 @@ def _other_file_system(tmp_path):
         return d, lambda: subprocess.run(["rm", "-rf", d], check=False)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)]).returncode == 0:
+    mount = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)]
+    if os.geteuid() == 0 and subprocess.run(mount, capture_output=True).returncode == 0:
         return str(mnt), lambda: subprocess.run(["umount", str(mnt)], check=False)
     pytest.skip("no second file system: /dev/shm is on the same device and mounting a tmpfs needs root")
 
