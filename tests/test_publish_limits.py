@@ -80,11 +80,19 @@ def test_reading_above_the_brokers_maximum_packet_size_is_dead_lettered_and_the_
 def test_configured_payload_cap_dead_letters_at_put_even_without_a_broker(tmp_path, cleanup):
     ob = Outbox(outbox_cfg(tmp_path))
     cleanup(ob)
-    _publisher(mqtt_cfg(free_port(), max_payload_bytes=2048), ob, cleanup)   # nothing listens there
+    pub = _publisher(mqtt_cfg(free_port(), max_payload_bytes=2048), ob, cleanup)   # nothing listens there
     msg_id, stored = put_result(ob, "a", text=BIG)
     assert stored and ob.depth() == (0, 0)
     [dead] = ob.dead_letters()
     assert dead.msg_id == msg_id and "mqtt.max_payload_bytes=2048" in dead.reason and dead.failures == 0
+    put_result(ob, "a")
+    # a broker that is merely down is no reason to restart
+    assert wait_until(lambda: pub.counters.connect_failures >= 1, 5)
+    health = pub.delivery_health()
+    assert health.sender_alive and not health.connected and not health.needs_restart
+    assert health.dead_letters == 1 and health.outbox_writable and health.oldest_undelivered_age_s is not None
+    pub.stop(0)
+    assert not pub.delivery_health().sender_alive and pub.delivery_health().needs_restart
 
 
 def test_mqtt311_broker_that_drops_an_oversized_packet_dead_letters_it_after_n_cuts(make_broker, tmp_path, cleanup):

@@ -116,7 +116,9 @@ class DeliveryHealth:
 
     A broker that is merely down shows as connected False with needs_restart False: the outbox queues and the
     publisher reconnects by itself. needs_restart is True only for what a restart can cure: a dead sender thread,
-    a sender stuck in one call for _SENDER_WEDGED_S, or an outbox whose lock is held that long by a wedged call."""
+    a sender stuck in one call for _SENDER_WEDGED_S (120 s), or an outbox whose lock stayed held that long
+    (a single slow fsync on an SD card is not a reason). A full disk is not one either (outbox_writable False:
+    unhealthy, but a restart frees no space)."""
     sender_alive: bool                        # the thread that empties the outbox is running
     connected: bool                           # CONNACK accepted and not lost since
     oldest_undelivered_age_s: Optional[float]  # age of the oldest queued row (outbox clock); None: outbox empty
@@ -124,6 +126,7 @@ class DeliveryHealth:
     dead_letters: int                         # rows in the dead-letter table (replay: `ocr-daemon outbox replay`)
     outbox_writable: bool                     # False while writes fail (disk full, I/O error)
     outbox_responsive: bool                   # False when the outbox lock could not be taken within 0.5 s
+    outbox_stuck_s: float                     # how long the outbox has been unresponsive (0 when it answers)
     sender_idle_s: float                      # since the sender last went round its loop (<= ~30 s when well)
     pending_deletes: int                      # acknowledged rows whose delete has not succeeded yet
     blocked_cameras: int                      # cameras waiting behind a failed row
@@ -131,7 +134,8 @@ class DeliveryHealth:
 
     @property
     def needs_restart(self) -> bool:
-        return not self.sender_alive or self.sender_idle_s > _SENDER_WEDGED_S or not self.outbox_responsive
+        return (not self.sender_alive or self.sender_idle_s > _SENDER_WEDGED_S
+                or self.outbox_stuck_s > _SENDER_WEDGED_S)
 
 
 class Publisher:
@@ -176,6 +180,7 @@ class Publisher:
         self._reconnect_attempt = 0
         self._last_error = ""
         self._sender_beat = time.monotonic()
+        self._outbox_stuck_since: Optional[float] = None
         self._dirty = True
         self._stop_sender = False
         self.last_puback_failure: Optional[str] = None     # e.g. "Not authorized", for logs and stats
@@ -195,6 +200,12 @@ class Publisher:
     def delivery_health(self) -> DeliveryHealth:
         """A typed snapshot, cheap enough for every /healthz request and watchdog tick; never raises."""
         ob = self._outbox.health()
+        now = time.monotonic()
+        if ob.responsive:
+            self._outbox_stuck_since = None
+        elif self._outbox_stuck_since is None:
+            self._outbox_stuck_since = now - 0.5   # health() waited that long already
+        stuck_s = 0.0 if self._outbox_stuck_since is None else now - self._outbox_stuck_since
         with self._lock:
             pending_deletes = len(self._deleting)
             blocked = len(self._blocks)
@@ -204,7 +215,8 @@ class Publisher:
             sender_alive=sender is not None and sender.is_alive(), connected=self._connected,
             oldest_undelivered_age_s=ob.oldest_undelivered_age_s, failing_rows=ob.failing_rows,
             dead_letters=ob.dead_letters, outbox_writable=ob.writable, outbox_responsive=ob.responsive,
-            sender_idle_s=max(0.0, time.monotonic() - self._sender_beat) if sender is not None else 0.0,
+            outbox_stuck_s=stuck_s,
+            sender_idle_s=max(0.0, now - self._sender_beat) if sender is not None else 0.0,
             pending_deletes=pending_deletes, blocked_cameras=blocked, last_error=sender_error or ob.last_error)
 
     def start(self) -> None:

@@ -461,6 +461,8 @@ class Outbox:
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._write_failed_locked(exc, "saving the outbox clock")
+        else:
+            self._write_ok_locked()   # an idle daemon also notices that the disk takes writes again
 
     def _expire_locked(self, cutoff_s: float, keep: frozenset[int]) -> None:
         victims = [(int(i), int(n)) for i, n in self._db.execute(
@@ -471,6 +473,7 @@ class Outbox:
         self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i, _ in victims])
         self._save_clock_sql()
         self._db.execute("COMMIT")
+        self._write_ok_locked()
         if not victims:
             return
         self._rows -= len(victims)
