@@ -5,7 +5,7 @@ function the service provides, so they are never counted twice; stage latencies 
 histograms as frames go through. The snapshot is a plain dict, the same one the stats topic carries:
 
     {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
-     "cameras": {name: {"fps", "frames", "dropped", "corrupt", "reconnects", "watchdog_restarts",
+     "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "reconnects", "watchdog_restarts",
                         "stored", "rejected": {reason: n}, "state"}},
      "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
      "mqtt": {"enabled", "connected", <publisher counters>: n},
@@ -39,6 +39,7 @@ _CAMERA_COUNTERS = {
     "frames": ("ocr_frames_total", "Frames OCR'd"),
     "dropped": ("ocr_frames_dropped_total", "Frames overwritten by a newer one before inference took them"),
     "corrupt": ("ocr_frames_corrupt_total", "Unreadable frames or images, skipped"),
+    "too_large": ("ocr_frames_too_large_total", "Images over the decode limits, set aside unread (also in corrupt)"),
     "reconnects": ("ocr_source_reconnects_total", "Sources reopened after losing the device"),
     "watchdog_restarts": ("ocr_source_watchdog_restarts_total", "Sources restarted for delivering no frame"),
     "stored": ("ocr_results_stored_total", "Results written to the outbox"),

@@ -193,7 +193,7 @@ class Service:
         src = self.sources.pop(name)
         src.stop()
         with self._stats_lock:
-            for k in ("corrupt", "reconnects", "watchdog_restarts"):
+            for k in ("corrupt", "too_large", "reconnects", "watchdog_restarts"):
                 self._retired[(name, k)] += getattr(src.counters, k)
         pending = self.hub.discard(name)
         if pending is not None:
@@ -432,6 +432,7 @@ class Service:
                     "frames": st.frames,
                     "dropped": self.hub.dropped.get(name, 0),
                     "corrupt": self._retired[(name, "corrupt")] + (c.corrupt if c else 0),
+                    "too_large": self._retired[(name, "too_large")] + (c.too_large if c else 0),
                     "reconnects": self._retired[(name, "reconnects")] + (c.reconnects if c else 0),
                     "watchdog_restarts": self._retired[(name, "watchdog_restarts")] + (c.watchdog_restarts if c else 0),
                     "stored": st.stored,
