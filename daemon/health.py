@@ -27,12 +27,13 @@ class DeliveryFacts(Protocol):
     failing_rows: int
     dead_letters: int
     outbox_writable: bool               # False while writes fail (disk full)
-    outbox_responsive: bool             # False when the outbox lock is held by a stuck call
+    outbox_responsive: bool             # False when the outbox lock was not free within health()'s wait
+    outbox_stuck_s: float               # how long it has stayed unresponsive (one slow fsync is not stuck)
     sender_idle_s: float                # since the sender last went round its loop
     last_error: str                     # "" when none
 
     @property
-    def needs_restart(self) -> bool:    # the publisher's own word: dead or stuck sender, unresponsive outbox
+    def needs_restart(self) -> bool:    # the publisher's own word: dead sender, sender or outbox stuck 120 s
         ...
 
 
@@ -72,11 +73,17 @@ def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bo
         error = f" (last error: {delivery.last_error})" if delivery.last_error else ""
         if mqtt_enabled and not delivery.sender_alive:
             restart_worthy.append("the MQTT sender thread is dead: nothing is published" + error)
-        elif not delivery.outbox_responsive:
-            restart_worthy.append("the outbox does not answer: a call holds its lock" + error)
+        elif mqtt_enabled and delivery.needs_restart and not delivery.outbox_responsive:
+            restart_worthy.append(f"the outbox does not answer: a call has held its lock for "
+                                  f"{delivery.outbox_stuck_s:.0f} s" + error)
         elif mqtt_enabled and delivery.needs_restart:
             restart_worthy.append(f"the MQTT sender is stuck: it has not gone round its loop for "
                                   f"{delivery.sender_idle_s:.0f} s" + error)
+        elif not delivery.outbox_responsive:
+            # A slow fsync (an SD card) or the replay command holding the lock: unhealthy while it lasts, but
+            # no restart. (With MQTT off a lock that stays held also stalls the work loop's put(), which
+            # the frames-progressing check catches.)
+            reasons.append("the outbox is slow to answer: a call holds its lock" + error)
         age = delivery.oldest_undelivered_age_s
         if (mqtt_enabled and delivery.sender_alive and delivery.connected and rows > 0 and age is not None
                 and age > max_undelivered_age_s and delivery_still_s > max_undelivered_age_s):

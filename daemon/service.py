@@ -597,10 +597,12 @@ class _OutboxOnly:
     sender_alive: bool = True
     connected: bool = False
     sender_idle_s: float = 0.0
+    outbox_stuck_s: float = 0.0
 
     @property
     def needs_restart(self) -> bool:
-        return not self.outbox_responsive
+        # No sender to be stuck; an outbox lock that stays held stalls the work loop itself (frames check).
+        return False
 
     @classmethod
     def of(cls, h) -> "_OutboxOnly":

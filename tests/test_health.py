@@ -14,12 +14,13 @@ class Facts:
     dead_letters: int = 0
     outbox_writable: bool = True
     outbox_responsive: bool = True
+    outbox_stuck_s: float = 0.0
     sender_idle_s: float = 0.5
     last_error: str = ""
 
     @property
     def needs_restart(self) -> bool:   # as DeliveryHealth says it
-        return not self.sender_alive or self.sender_idle_s > 120.0 or not self.outbox_responsive
+        return not self.sender_alive or self.sender_idle_s > 120.0 or self.outbox_stuck_s > 120.0
 
 
 MAX_AGE = 300.0
@@ -78,8 +79,13 @@ def test_a_full_disk_fails_health_but_keeps_the_watchdog_fed():
 def test_a_stuck_sender_or_outbox_starves_the_watchdog():
     stuck = judge(Facts(sender_idle_s=200.0))
     assert not stuck.healthy and not stuck.watchdog_ok and "200 s" in stuck.reasons[0]
-    locked = judge(Facts(outbox_responsive=False, last_error="outbox lock held"))
-    assert not locked.watchdog_ok and "does not answer" in locked.reasons[0]
+    locked = judge(Facts(outbox_responsive=False, outbox_stuck_s=130.0, last_error="outbox lock held"))
+    assert not locked.watchdog_ok and "does not answer" in locked.reasons[0] and "130 s" in locked.reasons[0]
+
+
+def test_a_slow_outbox_is_unhealthy_while_it_lasts_but_no_reason_to_restart():
+    slow = judge(Facts(outbox_responsive=False, outbox_stuck_s=0.6))
+    assert not slow.healthy and slow.watchdog_ok and "slow to answer" in slow.reasons[0]
 
 
 def test_with_mqtt_off_the_sender_does_not_matter():
