@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import jsonschema
+import pytest
 
 from daemon.config import MqttConfig, OutboxConfig
 from daemon.ocr.results import TextLine
@@ -107,3 +108,27 @@ def check_delivery(received) -> Delivery:
         bad = [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a]
         assert not bad, f"camera {camera} out of order: {bad[:5]}"
     return Delivery(unique, duplicates, dict(per_camera))
+
+
+class FakeClock:
+    """A clock the test moves by hand (outbox TTL and wall-clock steps)."""
+
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def cleanup():
+    """Publishers and outboxes a test registers are stopped and closed after it, newest first."""
+    from daemon.publish.mqtt_client import Publisher
+
+    items = []
+    yield items.append
+    for item in reversed(items):
+        if isinstance(item, Publisher):
+            item.stop(0)
+        else:
+            item.close()

@@ -15,16 +15,10 @@ import pytest
 
 from daemon.config import OutboxConfig
 from daemon.publish.outbox import Outbox
+from publish_support import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-class FakeClock:
-    def __init__(self, t: float = 1_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _put(ob: Outbox, camera: str, i: int, size: int = 10):

@@ -15,19 +15,10 @@ from daemon.publish.mqtt_client import Publisher, publish_packet_bytes, reconnec
 from daemon.publish.outbox import Outbox
 from daemon.publish.payload import result_topic
 from publish_support import DEVICE, PREFIX, check_delivery, mqtt_cfg, outbox_cfg, put_result
+from publish_support import cleanup  # noqa: F401  (a fixture, shared)
 
 BIG = "X" * 3000   # a reading whose message is about 3.5 kB
 
-
-@pytest.fixture
-def cleanup():
-    items = []
-    yield items.append
-    for item in reversed(items):
-        if isinstance(item, Publisher):
-            item.stop(0)
-        else:
-            item.close()
 
 
 def _recorder(port, cleanup) -> Recorder:

@@ -16,19 +16,10 @@ from daemon.publish.mqtt_client import Publisher
 from daemon.publish.outbox import Outbox
 from daemon.publish.payload import stats_topic, status_topic
 from publish_support import DEVICE, PREFIX, Producer, check_delivery, mqtt_cfg, outbox_cfg, put_result
+from publish_support import cleanup  # noqa: F401  (a fixture, shared)
 
 STATUS = status_topic(PREFIX, DEVICE)
 
-
-@pytest.fixture
-def cleanup():
-    items = []
-    yield items.append
-    for item in reversed(items):
-        if isinstance(item, Publisher):
-            item.stop(0)
-        else:
-            item.close()
 
 
 def _recorder(port, cleanup, **kw) -> Recorder:
