@@ -20,6 +20,10 @@ setup(
         "tqdm>=4.66",
         # Carries the PP-OCRv4 mobile det/rec/cls ONNX models and their dictionary: no download at run time.
         "rapidocr-onnxruntime==1.4.4",
+        # Barcodes and 2D codes (cameras[].codes), GS1 element strings, check digits (accept_formats).
+        "zxing-cpp>=2.3",
+        "biip>=5.0",
+        "python-stdnum>=1.20",
     ],
     extras_require={
         # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV

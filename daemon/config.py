@@ -22,6 +22,9 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from daemon.codes import CODE_FORMATS
+from daemon.formats import FORMATS
+
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +134,11 @@ class CameraConfig:
     min_confidence: float = 0.5
     # Results: when non-empty, a line must fully match one of these regexes (rejects counted).
     accept_patterns: tuple[str, ...] = ()
+    # Results: named formats whose check digit a line must pass (s10, sscc, gtin, iso6346), beside the patterns.
+    accept_formats: tuple[str, ...] = ()
+    # Codes read in each frame (zxing-cpp names: Code128, QRCode, DataMatrix, EAN13, ...); [] = off.
+    # Code128 + QRCode cost ~13 ms per 1280x960 frame on a 2-core x86, DataMatrix ~15 ms more (bench/RESULTS.md 12).
+    codes: tuple[str, ...] = ("Code128", "QRCode")
     # Results: the same set of texts from this camera is published once per window.
     dedup_window_s: float = 10.0
     # Publish a message even when a frame yields no accepted text.
@@ -398,6 +406,10 @@ def validate(cfg: Config) -> Config:
         _require(cam.watchdog_s >= 0, f"{key}.watchdog_s", cam.watchdog_s, "must not be negative")
         _require(0.0 <= cam.min_confidence <= 1.0, f"{key}.min_confidence", cam.min_confidence, "must be between 0 and 1")
         _require(cam.dedup_window_s >= 0, f"{key}.dedup_window_s", cam.dedup_window_s, "must not be negative")
+        for j, name in enumerate(cam.accept_formats):
+            _require(name in FORMATS, f"{key}.accept_formats[{j}]", name, f"is not one of {', '.join(FORMATS)}")
+        for j, name in enumerate(cam.codes):
+            _require(name in CODE_FORMATS, f"{key}.codes[{j}]", name, f"is not one of {', '.join(CODE_FORMATS)}")
         for j, pattern in enumerate(cam.accept_patterns):
             try:
                 re.compile(pattern)

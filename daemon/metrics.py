@@ -6,7 +6,7 @@ histograms as frames go through. The snapshot is a plain dict, the same one the 
 
     {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
      "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "reconnects", "watchdog_restarts",
-                        "stored", "rejected": {reason: n}, "state"}},
+                        "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state"}},
      "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
      "mqtt": {"enabled", "connected", <publisher counters>: n},
      "delivery": {"sender_alive", "connected", "oldest_undelivered_age_s", "failing_rows", "dead_letters",
@@ -87,6 +87,14 @@ class _SnapshotCollector:
             for reason, n in c.get("rejected", {}).items():
                 rejected.add_metric([name, reason], float(n))
         yield rejected
+        checks = CounterMetricFamily("ocr_results_checked_total",
+                                     "Lines corrected by a check digit or compared with a code, by outcome "
+                                     "(check_digit_corrected, code_confirmed, code_mismatch)",
+                                     labels=["camera", "outcome"])
+        for name, c in cams.items():
+            for outcome, n in c.get("checks", {}).items():
+                checks.add_metric([name, outcome], float(n))
+        yield checks
 
         ob = snap.get("outbox", {})
         yield GaugeMetricFamily("ocr_outbox_rows", "Results waiting in the outbox", value=float(ob.get("rows", 0)))

@@ -1,4 +1,5 @@
-"""Which readings of a frame are published: minimum confidence, accept patterns, per-camera de-duplication.
+"""Which readings of a frame are published: minimum confidence, accept patterns and formats, per-camera
+de-duplication; the frame's codes checked against its lines.
 
 Pure: no clock, no I/O; the caller passes the frame's capture time. One ``ResultFilter`` per camera.
 
@@ -12,15 +13,26 @@ A reading counts as published only once it is durable: ``decide`` says whether t
 nothing, ``commit`` records the decision after the outbox stored it. A reading the outbox refused (a full
 outbox, an oversized payload) is not recorded, so the folder image retried later is not dropped as its own
 duplicate. ``apply`` is both at once, for callers without an outbox.
+
+Formats (``accept_formats``, daemon/formats): a line in the shape of a named format (UPU S10, SSCC, GTIN,
+ISO 6346) must pass its check digit; one look-alike substitution may correct it (published with ``format``
+and ``corrected_from``, counted as ``check_digit_corrected``), else it is rejected (``check_digit``). A line in
+no format's shape is left to the patterns; with formats or patterns set, a line matching neither is rejected.
+
+Codes (daemon/codes/match.py): a line with the identifier of one of the frame's codes is ``confirmed_by`` it; a
+near miss carries the code's value as ``code_value`` (counted ``code_mismatch``). The codes' texts are part of
+the de-duplication key, so a frame that only gains a code is published again.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
+from daemon.codes.match import match_codes
 from daemon.config import CameraConfig
+from daemon.formats import CHECK_DIGIT, Checked, check_line
 from daemon.ocr.results import TextLine
 
 # Reasons a line or a frame is not published; metrics and stats carry them by these names.
@@ -28,12 +40,31 @@ LOW_CONFIDENCE = "low_confidence"
 NO_PATTERN_MATCH = "no_pattern_match"
 DUPLICATE = "duplicate"
 EMPTY = "empty"
+CHECK_DIGIT_FAILED = CHECK_DIGIT               # "check_digit": a format's shape, its check digit wrong
+CORRECTED = "check_digit_corrected"            # counted in Decision.noted, not a rejection
+
+
+@dataclass(frozen=True)
+class PublishedLine(TextLine):
+    """A line with what the filter learnt about it; None fields are left out of the payload."""
+    format: Optional[str] = None           # the accept_formats entry whose check digit it passes
+    corrected_from: Optional[str] = None   # the text as read, before the one look-alike substitution
+    confirmed_by: Optional[str] = None     # "code": a code in the frame carries the same identifier
+    code_value: Optional[str] = None       # a code in the frame carries a near-identical, different identifier
+
+    def to_json(self) -> dict:
+        doc = super().to_json()
+        for name in ("format", "corrected_from", "confirmed_by", "code_value"):
+            if getattr(self, name) is not None:
+                doc[name] = getattr(self, name)
+        return doc
 
 
 @dataclass(frozen=True)
 class FilterRules:
     min_confidence: float = 0.5
     accept_patterns: tuple[re.Pattern, ...] = ()
+    accept_formats: tuple[str, ...] = ()
     dedup_window_s: float = 10.0
     publish_empty: bool = False
 
@@ -41,6 +72,7 @@ class FilterRules:
     def from_camera(cls, cam: CameraConfig) -> "FilterRules":
         return cls(min_confidence=cam.min_confidence,
                    accept_patterns=tuple(re.compile(p) for p in cam.accept_patterns),
+                   accept_formats=tuple(cam.accept_formats),
                    dedup_window_s=cam.dedup_window_s, publish_empty=cam.publish_empty)
 
 
@@ -51,16 +83,28 @@ class Decision:
     rejected: Counter = field(default_factory=Counter)        # reason -> lines (or 1 frame) rejected
     key: frozenset[str] = frozenset()                         # the text set, what commit records
     captured_at: float = 0.0
+    codes: list = field(default_factory=list)                 # the frame's codes (daemon/codes/reader.Code)
+    noted: Counter = field(default_factory=Counter)           # check_digit_corrected, code_confirmed, code_mismatch
 
 
 def accept_lines(lines: Sequence[TextLine], rules: FilterRules) -> tuple[list[TextLine], Counter]:
-    """Lines passing the confidence floor and, when patterns are set, fully matching one of them."""
+    """Lines passing the confidence floor and, when formats or patterns are set, in a format with a good (or
+    corrected) check digit or fully matching a pattern."""
     kept: list[TextLine] = []
     rejected: Counter = Counter()
     for line in lines:
         if line.confidence < rules.min_confidence:
             rejected[LOW_CONFIDENCE] += 1
-        elif rules.accept_patterns and not any(p.fullmatch(line.text.strip()) for p in rules.accept_patterns):
+            continue
+        checked = check_line(line.text.strip(), rules.accept_formats) if rules.accept_formats else None
+        if checked == CHECK_DIGIT:
+            rejected[CHECK_DIGIT_FAILED] += 1
+        elif isinstance(checked, Checked):
+            kept.append(PublishedLine(checked.text if checked.corrected_from else line.text, line.confidence,
+                                      line.box, format=checked.format,
+                                      corrected_from=line.text if checked.corrected_from else None))
+        elif (rules.accept_patterns or rules.accept_formats) and not any(
+                p.fullmatch(line.text.strip()) for p in rules.accept_patterns):
             rejected[NO_PATTERN_MATCH] += 1
         else:
             kept.append(line)
@@ -79,23 +123,35 @@ class ResultFilter:
         self.rules = rules
         self._published: dict[frozenset[str], float] = {}   # text set -> captured_at of its last publication
 
-    def decide(self, lines: Sequence[TextLine], captured_at: float) -> Decision:
-        """Whether this reading is published; records nothing (see commit)."""
+    def decide(self, lines: Sequence[TextLine], captured_at: float, codes: Sequence = ()) -> Decision:
+        """Whether this reading (its lines and the frame's codes) is published; records nothing (see commit)."""
         kept, rejected = accept_lines(lines, self.rules)
-        key = text_key(kept)
+        noted: Counter = Counter()
+        noted[CORRECTED] = sum(1 for line in kept if getattr(line, "corrected_from", None) is not None)
+        if codes:
+            kept = [line if isinstance(line, PublishedLine) else PublishedLine(line.text, line.confidence, line.box)
+                    for line in kept]
+            kept, matched = match_codes(kept, codes)
+            noted.update(matched)
+        noted = +noted   # zero counts out
+        key = text_key(kept) | frozenset(f"code:{c.format}:{c.text}" for c in codes)
+
+        def decision(publish: bool) -> Decision:
+            return Decision(publish, kept, rejected, key, captured_at, list(codes), noted)
+
         if not key:
             if self.rules.publish_empty:
-                return Decision(True, kept, rejected, key, captured_at)
+                return decision(True)
             rejected[EMPTY] += 1
-            return Decision(False, kept, rejected, key, captured_at)
+            return decision(False)
         window = self.rules.dedup_window_s
         if window > 0:
             # Forget publications that left the window (a clock step backwards also clears them: safe side).
             self._published = {k: t for k, t in self._published.items() if 0 <= captured_at - t < window}
             if any(key <= k for k in self._published):
                 rejected[DUPLICATE] += 1
-                return Decision(False, kept, rejected, key, captured_at)
-        return Decision(True, kept, rejected, key, captured_at)
+                return decision(False)
+        return decision(True)
 
     def commit(self, decision: Decision) -> None:
         """The decided reading is durably stored: later readings of the same texts within the window are
@@ -103,8 +159,8 @@ class ResultFilter:
         if decision.publish and decision.key and self.rules.dedup_window_s > 0:
             self._published[decision.key] = decision.captured_at
 
-    def apply(self, lines: Sequence[TextLine], captured_at: float) -> Decision:
+    def apply(self, lines: Sequence[TextLine], captured_at: float, codes: Sequence = ()) -> Decision:
         """decide and commit in one (the reading counts as published at once)."""
-        decision = self.decide(lines, captured_at)
+        decision = self.decide(lines, captured_at, codes)
         self.commit(decision)
         return decision

@@ -47,7 +47,7 @@ FIRST_FRAME_WAIT_S = 0.25   # the loop wakes at least this often for watchdogs, 
 STATUS_PERIOD_S = 5.0       # systemd STATUS= line
 FPS_WINDOW_S = 5.0
 LATENCY_WINDOW = 512        # samples per stage for the p50/p95 in stats
-_FILTER_FIELDS = ("min_confidence", "accept_patterns", "dedup_window_s", "publish_empty")
+_FILTER_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty")
 
 
 def add_arguments(parser) -> None:
@@ -96,6 +96,7 @@ class _CameraStats:
     frames: int = 0
     stored: int = 0
     rejected: Counter = dataclasses.field(default_factory=Counter)
+    noted: Counter = dataclasses.field(default_factory=Counter)   # check_digit_corrected, code_confirmed, code_mismatch
     recent: deque = dataclasses.field(default_factory=deque)   # processing times (monotonic) in the fps window
 
     def fps(self, now: float) -> float:
@@ -305,28 +306,36 @@ class Service:
         if filt is None:   # the camera was removed by a reload while its frame was in flight
             ack.release()
             return
-        decision = filt.decide(result.lines, frame.captured_at)   # recorded by commit once stored
+        codes, codes_ms = self._read_codes(cam, frame.image)
+        decision = filt.decide(result.lines, frame.captured_at, codes)   # recorded by commit once stored
         now = time.monotonic()
         with self._stats_lock:
             st = self._cam_stats.setdefault(cam, _CameraStats())
             st.frames += 1
             st.recent.append(now)
             st.rejected.update(decision.rejected)
+            st.noted.update(decision.noted)
+            if codes_ms is not None:
+                self._latency.setdefault("codes", deque(maxlen=LATENCY_WINDOW)).append(codes_ms)
             for stage, ms in result.timing_ms.items():
                 self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
         for stage, ms in result.timing_ms.items():
             self.metrics.observe_ms(stage, ms)
+        if codes_ms is not None:
+            self.metrics.observe_ms("codes", codes_ms)
         if not decision.publish:
             ack.done()
             return
         seq = frame.seq if frame.seq is not None else self.outbox.next_seq(cam)
         ack.reserve(seq)   # folder: seq is recorded with the file, so a re-run after a crash keeps the id
         latency_ms = {stage: ms for stage, ms in result.timing_ms.items()}
+        if codes_ms is not None:
+            latency_ms["codes"] = codes_ms
         latency_ms["capture_to_outbox"] = max(0.0, (time.time() - frame.captured_at) * 1000.0)
         msg_id, payload = result_message(device_id=self.cfg.device_id, camera=cam, seq=seq,
                                          captured_at=frame.captured_at, lines=decision.lines,
                                          latency_ms=latency_ms, engine=self.pipeline.describe(),
-                                         source=frame.source)
+                                         source=frame.source, codes=decision.codes)
         topic = result_topic(self.cfg.mqtt.topic_prefix, self.cfg.device_id, cam)
         stored = self.outbox.put(cam, topic, msg_id, payload)
         if stored:
@@ -346,6 +355,21 @@ class Service:
             ack.reject("its reading is larger than outbox.max_bytes")   # it can never fit: set aside, not retried
         else:
             ack.release()   # refused by the outbox caps (counted there); a folder image is retried later
+
+    def _read_codes(self, cam: str, image) -> tuple[list, Optional[float]]:
+        """The frame's codes per cameras[].codes (the frame has its ROI applied, like the text) and the ms taken;
+        ([], None) when the camera reads none. A reader failure costs the codes of this frame, not its text."""
+        from daemon.codes.reader import reader_for
+        formats = next((tuple(c.codes) for c in self.cfg.cameras if c.name == cam), ())
+        if not formats:
+            return [], None
+        t0 = time.perf_counter()
+        try:
+            codes = reader_for(formats).read(image)
+        except Exception:
+            log.exception("%s: reading codes failed", cam)
+            codes = []
+        return codes, (time.perf_counter() - t0) * 1000.0
 
     # ------------------------------------------------------------ health, status, stats
 
@@ -437,6 +461,7 @@ class Service:
                     "watchdog_restarts": self._retired[(name, "watchdog_restarts")] + (c.watchdog_restarts if c else 0),
                     "stored": st.stored,
                     "rejected": dict(st.rejected),
+                    "checks": dict(st.noted),
                     "state": src.health().state if src is not None else "removed",
                 }
             latency = {stage: {"p50": round(percentile(list(v), 50), 2), "p95": round(percentile(list(v), 95), 2),

@@ -67,3 +67,58 @@ def test_empty_frames_are_counted_unless_publish_empty():
     assert not d.publish and d.rejected == {LOW_CONFIDENCE: 1, EMPTY: 1}
     d = ResultFilter(rules(publish_empty=True)).apply([], 0.0)
     assert d.publish and d.lines == []
+
+
+# ---------------------------------------------------------------- formats with check digits, codes against text
+
+def _code(text, gs1=None):
+    from daemon.codes.reader import Code
+    return Code("Code128", text, BOX, gs1)
+
+
+def test_accept_formats_publish_valid_numbers_correct_one_look_alike_and_reject_bad_check_digits():
+    from daemon.results_filter import CHECK_DIGIT_FAILED, CORRECTED
+    f = ResultFilter(rules(accept_formats=("s10", "iso6346"), accept_patterns=(r"\d{4}-\d{2}-\d{2}",)))
+    d = f.apply([line("EE123456785CN"), line("EE12345678SCN "), line("RR473124828GB"), line("CSQU3054383"),
+                 line("2026-11-23"), line("上海市浦东新区")], 1.0)
+    texts = [l.to_json() for l in d.lines]
+    assert [t["text"] for t in texts] == ["EE123456785CN", "EE123456785CN", "CSQU3054383", "2026-11-23"]
+    assert texts[0]["format"] == "s10" and "corrected_from" not in texts[0]
+    assert texts[1]["corrected_from"] == "EE12345678SCN " and texts[1]["format"] == "s10"
+    assert texts[2]["format"] == "iso6346" and "format" not in texts[3]
+    assert d.rejected == {CHECK_DIGIT_FAILED: 1, NO_PATTERN_MATCH: 1}
+    assert d.noted == {CORRECTED: 1}
+
+
+def test_a_bad_check_digit_is_rejected_even_where_a_pattern_would_take_it():
+    f = ResultFilter(rules(accept_formats=("s10",), accept_patterns=(r"[A-Z]{2}\d{9}[A-Z]{2}",)))
+    d = f.apply([line("EE123456784CN")], 1.0)
+    assert not d.publish and d.rejected["check_digit"] == 1
+
+
+def test_a_line_the_code_confirms_and_one_it_contradicts():
+    f = ResultFilter(rules())
+    d = f.apply([line("运单号：SF7300000000"), line("No. EE123456785CN"), line("Shanghai")], 1.0,
+                codes=[_code("SF7300000000"), _code("EE123456786CN")])
+    texts = [l.to_json() for l in d.lines]
+    assert texts[0]["confirmed_by"] == "code" and "code_value" not in texts[0]
+    assert texts[1]["code_value"] == "EE123456786CN" and "confirmed_by" not in texts[1]
+    assert set(texts[2]) == {"text", "confidence", "box"}
+    assert d.noted == {"code_confirmed": 1, "code_mismatch": 1}
+    assert [c.text for c in d.codes] == ["SF7300000000", "EE123456786CN"]
+
+
+def test_a_gs1_code_confirms_the_printed_sscc():
+    f = ResultFilter(rules(accept_formats=("sscc",)))
+    d = f.apply([line("(00) 340123451234567895")], 1.0,
+                codes=[_code("(00)340123451234567895(17)261130", gs1={"00": "340123451234567895", "17": "2026-11-30"})])
+    assert d.lines[0].to_json()["confirmed_by"] == "code" and d.lines[0].format == "sscc"
+
+
+def test_a_frame_that_gains_a_code_is_published_again_and_codes_alone_publish():
+    f = ResultFilter(rules())
+    assert f.apply([line("SF7300000000")], 1.0).publish
+    assert f.apply([line("SF7300000000")], 1.1, codes=[_code("SF7300000000")]).publish
+    assert not f.apply([line("SF7300000000")], 1.2).publish          # a subset of what was published
+    d = ResultFilter(rules()).apply([], 1.0, codes=[_code("SF7300000000")])
+    assert d.publish and d.lines == []

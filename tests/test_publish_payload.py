@@ -1,4 +1,5 @@
-"""The result payload and topics: schema ocr-result/2 (ocr-result/1 plus source), stable ids, RFC 3339 times."""
+"""The result payload and topics: schema ocr-result/3 (ocr-result/2 plus codes and line checks; /2 is /1 plus source),
+stable ids, RFC 3339 times."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ from daemon.publish.payload import (SCHEMA_ID, format_captured_at, result_messag
                                     status_topic)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "daemon/schema"
-SCHEMA = json.loads((SCHEMA_DIR / "ocr-result-2.json").read_text())
+SCHEMA = json.loads((SCHEMA_DIR / "ocr-result-3.json").read_text())
+SCHEMA_2 = json.loads((SCHEMA_DIR / "ocr-result-2.json").read_text())
 SCHEMA_1 = json.loads((SCHEMA_DIR / "ocr-result-1.json").read_text())
 
 
@@ -35,7 +37,7 @@ def test_message_matches_schema_and_design():
     doc = json.loads(payload.decode("utf-8"))
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
-    assert doc["schema"] == SCHEMA_ID == "ocr-result/2"
+    assert doc["schema"] == SCHEMA_ID == "ocr-result/3"
     assert doc["id"] == msg_id
     assert (doc["device"], doc["camera"], doc["seq"]) == ("dock-3", "belt_1", 42)
     assert doc["captured_at"] == "2026-11-18T11:06:40.123Z"
@@ -62,14 +64,51 @@ def test_source_names_the_scan_or_the_frame(source, expected):
 
 def test_version_2_keeps_every_field_of_version_1():
     doc = json.loads(_message()[1])
-    assert set(SCHEMA_1["required"]) <= set(SCHEMA["required"]) and set(SCHEMA["required"]) - set(SCHEMA_1["required"]) == {"source"}
+    assert set(SCHEMA_1["required"]) <= set(SCHEMA_2["required"])
+    assert set(SCHEMA_2["required"]) - set(SCHEMA_1["required"]) == {"source"}
     for name, spec in SCHEMA_1["properties"].items():
         if name != "schema":
-            assert SCHEMA["properties"][name] == spec, name
-    # A version-1 reader that ignores the schema field and the extra key sees the same document.
-    old = {k: v for k, v in doc.items() if k != "source"}
+            assert SCHEMA_2["properties"][name] == spec, name
+    # A version-1 reader that ignores the schema field and the extra keys sees the same document.
+    old = {k: v for k, v in doc.items() if k not in ("source", "codes")}
     old["schema"] = "ocr-result/1"
     jsonschema.validate(old, SCHEMA_1, cls=jsonschema.Draft202012Validator)
+
+
+def test_version_3_keeps_every_field_of_version_2_and_adds_codes():
+    assert set(SCHEMA["required"]) - set(SCHEMA_2["required"]) == {"codes"}
+    for name, spec in SCHEMA_2["properties"].items():
+        if name not in ("schema", "texts"):
+            assert SCHEMA["properties"][name] == spec, name
+    old_line, new_line = SCHEMA_2["properties"]["texts"]["items"], SCHEMA["properties"]["texts"]["items"]
+    assert old_line["required"] == new_line["required"]
+    for name, spec in old_line["properties"].items():
+        assert new_line["properties"][name] == spec, name
+    # A plain reading (no codes, no checks) is a version-2 document but for the schema name and "codes": [].
+    doc = json.loads(_message()[1])
+    assert doc["codes"] == []
+    old = {k: v for k, v in doc.items() if k != "codes"}
+    old["schema"] = "ocr-result/2"
+    jsonschema.validate(old, SCHEMA_2, cls=jsonschema.Draft202012Validator)
+
+
+def test_codes_and_line_checks_are_published_and_valid():
+    from daemon.codes.reader import Code
+    from daemon.results_filter import PublishedLine
+    box = ((10.0, 20.0), (210.0, 20.0), (210.0, 52.0), (10.0, 52.0))
+    lines = [PublishedLine("EE123456785CN", 0.9, box, format="s10", corrected_from="EE12345678SCN",
+                           confirmed_by="code"),
+             PublishedLine("SF7300000001", 0.9, box, code_value="SF7300000007")]
+    codes = [Code("Code128", "EE123456785CN", box),
+             Code("Code128", "(00)340123451234567894(17)261130", box, gs1={"00": "340123451234567894", "17": "2026-11-30"},
+                  gs1_error="(00) Invalid SSCC check digit")]
+    doc = json.loads(_message(lines=lines, codes=codes)[1])
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert doc["texts"][0]["corrected_from"] == "EE12345678SCN" and doc["texts"][0]["format"] == "s10"
+    assert doc["texts"][0]["confirmed_by"] == "code" and doc["texts"][1]["code_value"] == "SF7300000007"
+    assert doc["codes"][0] == {"format": "Code128", "text": "EE123456785CN", "box": [list(p) for p in box]}
+    assert doc["codes"][1]["gs1"] == {"00": "340123451234567894", "17": "2026-11-30"}
+    assert "check digit" in doc["codes"][1]["gs1_error"]
 
 
 def test_id_is_a_function_of_device_camera_seq_and_time():

@@ -1,10 +1,14 @@
-"""The result message (schema ``ocr-result/2``) and the topics, as pure functions.
+"""The result message (schema ``ocr-result/3``) and the topics, as pure functions.
 
-The JSON Schema of the payload is daemon/schema/ocr-result-2.json; tests validate every received message against it.
+The JSON Schema of the payload is daemon/schema/ocr-result-3.json; tests validate every received message against it.
+ocr-result/3 is ocr-result/2 (every field kept, same meaning) plus ``codes``: the barcodes and 2D codes of the frame
+(``[{"format": "Code128", "text": "...", "box": [[x, y], ...4]}]``, GS1 codes with ``gs1``: AI -> value, and
+``gs1_error`` when a check digit inside fails), and, on a text line, ``format`` / ``corrected_from`` (the camera's
+accept_formats) and ``confirmed_by`` / ``code_value`` (a code of the frame with the same or a near identifier).
 ocr-result/2 is ocr-result/1 (every field kept, same meaning) plus ``source``: where the reading comes from, so a
 subscriber can match it to a scan: ``{"kind": "folder", "file": "scan_0042.png"}`` for an image folder,
 ``{"kind": "file", "frame": 1234}`` (0-based index in the video file) for a video file, ``{"kind": "rtsp"}`` (the
-camera kind alone) for live cameras. daemon/schema/ocr-result-1.json stays for subscribers of the old version.
+camera kind alone) for live cameras. ocr-result-1.json and -2.json stay for subscribers of the old versions.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from typing import Optional, Sequence
 
 from daemon.ocr.results import TextLine
 
-SCHEMA_ID = "ocr-result/2"
+SCHEMA_ID = "ocr-result/3"
 
 
 def format_captured_at(captured_at: float) -> str:
@@ -44,7 +48,7 @@ def source_doc(source: Optional[dict]) -> dict:
 
 def result_message(*, device_id: str, camera: str, seq: int, captured_at: float, lines: Sequence[TextLine],
                    latency_ms: dict[str, float], engine: dict,
-                   source: Optional[dict] = None) -> tuple[str, bytes]:
+                   source: Optional[dict] = None, codes: Sequence = ()) -> tuple[str, bytes]:
     """Returns (msg_id, UTF-8 JSON) for one accepted reading; see DESIGN.md's MQTT contract."""
     msg_id = message_id(device_id, camera, seq, captured_at)
     doc = {
@@ -58,6 +62,7 @@ def result_message(*, device_id: str, camera: str, seq: int, captured_at: float,
         "latency_ms": {str(k): round(float(v), 3) for k, v in latency_ms.items()},
         "engine": dict(engine),
         "source": source_doc(source),
+        "codes": [code.to_json() for code in codes],
     }
     # ensure_ascii=False keeps Chinese text readable on the wire; compact separators save bytes on disk.
     return msg_id, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,13 @@
+"""Barcodes and 2D codes in a frame: reading them (reader.py, zxing-cpp) and parsing GS1 data (gs1.py, biip).
+
+The format names a camera may list in ``cameras[].codes``; they are zxing-cpp's ``BarcodeFormat`` names, and
+the payload's ``codes[].format`` uses the same names. Kept here, without importing zxing-cpp, so that the config
+check does not load the native library.
+"""
+from __future__ import annotations
+
+CODE_FORMATS = (
+    "Code128", "Code39", "Code93", "Codabar", "ITF", "EAN13", "EAN8", "UPCA", "UPCE", "DataBar",
+    "DataBarExpanded", "DataBarLimited", "QRCode", "MicroQRCode", "RMQRCode", "DataMatrix", "PDF417", "Aztec",
+    "MaxiCode",
+)
