@@ -124,3 +124,13 @@ def test_once_json_prints_the_codes_of_each_image(tmp_path):
     assert [(c["format"], c["text"]) for c in rec["codes"]] == [("Code128", S10)]
     assert len(rec["codes"][0]["box"]) == 4 and "codes" in rec["timing_ms"]
     assert any(t["text"].replace(" ", "") == S10 for t in rec["texts"])
+
+
+def test_checks_per_camera_are_exported_as_a_counter_by_outcome():
+    from daemon.metrics import Metrics
+    snap = {"cameras": {"scan": {"rejected": {"check_digit": 2},
+                                 "checks": {"check_digit_corrected": 1, "code_confirmed": 3, "code_mismatch": 1}}}}
+    text = Metrics(lambda: snap).exposition().decode()
+    assert 'ocr_results_checked_total{camera="scan",outcome="code_mismatch"} 1.0' in text
+    assert 'ocr_results_checked_total{camera="scan",outcome="check_digit_corrected"} 1.0' in text
+    assert 'ocr_results_rejected_total{camera="scan",reason="check_digit"} 2.0' in text

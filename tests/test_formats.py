@@ -64,3 +64,16 @@ def test_text_in_no_formats_shape_is_left_to_the_patterns():
 def test_only_the_named_formats_are_checked():
     assert check_line("4006381333932", ("s10",)) is None
     assert check_line("4006381333932", ("gtin",)) == CHECK_DIGIT
+
+
+def test_config_names_the_key_of_an_unknown_format_or_code():
+    from daemon import config
+    cfg = config.from_dict({"cameras": [{"name": "c", "accept_formats": ["s10", "gtin"], "codes": ["DataMatrix"]}]})
+    assert cfg.cameras[0].accept_formats == ("s10", "gtin") and cfg.cameras[0].codes == ("DataMatrix",)
+    assert config.from_dict({}).cameras[0].codes == ("Code128", "QRCode")      # the measured default
+    with pytest.raises(config.ConfigError) as exc:
+        config.from_dict({"cameras": [{"name": "c", "accept_formats": ["s10", "upc"]}]})
+    assert exc.value.key == "cameras[0].accept_formats[1]"
+    with pytest.raises(config.ConfigError) as exc:
+        config.from_dict({"cameras": [{"name": "c", "codes": ["Code128", "QR"]}]})
+    assert exc.value.key == "cameras[0].codes[1]"

@@ -100,8 +100,8 @@ def test_codes_and_line_checks_are_published_and_valid():
                            confirmed_by="code"),
              PublishedLine("SF7300000001", 0.9, box, code_value="SF7300000007")]
     codes = [Code("Code128", "EE123456785CN", box),
-             Code("Code128", "(00)340123451234567894(17)261130", box, gs1={"00": "340123451234567894", "17": "2026-11-30"},
-                  gs1_error="(00) Invalid SSCC check digit")]
+             Code("Code128", "(00)340123451234567894(17)261130", box,
+                  gs1={"00": "340123451234567894", "17": "2026-11-30"}, gs1_error="(00) Invalid SSCC check digit")]
     doc = json.loads(_message(lines=lines, codes=codes)[1])
     jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
     assert doc["texts"][0]["corrected_from"] == "EE12345678SCN" and doc["texts"][0]["format"] == "s10"
