@@ -143,6 +143,25 @@ class CameraConfig:
     dedup_window_s: float = 10.0
     # Publish a message even when a frame yields no accepted text.
     publish_empty: bool = False
+    # consensus: a label is followed across frames, its readings voted, published once (with "frames");
+    # first: the first reading, repeats dropped by dedup_window_s. null = consensus for v4l2, rtsp and
+    # gstreamer (moving labels), first for file, folder and sample; a folder is always first (one reading a file).
+    publish_mode: Optional[Literal["consensus", "first"]] = None
+    # Consensus: a label is finished (published) when not seen for this many frames of its camera ...
+    leave_after_frames: int = 5
+    # ... or this long, or once it has waited this long since its first frame (the latency consensus adds).
+    leave_after_s: float = 1.0
+    max_wait_s: float = 3.0
+
+
+LIVE_KINDS = ("v4l2", "rtsp", "gstreamer")   # cameras watching moving labels: consensus by default
+
+
+def publish_mode(cam: CameraConfig) -> str:
+    """The camera's publish mode with the default by kind applied."""
+    if cam.publish_mode is not None:
+        return cam.publish_mode
+    return "consensus" if cam.kind in LIVE_KINDS else "first"
 
 
 @dataclass(frozen=True)
@@ -406,6 +425,11 @@ def validate(cfg: Config) -> Config:
         _require(cam.watchdog_s >= 0, f"{key}.watchdog_s", cam.watchdog_s, "must not be negative")
         _require(0.0 <= cam.min_confidence <= 1.0, f"{key}.min_confidence", cam.min_confidence, "must be between 0 and 1")
         _require(cam.dedup_window_s >= 0, f"{key}.dedup_window_s", cam.dedup_window_s, "must not be negative")
+        _require(not (cam.kind == "folder" and cam.publish_mode == "consensus"), f"{key}.publish_mode",
+                 cam.publish_mode, "is not available for kind folder (one reading per file, acknowledged at once)")
+        _require(cam.leave_after_frames >= 1, f"{key}.leave_after_frames", cam.leave_after_frames, "must be at least 1")
+        _require(cam.leave_after_s > 0, f"{key}.leave_after_s", cam.leave_after_s, "must be positive")
+        _require(cam.max_wait_s > 0, f"{key}.max_wait_s", cam.max_wait_s, "must be positive")
         for j, name in enumerate(cam.accept_formats):
             _require(name in FORMATS, f"{key}.accept_formats[{j}]", name, f"is not one of {', '.join(FORMATS)}")
         for j, name in enumerate(cam.codes):

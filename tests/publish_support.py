@@ -17,7 +17,7 @@ from daemon.ocr.results import TextLine
 from daemon.publish.outbox import Outbox
 from daemon.publish.payload import result_message, result_topic
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-3.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-4.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 DEVICE = "dev"
 PREFIX = "ocr"

@@ -95,7 +95,7 @@ def test_codes_and_the_lines_they_confirm_or_contradict_reach_the_outbox(tmp_pat
         docs = {json.loads(r.payload)["source"]["file"]: json.loads(r.payload) for r in service.outbox.pending(10)}
         for doc in docs.values():
             VALIDATOR.validate(doc)
-            assert doc["schema"] == "ocr-result/3" and "codes" in doc["latency_ms"]
+            assert doc["schema"] == "ocr-result/4" and "codes" in doc["latency_ms"]
         agree = docs["a_agree.png"]
         assert [(c["format"], c["text"]) for c in agree["codes"]] == [("Code128", S10)]
         [line] = [t for t in agree["texts"] if t["text"].replace(" ", "") == S10]

@@ -53,6 +53,13 @@ def test_shipped_config_yaml_is_valid_and_matches_the_defaults_it_documents():
     ({"device_id": ".."}, "device_id", "'..'"),
     ({"mqtt": {"tls": {"insecure": True}}}, "mqtt.tls.insecure", "True needs mqtt.tls.enabled"),
     ({"service": {"max_undelivered_age_s": 0}}, "service.max_undelivered_age_s", "must be positive"),
+    # issue 11, 4: consensus keys; a folder keeps one reading per file
+    ({"cameras": [{"name": "a", "kind": "folder", "uri": "/srv/scans", "publish_mode": "consensus"}]},
+     "cameras[0].publish_mode", "not available for kind folder"),
+    ({"cameras": [{"name": "a", "kind": "sample", "publish_mode": "vote"}]}, "cameras[0].publish_mode", "'vote'"),
+    ({"cameras": [{"name": "a", "kind": "sample", "max_wait_s": 0}]}, "cameras[0].max_wait_s", "must be positive"),
+    ({"cameras": [{"name": "a", "kind": "sample", "leave_after_frames": 0}]}, "cameras[0].leave_after_frames",
+     "at least 1"),
 ])
 def test_invalid_values_name_the_key_path_and_value(data, key, fragment):
     with pytest.raises(config.ConfigError) as err:
@@ -191,3 +198,15 @@ def test_null_device_id_is_resolved_and_a_configured_one_is_kept():
     loaded = config.from_dict({})   # this machine's own id: valid, and the same on every load
     assert loaded.device_id == config.from_dict({}).device_id
     assert config._valid_name(loaded.device_id)
+
+
+def test_publish_mode_defaults_to_consensus_for_live_cameras_and_first_for_files_folders_and_samples():
+    kinds = {"v4l2": "/dev/video0", "rtsp": "rtsp://cam/s", "gstreamer": "videotestsrc ! appsink",
+             "file": "clip.mp4", "folder": "/srv/scans", "sample": ""}
+    cfg = config.from_dict({"cameras": [{"name": k, "kind": k, "uri": u} for k, u in kinds.items()]})
+    assert {c.name: config.publish_mode(c) for c in cfg.cameras} == {
+        "v4l2": "consensus", "rtsp": "consensus", "gstreamer": "consensus",
+        "file": "first", "folder": "first", "sample": "first"}
+    forced = config.from_dict({"cameras": [{"name": "a", "kind": "rtsp", "uri": "rtsp://x", "publish_mode": "first"},
+                                           {"name": "b", "kind": "sample", "publish_mode": "consensus"}]})
+    assert [config.publish_mode(c) for c in forced.cameras] == ["first", "consensus"]

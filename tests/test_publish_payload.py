@@ -1,4 +1,5 @@
-"""The result payload and topics: schema ocr-result/3 (ocr-result/2 plus codes and line checks; /2 is /1 plus source),
+"""The result payload and topics: schema ocr-result/4 (ocr-result/3 plus the optional frames of a consensus reading;
+/3 is /2 plus codes and line checks; /2 is /1 plus source),
 stable ids, RFC 3339 times."""
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from daemon.publish.payload import (SCHEMA_ID, format_captured_at, result_messag
                                     status_topic)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "daemon/schema"
-SCHEMA = json.loads((SCHEMA_DIR / "ocr-result-3.json").read_text())
+SCHEMA = json.loads((SCHEMA_DIR / "ocr-result-4.json").read_text())
+SCHEMA_3 = json.loads((SCHEMA_DIR / "ocr-result-3.json").read_text())
 SCHEMA_2 = json.loads((SCHEMA_DIR / "ocr-result-2.json").read_text())
 SCHEMA_1 = json.loads((SCHEMA_DIR / "ocr-result-1.json").read_text())
 
@@ -37,7 +39,7 @@ def test_message_matches_schema_and_design():
     doc = json.loads(payload.decode("utf-8"))
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
-    assert doc["schema"] == SCHEMA_ID == "ocr-result/3"
+    assert doc["schema"] == SCHEMA_ID == "ocr-result/4"
     assert doc["id"] == msg_id
     assert (doc["device"], doc["camera"], doc["seq"]) == ("dock-3", "belt_1", 42)
     assert doc["captured_at"] == "2026-11-18T11:06:40.123Z"
@@ -76,11 +78,11 @@ def test_version_2_keeps_every_field_of_version_1():
 
 
 def test_version_3_keeps_every_field_of_version_2_and_adds_codes():
-    assert set(SCHEMA["required"]) - set(SCHEMA_2["required"]) == {"codes"}
+    assert set(SCHEMA_3["required"]) - set(SCHEMA_2["required"]) == {"codes"}
     for name, spec in SCHEMA_2["properties"].items():
         if name not in ("schema", "texts"):
-            assert SCHEMA["properties"][name] == spec, name
-    old_line, new_line = SCHEMA_2["properties"]["texts"]["items"], SCHEMA["properties"]["texts"]["items"]
+            assert SCHEMA_3["properties"][name] == spec, name
+    old_line, new_line = SCHEMA_2["properties"]["texts"]["items"], SCHEMA_3["properties"]["texts"]["items"]
     assert old_line["required"] == new_line["required"]
     for name, spec in old_line["properties"].items():
         assert new_line["properties"][name] == spec, name
@@ -90,6 +92,22 @@ def test_version_3_keeps_every_field_of_version_2_and_adds_codes():
     old = {k: v for k, v in doc.items() if k != "codes"}
     old["schema"] = "ocr-result/2"
     jsonschema.validate(old, SCHEMA_2, cls=jsonschema.Draft202012Validator)
+
+
+def test_version_4_keeps_every_field_of_version_3_and_adds_optional_frames():
+    assert SCHEMA["required"] == SCHEMA_3["required"]
+    assert set(SCHEMA["properties"]) - set(SCHEMA_3["properties"]) == {"frames"}
+    for name, spec in SCHEMA_3["properties"].items():
+        if name != "schema":
+            assert SCHEMA["properties"][name] == spec, name
+    first = json.loads(_message()[1])
+    assert "frames" not in first   # a first-reading camera: a version-3 document but for the schema name
+    jsonschema.validate({**first, "schema": "ocr-result/3"}, SCHEMA_3, cls=jsonschema.Draft202012Validator)
+    voted = json.loads(_message(frames=7)[1])
+    jsonschema.validate(voted, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert voted["frames"] == 7
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**voted, "frames": 0}, SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
 def test_codes_and_line_checks_are_published_and_valid():

@@ -50,7 +50,7 @@ def test_refused_folder_reading_is_retried_and_stored_once_there_is_room(tmp_pat
         [stored] = service.outbox.pending(10)
         doc = json.loads(stored.payload)
         assert "".join(t["text"] for t in doc["texts"]).replace(" ", "") == text
-        assert doc["schema"] == "ocr-result/3" and doc["source"] == {"kind": "folder", "file": "label.png"}
+        assert doc["schema"] == "ocr-result/4" and doc["source"] == {"kind": "folder", "file": "label.png"}
     finally:
         service._stop.set()
         if loop.is_alive():

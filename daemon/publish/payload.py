@@ -1,6 +1,9 @@
-"""The result message (schema ``ocr-result/3``) and the topics, as pure functions.
+"""The result message (schema ``ocr-result/4``) and the topics, as pure functions.
 
-The JSON Schema of the payload is daemon/schema/ocr-result-3.json; tests validate every received message against it.
+The JSON Schema of the payload is daemon/schema/ocr-result-4.json; tests validate every received message against it.
+ocr-result/4 is ocr-result/3 (every field kept, same meaning) plus the optional top-level ``frames``: how many frames
+of one label a consensus reading (cameras[].publish_mode: consensus) was voted from; ``captured_at`` is then the
+first of those frames' capture time. Cameras publishing their first reading leave it out.
 ocr-result/3 is ocr-result/2 (every field kept, same meaning) plus ``codes``: the barcodes and 2D codes of the frame
 (``[{"format": "Code128", "text": "...", "box": [[x, y], ...4]}]``, GS1 codes with ``gs1``: AI -> value, and
 ``gs1_error`` when a check digit inside fails), and, on a text line, ``format`` / ``corrected_from`` (the camera's
@@ -8,7 +11,7 @@ accept_formats) and ``confirmed_by`` / ``code_value`` (a code of the frame with 
 ocr-result/2 is ocr-result/1 (every field kept, same meaning) plus ``source``: where the reading comes from, so a
 subscriber can match it to a scan: ``{"kind": "folder", "file": "scan_0042.png"}`` for an image folder,
 ``{"kind": "file", "frame": 1234}`` (0-based index in the video file) for a video file, ``{"kind": "rtsp"}`` (the
-camera kind alone) for live cameras. ocr-result-1.json and -2.json stay for subscribers of the old versions.
+camera kind alone) for live cameras. ocr-result-1.json, -2.json and -3.json stay for subscribers of the old versions.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Optional, Sequence
 
 from daemon.ocr.results import TextLine
 
-SCHEMA_ID = "ocr-result/3"
+SCHEMA_ID = "ocr-result/4"
 
 
 def format_captured_at(captured_at: float) -> str:
@@ -48,7 +51,8 @@ def source_doc(source: Optional[dict]) -> dict:
 
 def result_message(*, device_id: str, camera: str, seq: int, captured_at: float, lines: Sequence[TextLine],
                    latency_ms: dict[str, float], engine: dict,
-                   source: Optional[dict] = None, codes: Sequence = ()) -> tuple[str, bytes]:
+                   source: Optional[dict] = None, codes: Sequence = (),
+                   frames: Optional[int] = None) -> tuple[str, bytes]:
     """Returns (msg_id, UTF-8 JSON) for one accepted reading; see DESIGN.md's MQTT contract."""
     msg_id = message_id(device_id, camera, seq, captured_at)
     doc = {
@@ -64,6 +68,8 @@ def result_message(*, device_id: str, camera: str, seq: int, captured_at: float,
         "source": source_doc(source),
         "codes": [code.to_json() for code in codes],
     }
+    if frames is not None:   # a consensus reading: the label's frames voted
+        doc["frames"] = int(frames)
     # ensure_ascii=False keeps Chinese text readable on the wire; compact separators save bytes on disk.
     return msg_id, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
