@@ -32,11 +32,12 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING, Optional
 
 from daemon import config as config_mod
-from daemon.config import CameraConfig, Config, ConfigError
+from daemon.config import CameraConfig, Config, ConfigError, publish_mode
+from daemon.consensus import FinishedLabel, LabelTracker
 from daemon.health import DeliveryClock, DeliveryFacts, Verdict, assess, observe
 from daemon.results_filter import FilterRules, ResultFilter
 from daemon.sd_notify import Notifier, watchdog_interval_s
-from daemon.sources import CaptureSource, Frame, FrameHub, make_source
+from daemon.sources import NO_ACK, CaptureSource, Frame, FrameHub, make_source
 
 if TYPE_CHECKING:   # the pipeline (OpenCV, ONNX Runtime) loads in start(), not when the CLI parses
     from daemon.ocr.pipeline import Submitted
@@ -47,7 +48,8 @@ FIRST_FRAME_WAIT_S = 0.25   # the loop wakes at least this often for watchdogs, 
 STATUS_PERIOD_S = 5.0       # systemd STATUS= line
 FPS_WINDOW_S = 5.0
 LATENCY_WINDOW = 512        # samples per stage for the p50/p95 in stats
-_FILTER_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty")
+_FILTER_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty",
+                  "publish_mode", "leave_after_frames", "leave_after_s", "max_wait_s")
 
 
 def add_arguments(parser) -> None:
@@ -113,6 +115,7 @@ class Service:
         self.hub = FrameHub()
         self.sources: dict[str, CaptureSource] = {}
         self.filters: dict[str, ResultFilter] = {}
+        self.trackers: dict[str, LabelTracker] = {}   # cameras with publish_mode consensus (daemon/consensus.py)
         self.pipeline = None
         self.outbox = None
         self.publisher = None
@@ -185,10 +188,16 @@ class Service:
     def _start_camera(self, cam: CameraConfig) -> None:
         src = make_source(cam, self.hub)
         self.sources[cam.name] = src
-        self.filters[cam.name] = ResultFilter(FilterRules.from_camera(cam))
+        self._set_filter(cam)
         with self._stats_lock:
             self._cam_stats.setdefault(cam.name, _CameraStats())
         src.start()
+
+    def _set_filter(self, cam: CameraConfig) -> None:
+        self.filters[cam.name] = ResultFilter(FilterRules.from_camera(cam))
+        self.trackers.pop(cam.name, None)   # flushed by the caller (reload) before it is replaced
+        if publish_mode(cam) == "consensus":
+            self.trackers[cam.name] = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
 
     def _stop_camera(self, name: str) -> None:
         src = self.sources.pop(name)
@@ -239,6 +248,7 @@ class Service:
                     self._process(frames)
                 else:
                     self._finish_in_flight()
+                self._publish_due(time.time())
                 now = time.monotonic()
                 for src in list(self.sources.values()):
                     src.check_watchdog()
@@ -297,8 +307,10 @@ class Service:
             f.ack.release()
 
     def _handle(self, frame: Frame, result) -> None:
-        from daemon.publish.payload import result_message, result_topic
-
+        tracker = self.trackers.get(frame.camera)
+        if tracker is not None and frame.camera in self.filters:
+            self._observe(frame, result, tracker)
+            return
         # The frame carries its acknowledgement (a no-op for live cameras): reserve(seq), then done() once
         # the reading is durable (or needs none), release() when it is not stored. Never the source by name.
         cam, ack = frame.camera, frame.ack
@@ -328,27 +340,88 @@ class Service:
             return
         seq = frame.seq if frame.seq is not None else self.outbox.next_seq(cam)
         ack.reserve(seq)   # folder: seq is recorded with the file, so a re-run after a crash keeps the id
-        latency_ms = {stage: ms for stage, ms in result.timing_ms.items()}
+        self._store(cam, filt, decision, seq, ack, _FrameContext.of(frame, result, codes_ms))
+
+    def _observe(self, frame: Frame, result, tracker: LabelTracker) -> None:
+        """A frame of a consensus camera: its lines and codes join the labels in view; the labels it finishes
+        go through the filter and to the outbox. Never a folder frame (config refuses it): nothing to ack."""
+        cam = frame.camera
+        codes, codes_ms = self._read_codes(cam, frame.image)
+        with self._stats_lock:
+            st = self._cam_stats.setdefault(cam, _CameraStats())
+            st.frames += 1
+            st.recent.append(time.monotonic())
+            if codes_ms is not None:
+                self._latency.setdefault("codes", deque(maxlen=LATENCY_WINDOW)).append(codes_ms)
+            for stage, ms in result.timing_ms.items():
+                self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
+        for stage, ms in result.timing_ms.items():
+            self.metrics.observe_ms(stage, ms)
         if codes_ms is not None:
-            latency_ms["codes"] = codes_ms
-        latency_ms["capture_to_outbox"] = max(0.0, (time.time() - frame.captured_at) * 1000.0)
+            self.metrics.observe_ms("codes", codes_ms)
+        finished = tracker.observe(frame.captured_at, result.lines, codes, _FrameContext.of(frame, result, codes_ms))
+        frame.ack.done()
+        for label in finished:
+            self._publish_label(cam, label)
+
+    def _publish_due(self, now: float) -> None:
+        """Labels that left view or waited max_wait_s while their camera sent no frame."""
+        for cam, tracker in list(self.trackers.items()):
+            for label in tracker.due(now):
+                self._publish_label(cam, label)
+
+    def _flush_labels(self, why: str) -> None:
+        """Every label still being voted on is published now (SIGTERM's drain, SIGHUP's reload)."""
+        for cam, tracker in list(self.trackers.items()):
+            labels = tracker.flush()
+            if labels:
+                log.info("%s: %d label(s) still in view published (%s)", cam, len(labels), why)
+            for label in labels:
+                self._publish_label(cam, label)
+
+    def _publish_label(self, cam: str, label: FinishedLabel) -> None:
+        """A finished label's voted reading through the camera's filter (codes of any of its frames confirm it),
+        stored with frames; captured_at is its first frame's, latency and source its best frame's."""
+        filt = self.filters.get(cam)
+        if filt is None:
+            return
+        first, best = label.first_context, label.best_context
+        decision = filt.decide(label.lines, first.captured_at, label.codes)
+        with self._stats_lock:
+            st = self._cam_stats.setdefault(cam, _CameraStats())
+            st.rejected.update(decision.rejected)
+            st.noted.update(decision.noted)
+        if decision.publish:
+            self._store(cam, filt, decision, self.outbox.next_seq(cam), NO_ACK, best, first.captured_at,
+                        label.frames)
+
+    def _store(self, cam: str, filt: ResultFilter, decision, seq: int, ack, ctx: "_FrameContext",
+               captured_at: Optional[float] = None, frames: Optional[int] = None) -> None:
+        from daemon.publish.payload import result_message, result_topic
+
+        captured_at = ctx.captured_at if captured_at is None else captured_at
+        latency_ms = dict(ctx.timing_ms)
+        if ctx.codes_ms is not None:
+            latency_ms["codes"] = ctx.codes_ms
+        latency_ms["capture_to_outbox"] = max(0.0, (time.time() - ctx.captured_at) * 1000.0)
         msg_id, payload = result_message(device_id=self.cfg.device_id, camera=cam, seq=seq,
-                                         captured_at=frame.captured_at, lines=decision.lines,
+                                         captured_at=captured_at, lines=decision.lines,
                                          latency_ms=latency_ms, engine=self.pipeline.describe(),
-                                         source=frame.source, codes=decision.codes)
+                                         source=ctx.source, codes=decision.codes, frames=frames)
         topic = result_topic(self.cfg.mqtt.topic_prefix, self.cfg.device_id, cam)
         stored = self.outbox.put(cam, topic, msg_id, payload)
         if stored:
             with self._stats_lock:
-                st.stored += 1
+                self._cam_stats.setdefault(cam, _CameraStats()).stored += 1
                 self._latency.setdefault("capture_to_outbox", deque(maxlen=LATENCY_WINDOW)).append(
                     latency_ms["capture_to_outbox"])
             self.metrics.observe_ms("capture_to_outbox", latency_ms["capture_to_outbox"])
             filt.commit(decision)   # only a stored reading makes later ones duplicates
             ack.done()              # durable: now the file may go
-            # One line per stored reading (de-duplication keeps it to one per label in view).
+            # One line per stored reading (de-duplication, or consensus, keeps it to one per label in view).
             texts = " | ".join(line.text for line in decision.lines)
-            log.info("%s #%d stored: %s", cam, seq, texts if len(texts) <= 160 else texts[:157] + "...")
+            log.info("%s #%d stored%s: %s", cam, seq, f" ({frames} frames)" if frames else "",
+                     texts if len(texts) <= 160 else texts[:157] + "...")
             if self.publisher is not None:
                 self.publisher.wake()
         elif getattr(stored, "reason", "") == "too_large":
@@ -514,6 +587,7 @@ class Service:
             log.info("SIGHUP: config unchanged")
             return True
         self._finish_in_flight()   # its frames belong to the running models, outbox and filters
+        self._flush_labels("reload")   # so do the labels being voted on: published with the running config
         # RELOADING=1 ... READY=1 brackets the reload for systemd; MONOTONIC_USEC is what systemd 253+ expects.
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         # First everything that can fail, with the running parts untouched: new models, a new outbox file.
@@ -550,11 +624,12 @@ class Service:
             if name not in new_cams or _source_part(new_cams[name]) != _source_part(cam):
                 self._stop_camera(name)
                 self.filters.pop(name, None)
+                self.trackers.pop(name, None)
         for name, cam in new_cams.items():
             if name not in self.sources:
                 self._start_camera(cam)
             elif cam != old_cams[name]:
-                self.filters[name] = ResultFilter(FilterRules.from_camera(cam))
+                self._set_filter(cam)
         if new.metrics != old.metrics:
             if self.metrics_server is not None:
                 self.metrics_server.stop()
@@ -582,6 +657,7 @@ class Service:
             if not frames:
                 break
             self._process(frames)
+        self._flush_labels("stopping")   # before the publisher's drain, so they are sent with the rest
         for name in list(sources):
             pending = self.hub.discard(name)
             if pending is not None:
@@ -596,6 +672,19 @@ class Service:
         self.outbox.close()
         log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
         return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrameContext:
+    """What a stored reading needs of its frame: capture time, stage timings, the codes' ms, the source."""
+    captured_at: float
+    timing_ms: dict
+    codes_ms: Optional[float]
+    source: dict
+
+    @classmethod
+    def of(cls, frame: Frame, result, codes_ms: Optional[float]) -> "_FrameContext":
+        return cls(frame.captured_at, dict(result.timing_ms), codes_ms, frame.source)
 
 
 def _facts_dict(facts: Optional[DeliveryFacts]) -> Optional[dict]:

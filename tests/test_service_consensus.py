@@ -1,0 +1,86 @@
+"""A consensus camera in the running service (issue 11, 4), with the real models, a real video file and a real
+outbox: each label that passes the view is stored once, voted from several frames, and a label still in view
+when the service stops is published by the drain. Bounded by deadlines; no timing assertions (leave_after_s and
+max_wait_s are far beyond the test, so labels finish by frames alone)."""
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from daemon import config
+from daemon.publish.outbox import Outbox
+from daemon.service import Service
+from publish_support import VALIDATOR
+from service_support import FONT
+
+FIRST, SECOND = "SF7300000000", "EMS726938093443"
+LABEL_FRAMES = 6
+
+
+def _frame(text: str, x: int, y: int) -> np.ndarray:
+    im = Image.new("RGB", (640, 256), "white")
+    ImageDraw.Draw(im).text((x, y), text, font=ImageFont.truetype(FONT, 36), fill=(20, 20, 20))
+    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
+
+
+def _video(path) -> int:
+    """Label one moving right along the top row, then label two along the bottom row, played at 2 fps (the file
+    source keeps its rate: the OCR keeps up, and a frame it misses is counted as dropped); the frame count."""
+    frames = [_frame(FIRST, 20 + 12 * i, 30) for i in range(LABEL_FRAMES)]
+    frames += [_frame(SECOND, 20 + 12 * i, 160) for i in range(LABEL_FRAMES)]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 2.0, (640, 256))
+    for f in frames:
+        out.write(f)
+    out.release()
+    return len(frames)
+
+
+def _wait(pred, timeout_s):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def test_consensus_camera_stores_one_reading_per_label_and_the_drain_publishes_the_one_in_view(tmp_path):
+    clip = tmp_path / "belt.avi"
+    total = _video(clip)
+    cfg = config.from_dict({
+        "device_id": "dock", "backend": "onnxruntime",
+        "ocr": {"det_input_size": [256, 640], "use_angle_classifier": False, "threads": 1},
+        "cameras": [{"name": "belt", "kind": "file", "uri": str(clip), "watchdog_s": 0, "codes": [],
+                     "publish_mode": "consensus", "leave_after_frames": 3, "leave_after_s": 600,
+                     "max_wait_s": 600}],
+        "mqtt": {"enabled": False}, "metrics": {"enabled": False},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+    })
+    service = Service(cfg, str(tmp_path / "unused.yaml"))
+    service.start()
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    try:
+        # Every frame of the file taken (or overwritten in the hub before the loop took it).
+        assert _wait(lambda: service.snapshot()["cameras"]["belt"]["frames"]
+                     + service.hub.dropped.get("belt", 0) >= total, 120)
+        # The first label left view (three frames without it): stored once; the second is still voted on.
+        assert _wait(lambda: service.outbox.depth()[0] >= 1, 30)
+        assert service.outbox.depth()[0] == 1 and service.trackers["belt"].pending == 1
+    finally:
+        service._stop.set()
+        loop.join(timeout=60)
+    assert not loop.is_alive()
+    outbox = Outbox(cfg.outbox)
+    try:
+        docs = [json.loads(r.payload) for r in outbox.pending(10)]
+    finally:
+        outbox.close()
+    for doc in docs:
+        VALIDATOR.validate(doc)
+    assert [("".join(t["text"] for t in d["texts"]).replace(" ", "")) for d in docs] == [FIRST, SECOND]
+    assert all(d["frames"] > 1 for d in docs), [d["frames"] for d in docs]
+    assert [d["seq"] for d in docs] == [1, 2] and docs[0]["source"]["kind"] == "file"
