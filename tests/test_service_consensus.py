@@ -14,7 +14,7 @@ from daemon import config
 from daemon.publish.outbox import Outbox
 from daemon.service import Service
 from publish_support import VALIDATOR
-from service_support import FONT
+from service_support import FONT, write_config
 
 FIRST, SECOND = "SF7300000000", "EMS726938093443"
 LABEL_FRAMES = 6
@@ -47,33 +47,28 @@ def _wait(pred, timeout_s):
     return pred()
 
 
-def test_consensus_camera_stores_one_reading_per_label_and_the_drain_publishes_the_one_in_view(tmp_path):
-    clip = tmp_path / "belt.avi"
-    total = _video(clip)
-    cfg = config.from_dict({
+def _config(tmp_path, clip, **camera) -> dict:
+    return {
         "device_id": "dock", "backend": "onnxruntime",
         "ocr": {"det_input_size": [256, 640], "use_angle_classifier": False, "threads": 1},
         "cameras": [{"name": "belt", "kind": "file", "uri": str(clip), "watchdog_s": 0, "codes": [],
                      "publish_mode": "consensus", "leave_after_frames": 3, "leave_after_s": 600,
-                     "max_wait_s": 600}],
+                     "max_wait_s": 600, **camera}],
         "mqtt": {"enabled": False}, "metrics": {"enabled": False},
         "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
-    })
-    service = Service(cfg, str(tmp_path / "unused.yaml"))
-    service.start()
-    loop = threading.Thread(target=service.run)
-    loop.start()
-    try:
-        # Every frame of the file taken (or overwritten in the hub before the loop took it).
-        assert _wait(lambda: service.snapshot()["cameras"]["belt"]["frames"]
-                     + service.hub.dropped.get("belt", 0) >= total, 120)
-        # The first label left view (three frames without it): stored once; the second is still voted on.
-        assert _wait(lambda: service.outbox.depth()[0] >= 1, 30)
-        assert service.outbox.depth()[0] == 1 and service.trackers["belt"].pending == 1
-    finally:
-        service._stop.set()
-        loop.join(timeout=60)
-    assert not loop.is_alive()
+    }
+
+
+def _first_label_stored_second_in_view(service, total) -> None:
+    # Every frame of the file taken (or overwritten in the hub before the loop took it).
+    assert _wait(lambda: service.snapshot()["cameras"]["belt"]["frames"]
+                 + service.hub.dropped.get("belt", 0) >= total, 120)
+    # The first label left view (three frames without it): stored once; the second is still voted on.
+    assert _wait(lambda: service.outbox.depth()[0] >= 1, 30)
+    assert service.outbox.depth()[0] == 1 and service.trackers["belt"].pending == 1
+
+
+def _stored(cfg) -> list[dict]:
     outbox = Outbox(cfg.outbox)
     try:
         docs = [json.loads(r.payload) for r in outbox.pending(10)]
@@ -81,6 +76,51 @@ def test_consensus_camera_stores_one_reading_per_label_and_the_drain_publishes_t
         outbox.close()
     for doc in docs:
         VALIDATOR.validate(doc)
-    assert [("".join(t["text"] for t in d["texts"]).replace(" ", "")) for d in docs] == [FIRST, SECOND]
+    return docs
+
+
+def _texts(doc) -> str:
+    return "".join(t["text"] for t in doc["texts"]).replace(" ", "")
+
+
+def test_consensus_camera_stores_one_reading_per_label_and_the_drain_publishes_the_one_in_view(tmp_path):
+    clip = tmp_path / "belt.avi"
+    total = _video(clip)
+    cfg = config.from_dict(_config(tmp_path, clip))
+    service = Service(cfg, str(tmp_path / "unused.yaml"))
+    service.start()
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    try:
+        _first_label_stored_second_in_view(service, total)
+    finally:
+        service._stop.set()
+        loop.join(timeout=60)
+    assert not loop.is_alive()
+    docs = _stored(cfg)
+    assert [_texts(d) for d in docs] == [FIRST, SECOND]
     assert all(d["frames"] > 1 for d in docs), [d["frames"] for d in docs]
     assert [d["seq"] for d in docs] == [1, 2] and docs[0]["source"]["kind"] == "file"
+
+
+def test_a_label_in_view_at_sighup_is_published_before_the_new_config_applies(tmp_path):
+    clip = tmp_path / "belt.avi"
+    total = _video(clip)
+    path = write_config(tmp_path / "config.yaml", _config(tmp_path, clip))
+    cfg = config.load(path)
+    service = Service(cfg, str(path))
+    service.start()
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    try:
+        _first_label_stored_second_in_view(service, total)
+        write_config(path, _config(tmp_path, clip, min_confidence=0.4))   # a filter change: the camera keeps running
+        service._reload = True   # what SIGHUP sets
+        assert _wait(lambda: service.outbox.depth()[0] == 2, 30)
+        assert service.trackers["belt"].pending == 0 and service.cfg.cameras[0].min_confidence == 0.4
+    finally:
+        service._stop.set()
+        loop.join(timeout=60)
+    assert not loop.is_alive()
+    docs = _stored(cfg)
+    assert [_texts(d) for d in docs] == [FIRST, SECOND] and all(d["frames"] > 1 for d in docs)
