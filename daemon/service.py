@@ -10,8 +10,9 @@ only set flags that the loop reads between batches.
 Signals: SIGTERM (and SIGINT) stop the cameras, OCR the frames already handed over, let the publisher
 drain the outbox for at most service.drain_timeout_s in all, then exit 0 with the rest left on disk for
 the next start; labels a consensus camera (daemon/consensus.py) is still voting on are published first. SIGHUP
-publishes those labels too, then re-reads the config file; a bad one is logged and rejected (the old one keeps
-running); a good one restarts only what changed (cameras, filters, publisher/outbox, OCR models, metrics).
+re-reads the config file; a bad one is logged and rejected (the old one keeps running); a good, changed one first
+publishes the labels being voted on (with the running filters and outbox), then restarts only what changed
+(cameras, filters, publisher/outbox, OCR models, metrics).
 
 Progress (what the systemd watchdog and /healthz mean): the work loop sends WATCHDOG=1 only while
  - a frame went through OCR and the filters within service.stall_timeout_s, or
