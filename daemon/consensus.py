@@ -198,10 +198,10 @@ class _Track:
             self.codes.setdefault((code.format, code.text), code)
         taken: set[int] = set()
         for index, reading in enumerate(view.lines):
-            best, best_sim = None, LINE_MATCH
-            for k, line in enumerate(self.lines):
+            best, best_sim = None, 0.0
+            for k, line in enumerate(self.lines):   # the most similar line not yet taken by this frame
                 sim = similarity(reading.text, line.last_text())
-                if k not in taken and sim >= best_sim:
+                if k not in taken and sim >= LINE_MATCH and sim > best_sim:
                     best, best_sim = k, sim
             if best is None:
                 self.lines.append(_Line())

@@ -106,3 +106,17 @@ def test_the_best_frame_is_the_most_confident_one():
         t.observe(float(i), [line("SF1234567890", conf=conf)], context=f"frame{i}")
     (label,) = t.flush()
     assert label.best_context == "frame1" and label.first_context == "frame0"
+
+
+def test_the_voted_reading_is_checked_by_the_filter_and_confirmed_by_a_code_of_another_frame():
+    from daemon.results_filter import FilterRules, ResultFilter
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    code = Code("Code128", "EE123456785CN", box(100, 140, 240, 60))
+    t.observe(0.0, [line("EE123456786CN", conf=0.7)], [code])   # one misread character, and the code
+    t.observe(1.0, [line("EE123456785CN", conf=0.9)])
+    t.observe(2.0, [line("EE123456785CN", conf=0.8)])
+    (label,) = t.observe(3.0, [])
+    decision = ResultFilter(FilterRules(accept_formats=("s10",))).decide(label.lines, label.first_seen, label.codes)
+    assert decision.publish
+    [published] = decision.lines
+    assert published.text == "EE123456785CN" and published.format == "s10" and published.confirmed_by == "code"
