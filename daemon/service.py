@@ -322,21 +322,10 @@ class Service:
             return
         codes, codes_ms = self._read_codes(cam, frame.image)
         decision = filt.decide(result.lines, frame.captured_at, codes)   # recorded by commit once stored
-        now = time.monotonic()
+        st = self._record_frame(cam, result, codes_ms)
         with self._stats_lock:
-            st = self._cam_stats.setdefault(cam, _CameraStats())
-            st.frames += 1
-            st.recent.append(now)
             st.rejected.update(decision.rejected)
             st.noted.update(decision.noted)
-            if codes_ms is not None:
-                self._latency.setdefault("codes", deque(maxlen=LATENCY_WINDOW)).append(codes_ms)
-            for stage, ms in result.timing_ms.items():
-                self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
-        for stage, ms in result.timing_ms.items():
-            self.metrics.observe_ms(stage, ms)
-        if codes_ms is not None:
-            self.metrics.observe_ms("codes", codes_ms)
         if not decision.publish:
             ack.done()
             return
@@ -344,23 +333,27 @@ class Service:
         ack.reserve(seq)   # folder: seq is recorded with the file, so a re-run after a crash keeps the id
         self._store(cam, filt, decision, seq, ack, _FrameContext.of(frame, result, codes_ms))
 
+    def _record_frame(self, cam: str, result, codes_ms: Optional[float]) -> "_CameraStats":
+        """One OCR'd frame in the camera's stats and the stage latencies (stats and metrics alike)."""
+        stages = dict(result.timing_ms)
+        if codes_ms is not None:
+            stages["codes"] = codes_ms
+        with self._stats_lock:
+            st = self._cam_stats.setdefault(cam, _CameraStats())
+            st.frames += 1
+            st.recent.append(time.monotonic())
+            for stage, ms in stages.items():
+                self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
+        for stage, ms in stages.items():
+            self.metrics.observe_ms(stage, ms)
+        return st
+
     def _observe(self, frame: Frame, result, tracker: LabelTracker) -> None:
         """A frame of a consensus camera: its lines and codes join the labels in view; the labels it finishes
         go through the filter and to the outbox. Never a folder frame (config refuses it): nothing to ack."""
         cam = frame.camera
         codes, codes_ms = self._read_codes(cam, frame.image)
-        with self._stats_lock:
-            st = self._cam_stats.setdefault(cam, _CameraStats())
-            st.frames += 1
-            st.recent.append(time.monotonic())
-            if codes_ms is not None:
-                self._latency.setdefault("codes", deque(maxlen=LATENCY_WINDOW)).append(codes_ms)
-            for stage, ms in result.timing_ms.items():
-                self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
-        for stage, ms in result.timing_ms.items():
-            self.metrics.observe_ms(stage, ms)
-        if codes_ms is not None:
-            self.metrics.observe_ms("codes", codes_ms)
+        self._record_frame(cam, result, codes_ms)
         finished = tracker.observe(frame.captured_at, result.lines, codes, _FrameContext.of(frame, result, codes_ms))
         frame.ack.done()
         for label in finished:
