@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -20,6 +19,7 @@ from daemon.samples.codes import code_label, paste_code
 from daemon.samples.render import render_label
 from daemon.service import Service
 from publish_support import VALIDATOR
+from broker import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 S10 = "EE123456785CN"          # the UPU S10 example: check digit 5
@@ -61,15 +61,6 @@ def test_parse_gs1_of_a_malformed_message_says_so():
     assert ais == {} and error
 
 
-def _wait(pred, timeout_s):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
 def test_codes_and_the_lines_they_confirm_or_contradict_reach_the_outbox(tmp_path):
     scans = tmp_path / "scans"
     scans.mkdir()
@@ -90,7 +81,7 @@ def test_codes_and_the_lines_they_confirm_or_contradict_reach_the_outbox(tmp_pat
     loop = threading.Thread(target=service.run)
     loop.start()
     try:
-        assert _wait(lambda: (scans / "done" / "a_agree.png").exists() and (scans / "done" / "b_differ.png").exists(),
+        assert wait_until(lambda: (scans / "done" / "a_agree.png").exists() and (scans / "done" / "b_differ.png").exists(),
                      180)
         docs = {json.loads(r.payload)["source"]["file"]: json.loads(r.payload) for r in service.outbox.pending(10)}
         for doc in docs.values():

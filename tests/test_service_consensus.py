@@ -4,7 +4,6 @@ when the service stops is published by the drain. Bounded by deadlines; no timin
 max_wait_s are far beyond the test, so labels finish by frames alone)."""
 import json
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -14,6 +13,7 @@ from daemon import config
 from daemon.publish.outbox import Outbox
 from daemon.service import Service
 from publish_support import VALIDATOR
+from broker import wait_until
 from service_support import FONT, write_config
 
 FIRST, SECOND = "SF7300000000", "EMS726938093443"
@@ -38,15 +38,6 @@ def _video(path) -> int:
     return len(frames)
 
 
-def _wait(pred, timeout_s):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
 def _config(tmp_path, clip, **camera) -> dict:
     return {
         "device_id": "dock", "backend": "onnxruntime",
@@ -61,10 +52,10 @@ def _config(tmp_path, clip, **camera) -> dict:
 
 def _first_label_stored_second_in_view(service, total) -> None:
     # Every frame of the file taken (or overwritten in the hub before the loop took it).
-    assert _wait(lambda: service.snapshot()["cameras"]["belt"]["frames"]
+    assert wait_until(lambda: service.snapshot()["cameras"]["belt"]["frames"]
                  + service.hub.dropped.get("belt", 0) >= total, 120)
     # The first label left view (three frames without it): stored once; the second is still voted on.
-    assert _wait(lambda: service.outbox.depth()[0] >= 1, 30)
+    assert wait_until(lambda: service.outbox.depth()[0] >= 1, 30)
     assert service.outbox.depth()[0] == 1 and service.trackers["belt"].pending == 1
 
 
@@ -116,7 +107,7 @@ def test_a_label_in_view_at_sighup_is_published_before_the_new_config_applies(tm
         _first_label_stored_second_in_view(service, total)
         write_config(path, _config(tmp_path, clip, min_confidence=0.4))   # a filter change: the camera keeps running
         service._reload = True   # what SIGHUP sets
-        assert _wait(lambda: service.outbox.depth()[0] == 2, 30)
+        assert wait_until(lambda: service.outbox.depth()[0] == 2, 30)
         assert service.trackers["belt"].pending == 0 and service.cfg.cameras[0].min_confidence == 0.4
     finally:
         service._stop.set()

@@ -3,20 +3,11 @@ real folder: the refused file stays in the folder and is retried; the de-dup fil
 it is stored, so the retry is not dropped as a duplicate of itself. Bounded by deadlines, no timing assertions."""
 import json
 import threading
-import time
 
 from daemon import config
+from broker import wait_until
 from daemon.service import Service
 from service_support import render_label, small_ocr, waybill
-
-
-def _wait(pred, timeout_s):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_refused_folder_reading_is_retried_and_stored_once_there_is_room(tmp_path):
@@ -39,14 +30,14 @@ def test_refused_folder_reading_is_retried_and_stored_once_there_is_room(tmp_pat
         render_label(scans / "label.png", text)
         loop.start()
         # Refused once, released, read again and refused again: not dropped as a duplicate of itself.
-        assert _wait(lambda: service.outbox.counters.refused_new >= 2, 120)
+        assert wait_until(lambda: service.outbox.counters.refused_new >= 2, 120)
         assert (scans / "label.png").exists() and not (scans / "done" / "label.png").exists()
         snap = service.snapshot()["cameras"]["scan"]
         assert snap["stored"] == 0 and snap["rejected"].get("duplicate", 0) == 0
         # Room again: the next retry is stored and only then does the file leave the folder.
         [row] = service.outbox.pending(10)
         service.outbox.delete_many([row.id])
-        assert _wait(lambda: (scans / "done" / "label.png").exists(), 120)
+        assert wait_until(lambda: (scans / "done" / "label.png").exists(), 120)
         [stored] = service.outbox.pending(10)
         doc = json.loads(stored.payload)
         assert "".join(t["text"] for t in doc["texts"]).replace(" ", "") == text
