@@ -2,8 +2,6 @@
 HTTP endpoint, a real outbox and a real publisher on Mosquitto. The decision itself is tests/test_health.py."""
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -12,15 +10,8 @@ from daemon import config
 from daemon.metrics import Metrics, MetricsServer
 from daemon.publish.outbox import Outbox
 from daemon.service import Service
+from service_support import http_get
 from publish_support import put_result
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 @pytest.fixture
@@ -51,7 +42,7 @@ def service_on(tmp_path):
 def test_a_dead_sender_is_503_in_healthz_zero_in_metrics_and_stops_the_watchdog(broker, service_on):
     svc, base = service_on(broker.port)
     assert wait_until(lambda: svc.publisher.connected, 10)
-    code, body = get(base + "/healthz")
+    code, body = http_get(base + "/healthz")
     assert code == 200, body
     doc = json.loads(body)
     assert doc["healthy"] and doc["reasons"] == [] and doc["delivery"]["sender_alive"]
@@ -65,13 +56,13 @@ def test_a_dead_sender_is_503_in_healthz_zero_in_metrics_and_stops_the_watchdog(
     svc.publisher.wake()
     assert wait_until(lambda: not svc.publisher.delivery_health().sender_alive, 10)
 
-    code, body = get(base + "/healthz")
+    code, body = http_get(base + "/healthz")
     doc = json.loads(body)
     assert code == 503 and not doc["healthy"] and not doc["watchdog_ok"]
     assert any("sender thread is dead" in r for r in doc["reasons"]), doc
     assert doc["broker_connected"] and doc["outbox_rows"] == 1
     assert not svc._watchdog_ok(time.monotonic())
-    metrics = get(base + "/metrics")[1]
+    metrics = http_get(base + "/metrics")[1]
     for line in ("ocr_sender_alive 0.0", "ocr_healthy 0.0", "ocr_outbox_writable 1.0", "ocr_dead_letters 0.0",
                  'ocr_outbox_lost_total{reason="disk_full"} 0.0', "ocr_outbox_dead_lettered_total 0.0"):
         assert line in metrics, line
@@ -83,12 +74,12 @@ def test_a_dead_sender_is_503_in_healthz_zero_in_metrics_and_stops_the_watchdog(
 def test_a_broker_that_is_down_shows_but_keeps_health_and_the_watchdog(service_on):
     svc, base = service_on(free_port())   # nobody listens there
     put_result(svc.outbox, "belt")
-    code, body = get(base + "/healthz")
+    code, body = http_get(base + "/healthz")
     doc = json.loads(body)
     assert code == 200 and doc["healthy"] and doc["reasons"] == []
     assert doc["broker_connected"] is False and doc["delivery"]["connected"] is False
     assert doc["outbox_rows"] == 1 and doc["delivery"]["oldest_undelivered_age_s"] is not None
     assert svc._watchdog_ok(time.monotonic())
-    metrics = get(base + "/metrics")[1]
+    metrics = http_get(base + "/metrics")[1]
     assert "ocr_broker_connected 0.0" in metrics and "ocr_sender_alive 1.0" in metrics
     assert "ocr_healthy 1.0" in metrics and "ocr_outbox_oldest_age_seconds" in metrics

@@ -4,11 +4,10 @@ import os
 import socket
 import struct
 import threading
-import urllib.error
-import urllib.request
 
 from daemon.metrics import MAX_WAITING, Metrics, MetricsServer
 from daemon.sd_notify import Notifier, watchdog_interval_s
+from service_support import http_get
 
 
 def test_notify_messages_reach_the_socket(tmp_path):
@@ -47,14 +46,6 @@ def test_watchdog_interval_only_for_this_process():
     assert watchdog_interval_s({}) is None
 
 
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_metrics_and_healthz_over_http():
     snap = {"cameras": {"dock1": {"fps": 4.5, "frames": 90, "dropped": 7, "corrupt": 1, "reconnects": 2,
                                   "watchdog_restarts": 0, "stored": 12, "rejected": {"duplicate": 70},
@@ -68,7 +59,7 @@ def test_metrics_and_healthz_over_http():
     server = MetricsServer(m, lambda: (healthy["ok"], {"cameras": {"dock1": "streaming"}}), "127.0.0.1", 0).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
-        code, text = get(base + "/metrics")
+        code, text = http_get(base + "/metrics")
         assert code == 200
         for line in ('ocr_camera_fps{camera="dock1"} 4.5', 'ocr_frames_dropped_total{camera="dock1"} 7.0',
                      'ocr_source_reconnects_total{camera="dock1"} 2.0', "ocr_outbox_rows 3.0",
@@ -78,11 +69,11 @@ def test_metrics_and_healthz_over_http():
                      'ocr_stage_latency_seconds_bucket{le="0.25",stage="capture_to_outbox"} 1.0',
                      "ocr_mqtt_reconnects_total 1.0"):
             assert line in text, line
-        assert get(base + "/healthz")[0] == 200
+        assert http_get(base + "/healthz")[0] == 200
         healthy["ok"] = False
-        code, body = get(base + "/healthz")
+        code, body = http_get(base + "/healthz")
         assert code == 503 and '"healthy":false' in body
-        assert get(base + "/nope")[0] == 404
+        assert http_get(base + "/nope")[0] == 404
     finally:
         server.stop()
 
@@ -98,9 +89,9 @@ def test_idle_connections_cost_no_thread_and_healthz_still_answers():
         half = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         half.sendall(b"GET /metrics HTTP/1.1\r\n")   # a request that never ends holds one worker at most
         idle.append(half)
-        code, body = get(f"http://127.0.0.1:{server.port}/healthz")
+        code, body = http_get(f"http://127.0.0.1:{server.port}/healthz")
         assert code == 200 and '"healthy":true' in body
-        assert get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200
+        assert http_get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200
         assert threading.active_count() <= before   # the loop and its workers exist from start()
         assert server.idle_closed >= 300 - MAX_WAITING   # the oldest idle ones made room
     finally:
@@ -117,7 +108,7 @@ def test_an_idle_connection_is_closed_after_the_timeout():
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\n")   # headers never finished
             assert s.recv(4096) == b""   # cut off by the socket timeout, the worker is free again
-        assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+        assert http_get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
     finally:
         server.stop()
 
@@ -137,7 +128,7 @@ def test_an_aborted_scrape_logs_no_traceback(caplog, capfd):
                 s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
                 s.recv(1)   # the reply has started
                 s.close()
-            assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200   # workers are free again
+            assert http_get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200   # workers are free again
     finally:
         server.stop()
     assert any("gone" in r.getMessage() for r in caplog.records)   # the write did fail, quietly
