@@ -1,37 +1,63 @@
 """One consensus reading per label: a label in view is followed across frames and published once.
 
-Pure: no clock, no threads, no models; the caller passes the time (epoch seconds) with every call.
-One ``LabelTracker`` per camera (cameras[].publish_mode: consensus).
+Pure: no clock, no threads, no models; the caller passes the time (epoch seconds) with every call, and the frame
+itself when the label outlines should come from it. One ``LabelTracker`` per camera (cameras[].publish_mode:
+consensus).
 
-A frame's lines and codes are grouped into labels (elements whose boxes lie within ``GROUP_GAP`` of the smaller
-one's height of each other: lines of one label are stacked closely, two labels side by side are not). Each
-label of the frame joins the track it overlaps and reads alike (``match_score``), or starts a new one. A track
-is finished, and returned once, when it has not been seen for ``leave_after_frames`` frames of its camera or
-``leave_after_s``, or when it has waited ``max_wait_s`` since its first frame (the bound on added latency); a
-track finished by the wait stays as a silent placeholder until it leaves, so a label parked in view is published
-once. ``flush`` finishes every open track (SIGTERM's drain, SIGHUP's reload).
+Grouping (``group_labels``): a frame's lines and codes are grouped into labels by the label's outline where the
+frame is given (``label_outlines``: the frame shrunk to ``OUTLINE_WIDTH_PX``, the background taken as the median
+colour of its border, every blob that differs from it by ``OUTLINE_CONTRAST`` is a label or a parcel: its paper
+against the belt), so every line and code on one label are one group and two labels with belt between them are
+two. Elements on no blob (no frame given, a label filling the view, a border that is not one background) fall back
+to the layout: boxes within ``GROUP_GAP`` line heights of each other are one label.
+
+Following (``match_score``): each label of the frame joins the open track it overlaps where the track's motion
+predicts it and reads alike, or starts a new one; two labels whose codes differ never join. The whole group moves
+together: the frame's shift is the median displacement of the lines that read alike, each line of a track keeps
+its place on the label, and a reading joins the line of its track it reads most like near where that line should
+be (``LINE_NEAR`` line heights), or one that reads alike anywhere (``LINE_MATCH``).
+
+Finishing: a track is finished, and returned once, when it has not been seen for ``leave_after_frames`` frames of
+its camera or ``leave_after_s``, or when it has waited ``max_wait_s`` since its first frame (the bound on added
+latency); a track finished by the wait stays as a silent placeholder until it leaves, so a label parked in view is
+published once. ``flush`` finishes every open track (SIGTERM's drain, SIGHUP's reload).
 
 Voting (``vote_line``): the readings of one line across frames are grouped by length; the length with the most
 confidence behind it wins, and its strings are voted position by position, each character weighted by the
 confidence of the reading it comes from; the result's confidence is the group's mean confidence times the mean
-share of the weight its characters won. Lines are followed within a track by text similarity (``LINE_MATCH``);
-a line read in fewer than a third of the track's frames is flicker and dropped.
+share of the weight its characters won. A line read in fewer than a third of the track's frames is flicker and
+dropped.
+
+Thresholds tuned on bench/sequences.py (bench/RESULTS.md section 13).
 """
 from __future__ import annotations
 
+import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import lru_cache
 from typing import Any, Optional, Sequence
+
+import numpy as np
 
 from daemon.ocr.results import TextLine
 
-GROUP_GAP = 1.5        # elements this many (smaller) box heights apart or closer belong to one label
-LINE_MATCH = 0.6       # a reading joins a line of its track when it is at least this similar (difflib ratio)
-MIN_IOU = 0.05         # a label joins a track it overlaps by this much and reads at least MIN_TEXT_SIM alike ...
-MIN_TEXT_SIM = 0.4
-STRONG_TEXT_SIM = 0.8  # ... or, without overlap (a fast conveyor), reads this alike
-MIN_LINE_SHARE = 1 / 3  # a line seen in fewer of its track's frames than this is dropped
+OUTLINE_WIDTH_PX = 160     # outlines are found in the frame shrunk to about this width (1280x960 -> 160x120)
+OUTLINE_BLUR_PX = 1.0      # Gaussian sigma at that width: belt texture and print melt, a gap of belt stays
+OUTLINE_CONTRAST = 28      # a pixel this far from the background (max over B, G, R) lies on a label
+OUTLINE_MIN_AREA = 0.02    # a blob smaller than this share of the frame is no label (glare, a strap)
+OUTLINE_MIN_BORDER = 0.5   # the border's median is the background only when this share of the border is near it
+GROUP_GAP = 1.5            # layout fallback: elements this many line heights apart or closer are one label
+LINE_MATCH = 0.6           # a reading joins a line of its track that reads at least this alike (difflib ratio) ...
+LINE_NEAR = 2.0            # ... or, within this many line heights of where that line should be, ...
+LINE_MATCH_NEAR = 0.3      # ... reads at least this alike
+SHIFT_TEXT_SIM = 0.8       # lines reading this alike measure the label's shift between frames
+MIN_IOU = 0.05             # a label joins a track it overlaps (where the track's motion puts it) by this much ...
+MIN_TEXT_SIM = 0.5         # ... and reads at least this alike ...
+STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads this alike
+MIN_LINE_SHARE = 1 / 3     # a line seen in fewer of its track's frames than this is dropped
 
 
 Rect = tuple[float, float, float, float]   # x0, y0, x1, y1
@@ -45,6 +71,14 @@ def rect_of(box) -> Rect:
 
 def union(a: Rect, b: Rect) -> Rect:
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def shifted(r: Rect, dx: float, dy: float) -> Rect:
+    return r[0] + dx, r[1] + dy, r[2] + dx, r[3] + dy
+
+
+def centre(r: Rect) -> tuple[float, float]:
+    return (r[0] + r[2]) / 2.0, (r[1] + r[3]) / 2.0
 
 
 def iou(a: Rect, b: Rect) -> float:
@@ -63,9 +97,61 @@ def _gap(a: Rect, b: Rect) -> float:
     return max(dx, dy)
 
 
+@lru_cache(maxsize=8192)   # a label's texts are compared with every track's, frame after frame
 def similarity(a: str, b: str) -> float:
     return SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
 
+
+# ---------------------------------------------------------------- outlines: the label paper against the belt
+
+@dataclass(frozen=True)
+class Outlines:
+    """The label blobs of one frame: a component map at the small scale and each blob's rect in frame pixels."""
+    ids: np.ndarray            # int32 (h, w) at OUTLINE_WIDTH_PX; 0 = background
+    scale: float               # frame pixels per map pixel
+    rects: dict                # blob id -> Rect in frame pixels
+
+    def blob_of(self, r: Rect) -> int:
+        """The blob an element lies on: the one under its centre, else the most common under its rect; 0: none."""
+        h, w = self.ids.shape
+        cx, cy = centre(r)
+        x, y = int(cx / self.scale), int(cy / self.scale)
+        if 0 <= x < w and 0 <= y < h and self.ids[y, x]:
+            return int(self.ids[y, x])
+        x0, y0 = max(0, int(r[0] / self.scale)), max(0, int(r[1] / self.scale))
+        x1, y1 = min(w, int(math.ceil(r[2] / self.scale))), min(h, int(math.ceil(r[3] / self.scale)))
+        under = self.ids[y0:y1, x0:x1]
+        under = under[under > 0]
+        return int(np.bincount(under).argmax()) if under.size else 0
+
+
+def label_outlines(image: np.ndarray) -> Optional[Outlines]:
+    """The blobs of the frame (BGR or gray) that stand out from its background (see the module doc); None when
+    the frame's border is no single background (a label filling the view), so grouping falls back to the layout."""
+    import cv2   # imported here: the CLI imports this module before OpenCV is needed
+    step = max(1, image.shape[1] // OUTLINE_WIDTH_PX)
+    # One pixel per step x step block, then blurred: a tenth of the cost of INTER_AREA, the same blobs.
+    small = cv2.GaussianBlur(np.ascontiguousarray(image[step // 2::step, step // 2::step]), (0, 0), OUTLINE_BLUR_PX)
+    if small.ndim == 2:
+        small = small[..., None]
+    border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]]).astype(np.int16)
+    background = np.median(border, axis=0)
+    if np.mean(np.abs(border - background).max(axis=1) <= OUTLINE_CONTRAST) < OUTLINE_MIN_BORDER:
+        return None
+    diff = [np.abs(small[..., c].astype(np.int16) - int(background[c])) for c in range(small.shape[2])]
+    mask = (np.maximum.reduce(diff) > OUTLINE_CONTRAST).astype(np.uint8)
+    count, ids, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    kept = np.zeros(count, np.int32)   # blob id -> itself if large enough, else 0
+    rects = {}
+    for i in range(1, count):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        if area >= OUTLINE_MIN_AREA * mask.size:
+            kept[i] = i
+            rects[i] = (float(x * step), float(y * step), float((x + bw) * step), float((y + bh) * step))
+    return Outlines(kept[ids], float(step), rects)
+
+
+# ---------------------------------------------------------------- grouping a frame's elements into labels
 
 @dataclass(frozen=True)
 class LabelView:
@@ -79,10 +165,15 @@ class LabelView:
         return [t for t in (line.text.strip() for line in self.lines) if t] + [c.text for c in self.codes]
 
 
-def group_labels(lines: Sequence[TextLine], codes: Sequence = ()) -> list[LabelView]:
-    """The frame's lines and codes as labels: connected components of elements closer than GROUP_GAP heights."""
+def group_labels(lines: Sequence[TextLine], codes: Sequence = (),
+                 outlines: Optional[Outlines] = None) -> list[LabelView]:
+    """The frame's lines and codes as labels: one per outline blob, and by GROUP_GAP for elements on none."""
     items = [(rect_of(x.box), x) for x in (*lines, *codes)]
+    blobs = [outlines.blob_of(r) if outlines is not None else 0 for r, _ in items]
+    line_heights = [r[3] - r[1] for r, _ in items[:len(lines)]]
+    typical_h = statistics.median(line_heights) if line_heights else 1.0
     parent = list(range(len(items)))
+    blob_of_root = dict(enumerate(blobs))   # a group's blob (0: none yet)
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -92,10 +183,17 @@ def group_labels(lines: Sequence[TextLine], codes: Sequence = ()) -> list[LabelV
 
     for i, (a, _) in enumerate(items):
         for j in range(i + 1, len(items)):
-            b = items[j][0]
-            height = max(1.0, min(a[3] - a[1], b[3] - b[1]))
-            if _gap(a, b) <= GROUP_GAP * height:
-                parent[find(i)] = find(j)
+            ri, rj = find(i), find(j)
+            bi, bj = blob_of_root[ri], blob_of_root[rj]
+            if ri == rj or (bi and bj and bi != bj):
+                continue   # two blobs are two labels, however close (also through an element on neither)
+            if not (bi and bi == bj):   # a tiny line next to a big one is measured in the typical line height
+                b = items[j][0]
+                height = max(1.0, min(a[3] - a[1], b[3] - b[1]), typical_h)
+                if _gap(a, b) > GROUP_GAP * height:
+                    continue
+            parent[ri] = rj
+            blob_of_root[rj] = bi or bj
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(items)):
         groups[find(i)].append(i)
@@ -104,22 +202,47 @@ def group_labels(lines: Sequence[TextLine], codes: Sequence = ()) -> list[LabelV
         rect = items[members[0]][0]
         for i in members[1:]:
             rect = union(rect, items[i][0])
+        for blob in {blobs[i] for i in members if blobs[i]}:
+            rect = union(rect, outlines.rects[blob])
         views.append(LabelView(tuple(items[i][1] for i in members if i < len(lines)),
                                tuple(items[i][1] for i in members if i >= len(lines)), rect))
     return views
 
+
+# ---------------------------------------------------------------- following a label across frames
 
 def text_similarity(a: Sequence[str], b: Sequence[str]) -> float:
     """How alike two labels read: each text of a matched to its most similar in b, weighted by length."""
     if not a or not b:
         return 0.0
     total = sum(len(t) for t in a) or 1
-    return sum(len(t) * max(similarity(t, u) for u in b) for t in a) / total
+    return sum(len(t) * _best_similarity(t, b) for t in a) / total
 
 
-def match_score(track_rect: Rect, track_texts: Sequence[str], view: LabelView) -> Optional[float]:
-    """The score of a label view joining a track (higher is better); None when it must not."""
-    overlap = iou(track_rect, view.rect)
+def _best_similarity(t: str, candidates: Sequence[str]) -> float:
+    """max(similarity(t, u) for u in candidates), skipping the u whose lengths alone bound it below the best."""
+    if t in candidates:
+        return 1.0
+
+    def bound(u: str) -> float:   # the ratio can be no higher than this (difflib's real_quick_ratio)
+        return 2.0 * min(len(t), len(u)) / ((len(t) + len(u)) or 1)
+
+    best = 0.0
+    for u in sorted(candidates, key=bound, reverse=True):
+        if bound(u) <= best:
+            break   # sorted by the bound: no later u can beat it either
+        best = max(best, similarity(t, u))
+    return best
+
+
+def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: set,
+                view: LabelView) -> Optional[float]:
+    """The score of a label view joining a track whose motion puts it at predicted_rect (higher is better);
+    None when it must not: too little overlap and likeness, or codes that differ."""
+    view_codes = {c.text for c in view.codes}
+    if view_codes and track_codes and not view_codes & track_codes:
+        return None   # one label carries one key: another code is another label
+    overlap = iou(predicted_rect, view.rect)
     sim = text_similarity(view.texts, track_texts)
     if (overlap >= MIN_IOU and sim >= MIN_TEXT_SIM) or sim >= STRONG_TEXT_SIM:
         return overlap + sim
@@ -153,6 +276,7 @@ def vote_line(readings: Sequence[TextLine]) -> TextLine:
 class _Line:
     readings: list[TextLine] = field(default_factory=list)
     order: float = 0.0     # summed index in its frames: mean = reading order within the label
+    place: tuple[float, float] = (0.0, 0.0)   # its centre in the label's frame of reference (frame minus shift)
 
     def last_text(self) -> str:
         return self.readings[-1].text
@@ -184,8 +308,39 @@ class _Track:
     frames: int = 0
     missed: int = 0        # frames of the camera since it was last seen
     published: bool = False
+    offset: tuple[float, float] = (0.0, 0.0)     # how far the label moved since its first frame
+    velocity: tuple[float, float] = (0.0, 0.0)   # its last shift per frame of the camera
+
+    def predicted_rect(self) -> Rect:
+        """Where the label's motion puts it in the camera's next frame."""
+        steps = self.missed + 1
+        return shifted(self.rect, self.velocity[0] * steps, self.velocity[1] * steps)
+
+    def _shift(self, view: LabelView) -> tuple[float, float]:
+        """The label's shift since it was last seen: the median displacement of the lines that read alike
+        (all its boxes move together), else its velocity carried on."""
+        by_text = {line.last_text(): line for line in self.lines}
+        found = [(reading, by_text[reading.text]) for reading in view.lines if reading.text in by_text]
+        if len(found) < 2:   # too few read the same as last time: the ones that read alike (costlier)
+            found = []
+            for reading in view.lines:
+                best = max(self.lines, key=lambda ln: similarity(reading.text, ln.last_text()), default=None)
+                if best is not None and similarity(reading.text, best.last_text()) >= SHIFT_TEXT_SIM:
+                    found.append((reading, best))
+        if found:
+            moves = [(centre(rect_of(r.box))[0] - ln.place[0], centre(rect_of(r.box))[1] - ln.place[1])
+                     for r, ln in found]
+            return (statistics.median(m[0] for m in moves) - self.offset[0],
+                    statistics.median(m[1] for m in moves) - self.offset[1])
+        steps = self.missed + 1
+        return self.velocity[0] * steps, self.velocity[1] * steps
 
     def add(self, now: float, view: LabelView, context: Any) -> None:
+        if self.frames:
+            dx, dy = self._shift(view)
+            steps = self.missed + 1
+            self.velocity = (dx / steps, dy / steps)
+            self.offset = (self.offset[0] + dx, self.offset[1] + dy)
         self.frames += 1
         self.last_seen = now
         self.missed = 0
@@ -196,19 +351,46 @@ class _Track:
             self.best_score, self.best_context = score, context
         for code in view.codes:
             self.codes.setdefault((code.format, code.text), code)
-        taken: set[int] = set()
-        for index, reading in enumerate(view.lines):
-            best, best_sim = None, 0.0
-            for k, line in enumerate(self.lines):   # the most similar line not yet taken by this frame
+        pairs = []
+        places = []
+        for i, reading in enumerate(view.lines):
+            r = rect_of(reading.box)
+            cx, cy = centre(r)
+            places.append((cx - self.offset[0], cy - self.offset[1]))
+            height = max(1.0, r[3] - r[1])
+            far = []
+            best_near = 0.0
+            for k, line in enumerate(self.lines):
+                dist = math.hypot(places[i][0] - line.place[0], places[i][1] - line.place[1]) / height
+                near = max(0.0, 1.0 - dist / LINE_NEAR)   # 1 where the line should be, 0 beyond LINE_NEAR
+                if near == 0:
+                    far.append(k)
+                    continue
                 sim = similarity(reading.text, line.last_text())
-                if k not in taken and sim >= LINE_MATCH and sim > best_sim:
-                    best, best_sim = k, sim
-            if best is None:
+                if sim >= LINE_MATCH_NEAR:
+                    pairs.append((sim + near, i, k))
+                    best_near = max(best_near, sim + near)
+            if best_near < 1.0:   # a line far from its place scores at most 1.0: looked at only when it could win
+                for k in far:
+                    sim = similarity(reading.text, self.lines[k].last_text())
+                    if sim >= LINE_MATCH:
+                        pairs.append((sim, i, k))
+        taken_r: set[int] = set()
+        taken_l: set[int] = set()
+        target = [-1] * len(view.lines)
+        for _, i, k in sorted(pairs, reverse=True):   # greedy: the best pairs first, one reading per line
+            if i not in taken_r and k not in taken_l:
+                taken_r.add(i)
+                taken_l.add(k)
+                target[i] = k
+        for i, reading in enumerate(view.lines):
+            if target[i] < 0:
                 self.lines.append(_Line())
-                best = len(self.lines) - 1
-            taken.add(best)
-            self.lines[best].readings.append(reading)
-            self.lines[best].order += index
+                target[i] = len(self.lines) - 1
+            line = self.lines[target[i]]
+            line.readings.append(reading)
+            line.order += i
+            line.place = places[i]
 
     def finish(self, reason: str) -> FinishedLabel:
         floor = self.frames * MIN_LINE_SHARE
@@ -233,14 +415,17 @@ class LabelTracker:
         return sum(1 for t in self._tracks if not t.published)
 
     def observe(self, now: float, lines: Sequence[TextLine], codes: Sequence = (),
-                context: Any = None) -> list[FinishedLabel]:
-        """One frame of the camera (its time, lines, codes and an opaque context returned with the label);
-        the labels finished by it."""
-        views = [v for v in group_labels(lines, codes) if v.texts]
+                context: Any = None, image: Optional[np.ndarray] = None) -> list[FinishedLabel]:
+        """One frame of the camera (its time, lines, codes, an opaque context returned with the label, and the
+        frame itself, whose label outlines group the lines: see the module doc); the labels finished by it."""
+        outlines = label_outlines(image) if image is not None else None
+        views = [v for v in group_labels(lines, codes, outlines) if v.texts]
         pairs = []
         for ti, track in enumerate(self._tracks):
+            predicted = track.predicted_rect()
+            track_codes = {text for _, text in track.codes}
             for vi, view in enumerate(views):
-                score = match_score(track.rect, track.texts, view)
+                score = match_score(predicted, track.texts, track_codes, view)
                 if score is not None:
                     pairs.append((score, ti, vi))
         used_t: set[int] = set()

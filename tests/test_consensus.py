@@ -1,9 +1,13 @@
-"""One consensus reading per label (daemon/consensus.py): tracking and voting, pure, with an injected clock."""
+"""One consensus reading per label (daemon/consensus.py): grouping, tracking and voting, pure, with an injected
+clock; the frames are numpy arrays drawn here (white labels on a dark belt)."""
 from __future__ import annotations
 
+import numpy as np
+
 from daemon.codes.reader import Code
-from daemon.consensus import LabelTracker, group_labels, vote_line
+from daemon.consensus import LabelTracker, group_labels, label_outlines, vote_line
 from daemon.ocr.results import TextLine
+from daemon.results_filter import FilterRules, ResultFilter
 
 
 def box(x: float, y: float, w: float = 200.0, h: float = 30.0):
@@ -12,6 +16,25 @@ def box(x: float, y: float, w: float = 200.0, h: float = 30.0):
 
 def line(text: str, x: float = 100.0, y: float = 100.0, conf: float = 0.9) -> TextLine:
     return TextLine(text, conf, box(x, y))
+
+
+_BELT = np.clip(np.random.default_rng(7).normal((70, 95, 120), 6, (960, 1280, 3)), 0, 255).astype(np.uint8)
+
+
+def belt(*labels) -> np.ndarray:
+    """A 1280x960 dark, slightly textured belt (BGR) with a white label at each (x0, y0, x1, y1)."""
+    frame = _BELT.copy()
+    for x0, y0, x1, y1 in labels:
+        frame[y0:y1, x0:x1] = 235
+    return frame
+
+
+def waybill_label(x: float, y: float, key: str = "EE123456785CN", conf: float = 0.9):
+    """A 440x300 label's elements at (x, y): the key top left, a code of it top right, two lines far below."""
+    lines = [TextLine(key, conf, box(x + 20, y + 20, 260, 36)),
+             TextLine("PARIS 75001", 0.9, box(x + 20, y + 150, 200, 24)),
+             TextLine("1.2 kg", 0.9, box(x + 20, y + 240, 90, 20))]
+    return lines, [Code("Code128", key, box(x + 300, y + 15, 120, 60))]
 
 
 def test_readings_that_disagree_in_one_character_vote_to_the_right_text():
@@ -109,7 +132,6 @@ def test_the_best_frame_is_the_most_confident_one():
 
 
 def test_the_voted_reading_is_checked_by_the_filter_and_confirmed_by_a_code_of_another_frame():
-    from daemon.results_filter import FilterRules, ResultFilter
     t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
     code = Code("Code128", "EE123456785CN", box(100, 140, 240, 60))
     t.observe(0.0, [line("EE123456786CN", conf=0.7)], [code])   # one misread character, and the code
@@ -120,3 +142,98 @@ def test_the_voted_reading_is_checked_by_the_filter_and_confirmed_by_a_code_of_a
     assert decision.publish
     [published] = decision.lines
     assert published.text == "EE123456785CN" and published.format == "s10" and published.confirmed_by == "code"
+
+
+def test_a_labels_lines_far_apart_are_one_label_on_its_outline():
+    lines, codes = waybill_label(100, 100)
+    assert len(group_labels(lines, codes)) > 1   # by the layout alone its lines are too far apart
+    (view,) = group_labels(lines, codes, label_outlines(belt((100, 100, 540, 400))))
+    assert [ln.text for ln in view.lines] == ["EE123456785CN", "PARIS 75001", "1.2 kg"] and view.codes == tuple(codes)
+
+
+def test_two_labels_side_by_side_stay_two_tracks():
+    # 30 px of belt between them: the layout alone would join them (the gap is under GROUP_GAP line heights).
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    for i in range(4):
+        x = 40 + 25 * i
+        left, left_codes = waybill_label(x, 100, "EE123456785CN")
+        right, right_codes = waybill_label(x + 470, 100, "RR987654328DE")
+        t.observe(float(i), left + right, left_codes + right_codes, context=i,
+                  image=belt((x, 100, x + 440, 400), (x + 470, 100, x + 910, 400)))
+    done = t.observe(4.0, [], image=belt())
+    assert [[ln.text for ln in f.lines] for f in done] == [["EE123456785CN", "PARIS 75001", "1.2 kg"],
+                                                           ["RR987654328DE", "PARIS 75001", "1.2 kg"]]
+    assert [[c.text for c in f.codes] for f in done] == [["EE123456785CN"], ["RR987654328DE"]]
+    assert [f.frames for f in done] == [4, 4]
+
+
+def test_label_with_code_and_text_is_one_message_confirmed_by_code():
+    t = LabelTracker(leave_after_frames=2, leave_after_s=10.0, max_wait_s=60.0)
+    out = []
+    for i in range(5):   # crossing the view 150 px a frame; the code is read in two of the five frames
+        x = 60 + 150 * i
+        lines, codes = waybill_label(x, 300, conf=0.8 + 0.02 * i)
+        out += t.observe(float(i), lines, codes if i in (1, 3) else [], context=i,
+                         image=belt((x, 300, x + 440, 600)))
+    out += t.observe(5.0, [], image=belt()) + t.observe(6.0, [], image=belt())
+    (label,) = out
+    assert label.frames == 5 and label.reason == "left" and len(label.codes) == 1
+    decision = ResultFilter(FilterRules()).decide(label.lines, label.first_seen, label.codes)
+    assert decision.publish
+    key, *rest = decision.lines
+    assert key.text == "EE123456785CN" and key.confirmed_by == "code"
+    assert [ln.text for ln in rest] == ["PARIS 75001", "1.2 kg"]
+
+
+def test_a_fast_label_is_followed_where_its_motion_puts_it():
+    # 500 px a frame: its box never overlaps the last one, and one frame reads its lines badly.
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    keys = ["SF1234567890", "SF1234567890", "5F12345G789O", "SF1234567890"]
+    for i, key in enumerate(keys):
+        x = 20 + 250 * i
+        t.observe(float(i), [TextLine(key, 0.9, box(x, 100, 220, 30)), TextLine("LYON", 0.9, box(x, 135, 80, 30))],
+                  image=belt((x - 10, 90, x + 230, 175)))
+    (label,) = t.observe(4.0, [], image=belt())
+    assert label.frames == 4 and [ln.text for ln in label.lines] == ["SF1234567890", "LYON"]
+
+
+def test_the_next_label_where_the_last_one_was_is_a_new_label():
+    # Same template, same place (the belt brought the next parcel), another key and another code.
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    first, first_codes = waybill_label(100, 100, "EE123456785CN")
+    second, second_codes = waybill_label(110, 100, "EE123456799CN")
+    image = belt((100, 100, 540, 400))
+    t.observe(0.0, first, first_codes, context="first", image=image)
+    done = t.observe(1.0, second, second_codes, context="second", image=image)
+    done += t.observe(2.0, [], image=belt())
+    assert [(f.first_context, [c.text for c in f.codes]) for f in done] == [
+        ("first", ["EE123456785CN"]), ("second", ["EE123456799CN"])]
+
+
+def test_each_reading_joins_the_line_at_its_place_on_the_label():
+    # Two lines that read alike; in one frame the lower one is misread: it still joins the lower line.
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    for i, lower in enumerate(["TO: ANNA KOWALSKA", "T0: ANHA KOWAL5KA", "TO: ANNA KOWALSKA"]):
+        x = 100 + 40 * i
+        t.observe(float(i), [TextLine("FROM: ANNA KOWALCZYK", 0.9, box(x, 100, 300, 30)),
+                             TextLine(lower, 0.7, box(x, 200, 300, 30))], image=belt((x - 20, 80, x + 340, 260)))
+    (label,) = t.observe(3.0, [], image=belt())
+    assert [ln.text for ln in label.lines] == ["FROM: ANNA KOWALCZYK", "TO: ANNA KOWALSKA"]
+
+
+def test_a_label_filling_the_view_is_grouped_by_its_layout():
+    lines = [line("EMS726938093443"), line("PARIS", y=135), line("OTHER", x=900)]
+    paper = np.full((960, 1280, 3), 235, np.uint8)   # all label: its paper is the background, no blob
+    most = belt((0, 0, 1280, 900))                    # the paper is most of the border: the belt is the blob
+    half = belt((0, 0, 640, 960))                     # half paper, half belt: no background to trust
+    assert label_outlines(half) is None
+    for image in (paper, most, half):
+        views = group_labels(lines, outlines=label_outlines(image))
+        assert [[ln.text for ln in v.lines] for v in views] == [["EMS726938093443", "PARIS"], ["OTHER"]]
+
+
+def test_outlines_of_a_gray_frame_and_of_a_frame_without_labels():
+    outlines = label_outlines(belt((100, 100, 540, 400))[..., 1])
+    (rect,) = outlines.rects.values()   # the blur widens it by a map pixel or two
+    assert all(abs(a - b) <= 2 * outlines.scale for a, b in zip(rect, (100, 100, 540, 400)))
+    assert label_outlines(belt()).rects == {}
