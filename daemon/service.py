@@ -354,7 +354,8 @@ class Service:
         cam = frame.camera
         codes, codes_ms = self._read_codes(cam, frame.image)
         self._record_frame(cam, result, codes_ms)
-        finished = tracker.observe(frame.captured_at, result.lines, codes, _FrameContext.of(frame, result, codes_ms))
+        finished = tracker.observe(frame.captured_at, result.lines, codes, _FrameContext.of(frame, result, codes_ms),
+                                   image=frame.image)   # its label outlines group the lines (~1 ms a frame)
         frame.ack.done()
         for label in finished:
             self._publish_label(cam, label)
