@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -223,6 +224,59 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    # The local page (daemon/web): each camera's latest frame with its readings drawn, recent readings, rejects.
+    enabled: bool = True
+    # Loopback by default (reach it over an SSH tunnel); any other address needs an access token below.
+    host: str = "127.0.0.1"
+    # TCP port of the page; 0 = any free port (logged at start).
+    port: int = 8088
+    # The access token, like the MQTT password never in this file: the name of an environment variable ...
+    token_env: Optional[str] = None
+    # ... or a file holding it (a systemd credential); at least MIN_TOKEN_CHARS characters.
+    token_file: Optional[str] = None
+    # Readings listed per camera on the page, newest first.
+    recent_readings: int = 20
+    # Rejects (reasons and the lines not kept) listed per camera; a repeated reject is one entry with a count.
+    recent_rejects: int = 20
+    # How often the page asks for new state and, when it changed, the camera's frame.
+    refresh_ms: int = 1000
+    # Requests served at once (waitress worker threads); the page costs one request per camera per refresh.
+    threads: int = 4
+    # The longest side of the drawn frame the page shows, in pixels (drawn and encoded only when asked for).
+    frame_max_side_px: int = 1280
+    # Where the page's "save frame" button writes PNGs; at most max_saved_frames, the oldest deleted first.
+    saved_frames_dir: str = "var/saved-frames"
+    # Saved PNGs kept in saved_frames_dir.
+    max_saved_frames: int = 200
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    # Per stored reading, its frame and line crops as JPEGs (daemon/evidence.py), fetched as /evidence/<id>.jpg.
+    enabled: bool = True
+    # The evidence folder (relative paths resolve against state_dir); nothing else should live there.
+    dir: str = "var/evidence"
+    # Size cap of the folder; the oldest readings' files are deleted first. 512 MiB = ~3000 readings at 1280 px.
+    max_bytes: int = 512 * 1024 * 1024
+    # Files older than this are deleted; 0 = kept until the size cap needs the room.
+    ttl_s: float = 7 * 24 * 3600.0
+    # Nothing is written while the file system has less free than this: evidence never fills the outbox's disk.
+    min_free_bytes: int = 1024 * 1024 * 1024
+    # The frame is scaled down to this longest side before encoding; 0 = as captured. Crops are kept at full size.
+    frame_max_side_px: int = 1280
+    # JPEG quality of the frame and the crops, 1..100.
+    jpeg_quality: int = 80
+    # Line crops beside the frame (one small JPEG per line).
+    crops: bool = True
+    # Readings waiting for the writer thread; when full, a reading's evidence is dropped (counted), never waited for.
+    queue_size: int = 16
+    # A stored reading with a line below this confidence also sends its id to {prefix}/{device}/{camera}/review
+    # (through the outbox, after the reading); 0 = off.
+    review_below_confidence: float = 0.0
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     # SIGTERM: how long to drain the pipeline and the outbox before exiting with the rest on disk.
     drain_timeout_s: float = 10.0
@@ -241,7 +295,8 @@ class Config:
     device_id: Optional[str] = None
     # auto = TensorRT where it loads and the engines match, else ONNX Runtime on the CPU.
     backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
-    # Absolute directory that relative outbox.path, engines.dir and engines.timing_cache resolve against,
+    # Absolute directory that relative outbox.path, engines.dir, engines.timing_cache, evidence.dir and
+    # web.saved_frames_dir resolve against,
     # so `calibrate`/`build-engine` write where the service reads; null = the working directory.
     state_dir: Optional[str] = None
     ocr: OcrConfig = field(default_factory=OcrConfig)
@@ -251,6 +306,8 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
@@ -327,6 +384,8 @@ MAX_KEEPALIVE_S = 65535
 # camera backing off, and the LIMIT. MQTT's 16-bit packet ids (65535) are the other, looser bound.
 SQLITE_MAX_VARIABLES = 32766
 MQTT_MAX_PACKET_IDS = 65535
+# An access token for the page shorter than this is refused: guessable over a plant network.
+MIN_TOKEN_CHARS = 16
 
 
 def max_inflight_limit(cameras: int) -> int:
@@ -378,6 +437,55 @@ def _check_folders(cameras: tuple[CameraConfig, ...]) -> None:
                 done_dir = cam.done_dir or os.path.join(cam.uri, "done")
                 _require(not _same_dir(done_dir, other.uri), f"cameras[{i}].done_dir", done_dir,
                          f"is the folder watched by cameras[{j}] ({other.name}); its files would be read again")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen address only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_web(w: WebConfig) -> None:
+    _require(bool(w.host), "web.host", w.host, "must not be empty")
+    _require(0 <= w.port < 65536, "web.port", w.port, "must be between 0 and 65535 (0 = any free port)")
+    _require(not (w.token_env and w.token_file), "web.token_file", w.token_file,
+             "cannot be set together with web.token_env")
+    if w.token_env:
+        _require(w.token_env in os.environ, "web.token_env", w.token_env, "is not set in the environment")
+        _require(len(os.environ[w.token_env].strip()) >= MIN_TOKEN_CHARS, "web.token_env", w.token_env,
+                 f"holds a token shorter than {MIN_TOKEN_CHARS} characters")
+    _check_readable("web.token_file", w.token_file)
+    if w.token_file:
+        _require(len(Path(w.token_file).read_text(encoding="utf-8").strip()) >= MIN_TOKEN_CHARS, "web.token_file",
+                 w.token_file, f"holds a token shorter than {MIN_TOKEN_CHARS} characters")
+    _require(not w.enabled or is_loopback_host(w.host) or bool(w.token_env or w.token_file), "web.host", w.host,
+             "is not a loopback address: set web.token_env or web.token_file (an access token), "
+             "or keep 127.0.0.1 and reach the page over an SSH tunnel")
+    for name in ("recent_readings", "recent_rejects"):
+        v = getattr(w, name)
+        _require(1 <= v <= 1000, f"web.{name}", v, "must be between 1 and 1000")
+    _require(100 <= w.refresh_ms <= 60_000, "web.refresh_ms", w.refresh_ms, "must be between 100 and 60000")
+    _require(1 <= w.threads <= 32, "web.threads", w.threads, "must be between 1 and 32")
+    _require(w.frame_max_side_px >= 64, "web.frame_max_side_px", w.frame_max_side_px, "must be at least 64")
+    _require(bool(w.saved_frames_dir), "web.saved_frames_dir", w.saved_frames_dir, "must not be empty")
+    _require(w.max_saved_frames >= 1, "web.max_saved_frames", w.max_saved_frames, "must be at least 1")
+
+
+def _check_evidence(e: EvidenceConfig) -> None:
+    _require(bool(e.dir), "evidence.dir", e.dir, "must not be empty")
+    _require(e.max_bytes >= 1024 * 1024, "evidence.max_bytes", e.max_bytes, "must be at least 1048576 (1 MiB)")
+    _require(e.ttl_s >= 0, "evidence.ttl_s", e.ttl_s, "must not be negative")
+    _require(e.min_free_bytes >= 0, "evidence.min_free_bytes", e.min_free_bytes, "must not be negative")
+    _require(e.frame_max_side_px == 0 or e.frame_max_side_px >= 64, "evidence.frame_max_side_px",
+             e.frame_max_side_px, "must be 0 (as captured) or at least 64")
+    _require(1 <= e.jpeg_quality <= 100, "evidence.jpeg_quality", e.jpeg_quality, "must be between 1 and 100")
+    _require(1 <= e.queue_size <= 1024, "evidence.queue_size", e.queue_size, "must be between 1 and 1024")
+    _require(0.0 <= e.review_below_confidence <= 1.0, "evidence.review_below_confidence",
+             e.review_below_confidence, "must be between 0 (off) and 1")
 
 
 def validate(cfg: Config) -> Config:
@@ -487,6 +595,8 @@ def validate(cfg: Config) -> Config:
     _require(ob.dead_letter_after_failures >= 1, "outbox.dead_letter_after_failures",
              ob.dead_letter_after_failures, "must be at least 1")
     _require(0 < cfg.metrics.port < 65536, "metrics.port", cfg.metrics.port, "must be between 1 and 65535")
+    _check_web(cfg.web)
+    _check_evidence(cfg.evidence)
     _require(cfg.service.drain_timeout_s >= 0, "service.drain_timeout_s", cfg.service.drain_timeout_s,
              "must not be negative")
     _require(cfg.service.stall_timeout_s > 0, "service.stall_timeout_s", cfg.service.stall_timeout_s,
@@ -540,7 +650,8 @@ def resolve_device_id(cfg: Config, machine_id: Optional[str], hostname: str) -> 
 
 
 def resolve_state_paths(cfg: Config) -> Config:
-    """cfg with relative outbox.path, engines.dir and engines.timing_cache joined onto state_dir.
+    """cfg with relative outbox.path, engines.dir, engines.timing_cache, evidence.dir and web.saved_frames_dir
+    joined onto state_dir.
 
     Absolute paths are kept; with state_dir null nothing changes (relative paths stay relative to the
     working directory, which is the state directory under systemd). Pure: touches no file.
@@ -555,7 +666,9 @@ def resolve_state_paths(cfg: Config) -> Config:
         cfg.engines, dir=under_state(cfg.engines.dir),
         timing_cache=None if cfg.engines.timing_cache is None else under_state(cfg.engines.timing_cache))
     outbox = dataclasses.replace(cfg.outbox, path=under_state(cfg.outbox.path))
-    return dataclasses.replace(cfg, engines=engines, outbox=outbox)
+    evidence = dataclasses.replace(cfg.evidence, dir=under_state(cfg.evidence.dir))
+    web = dataclasses.replace(cfg.web, saved_frames_dir=under_state(cfg.web.saved_frames_dir))
+    return dataclasses.replace(cfg, engines=engines, outbox=outbox, evidence=evidence, web=web)
 
 
 def from_dict(data: Any) -> Config:
@@ -592,4 +705,13 @@ def mqtt_password(m: MqttConfig) -> Optional[str]:
         return os.environ.get(m.password_env)
     if m.password_file:
         return Path(m.password_file).read_text(encoding="utf-8").strip()
+    return None
+
+
+def web_token(w: WebConfig) -> Optional[str]:
+    """The page's access token from the configured environment variable or file; never logged."""
+    if w.token_env:
+        return os.environ.get(w.token_env, "").strip() or None
+    if w.token_file:
+        return Path(w.token_file).read_text(encoding="utf-8").strip() or None
     return None
