@@ -1,0 +1,151 @@
+// The page: polls /api/state, builds each camera's card with textContent only (OCR text is never HTML),
+// and reloads a camera's drawn frame only when its frame_seq changed.
+"use strict";
+const refreshMs = Number(document.body.dataset.refreshMs) || 1000;
+const cards = new Map();
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+function time(epochS) {
+  return epochS ? new Date(epochS * 1000).toLocaleTimeString([], {hour12: false}) : "";
+}
+function enc(s) { return encodeURIComponent(s); }
+function bytes(n) {
+  if (n === undefined || n === null) return "?";
+  return n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(0) + " KiB" : n + " B";
+}
+function textsCell(texts) {
+  const td = el("td");
+  for (const t of texts) {
+    const div = el("div", t.text);
+    div.appendChild(el("span", t.confidence.toFixed(2), "conf"));
+    td.appendChild(div);
+  }
+  return td;
+}
+
+function card(name) {
+  let c = cards.get(name);
+  if (c) return c;
+  const node = document.getElementById("camera-template").content.firstElementChild.cloneNode(true);
+  node.dataset.camera = name;
+  node.querySelector(".name").textContent = name;
+  const saveBtn = node.querySelector("button.save");
+  saveBtn.addEventListener("click", async () => {
+    const out = node.querySelector(".saved");
+    out.textContent = "saving…";
+    try {
+      const r = await fetch(`/api/cameras/${enc(name)}/save`, {method: "POST", headers: {"X-OCR-Page": "1"}});
+      const j = await r.json();
+      out.textContent = r.ok ? `saved ${j.file}` : (j.error || `error ${r.status}`);
+    } catch (e) { out.textContent = "not saved: " + e; }
+  });
+  document.getElementById("cameras").appendChild(node);
+  c = {node, seq: -1, key: ""};
+  cards.set(name, c);
+  return c;
+}
+
+function renderCamera(name, cam) {
+  const c = card(name), n = c.node;
+  n.querySelector(".source").textContent = `${cam.kind}: ${cam.source}` + (cam.roi.length ? `, ROI [${cam.roi.join(", ")}]` : "");
+  n.querySelector(".stats").textContent =
+    `${cam.state} · ${Number(cam.fps || 0).toFixed(1)} fps · ${cam.frames || 0} frames · ${cam.dropped || 0} dropped · ` +
+    `${cam.stored || 0} stored · ${cam.publish_mode}`;
+  const img = n.querySelector("img.frame");
+  if (cam.frame_seq && cam.frame_seq !== c.seq) {
+    c.seq = cam.frame_seq;
+    img.src = `/api/cameras/${enc(name)}/frame.jpg?seq=${cam.frame_seq}`;
+    img.dataset.seq = String(cam.frame_seq);
+  }
+  // Lists are rebuilt only when they changed: a reader's selection (or a test's element) survives a poll.
+  const key = JSON.stringify([cam.frame_seq, cam.readings, cam.rejects]);
+  if (key === c.key) return;
+  c.key = key;
+  const lines = n.querySelector("ul.lines");
+  lines.replaceChildren(...cam.lines.map(l => el("li", `${l.text}  ${l.confidence.toFixed(2)}  (${l.state})`, l.state)));
+  if (!cam.lines.length) lines.replaceChildren(el("li", "none"));
+  for (const code of cam.codes) lines.appendChild(el("li", `${code.format}: ${code.text}`, "code"));
+
+  const rb = n.querySelector("table.readings tbody");
+  rb.replaceChildren(...cam.readings.map(r => {
+    const tr = el("tr");
+    tr.dataset.id = r.id;
+    if (r.review) tr.className = "review";
+    const when = el("td", time(r.at));
+    when.title = r.id;
+    tr.appendChild(when);
+    tr.appendChild(textsCell(r.texts));
+    const ev = el("td");
+    if (r.evidence_lines !== null && r.evidence_lines !== undefined) {
+      const a = el("a", "frame");
+      a.href = `/evidence/${enc(r.id)}.jpg`;
+      a.target = "_blank";
+      ev.appendChild(a);
+      for (let k = 0; k < r.evidence_lines; k++) {
+        const crop = el("img", null, "crop");
+        crop.src = `/evidence/${enc(r.id)}/line${k}.jpg`;
+        crop.alt = `line ${k}`;
+        crop.loading = "lazy";
+        ev.appendChild(crop);
+      }
+    } else {
+      ev.textContent = "–";
+    }
+    tr.appendChild(ev);
+    return tr;
+  }));
+  const jb = n.querySelector("table.rejects tbody");
+  jb.replaceChildren(...cam.rejects.map(r => {
+    const tr = el("tr");
+    tr.appendChild(el("td", time(r.at)));
+    tr.appendChild(el("td", Object.entries(r.reasons).map(([k, v]) => `${k} ×${v}`).join(", ") +
+      (r.repeats > 1 ? ` (${r.repeats} frames)` : "")));
+    tr.appendChild(textsCell(r.texts));
+    return tr;
+  }));
+}
+
+function renderSummary(s) {
+  const b = s.backend;
+  const be = document.getElementById("backend");
+  be.textContent = `${b.backend} ${b.precision}` + (b.degraded ? " (degraded)" : "");
+  be.classList.toggle("bad", !!b.degraded);
+  const why = document.getElementById("backend-reason");
+  why.hidden = !b.reason;
+  why.textContent = b.reason ? `not the configured ${b.configured.backend} ${b.configured.precision}: ${b.reason}` : "";
+  const br = document.getElementById("broker");
+  br.textContent = s.broker.enabled ? (s.broker.connected ? "connected" : "disconnected") : "off";
+  br.classList.toggle("bad", s.broker.enabled && !s.broker.connected);
+  document.getElementById("outbox").textContent = `${s.outbox.rows} rows (${bytes(s.outbox.bytes)})`;
+  const ev = s.evidence;
+  document.getElementById("evidence").textContent = ev.enabled
+    ? `${ev.readings} readings (${bytes(ev.bytes)} of ${bytes(ev.max_bytes)}), ${ev.dropped_queue_full + ev.dropped_disk_low + ev.write_errors} dropped`
+    : "off";
+  const h = document.getElementById("health");
+  h.textContent = s.health.healthy ? "ok" : s.health.reasons.join("; ");
+  h.classList.toggle("bad", !s.health.healthy);
+}
+
+async function poll() {
+  try {
+    const r = await fetch("/api/state", {cache: "no-store"});
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const s = await r.json();
+    document.getElementById("stale").hidden = true;
+    renderSummary(s);
+    for (const [name, cam] of Object.entries(s.cameras)) renderCamera(name, cam);
+    for (const name of [...cards.keys()]) {
+      if (!(name in s.cameras)) { cards.get(name).node.remove(); cards.delete(name); }
+    }
+    document.body.dataset.ready = "1";
+  } catch (e) {
+    document.getElementById("stale").hidden = false;
+  }
+  setTimeout(poll, refreshMs);
+}
+poll();
