@@ -8,6 +8,7 @@ histograms as frames go through. The snapshot is a plain dict, the same one the 
      "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "reconnects", "watchdog_restarts",
                         "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state"}},
      "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
+     "evidence": {"enabled", "readings", "bytes", <EvidenceCounters>: n},   # daemon/evidence.py
      "mqtt": {"enabled", "connected", <publisher counters>: n},
      "delivery": {"sender_alive", "connected", "oldest_undelivered_age_s", "failing_rows", "dead_letters",
                   "outbox_writable", "last_error"} or None,                  # daemon/health.py's facts
@@ -43,7 +44,11 @@ _CAMERA_COUNTERS = {
     "reconnects": ("ocr_source_reconnects_total", "Sources reopened after losing the device"),
     "watchdog_restarts": ("ocr_source_watchdog_restarts_total", "Sources restarted for delivering no frame"),
     "stored": ("ocr_results_stored_total", "Results written to the outbox"),
+    "reviewed": ("ocr_results_review_total", "Stored results whose id also went to the review topic"),
 }
+# The evidence store (daemon/evidence.py): readings not kept, by reason, and readings deleted, by reason.
+_EVIDENCE_DROPS = {"queue_full": "dropped_queue_full", "disk_low": "dropped_disk_low", "write_error": "write_errors"}
+_EVIDENCE_EVICTIONS = {"size": "evicted_size", "ttl": "evicted_ttl"}
 # Readings the outbox let go or could not store: ocr_outbox_lost_total{reason}; its other counters (dead_lettered,
 # replayed, corrupt_set_aside, salvaged_rows) are ocr_outbox_<name>_total.
 _OUTBOX_LOSSES = ("dropped_oldest", "refused_new", "expired", "disk_full", "io_errors")
@@ -128,6 +133,24 @@ class _SnapshotCollector:
                                     value=float(delivery.get("failing_rows") or 0))
             yield GaugeMetricFamily("ocr_dead_letters", "Results set aside in the dead-letter table",
                                     value=float(delivery.get("dead_letters") or 0))
+
+        ev = snap.get("evidence") or {}
+        if ev.get("enabled"):
+            yield CounterMetricFamily("ocr_evidence_written_total", "Readings whose frame and crops were kept",
+                                      value=float(ev.get("written", 0)))
+            dropped = CounterMetricFamily("ocr_evidence_dropped_total", "Readings whose evidence was not kept, "
+                                          "by reason (queue_full, disk_low, write_error)", labels=["reason"])
+            for reason, key in _EVIDENCE_DROPS.items():
+                dropped.add_metric([reason], float(ev.get(key, 0)))
+            yield dropped
+            evicted = CounterMetricFamily("ocr_evidence_evicted_total", "Readings' evidence deleted, oldest first, "
+                                          "by reason (size, ttl)", labels=["reason"])
+            for reason, key in _EVIDENCE_EVICTIONS.items():
+                evicted.add_metric([reason], float(ev.get(key, 0)))
+            yield evicted
+            yield GaugeMetricFamily("ocr_evidence_bytes", "Bytes in the evidence folder", value=float(ev.get("bytes", 0)))
+            yield GaugeMetricFamily("ocr_evidence_readings", "Readings with evidence kept",
+                                    value=float(ev.get("readings", 0)))
 
         mq = snap.get("mqtt", {})
         yield GaugeMetricFamily("ocr_broker_connected", "1 while the MQTT broker accepted our connection",

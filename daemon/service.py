@@ -14,6 +14,10 @@ re-reads the config file; a bad one is logged and rejected (the old one keeps ru
 publishes the labels being voted on (with the running filters and outbox), then restarts only what changed
 (cameras, filters, publisher/outbox, OCR models, metrics).
 
+The page and the evidence (issue 13): the loop hands each OCR'd frame to daemon/web/live.py and each stored
+reading's frame to daemon/evidence.py as references (a lock and a deque append; a put_nowait on a bounded queue);
+drawing and JPEG encoding happen in the page's request threads and the evidence writer thread, never here.
+
 Progress (what the systemd watchdog and /healthz mean): the work loop sends WATCHDOG=1 only while
  - a frame went through OCR and the filters within service.stall_timeout_s, or
  - every camera is idle by design (an image folder with nothing new) and its capture thread polled
@@ -101,6 +105,7 @@ class _CameraStats:
     stored: int = 0
     rejected: Counter = dataclasses.field(default_factory=Counter)
     noted: Counter = dataclasses.field(default_factory=Counter)   # check_digit_corrected, code_confirmed, code_mismatch
+    reviewed: int = 0   # stored readings whose id also went to the review topic
     recent: deque = dataclasses.field(default_factory=deque)   # processing times (monotonic) in the fps window
 
     def fps(self, now: float) -> float:
@@ -123,6 +128,9 @@ class Service:
         self.publisher = None
         self.metrics = None
         self.metrics_server = None
+        self.live = None          # the page's view of each camera (daemon/web/live.py); None with web off
+        self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
+        self.web_server = None
         self._stats_lock = threading.Lock()   # the HTTP thread reads what the loop writes
         self._cam_stats: dict[str, _CameraStats] = {}
         self._latency: dict[str, deque] = {}
@@ -152,6 +160,8 @@ class Service:
         self.pipeline = OcrPipeline.from_config(cfg)   # the slow part: models load once, here
         self.metrics = Metrics(self.snapshot)
         self._start_metrics_server()
+        self._start_evidence()
+        self._start_web()
         self._start_publisher()
         for cam in cfg.cameras:
             self._start_camera(cam)
@@ -177,6 +187,70 @@ class Service:
             log.info("metrics on http://%s:%d/metrics and /healthz", m.host, self.metrics_server.port)
         except OSError as exc:   # metrics are for looking at; the readings matter more
             log.error("metrics server on %s:%d not started: %s", m.host, m.port, exc)
+
+    def _start_evidence(self) -> None:
+        from daemon.evidence import EvidenceStore, NoEvidence
+
+        e = self.cfg.evidence
+        self.evidence = NoEvidence()
+        if not e.enabled:
+            return
+        try:
+            self.evidence = EvidenceStore(e).start()
+        except OSError as exc:   # evidence is for looking at; the readings matter more
+            log.error("evidence store %s not started: %s", e.dir, exc)
+
+    def _start_web(self) -> None:
+        """The local page (daemon/web) on web.host:web.port; a port in use is logged, not fatal (like metrics)."""
+        w = self.cfg.web
+        if not w.enabled:
+            self.live = None
+            return
+        from daemon.config import web_token
+        from daemon.web.app import PageFeed, create_app
+        from daemon.web.live import LiveView
+        from daemon.web.server import WebServer
+
+        self.live = LiveView(w.recent_readings, w.recent_rejects)
+        feed = PageFeed(state=self._page_state, latest=self.live.latest, roi=self._roi_of, save=self._save_frame,
+                        evidence_path=lambda msg_id, line: self.evidence.path(msg_id, line),
+                        device=self.cfg.device_id or "", refresh_ms=w.refresh_ms,
+                        frame_max_side_px=w.frame_max_side_px)
+        token = web_token(w)
+        try:
+            self.web_server = WebServer(create_app(feed, token), w.host, w.port, w.threads).start()
+            log.info("page on http://%s:%d/%s", w.host, self.web_server.port,
+                     " (access token required)" if token else "")
+        except OSError as exc:
+            log.error("page on %s:%d not started: %s", w.host, w.port, exc)
+
+    def _stop_web(self) -> None:
+        if self.web_server is not None:
+            self.web_server.stop()
+            self.web_server = None
+
+    def _page_state(self) -> dict:
+        from daemon.web.state import camera_config_view, page_state
+
+        cams = {c.name: camera_config_view(c) for c in self.cfg.cameras}
+        live = self.live
+        views = {name: live.camera_view(name) for name in cams} if live is not None else {}
+        return page_state(self.snapshot(), cams, views, self.evidence.snapshot(),
+                          {"backend": self.cfg.backend, "precision": self.cfg.ocr.precision}, self.cfg.web.refresh_ms,
+                          self.evidence.lines)
+
+    def _roi_of(self, camera: str) -> tuple:
+        return next((tuple(c.roi) for c in self.cfg.cameras if c.name == camera), ())
+
+    def _save_frame(self, camera: str) -> Optional[str]:
+        """The page's save button: the camera's latest frame (ROI applied, nothing drawn) as a PNG."""
+        from daemon.web.saved import save_frame
+
+        latest = self.live.latest(camera) if self.live is not None else None
+        if latest is None:
+            return None
+        w = self.cfg.web
+        return save_frame(w.saved_frames_dir, camera, latest.image, latest.captured_at, w.max_saved_frames).name
 
     def _start_publisher(self) -> None:
         from daemon.publish.mqtt_client import Publisher
@@ -219,6 +293,9 @@ class Service:
             self.publisher.stop(0.0)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        self._stop_web()
+        if self.evidence is not None:
+            self.evidence.stop()
         if self.pipeline is not None:
             self.pipeline.close()
         if self.outbox is not None:
@@ -326,6 +403,9 @@ class Service:
         with self._stats_lock:
             st.rejected.update(decision.rejected)
             st.noted.update(decision.noted)
+        if self.live is not None:   # references only: the page draws when it asks
+            self.live.frame(cam, frame.image, frame.captured_at, result.lines, decision.lines, codes)
+            self.live.rejected(cam, frame.captured_at, decision.rejected, result.lines, decision.lines)
         if not decision.publish:
             ack.done()
             return
@@ -354,6 +434,8 @@ class Service:
         cam = frame.camera
         codes, codes_ms = self._read_codes(cam, frame.image)
         self._record_frame(cam, result, codes_ms)
+        if self.live is not None:   # lines still being voted on
+            self.live.frame(cam, frame.image, frame.captured_at, result.lines, None, codes)
         finished = tracker.observe(frame.captured_at, result.lines, codes, _FrameContext.of(frame, result, codes_ms),
                                    image=frame.image)   # its label outlines group the lines (~1 ms a frame)
         frame.ack.done()
@@ -387,6 +469,8 @@ class Service:
             st = self._cam_stats.setdefault(cam, _CameraStats())
             st.rejected.update(decision.rejected)
             st.noted.update(decision.noted)
+        if self.live is not None:
+            self.live.rejected(cam, first.captured_at, decision.rejected, label.lines, decision.lines)
         if decision.publish:
             self._store(cam, filt, decision, self.outbox.next_seq(cam), NO_ACK, best, first.captured_at,
                         label.frames)
@@ -414,6 +498,7 @@ class Service:
             self.metrics.observe_ms("capture_to_outbox", latency_ms["capture_to_outbox"])
             filt.commit(decision)   # only a stored reading makes later ones duplicates
             ack.done()              # durable: now the file may go
+            self._keep_evidence(cam, msg_id, captured_at, decision.lines, ctx, frames)
             # One line per stored reading (de-duplication, or consensus, keeps it to one per label in view).
             texts = " | ".join(line.text for line in decision.lines)
             log.info("%s #%d stored%s: %s", cam, seq, f" ({frames} frames)" if frames else "",
@@ -424,6 +509,26 @@ class Service:
             ack.reject("its reading is larger than outbox.max_bytes")   # it can never fit: set aside, not retried
         else:
             ack.release()   # refused by the outbox caps (counted there); a folder image is retried later
+
+    def _keep_evidence(self, cam: str, msg_id: str, captured_at: float, lines, ctx: "_FrameContext",
+                       frames: Optional[int]) -> None:
+        """A stored reading's frame and line boxes to the evidence store (queued, never waited for), the reading
+        to the page, and its id to the review topic when a line is below evidence.review_below_confidence."""
+        from daemon.publish.review import needs_review, review_message, review_topic
+
+        if ctx.image is not None:
+            self.evidence.submit(msg_id, ctx.image, [line.box for line in lines])
+        below = self.cfg.evidence.review_below_confidence
+        review = needs_review(lines, below)
+        if review:   # after the reading, through the same outbox: a broker outage loses neither
+            payload = review_message(msg_id=msg_id, device_id=self.cfg.device_id, camera=cam,
+                                     captured_at=captured_at, lines=lines, below=below)
+            if self.outbox.put(cam, review_topic(self.cfg.mqtt.topic_prefix, self.cfg.device_id, cam),
+                               f"{msg_id}/review", payload):
+                with self._stats_lock:
+                    self._cam_stats.setdefault(cam, _CameraStats()).reviewed += 1
+        if self.live is not None:
+            self.live.reading(cam, msg_id, captured_at, lines, frames, review)
 
     def _read_codes(self, cam: str, image) -> tuple[list, Optional[float]]:
         """The frame's codes per cameras[].codes (the frame has its ROI applied, like the text) and the ms taken;
@@ -529,6 +634,7 @@ class Service:
                     "reconnects": self._retired[(name, "reconnects")] + (c.reconnects if c else 0),
                     "watchdog_restarts": self._retired[(name, "watchdog_restarts")] + (c.watchdog_restarts if c else 0),
                     "stored": st.stored,
+                    "reviewed": st.reviewed,
                     "rejected": dict(st.rejected),
                     "checks": dict(st.noted),
                     "state": src.health().state if src is not None else "removed",
@@ -551,6 +657,7 @@ class Service:
         return {"device": self.cfg.device_id, "uptime_s": round(now - self._started_at, 1),
                 "backend": self.backend_info(), "cameras": cams, "outbox": outbox, "mqtt": mqtt,
                 "delivery": _facts_dict(facts),
+                "evidence": self.evidence.snapshot() if self.evidence is not None else {"enabled": False},
                 "health": {"healthy": verdict.healthy, "watchdog_ok": verdict.watchdog_ok,
                            "reasons": list(verdict.reasons)},
                 "latency_ms": latency}
@@ -631,6 +738,12 @@ class Service:
                 self.metrics_server.stop()
                 self.metrics_server = None
             self._start_metrics_server()
+        if new.evidence != old.evidence:
+            self.evidence.stop()   # writes what is queued with the old settings
+            self._start_evidence()
+        if new.web != old.web or new.cameras != old.cameras:
+            self._stop_web()       # a new LiveView: recent_readings and the cameras may have changed
+            self._start_web()
         if new.service.log_level != old.service.log_level:
             logging.getLogger().setLevel(new.service.log_level)
         log.info("SIGHUP: config %s applied", self.config_path)
@@ -664,6 +777,8 @@ class Service:
             left = self.publisher.stop(max(0.0, deadline - time.monotonic()))
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        self._stop_web()
+        self.evidence.stop()   # the readings stored in the drain keep their evidence
         self.pipeline.close()
         self.outbox.close()
         log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
@@ -672,15 +787,17 @@ class Service:
 
 @dataclasses.dataclass(frozen=True)
 class _FrameContext:
-    """What a stored reading needs of its frame: capture time, stage timings, the codes' ms, the source."""
+    """What a stored reading needs of its frame: capture time, stage timings, the codes' ms, the source, and the
+    image itself for the evidence store (a reference; a consensus label keeps its first and best frames')."""
     captured_at: float
     timing_ms: dict
     codes_ms: Optional[float]
     source: dict
+    image: object = dataclasses.field(default=None, compare=False, repr=False)   # the frame, for its evidence
 
     @classmethod
     def of(cls, frame: Frame, result, codes_ms: Optional[float]) -> "_FrameContext":
-        return cls(frame.captured_at, dict(result.timing_ms), codes_ms, frame.source)
+        return cls(frame.captured_at, dict(result.timing_ms), codes_ms, frame.source, frame.image)
 
 
 def _facts_dict(facts: Optional[DeliveryFacts]) -> Optional[dict]:
