@@ -6,7 +6,8 @@ setup(
     version="0.1.0",
     description="Edge OCR daemon for NVIDIA Jetson: INT8 TensorRT / ONNX Runtime OCR published over MQTT",
     packages=find_packages(include=["daemon", "daemon.*"]),
-    package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "schema/*.json", "gpu/*.cu"]},
+    package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "schema/*.json", "gpu/*.cu",
+                             "web/templates/*.html", "web/static/*.js", "web/static/*.css"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.21",
@@ -24,6 +25,9 @@ setup(
         "zxing-cpp>=2.3",
         "biip>=5.0",
         "python-stdnum>=1.20",
+        # The local page (daemon/web): Flask for the routes, waitress (pure Python, a fixed worker pool) to serve them.
+        "flask>=3.1,<3.2",
+        "waitress>=3.0.2,<4",
     ],
     extras_require={
         # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV
@@ -31,7 +35,8 @@ setup(
         "opencv": ["opencv-python>=4.8"],
         # TensorRT comes from JetPack (python3-libnvinfer); pycuda from PyPI, built by make-venv.sh --gpu.
         "gpu": ["pycuda>=2024.1"],
-        "test": ["pytest>=8", "jsonschema>=4.20"],
+        # selenium drives Debian's chromium + chromium-driver (scripts/setup.sh) in tests/test_web_browser.py.
+        "test": ["pytest>=8", "jsonschema>=4.20", "selenium>=4.30,<4.52"],
     },
     entry_points={"console_scripts": ["ocr-daemon=daemon.cli:main"]},
 )

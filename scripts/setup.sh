@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # base/good plugins: the system-Python install test (tests/test_install_system_python.py). gcc: the stub
 # libraries that let tests import NVIDIA's TensorRT bindings for the API check (tests/trt_api/).
 # gstreamer1.0-rtsp, python3-gi, gir1.2-gst-rtsp-server-1.0: the test RTSP server (tests/test_sources_rtsp.py).
+# chromium, chromium-driver: the headless browser the page's tests drive through Selenium (tests/test_web_browser.py).
 APT_PACKAGES="python3-venv mosquitto mosquitto-clients openssl fonts-dejavu-core fonts-noto-cjk libgl1 libglib2.0-0
   python3-opencv python3-numpy gstreamer1.0-plugins-base gstreamer1.0-plugins-good gcc
-  gstreamer1.0-rtsp python3-gi gir1.2-gst-rtsp-server-1.0"
+  gstreamer1.0-rtsp python3-gi gir1.2-gst-rtsp-server-1.0 chromium chromium-driver"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
