@@ -257,7 +257,7 @@ class EvidenceConfig:
     enabled: bool = True
     # The evidence folder (relative paths resolve against state_dir); nothing else should live there.
     dir: str = "var/evidence"
-    # Size cap of the folder; the oldest readings' files are deleted first. 512 MiB = ~3000 readings at 1280 px.
+X
     max_bytes: int = 512 * 1024 * 1024
     # Files older than this are deleted; 0 = kept until the size cap needs the room.
     ttl_s: float = 7 * 24 * 3600.0

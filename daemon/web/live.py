@@ -42,7 +42,8 @@ class Reject:
 
 
 def accepted_flags(lines: Sequence, kept: Optional[Sequence]) -> Optional[tuple]:
-    """Per line, whether it is among the kept lines (matched by box: the filter may correct a line's text)."""
+    """Per line, whether it is among the kept lines, matched by box (the filter may correct a line's text, but
+    it carries the line's own box tuple over)."""
     if kept is None:
         return None
     boxes = {_box_key(k.box) for k in kept}
@@ -50,7 +51,7 @@ def accepted_flags(lines: Sequence, kept: Optional[Sequence]) -> Optional[tuple]
 
 
 def _box_key(box) -> tuple:
-    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in box)
+    return tuple(map(tuple, box))
 
 
 class _Camera:
