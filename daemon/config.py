@@ -257,7 +257,7 @@ class EvidenceConfig:
     enabled: bool = True
     # The evidence folder (relative paths resolve against state_dir); nothing else should live there.
     dir: str = "var/evidence"
-X
+    # Size cap of the folder; the oldest readings' files go first. 512 MiB = ~5500 sample readings (97 KB each).
     max_bytes: int = 512 * 1024 * 1024
     # Files older than this are deleted; 0 = kept until the size cap needs the room.
     ttl_s: float = 7 * 24 * 3600.0
