@@ -170,3 +170,23 @@ def test_config_errors_name_the_key_and_value(key, value):
     with pytest.raises(ConfigError) as e:
         from_dict({"device_id": "box1", "evidence": {key: value}})
     assert e.value.key == f"evidence.{key}" and repr(value) in str(e.value)
+
+
+def test_evidence_counters_are_exported_to_prometheus(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from daemon.metrics import Metrics
+    s = store(tmp_path, max_bytes=1024 * 1024, crops=False)
+    for i in range(20):
+        s.write(mid(i), frame(i))
+    text = Metrics(lambda: {"evidence": s.snapshot()}).exposition().decode()
+    samples = {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+               for fam in text_string_to_metric_families(text) for smp in fam.samples}
+    snap = s.snapshot()
+    assert snap["evicted_size"] > 0
+    assert samples[("ocr_evidence_written_total", ())] == snap["written"] == 20
+    assert samples[("ocr_evidence_evicted_total", (("reason", "size"),))] == snap["evicted_size"]
+    assert samples[("ocr_evidence_dropped_total", (("reason", "queue_full"),))] == 0
+    assert samples[("ocr_evidence_bytes", ())] == snap["bytes"]
+    assert samples[("ocr_evidence_readings", ())] == snap["readings"]
+    assert "ocr_evidence" not in Metrics(lambda: {"evidence": {"enabled": False}}).exposition().decode()
