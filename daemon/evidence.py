@@ -58,7 +58,7 @@ class EvidenceCounters:
 class _Entry:
     created_at: float             # epoch s: the newest file's mtime
     nbytes: int = 0
-    lines: int = 0                # crops written (line0 .. line<lines-1>)
+    lines: int = 0                # lines with a crop file: line0 .. line<lines-1> (one off the image has none)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,8 @@ class EvidenceStore:
             e = self._entries.get(msg_id)
             if e is None or (line is not None and not 0 <= line < e.lines):
                 return None
-        return self.dir / _name(msg_id, line)
+        path = self.dir / _name(msg_id, line)
+        return path if line is None or path.is_file() else None   # a line whose box was off the image has none
 
     def lines(self, msg_id: str) -> Optional[int]:
         """How many crops a kept reading has; None when the reading has no evidence (dropped, evicted)."""
@@ -218,22 +219,22 @@ class EvidenceStore:
         h, w = image.shape[:2]
         sw, sh = scaled_size(w, h, self.cfg.frame_max_side_px)
         frame = image if (sw, sh) == (w, h) else cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        blobs = [_encode(frame, params)]
+        blobs: list[tuple[Optional[int], bytes]] = [(None, _encode(frame, params))]
         if self.cfg.crops:
-            for box in boxes:
+            for k, box in enumerate(boxes):   # crop k is line k of the reading; a box off the image has none
                 rect = crop_rect(box, w, h)
                 if rect is not None:
                     x0, y0, x1, y1 = rect
-                    blobs.append(_encode(image[y0:y1, x0:x1], params))
+                    blobs.append((k, _encode(image[y0:y1, x0:x1], params)))
         written = 0
         try:
-            for k, blob in enumerate(blobs):
-                _write_file(self.dir / _name(msg_id, None if k == 0 else k - 1), blob)
+            for k, blob in blobs:
+                _write_file(self.dir / _name(msg_id, k), blob)
                 written += len(blob)
         except OSError as exc:
             log.warning("evidence: %s not kept: %s", msg_id, exc)
-            for k in range(len(blobs)):
-                _unlink(self.dir / _name(msg_id, None if k == 0 else k - 1))
+            for k, _ in blobs:
+                _unlink(self.dir / _name(msg_id, k))
             with self._lock:
                 self.counters.write_errors += 1
             self._evict()
@@ -242,7 +243,7 @@ class EvidenceStore:
             old = self._entries.pop(msg_id, None)   # the same id again (a folder re-run): replaced
             if old is not None:
                 self._bytes -= old.nbytes
-            self._entries[msg_id] = _Entry(self._clock(), written, len(blobs) - 1)
+            self._entries[msg_id] = _Entry(self._clock(), written, len(boxes) if self.cfg.crops else 0)
             self._bytes += written
             self.counters.written += 1
         self._evict()

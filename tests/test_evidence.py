@@ -78,6 +78,15 @@ def test_a_reading_is_kept_as_a_scaled_frame_and_full_size_crops(tmp_path):
     assert snap["bytes"] == sum(f.stat().st_size for f in (tmp_path / "ev").iterdir())
 
 
+def test_crops_keep_their_line_numbers_when_a_box_is_off_the_image(tmp_path):
+    s = store(tmp_path)
+    off = ((900.0, 900.0), (990.0, 900.0), (990.0, 950.0), (900.0, 950.0))
+    assert s.write(mid(1), frame(1), [BOX, off, ((300, 300), (400, 300), (400, 340), (300, 340))])
+    assert s.lines(mid(1)) == 3 and s.path(mid(1), 1) is None
+    crop = cv2.imdecode(np.fromfile(s.path(mid(1), 2), np.uint8), cv2.IMREAD_COLOR)
+    assert crop.shape == (48, 108, 3)                            # line 2's own box, not line 1's
+
+
 def test_size_cap_deletes_the_oldest_readings_first_and_counts_them(tmp_path):
     s = store(tmp_path, max_bytes=1024 * 1024, crops=False)
     for i in range(30):

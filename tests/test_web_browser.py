@@ -116,7 +116,7 @@ return {
   kept: [...card.querySelectorAll('ul.lines li.kept')].map(li => li.textContent),
   rows: [...card.querySelectorAll('table.readings tbody tr')].map(tr => ({
     id: tr.dataset.id,
-    texts: [...tr.querySelectorAll('td:nth-child(2) div')].map(d => d.firstChild.textContent),
+    texts: [...tr.querySelectorAll('td:nth-child(2) .line .text')].map(d => d.textContent),
     href: tr.querySelector('a') ? tr.querySelector('a').href : null,
     crops: [...tr.querySelectorAll('img.crop')].map(i => i.src)})),
   broker: document.getElementById('broker').textContent,

@@ -18,13 +18,23 @@ function bytes(n) {
   if (n === undefined || n === null) return "?";
   return n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(0) + " KiB" : n + " B";
 }
-function textsCell(texts) {
+function textsCell(texts, cropUrl) {
+  // One row per line: its crop from the evidence store (when kept), its text, its confidence.
   const td = el("td");
-  for (const t of texts) {
-    const div = el("div", t.text);
+  texts.forEach((t, k) => {
+    const div = el("div", null, "line");
+    const url = cropUrl ? cropUrl(k) : null;
+    if (url) {
+      const crop = el("img", null, "crop");
+      crop.src = url;
+      crop.alt = `line ${k}`;
+      crop.loading = "lazy";
+      div.appendChild(crop);
+    }
+    div.appendChild(el("span", t.text, "text"));
     div.appendChild(el("span", t.confidence.toFixed(2), "conf"));
     td.appendChild(div);
-  }
+  });
   return td;
 }
 
@@ -79,20 +89,14 @@ function renderCamera(name, cam) {
     const when = el("td", time(r.at));
     when.title = r.id;
     tr.appendChild(when);
-    tr.appendChild(textsCell(r.texts));
+    const kept = r.evidence_lines !== null && r.evidence_lines !== undefined;
+    tr.appendChild(textsCell(r.texts, kept ? (k => k < r.evidence_lines ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null));
     const ev = el("td");
-    if (r.evidence_lines !== null && r.evidence_lines !== undefined) {
+    if (kept) {
       const a = el("a", "frame");
       a.href = `/evidence/${enc(r.id)}.jpg`;
       a.target = "_blank";
       ev.appendChild(a);
-      for (let k = 0; k < r.evidence_lines; k++) {
-        const crop = el("img", null, "crop");
-        crop.src = `/evidence/${enc(r.id)}/line${k}.jpg`;
-        crop.alt = `line ${k}`;
-        crop.loading = "lazy";
-        ev.appendChild(crop);
-      }
     } else {
       ev.textContent = "–";
     }
