@@ -10,6 +10,9 @@ import threading
 from typing import Optional
 
 log = logging.getLogger(__name__)
+# waitress warns "Task queue depth is N" whenever a request waits for a worker: a page loading its crops does
+# that by design, and the journal is no place for it.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 CHANNEL_TIMEOUT_S = 30      # an idle keep-alive connection is closed after this
 CONNECTION_LIMIT = 64       # connections at once; more wait in the listen backlog

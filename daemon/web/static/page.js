@@ -55,7 +55,7 @@ function card(name) {
     } catch (e) { out.textContent = "not saved: " + e; }
   });
   document.getElementById("cameras").appendChild(node);
-  c = {node, seq: -1, key: ""};
+  c = {node, seq: -1, keys: {}};
   cards.set(name, c);
   return c;
 }
@@ -72,15 +72,26 @@ function renderCamera(name, cam) {
     img.src = `/api/cameras/${enc(name)}/frame.jpg?seq=${cam.frame_seq}`;
     img.dataset.seq = String(cam.frame_seq);
   }
-  // Lists are rebuilt only when they changed: a reader's selection (or a test's element) survives a poll.
-  const key = JSON.stringify([cam.frame_seq, cam.readings, cam.rejects]);
-  if (key === c.key) return;
-  c.key = key;
+  // Each list is rebuilt only when it changed: a reader's selection survives the polls in between.
+  const changed = (name, value) => {
+    const key = JSON.stringify(value);
+    if (c.keys[name] === key) return false;
+    c.keys[name] = key;
+    return true;
+  };
+  if (changed("lines", [cam.frame_seq, cam.lines, cam.codes])) renderLines(n, cam);
+  if (changed("readings", cam.readings)) renderReadings(n, cam);
+  if (changed("rejects", cam.rejects)) renderRejects(n, cam);
+}
+
+function renderLines(n, cam) {
   const lines = n.querySelector("ul.lines");
   lines.replaceChildren(...cam.lines.map(l => el("li", `${l.text}  ${l.confidence.toFixed(2)}  (${l.state})`, l.state)));
   if (!cam.lines.length) lines.replaceChildren(el("li", "none"));
   for (const code of cam.codes) lines.appendChild(el("li", `${code.format}: ${code.text}`, "code"));
+}
 
+function renderReadings(n, cam) {
   const rb = n.querySelector("table.readings tbody");
   rb.replaceChildren(...cam.readings.map(r => {
     const tr = el("tr");
@@ -103,6 +114,9 @@ function renderCamera(name, cam) {
     tr.appendChild(ev);
     return tr;
   }));
+}
+
+function renderRejects(n, cam) {
   const jb = n.querySelector("table.rejects tbody");
   jb.replaceChildren(...cam.rejects.map(r => {
     const tr = el("tr");
