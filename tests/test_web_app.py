@@ -159,3 +159,12 @@ def test_a_short_token_is_refused_and_a_good_one_opens_other_addresses(tmp_path,
     cfg = from_dict({"device_id": "box1", "web": {"host": "0.0.0.0", "token_file": str(token)}})
     from daemon.config import web_token
     assert web_token(cfg.web) == TOKEN
+
+
+def test_the_page_script_writes_text_never_html():
+    """OCR reads whatever is printed on a label, "<img onerror=...>" too: the page sets textContent only."""
+    from daemon.web import app as app_mod
+    script = (Path(app_mod.__file__).parent / "static" / "page.js").read_text()
+    assert "textContent" in script
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script, sink

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
 
 MQTT_PASSWORD = "hunter2-Mqtt-pw-0c3f"
 RTSP_PASSWORD = "Rtsp-S3cret-pw-91a"
+PAGE_TOKEN = "page-token-5b1d9e0c7a"      # required off loopback; configured here on loopback to drive it for real
 SAMPLE_TEXTS = {line["text"] for row in (ROOT / "daemon/samples/labels.jsonl").read_text().splitlines()
                 for line in json.loads(row)["lines"]}
 
@@ -60,11 +61,12 @@ def running(tmp_path_factory):
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "username": "ocr", "password_env": "OCR_TEST_MQTT_PW",
                  "stats_interval_s": 0},
         "metrics": {"enabled": False},
-        "web": {"port": web_port, "refresh_ms": 500},
+        "web": {"port": web_port, "refresh_ms": 500, "token_env": "OCR_TEST_PAGE_TOKEN"},
         "evidence": {"review_below_confidence": 0.999, "min_free_bytes": 0},
     }
     config = write_config(tmp / "config.yaml", cfg)
-    daemon = Daemon(config, tmp / "daemon.log", env={"OCR_TEST_MQTT_PW": MQTT_PASSWORD}).start()
+    daemon = Daemon(config, tmp / "daemon.log",
+                    env={"OCR_TEST_MQTT_PW": MQTT_PASSWORD, "OCR_TEST_PAGE_TOKEN": PAGE_TOKEN}).start()
     try:
         assert daemon.wait_log(f"page on http://127.0.0.1:{web_port}/", 120), daemon.log()
         assert daemon.wait_log("sample #2 stored", 120), daemon.log()
@@ -81,7 +83,7 @@ def page(running):
 
     driver = browser(1280, 2200)
     try:
-        driver.get(running["url"] + "/")
+        driver.get(running["url"] + f"/?token={PAGE_TOKEN}")   # once: a cookie from then on
         WebDriverWait(driver, 60).until(lambda d: d.execute_script(
             "const img = document.querySelector('section[data-camera=sample] img.frame');"
             "return document.body.dataset.ready === '1' && img && img.complete && img.naturalWidth > 0 &&"
@@ -126,8 +128,13 @@ return {
 """
 
 
+def get(url: str):
+    return urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {PAGE_TOKEN}"}),
+                                  timeout=5)
+
+
 def fetch_jpeg(url: str) -> np.ndarray:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with get(url) as r:
         assert r.headers["Content-Type"] == "image/jpeg"
         return cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
 
@@ -162,13 +169,23 @@ def test_the_save_button_keeps_the_current_frame(page, running):
     assert image is not None and image.shape[1] >= 640
 
 
+def test_the_token_link_leaves_a_cookie_and_no_token_in_the_address_bar(page, running):
+    assert page.current_url == running["url"] + "/"
+    assert http_get(running["url"] + "/api/state")[0] == 401                     # no cookie, no bearer
+    assert http_get(running["url"] + "/evidence/box1%3Asample%3A1%3A1.jpg")[0] == 401
+    cookies = page.get_cookies()
+    assert [c["name"] for c in cookies] == ["ocr_page"] and cookies[0]["httpOnly"]
+    assert cookies[0]["sameSite"] == "Strict" and PAGE_TOKEN not in cookies[0]["value"]
+
+
 def test_neither_the_page_nor_its_json_carries_a_password(page, running):
-    status, state = http_get(running["url"] + "/api/state")
-    assert status == 200
+    with get(running["url"] + "/api/state") as r:
+        state = r.read().decode()
     texts = [page.page_source, page.find_element("tag name", "body").text, state]
-    for secret in (MQTT_PASSWORD, RTSP_PASSWORD):
+    for secret in (MQTT_PASSWORD, RTSP_PASSWORD, PAGE_TOKEN):
         assert not any(secret in t for t in texts), secret
-    assert RTSP_PASSWORD not in running["daemon"].log() and MQTT_PASSWORD not in running["daemon"].log()
+    for secret in (MQTT_PASSWORD, RTSP_PASSWORD, PAGE_TOKEN):
+        assert secret not in running["daemon"].log()
 
 
 def test_low_confidence_readings_go_to_the_review_topic(running):
@@ -190,7 +207,7 @@ def test_the_page_fits_a_phone_screen(running):
 
     driver = browser(390, 844)
     try:
-        driver.get(running["url"] + "/")
+        driver.get(running["url"] + f"/?token={PAGE_TOKEN}")
         WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
         time.sleep(1.0)
         width = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
