@@ -110,6 +110,27 @@ def oldest_to_evict(entries: "OrderedDict[str, _Entry]", total_bytes: int, max_b
     return out
 
 
+def boxes_in_frame(lines: Sequence, frame_lines: Sequence, min_similarity: float = 0.6) -> list:
+    """Where each of a reading's lines shows in the evidence frame: its own box when the frame read it there,
+    else the box of the frame's most similar line (a consensus reading's line may carry the box of another
+    frame of the moving label), else None (no crop for it). Pure."""
+    from difflib import SequenceMatcher
+
+    own = {tuple(map(tuple, fl.box)) for fl in frame_lines}
+    out: list = []
+    for line in lines:
+        if tuple(map(tuple, line.box)) in own:
+            out.append(line.box)
+            continue
+        best, score = None, min_similarity
+        for fl in frame_lines:
+            r = SequenceMatcher(None, line.text, fl.text).ratio()
+            if r >= score:
+                best, score = fl.box, r
+        out.append(best)
+    return out
+
+
 # ---------------------------------------------------------------- the store
 
 class EvidenceStore:
@@ -221,8 +242,8 @@ class EvidenceStore:
         frame = image if (sw, sh) == (w, h) else cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
         blobs: list[tuple[Optional[int], bytes]] = [(None, _encode(frame, params))]
         if self.cfg.crops:
-            for k, box in enumerate(boxes):   # crop k is line k of the reading; a box off the image has none
-                rect = crop_rect(box, w, h)
+            for k, box in enumerate(boxes):   # crop k is line k of the reading; a box None or off the image: none
+                rect = crop_rect(box, w, h) if box is not None else None
                 if rect is not None:
                     x0, y0, x1, y1 = rect
                     blobs.append((k, _encode(image[y0:y1, x0:x1], params)))

@@ -514,10 +514,12 @@ class Service:
                        frames: Optional[int]) -> None:
         """A stored reading's frame and line boxes to the evidence store (queued, never waited for), the reading
         to the page, and its id to the review topic when a line is below evidence.review_below_confidence."""
+        from daemon.evidence import boxes_in_frame
         from daemon.publish.review import needs_review, review_message, review_topic
 
-        if ctx.image is not None:
-            self.evidence.submit(msg_id, ctx.image, [line.box for line in lines])
+        if ctx.image is not None:   # a consensus reading's frame is its label's best one: its lines' boxes there
+            boxes = [line.box for line in lines] if frames is None else boxes_in_frame(lines, ctx.lines)
+            self.evidence.submit(msg_id, ctx.image, boxes)
         below = self.cfg.evidence.review_below_confidence
         review = needs_review(lines, below)
         if review:   # after the reading, through the same outbox: a broker outage loses neither
@@ -794,10 +796,12 @@ class _FrameContext:
     codes_ms: Optional[float]
     source: dict
     image: object = dataclasses.field(default=None, compare=False, repr=False)   # the frame, for its evidence
+    lines: tuple = dataclasses.field(default=(), compare=False, repr=False)      # what OCR read on that frame
 
     @classmethod
     def of(cls, frame: Frame, result, codes_ms: Optional[float]) -> "_FrameContext":
-        return cls(frame.captured_at, dict(result.timing_ms), codes_ms, frame.source, frame.image)
+        return cls(frame.captured_at, dict(result.timing_ms), codes_ms, frame.source, frame.image,
+                   tuple(result.lines))
 
 
 def _facts_dict(facts: Optional[DeliveryFacts]) -> Optional[dict]:
