@@ -730,6 +730,8 @@ class Service:
                 self._stop_camera(name)
                 self.filters.pop(name, None)
                 self.trackers.pop(name, None)
+                if self.live is not None:
+                    self.live.forget(name)   # the page shows the new source's frames, not the old one's
         for name, cam in new_cams.items():
             if name not in self.sources:
                 self._start_camera(cam)
@@ -743,8 +745,8 @@ class Service:
         if new.evidence != old.evidence:
             self.evidence.stop()   # writes what is queued with the old settings
             self._start_evidence()
-        if new.web != old.web or new.cameras != old.cameras:
-            self._stop_web()       # a new LiveView: recent_readings and the cameras may have changed
+        if new.web != old.web:
+            self._stop_web()       # a new LiveView: recent_readings may have changed
             self._start_web()
         if new.service.log_level != old.service.log_level:
             logging.getLogger().setLevel(new.service.log_level)

@@ -69,7 +69,7 @@ def host_is_loopback(host_header: str) -> bool:
 
 def create_app(feed: PageFeed, token: Optional[str] = None) -> Flask:
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=4096, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=4096)   # the page only POSTs an empty body
     cache_lock = threading.Lock()
     frame_cache: dict[str, tuple[int, bytes]] = {}   # camera -> (frame seq, JPEG): drawn once per frame
     expected_cookie = cookie_value(token) if token else None
