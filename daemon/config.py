@@ -270,6 +270,7 @@ class EvidenceConfig:
     # Line crops beside the frame (one small JPEG per line).
     crops: bool = True
     # Readings waiting for the writer thread; when full, a reading's evidence is dropped (counted), never waited for.
+    # Each holds its frame in memory until written (a 1280x960 frame is 3.7 MB: 16 = 59 MB at most).
     queue_size: int = 16
     # A stored reading with a line below this confidence also sends its id to {prefix}/{device}/{camera}/review
     # (through the outbox, after the reading); 0 = off.
