@@ -1,10 +1,14 @@
 """The page's picture of a frame, drawn by pure functions: boxes in the colour of what the filter made of each
 line, labels with text and confidence, codes and the ROI; the frame itself is never written."""
+import os
+
 import numpy as np
+import pytest
 
 from daemon.codes.reader import Code
 from daemon.ocr.results import TextLine
-from daemon.web.draw import CODE, KEPT, REJECTED, ROI, VOTING, annotate, encode_jpeg, label_text, scale_for
+from daemon.web.draw import (CJK_FONTS, CODE, KEPT, REJECTED, ROI, VOTING, annotate, encode_jpeg, label_text,
+                             scale_for)
 from daemon.web.live import LiveView, accepted_flags
 
 KEPT_LINE = TextLine("SF7300007919", 0.97, ((40.0, 100.0), (400.0, 100.0), (400.0, 150.0), (40.0, 150.0)))
@@ -27,8 +31,8 @@ def test_kept_and_rejected_lines_are_drawn_in_their_colours_on_a_copy():
     assert colour_at(out, 170, 340) == REJECTED                # bottom edge of the rejected one
     assert colour_at(out, 220, 125) == (255, 255, 255)         # inside a box: the label, not a fill
     # the label sits on a filled bar of the box's colour just above it
-    bar = out[80:98, 45:120].reshape(-1, 3)
-    assert (bar == KEPT).all(axis=1).mean() > 0.5
+    bar = out[98:100, 45:120].reshape(-1, 3)       # its bottom rows, below the glyphs
+    assert (bar == KEPT).all(axis=1).mean() > 0.8
 
 
 def test_voting_lines_codes_and_the_roi_outline():
@@ -46,10 +50,22 @@ def test_large_frames_are_scaled_with_their_boxes():
     assert scale_for(1600, 1200, 800) == 0.5 and scale_for(640, 480, 800) == 1.0
 
 
-def test_labels_are_ascii_cut_short_with_the_confidence():
+def test_labels_are_cut_short_with_the_confidence_and_ascii_for_the_hershey_font():
     assert label_text("SF123", 0.9712) == "SF123 0.97"
     assert label_text("韵达快递 No.1") == "???? No.1"
+    assert label_text("韵达快递 No.1\n", ascii_only=False) == "韵达快递 No.1"
     assert label_text("x" * 50, max_chars=10) == "xxxxxxx..."
+
+
+@pytest.mark.skipif(not any(os.path.exists(p) for p in CJK_FONTS), reason="fonts-noto-cjk is not installed")
+def test_chinese_labels_are_drawn_with_the_cjk_font():
+    line = TextLine("韵达快递", 0.99, KEPT_LINE.box)
+    out = annotate(white(), [line], [True], max_side=800)
+    bar = out[75:99, 40:200]
+    ink = (bar == 255).all(axis=2) & ~(bar == KEPT).all(axis=2)
+    assert ink.sum() > 40                                        # glyphs drawn in white on the green bar
+    hershey = annotate(white(), [TextLine("????", 0.99, KEPT_LINE.box)], [True], max_side=800)
+    assert not np.array_equal(out[75:99, 40:200], hershey[75:99, 40:200])
 
 
 def test_jpeg_round_trip():
