@@ -5,17 +5,21 @@ itself when the label outlines should come from it. One ``LabelTracker`` per cam
 consensus).
 
 Grouping (``group_labels``): a frame's lines and codes are grouped into labels by the label's outline where the
-frame is given (``label_outlines``: the frame shrunk to ``OUTLINE_WIDTH_PX``, the background taken as the median
-colour of its border, every blob that differs from it by ``OUTLINE_CONTRAST`` is a label or a parcel: its paper
-against the belt), so every line and code on one label are one group and two labels with belt between them are
+frame is given (``label_outlines``: the frame sampled about ``OUTLINE_WIDTH_PX`` across and blurred, the
+background taken as the median colour of its border, every blob that differs from it by ``OUTLINE_CONTRAST``,
+eroded by a pixel, is a label or a parcel: its paper against the belt; about 1 ms a 1280x960 frame), so every line and code on one label are one group and two labels with belt between them are
 two. Elements on no blob (no frame given, a label filling the view, a border that is not one background) fall back
 to the layout: boxes within ``GROUP_GAP`` line heights of each other are one label.
 
 Following (``match_score``): each label of the frame joins the open track it overlaps where the track's motion
-predicts it and reads alike, or starts a new one; two labels whose codes differ never join. The whole group moves
-together: the frame's shift is the median displacement of the lines that read alike, each line of a track keeps
-its place on the label, and a reading joins the line of its track it reads most like near where that line should
-be (``LINE_NEAR`` line heights), or one that reads alike anywhere (``LINE_MATCH``).
+predicts it and reads alike (all the track's lines so far against the frame's, measured from the side with less
+text, so a frame that read two of its lines still reads like it), or lies right where it is predicted
+(``STRONG_IOU``: a frame that read it badly), or reads very alike anywhere; else it starts a new track. Two labels
+whose codes differ never join. Two labels followed apart whose outlines touch in one frame are split again by where
+each was predicted (``split_by_tracks``). The whole group moves together: the frame's shift is the median
+displacement of the lines that read alike, each line of a track keeps its place on the label, and a reading joins
+the line of its track it reads most like near where that line should be (``LINE_NEAR`` line heights), or one that
+reads alike anywhere (``LINE_MATCH``).
 
 Finishing: a track is finished, and returned once, when it has not been seen for ``leave_after_frames`` frames of
 its camera or ``leave_after_s``, or when it has waited ``max_wait_s`` since its first frame (the bound on added
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
@@ -45,7 +49,7 @@ import numpy as np
 from daemon.ocr.results import TextLine
 
 OUTLINE_WIDTH_PX = 160     # outlines are found in the frame shrunk to about this width (1280x960 -> 160x120)
-OUTLINE_BLUR_PX = 1.0      # Gaussian sigma at that width: belt texture and print melt, a gap of belt stays
+OUTLINE_BLUR_PX = 0.6      # Gaussian sigma at that width: belt texture and print melt, a gap of belt stays
 OUTLINE_CONTRAST = 28      # a pixel this far from the background (max over B, G, R) lies on a label
 OUTLINE_MIN_AREA = 0.02    # a blob smaller than this share of the frame is no label (glare, a strap)
 OUTLINE_MIN_BORDER = 0.5   # the border's median is the background only when this share of the border is near it
@@ -56,7 +60,8 @@ LINE_MATCH_NEAR = 0.3      # ... reads at least this alike
 SHIFT_TEXT_SIM = 0.8       # lines reading this alike measure the label's shift between frames
 MIN_IOU = 0.05             # a label joins a track it overlaps (where the track's motion puts it) by this much ...
 MIN_TEXT_SIM = 0.5         # ... and reads at least this alike ...
-STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads this alike
+STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads this alike ...
+STRONG_IOU = 0.6           # ... or, however badly this frame read it, lies where the track's motion puts it
 MIN_LINE_SHARE = 1 / 3     # a line seen in fewer of its track's frames than this is dropped
 
 
@@ -97,8 +102,13 @@ def _gap(a: Rect, b: Rect) -> float:
     return max(dx, dy)
 
 
-@lru_cache(maxsize=8192)   # a label's texts are compared with every track's, frame after frame
 def similarity(a: str, b: str) -> float:
+    """difflib's ratio of two texts (0..1), taken in one order so that either order is one cache entry."""
+    return _ratio(a, b) if a <= b else _ratio(b, a)
+
+
+@lru_cache(maxsize=8192)   # a label's texts are compared with every track's, frame after frame
+def _ratio(a: str, b: str) -> float:
     return SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
 
 
@@ -140,6 +150,7 @@ def label_outlines(image: np.ndarray) -> Optional[Outlines]:
         return None
     diff = [np.abs(small[..., c].astype(np.int16) - int(background[c])) for c in range(small.shape[2])]
     mask = (np.maximum.reduce(diff) > OUTLINE_CONTRAST).astype(np.uint8)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))   # cuts a neck a map pixel wide: two labels almost touching
     count, ids, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
     kept = np.zeros(count, np.int32)   # blob id -> itself if large enough, else 0
     rects = {}
@@ -209,6 +220,41 @@ def group_labels(lines: Sequence[TextLine], codes: Sequence = (),
     return views
 
 
+def _inside(point: tuple[float, float], r: Rect) -> bool:
+    return r[0] <= point[0] <= r[2] and r[1] <= point[1] <= r[3]
+
+
+def split_by_tracks(view: LabelView, predicted: Sequence[tuple[Rect, Sequence[str]]]) -> list[LabelView]:
+    """A view whose elements lie where two labels followed until now are predicted (two labels so close this
+    frame that their outlines touch) as one view per label: each element goes to the one predicted rect that
+    holds its centre, else to the nearest, and each part must read like its label; otherwise the view stays whole.
+    predicted: (rect, texts) of each label followed until now."""
+    elements = [*view.lines, *view.codes]
+    centres = [centre(rect_of(e.box)) for e in elements]
+    claims = []
+    for c in centres:
+        holders = [k for k, (r, _) in enumerate(predicted) if _inside(c, r)]
+        claims.append(holders[0] if len(holders) == 1 else None)
+    parts = sorted({k for k in claims if k is not None})
+    if len(parts) < 2:
+        return [view]
+    for i, c in enumerate(centres):
+        if claims[i] is None:
+            claims[i] = min(parts, key=lambda k: math.dist(c, centre(predicted[k][0])))
+    views = []
+    for k in parts:
+        members = [i for i in range(len(elements)) if claims[i] == k]
+        rect = rect_of(elements[members[0]].box)
+        for i in members[1:]:
+            rect = union(rect, rect_of(elements[i].box))
+        part = LabelView(tuple(elements[i] for i in members if i < len(view.lines)),
+                         tuple(elements[i] for i in members if i >= len(view.lines)), rect)
+        if not part.lines or _alike(part.texts, predicted[k][1]) < MIN_TEXT_SIM:
+            return [view]   # not two labels this frame (a label arriving where one is leaving, say)
+        views.append(part)
+    return views
+
+
 # ---------------------------------------------------------------- following a label across frames
 
 def text_similarity(a: Sequence[str], b: Sequence[str]) -> float:
@@ -220,19 +266,44 @@ def text_similarity(a: Sequence[str], b: Sequence[str]) -> float:
 
 
 def _best_similarity(t: str, candidates: Sequence[str]) -> float:
-    """max(similarity(t, u) for u in candidates), skipping the u whose lengths alone bound it below the best."""
+    """max(similarity(t, u) for u in candidates), skipping the u that cannot beat the best so far: by their
+    lengths (difflib's real_quick_ratio) and by the characters they share (its quick_ratio), both cheap bounds."""
     if t in candidates:
         return 1.0
 
-    def bound(u: str) -> float:   # the ratio can be no higher than this (difflib's real_quick_ratio)
+    def bound(u: str) -> float:
         return 2.0 * min(len(t), len(u)) / ((len(t) + len(u)) or 1)
 
     best = 0.0
     for u in sorted(candidates, key=bound, reverse=True):
         if bound(u) <= best:
             break   # sorted by the bound: no later u can beat it either
-        best = max(best, similarity(t, u))
+        if _shared_bound(t, u) > best:
+            best = max(best, similarity(t, u))
     return best
+
+
+@lru_cache(maxsize=4096)
+def _chars(t: str) -> Counter:
+    return Counter(t)
+
+
+def _shared_bound(t: str, u: str) -> float:
+    shared = sum((_chars(t) & _chars(u)).values())
+    return 2.0 * shared / ((len(t) + len(u)) or 1)
+
+
+def _alike(a: Sequence[str], b: Sequence[str], bound_only: bool = False) -> float:
+    """How alike two labels read, measured from the one with less text: a frame that read a few of a label's
+    lines, or more than it has seen yet, still reads like it. bound_only: an upper bound, from the characters
+    the texts share (cheap)."""
+    if sum(map(len, a)) > sum(map(len, b)):
+        a, b = b, a
+    if not bound_only:
+        return text_similarity(a, b)
+    if not a or not b:
+        return 0.0
+    return sum(len(t) * max(_shared_bound(t, u) for u in b) for t in a) / (sum(map(len, a)) or 1)
 
 
 def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: set,
@@ -243,8 +314,10 @@ def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: s
     if view_codes and track_codes and not view_codes & track_codes:
         return None   # one label carries one key: another code is another label
     overlap = iou(predicted_rect, view.rect)
-    sim = text_similarity(view.texts, track_texts)
-    if (overlap >= MIN_IOU and sim >= MIN_TEXT_SIM) or sim >= STRONG_TEXT_SIM:
+    if MIN_IOU > overlap and _alike(view.texts, track_texts, bound_only=True) < STRONG_TEXT_SIM:
+        return None   # apart, and cannot read alike enough: spared the costly comparison
+    sim = _alike(view.texts, track_texts)
+    if (overlap >= MIN_IOU and sim >= MIN_TEXT_SIM) or sim >= STRONG_TEXT_SIM or overlap >= STRONG_IOU:
         return overlap + sim
     return None
 
@@ -299,7 +372,6 @@ class _Track:
     first_seen: float
     last_seen: float
     rect: Rect
-    texts: list[str]
     first_context: Any
     best_context: Any
     best_score: float
@@ -310,6 +382,11 @@ class _Track:
     published: bool = False
     offset: tuple[float, float] = (0.0, 0.0)     # how far the label moved since its first frame
     velocity: tuple[float, float] = (0.0, 0.0)   # its last shift per frame of the camera
+
+    def texts(self) -> list[str]:
+        """What the label reads as so far: each of its lines' latest reading and its codes (a frame that read
+        only one line of it does not make the label that one line)."""
+        return [line.last_text() for line in self.lines] + [text for _, text in self.codes]
 
     def predicted_rect(self) -> Rect:
         """Where the label's motion puts it in the camera's next frame."""
@@ -345,7 +422,6 @@ class _Track:
         self.last_seen = now
         self.missed = 0
         self.rect = view.rect
-        self.texts = view.texts
         score = sum(line.confidence for line in view.lines) + len(view.codes)
         if score > self.best_score:
             self.best_score, self.best_context = score, context
@@ -420,12 +496,15 @@ class LabelTracker:
         frame itself, whose label outlines group the lines: see the module doc); the labels finished by it."""
         outlines = label_outlines(image) if image is not None else None
         views = [v for v in group_labels(lines, codes, outlines) if v.texts]
+        recent = [(t.predicted_rect(), t.texts()) for t in self._tracks if t.missed <= 1]
+        views = [part for view in views for part in split_by_tracks(view, recent)]
         pairs = []
         for ti, track in enumerate(self._tracks):
             predicted = track.predicted_rect()
             track_codes = {text for _, text in track.codes}
+            track_texts = track.texts()
             for vi, view in enumerate(views):
-                score = match_score(predicted, track.texts, track_codes, view)
+                score = match_score(predicted, track_texts, track_codes, view)
                 if score is not None:
                     pairs.append((score, ti, vi))
         used_t: set[int] = set()
@@ -441,7 +520,7 @@ class LabelTracker:
                 track.missed += 1
         for vi, view in enumerate(views):
             if vi not in used_v:
-                track = _Track(now, now, view.rect, view.texts, context, context, -1.0)
+                track = _Track(now, now, view.rect, context, context, -1.0)
                 track.add(now, view, context)
                 self._tracks.append(track)
         return self.due(now)

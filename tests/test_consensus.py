@@ -237,3 +237,32 @@ def test_outlines_of_a_gray_frame_and_of_a_frame_without_labels():
     (rect,) = outlines.rects.values()   # the blur widens it by a map pixel or two
     assert all(abs(a - b) <= 2 * outlines.scale for a, b in zip(rect, (100, 100, 540, 400)))
     assert label_outlines(belt()).rects == {}
+
+
+def test_two_labels_whose_outlines_touch_in_one_frame_stay_two_tracks():
+    # Followed apart for two frames; in the third they touch (one blob): each element goes where its label was going.
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    for i in range(4):
+        x = 40 + 25 * i
+        left, left_codes = waybill_label(x, 100, "EE123456785CN")
+        right, right_codes = waybill_label(x + 470, 100, "RR987654328DE")
+        apart = belt((x, 100, x + 440, 400), (x + 470, 100, x + 910, 400))
+        touching = belt((x, 100, x + 910, 400))
+        t.observe(float(i), left + right, left_codes + right_codes, image=touching if i == 2 else apart)
+    done = t.observe(4.0, [], image=belt())
+    assert [[c.text for c in f.codes] for f in done] == [["EE123456785CN"], ["RR987654328DE"]]
+    assert [f.frames for f in done] == [4, 4]
+    assert [[ln.text for ln in f.lines] for f in done] == [["EE123456785CN", "PARIS 75001", "1.2 kg"],
+                                                           ["RR987654328DE", "PARIS 75001", "1.2 kg"]]
+
+
+def test_a_frame_that_read_a_label_badly_still_joins_it_where_it_is():
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    for i in range(5):
+        x = 100 + 30 * i
+        lines, codes = waybill_label(x, 100)
+        if i == 2:   # a blurred frame: one line, misread beyond recognition
+            lines = [TextLine("~I;:.", 0.3, box(x + 20, 250, 200, 24))]
+        t.observe(float(i), lines, codes if i != 2 else [], image=belt((x, 100, x + 440, 400)))
+    (label,) = t.observe(5.0, [], image=belt())
+    assert label.frames == 5 and [ln.text for ln in label.lines] == ["EE123456785CN", "PARIS 75001", "1.2 kg"]
