@@ -13,8 +13,9 @@ to the layout: boxes within ``GROUP_GAP`` line heights of each other are one lab
 
 Following (``match_score``): each label of the frame joins the open track it overlaps where the track's motion
 predicts it and reads alike (all the track's lines so far against the frame's, measured from the side with less
-text, so a frame that read two of its lines still reads like it), or lies right where it is predicted
-(``STRONG_IOU``: a frame that read it badly), or reads very alike anywhere; else it starts a new track. Two labels
+text, so a frame that read two of its lines still reads like it), or lies right where it is predicted with little
+text (``STRONG_IOU``, ``BAD_READ_SHARE``: a frame that read it badly), or reads very alike anywhere; else it starts
+a new track. Two labels
 whose codes differ never join. Two labels followed apart whose outlines touch in one frame are split again by where
 each was predicted (``split_by_tracks``). The whole group moves together: the frame's shift is the median
 displacement of the lines that read alike, each line of a track keeps its place on the label, and a reading joins
@@ -61,7 +62,8 @@ SHIFT_TEXT_SIM = 0.8       # lines reading this alike measure the label's shift 
 MIN_IOU = 0.05             # a label joins a track it overlaps (where the track's motion puts it) by this much ...
 MIN_TEXT_SIM = 0.5         # ... and reads at least this alike ...
 STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads this alike ...
-STRONG_IOU = 0.6           # ... or, however badly this frame read it, lies where the track's motion puts it
+STRONG_IOU = 0.6           # ... or lies where the track's motion puts it, with under BAD_READ_SHARE of its text
+BAD_READ_SHARE = 0.5       #     (a frame that read it badly; a label with as much text of its own is another one)
 MIN_LINE_SHARE = 1 / 3     # a line seen in fewer of its track's frames than this is dropped
 
 
@@ -317,8 +319,10 @@ def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: s
     if MIN_IOU > overlap and _alike(view.texts, track_texts, bound_only=True) < STRONG_TEXT_SIM:
         return None   # apart, and cannot read alike enough: spared the costly comparison
     sim = _alike(view.texts, track_texts)
-    if (overlap >= MIN_IOU and sim >= MIN_TEXT_SIM) or sim >= STRONG_TEXT_SIM or overlap >= STRONG_IOU:
+    if (overlap >= MIN_IOU and sim >= MIN_TEXT_SIM) or sim >= STRONG_TEXT_SIM:
         return overlap + sim
+    if overlap >= STRONG_IOU and sum(map(len, view.texts)) <= BAD_READ_SHARE * sum(map(len, track_texts)):
+        return overlap + sim   # a badly read frame of it; a label with as much text of its own is another label
     return None
 
 

@@ -266,3 +266,15 @@ def test_a_frame_that_read_a_label_badly_still_joins_it_where_it_is():
         t.observe(float(i), lines, codes if i != 2 else [], image=belt((x, 100, x + 440, 400)))
     (label,) = t.observe(5.0, [], image=belt())
     assert label.frames == 5 and [ln.text for ln in label.lines] == ["EE123456785CN", "PARIS 75001", "1.2 kg"]
+
+
+def test_a_new_label_in_the_place_of_the_last_one_is_a_new_label_without_codes_too():
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    for i in range(3):
+        x = 100 + 16 * i
+        t.observe(float(i), [TextLine("EE123456785CN", 0.9, box(x, 100, 260, 36)),
+                             TextLine("PARIS 75001", 0.9, box(x, 220, 200, 30))], image=belt((x - 20, 80, x + 380, 290)))
+    done = t.observe(3.0, [TextLine("SF7300000000", 0.9, box(100, 100, 240, 36)),
+                           TextLine("LYON 69002", 0.9, box(100, 220, 190, 30))], image=belt((80, 80, 480, 290)))
+    done += t.observe(4.0, [], image=belt())
+    assert [[ln.text for ln in f.lines] for f in done] == [["EE123456785CN", "PARIS 75001"], ["SF7300000000", "LYON 69002"]]
