@@ -202,6 +202,52 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class OpcUaConfig:
+    # An OPC UA server (daemon/publish/sinks/opcua.py): per camera a folder with the last reading, an event each.
+    enabled: bool = False
+    # Address the server listens on; PLCs and SCADA reach it over the plant network.
+    host: str = "0.0.0.0"
+    port: int = 4840
+    # The namespace of the daemon's nodes (ns=2 on a fresh server).
+    namespace_uri: str = "urn:ocr-daemon"
+    # Basic256Sha256 is the only policy offered; Sign alone leaves the readings readable on the wire.
+    security_mode: Literal["SignAndEncrypt", "Sign"] = "SignAndEncrypt"
+    # Server certificate (DER) and key (PEM): generated on first start when both are absent (under state_dir).
+    cert_file: str = "var/opcua/server-cert.der"
+    key_file: str = "var/opcua/server-key.pem"
+    # The one user; its password, like the MQTT one, only by the name of an environment variable or a file.
+    username: str = "ocr"
+    password_env: Optional[str] = None
+    password_file: Optional[str] = None
+    # Anonymous sessions (no user) are refused unless this is true.
+    allow_anonymous: bool = False
+
+
+@dataclass(frozen=True)
+class SparkplugConfig:
+    # Sparkplug B on the mqtt broker (host, port, user, TLS of the mqtt section), one device per camera.
+    enabled: bool = False
+    # spBv1.0/{group_id}/...: the group the edge node belongs to.
+    group_id: str = "ocr"
+    # null = device_id.
+    edge_node_id: Optional[str] = None
+    # Sparkplug 3.0 asks for QoS 0 on DDATA; 1 (default) lets the outbox keep a reading until the broker has it.
+    qos: Literal[0, 1] = 1
+    # null = "ocr-daemon-<device_id>-spb" (a client id of its own: NDEATH is this connection's will).
+    client_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    # Home Assistant MQTT discovery on the mqtt broker: a sensor per camera with its last text (needs mqtt.enabled).
+    enabled: bool = False
+    # Home Assistant's discovery prefix (its MQTT integration's setting).
+    discovery_prefix: str = "homeassistant"
+    # null = "ocr-daemon-<device_id>-ha".
+    client_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class OutboxConfig:
     # SQLite file holding every result until the broker acknowledged it.
     path: str = "var/outbox.sqlite3"
@@ -305,6 +351,9 @@ class Config:
     gpu: GpuConfig = field(default_factory=GpuConfig)
     cameras: tuple[CameraConfig, ...] = (CameraConfig(name="sample", kind="sample"),)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
+    sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
@@ -489,6 +538,40 @@ def _check_evidence(e: EvidenceConfig) -> None:
              e.review_below_confidence, "must be between 0 (off) and 1")
 
 
+def _check_sinks(cfg: Config) -> None:
+    o = cfg.opcua
+    if o.enabled:
+        _require(bool(o.host), "opcua.host", o.host, "must not be empty")
+        _require(0 < o.port < 65536, "opcua.port", o.port, "must be between 1 and 65535")
+        _require(cfg.metrics.port != o.port or not cfg.metrics.enabled, "opcua.port", o.port,
+                 "is metrics.port too")
+        _require(bool(o.namespace_uri), "opcua.namespace_uri", o.namespace_uri, "must not be empty")
+        _require(bool(o.cert_file) and bool(o.key_file), "opcua.cert_file", o.cert_file,
+                 "and opcua.key_file must both be set")
+        _require(bool(o.username), "opcua.username", o.username, "must not be empty")
+        _require(not (o.password_env and o.password_file), "opcua.password_file", o.password_file,
+                 "cannot be set together with opcua.password_env")
+        _require(bool(o.password_env or o.password_file), "opcua.password_env", o.password_env,
+                 "or opcua.password_file must name the password of opcua.username")
+        if o.password_env:
+            _require(bool(os.environ.get(o.password_env)), "opcua.password_env", o.password_env,
+                     "is not set (or empty) in the environment")
+        _check_readable("opcua.password_file", o.password_file)
+    s = cfg.sparkplug
+    if s.enabled:
+        _require(_valid_name(s.group_id), "sparkplug.group_id", s.group_id, _NAME_RULE)
+        _require(s.edge_node_id is None or _valid_name(s.edge_node_id), "sparkplug.edge_node_id", s.edge_node_id,
+                 _NAME_RULE)
+    h = cfg.homeassistant
+    if h.enabled:
+        _require(cfg.mqtt.enabled, "homeassistant.enabled", h.enabled,
+                 "needs mqtt.enabled: true (the sensors' availability is the mqtt status topic)")
+        _require(bool(h.discovery_prefix) and not re.search(r"[#+\x00]", h.discovery_prefix)
+                 and not h.discovery_prefix.startswith("/") and not h.discovery_prefix.endswith("/"),
+                 "homeassistant.discovery_prefix", h.discovery_prefix,
+                 "is not a valid topic prefix (no '#', '+', NUL, leading or trailing '/')")
+
+
 def validate(cfg: Config) -> Config:
     """Checks values that types alone cannot; returns cfg unchanged or raises ConfigError."""
     _require(cfg.device_id is not None and _valid_name(cfg.device_id), "device_id", cfg.device_id, _NAME_RULE)
@@ -596,6 +679,7 @@ def validate(cfg: Config) -> Config:
     _require(ob.dead_letter_after_failures >= 1, "outbox.dead_letter_after_failures",
              ob.dead_letter_after_failures, "must be at least 1")
     _require(0 < cfg.metrics.port < 65536, "metrics.port", cfg.metrics.port, "must be between 1 and 65535")
+    _check_sinks(cfg)
     _check_web(cfg.web)
     _check_evidence(cfg.evidence)
     _require(cfg.service.drain_timeout_s >= 0, "service.drain_timeout_s", cfg.service.drain_timeout_s,
@@ -669,7 +753,9 @@ def resolve_state_paths(cfg: Config) -> Config:
     outbox = dataclasses.replace(cfg.outbox, path=under_state(cfg.outbox.path))
     evidence = dataclasses.replace(cfg.evidence, dir=under_state(cfg.evidence.dir))
     web = dataclasses.replace(cfg.web, saved_frames_dir=under_state(cfg.web.saved_frames_dir))
-    return dataclasses.replace(cfg, engines=engines, outbox=outbox, evidence=evidence, web=web)
+    opcua = dataclasses.replace(cfg.opcua, cert_file=under_state(cfg.opcua.cert_file),
+                                key_file=under_state(cfg.opcua.key_file))
+    return dataclasses.replace(cfg, engines=engines, outbox=outbox, evidence=evidence, web=web, opcua=opcua)
 
 
 def from_dict(data: Any) -> Config:
@@ -706,6 +792,15 @@ def mqtt_password(m: MqttConfig) -> Optional[str]:
         return os.environ.get(m.password_env)
     if m.password_file:
         return Path(m.password_file).read_text(encoding="utf-8").strip()
+    return None
+
+
+def opcua_password(o: OpcUaConfig) -> Optional[str]:
+    """The OPC UA user's password from the configured environment variable or file; never logged."""
+    if o.password_env:
+        return os.environ.get(o.password_env) or None
+    if o.password_file:
+        return Path(o.password_file).read_text(encoding="utf-8").strip() or None
     return None
 
 

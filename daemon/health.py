@@ -16,7 +16,7 @@ outbox) for that long either. DeliveryClock keeps "when did delivery last move" 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Sequence
 
 
 class DeliveryFacts(Protocol):
@@ -34,6 +34,21 @@ class DeliveryFacts(Protocol):
 
     @property
     def needs_restart(self) -> bool:    # the publisher's own word: dead sender, sender or outbox stuck 120 s
+        ...
+
+
+class SinkFacts(Protocol):
+    """One output's report: daemon.publish.sinks.base.SinkHealth. A sink that is down (broker or server
+    unreachable) is shown, its backlog counted, but is no reason: its rows wait in the outbox, like MQTT's."""
+    name: str
+    up: bool                            # connected (a client) or serving (a server)
+    alive: bool                         # its delivery thread runs
+    backlog: int                        # rows it still owes
+    idle_s: float                       # since its thread last went round its loop
+    last_error: str
+
+    @property
+    def needs_restart(self) -> bool:    # dead thread, or stuck 120 s
         ...
 
 
@@ -61,11 +76,22 @@ class Verdict:
 
 def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bool,
            delivery: Optional[DeliveryFacts], rows: int, delivery_still_s: float,
-           max_undelivered_age_s: float) -> Verdict:
+           max_undelivered_age_s: float, sinks: Sequence[SinkFacts] = ()) -> Verdict:
     """The verdict from the facts. delivery None: nothing known about delivery (no publisher, no report);
-    delivery_still_s: seconds since DeliveryClock last moved."""
+    delivery_still_s: seconds since DeliveryClock last moved; sinks: the outputs other than MQTT (whose
+    facts are `delivery`)."""
     reasons: list[str] = []
     restart_helps = True
+    for sink in sinks:
+        error = f" (last error: {sink.last_error})" if sink.last_error else ""
+        if not sink.alive:
+            reasons.append(f"the {sink.name} sink's thread is dead: nothing is delivered to it "
+                           f"({sink.backlog} waiting)" + error)
+            restart_helps = False
+        elif sink.needs_restart:
+            reasons.append(f"the {sink.name} sink is stuck: it has not gone round its loop for {sink.idle_s:.0f} s"
+                           + error)
+            restart_helps = False
     if not frames_progressing:
         reasons.append(f"no frame made progress within stall_timeout_s={stall_timeout_s:g}")
     if delivery is not None:
@@ -93,6 +119,6 @@ def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bo
         if not delivery.outbox_writable:
             reasons.append("the outbox cannot be written (disk full?): new readings are not stored" + error)
         reasons.extend(restart_worthy)
-        restart_helps = not restart_worthy
+        restart_helps = restart_helps and not restart_worthy
     watchdog_ok = frames_progressing and restart_helps
     return Verdict(healthy=not reasons, watchdog_ok=watchdog_ok, reasons=tuple(reasons))

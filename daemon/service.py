@@ -125,7 +125,8 @@ class Service:
         self.trackers: dict[str, LabelTracker] = {}   # cameras with publish_mode consensus (daemon/consensus.py)
         self.pipeline = None
         self.outbox = None
-        self.publisher = None
+        self.publisher = None     # the MQTT sink's publisher (stats topic, delivery clock); None with MQTT off
+        self.sinks: dict = {}     # every output, MQTT included (daemon/publish/sinks)
         self.metrics = None
         self.metrics_server = None
         self.live = None          # the page's view of each camera (daemon/web/live.py); None with web off
@@ -153,10 +154,11 @@ class Service:
         from daemon.metrics import Metrics
         from daemon.ocr.pipeline import OcrPipeline
         from daemon.publish.outbox import Outbox
+        from daemon.publish.sinks import sink_names
 
         cfg = self.cfg
         self.notifier.status("loading models")
-        self.outbox = Outbox(cfg.outbox)
+        self.outbox = Outbox(cfg.outbox, sinks=sink_names(cfg))
         self.pipeline = OcrPipeline.from_config(cfg)   # the slow part: models load once, here
         self.metrics = Metrics(self.snapshot)
         self._start_metrics_server()
@@ -253,13 +255,25 @@ class Service:
         return save_frame(w.saved_frames_dir, camera, latest.image, latest.captured_at, w.max_saved_frames).name
 
     def _start_publisher(self) -> None:
-        from daemon.publish.mqtt_client import Publisher
+        """Every configured sink (daemon/publish/sinks), MQTT first; each returns at once and connects by itself."""
+        from daemon.publish.sinks import build_sinks
 
         if not self.cfg.mqtt.enabled:
             log.info("mqtt.enabled is false: results stay in the outbox %s", self.cfg.outbox.path)
-            return
-        self.publisher = Publisher(self.cfg.mqtt, self.cfg.device_id, self.outbox)
-        self.publisher.start()   # connect_async: starts even while the broker is down
+        self.sinks = build_sinks(self.cfg, self.outbox)
+        mqtt = self.sinks.get("mqtt")
+        self.publisher = mqtt.publisher if mqtt is not None else None
+        for sink in self.sinks.values():
+            sink.start()
+
+    def _stop_sinks(self, drain_timeout_s: float) -> dict:
+        """Stops every sink at once (each drains its own rows for at most drain_timeout_s); name -> rows left."""
+        from daemon.publish.sinks import stop_sinks
+
+        left = stop_sinks(self.sinks, drain_timeout_s)
+        self.sinks = {}
+        self.publisher = None
+        return left
 
     def _start_camera(self, cam: CameraConfig) -> None:
         src = make_source(cam, self.hub)
@@ -289,8 +303,7 @@ class Service:
         """Frees what start() got, for a start that failed half-way."""
         for name in list(self.sources):
             self._stop_camera(name)
-        if self.publisher is not None:
-            self.publisher.stop(0.0)
+        self._stop_sinks(0.0)
         if self.metrics_server is not None:
             self.metrics_server.stop()
         self._stop_web()
@@ -503,8 +516,8 @@ class Service:
             texts = " | ".join(line.text for line in decision.lines)
             log.info("%s #%d stored%s: %s", cam, seq, f" ({frames} frames)" if frames else "",
                      texts if len(texts) <= 160 else texts[:157] + "...")
-            if self.publisher is not None:
-                self.publisher.wake()
+            for sink in self.sinks.values():
+                sink.wake()
         elif getattr(stored, "reason", "") == "too_large":
             ack.reject("its reading is larger than outbox.max_bytes")   # it can never fit: set aside, not retried
         else:
@@ -571,7 +584,8 @@ class Service:
         """Healthy? Keep pinging systemd? From the facts of this moment (daemon/health.py decides)."""
         now = time.monotonic() if now is None else now
         facts = self.delivery_facts() if facts is None else facts
-        pub, rows = self.publisher, (self.outbox.depth()[0] if self.outbox is not None else 0)
+        pub = self.publisher
+        rows = self.outbox.depth("mqtt" if pub is not None else None)[0] if self.outbox is not None else 0
         with self._delivery_lock:
             if pub is not None:
                 self._delivery_clock = observe(self._delivery_clock, now, connected=bool(pub.connected),
@@ -580,7 +594,8 @@ class Service:
         svc = self.cfg.service
         return assess(frames_progressing=self.progressing(now), stall_timeout_s=svc.stall_timeout_s,
                       mqtt_enabled=pub is not None, delivery=facts, rows=rows, delivery_still_s=still_s,
-                      max_undelivered_age_s=svc.max_undelivered_age_s)
+                      max_undelivered_age_s=svc.max_undelivered_age_s,
+                      sinks=[s.health() for n, s in list(self.sinks.items()) if n != "mqtt"])
 
     def _watchdog_ok(self, now: float) -> bool:
         verdict = self.verdict(now)
@@ -604,11 +619,19 @@ class Service:
             "watchdog_ok": verdict.watchdog_ok,
             "delivery": _facts_dict(facts),
         }
+        sinks = self._sinks_health()
+        if sinks:   # every output: up or down, what it still owes
+            detail["sinks"] = sinks
+            detail["sinks_down"] = [n for n, h in sinks.items() if not h["up"]]
         # Running on the CPU by fallback is healthy (readings flow) but degraded: not what the box is for.
         backend = self.backend_info()
         detail["degraded"] = backend["degraded"]
         detail["backend"] = backend
         return verdict.healthy, detail
+
+    def _sinks_health(self) -> dict:
+        """name -> SinkHealth.as_dict() with the sink's counters (delivered, failed, dead_lettered, ...)."""
+        return {n: {**s.health().as_dict(), **s.counters.as_dict()} for n, s in list(self.sinks.items())}
 
     def backend_info(self) -> dict:
         """Which backend runs, at which precision and why (BackendChoice.as_dict) for /healthz and stats."""
@@ -659,6 +682,7 @@ class Service:
         return {"device": self.cfg.device_id, "uptime_s": round(now - self._started_at, 1),
                 "backend": self.backend_info(), "cameras": cams, "outbox": outbox, "mqtt": mqtt,
                 "delivery": _facts_dict(facts),
+                "sinks": self._sinks_health(),
                 "evidence": self.evidence.snapshot() if self.evidence is not None else {"enabled": False},
                 "health": {"healthy": verdict.healthy, "watchdog_ok": verdict.watchdog_ok,
                            "reasons": list(verdict.reasons)},
@@ -680,6 +704,7 @@ class Service:
         """Applies the config file again; False (and the old config kept) when it is invalid or unusable."""
         from daemon.ocr.pipeline import OcrPipeline
         from daemon.publish.outbox import Outbox
+        from daemon.publish.sinks import sink_names
 
         try:
             new = config_mod.load(self.config_path)
@@ -700,8 +725,8 @@ class Service:
         try:
             if any(getattr(new, k) != getattr(old, k) for k in ("backend", "ocr", "engines", "gpu")):
                 pipeline = OcrPipeline.from_config(new)
-            if new.outbox != old.outbox:
-                outbox = Outbox(new.outbox)
+            if new.outbox != old.outbox or sink_names(new) != sink_names(old):
+                outbox = Outbox(new.outbox, sinks=sink_names(new))   # the sinks rows are owed to are set at open
         except Exception as exc:
             for part in (pipeline, outbox):
                 if part is not None:
@@ -713,10 +738,10 @@ class Service:
             self.pipeline.close()
             self.pipeline = pipeline
             log.info("SIGHUP: OCR models reloaded (%s: %s)", pipeline.describe(), self.backend_info()["reason"])
-        publish_changed = (new.mqtt, new.device_id, new.outbox) != (old.mqtt, old.device_id, old.outbox)
-        if publish_changed and self.publisher is not None:
-            self.publisher.stop(0.0)   # unsent rows stay in the outbox for the new publisher
-            self.publisher = None
+        publish_changed = (outbox is not None or any(getattr(new, k) != getattr(old, k) for k in (
+            "mqtt", "device_id", "opcua", "sparkplug", "homeassistant")))
+        if publish_changed:
+            self._stop_sinks(0.0)   # unsent rows stay in the outbox for the new sinks
         if outbox is not None:
             self.outbox.close()
             self.outbox = outbox
@@ -776,9 +801,11 @@ class Service:
             if pending is not None:
                 pending.ack.release()   # a folder image stays on disk for the next start
         self.sources.clear()
+        left_by_sink = self._stop_sinks(max(0.0, deadline - time.monotonic()))
         left = self.outbox.depth()[0]
-        if self.publisher is not None:
-            left = self.publisher.stop(max(0.0, deadline - time.monotonic()))
+        if len(left_by_sink) > 1:
+            log.info("stopped the sinks; results each still owes: %s",
+                     ", ".join(f"{n} {k}" for n, k in left_by_sink.items()))
         if self.metrics_server is not None:
             self.metrics_server.stop()
         self._stop_web()

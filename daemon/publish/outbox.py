@@ -26,6 +26,17 @@ what "nothing lost" asks for. Rows keep their wall-clock created_at for informat
 Rows in flight (given to pending() as exclude_ids, or returned by it) are never removed by the caps or the TTL:
 they are about to be acknowledged, and counting them as lost while they arrive would be wrong. The caps can
 therefore be exceeded by at most the rows in flight (mqtt.max_inflight).
+
+Sinks (issue 14): a row is owed to every output configured when it was stored (mqtt, opcua, sparkplug,
+homeassistant; daemon/publish/sinks/). The deliveries table holds one line per (sink, row) still owed; a sink's
+acknowledgement deletes its line, and the row itself leaves with its last line, so a dead or slow sink keeps
+its rows without holding back the others. Failures and dead letters are per sink too. A sink named in the
+config for the first time owes the rows stored from then on; a sink no longer configured is forgotten at open
+(its lines dropped, logged; its dead letters kept). Methods take sink=None for the default sink (the first
+configured: "mqtt" unless MQTT is off), so a single-sink outbox reads exactly as before; for_sink(name) gives a
+sink its own view (SinkQueue) with the same methods. Schema version 2 (PRAGMA user_version); a version-1 file
+(no deliveries) is migrated at open in one transaction: every queued row is owed to mqtt with its failures,
+every dead letter is mqtt's.
 """
 from __future__ import annotations
 
@@ -37,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Collection, Optional
+from typing import Callable, Collection, Optional, Sequence
 
 from daemon.config import OutboxConfig
 
@@ -45,6 +56,21 @@ log = logging.getLogger(__name__)
 
 _CLOCK_PERSIST_S = 60.0   # the TTL clock is saved at least this often (and with every put): a crash loses less
 
+_DEAD_LETTERS_TABLE = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER NOT NULL,               -- the outbox id it had, kept so a replay restores its place
+    sink TEXT NOT NULL DEFAULT 'mqtt', -- the output that gave up on it (the others may have delivered it)
+    camera TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    failures INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    dead_at REAL NOT NULL,             -- wall clock
+    PRIMARY KEY (id, sink)
+);
+"""
 _TABLES = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,24 +86,30 @@ CREATE TABLE IF NOT EXISTS camera_seq (
     camera TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY,            -- the outbox id it had, kept so a replay restores its place
-    camera TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    msg_id TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    failures INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    dead_at REAL NOT NULL              -- wall clock
-);
+"""+_DEAD_LETTERS_TABLE+"""
 CREATE TABLE IF NOT EXISTS outbox_clock (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     elapsed_s REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deliveries (   -- one line per (sink, row) not delivered yet
+    sink TEXT NOT NULL,
+    row_id INTEGER NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, row_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sinks (
+    name TEXT PRIMARY KEY,
+    added_at REAL NOT NULL             -- wall clock
+);
 """
-_INDEXES = "CREATE INDEX IF NOT EXISTS outbox_born_s ON outbox (born_s);"
+_SCHEMA_VERSION = 2   # 1: rows without deliveries (one output, MQTT); 2: deliveries per sink
+DEFAULT_SINK = "mqtt"
+_INDEXES = ("CREATE INDEX IF NOT EXISTS outbox_born_s ON outbox (born_s);"
+            "CREATE INDEX IF NOT EXISTS deliveries_row ON deliveries (row_id);")
 _ROW_COLUMNS = "id, camera, topic, msg_id, payload, created_at, born_s, failures"
+# A sink's rows: the row's columns with that sink's failure count (o: outbox, d: deliveries).
+_SINK_ROW_COLUMNS = "o.id, o.camera, o.topic, o.msg_id, o.payload, o.created_at, o.born_s, d.failures"
+_DEAD_COLUMNS = "id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at, sink"
 
 
 @dataclass
@@ -102,6 +134,7 @@ class DeadLetter:
     failures: int
     reason: str
     dead_at: float
+    sink: str = DEFAULT_SINK   # the output that gave up on it
 
 
 @dataclass(frozen=True)
@@ -174,9 +207,14 @@ def _classify(exc: sqlite3.Error) -> str:
 
 class Outbox:
     def __init__(self, cfg: OutboxConfig, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, busy_timeout_s: float = 10.0):
+                 monotonic: Callable[[], float] = time.monotonic, busy_timeout_s: float = 10.0,
+                 sinks: Optional[Sequence[str]] = None):
         """clock: wall clock for created_at and dead_at; monotonic: what ages rows for the TTL;
-        busy_timeout_s: how long a write waits for another process's lock before it fails."""
+        busy_timeout_s: how long a write waits for another process's lock before it fails;
+        sinks: the outputs new rows are owed to, in order (the first is the default sink); None keeps the ones
+        the file has (what the CLI wants), ["mqtt"] for a new file."""
+        self._want_sinks = None if sinks is None else tuple(dict.fromkeys(sinks)) or (DEFAULT_SINK,)
+        self._sinks: tuple[str, ...] = (DEFAULT_SINK,)
         self._cfg = cfg
         self._busy_timeout_s = busy_timeout_s
         self._clock = clock
@@ -185,8 +223,10 @@ class Outbox:
         self.counters = OutboxCounters()
         self._path = Path(cfg.path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._admit: Optional[Callable[[str, bytes], Optional[str]]] = None
-        self._protected: frozenset[int] = frozenset()   # ids in flight at the last pending()
+        self._admit: dict[str, Callable[[str, bytes], Optional[str]]] = {}   # sink -> its admission check
+        self._protected: dict[str, frozenset[int]] = {}   # sink -> ids in flight at its last pending()
+        self._depth_cache: dict[str, tuple[tuple, tuple[int, int]]] = {}
+        self._gen = 0   # bumped by every change of rows or deliveries: the per-sink depth cache's key
         self._writable = True
         self._last_error = ""
         self._db: sqlite3.Connection
@@ -220,7 +260,10 @@ class Outbox:
         for col, decl in (("born_s", "REAL"), ("failures", "INTEGER NOT NULL DEFAULT 0")):
             if col not in cols:   # a file from before the dead letters and the outbox clock
                 db.execute(f"ALTER TABLE outbox ADD COLUMN {col} {decl}")
+        if int(db.execute("PRAGMA user_version").fetchone()[0]) < _SCHEMA_VERSION:
+            self._migrate_to_sinks_locked()
         db.executescript(_INDEXES)
+        self._register_sinks_locked()
         row = db.execute("SELECT elapsed_s FROM outbox_clock WHERE id = 0").fetchone()
         self._clock_base_s = float(row[0]) if row else 0.0
         self._clock_base_mono = self._mono()
@@ -230,6 +273,72 @@ class Outbox:
                    (self._now_s(), self._clock()))
         self._seqs = {cam: int(n) for cam, n in db.execute("SELECT camera, last_seq FROM camera_seq")}
         self._recount_locked()
+
+    def _migrate_to_sinks_locked(self) -> None:
+        """Version 1 -> 2 in one transaction: queued rows are owed to mqtt (their failures kept), dead letters
+        are mqtt's. A crash in between leaves version 1, and the next open does it again."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            dead_cols = {r[1] for r in db.execute("PRAGMA table_info(dead_letters)")}
+            if "sink" not in dead_cols:
+                db.execute("ALTER TABLE dead_letters RENAME TO dead_letters_v1")
+                db.execute(_DEAD_LETTERS_TABLE)
+                db.execute("INSERT INTO dead_letters (id, sink, camera, topic, msg_id, payload, created_at, failures, "
+                           "reason, dead_at) SELECT id, ?, camera, topic, msg_id, payload, created_at, failures, "
+                           "reason, dead_at FROM dead_letters_v1", (DEFAULT_SINK,))
+                db.execute("DROP TABLE dead_letters_v1")
+            moved = db.execute("INSERT OR IGNORE INTO deliveries (sink, row_id, failures) "
+                               "SELECT ?, id, COALESCE(failures, 0) FROM outbox", (DEFAULT_SINK,)).rowcount
+            db.execute("INSERT OR IGNORE INTO sinks (name, added_at) VALUES (?, ?)", (DEFAULT_SINK, self._clock()))
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        if moved:
+            log.info("outbox %s: migrated to schema %d (%d queued results owed to %s)", self._path,
+                     _SCHEMA_VERSION, moved, DEFAULT_SINK)
+
+    def _register_sinks_locked(self) -> None:
+        """Makes the file's sinks the configured ones: a new one owes the rows stored from now on, one no longer
+        configured is dropped with its lines (rows nobody owes any more leave; its dead letters stay)."""
+        db = self._db
+        have = [r[0] for r in db.execute("SELECT name FROM sinks ORDER BY added_at, name")]
+        want = self._want_sinks if self._want_sinks is not None else (tuple(have) or (DEFAULT_SINK,))
+        gone = [n for n in have if n not in want]
+        new = [n for n in want if n not in have]
+        if gone or new:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for name in gone:
+                    n = db.execute("DELETE FROM deliveries WHERE sink = ?", (name,)).rowcount
+                    db.execute("DELETE FROM sinks WHERE name = ?", (name,))
+                    if n:
+                        log.warning("outbox: sink %s is no longer configured; %d results it had not delivered are "
+                                    "dropped for it (the other sinks keep theirs)", name, n)
+                db.execute("DELETE FROM outbox WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.row_id = outbox.id)")
+                db.executemany("INSERT OR IGNORE INTO sinks (name, added_at) VALUES (?, ?)",
+                               [(n, self._clock()) for n in new])
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback_quietly()
+                raise
+        self._sinks = tuple(want)
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """The outputs new rows are owed to; the first is the default sink of the methods' sink=None."""
+        return self._sinks
+
+    def for_sink(self, sink: str) -> "SinkQueue":
+        """One sink's view: pending, get, delete_many, record_failure, dead_letter, depth, health for it."""
+        if sink not in self._sinks:
+            raise ValueError(f"sink {sink!r} is not among this outbox's sinks {self._sinks}")
+        return SinkQueue(self, sink)
+
+    def _sink(self, sink: Optional[str]) -> str:
+        return self._sinks[0] if sink is None else sink
 
     def _now_s(self) -> float:
         """The outbox clock: seconds this file has been open, over all runs."""
@@ -246,8 +355,11 @@ class Outbox:
         rows, nbytes = db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
         self._rows, self._bytes = int(rows), int(nbytes)   # kept in memory: caps are checked on every put
         self._dead = int(db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
-        self._failing = {int(r[0]) for r in db.execute("SELECT id FROM outbox WHERE failures > 0")}
+        self._failing: dict[str, set[int]] = {n: set() for n in self._sinks}   # sink -> rows it failed on
+        for sink, row_id in db.execute("SELECT sink, row_id FROM deliveries WHERE failures > 0"):
+            self._failing.setdefault(sink, set()).add(int(row_id))
         self._data_version = db.execute("PRAGMA data_version").fetchone()[0]
+        self._gen += 1
 
     def _sync_external_locked(self) -> None:
         """Another process (`ocr-daemon outbox replay`) committed: our in-memory counts are stale."""
@@ -288,11 +400,28 @@ class Outbox:
 
     # ------------------------------------------------------------ writer side (pipeline thread)
 
-    def set_admission(self, admit: Optional[Callable[[str, bytes], Optional[str]]]) -> None:
-        """admit(topic, payload) -> None to store, or the reason a row can never be delivered (it then goes to
-        the dead letters at put()). The publisher installs one checking mqtt.max_payload_bytes and the broker's
-        Maximum Packet Size; it is called under the outbox lock and must not call back into the outbox."""
-        self._admit = admit
+    def set_admission(self, admit: Optional[Callable[[str, bytes], Optional[str]]],
+                      sink: Optional[str] = None) -> None:
+        """admit(topic, payload) -> None to store, or the reason a row can never be delivered by this sink (it
+        then goes to this sink's dead letters at put(); the other sinks still get it). The MQTT publisher installs
+        one checking mqtt.max_payload_bytes and the broker's Maximum Packet Size; it is called under the outbox
+        lock and must not call back into the outbox."""
+        sink = self._sink(sink)
+        if admit is None:
+            self._admit.pop(sink, None)
+        else:
+            self._admit[sink] = admit
+
+    def _failing_of(self, sink: str) -> set[int]:
+        return self._failing.setdefault(sink, set())
+
+    def _forget_failing(self, row_ids) -> None:
+        ids = set(row_ids)
+        for failing in self._failing.values():
+            failing.difference_update(ids)
+
+    def _all_protected(self) -> frozenset[int]:
+        return frozenset().union(*self._protected.values()) if self._protected else frozenset()
 
     def next_seq(self, camera: str) -> int:
         """Per-camera sequence number, persisted, so it keeps increasing across restarts.
@@ -346,22 +475,27 @@ class Outbox:
             self.counters.add("refused_new")
             log.warning("outbox: result %s of %d bytes is above max_bytes=%d; dropped", msg_id, size, cfg.max_bytes)
             return PutResult("too_large", f"{size} bytes above outbox.max_bytes={cfg.max_bytes}")
-        why = self._admit(topic, payload) if self._admit is not None else None
-        if why:   # never deliverable as it is: kept in the dead letters (replayable), not queued
+        refused = {}   # sink -> why it can never deliver this row as it is
+        for sink in self._sinks:
+            admit = self._admit.get(sink)
+            why = admit(topic, payload) if admit is not None else None
+            if why:
+                refused[sink] = why
+        takers = [n for n in self._sinks if n not in refused]
+        if not takers:   # never deliverable as it is: kept in the dead letters (replayable), not queued
             self._db.execute("BEGIN IMMEDIATE")
             row_id = self._db.execute(
                 "INSERT INTO outbox (camera, topic, msg_id, payload, created_at, born_s) VALUES (?, ?, ?, ?, ?, ?) "
                 "RETURNING id", (camera, topic, msg_id, sqlite3.Binary(payload), self._clock(), self._now_s())
             ).fetchall()[0][0]
-            self._db.execute(
-                "INSERT INTO dead_letters (id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at) "
-                "SELECT id, camera, topic, msg_id, payload, created_at, 0, ?, ? FROM outbox WHERE id = ?",
-                (why, self._clock(), row_id))
+            self._insert_dead_sql(row_id, refused)
             self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
             self._db.execute("COMMIT")
             self._write_ok_locked()
-            self._dead += 1
-            self.counters.add("dead_lettered")
+            self._dead += len(refused)
+            self._gen += 1
+            self.counters.add("dead_lettered", len(refused))
+            why = "; ".join(refused.values())
             log.warning("outbox: result %s goes to the dead letters: %s", msg_id, why)
             return PutResult("dead_letter", why)
         full = self._rows + 1 > cfg.max_rows or self._bytes + size > cfg.max_bytes
@@ -370,9 +504,13 @@ class Outbox:
             return PutResult("refused_new", "outbox full")
         self._db.execute("BEGIN IMMEDIATE")
         dropped, dropped_bytes, dropped_ids = self._drop_oldest_locked(size) if full else (0, 0, [])
-        self._db.execute(
-            "INSERT INTO outbox (camera, topic, msg_id, payload, created_at, born_s) VALUES (?, ?, ?, ?, ?, ?)",
-            (camera, topic, msg_id, sqlite3.Binary(payload), self._clock(), self._now_s()))
+        row_id = self._db.execute(
+            "INSERT INTO outbox (camera, topic, msg_id, payload, created_at, born_s) VALUES (?, ?, ?, ?, ?, ?) "
+            "RETURNING id", (camera, topic, msg_id, sqlite3.Binary(payload), self._clock(), self._now_s())
+        ).fetchall()[0][0]
+        self._db.executemany("INSERT INTO deliveries (sink, row_id) VALUES (?, ?)", [(n, row_id) for n in takers])
+        if refused:   # a sink that can never take it (e.g. above the MQTT size limit): its dead letter, theirs
+            self._insert_dead_sql(row_id, refused)
         self._save_clock_sql()
         if camera in self._seqs:   # a number handed out while the disk was full is written now
             self._db.execute("INSERT INTO camera_seq (camera, last_seq) VALUES (?, ?) ON CONFLICT (camera) "
@@ -381,10 +519,23 @@ class Outbox:
         self._write_ok_locked()
         self._rows += 1 - dropped
         self._bytes += size - dropped_bytes
-        self._failing.difference_update(dropped_ids)
+        self._gen += 1
+        self._forget_failing(dropped_ids)
         if dropped:
             self.counters.add("dropped_oldest", dropped)
+        if refused:
+            self._dead += len(refused)
+            self.counters.add("dead_lettered", len(refused))
+            log.warning("outbox: result %s goes to the dead letters of %s: %s", msg_id, ", ".join(refused),
+                        "; ".join(refused.values()))
         return PutResult("stored")
+
+    def _insert_dead_sql(self, row_id: int, reasons: dict[str, str]) -> None:
+        """Copies a row into the dead letters of each sink in reasons, with no failures; inside a transaction."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO dead_letters (id, sink, camera, topic, msg_id, payload, created_at, failures, "
+            "reason, dead_at) SELECT id, ?, camera, topic, msg_id, payload, created_at, 0, ?, ? FROM outbox "
+            "WHERE id = ?", [(sink, why, self._clock(), row_id) for sink, why in reasons.items()])
 
     def _drop_oldest_locked(self, incoming_bytes: int) -> tuple[int, int, list[int]]:
         """Deletes the oldest rows not in flight until one more row of incoming_bytes fits; inside the caller's
@@ -393,47 +544,51 @@ class Outbox:
         need_bytes = self._bytes + incoming_bytes - self._cfg.max_bytes
         dropped = dropped_bytes = 0
         cursor = self._db.execute("SELECT id, LENGTH(payload) FROM outbox ORDER BY id")
+        protected = self._all_protected()
         victims = []
         for row_id, nbytes in cursor:
             if dropped >= need_rows and dropped_bytes >= need_bytes:
                 break
-            if row_id in self._protected:
+            if row_id in protected:
                 continue
             victims.append(row_id)
             dropped += 1
             dropped_bytes += nbytes
         cursor.close()
         self._db.executemany("DELETE FROM outbox WHERE id = ?", [(v,) for v in victims])
+        self._db.executemany("DELETE FROM deliveries WHERE row_id = ?", [(v,) for v in victims])
         return dropped, dropped_bytes, victims
 
     # ------------------------------------------------------------ sender side (MQTT thread)
 
     def pending(self, limit: int, exclude_ids: Collection[int] = (),
-                exclude_cameras: Collection[str] = ()) -> list[OutboxRow]:
-        """Oldest rows first, skipping the given ids (in flight) and cameras (blocked behind a failed row).
-        Deletes rows older than ttl_s first (counted in counters.expired), never one in exclude_ids.
-        The ids excluded and returned count as in flight (safe from caps and TTL) until the next call."""
+                exclude_cameras: Collection[str] = (), sink: Optional[str] = None) -> list[OutboxRow]:
+        """The sink's oldest rows first, skipping the given ids (in flight) and cameras (blocked behind a failed
+        row); failures are this sink's. Deletes rows older than ttl_s first (counted in counters.expired), never
+        one in flight for any sink. The ids excluded and returned count as in flight for this sink (safe from
+        caps and TTL) until its next call."""
+        sink = self._sink(sink)
         with self._lock:
             self._sync_external_locked()
             exclude_ids = frozenset(exclude_ids)
             if self._cfg.ttl_s > 0:
                 try:
-                    self._expire_locked(self._now_s() - self._cfg.ttl_s, exclude_ids)
+                    others = [ids for n, ids in self._protected.items() if n != sink]
+                    self._expire_locked(self._now_s() - self._cfg.ttl_s, exclude_ids.union(*others))
                 except sqlite3.DatabaseError as exc:
                     self._write_failed_locked(exc, "expiring old rows")
             elif self._mono() - self._clock_saved_mono > _CLOCK_PERSIST_S:
                 self._save_clock_quietly_locked()
-            sql = f"SELECT {_ROW_COLUMNS} FROM outbox"
-            where, args = [], []
+            sql = f"SELECT {_SINK_ROW_COLUMNS} FROM deliveries d JOIN outbox o ON o.id = d.row_id"
+            where, args = ["d.sink = ?"], [sink]
             if exclude_ids:
-                where.append(f"id NOT IN ({','.join('?' * len(exclude_ids))})")
+                where.append(f"d.row_id NOT IN ({','.join('?' * len(exclude_ids))})")
                 args.extend(exclude_ids)
             if exclude_cameras:
-                where.append(f"camera NOT IN ({','.join('?' * len(exclude_cameras))})")
+                where.append(f"o.camera NOT IN ({','.join('?' * len(exclude_cameras))})")
                 args.extend(exclude_cameras)
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY id LIMIT ?"
+            sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY d.row_id LIMIT ?"
             args.append(int(limit))
             try:
                 rows = [self._row(r) for r in self._db.execute(sql, args).fetchall()]
@@ -441,17 +596,19 @@ class Outbox:
                 if self._write_failed_locked(exc, "reading pending rows") == "corrupt":
                     return []   # set aside and salvaged: the next call reads the fresh file
                 raise
-            self._protected = exclude_ids | {r.id for r in rows}
+            self._protected[sink] = exclude_ids | {r.id for r in rows}
             return rows
 
     @staticmethod
     def _row(r) -> OutboxRow:
         return OutboxRow(int(r[0]), r[1], r[2], r[3], bytes(r[4]), float(r[5]), int(r[7] or 0))
 
-    def get(self, row_id: int) -> Optional[OutboxRow]:
-        """One queued row by id, or None when it left (acknowledged, dropped, expired, dead-lettered)."""
+    def get(self, row_id: int, sink: Optional[str] = None) -> Optional[OutboxRow]:
+        """One row the sink still owes, by id, or None when it left (acknowledged, dropped, expired,
+        dead-lettered)."""
         with self._lock:
-            r = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM outbox WHERE id = ?", (row_id,)).fetchone()
+            r = self._db.execute(f"SELECT {_SINK_ROW_COLUMNS} FROM deliveries d JOIN outbox o ON o.id = d.row_id "
+                                 f"WHERE d.sink = ? AND d.row_id = ?", (self._sink(sink), row_id)).fetchone()
             return self._row(r) if r else None
 
     def _save_clock_quietly_locked(self) -> None:
@@ -471,6 +628,7 @@ class Outbox:
             return
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i, _ in victims])
+        self._db.executemany("DELETE FROM deliveries WHERE row_id = ?", [(i,) for i, _ in victims])
         self._save_clock_sql()
         self._db.execute("COMMIT")
         self._write_ok_locked()
@@ -478,26 +636,29 @@ class Outbox:
             return
         self._rows -= len(victims)
         self._bytes -= sum(n for _, n in victims)
-        self._failing.difference_update(i for i, _ in victims)
+        self._gen += 1
+        self._forget_failing(i for i, _ in victims)
         self.counters.add("expired", len(victims))
         log.warning("outbox: %d results older than ttl_s=%.0f dropped unpublished", len(victims), self._cfg.ttl_s)
 
-    def delete(self, row_id: int) -> None:
+    def delete(self, row_id: int, sink: Optional[str] = None) -> None:
         """Removes an acknowledged row; a row already gone (dropped or expired meanwhile) is not an error."""
-        self.delete_many([row_id])
+        self.delete_many([row_id], sink)
 
-    def delete_many(self, row_ids: Collection[int]) -> None:
-        """Removes acknowledged rows in one transaction: one fsync instead of one per row. Raises sqlite3.Error
-        when the write fails (disk full, locked): the caller keeps the ids and tries again later."""
+    def delete_many(self, row_ids: Collection[int], sink: Optional[str] = None) -> None:
+        """Marks rows delivered by the sink, in one transaction: one fsync instead of one per row; a row leaves
+        the outbox with the last sink that owed it. Raises sqlite3.Error when the write fails (disk full,
+        locked): the caller keeps the ids and tries again later."""
         if not row_ids:
             return
+        sink = self._sink(sink)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 gone = []
                 for row_id in row_ids:
-                    gone += self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload)",
-                                             (row_id,)).fetchall()
+                    self._db.execute("DELETE FROM deliveries WHERE sink = ? AND row_id = ?", (sink, row_id))
+                    gone += self._delete_if_done_sql(row_id)
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 self._write_failed_locked(exc, "deleting acknowledged rows")
@@ -505,128 +666,189 @@ class Outbox:
             self._write_ok_locked()
             self._rows -= len(gone)
             self._bytes -= sum(int(g[0]) for g in gone)
-            self._failing.difference_update(row_ids)
+            self._gen += 1
+            self._failing_of(sink).difference_update(row_ids)
 
-    def record_failure(self, row_id: int, reason: str) -> str:
-        """One failed delivery of a row: "retry", "dead_letter" (the dead_letter_after_failures-th failure moved
-        it to the dead letters), or "gone" (the row left meanwhile). Raises sqlite3.Error when the write fails."""
+    def _delete_if_done_sql(self, row_id: int) -> list:
+        """Deletes the row when no sink owes it any more; [(payload length,)] when it did. Inside a transaction."""
+        return self._db.execute("DELETE FROM outbox WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deliveries "
+                                "WHERE row_id = ?) RETURNING LENGTH(payload)", (row_id, row_id)).fetchall()
+
+    def record_failure(self, row_id: int, reason: str, sink: Optional[str] = None) -> str:
+        """One failed delivery of a row by the sink: "retry", "dead_letter" (the dead_letter_after_failures-th
+        failure moved it to the sink's dead letters), or "gone" (the row left meanwhile). Raises sqlite3.Error
+        when the write fails."""
+        sink = self._sink(sink)
         with self._lock:
             try:
-                r = self._db.execute("UPDATE outbox SET failures = failures + 1 WHERE id = ? RETURNING failures",
-                                     (row_id,)).fetchall()
+                r = self._db.execute("UPDATE deliveries SET failures = failures + 1 WHERE sink = ? AND row_id = ? "
+                                     "RETURNING failures", (sink, row_id)).fetchall()
             except sqlite3.DatabaseError as exc:
                 self._write_failed_locked(exc, "counting a failed delivery")
                 raise
             if not r:
                 return "gone"
-            self._failing.add(row_id)
+            self._failing_of(sink).add(row_id)
             if int(r[0][0]) < self._cfg.dead_letter_after_failures:
                 return "retry"
-            self._dead_letter_locked(row_id, reason)
+            self._dead_letter_locked(row_id, reason, sink)
             return "dead_letter"
 
-    def dead_letter(self, row_id: int, reason: str) -> bool:
-        """Moves a queued row to the dead letters at once (e.g. above the broker's Maximum Packet Size).
-        False when the row had left already. Raises sqlite3.Error when the write fails."""
+    def dead_letter(self, row_id: int, reason: str, sink: Optional[str] = None) -> bool:
+        """Moves a queued row to the sink's dead letters at once (e.g. above the broker's Maximum Packet Size);
+        the other sinks still deliver it. False when the row had left already. Raises sqlite3.Error when the
+        write fails."""
         with self._lock:
-            return self._dead_letter_locked(row_id, reason)
+            return self._dead_letter_locked(row_id, reason, self._sink(sink))
 
-    def _dead_letter_locked(self, row_id: int, reason: str) -> bool:
+    def _dead_letter_locked(self, row_id: int, reason: str, sink: str) -> bool:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             moved = self._db.execute(
-                "INSERT INTO dead_letters (id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at) "
-                "SELECT id, camera, topic, msg_id, payload, created_at, failures, ?, ? FROM outbox WHERE id = ? "
-                "RETURNING msg_id, LENGTH(payload), failures", (reason, self._clock(), row_id)).fetchall()
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+                "INSERT OR REPLACE INTO dead_letters (id, sink, camera, topic, msg_id, payload, created_at, failures, "
+                "reason, dead_at) SELECT o.id, d.sink, o.camera, o.topic, o.msg_id, o.payload, o.created_at, "
+                "d.failures, ?, ? FROM deliveries d JOIN outbox o ON o.id = d.row_id WHERE d.sink = ? AND d.row_id = ? "
+                "RETURNING msg_id, LENGTH(payload), failures", (reason, self._clock(), sink, row_id)).fetchall()
+            self._db.execute("DELETE FROM deliveries WHERE sink = ? AND row_id = ?", (sink, row_id))
+            gone = self._delete_if_done_sql(row_id)
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._write_failed_locked(exc, "moving a row to the dead letters")
             raise
         self._write_ok_locked()
-        self._failing.discard(row_id)
+        self._failing_of(sink).discard(row_id)
         if not moved:
             return False
         msg_id, nbytes, failures = moved[0]
-        self._rows -= 1
-        self._bytes -= int(nbytes)
+        self._rows -= len(gone)
+        self._bytes -= sum(int(g[0]) for g in gone)
         self._dead += 1
+        self._gen += 1
         self.counters.add("dead_lettered")
-        log.warning("outbox: result %s moved to the dead letters after %d failed deliveries: %s",
-                    msg_id, failures, reason)
+        log.warning("outbox: result %s moved to the dead letters%s after %d failed deliveries: %s",
+                    msg_id, "" if len(self._sinks) == 1 else f" of {sink}", failures, reason)
         return True
 
     # ------------------------------------------------------------ dead letters (CLI, stats)
 
-    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """Oldest first."""
+    def dead_letters(self, limit: int = 1000, sink: Optional[str] = None) -> list[DeadLetter]:
+        """Oldest first; every sink's when sink is None."""
+        where, args = ("", []) if sink is None else (" WHERE sink = ?", [sink])
         with self._lock:
-            return [DeadLetter(int(r[0]), r[1], r[2], r[3], bytes(r[4]), float(r[5]), int(r[6]), r[7], float(r[8]))
-                    for r in self._db.execute(
-                        "SELECT id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at "
-                        "FROM dead_letters ORDER BY id LIMIT ?", (int(limit),)).fetchall()]
+            return [DeadLetter(int(r[0]), r[1], r[2], r[3], bytes(r[4]), float(r[5]), int(r[6]), r[7], float(r[8]),
+                               r[9])
+                    for r in self._db.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters{where} ORDER BY id, sink "
+                                              f"LIMIT ?", (*args, int(limit))).fetchall()]
 
     def replay_dead_letters(self, ids: Optional[Collection[int]] = None) -> int:
         """Moves dead letters back into the outbox (all of them when ids is None) with their old id, a fresh
-        TTL age and no failures; returns how many moved. A running daemon picks them up by itself."""
+        TTL age and no failures, owed again to the sink that gave up on each; returns how many moved. Dead
+        letters of a sink no longer configured stay. A running daemon picks them up by itself."""
         with self._lock:
-            where, args = "", []
+            where = f" WHERE sink IN ({','.join('?' * len(self._sinks))})"
+            args: list = list(self._sinks)
             if ids is not None:
                 if not ids:
                     return 0
-                where = f" WHERE id IN ({','.join('?' * len(ids))})"
-                args = [int(i) for i in ids]
+                where += f" AND id IN ({','.join('?' * len(ids))})"
+                args += [int(i) for i in ids]
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                moved = self._db.execute(
-                    f"INSERT INTO outbox (id, camera, topic, msg_id, payload, created_at, born_s, failures) "
+                # A row another sink still owes is in the outbox already: it keeps its place and gains a line.
+                back = self._db.execute(
+                    f"INSERT OR IGNORE INTO outbox (id, camera, topic, msg_id, payload, created_at, born_s, failures) "
                     f"SELECT id, camera, topic, msg_id, payload, created_at, ?, 0 FROM dead_letters{where} "
-                    f"RETURNING LENGTH(payload)", [self._now_s(), *args]).fetchall()
+                    f"GROUP BY id RETURNING LENGTH(payload)", [self._now_s(), *args]).fetchall()
+                moved = self._db.execute(
+                    f"INSERT OR IGNORE INTO deliveries (sink, row_id, failures) SELECT sink, id, 0 "
+                    f"FROM dead_letters{where}", args).rowcount
                 self._db.execute(f"DELETE FROM dead_letters{where}", args)
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 self._write_failed_locked(exc, "replaying dead letters")
                 raise
-            self._rows += len(moved)
-            self._bytes += sum(int(m[0]) for m in moved)
-            self._dead -= len(moved)
+            self._rows += len(back)
+            self._bytes += sum(int(m[0]) for m in back)
+            self._dead = int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+            self._gen += 1
             self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        self.counters.add("replayed", len(moved))
-        return len(moved)
+        self.counters.add("replayed", moved)
+        return moved
 
     # ------------------------------------------------------------ health
 
-    def depth(self) -> tuple[int, int]:
-        """(rows, payload bytes) waiting to be published."""
+    def depth(self, sink: Optional[str] = None) -> tuple[int, int]:
+        """(rows, payload bytes) waiting to be published: by any sink when sink is None, else that sink's
+        backlog (the same numbers while there is one sink)."""
         with self._lock:
             try:
                 self._sync_external_locked()
             except sqlite3.Error:
                 pass
-            return self._rows, self._bytes
+            if sink is None or self._sinks == (sink,):
+                return self._rows, self._bytes
+            return self._sink_depth_locked(sink)
 
-    def dead_letter_count(self) -> int:
-        return self._dead
+    def _sink_depth_locked(self, sink: str) -> tuple[int, int]:
+        key = (self._gen, self._data_version)
+        cached = self._depth_cache.get(sink)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            rows, nbytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(o.payload)), 0) FROM deliveries d JOIN outbox o "
+                "ON o.id = d.row_id WHERE d.sink = ?", (sink,)).fetchone()
+        except sqlite3.Error:
+            return cached[1] if cached is not None else (0, 0)
+        self._depth_cache[sink] = (key, (int(rows), int(nbytes)))
+        return int(rows), int(nbytes)
 
-    def health(self, wait_s: float = 0.5) -> OutboxHealth:
-        """Never raises; waits at most wait_s for the lock (a wedged database reports responsive=False)."""
+    def dead_letter_count(self, sink: Optional[str] = None) -> int:
+        """Every sink's dead letters when sink is None."""
+        if sink is None:
+            return self._dead
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM dead_letters WHERE sink = ?", (sink,)).fetchone()[0])
+
+    def health(self, wait_s: float = 0.5, sink: Optional[str] = None) -> OutboxHealth:
+        """Never raises; waits at most wait_s for the lock (a wedged database reports responsive=False).
+        With a sink (of several): rows, age, failing rows and dead letters are that sink's."""
+        single = sink is None or self._sinks == (sink,)
         if not self._lock.acquire(timeout=wait_s):
             return OutboxHealth(writable=self._writable, responsive=False, rows=self._rows,
-                                oldest_undelivered_age_s=None, failing_rows=len(self._failing),
+                                oldest_undelivered_age_s=None, failing_rows=self._failing_count(sink),
                                 dead_letters=self._dead, last_error=self._last_error or "outbox lock held")
         try:
             oldest = None
+            rows, dead = self._rows, self._dead
             try:
                 self._sync_external_locked()
-                born = self._db.execute("SELECT MIN(born_s) FROM outbox").fetchone()[0]
+                rows = self._rows
+                if single:
+                    born = self._db.execute("SELECT MIN(born_s) FROM outbox").fetchone()[0]
+                else:
+                    born = self._db.execute("SELECT MIN(o.born_s) FROM deliveries d JOIN outbox o "
+                                            "ON o.id = d.row_id WHERE d.sink = ?", (sink,)).fetchone()[0]
+                    rows = self._sink_depth_locked(sink)[0]
+                    dead = int(self._db.execute("SELECT COUNT(*) FROM dead_letters WHERE sink = ?",
+                                                (sink,)).fetchone()[0])
                 oldest = None if born is None else max(0.0, self._now_s() - float(born))
             except sqlite3.Error as exc:
                 self._last_error = f"reading the outbox: {exc}"
-            return OutboxHealth(writable=self._writable, responsive=True, rows=self._rows,
-                                oldest_undelivered_age_s=oldest, failing_rows=len(self._failing),
-                                dead_letters=self._dead, last_error=self._last_error)
+            return OutboxHealth(writable=self._writable, responsive=True, rows=rows,
+                                oldest_undelivered_age_s=oldest, failing_rows=self._failing_count(sink),
+                                dead_letters=dead, last_error=self._last_error)
         finally:
             self._lock.release()
+
+    def _failing_count(self, sink: Optional[str]) -> int:
+        """Rows with a failed delivery (by the sink, or by any); read without the lock when it is held."""
+        try:
+            if sink is None:
+                return len(set().union(*list(self._failing.values())))
+            return len(self._failing.get(sink, ()))
+        except RuntimeError:   # changed while read (lock not held): a report, not a decision
+            return 0
 
     def close(self) -> None:
         with self._lock:
@@ -664,9 +886,16 @@ class Outbox:
         self._db.executemany(
             "INSERT OR IGNORE INTO outbox (id, camera, topic, msg_id, payload, created_at, born_s, failures) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(*r[:6], now_s, r[7] or 0) for r in salvage.rows])
+        owed: dict[int, list] = {}
+        for sink, row_id, failures in salvage.deliveries:
+            if sink in self._sinks:
+                owed.setdefault(int(row_id), []).append((sink, int(row_id), int(failures or 0)))
+        lines = []
+        for r in salvage.rows:   # a row whose lines are unreadable is owed to every sink: sent twice, never lost
+            lines += owed.get(r[0]) or [(sink, r[0], r[7] or 0) for sink in self._sinks]
+        self._db.executemany("INSERT OR IGNORE INTO deliveries (sink, row_id, failures) VALUES (?, ?, ?)", lines)
         self._db.executemany(
-            "INSERT OR IGNORE INTO dead_letters (id, camera, topic, msg_id, payload, created_at, failures, reason, "
-            "dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", salvage.dead)
+            f"INSERT OR IGNORE INTO dead_letters ({_DEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", salvage.dead)
         self._db.executemany(
             "INSERT INTO camera_seq (camera, last_seq) VALUES (?, ?) ON CONFLICT (camera) "
             "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)", list(salvage.seqs.items()))
@@ -676,16 +905,58 @@ class Outbox:
         self._db.execute("COMMIT")
         self._seqs = {cam: int(s) for cam, s in self._db.execute("SELECT camera, last_seq FROM camera_seq")}
         self._recount_locked()
-        self._protected = frozenset()
+        self._protected = {}
         self.counters.add("salvaged_rows", len(salvage.rows) + len(salvage.dead))
         self._last_error = f"corrupt outbox set aside as {target}: {why}"
         log.error("outbox: %s is damaged (%s); moved to %s, started a fresh one and re-queued the %d results and "
                   "%d dead letters still readable", self._path, why, target, len(salvage.rows), len(salvage.dead))
 
 
+class SinkQueue:
+    """One sink's view of the outbox (Outbox.for_sink): the methods a sink calls, bound to its name, so a sink
+    (the MQTT publisher included) reads the same whether the outbox feeds one output or four."""
+
+    def __init__(self, outbox: Outbox, sink: str):
+        self._outbox = outbox
+        self.sink = sink
+        self.counters = outbox.counters
+
+    def set_admission(self, admit: Optional[Callable[[str, bytes], Optional[str]]]) -> None:
+        self._outbox.set_admission(admit, self.sink)
+
+    def pending(self, limit: int, exclude_ids: Collection[int] = (),
+                exclude_cameras: Collection[str] = ()) -> list[OutboxRow]:
+        return self._outbox.pending(limit, exclude_ids, exclude_cameras, sink=self.sink)
+
+    def get(self, row_id: int) -> Optional[OutboxRow]:
+        return self._outbox.get(row_id, self.sink)
+
+    def delete(self, row_id: int) -> None:
+        self._outbox.delete_many([row_id], self.sink)
+
+    def delete_many(self, row_ids: Collection[int]) -> None:
+        self._outbox.delete_many(row_ids, self.sink)
+
+    def record_failure(self, row_id: int, reason: str) -> str:
+        return self._outbox.record_failure(row_id, reason, self.sink)
+
+    def dead_letter(self, row_id: int, reason: str) -> bool:
+        return self._outbox.dead_letter(row_id, reason, self.sink)
+
+    def depth(self) -> tuple[int, int]:
+        return self._outbox.depth(self.sink)
+
+    def dead_letter_count(self) -> int:
+        return self._outbox.dead_letter_count(self.sink)
+
+    def health(self, wait_s: float = 0.5) -> OutboxHealth:
+        return self._outbox.health(wait_s, sink=self.sink)
+
+
 @dataclass
 class _Salvage:
     rows: list = field(default_factory=list)
+    deliveries: list = field(default_factory=list)   # (sink, row_id, failures); empty for a version-1 file
     dead: list = field(default_factory=list)
     seqs: dict = field(default_factory=dict)
     max_id: int = 0
@@ -722,9 +993,22 @@ def _salvage(path: str) -> _Salvage:
                     if isinstance(r[4], (bytes, str)) and r[1] is not None and r[2] is not None]
         out.rows = [(int(r[0]), r[1], r[2], r[3], sqlite3.Binary(r[4] if isinstance(r[4], bytes) else r[4].encode()),
                      float(r[5] or 0.0), None, int(r[7] or 0)) for r in out.rows]
-        dcols = "id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at"
-        out.dead = _scan(db, f"SELECT {dcols} FROM dead_letters ORDER BY id",
-                         f"SELECT {dcols} FROM dead_letters ORDER BY id DESC")
+        dcols = "id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at, '" + DEFAULT_SINK + "'"
+        try:
+            if "sink" in {r[1] for r in db.execute("PRAGMA table_info(dead_letters)")}:
+                dcols = _DEAD_COLUMNS
+        except sqlite3.DatabaseError:
+            pass
+        # keyed by (id, sink): two sinks' dead letters of one row are two entries
+        out.dead = [r[1:] for r in _scan(db, f"SELECT id || '/' || {dcols.split(', ')[-1]}, {dcols} FROM dead_letters "
+                                             f"ORDER BY id", f"SELECT id || '/' || {dcols.split(', ')[-1]}, {dcols} "
+                                             f"FROM dead_letters ORDER BY id DESC")]
+        try:   # a version-1 file has no deliveries table: its rows are owed to every sink
+            out.deliveries = [r[1:] for r in _scan(
+                db, "SELECT sink || '/' || row_id, sink, row_id, failures FROM deliveries ORDER BY sink, row_id",
+                "SELECT sink || '/' || row_id, sink, row_id, failures FROM deliveries ORDER BY sink DESC, row_id DESC")]
+        except sqlite3.DatabaseError:
+            out.deliveries = []
         for cam, seq in _scan(db, "SELECT camera, last_seq FROM camera_seq ORDER BY camera",
                               "SELECT camera, last_seq FROM camera_seq ORDER BY camera DESC"):
             out.seqs[cam] = max(int(seq), out.seqs.get(cam, 0))

@@ -54,7 +54,8 @@ def main(args: argparse.Namespace) -> int:
             dead = ob.dead_letters(limit=args.limit)
             for d in dead:
                 if args.json:
-                    print(json.dumps({"id": d.id, "camera": d.camera, "topic": d.topic, "msg_id": d.msg_id,
+                    print(json.dumps({"id": d.id, "sink": d.sink, "camera": d.camera, "topic": d.topic,
+                                      "msg_id": d.msg_id,
                                       "bytes": len(d.payload), "failures": d.failures, "reason": d.reason,
                                       "created_at": _utc(d.created_at), "dead_at": _utc(d.dead_at)}))
                 else:
@@ -64,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{ob.dead_letter_count()} dead letters in {path}", file=sys.stderr)
             return 0
         wanted = None if args.all else sorted(set(args.ids))
-        known = {d.id for d in ob.dead_letters(limit=10**9)}
+        known = {d.id for d in ob.dead_letters(limit=10**9)}   # every sink's: a replay gives each back its own
         moved = ob.replay_dead_letters(wanted)
         print(f"replayed {moved} dead letters into {path}")
         missing = [i for i in (wanted or []) if i not in known]

@@ -1,0 +1,70 @@
+"""The daemon's outputs, one module per sink, all fed by the one outbox (daemon/publish/outbox.py).
+
+base.py       the interface (start, wake, stop with a drain, health, counters) and QueueSink, the thread that
+              takes a sink's own rows from the outbox
+mqtt.py       the JSON payload over MQTT: the publisher of daemon/publish/mqtt_client.py as a sink
+opcua.py      an OPC UA server (asyncua): per camera a folder with the last reading and an event per reading
+sparkplug.py  Sparkplug B on MQTT: NBIRTH / DBIRTH / DDATA / NDEATH, one device per camera
+homeassistant.py  Home Assistant MQTT discovery and a retained state per camera
+
+Each sink delivers on its own: a dead one keeps its backlog in the outbox and holds back no other.
+Nothing here is imported by the pipeline; the service calls sink_names(), build_sinks() and stop_sinks().
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+from daemon.config import Config
+from daemon.publish.outbox import DEFAULT_SINK, Outbox
+
+log = logging.getLogger(__name__)
+
+SINK_NAMES = ("mqtt", "opcua", "sparkplug", "homeassistant")   # the order rows are offered in
+
+
+def sink_names(cfg: Config) -> tuple[str, ...]:
+    """The sinks the config turns on, in SINK_NAMES order. None on: ("mqtt",), so the outbox keeps every reading
+    for when MQTT is enabled (what mqtt.enabled: false has always meant)."""
+    on = {"mqtt": cfg.mqtt.enabled, "opcua": cfg.opcua.enabled, "sparkplug": cfg.sparkplug.enabled,
+          "homeassistant": cfg.homeassistant.enabled}
+    return tuple(n for n in SINK_NAMES if on[n]) or (DEFAULT_SINK,)
+
+
+def build_sinks(cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]] = None) -> dict:
+    """name -> sink for every enabled sink, not started. Each module is imported only when its sink is on
+    (asyncua, protobuf stay unloaded otherwise)."""
+    sinks: dict = {}
+    if cfg.mqtt.enabled:
+        from daemon.publish.sinks.mqtt import MqttSink
+        sinks["mqtt"] = MqttSink(cfg.mqtt, cfg.device_id, outbox.for_sink("mqtt"), on_acked=on_acked)
+    if cfg.opcua.enabled:
+        from daemon.publish.sinks.opcua import OpcUaSink
+        sinks["opcua"] = OpcUaSink(cfg, outbox.for_sink("opcua"))
+    if cfg.sparkplug.enabled:
+        from daemon.publish.sinks.sparkplug import SparkplugSink
+        sinks["sparkplug"] = SparkplugSink(cfg, outbox.for_sink("sparkplug"))
+    if cfg.homeassistant.enabled:
+        from daemon.publish.sinks.homeassistant import HomeAssistantSink
+        sinks["homeassistant"] = HomeAssistantSink(cfg, outbox.for_sink("homeassistant"))
+    return sinks
+
+
+def stop_sinks(sinks: dict, drain_timeout_s: float) -> dict[str, int]:
+    """Stops every sink at once, each draining for at most drain_timeout_s (a slow one does not eat the others'
+    time); name -> rows it still owes."""
+    left: dict[str, int] = {}
+
+    def stop(name: str, sink) -> None:
+        try:
+            left[name] = sink.stop(drain_timeout_s)
+        except Exception:
+            log.exception("%s: stop failed", name)
+
+    threads = [threading.Thread(target=stop, args=(n, s), name=f"stop-{n}") for n, s in sinks.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return left
