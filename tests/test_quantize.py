@@ -47,7 +47,8 @@ def calibrated(tmp_path_factory):
     _write_labels(tmp / "frames", 10)
     cfg_path = _config(tmp)
     args = argparse.Namespace(config=str(cfg_path), images=str(tmp / "frames"), method=defaults.METHOD, held_out=0.2,
-                              max_frames=400, seed=0, speed_runs=2, rec_lines=defaults.REC_CALIBRATION_LINES)
+                              max_frames=400, seed=0, speed_runs=2, rec_lines=defaults.REC_CALIBRATION_LINES,
+                              report_only=False)
     assert calibrate.main(args) == 0
     cfg = config.load(cfg_path)
     paths = models.resolve(cfg)
@@ -201,22 +202,68 @@ def test_report_written_with_accuracy_sizes_and_speed(calibrated):
     cfg, _, _, _ = calibrated
     report = json.loads((Path(cfg.engines.dir) / "int8_report.json").read_text(encoding="utf-8"))
     acc = report["accuracy"]
-    assert acc["reference"] == "ground truth" and acc["frames"] == 2 and acc["lines"] > 0
-    assert 0.0 <= acc["cer_int8"] <= 1.0 and 0.0 <= acc["det_recall_int8"] <= 1.0
+    assert acc["reference"] == "ground truth"
+    groups = {g["name"]: g for g in acc["groups"]}
+    # 10 frames of plain, rotated and blurred labels: the held-out fifth holds both measured hard and ordinary ones
+    assert acc["groups"][0]["name"] == "all" and {"hard (measured)", "ordinary (measured)"} <= set(groups)
+    everything = groups["all"]
+    assert everything["frames"] == report["settings"]["held_out_frames"] >= 2 and everything["lines"] > 0
+    assert set(everything["scores"]) == {"fp32", "int8_rec", "int8_det", "int8"}
+    for scores in everything["scores"].values():
+        assert 0.0 <= scores["cer"] <= 1.0 and 0.0 <= scores["det_recall"] <= 1.0 and 0.0 <= scores["line_recall"] <= 1.0
     # 17 lines read at 320x320 (FP32 CER ~25 %): only a coarse bound here; bench/RESULTS-int8.md has the real run.
-    # +0.05 was measured on an AMD EPYC without VNNI, where ONNX Runtime's fused integer kernels saturate
-    # (the same Q/DQ model run unfused reads like FP32: test_int8_outputs_are_close_to_fp32); +0.01 on Xeons.
-    assert acc["cer_int8_rec"] - acc["cer_fp32"] < 0.07 and acc["det_recall_fp32"] - acc["det_recall_int8"] < 0.07
+    # The Q/DQ models are measured exactly as written (what TensorRT computes), not through ONNX Runtime's fused
+    # integer kernels, which saturate on x86 CPUs without VNNI.
+    assert everything["cer_increase_points"]["int8"] < 7 and everything["det_recall_decrease_points"]["int8"] < 7
+    assert report["calibration_frames"]["frames"] == report["settings"]["calibration_frames"]
+    assert report["calibration_frames"]["hard"] >= 1
     assert report["settings"]["rec_calibration_lines"] <= defaults.REC_CALIBRATION_LINES
     assert report["settings"]["calibration_s"] > 0
     assert report["model_sizes_bytes"]["rec_int8"] < report["model_sizes_bytes"]["rec_fp32"]
     assert {s["model"] for s in report["speed_ms"]} == {"det", "rec"}
-    assert (Path(cfg.engines.dir) / "int8_report.md").read_text(encoding="utf-8").startswith("# INT8")
+    md = (Path(cfg.engines.dir) / "int8_report.md").read_text(encoding="utf-8")
+    assert md.startswith("# INT8") and "| hard (measured) |" in md and "CER INT8 det only" in md
+
+
+def test_report_only_measures_existing_models_per_kind_without_calibrating(calibrated, tmp_path, capsys):
+    cfg, _, det_path, rec_path = calibrated
+    before = (det_path.stat().st_mtime_ns, rec_path.stat().st_mtime_ns)
+    for kind, variants in (("dock", ("plain", "plain", "perspective", "plain")), ("night", ("dim",) * 4)):
+        folder = tmp_path / "check" / kind
+        folder.mkdir(parents=True)
+        with open(folder / LABELS_FILE, "w", encoding="utf-8") as f:
+            for i, v in enumerate(variants):
+                s = render_label(700 + i, width=640, height=480, variant=v)
+                cv2.imwrite(str(folder / f"{s.name}.png"), s.image)
+                f.write(json.dumps({"image": f"{s.name}.png", "lines": [{"text": ln.text, "box": [list(p) for p in ln.box]}
+                                                                        for ln in s.lines]}, ensure_ascii=False) + "\n")
+    args = argparse.Namespace(config=str(Path(cfg.engines.dir).parent / "config.yaml"), images=str(tmp_path / "check"),
+                              method=defaults.METHOD, held_out=0.2, max_frames=400, seed=0, speed_runs=2,
+                              rec_lines=64, report_only=True)
+    assert calibrate.main(args) == 0
+    out = capsys.readouterr().out
+    assert "int8_check.json" in out and "dock:" in out and "night:" in out
+    assert (det_path.stat().st_mtime_ns, rec_path.stat().st_mtime_ns) == before     # nothing re-calibrated
+    report = json.loads((Path(cfg.engines.dir) / "int8_check.json").read_text(encoding="utf-8"))
+    groups = {g["name"]: g for g in report["accuracy"]["groups"]}
+    assert groups["all"]["frames"] == 8 and groups["dock"]["frames"] == 4 and groups["night"]["frames"] == 4
+    assert groups["hard (measured)"]["frames"] >= 4          # the dim frames
+    assert report["settings"]["report_only"] and not report["speed_ms"]
+
+
+def test_report_only_without_int8_models_names_the_command(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    _write_labels(folder, 8)
+    args = argparse.Namespace(config=str(_config(tmp_path)), images=str(folder), method=defaults.METHOD, held_out=0.2,
+                              max_frames=400, seed=0, speed_runs=2, rec_lines=64, report_only=True)
+    assert calibrate.main(args) == 2
+    err = capsys.readouterr().err
+    assert "int8.qdq.onnx does not exist" in err and "ocr-daemon calibrate" in err
 
 
 def _args(tmp_path: Path, images: Path) -> argparse.Namespace:
     return argparse.Namespace(config=str(_config(tmp_path)), images=str(images), method="entropy", held_out=0.2,
-                              max_frames=400, seed=0, speed_runs=2, rec_lines=64)
+                              max_frames=400, seed=0, speed_runs=2, rec_lines=64, report_only=False)
 
 
 def test_too_few_images_exit_2_naming_the_path(tmp_path, capsys):

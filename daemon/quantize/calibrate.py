@@ -4,6 +4,10 @@ The detector is calibrated on the frames letterboxed as the pipeline letterboxes
 the line crops the FP32 pipeline itself finds in the same frames. A held-out share of the frames measures
 what INT8 costs (engines/int8_report.json, .md). The outputs are engines/<model stem>.int8.qdq.onnx, which
 the pipeline loads when ocr.precision is int8 and build-engine turns into INT8 TensorRT engines.
+
+``--report-only`` calibrates nothing: it measures the Q/DQ models already in engines/ on every frame of
+another folder (engines/int8_check.json, .md), so INT8 can be checked on a site's own frames before it is
+deployed.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"line crops that calibrate the recognizer (default {defaults.REC_CALIBRATION_LINES})")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration / held-out split")
     p.add_argument("--speed-runs", type=int, default=10, help="timed calls per model for the report")
+    p.add_argument("--report-only", action="store_true",
+                   help="calibrate nothing: measure the INT8 models already in engines.dir on every frame of --images "
+                        "(engines/int8_check.json, .md)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,8 +47,11 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         cfg = config.load(args.config)
-        result = run(cfg, Path(args.images), args.method, args.held_out, args.max_frames, args.seed,
-                     args.speed_runs, args.rec_lines)
+        if args.report_only:
+            result = check(cfg, Path(args.images), args.max_frames)
+        else:
+            result = run(cfg, Path(args.images), args.method, args.held_out, args.max_frames, args.seed,
+                         args.speed_runs, args.rec_lines)
     except config.ConfigError as exc:
         print(f"{args.config}: invalid config: {exc}", file=sys.stderr)
         return 2
@@ -96,7 +106,8 @@ def run(cfg, images: Path, method: str, held_out: float, max_frames: int = 400, 
         quantize_qdq(fp32_rec, out_rec, rec_in, QdqSettings(method, defaults.REC_OP_TYPES, excludes["rec"]),
                      progress=bar.update)
         bar.set_postfix_str("measuring")
-        accuracy = (measure.compare_accuracy(o, paths, out_det, out_rec, split.held_out, o.threads)
+        bar.total = bar.n + len(split.held_out)
+        accuracy = (measure.compare_accuracy(o, paths, out_det, out_rec, split.held_out, o.threads, bar.update)
                     if split.held_out else None)
         speeds = [measure.compare_speed("det", fp32_det, out_det, det_shape, speed_runs, o.threads),
                   measure.compare_speed("rec", fp32_rec, out_rec, rec_shape, speed_runs, o.threads)]
@@ -109,15 +120,47 @@ def run(cfg, images: Path, method: str, held_out: float, max_frames: int = 400, 
                 "det_op_types": list(defaults.DET_OP_TYPES), "rec_op_types": list(defaults.REC_OP_TYPES),
                 "exclude_nodes": sorted(set(excludes["det"] + excludes["rec"])),
                 "outputs": [str(out_det), str(out_rec)]}
-    rep = report.build_report(settings, accuracy, speeds, sizes)
+    rep = report.build_report(settings, accuracy, speeds, sizes, report.frame_census(split.calibration),
+                              report.frame_census(split.held_out))
     js, md = report.write_report(rep, engines)
-    lines = [f"wrote {out_det}", f"wrote {out_rec}", f"report {js} and {md}"]
-    if accuracy is not None:
-        a = rep["accuracy"]
-        lines.append(f"CER {100 * accuracy.cer_fp32:.2f} % -> {100 * accuracy.cer_int8:.2f} % "
-                     f"({a['cer_increase_points']:+.2f} pt), detection recall {100 * accuracy.det_recall_fp32:.2f} % -> "
-                     f"{100 * accuracy.det_recall_int8:.2f} % vs {accuracy.reference}")
-    return "\n".join(lines)
+    return "\n".join([f"wrote {out_det}", f"wrote {out_rec}", f"report {js} and {md}"] + summary_lines(rep))
+
+
+def check(cfg, images: Path, max_frames: int = 400) -> str:
+    """--report-only: the INT8 models in engines.dir against FP32 on every frame of images."""
+    from tqdm import tqdm
+
+    from daemon.ocr import models
+    from daemon.quantize import measure, report
+    from daemon.quantize.frames import load_frames
+
+    frames = load_frames(images, max_frames)
+    paths = models.resolve(cfg)
+    engines = Path(cfg.engines.dir)
+    out_det, out_rec = models.int8_path(engines, paths.det), models.int8_path(engines, paths.rec)
+    for path in (out_det, out_rec):
+        if not path.is_file():
+            raise models.ModelFileError(f"{path} does not exist: run `ocr-daemon calibrate --config FILE --images DIR` "
+                                        f"first (--report-only measures existing INT8 models)")
+    with tqdm(total=len(frames), desc="measure", unit="frame") as bar:
+        accuracy = measure.compare_accuracy(cfg.ocr, paths, out_det, out_rec, frames, cfg.ocr.threads, bar.update)
+    settings = {"report_only": True, "images": str(images), "outputs": [str(out_det), str(out_rec)],
+                "det_input_shape": [cfg.ocr.det_batch, 3, *cfg.ocr.det_input_size]}
+    rep = report.build_report(settings, accuracy, [], {}, None, report.frame_census(frames))
+    js, md = report.write_report(rep, engines, stem="int8_check")
+    return "\n".join([f"report {js} and {md}"] + summary_lines(rep))
+
+
+def summary_lines(rep: dict) -> list[str]:
+    """One terminal line per group of measured frames, then the warnings."""
+    lines = []
+    for g in rep.get("accuracy", {}).get("groups", []):
+        fp, q = g["scores"]["fp32"], g["scores"]["int8"]
+        lines.append(f"{g['name']:>22s}: {g['frames']:3d} frames {g['lines']:4d} lines  CER {100 * fp['cer']:.2f} % -> "
+                     f"{100 * q['cer']:.2f} % ({g['cer_increase_points']['int8']:+.2f} pt)  det recall "
+                     f"{100 * fp['det_recall']:.1f} % -> {100 * q['det_recall']:.1f} %  "
+                     f"{('met' if g['meets_targets'] else 'TARGETS MISSED') if g['judged'] else '(few chars)'}")
+    return lines + [f"warning: {w}" for w in rep["warnings"]]
 
 
 def _fp32_line_crops(cfg, paths, frames, limit: int, seed: int, progress) -> list:

@@ -27,6 +27,12 @@ NOTO_CJK_BOLD = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
 _NOTO_SC_INDEX = 2          # face index of "Noto Sans CJK SC" (simplified Chinese glyph forms) in the .ttc
 
 VARIANTS = ("plain", "rotated", "upside_down", "blurred", "perspective", "low_contrast", "large")
+# Frames that break INT8 detectors (issue 10), not in the default mix: strong motion blur, defocus, tilt of
+# up to 25 degrees, a dim label, heavy sensor noise, text at about 0.6 of its usual size, and "mixed" (two or
+# three of these at once, upside down one time in three).
+HARD_VARIANTS = ("motion", "defocus", "tilted", "dim", "noisy", "small", "mixed")
+ALL_VARIANTS = VARIANTS + HARD_VARIANTS
+_HARD_EFFECTS = ("motion", "defocus", "tilted", "dim", "noisy", "small")
 LARGE_SIZE = (2048, 1536)   # width, height of the "large" variant
 LABELS_FILE = "labels.jsonl"
 
@@ -46,6 +52,7 @@ class Sample:
     name: str
     image: np.ndarray                       # BGR uint8
     lines: tuple[GroundTruthLine, ...]
+    kind: str = ""                          # the variant it was rendered as (labels.jsonl "kind")
 
 
 # ---------------------------------------------------------------- fonts
@@ -389,26 +396,74 @@ def _blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.filter2D(img, -1, kernel / kernel.sum())
 
 
+def _hard_geometry(effects: Sequence[str], rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Homography of the hard effects that move pixels: a tilt (upside down one time in three when mixed)
+    and a shrink to 0.55-0.7 about a random point (the label further from the camera: smaller text)."""
+    h_mat = np.eye(3)
+    cx, cy = width / 2, height / 2
+    if "tilted" in effects:
+        angle = float(rng.uniform(8, 25) * rng.choice((-1, 1)))
+        if len(effects) > 1 and rng.random() < 1 / 3:
+            angle += 180.0
+        h_mat = np.vstack([cv2.getRotationMatrix2D((cx, cy), angle, 1.0), [0, 0, 1]]) @ h_mat
+    if "small" in effects:
+        s = float(rng.uniform(0.55, 0.7))
+        tx, ty = rng.uniform(0.3, 0.7) * width * (1 - s), rng.uniform(0.3, 0.7) * height * (1 - s)
+        h_mat = np.array([[s, 0, tx], [0, s, ty], [0, 0, 1]]) @ h_mat
+    return h_mat
+
+
+def _hard_optics(img: np.ndarray, effects: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    if "motion" in effects:   # a conveyor faster than the shutter: 9-15 px along a random direction
+        length = int(rng.integers(9, 16))
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2, :] = 1.0
+        rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+        kernel = cv2.warpAffine(kernel, rot, (length, length))
+        img = cv2.filter2D(img, -1, kernel / kernel.sum())
+    if "defocus" in effects:
+        img = cv2.GaussianBlur(img, (0, 0), sigmaX=float(rng.uniform(1.8, 2.6)))
+    if "dim" in effects:      # under-exposed: a third of the contrast, darker
+        img = 0.35 * img + 0.45 * float(img.mean())
+    return img
+
+
 def render_label(seed: int, *, width: int = 1280, height: int = 960, variant: str = "plain",
                  noise_sigma: float = 3.0) -> Sample:
     """A parcel-label photo with ground truth; deterministic in (seed, width, height, variant, noise_sigma)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(ALL_VARIANTS)}")
     if variant == "large" and (width, height) == (1280, 960):
         width, height = LARGE_SIZE
     check_fonts()
     img, lines = _render_canvas(seed, width, height, low_contrast=variant == "low_contrast",
                                  grain=noise_sigma > 0)
-    rng = np.random.default_rng([seed, VARIANTS.index(variant)])
-    h_mat = _geometry(variant, rng, width, height)
-    if variant in ("rotated", "upside_down", "perspective"):
+    rng = np.random.default_rng([seed, ALL_VARIANTS.index(variant)])
+    effects: tuple[str, ...] = ()
+    if variant == "mixed":
+        effects = tuple(rng.choice(_HARD_EFFECTS, size=int(rng.integers(2, 4)), replace=False))
+    elif variant in HARD_VARIANTS:
+        effects = (variant,)
+    if effects:
+        h_mat = _hard_geometry(effects, rng, width, height)
+    else:
+        h_mat = _geometry(variant, rng, width, height)
+    if variant in ("rotated", "upside_down", "perspective") or "tilted" in effects:
         h_mat = _fit_about_center(h_mat, [q for _, q in lines], width, height, margin_px=2.0)
+    if "small" in effects:    # reflected borders would repeat the shrunk label: fill with the board's colour
+        board = tuple(float(v) for v in np.median(img[:4].reshape(-1, 3), axis=0))
+        img = cv2.warpPerspective(img, h_mat, (width, height), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=board)
+    elif not np.allclose(h_mat, np.eye(3)):
         img = cv2.warpPerspective(img, h_mat, (width, height), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REFLECT)
     if variant == "blurred":
         img = _blur(img, rng)
     if variant == "low_contrast":
         img = 0.6 * img + 0.4 * float(img.mean())
+    img = _hard_optics(img, effects, rng)
+    if "noisy" in effects:    # a high-gain sensor in a dark hall
+        noise_sigma = max(noise_sigma, float(rng.uniform(9, 13)))
     if noise_sigma > 0:   # sensor noise, after the optics
         img = img + rng.normal(0.0, noise_sigma, img.shape).astype(np.float32)
     out = np.clip(np.round(img), 0, 255).astype(np.uint8)
@@ -416,7 +471,7 @@ def render_label(seed: int, *, width: int = 1280, height: int = 960, variant: st
     for text, quad in lines:
         q = cv2.perspectiveTransform(quad.reshape(-1, 1, 2), h_mat).reshape(4, 2)
         gt.append(GroundTruthLine(text, tuple((float(x), float(y)) for x, y in q)))
-    return Sample(f"label_{seed:05d}_{variant}", out, tuple(gt))
+    return Sample(f"label_{seed:05d}_{variant}", out, tuple(gt), variant)
 
 
 # ---------------------------------------------------------------- single line crops (recognizer tests)
@@ -474,7 +529,7 @@ def make_dataset(out_dir: Path | str, n: int, seed: int = 0, variants: Sequence[
 
 
 def _record(image_name: str, sample: Sample) -> dict:
-    return {"image": image_name,
+    return {"image": image_name, **({"kind": sample.kind} if sample.kind else {}),
             "lines": [{"text": ln.text, "box": [[round(x, 2), round(y, 2)] for x, y in ln.box]} for ln in sample.lines]}
 
 
@@ -496,6 +551,17 @@ def read_labels(dir_path: Path | str) -> dict[str, tuple[GroundTruthLine, ...]]:
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{labels_path}:{n}: malformed record ({exc})") from None
     return out
+
+
+def read_kinds(dir_path: Path | str) -> dict[str, str]:
+    """labels.jsonl of a folder: image file name -> its "kind" (a rendered variant, or any name a user gives
+    a group of frames: "night", "hard"), for the images whose record has one."""
+    labels_path = Path(dir_path) / LABELS_FILE
+    if not labels_path.is_file():
+        return {}
+    with open(labels_path, encoding="utf-8") as f:
+        records = [json.loads(raw) for raw in f if raw.strip()]
+    return {rec["image"]: str(rec["kind"]) for rec in records if isinstance(rec, dict) and rec.get("kind")}
 
 
 def load_dataset(dir_path: Path | str) -> list[Sample]:
@@ -536,7 +602,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out_dir", nargs="?", help="output folder (omit with --bundled)")
     p.add_argument("-n", type=int, default=len(VARIANTS) * 4, help="number of images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, used in turn")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated, used in turn; hard ones: {','.join(HARD_VARIANTS)}")
     p.add_argument("--bundled", action="store_true", help="regenerate daemon/samples/*.png")
     args = p.parse_args(argv)
     if args.bundled:

@@ -15,11 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class OrtModel(Model):
-    def __init__(self, spec: ModelSpec, threads: int):
+    def __init__(self, spec: ModelSpec, threads: int, exact_qdq: bool = False):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # exact_qdq: Q/DQ pairs computed as written, in float (what TensorRT's INT8 kernels compute), not
+        # fused into ONNX Runtime's u8s8 integer kernels, which saturate on x86 CPUs without VNNI.
+        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if exact_qdq
+                                         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1      # one model runs at a time in the inference thread
@@ -48,9 +51,10 @@ class OrtModel(Model):
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, threads: int = 0, precision: str = "fp32"):
+    def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False):
         self.threads = threads
         self.precision = precision
+        self.exact_qdq = exact_qdq     # for INT8 accuracy measurements (daemon.quantize.measure)
 
     def load(self, spec: ModelSpec) -> Model:
-        return OrtModel(spec, self.threads)
+        return OrtModel(spec, self.threads, self.exact_qdq)
