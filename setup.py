@@ -7,7 +7,8 @@ setup(
     description="Edge OCR daemon for NVIDIA Jetson: INT8 TensorRT / ONNX Runtime OCR published over MQTT",
     packages=find_packages(include=["daemon", "daemon.*"]),
     package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "schema/*.json", "gpu/*.cu",
-                             "web/templates/*.html", "web/static/*.js", "web/static/*.css"]},
+                             "web/templates/*.html", "web/static/*.js", "web/static/*.css",
+                             "publish/sinks/sparkplug_b/*.proto"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.21",
@@ -28,6 +29,9 @@ setup(
         # The local page (daemon/web): Flask for the routes, waitress (pure Python, a fixed worker pool) to serve them.
         "flask>=3.1,<3.2",
         "waitress>=3.0.2,<4",
+        # Sparkplug B payloads (daemon/publish/sinks/sparkplug_b): the generated module needs protobuf >= 7.35.1,
+        # the protoc of grpcio-tools 1.85.1 that wrote it (grpcio-tools is only needed to regenerate it).
+        "protobuf>=7.35.1,<8",
     ],
     extras_require={
         # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV

@@ -214,6 +214,10 @@ class QueueSink:
     def _disconnect(self) -> None:
         pass
 
+    def _tick(self) -> None:
+        """Called on the sink's thread every time round its loop while up (e.g. a Sparkplug rebirth request).
+        May raise SinkDown."""
+
     def _lost(self, why: str) -> None:
         """A subclass's callback (another thread) saw the connection go: the loop reconnects."""
         if self._up:
@@ -260,7 +264,13 @@ class QueueSink:
                     self._last_error = ""
                     self.counters.add("connects")
                     log.info("%s: up", self.name)
-                self._send_some()
+                try:
+                    self._tick()
+                except SinkDown as exc:
+                    self._lost(str(exc))
+                    continue
+                if self._up:
+                    self._send_some()
             except Exception as exc:   # a SQLite error, a bug in a subclass: never kill the thread
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s: sink error; retrying", self.name)
