@@ -32,6 +32,9 @@ setup(
         # Sparkplug B payloads (daemon/publish/sinks/sparkplug_b): the generated module needs protobuf >= 7.35.1,
         # the protoc of grpcio-tools 1.85.1 that wrote it (grpcio-tools is only needed to regenerate it).
         "protobuf>=7.35.1,<8",
+        # The OPC UA server (daemon/publish/sinks/opcua.py) and its certificates (cryptography, which asyncua uses).
+        "asyncua==2.1.0",
+        "cryptography>=44",
     ],
     extras_require={
         # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV

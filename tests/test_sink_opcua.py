@@ -1,0 +1,222 @@
+"""The OPC UA sink on loopback, checked with asyncua's own client: Basic256Sha256 with generated certificates, the
+user and password (anonymous, a wrong password and an unencrypted session refused), browse, read, and the event per
+reading; readings wait in the outbox while the server cannot start and arrive once it can."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+import stat
+
+import pytest
+
+from broker import free_port, wait_until
+from daemon.config import CameraConfig, Config, OpcUaConfig
+from daemon.publish.outbox import Outbox
+from daemon.publish.sinks.opcua import OpcUaSink
+from publish_support import DEVICE, outbox_cfg, put_result
+
+asyncua = pytest.importorskip("asyncua")
+from asyncua import Client, ua  # noqa: E402
+from asyncua.crypto.cert_gen import setup_self_signed_certificate  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
+
+PASSWORD = "s3cret-for-the-plc"
+NS = "urn:ocr-daemon"
+CLIENT_URI = "urn:test:scada-client"
+
+
+def _cfg(tmp_path, port: int, **kw) -> Config:
+    opcua = OpcUaConfig(enabled=True, host="127.0.0.1", port=port, cert_file=str(tmp_path / "state/opcua/cert.der"),
+                        key_file=str(tmp_path / "state/opcua/key.pem"), password_env="TEST_OPCUA_PASSWORD", **kw)
+    return dataclasses.replace(Config(), device_id=DEVICE, opcua=opcua,
+                               cameras=(CameraConfig(name="cam1", kind="sample"),
+                                        CameraConfig(name="cam2", kind="sample")))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One server for the tests that only connect to it (an asyncua server takes seconds to start here)."""
+    tmp_path = tmp_path_factory.mktemp("opcua")
+    seen = _Seen()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(seen)
+    root.setLevel(logging.DEBUG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+        port = free_port()
+        ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+        sink = OpcUaSink(_cfg(tmp_path, port), ob.for_sink("opcua"))
+        sink.start()
+        assert wait_until(lambda: sink.health().up, 60), sink.health()
+        yield sink, ob, port, tmp_path, seen
+        sink.stop(0.0)
+        ob.close()
+    root.removeHandler(seen)
+    root.setLevel(level)
+
+
+class _Seen(logging.Handler):
+    """Every log line from the server's start on (the password must be in none)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+async def _client_cert(tmp_path):
+    key, cert = tmp_path / "client-key.pem", tmp_path / "client-cert.der"
+    await setup_self_signed_certificate(key, cert, CLIENT_URI, socket.gethostname(),
+                                        [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "scada"})
+    return cert, key
+
+
+async def _client(tmp_path, port: int, user: str | None = "ocr", password: str | None = PASSWORD,
+                  secure: bool = True) -> Client:
+    client = Client(f"opc.tcp://127.0.0.1:{port}/ocr-daemon/", timeout=10)
+    client.application_uri = CLIENT_URI
+    if secure:
+        cert, key = await _client_cert(tmp_path)
+        await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+    if user is not None:
+        client.set_user(user)
+        client.set_password(password)
+    return client
+
+
+async def _camera(client: Client, name: str):
+    idx = await client.get_namespace_index(NS)
+    return await client.nodes.objects.get_child([f"{idx}:OCR", f"{idx}:Cameras", f"{idx}:{name}"]), idx
+
+
+def test_browse_read_and_an_event_per_reading_over_basic256sha256_with_a_user(served, tmp_path, caplog):
+    sink, ob, port, state, seen = served
+    caplog.set_level(logging.DEBUG)
+    ids = [put_result(ob, "cam1", text=f"LOT-{i}")[0] for i in range(3)]
+    sink.wake()
+    assert wait_until(lambda: ob.depth() == (0, 0), 20), sink.health()
+
+    class Events:
+        def __init__(self):
+            self.got = []
+
+        def event_notification(self, event):
+            self.got.append(event.get_event_props_as_fields_dict())
+
+    async def scenario():
+        client = await _client(tmp_path, port)
+        async with client:
+            cam, idx = await _camera(client, "cam1")
+            names = {(await c.read_browse_name()).Name for c in await cam.get_children()}
+            assert {"Text", "Confidence", "ReadingId", "CapturedAt", "Seq", "Lines", "Readings"} <= names
+            cams = await client.nodes.objects.get_child([f"{idx}:OCR", f"{idx}:Cameras"])
+            assert {(await c.read_browse_name()).Name for c in await cams.get_children()} == {"cam1", "cam2"}
+
+            async def read(name):
+                return await (await cam.get_child(f"{idx}:{name}")).read_value()
+            assert await read("Text") == "LOT-2" and await read("ReadingId") == ids[-1]
+            assert abs(await read("Confidence") - 0.98) < 1e-9
+            assert await read("Readings") == 3 and await read("Seq") == 3 and await read("Lines") == 1
+            assert (await read("CapturedAt")).year >= 2026
+            with pytest.raises(ua.UaStatusCodeError):   # read-only for clients
+                await (await cam.get_child(f"{idx}:Text")).write_value("forged")
+
+            handler = Events()
+            etype = await client.nodes.base_event_type.get_child(f"{idx}:OcrReadingEventType")
+            sub = await client.create_subscription(50, handler)
+            await sub.subscribe_events(cam, etype)
+            await asyncio.sleep(0.3)
+            new_id = put_result(ob, "cam1", text="LOT-9")[0]
+            sink.wake()
+            for _ in range(100):
+                if handler.got:
+                    break
+                await asyncio.sleep(0.1)
+            await sub.delete()
+            return handler.got, new_id
+
+    got, new_id = asyncio.run(scenario())
+    assert len(got) == 1, got
+    ev = {k: v.Value if isinstance(v, ua.Variant) else v for k, v in got[0].items()}
+    assert ev["Camera"] == "cam1" and ev["Text"] == "LOT-9" and ev["ReadingId"] == new_id and ev["Seq"] == 4
+    assert ev["Message"].Text == "LOT-9" and abs(ev["Confidence"] - 0.98) < 1e-9
+    assert PASSWORD not in caplog.text and not any(PASSWORD in line for line in seen.lines)   # never logged
+    assert any("opcua: serving" in line for line in seen.lines)
+
+    key = state / "state/opcua/key.pem"
+    assert (state / "state/opcua/cert.der").stat().st_size > 500
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("user, password, secure", [(None, None, True), ("ocr", "wrong", True),
+                                                    ("intruder", PASSWORD, True), ("ocr", PASSWORD, False)],
+                         ids=["anonymous", "wrong-password", "unknown-user", "no-security"])
+def test_sessions_without_the_user_its_password_or_encryption_are_refused(served, tmp_path, user, password, secure):
+    port = served[2]
+
+    async def attempt():
+        client = await _client(tmp_path, port, user, password, secure)
+        try:
+            await client.connect()
+        except Exception as exc:   # BadUserAccessDenied, BadIdentityTokenRejected, BadSecurityPolicyRejected ...
+            return exc
+        await client.disconnect()
+        return None
+
+    assert asyncio.run(attempt()) is not None
+
+
+def test_anonymous_sessions_pass_only_when_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+    port = free_port()
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+    sink = OpcUaSink(_cfg(tmp_path, port, allow_anonymous=True), ob.for_sink("opcua"))
+    sink.start()
+    try:
+        assert wait_until(lambda: sink.health().up, 60)
+
+        async def anonymous():
+            client = await _client(tmp_path, port, user=None)
+            async with client:
+                cam, idx = await _camera(client, "cam2")
+                return await (await cam.get_child(f"{idx}:Readings")).read_value()
+        assert asyncio.run(anonymous()) == 0
+    finally:
+        sink.stop(0.0)
+        ob.close()
+
+
+def test_readings_wait_while_the_port_is_taken_and_arrive_when_it_is_free(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    port = squatter.getsockname()[1]
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+    sink = OpcUaSink(_cfg(tmp_path, port), ob.for_sink("opcua"))
+    sink._reconnect_min_s = sink._reconnect_max_s = 0.2
+    sink.start()
+    try:
+        ids = [put_result(ob, "cam1")[0] for _ in range(5)]
+        sink.wake()
+        assert wait_until(lambda: sink.counters.connect_failures >= 1, 30)
+        h = sink.health()
+        assert not h.up and h.alive and h.backlog == 5 and "cannot serve" in h.last_error
+        squatter.close()
+        assert wait_until(lambda: ob.depth() == (0, 0), 30), sink.health()
+
+        async def last_id():
+            client = await _client(tmp_path, port)
+            async with client:
+                cam, idx = await _camera(client, "cam1")
+                return await (await cam.get_child(f"{idx}:ReadingId")).read_value()
+        assert asyncio.run(last_id()) == ids[-1]
+    finally:
+        sink.stop(0.0)
+        ob.close()
