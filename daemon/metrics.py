@@ -12,6 +12,7 @@ histograms as frames go through. The snapshot is a plain dict, the same one the 
      "mqtt": {"enabled", "connected", <publisher counters>: n},
      "delivery": {"sender_alive", "connected", "oldest_undelivered_age_s", "failing_rows", "dead_letters",
                   "outbox_writable", "last_error"} or None,                  # daemon/health.py's facts
+     "sinks": {name: {"up", "alive", "backlog", "dead_letters", "delivered", "failed", ...}},   # sinks/base.py
      "health": {"healthy", "watchdog_ok", "reasons": [...]},
      "latency_ms": {stage: {"p50", "p95", "count"}}}
 """
@@ -152,6 +153,8 @@ class _SnapshotCollector:
             yield GaugeMetricFamily("ocr_evidence_readings", "Readings with evidence kept",
                                     value=float(ev.get("readings", 0)))
 
+        yield from _sink_families(snap.get("sinks") or {})
+
         mq = snap.get("mqtt", {})
         yield GaugeMetricFamily("ocr_broker_connected", "1 while the MQTT broker accepted our connection",
                                 value=1.0 if mq.get("connected") else 0.0)
@@ -160,6 +163,37 @@ class _SnapshotCollector:
                 continue
             yield CounterMetricFamily(f"ocr_mqtt_{key}_total", f"MQTT publisher: {key.replace('_', ' ')}",
                                       value=float(n))
+
+
+# Per output (mqtt, opcua, sparkplug, homeassistant: daemon/publish/sinks), labelled sink.
+_SINK_COUNTERS = {
+    "delivered": ("ocr_sink_delivered_total", "Results a sink delivered (acknowledged by its broker or server)"),
+    "failed": ("ocr_sink_failed_total", "Failed deliveries counted against a result, per sink"),
+    "dead_lettered": ("ocr_sink_dead_lettered_total", "Results a sink gave up on (moved to its dead letters)"),
+}
+_SINK_GAUGES = {
+    "backlog": ("ocr_sink_backlog", "Results a sink still owes (waiting in the outbox for it)"),
+    "up": ("ocr_sink_up", "1 while a sink is connected (client) or serving (server)"),
+    "dead_letters": ("ocr_sink_dead_letters", "A sink's results in the dead-letter table"),
+}
+
+
+def _sink_families(sinks: dict) -> Iterable:
+    for key, (metric, help_text) in _SINK_COUNTERS.items():
+        fam = CounterMetricFamily(metric, help_text, labels=["sink"])
+        for name, s in sinks.items():
+            fam.add_metric([name], float(s.get(key, 0)))
+        yield fam
+    for key, (metric, help_text) in _SINK_GAUGES.items():
+        fam = GaugeMetricFamily(metric, help_text, labels=["sink"])
+        for name, s in sinks.items():
+            fam.add_metric([name], float(s.get(key, 0) or 0))
+        yield fam
+    age = GaugeMetricFamily("ocr_sink_oldest_age_seconds", "Age of the oldest result a sink still owes (0: none)",
+                            labels=["sink"])
+    for name, s in sinks.items():
+        age.add_metric([name], float(s.get("oldest_undelivered_age_s") or 0.0))
+    yield age
 
 
 class Metrics:
