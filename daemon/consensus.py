@@ -438,23 +438,15 @@ class _Track:
             cx, cy = centre(r)
             places.append((cx - self.offset[0], cy - self.offset[1]))
             height = max(1.0, r[3] - r[1])
-            far = []
-            best_near = 0.0
             for k, line in enumerate(self.lines):
                 dist = math.hypot(places[i][0] - line.place[0], places[i][1] - line.place[1]) / height
                 near = max(0.0, 1.0 - dist / LINE_NEAR)   # 1 where the line should be, 0 beyond LINE_NEAR
-                if near == 0:
-                    far.append(k)
-                    continue
+                floor = LINE_MATCH_NEAR if near > 0 else LINE_MATCH
+                if _shared_bound(reading.text, line.last_text()) < floor:
+                    continue   # cannot read alike enough: spared difflib
                 sim = similarity(reading.text, line.last_text())
-                if sim >= LINE_MATCH_NEAR:
+                if sim >= floor:
                     pairs.append((sim + near, i, k))
-                    best_near = max(best_near, sim + near)
-            if best_near < 1.0:   # a line far from its place scores at most 1.0: looked at only when it could win
-                for k in far:
-                    sim = similarity(reading.text, self.lines[k].last_text())
-                    if sim >= LINE_MATCH:
-                        pairs.append((sim, i, k))
         taken_r: set[int] = set()
         taken_l: set[int] = set()
         target = [-1] * len(view.lines)
@@ -476,7 +468,12 @@ class _Track:
         floor = self.frames * MIN_LINE_SHARE
         kept = [line for line in self.lines if len(line.readings) >= floor]
         kept.sort(key=lambda line: line.order / len(line.readings))
-        return FinishedLabel([vote_line(line.readings) for line in kept], list(self.codes.values()), self.frames,
+        voted: dict[str, TextLine] = {}
+        for line in kept:   # one line followed as two (a frame that put it far from its place) is one line
+            reading = vote_line(line.readings)
+            if reading.text not in voted or reading.confidence > voted[reading.text].confidence:
+                voted[reading.text] = reading   # in the place of the first, with the more confident box
+        return FinishedLabel(list(voted.values()), list(self.codes.values()), self.frames,
                              self.first_seen, self.first_context, self.best_context, reason)
 
 

@@ -278,3 +278,13 @@ def test_a_new_label_in_the_place_of_the_last_one_is_a_new_label_without_codes_t
                            TextLine("LYON 69002", 0.9, box(100, 220, 190, 30))], image=belt((80, 80, 480, 290)))
     done += t.observe(4.0, [], image=belt())
     assert [[ln.text for ln in f.lines] for f in done] == [["EE123456785CN", "PARIS 75001"], ["SF7300000000", "LYON 69002"]]
+
+
+def test_a_text_printed_twice_on_a_label_is_published_once():
+    t = LabelTracker(leave_after_frames=1, leave_after_s=10.0, max_wait_s=60.0)
+    for i in range(3):
+        x = 100 + 30 * i
+        t.observe(float(i), [TextLine("FRAGILE", 0.9, box(x, 100, 120, 30)), TextLine("SF1234567890", 0.9, box(x, 150)),
+                             TextLine("FRAGILE", 0.8, box(x, 260, 120, 30))], image=belt((x - 20, 80, x + 260, 310)))
+    (label,) = t.observe(3.0, [], image=belt())
+    assert [ln.text for ln in label.lines] == ["FRAGILE", "SF1234567890"] and label.lines[0].confidence > 0.85
