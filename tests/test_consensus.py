@@ -273,11 +273,13 @@ def test_a_new_label_in_the_place_of_the_last_one_is_a_new_label_without_codes_t
     for i in range(3):
         x = 100 + 16 * i
         t.observe(float(i), [TextLine("EE123456785CN", 0.9, box(x, 100, 260, 36)),
-                             TextLine("PARIS 75001", 0.9, box(x, 220, 200, 30))], image=belt((x - 20, 80, x + 380, 290)))
+                             TextLine("PARIS 75001", 0.9, box(x, 220, 200, 30))],
+                  image=belt((x - 20, 80, x + 380, 290)))
     done = t.observe(3.0, [TextLine("SF7300000000", 0.9, box(100, 100, 240, 36)),
                            TextLine("LYON 69002", 0.9, box(100, 220, 190, 30))], image=belt((80, 80, 480, 290)))
     done += t.observe(4.0, [], image=belt())
-    assert [[ln.text for ln in f.lines] for f in done] == [["EE123456785CN", "PARIS 75001"], ["SF7300000000", "LYON 69002"]]
+    assert [[ln.text for ln in f.lines] for f in done] == [["EE123456785CN", "PARIS 75001"],
+                                                           ["SF7300000000", "LYON 69002"]]
 
 
 def test_a_text_printed_twice_on_a_label_is_published_once():

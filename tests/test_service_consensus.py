@@ -154,7 +154,7 @@ def _belt_video(path) -> int:
     return len(frames)
 
 
-def test_label_with_code_and_text_is_one_message_confirmed_by_code_and_the_one_in_view_at_sigterm_is_published_in_the_drain(
+def test_label_with_code_and_text_is_one_message_confirmed_by_code_and_the_one_in_view_at_sigterm_is_drained(
         tmp_path, broker):
     clip = tmp_path / "belt.avi"
     total = _belt_video(clip)
