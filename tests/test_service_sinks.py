@@ -122,3 +122,34 @@ def test_every_sink_gets_every_reading_and_a_down_broker_shows_only_its_sinks_do
     finally:
         d.close()
         rec.close()
+
+
+def test_a_sink_enabled_by_sighup_gets_the_readings_stored_from_then_on(tmp_path, make_broker):
+    broker = make_broker()
+    rec = Recorder(broker.port, topic="#", client_id="rec-hup")
+    rec.wait_subscribed()
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    render_label(folder / "label_000.png", waybill(0))
+    time.sleep(0.6)
+    metrics_port = free_port()
+    cfg = daemon_config(tmp_path, broker.port, folder, metrics={"port": metrics_port})
+    d = Daemon(cfg, tmp_path / "daemon.log").start()
+    try:
+        assert wait_until(lambda: len(rec.results()) == 1, 90), d.log()
+        assert set(_healthz(metrics_port)[1]["sinks"]) == {"mqtt"}
+        data = yaml.safe_load(cfg.read_text())
+        data["sparkplug"] = {"enabled": True}
+        write_config(cfg, data)
+        d.signal(signal.SIGHUP)
+        assert d.wait_log("SIGHUP: config", 30) and wait_until(
+            lambda: set(_healthz(metrics_port)[1].get("sinks", {})) == {"mqtt", "sparkplug"}, 30), d.log()
+        render_label(folder / "label_001.png", waybill(1))
+        assert wait_until(lambda: len(rec.results()) == 2 and len(_spb_ids(rec)) == 1, 90), d.log()
+        assert _spb_ids(rec) == [rec.results()[1].json()["id"]]   # the reading stored before the SIGHUP: MQTT's only
+        assert any(m.topic == "spBv1.0/ocr/NBIRTH/dock" for m in rec.snapshot())
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    finally:
+        d.close()
+        rec.close()
