@@ -31,17 +31,17 @@ from publish_support import DEVICE, mqtt_cfg, outbox_cfg, put_result  # noqa: E4
 
 def run(names: list[str], n: int, broker: Broker, tmp: Path) -> dict:
     os.environ["BENCH_OPCUA_PASSWORD"] = "bench-password"
+    path = tmp / f"outbox-{'-'.join(names)}"
+    path.mkdir()
     cfg = dataclasses.replace(
-        Config(), device_id=DEVICE, mqtt=dataclasses.replace(mqtt_cfg(broker.port), enabled="mqtt" in names),
+        Config(), device_id=DEVICE, outbox=outbox_cfg(path), mqtt=dataclasses.replace(mqtt_cfg(broker.port), enabled="mqtt" in names),
         sparkplug=SparkplugConfig(enabled="sparkplug" in names),
         homeassistant=HomeAssistantConfig(enabled="homeassistant" in names),
         opcua=OpcUaConfig(enabled="opcua" in names, host="127.0.0.1", port=free_port(),
                           cert_file=str(tmp / "cert.der"), key_file=str(tmp / "key.pem"),
                           password_env="BENCH_OPCUA_PASSWORD"),
         cameras=(CameraConfig(name="cam1", kind="sample"), CameraConfig(name="cam2", kind="sample")))
-    path = tmp / f"outbox-{'-'.join(names)}"
-    path.mkdir()
-    ob = Outbox(outbox_cfg(path), sinks=names)
+    ob = Outbox(cfg.outbox, sinks=names)
     for i in range(n):   # stored before any sink starts: each drains the same backlog
         put_result(ob, ("cam1", "cam2")[i % 2])
     sinks = build_sinks(cfg, ob)

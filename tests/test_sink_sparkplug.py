@@ -20,8 +20,9 @@ from publish_support import DEVICE, mqtt_cfg, outbox_cfg, put_result
 CAMERAS = ("cam1", "cam2")
 
 
-def _cfg(port: int) -> Config:
-    return dataclasses.replace(Config(), device_id=DEVICE, mqtt=mqtt_cfg(port),
+def _cfg(port: int, tmp_path) -> Config:
+    """outbox: where the sink keeps its bdSeq (beside the outbox file)."""
+    return dataclasses.replace(Config(), device_id=DEVICE, mqtt=mqtt_cfg(port), outbox=outbox_cfg(tmp_path),
                                sparkplug=SparkplugConfig(enabled=True, group_id="plant"),
                                cameras=tuple(CameraConfig(name=c, kind="sample") for c in CAMERAS))
 
@@ -81,7 +82,7 @@ def test_births_come_before_data_and_seq_wraps_in_order_with_every_reading_deliv
     rec.wait_subscribed()
     ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
     cleanup(ob.close)
-    sink = SparkplugSink(_cfg(broker.port), ob.for_sink("sparkplug"))
+    sink = SparkplugSink(_cfg(broker.port, tmp_path), ob.for_sink("sparkplug"))
     sink.start()
     produced = {c: [] for c in CAMERAS}
     for i in range(300):   # more than 256 messages: seq wraps
@@ -117,7 +118,7 @@ def test_a_cut_connection_sends_the_ndeath_will_and_the_next_session_is_born_aga
     cleanup(proxy.close)
     ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
     cleanup(ob.close)
-    sink = SparkplugSink(_cfg(proxy.port), ob.for_sink("sparkplug"))
+    sink = SparkplugSink(_cfg(proxy.port, tmp_path), ob.for_sink("sparkplug"))
     sink.start()
     cleanup(lambda: sink.stop(0.0))
     produced = []
@@ -158,7 +159,7 @@ def test_a_rebirth_command_repeats_nbirth_and_every_dbirth_with_the_same_bdseq(b
     rec.wait_subscribed()
     ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
     cleanup(ob.close)
-    sink = SparkplugSink(_cfg(broker.port), ob.for_sink("sparkplug"))
+    sink = SparkplugSink(_cfg(broker.port, tmp_path), ob.for_sink("sparkplug"))
     sink.start()
     cleanup(lambda: sink.stop(0.0))
     put_result(ob, "cam1")
@@ -189,11 +190,15 @@ def test_a_rebirth_command_repeats_nbirth_and_every_dbirth_with_the_same_bdseq(b
 
 def test_a_down_broker_keeps_the_readings_for_sparkplug_and_they_arrive_after_it_starts(make_broker, tmp_path,
                                                                                        cleanup):
-    b = make_broker(start=False)   # its port, nobody listening yet
+    b = make_broker()
+    rec = Recorder(b.port, topic="spBv1.0/#", client_id="rec-spb-down")   # a persistent session, QoS 1
+    cleanup(rec.close)
+    rec.wait_subscribed()
+    b.stop()   # the broker keeps the recorder's session on disk
     port = b.port
     ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
     cleanup(ob.close)
-    sink = SparkplugSink(_cfg(port), ob.for_sink("sparkplug"))
+    sink = SparkplugSink(_cfg(port, tmp_path), ob.for_sink("sparkplug"))
     sink.start()
     cleanup(lambda: sink.stop(0.0))
     ids = [put_result(ob, "cam1")[0] for _ in range(20)]
@@ -202,10 +207,8 @@ def test_a_down_broker_keeps_the_readings_for_sparkplug_and_they_arrive_after_it
     h = sink.health()
     assert not h.up and h.alive and h.backlog == 20 and h.last_error
     b.start()
-    rec = Recorder(b.port, topic="spBv1.0/#")
-    cleanup(rec.close)
-    rec.wait_subscribed()
     assert wait_until(lambda: ob.depth()[0] == 0, 30), sink.health()
+    assert wait_until(lambda: sum(k == "DDATA" for k, _, _ in _decoded(rec)) >= 20, 10)
     assert check_session_order(_decoded(rec)) == {"cam1": ids}
 
 
@@ -221,7 +224,7 @@ def test_a_dead_mqtt_json_sink_does_not_hold_back_sparkplug_and_catches_up_later
     ob = Outbox(outbox_cfg(tmp_path), sinks=("mqtt", "sparkplug"))
     cleanup(ob.close)
     json_sink = MqttSink(mqtt_cfg(proxy.port), DEVICE, ob.for_sink("mqtt"))
-    spb = SparkplugSink(_cfg(broker.port), ob.for_sink("sparkplug"))
+    spb = SparkplugSink(_cfg(broker.port, tmp_path), ob.for_sink("sparkplug"))
     for s in (json_sink, spb):
         s.start()
         cleanup(lambda s=s: s.stop(0.0))
@@ -240,3 +243,22 @@ def test_a_dead_mqtt_json_sink_does_not_hold_back_sparkplug_and_catches_up_later
 def _decoded_spb(rec: Recorder):
     return [(m.topic.split("/")[2], m.topic.split("/"), pb.Payload.FromString(m.payload))
             for m in rec.snapshot() if m.topic.startswith("spBv1.0/")]
+
+
+def test_bdseq_goes_on_across_a_restart_of_the_daemon(broker, tmp_path, cleanup):
+    rec = Recorder(broker.port, topic="spBv1.0/#")
+    cleanup(rec.close)
+    rec.wait_subscribed()
+    cfg = _cfg(broker.port, tmp_path)
+    for run in range(3):
+        ob = Outbox(cfg.outbox, sinks=("sparkplug",))
+        sink = SparkplugSink(cfg, ob.for_sink("sparkplug"))
+        sink.start()
+        assert wait_until(lambda: sink.births == 1, 10)
+        sink.stop(1.0)
+        ob.close()
+    assert wait_until(lambda: [k for k, _, _ in _decoded(rec)].count("NDEATH") == 3, 5)
+    births = [_metrics(p)["bdSeq"] for k, _, p in _decoded(rec) if k == "NBIRTH"]
+    deaths = [_metrics(p)["bdSeq"] for k, _, p in _decoded(rec) if k == "NDEATH"]
+    assert births == deaths == [0, 1, 2]
+    assert (tmp_path / "sparkplug-bdseq").read_text().strip() == "2"

@@ -4,7 +4,9 @@ Topics (Sparkplug 3.0): spBv1.0/{group_id}/NBIRTH|NDEATH/{edge_node_id} and
 spBv1.0/{group_id}/DBIRTH|DDATA/{edge_node_id}/{camera}; payloads are Sparkplug B protobuf (sparkplug_b/).
 
 A session is one MQTT connection (mqtt_session.py, a fresh client each time):
-- CONNECT carries the will: NDEATH with this session's bdSeq (0..255, one more for every connection);
+- CONNECT carries the will: NDEATH with this session's bdSeq (0..255, one more for every connection, kept in
+  `sparkplug-bdseq` beside the outbox file so a restart goes on from the last one: a late will of the previous
+  run never carries the bdSeq of the new NBIRTH);
 - NBIRTH with seq 0 and the same bdSeq, then a DBIRTH per configured camera with its last values, then one DDATA
   per reading in outbox order; seq goes up by one with every message after NBIRTH and wraps 255 -> 0;
 - NCMD "Node Control/Rebirth" = true: NBIRTH (seq 0, same bdSeq) and every DBIRTH again;
@@ -23,8 +25,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Optional
 
+from daemon.atomic_write import write_atomic
 from daemon.config import Config
 from daemon.publish.outbox import OutboxRow, SinkQueue
 from daemon.publish.sinks.base import QueueSink, Reading, SinkDown
@@ -93,6 +97,14 @@ def device_metrics(p, reading: Optional[Reading], readings: int, now_ms: int, bi
     _metric(p, "Readings", UINT64, readings, now_ms if birth else at)
 
 
+def _read_bd_seq(path: Path) -> int:
+    """The last bdSeq used (-1 when none: the first connection is 0)."""
+    try:
+        return int(path.read_text().strip()) % 256
+    except (OSError, ValueError):
+        return -1
+
+
 class SparkplugSink(QueueSink):
     name = "sparkplug"
 
@@ -107,7 +119,8 @@ class SparkplugSink(QueueSink):
         self._client_id = s.client_id or f"ocr-daemon-{cfg.device_id}-spb"
         self._clock = clock
         self._session: Optional[MqttSession] = None
-        self._bd_seq = -1             # one more for every connection: the first one is 0
+        self._bd_seq_path = Path(cfg.outbox.path).with_name("sparkplug-bdseq")
+        self._bd_seq = _read_bd_seq(self._bd_seq_path)   # the last one used; the next connection uses one more
         self._seq = 0                 # the last seq sent (NBIRTH's is 0)
         self._born: set[str] = set()  # devices born in this session
         self._last: dict[str, Reading] = {}   # camera -> its last reading delivered (for the births)
@@ -127,6 +140,11 @@ class SparkplugSink(QueueSink):
             self._session.close(graceful=False)
             self._session = None
         self._bd_seq = (self._bd_seq + 1) % 256
+        try:   # before the CONNECT that carries it: a crash right after it still never reuses it
+            write_atomic(self._bd_seq_path, f"{self._bd_seq}\n".encode())
+        except OSError as exc:
+            log.warning("sparkplug: cannot keep bdSeq in %s (%s); a restart starts again from 0",
+                        self._bd_seq_path, exc)
         death = node_death(self._bd_seq, self._now_ms())
         session = MqttSession(self._cfg.mqtt, self._client_id, self._lost,
                               will=(topic(self._group, "NDEATH", self._edge), death, 1, False),
