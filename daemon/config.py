@@ -221,6 +221,9 @@ class OpcUaConfig:
     password_file: Optional[str] = None
     # Anonymous sessions (no user) are refused unless this is true.
     allow_anonymous: bool = False
+    # null: any client certificate valid now and for its application URI; a folder: only the certificates in it
+    # (DER or PEM) or those signed by a CA certificate in it.
+    trusted_clients_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -557,6 +560,8 @@ def _check_sinks(cfg: Config) -> None:
             _require(bool(os.environ.get(o.password_env)), "opcua.password_env", o.password_env,
                      "is not set (or empty) in the environment")
         _check_readable("opcua.password_file", o.password_file)
+        _require(o.trusted_clients_dir is None or os.path.isdir(o.trusted_clients_dir), "opcua.trusted_clients_dir",
+                 o.trusted_clients_dir, "is not a directory")
     s = cfg.sparkplug
     if s.enabled:
         _require(_valid_name(s.group_id), "sparkplug.group_id", s.group_id, _NAME_RULE)
@@ -754,7 +759,9 @@ def resolve_state_paths(cfg: Config) -> Config:
     evidence = dataclasses.replace(cfg.evidence, dir=under_state(cfg.evidence.dir))
     web = dataclasses.replace(cfg.web, saved_frames_dir=under_state(cfg.web.saved_frames_dir))
     opcua = dataclasses.replace(cfg.opcua, cert_file=under_state(cfg.opcua.cert_file),
-                                key_file=under_state(cfg.opcua.key_file))
+                                key_file=under_state(cfg.opcua.key_file),
+                                trusted_clients_dir=None if cfg.opcua.trusted_clients_dir is None
+                                else under_state(cfg.opcua.trusted_clients_dir))
     return dataclasses.replace(cfg, engines=engines, outbox=outbox, evidence=evidence, web=web, opcua=opcua)
 
 

@@ -220,3 +220,36 @@ def test_readings_wait_while_the_port_is_taken_and_arrive_when_it_is_free(tmp_pa
     finally:
         sink.stop(0.0)
         ob.close()
+
+
+def test_with_a_trust_folder_only_the_client_certificates_in_it_get_a_session(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    known, stranger = tmp_path / "known", tmp_path / "stranger"
+    known.mkdir()
+    stranger.mkdir()
+    cert, _ = asyncio.run(_client_cert(known))
+    shutil.copy(cert, trusted / "scada.der")
+    port = free_port()
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+    sink = OpcUaSink(_cfg(tmp_path, port, trusted_clients_dir=str(trusted)), ob.for_sink("opcua"))
+    sink.start()
+    try:
+        assert wait_until(lambda: sink.health().up, 60), sink.health()
+
+        async def connect(folder):
+            client = await _client(folder, port)
+            try:
+                await client.connect()
+            except Exception as exc:
+                return exc
+            await client.disconnect()
+            return None
+        assert asyncio.run(connect(known)) is None
+        assert asyncio.run(connect(stranger)) is not None   # a certificate of its own, not in the folder
+    finally:
+        sink.stop(0.0)
+        ob.close()

@@ -13,8 +13,9 @@ Security: one endpoint, Basic256Sha256 (SignAndEncrypt unless opcua.security_mod
 server certificate and key come from opcua.cert_file / key_file; when absent they are generated on first start
 (RSA 2048, self-signed for one year, renewed at a start after it expired or when the host name changed; the key
 0600). Sessions need opcua.username and its password (opcua.password_env / password_file, compared in constant
-time, never logged); anonymous sessions only with opcua.allow_anonymous: true. Client certificates are accepted
-without a trust list (the user name and password authenticate the client).
+time, never logged); anonymous sessions only with opcua.allow_anonymous: true. A client's certificate must be valid now
+and name the client's application URI; with opcua.trusted_clients_dir it must also be in that folder (or be signed
+by a CA certificate there).
 
 Threads: asyncio runs in a thread of its own; the sink's thread hands it each reading and waits for the write
 (a reading leaves the outbox for this sink once the server holds it). A port already taken is "down": retried.
@@ -88,6 +89,19 @@ async def ensure_certificate(cert_file: Path, key_file: Path, app_uri: str, host
     os.chmod(key_file, 0o600)
     if not existed:
         log.info("opcua: generated the server certificate %s and key %s", cert_file, key_file)
+
+
+async def _client_validator(trusted_dir: Optional[str]):
+    """Client certificates: valid now and for the client's application URI; with a trust folder, also in it (or
+    signed by a CA in it)."""
+    from asyncua.crypto.truststore import TrustStore
+    from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions as V
+
+    if not trusted_dir:
+        return CertificateValidator(V.BASIC_VALIDATION | V.PEER_CLIENT)
+    store = TrustStore([Path(trusted_dir)], [])
+    await store.load()
+    return CertificateValidator(V.TRUSTED_VALIDATION | V.PEER_CLIENT, store)
 
 
 class _CameraNodes:
@@ -174,6 +188,7 @@ class OpcUaSink(QueueSink):
         server.set_security_policy([policy])
         tokens = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if o.allow_anonymous else [])
         server.set_identity_tokens(tokens)
+        server.set_certificate_validator(await _client_validator(o.trusted_clients_dir))
         cert, key = Path(o.cert_file), Path(o.key_file)
         await ensure_certificate(cert, key, app_uri, socket.gethostname())
         await server.load_certificate(str(cert))
