@@ -695,6 +695,9 @@ class Service:
         broker = ("connected" if snap["mqtt"]["connected"] else "disconnected") if snap["mqtt"]["enabled"] else "off"
         line = (f"{up}/{len(snap['cameras'])} cameras up, {fps:.1f} fps, outbox {snap['outbox']['rows']} rows, "
                 f"broker {broker}")
+        down = [f"{n} ({s['backlog']} waiting)" for n, s in snap.get("sinks", {}).items() if n != "mqtt" and not s["up"]]
+        if down:   # the MQTT sink is the broker above
+            line += f"; down: {', '.join(down)}"
         reasons = snap["health"]["reasons"]
         return line + (f"; UNHEALTHY: {'; '.join(reasons)}" if reasons else "")
 
