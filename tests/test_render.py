@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from daemon.samples import render
-from daemon.samples.render import VARIANTS, FontMissingError, load_dataset, make_dataset, render_label, render_line
+from daemon.samples.render import (ALL_VARIANTS, FontMissingError, load_dataset, make_dataset, read_kinds, render_label,
+                                   render_line)
 
 
 def _quad(line) -> np.ndarray:
     return np.asarray(line.box, dtype=np.float64)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_same_seed_same_pixels_and_truth(variant):
     a = render_label(7, variant=variant)
     b = render_label(7, variant=variant)
@@ -25,7 +26,7 @@ def test_same_seed_same_pixels_and_truth(variant):
     assert not np.array_equal(a.image, c.image)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_boxes_inside_frame_and_line_count(variant):
     for seed in range(2):
         s = render_label(seed, variant=variant)
@@ -114,7 +115,9 @@ def test_dataset_round_trip(tmp_path: Path):
     assert [ln.text for ln in loaded[1].lines] == [ln.text for ln in fresh.lines]
     assert np.allclose(_quad(loaded[1].lines[0]), _quad(fresh.lines[0]), atol=0.01)
     record = json.loads((tmp_path / "labels.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    assert set(record) == {"image", "lines"} and set(record["lines"][0]) == {"text", "box"}
+    assert set(record) == {"image", "kind", "lines"} and set(record["lines"][0]) == {"text", "box"}
+    assert read_kinds(tmp_path) == {p.name: v for p, v in zip(paths, ("plain", "blurred", "plain"))}
+    assert [s.kind for s in loaded] == ["plain", "blurred", "plain"]
 
 
 def test_load_dataset_without_labels_is_a_clear_error(tmp_path: Path):

@@ -97,13 +97,15 @@ def run(cfg, images: Path, method: str, held_out: float, max_frames: int = 400, 
                               + tuple(cfg.engines.int8_exclude_nodes))
         bar.set_postfix_str("detector")
         quantize_qdq(fp32_det, out_det, det_batches(calib_images, det_shape),
-                     QdqSettings(method, defaults.DET_OP_TYPES, excludes["det"]), progress=bar.update)
+                     QdqSettings(method, defaults.DET_OP_TYPES, excludes["det"], defaults.DET_PERCENTILE),
+                     progress=bar.update)
         bar.set_postfix_str("finding lines")
         crops = _fp32_line_crops(cfg, paths, calib_images, rec_lines, seed, bar.update)
         rec_in = rec_batches(crops, rec_shape)
         bar.total = bar.n + len(rec_in)
         bar.set_postfix_str(f"recognizer ({len(crops)} lines)")
-        quantize_qdq(fp32_rec, out_rec, rec_in, QdqSettings(method, defaults.REC_OP_TYPES, excludes["rec"]),
+        quantize_qdq(fp32_rec, out_rec, rec_in,
+                     QdqSettings(method, defaults.REC_OP_TYPES, excludes["rec"], defaults.REC_PERCENTILE),
                      progress=bar.update)
         bar.set_postfix_str("measuring")
         bar.total = bar.n + len(split.held_out)
@@ -118,7 +120,8 @@ def run(cfg, images: Path, method: str, held_out: float, max_frames: int = 400, 
                 "held_out_frames": len(split.held_out), "rec_calibration_lines": len(crops),
                 "det_input_shape": list(det_shape), "rec_input_shape": list(rec_shape),
                 "det_op_types": list(defaults.DET_OP_TYPES), "rec_op_types": list(defaults.REC_OP_TYPES),
-                "exclude_nodes": sorted(set(excludes["det"] + excludes["rec"])),
+                "percentile": {"det": defaults.DET_PERCENTILE, "rec": defaults.REC_PERCENTILE},
+                "exclude_nodes": {role: sorted(set(names)) for role, names in excludes.items()},
                 "outputs": [str(out_det), str(out_rec)]}
     rep = report.build_report(settings, accuracy, speeds, sizes, report.frame_census(split.calibration),
                               report.frame_census(split.held_out))

@@ -3,8 +3,9 @@
 Calibration data must be representative (the source article's blurred invoices broke INT8 in production),
 so an unreadable image is an error naming the file, not something to skip quietly. Each frame has a kind:
 the name of the sub-folder it was read from (``calib/night/*.png`` is "night") and its labels.jsonl
-record's "kind", joined by "/" when both are given ("hard/motion"), else "frames"; and a measured hardness (daemon.quantize.hardness). The held-out share is taken from
-every kind, so the report measures each.
+record's "kind", joined by "/" when both are given ("hard/motion"), else "frames"; and a measured
+hardness (daemon.quantize.hardness). The held-out share is taken from every kind, so the report
+measures each.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ class QdqSettings:
     method: str                          # "entropy", "percentile" or "minmax" (daemon.quantize.ranges)
     op_types: tuple[str, ...]            # op types that get Q/DQ (the rest stays float)
     exclude_nodes: tuple[str, ...] = ()  # node names kept in float
+    percentile: float = 99.99            # share of |x| kept unclipped by method "percentile"
 
 
 def quantize_qdq(fp32: Path, out: Path, batches: Iterable[np.ndarray], settings: QdqSettings,
@@ -30,8 +31,8 @@ def quantize_qdq(fp32: Path, out: Path, batches: Iterable[np.ndarray], settings:
     from daemon.quantize.ranges import activation_ranges, collect_histograms
 
     hists = collect_histograms(fp32, settings.op_types, batches, progress)
-    return write_qdq(fp32, out, activation_ranges(hists, settings.method), settings.op_types,
-                     exclude_nodes=settings.exclude_nodes)
+    ranges = activation_ranges(hists, settings.method, percentile=settings.percentile)
+    return write_qdq(fp32, out, ranges, settings.op_types, exclude_nodes=settings.exclude_nodes)
 
 
 def write_qdq(fp32: Path, out: Path, ranges: dict[str, float], op_types: Sequence[str],

@@ -16,7 +16,7 @@ import numpy as np
 
 NUM_BINS = 2048          # histogram resolution of |x|; entropy needs it fine (ORT's 128 leaves the full range)
 QUANT_LEVELS = 128       # INT8 levels per side of zero
-PERCENTILE = 99.99       # --method percentile: share of |x| kept unclipped
+PERCENTILE = 99.99       # --method percentile: share of |x| kept unclipped (the recognizer's; see defaults)
 
 
 @dataclass
@@ -94,11 +94,11 @@ def entropy_threshold(h: AbsHistogram, levels: int = QUANT_LEVELS) -> float:
     return float(best_i * h.bin_width)
 
 
-def threshold(h: AbsHistogram, method: str) -> float:
+def threshold(h: AbsHistogram, method: str, percentile: float = PERCENTILE) -> float:
     if method == "minmax":
         return h.max_value()
     if method == "percentile":
-        return percentile_threshold(h)
+        return percentile_threshold(h, percentile)
     if method == "entropy":
         return entropy_threshold(h)
     raise ValueError(f"unknown calibration method {method!r}")
@@ -140,7 +140,7 @@ def collect_histograms(fp32: Path, op_types: Sequence[str], batches: Iterable[np
 
 
 def activation_ranges(hists: dict[str, AbsHistogram], method: str,
-                      per_tensor: dict[str, str] | None = None) -> dict[str, float]:
+                      per_tensor: dict[str, str] | None = None, percentile: float = PERCENTILE) -> dict[str, float]:
     """Tensor name -> symmetric threshold; per_tensor overrides the method for named tensors."""
     per_tensor = per_tensor or {}
-    return {name: max(threshold(h, per_tensor.get(name, method)), 1e-8) for name, h in hists.items()}
+    return {name: max(threshold(h, per_tensor.get(name, method), percentile), 1e-8) for name, h in hists.items()}

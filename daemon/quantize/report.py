@@ -92,7 +92,8 @@ def to_markdown(report: dict) -> str:
         out += [f"Calibration: {s['method']}, {s['calibration_frames']} frames from `{s['images']}` "
                 f"({s['rec_calibration_lines']} recognizer lines), {s['calibration_s']:.0f} s in all; "
                 f"held out: {s['held_out_frames']} frames. Det ops quantized: {', '.join(s['det_op_types'])}; "
-                f"rec ops: {', '.join(s['rec_op_types'])}; kept in float: {', '.join(s['exclude_nodes']) or 'none'}.", ""]
+                f"rec ops: {', '.join(s['rec_op_types'])}; kept in float: det "
+                f"{', '.join(s['exclude_nodes']['det']) or 'none'}; rec {', '.join(s['exclude_nodes']['rec']) or 'none'}.", ""]
     for w in report["warnings"]:
         out.append(f"**Warning:** {w}.")
     if report["warnings"]:

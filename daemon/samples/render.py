@@ -570,12 +570,13 @@ def load_dataset(dir_path: Path | str) -> list[Sample]:
     labels = read_labels(dir_path)
     if not labels:
         raise FileNotFoundError(f"{dir_path / LABELS_FILE} is missing or empty")
+    kinds = read_kinds(dir_path)
     samples = []
     for image_name, lines in labels.items():
         image = cv2.imread(str(dir_path / image_name), cv2.IMREAD_COLOR)
         if image is None:
             raise OSError(f"cannot read image {dir_path / image_name}")
-        samples.append(Sample(Path(image_name).stem, image, lines))
+        samples.append(Sample(Path(image_name).stem, image, lines, kinds.get(image_name, "")))
     return samples
 
 
