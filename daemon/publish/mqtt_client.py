@@ -76,6 +76,18 @@ def _quiet_reconnect_errors(record: logging.LogRecord) -> bool:
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
     return True
 
+
+def apply_credentials(client, cfg: MqttConfig) -> None:
+    """The broker login and TLS settings of cfg on a paho client (every client the daemon opens: the JSON
+    publisher, Sparkplug B, Home Assistant)."""
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, mqtt_password(cfg))
+    if cfg.tls.enabled:
+        client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
+        if cfg.tls.insecure:
+            client.tls_insecure_set(True)
+
+
 @dataclass
 class PublishCounters:
     published: int = 0          # outbox rows handed to paho (retries after a failed PUBACK count again)
@@ -237,12 +249,7 @@ class Publisher:
         client.enable_logger(paho_log)
         client.max_inflight_messages_set(cfg.max_inflight)
         self._set_next_reconnect_delay(client)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, mqtt_password(cfg))
-        if cfg.tls.enabled:
-            client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
-            if cfg.tls.insecure:
-                client.tls_insecure_set(True)
+        apply_credentials(client, cfg)
         client.will_set(self._status_topic, "offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

@@ -12,7 +12,8 @@ import logging
 import threading
 from typing import Any, Callable, Optional
 
-from daemon.config import MqttConfig, mqtt_password
+from daemon.config import MqttConfig
+from daemon.publish.mqtt_client import apply_credentials
 from daemon.publish.sinks.base import SinkDown
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,7 @@ class MqttSession:
             kwargs["clean_session"] = True
         client = mqtt.Client(**kwargs)
         client.reconnect_delay_set(_NEVER_S, _NEVER_S)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, mqtt_password(cfg))
-        if cfg.tls.enabled:
-            client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
-            if cfg.tls.insecure:
-                client.tls_insecure_set(True)
+        apply_credentials(client, cfg)
         if self._will is not None:
             topic, payload, qos, retain = self._will
             client.will_set(topic, payload, qos=qos, retain=retain)
