@@ -129,9 +129,9 @@ class Service:
         self.sinks: dict = {}     # every output, MQTT included (daemon/publish/sinks)
         self.metrics = None
         self.metrics_server = None
+        self.page = None          # the local page (daemon/web/page.py); None with web off
         self.live = None          # the page's view of each camera (daemon/web/live.py); None with web off
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
-        self.web_server = None
         self._stats_lock = threading.Lock()   # the HTTP thread reads what the loop writes
         self._cam_stats: dict[str, _CameraStats] = {}
         self._latency: dict[str, deque] = {}
@@ -203,56 +203,15 @@ class Service:
             log.error("evidence store %s not started: %s", e.dir, exc)
 
     def _start_web(self) -> None:
-        """The local page (daemon/web) on web.host:web.port; a port in use is logged, not fatal (like metrics)."""
-        w = self.cfg.web
-        if not w.enabled:
-            self.live = None
-            return
-        from daemon.config import web_token
-        from daemon.web.app import PageFeed, create_app
-        from daemon.web.live import LiveView
-        from daemon.web.server import WebServer
+        """The local page (daemon/web/page.py); self.live is what the loop hands frames and readings to."""
+        from daemon.web.page import Page
 
-        self.live = LiveView(w.recent_readings, w.recent_rejects)
-        feed = PageFeed(state=self._page_state, latest=self.live.latest, roi=self._roi_of, save=self._save_frame,
-                        evidence_path=lambda msg_id, line: self.evidence.path(msg_id, line),
-                        device=self.cfg.device_id or "", refresh_ms=w.refresh_ms,
-                        frame_max_side_px=w.frame_max_side_px)
-        token = web_token(w)
-        try:
-            self.web_server = WebServer(create_app(feed, token), w.host, w.port, w.threads).start()
-            log.info("page on http://%s:%d/%s", w.host, self.web_server.port,
-                     " (access token required)" if token else "")
-        except OSError as exc:
-            log.error("page on %s:%d not started: %s", w.host, w.port, exc)
+        self.page = Page.start(lambda: self.cfg, self.snapshot, lambda: self.evidence)
+        self.live = self.page.live if self.page is not None else None
 
     def _stop_web(self) -> None:
-        if self.web_server is not None:
-            self.web_server.stop()
-            self.web_server = None
-
-    def _page_state(self) -> dict:
-        from daemon.web.state import camera_config_view, page_state
-
-        cams = {c.name: camera_config_view(c) for c in self.cfg.cameras}
-        live = self.live
-        views = {name: live.camera_view(name) for name in cams} if live is not None else {}
-        return page_state(self.snapshot(), cams, views, self.evidence.snapshot(),
-                          {"backend": self.cfg.backend, "precision": self.cfg.ocr.precision}, self.cfg.web.refresh_ms,
-                          self.evidence.lines)
-
-    def _roi_of(self, camera: str) -> tuple:
-        return next((tuple(c.roi) for c in self.cfg.cameras if c.name == camera), ())
-
-    def _save_frame(self, camera: str) -> Optional[str]:
-        """The page's save button: the camera's latest frame (ROI applied, nothing drawn) as a PNG."""
-        from daemon.web.saved import save_frame
-
-        latest = self.live.latest(camera) if self.live is not None else None
-        if latest is None:
-            return None
-        w = self.cfg.web
-        return save_frame(w.saved_frames_dir, camera, latest.image, latest.captured_at, w.max_saved_frames).name
+        if self.page is not None:
+            self.page.stop()
 
     def _start_publisher(self) -> None:
         """Every configured sink (daemon/publish/sinks), MQTT first; each returns at once and connects by itself."""
