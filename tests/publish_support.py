@@ -122,7 +122,8 @@ class FakeClock:
 
 @pytest.fixture
 def cleanup():
-    """Publishers and outboxes a test registers are stopped and closed after it, newest first."""
+    """Publishers and outboxes a test registers are stopped and closed after it, and functions it registers
+    called, newest first."""
     from daemon.publish.mqtt_client import Publisher
 
     items = []
@@ -130,5 +131,7 @@ def cleanup():
     for item in reversed(items):
         if isinstance(item, Publisher):
             item.stop(0)
+        elif callable(item):
+            item()
         else:
             item.close()

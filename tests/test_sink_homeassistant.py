@@ -12,6 +12,7 @@ from daemon.publish.outbox import Outbox
 from daemon.publish.sinks.homeassistant import HA_STATE_MAX_CHARS, HomeAssistantSink, discovery_config
 from daemon.publish.sinks.mqtt import MqttSink
 from publish_support import DEVICE, PREFIX, mqtt_cfg, outbox_cfg, put_result
+from publish_support import cleanup  # noqa: F401  (a fixture, shared)
 
 
 def _cfg(port: int) -> Config:
@@ -19,14 +20,6 @@ def _cfg(port: int) -> Config:
                                homeassistant=HomeAssistantConfig(enabled=True),
                                cameras=(CameraConfig(name="gate", kind="sample"),
                                         CameraConfig(name="dock.2", kind="sample")))
-
-
-@pytest.fixture
-def cleanup():
-    done = []
-    yield done.append
-    for fn in reversed(done):
-        fn()
 
 
 def test_discovery_config_names_the_state_and_availability_topics():

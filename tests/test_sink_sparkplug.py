@@ -7,7 +7,6 @@ import dataclasses
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import Recorder, TcpProxy, wait_until
@@ -16,6 +15,7 @@ from daemon.publish.outbox import Outbox
 from daemon.publish.sinks.sparkplug import SparkplugSink
 from daemon.publish.sinks.sparkplug_b import sparkplug_b_pb2 as pb
 from publish_support import DEVICE, mqtt_cfg, outbox_cfg, put_result
+from publish_support import cleanup  # noqa: F401  (a fixture, shared)
 
 CAMERAS = ("cam1", "cam2")
 
@@ -25,14 +25,6 @@ def _cfg(port: int, tmp_path) -> Config:
     return dataclasses.replace(Config(), device_id=DEVICE, mqtt=mqtt_cfg(port), outbox=outbox_cfg(tmp_path),
                                sparkplug=SparkplugConfig(enabled=True, group_id="plant"),
                                cameras=tuple(CameraConfig(name=c, kind="sample") for c in CAMERAS))
-
-
-@pytest.fixture
-def cleanup():
-    done = []
-    yield done.append
-    for fn in reversed(done):
-        fn()
 
 
 def _decoded(rec: Recorder) -> list[tuple[str, list[str], pb.Payload]]:
