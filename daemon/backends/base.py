@@ -45,6 +45,10 @@ class Model(abc.ABC):
     def close(self) -> None:
         """Frees what the model holds; the default has nothing to free."""
 
+    def metadata(self) -> dict[str, str] | None:
+        """The ONNX metadata (the recognizer's dictionary) where the backend has read it already, else None."""
+        return None
+
     @property
     def input_name(self) -> str:
         return self.inputs[0].name

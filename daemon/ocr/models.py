@@ -63,13 +63,19 @@ def resolve(cfg: Config) -> ModelPaths:
     )
 
 
-def load_charset(rec_model: Path, dictionary: Path | None) -> list[str]:
-    """CTC classes: index 0 is the blank, then the dictionary, then a space (PaddleOCR's use_space_char)."""
+def load_charset(rec_model: Path, dictionary: Path | None, metadata: dict[str, str] | None = None) -> list[str]:
+    """CTC classes: index 0 is the blank, then the dictionary, then a space (PaddleOCR's use_space_char).
+
+    ``metadata`` is the rec model's metadata when a backend has already read it (ONNX Runtime does, for
+    free); without it the ONNX file is read with the onnx package, whose import alone costs about a second.
+    """
     if dictionary is not None:
         try:
             chars = dictionary.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelFileError(f"ocr.dictionary: cannot read {str(dictionary)!r} ({exc})") from None
+    elif metadata is not None:
+        chars = _charset_from(metadata, rec_model)
     else:
         chars = _metadata_charset(rec_model)
     chars = [c.rstrip("\r\n") for c in chars]
@@ -86,7 +92,10 @@ def _metadata_charset(rec_model: Path) -> list[str]:
         model = onnx.load(str(rec_model), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends, all meaning "not an ONNX file"
         raise ModelFileError(f"{str(rec_model)!r} is not a readable ONNX model ({exc})") from None
-    meta = {p.key: p.value for p in model.metadata_props}
+    return _charset_from({p.key: p.value for p in model.metadata_props}, rec_model)
+
+
+def _charset_from(meta: dict[str, str], rec_model: Path) -> list[str]:
     if "character" not in meta:
         raise ModelFileError(
             f"{str(rec_model)!r} carries no 'character' metadata: set ocr.dictionary to its dictionary file")

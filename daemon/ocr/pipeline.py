@@ -57,23 +57,20 @@ class OcrPipeline:
     def __init__(self, ocr: OcrConfig, backend: Backend, paths: models.ModelPaths, engines_dir: str = "engines"):
         self.cfg = ocr
         self.backend = backend
-        self.charset = models.load_charset(paths.rec, paths.dictionary)
         specs = specs_for(ocr, paths)
         if backend.precision == "int8" and backend.name == "onnxruntime":
             # ONNX Runtime runs calibrate's Q/DQ models itself (TensorRT builds engines from them instead);
             # the classifier stays in float.
             specs = [s if s.role == "cls" else replace(s, onnx_path=str(self._int8(engines_dir, Path(s.onnx_path))))
                      for s in specs]
+        self.rec_path = next(s.onnx_path for s in specs if s.role == "rec")
         loaded: dict[str, Model] = {}
         try:
             for spec in specs:
                 loaded[spec.role] = backend.load(spec)
-            n_classes = loaded["rec"].outputs[0].shape[-1]
-            if n_classes != len(self.charset):
-                raise models.ModelFileError(
-                    f"the recognizer {specs[1].onnx_path!r} has {n_classes} classes but the dictionary gives "
-                    f"{len(self.charset)} (blank + characters + space): set ocr.dictionary to the model's own "
-                    f"dictionary")
+            # The dictionary, from the recognizer's metadata as its backend read it where it did.
+            self.charset = models.load_charset(paths.rec, paths.dictionary, loaded["rec"].metadata())
+            self._check_classes(loaded["rec"].outputs[0].shape[-1])   # -1: declared dynamic, checked per call
         except Exception:
             for m in loaded.values():      # a half-built pipeline must not keep GPU buffers alive
                 m.close()
@@ -86,6 +83,13 @@ class OcrPipeline:
         self._rec_buffers: dict[int, np.ndarray] = {}   # one input buffer per recognizer batch size
         self.db = DbParams(ocr.det_threshold, ocr.det_box_threshold, ocr.det_unclip_ratio,
                            ocr.det_min_size, ocr.det_max_candidates)
+
+    def _check_classes(self, n_classes: int) -> None:
+        if n_classes > 0 and n_classes != len(self.charset):
+            raise models.ModelFileError(
+                f"the recognizer {self.rec_path!r} has {n_classes} classes but the dictionary gives "
+                f"{len(self.charset)} (blank + characters + space): set ocr.dictionary to the model's own "
+                f"dictionary")
 
     @staticmethod
     def _int8(engines_dir: str, fp32: Path) -> Path:
@@ -245,6 +249,7 @@ class OcrPipeline:
                 batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
             fill_slots(piece_images, batch_slots, batch)
             probs = model.run1(batch)  # type: ignore[union-attr]
+            self._check_classes(probs.shape[-1])
             stride = width / probs.shape[1]     # image columns per output step
             for k, slot in enumerate(batch_slots):
                 for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):

@@ -10,35 +10,48 @@ from typing import Mapping
 import numpy as np
 
 from daemon.backends.base import Backend, BackendError, Model, ModelSpec, TensorSpec
+from daemon.backends.onnxruntime.threads import default_threads
 
 log = logging.getLogger(__name__)
 
 
-class OrtModel(Model):
-    def __init__(self, spec: ModelSpec, threads: int, exact_qdq: bool = False):
-        import onnxruntime as ort
+def session_options(threads: int, exact_qdq: bool = False):
+    """ONNX Runtime's options for one of our models.
 
-        opts = ort.SessionOptions()
-        # exact_qdq: Q/DQ pairs computed as written, in float (what TensorRT's INT8 kernels compute), not
-        # fused into ONNX Runtime's u8s8 integer kernels, which saturate on x86 CPUs without VNNI.
-        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if exact_qdq
-                                         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1      # one model runs at a time in the inference thread
-        opts.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(spec.onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:   # ORT raises its own exception types for missing and malformed files
-            raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
-        inp = self._session.get_inputs()
+    Spinning is off: with it on, idle pool threads spin between the pipeline's many short calls and take
+    the cores from the Python work in between and from a neighbour (bench/RESULTS.md section 17: 1.19x on 2 vCPUs).
+    exact_qdq: Q/DQ pairs computed as written, in float (what TensorRT's INT8 kernels compute), not fused
+    into ONNX Runtime's u8s8 integer kernels, which saturate on x86 CPUs without VNNI.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if exact_qdq
+                                     else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1      # one graph node at a time; the pipeline's threads give the parallelism
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class OrtModel(Model):
+    """One model at one fixed input shape. Models of one ONNX file share a session (ONNX Runtime runs a
+    session at any batch its graph allows), so the recognizer's tail batch costs no second session."""
+
+    def __init__(self, spec: ModelSpec, session):
+        self._session = session
+        inp, outs = session.get_inputs(), session.get_outputs()
         if len(inp) != 1:
             raise BackendError(f"{spec.role} model {spec.onnx_path!r} has {len(inp)} inputs; expected one image input")
         self.inputs = (TensorSpec(inp[0].name, tuple(spec.input_shape), np.dtype(np.float32)),)
-        # One warm-up run fixes the output shapes for this input shape (the ONNX declares them dynamic).
-        outs = self._session.run(None, {inp[0].name: np.zeros(spec.input_shape, dtype=np.float32)})
-        self.outputs = tuple(TensorSpec(o.name, tuple(v.shape), np.dtype(v.dtype))
-                             for o, v in zip(self._session.get_outputs(), outs))
+        # The ONNX declares most output dimensions dynamic; -1 stands for those (no warm-up run to learn
+        # them: it cost half a second of every start). The batch is the input's.
+        self.outputs = tuple(TensorSpec(o.name, _static_dims(o.shape, spec.input_shape[0]), np.dtype(np.float32))
+                             for o in outs)
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         for spec in self.inputs:
@@ -48,13 +61,34 @@ class OrtModel(Model):
         return {o.name: v for o, v in zip(self.outputs, values)}
 
 
+def _static_dims(shape, batch: int) -> tuple[int, ...]:
+    dims = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+    if dims:
+        dims[0] = batch
+    return tuple(dims)
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False):
-        self.threads = threads
+        self.threads = default_threads(threads)
         self.precision = precision
         self.exact_qdq = exact_qdq     # for INT8 accuracy measurements (daemon.quantize.measure)
+        self._sessions: dict[str, object] = {}
 
     def load(self, spec: ModelSpec) -> Model:
-        return OrtModel(spec, self.threads, self.exact_qdq)
+        session = self._sessions.get(spec.onnx_path)
+        if session is None:
+            import onnxruntime as ort
+
+            try:
+                session = ort.InferenceSession(spec.onnx_path, sess_options=session_options(self.threads, self.exact_qdq),
+                                               providers=["CPUExecutionProvider"])
+            except Exception as exc:   # ORT raises its own exception types for missing and malformed files
+                raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
+            self._sessions[spec.onnx_path] = session
+        return OrtModel(spec, session)
+
+    def close(self) -> None:
+        self._sessions.clear()
