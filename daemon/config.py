@@ -39,7 +39,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class OcrConfig:
-    # Model files; null = PP-OCRv4 mobile shipped in the rapidocr-onnxruntime==1.4.4 wheel.
+    # Which bundled models the null paths below mean: pp-ocrv4 (mobile, in the rapidocr-onnxruntime==1.4.4
+    # wheel) or pp-ocrv6-small (in the rapidocr==3.10.0 wheel, installed with --no-deps); same pre- and
+    # post-processing. v4 stays the default: v6 small was not better on the label photos (bench/RESULTS.md 18).
+    model_set: Literal["pp-ocrv4", "pp-ocrv6-small"] = "pp-ocrv4"
+    # Model files; null = the model_set's file. A path given here wins over the set.
     det_model: Optional[str] = None
     rec_model: Optional[str] = None
     cls_model: Optional[str] = None
@@ -75,8 +79,11 @@ class OcrConfig:
     cls_threshold: float = 0.9
     # Lines below this recognition confidence are dropped by the pipeline itself.
     drop_score: float = 0.5
-    # ONNX Runtime intra-op threads; 0 = ONNX Runtime's choice (all cores).
+    # ONNX Runtime intra-op threads per model; 0 = one per physical core (SMT siblings counted once).
     threads: int = 0
+    # CPU backend: frames in the pipeline at once. 2 = the detector of frame N+1 runs on its own thread
+    # while frame N is recognized; 0 = automatic (2 from 4 physical cores up, bench/RESULTS.md section 17).
+    frames_in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -598,6 +605,7 @@ def validate(cfg: Config) -> Config:
     _require(o.det_min_size >= 1, "ocr.det_min_size", o.det_min_size, "must be at least 1")
     _require(o.det_max_candidates >= 1, "ocr.det_max_candidates", o.det_max_candidates, "must be at least 1")
     _require(o.threads >= 0, "ocr.threads", o.threads, "must be 0 (automatic) or more")
+    _require(o.frames_in_flight in (0, 1, 2), "ocr.frames_in_flight", o.frames_in_flight, "must be 0 (automatic), 1 or 2")
     _require(cfg.state_dir is None or os.path.isabs(cfg.state_dir), "state_dir", cfg.state_dir,
              "must be an absolute path (or null for the working directory)")
     _require(cfg.engines.workspace_mib >= 64, "engines.workspace_mib", cfg.engines.workspace_mib, "must be at least 64")

@@ -1,7 +1,14 @@
-"""Where the models and the character dictionary come from: config paths, else the rapidocr wheel.
+"""Where the models and the character dictionary come from: config paths, else a wheel's bundled set.
 
-The default PP-OCRv4 mobile models ship inside the PyPI wheel rapidocr-onnxruntime==1.4.4; they are found
-through the installed package (never downloaded). The recognizer's dictionary is in its ONNX metadata.
+Null model paths mean the files of `ocr.model_set`, found inside an installed PyPI wheel (never downloaded,
+never imported: the package is only located). The recognizer's dictionary is in its ONNX metadata.
+
+Both sets take the same pre- and post-processing, so a set is only its files (checked in the graphs and in
+RapidOCR 3.10's own config.yaml and det/rec code): det input (x/255 - 0.5) / 0.5 of BGR pixels; the det
+graph ends in a Sigmoid (its output name comes from a ConvTranspose, its value is already a probability);
+DB thresh 0.3, box_thresh 0.5, unclip 1.6 with a 2x2 dilation, as ours; rec input 3 x 48 x W normalized
+like det; CTC over blank + the metadata's characters + space (6625 classes for v4, 18710 for v6 small).
+The 0/180 classifier file of both wheels is the same (byte for byte).
 """
 from __future__ import annotations
 
@@ -11,11 +18,26 @@ from pathlib import Path
 
 from daemon.config import Config
 
-_WHEEL = "rapidocr_onnxruntime"
-_DEFAULTS = {
-    "det": "ch_PP-OCRv4_det_infer.onnx",
-    "rec": "ch_PP-OCRv4_rec_infer.onnx",
-    "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+
+@dataclass(frozen=True)
+class ModelSet:
+    package: str          # import name of the wheel that carries the files (located, never imported)
+    install: str          # the command that installs it, for the error message
+    files: dict[str, str]  # role -> file name in the package's models/ folder
+
+
+MODEL_SETS: dict[str, ModelSet] = {
+    "pp-ocrv4": ModelSet("rapidocr_onnxruntime", "pip install rapidocr-onnxruntime==1.4.4", {
+        "det": "ch_PP-OCRv4_det_infer.onnx",
+        "rec": "ch_PP-OCRv4_rec_infer.onnx",
+        "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    }),
+    # --no-deps: rapidocr 3.10 declares opencv-python-headless, whose cv2 would replace opencv-python's.
+    "pp-ocrv6-small": ModelSet("rapidocr", "pip install --no-deps rapidocr==3.10.0", {
+        "det": "PP-OCRv6_det_small.onnx",
+        "rec": "PP-OCRv6_rec_small.onnx",
+        "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    }),
 }
 
 
@@ -31,12 +53,14 @@ class ModelPaths:
     dictionary: Path | None   # None: the dictionary is read from the rec model's metadata
 
 
-def bundled_model_dir() -> Path:
-    spec = importlib.util.find_spec(_WHEEL)   # locates the package without importing onnxruntime through it
+def bundled_model_dir(model_set: str = "pp-ocrv4") -> Path:
+    """The models/ folder of the installed wheel that carries `model_set`."""
+    wanted = MODEL_SETS[model_set]
+    spec = importlib.util.find_spec(wanted.package)   # locates the package without importing it (or onnxruntime)
     if spec is None or not spec.submodule_search_locations:
         raise ModelFileError(
-            f"the default models come from the Python package rapidocr-onnxruntime==1.4.4, which is not installed; "
-            f"`pip install rapidocr-onnxruntime==1.4.4` or set ocr.det_model / ocr.rec_model in config.yaml")
+            f"ocr.model_set {model_set}: its models come from the Python package {wanted.package}, which is not "
+            f"installed; `{wanted.install}` or set ocr.det_model / ocr.rec_model in config.yaml")
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
@@ -46,11 +70,11 @@ def int8_path(engines_dir: str | Path, fp32_path: Path) -> Path:
 
 
 def resolve(cfg: Config) -> ModelPaths:
-    """FP32 model paths from the config (null = bundled), each checked to exist."""
+    """FP32 model paths from the config (null = the file of ocr.model_set), each checked to exist."""
     o = cfg.ocr
 
     def pick(role: str, configured: str | None) -> Path:
-        path = Path(configured) if configured else bundled_model_dir() / _DEFAULTS[role]
+        path = Path(configured) if configured else bundled_model_dir(o.model_set) / MODEL_SETS[o.model_set].files[role]
         if not path.is_file():
             raise ModelFileError(f"ocr.{role}_model: model file {str(path)!r} does not exist")
         return path
