@@ -27,4 +27,9 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c requirements-lock.txt -e ".[opencv,test]"
+# RapidOCR 3.10: the PP-OCRv6 small models (ocr.model_set: pp-ocrv6-small) and bench's second reference.
+# --no-deps: it declares opencv-python-headless, whose cv2 would replace opencv-python's; what it imports
+# at run time (omegaconf, colorlog, requests) is installed first, pinned in requirements-lock.txt.
+.venv/bin/python -m pip install -q -c requirements-lock.txt omegaconf antlr4-python3-runtime colorlog requests
+.venv/bin/python -m pip install -q -c requirements-lock.txt --no-deps rapidocr
 echo "setup done: .venv/bin/ocr-daemon"
