@@ -21,6 +21,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 
+# The file names treated as images where a folder is read (folder source, `once`, bench).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
 class ImageError(ValueError):
     """An image that cannot be decoded; the message names the file and why."""
 

@@ -55,7 +55,8 @@ def _two_scanners(tmp_path):
 
 
 def _run_until_done(service, tmp_path, texts, det):
-    service.pipeline.detector = det
+    if det is not None:
+        service.pipeline.detector = det
     # Both scanners' first frames wait in the hub before the loop starts, so the loop's first two
     # takes find a frame each whatever the machine's speed: the overlap below does not hang on timing.
     deadline = time.monotonic() + 60
@@ -80,10 +81,11 @@ def _stored(outbox):
         return [(cam, json.loads(p)) for cam, p in db.execute("SELECT camera, payload FROM outbox ORDER BY id")]
 
 
-def _service(tmp_path, cameras, streams):
+def _service(tmp_path, cameras, streams, in_flight=1):
     outbox = tmp_path / "outbox.sqlite3"
     cfg = config.from_dict({
-        "device_id": "dock", "backend": "onnxruntime", "ocr": small_ocr(), "cameras": cameras,
+        "device_id": "dock", "backend": "onnxruntime", "ocr": {**small_ocr(), "frames_in_flight": in_flight},
+        "cameras": cameras,
         "gpu": {"streams": streams},
         "mqtt": {"enabled": False}, "outbox": {"path": str(outbox)}, "metrics": {"enabled": False},
     })
@@ -98,7 +100,7 @@ def test_overlapped_loop_stores_every_label_once_in_order(tmp_path):
     texts, cameras = _two_scanners(tmp_path)
     service, outbox = _service(tmp_path, cameras, streams=2)
     det = _DeferredDetector(service.pipeline.det, slots=2)
-    assert service.pipeline.detector.overlaps is False     # the CPU detector runs in submit
+    assert service.pipeline.detector.overlaps is False     # frames_in_flight 1: the CPU detector runs in submit
     _run_until_done(service, tmp_path, texts, det)
     rows = _stored(outbox)
     for cam, labels in texts.items():
@@ -128,3 +130,33 @@ def test_gpu_detector_overlaps_only_with_two_buffer_sets():
 
     assert GpuDetector(SimpleNamespace(_sets=[object()])).overlaps is False
     assert GpuDetector(SimpleNamespace(_sets=[object(), object()])).overlaps is True
+
+
+def test_cpu_detector_on_its_own_thread_keeps_two_frames_in_flight(tmp_path):
+    # ocr.frames_in_flight: 2 on the CPU: the real ONNX Runtime detector runs on its worker thread, the
+    # loop submits frame N+1 before finishing frame N, and every label is still stored once, in order
+    from daemon.ocr.detector import ThreadedDetector
+
+    texts, cameras = _two_scanners(tmp_path)
+    service, outbox = _service(tmp_path, cameras, streams=1, in_flight=2)
+    det = service.pipeline.detector
+    assert isinstance(det, ThreadedDetector) and det.overlaps
+    counts = {"submitted": 0, "collected": 0, "max_in_flight": 0}
+    submit, collect = det.submit, det.collect
+
+    def counting_submit(frames):
+        counts["submitted"] += 1
+        counts["max_in_flight"] = max(counts["max_in_flight"], counts["submitted"] - counts["collected"])
+        return submit(frames)
+
+    def counting_collect(ticket):
+        counts["collected"] += 1
+        return collect(ticket)
+
+    det.submit, det.collect = counting_submit, counting_collect
+    _run_until_done(service, tmp_path, texts, None)
+    rows = _stored(outbox)
+    for cam, labels in texts.items():
+        assert ["".join(t["text"] for t in msg["texts"]).replace(" ", "") for c, msg in rows if c == cam] == labels
+    assert counts["submitted"] == counts["collected"] == 6
+    assert counts["max_in_flight"] == 2

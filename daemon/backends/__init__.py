@@ -245,4 +245,19 @@ def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
     precision = cpu_precision(cfg.ocr.precision)
     if precision != cfg.ocr.precision and warn_fp16:
         log.warning("ocr.precision fp16 applies to TensorRT engines; ONNX Runtime on the CPU runs the FP32 models")
-    return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision)
+    return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision,
+                              in_flight=cpu_frames_in_flight(cfg.ocr.frames_in_flight))
+
+
+def cpu_frames_in_flight(configured: int) -> int:
+    """ocr.frames_in_flight as the CPU backend runs it: 0 = two from 2 physical cores up, else one."""
+    from daemon.backends.onnxruntime.threads import physical_cores
+
+    if configured:
+        return configured
+    return 2 if physical_cores() >= AUTO_OVERLAP_MIN_CORES else 1
+
+
+# From this many physical cores up the CPU backend keeps two frames in flight: 1.14x on 2 cores, 1.47x on
+# 16 (bench/RESULTS.md section 17). One core has nothing to overlap on.
+AUTO_OVERLAP_MIN_CORES = 2

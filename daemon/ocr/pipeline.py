@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, f
 from daemon.ocr.results import OcrResult, TextLine
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")
 
 # Two readings of one character at a seam lie closer than this (line heights); two real neighbours do not.
 SEAM_TOLERANCE = 0.25
@@ -137,6 +139,9 @@ class OcrPipeline:
         return self.backend.describe()
 
     def close(self) -> None:
+        close_detector = getattr(self.detector, "close", None)
+        if close_detector is not None:
+            close_detector()
         for m in (self.det, self.rec, self.rec_tail, self.cls):
             if m is not None:
                 m.close()
@@ -169,6 +174,27 @@ class OcrPipeline:
             sub.probs, sub.boxes = self.detector.collect(sub.ticket)
             sub.ticket = None
             sub.det_ms += (time.perf_counter() - t0) * 1000.0
+
+    def run_stream(self, items: Iterable[tuple[K, np.ndarray | None]]) -> Iterator[tuple[K, OcrResult | None]]:
+        """(key, frame) in, (key, result) out, in order; a None frame (one that could not be read) comes
+        out as None. When the detector overlaps, frame N+1 is submitted before frame N is finished, so
+        its detection runs while N is recognized."""
+        in_flight: tuple[K, Submitted] | None = None
+        for key, frame in items:
+            sub = None
+            if frame is not None:
+                sub = self.submit([frame])
+                if not self.overlaps:
+                    self._collect(sub)
+            if in_flight is not None:
+                yield in_flight[0], self.finish([in_flight[1]])[0]
+                in_flight = None
+            if sub is None:
+                yield key, None
+            else:
+                in_flight = key, sub
+        if in_flight is not None:
+            yield in_flight[0], self.finish([in_flight[1]])[0]
 
     def run_batch(self, frames: Sequence[np.ndarray]) -> list[OcrResult]:
         """OCR of several frames (e.g. one per camera); detector calls take det_batch frames at a time

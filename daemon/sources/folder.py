@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from daemon.config import CameraConfig
+from daemon.imageio import IMAGE_SUFFIXES
 from daemon.sources.base import CorruptFrame, Frame, FrameAck, FrameTooLarge, Reader, SourceError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 SETTLE_S = 0.5          # scanners write in chunks; a file untouched this long is worth a first try
 RESCAN_PERIOD_S = 0.2   # listing a folder of a few thousand entries costs well under a millisecond each
 RETRY_INITIAL_S = 0.5   # an undecodable file, or a done action that failed, is tried again after this ...

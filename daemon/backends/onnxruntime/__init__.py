@@ -15,7 +15,7 @@ from daemon.backends.onnxruntime.threads import default_threads
 log = logging.getLogger(__name__)
 
 
-def session_options(threads: int, exact_qdq: bool = False):
+def session_options(threads: int, exact_qdq: bool = False, spinning: bool = False):
     """ONNX Runtime's options for one of our models.
 
     Spinning is off: with it on, idle pool threads spin between the pipeline's many short calls and take
@@ -30,7 +30,7 @@ def session_options(threads: int, exact_qdq: bool = False):
                                      else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1      # one graph node at a time; the pipeline's threads give the parallelism
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.log_severity_level = 3
     return opts
 
@@ -39,8 +39,9 @@ class OrtModel(Model):
     """One model at one fixed input shape. Models of one ONNX file share a session (ONNX Runtime runs a
     session at any batch its graph allows), so the recognizer's tail batch costs no second session."""
 
-    def __init__(self, spec: ModelSpec, session):
+    def __init__(self, spec: ModelSpec, session, in_flight: int = 1):
         self._session = session
+        self._in_flight = in_flight
         inp, outs = session.get_inputs(), session.get_outputs()
         if len(inp) != 1:
             raise BackendError(f"{spec.role} model {spec.onnx_path!r} has {len(inp)} inputs; expected one image input")
@@ -49,6 +50,13 @@ class OrtModel(Model):
         # them: it cost half a second of every start). The batch is the input's.
         self.outputs = tuple(TensorSpec(o.name, _static_dims(o.shape, spec.input_shape[0]), np.dtype(np.float32))
                              for o in outs)
+
+    def detector(self):
+        """Two frames in flight: the detector on its own thread, so frame N+1 is detected while frame N
+        is recognized (ocr.frames_in_flight; bench/RESULTS.md section 17)."""
+        from daemon.ocr.detector import EagerDetector, ThreadedDetector
+
+        return ThreadedDetector(self) if self._in_flight >= 2 else EagerDetector(self)
 
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
@@ -71,8 +79,11 @@ def _static_dims(shape, batch: int) -> tuple[int, ...]:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False):
+    def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False, in_flight: int = 1,
+                 spinning: bool = False):
         self.threads = default_threads(threads)
+        self.in_flight = in_flight
+        self.spinning = spinning       # ONNX Runtime's own default; off here (session_options), kept for bench/cpu_levers.py
         self.precision = precision
         self.exact_qdq = exact_qdq     # for INT8 accuracy measurements (daemon.quantize.measure)
         self._sessions: dict[str, object] = {}
@@ -83,12 +94,12 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
 
             try:
-                session = ort.InferenceSession(spec.onnx_path, sess_options=session_options(self.threads, self.exact_qdq),
-                                               providers=["CPUExecutionProvider"])
+                opts = session_options(self.threads, self.exact_qdq, self.spinning)
+                session = ort.InferenceSession(spec.onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
             except Exception as exc:   # ORT raises its own exception types for missing and malformed files
                 raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
             self._sessions[spec.onnx_path] = session
-        return OrtModel(spec, session)
+        return OrtModel(spec, session, self.in_flight)
 
     def close(self) -> None:
         self._sessions.clear()
