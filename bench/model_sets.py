@@ -53,6 +53,7 @@ def main() -> int:
             pipe.run(frame)
 
     speed = {d: {s: _Series() for s in SETS} for d in folders}
+    stage_ms: dict[str, dict[str, float]] = {s: {} for s in SETS}     # summed over every run
     scores: dict[str, dict[str, list]] = {d: {s: [] for s in SETS} for d in folders}
     turn = 0
     for rep in range(args.repeat):
@@ -64,6 +65,8 @@ def main() -> int:
                     t0 = time.perf_counter()
                     result = pipes[s].run(frame)
                     speed[d][s].total_ms.append((time.perf_counter() - t0) * 1000.0)
+                    for stage, ms in result.timing_ms.items():
+                        stage_ms[s][stage] = stage_ms[s].get(stage, 0.0) + ms
                     if rep == 0 and name in truth:
                         lines = [(l.text, l.box) for l in result.lines]
                         scores[d][s].append(evaluate.score_image([(t.text, t.box) for t in truth[name]], lines))
@@ -78,6 +81,7 @@ def main() -> int:
                      "accuracy": {s: _acc(evaluate.combine(scores[d][s])) for s in SETS if scores[d][s]},
                      "speed": {s: speed[d][s].summary() for s in SETS}} for d in folders},
         "all": {s: everything[s].summary() for s in SETS},
+        "stage_mean_ms": {s: {k: round(v / len(everything[s].total_ms), 1) for k, v in stage_ms[s].items()} for s in SETS},
         "v6_speed_ratio": round(sum(everything[SETS[0]].total_ms) / sum(everything[SETS[1]].total_ms), 3),
     }
     print(format_table(report))
@@ -98,6 +102,8 @@ def format_table(report: dict) -> str:
     for s in SETS:
         v = report["all"][s]
         rows.append(f"| all | {s} | | | | | | {v['images_per_s']} | {v['p50_ms']} | {v['p95_ms']} |")
+    for s in SETS:
+        rows.append(f"\nmean ms per image, {s}: {report['stage_mean_ms'][s]}")
     rows.append(f"\nv6 small's images/s ÷ v4's: {report['v6_speed_ratio']:.2f}; det/rec MB: {report['model_mb']}")
     return "\n".join(rows)
 
