@@ -17,6 +17,17 @@ def test_letterbox_keeps_aspect_and_fits(h, w):
     assert abs(lb.new_w / lb.new_h - w / h) < 0.02 * (w / h) + 1 / lb.new_h
 
 
+def test_small_frames_are_enlarged_at_most_max_upscale_and_padded():
+    from daemon.ocr.det_pre import MAX_UPSCALE
+
+    lb = letterbox_geometry(191, 384, 736, 960)            # OpenCV's page photo: 2.5x would fit
+    assert lb.scale == MAX_UPSCALE == 2.0
+    assert (lb.new_h, lb.new_w) == (382, 768)
+    back = to_frame_coords(np.array([[lb.new_w, lb.new_h]], dtype=np.float32), lb, 191, 384)
+    np.testing.assert_allclose(back, [[383, 190]], atol=1.0)    # still maps back onto the frame's corner
+    assert letterbox_geometry(480, 640, 736, 960).scale == 1.5  # under the cap: fits the input as before
+
+
 def test_letterbox_inverse_maps_input_corners_to_frame_corners():
     lb = letterbox_geometry(960, 1280, 640, 640)
     pts = np.array([[0, 0], [lb.new_w, 0], [lb.new_w, lb.new_h], [0, lb.new_h]], dtype=np.float32)
