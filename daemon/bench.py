@@ -76,15 +76,19 @@ class _TimedModel(Model):
 
 def _time_models(pipeline, recorder: _Recorder) -> None:
     """Puts a _TimedModel around each of the pipeline's models, the detector's included."""
-    from daemon.ocr.detector import EagerDetector
+    from daemon.ocr.detector import EagerDetector, ThreadedDetector
 
     for name in ("det", "rec", "rec_tail", "cls"):
         if getattr(pipeline, name) is not None:
             setattr(pipeline, name, _TimedModel(getattr(pipeline, name), recorder))
-    # The pipeline drives the detector it built at load, around the bare model: rebuild it around the
-    # timed one. Only the CPU way (the model's own letterbox + run); a GPU detector keeps its buffers.
-    if isinstance(pipeline.detector, EagerDetector) and type(pipeline.det.inner).run_frames is Model.run_frames:
-        pipeline.detector = pipeline.det.detector()
+    # The pipeline drives the detector it built at load, around the bare model: rebuild it, same kind,
+    # around the timed one. Only the CPU ways (the model's own letterbox + run, inline or on the detector's
+    # thread; bench runs one image at a time, so the calls stay in order); a GPU detector keeps its buffers.
+    old = pipeline.detector
+    if type(old) in (EagerDetector, ThreadedDetector) and type(pipeline.det.inner).run_frames is Model.run_frames:
+        pipeline.detector = type(old)(pipeline.det)
+        if hasattr(old, "close"):
+            old.close()
     else:
         log.warning("the detector's calls are not timed on this backend: overhead and models alone leave it out")
 
