@@ -41,10 +41,10 @@ class ConfigError(ValueError):
 class OcrConfig:
     # Which bundled models the null paths below mean: pp-ocrv4 (mobile, in the rapidocr-onnxruntime==1.4.4
     # wheel) or pp-ocrv6-small (in the rapidocr==3.10.0 wheel, installed with --no-deps); same pre- and
-    # post-processing. v6 small reads better (CER 0.19 vs 0.33 % on labels, 4.7 vs 9.4 % on photographs) at about
-    # v4's speed on the CPU. v4 stays the default: rapidocr 3.10 cannot be a plain dependency (its declared
-    # opencv-python-headless replaces opencv-python's cv2), and INT8 and TensorRT were measured on v4 only
-    # (bench/RESULTS.md section 18).
+    # post-processing. v6 small reads better (CER 0.19 vs 0.33 % on labels, 4.6 vs 5.9 % on photographs) but
+    # is not faster on the CPU (0.99x), so v4 stays the default; rapidocr 3.10 also cannot be a plain dependency
+    # (its declared opencv-python-headless replaces opencv-python's cv2), and INT8 and TensorRT were measured
+    # on v4 only (bench/RESULTS.md section 18).
     model_set: Literal["pp-ocrv4", "pp-ocrv6-small"] = "pp-ocrv4"
     # Model files; null = the model_set's file. A path given here wins over the set.
     det_model: Optional[str] = None
