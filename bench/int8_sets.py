@@ -32,13 +32,13 @@ SETS = {  # folder: (number of labels, first seed, variants in turn)
 JPEG_QUALITY = 80
 
 
-def to_jpeg(src: Path, dst: Path) -> None:
+def to_jpeg(src: Path, dst: Path, quality: int = JPEG_QUALITY) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     records = []
     for raw in (src / LABELS_FILE).read_text(encoding="utf-8").splitlines():
         rec = json.loads(raw)
         name = Path(rec["image"]).with_suffix(".jpg").name
-        if not cv2.imwrite(str(dst / name), cv2.imread(str(src / rec["image"])), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        if not cv2.imwrite(str(dst / name), cv2.imread(str(src / rec["image"])), [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise OSError(f"cannot write {dst / name}")
         records.append(json.dumps({**rec, "image": name}, ensure_ascii=False))
     (dst / LABELS_FILE).write_text("\n".join(records) + "\n", encoding="utf-8")

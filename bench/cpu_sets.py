@@ -1,0 +1,36 @@
+"""The label sets of bench/RESULTS.md section 17 (issue 12): rendered labels as JPEG, as cameras deliver them.
+
+    python bench/cpu_sets.py OUT_DIR
+
+writes OUT_DIR/labels40/ (40 labels, seeds 1200.., the ordinary variants in turn: plain, rotated, upside
+down, perspective, large 2048x1536, blurred, low contrast) and OUT_DIR/hard40/ (40 labels, seeds 6000..,
+motion, defocus, tilted, dim, noisy, small and mixed), JPEG quality 90, each with its labels.jsonl.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.int8_sets import to_jpeg  # noqa: E402
+from daemon.samples.render import HARD_VARIANTS, VARIANTS, make_dataset  # noqa: E402
+
+SETS = {"labels40": (40, 1200, VARIANTS), "hard40": (40, 6000, HARD_VARIANTS)}
+JPEG_QUALITY = 90
+
+
+def main(out: Path) -> int:
+    for folder, (n, seed, variants) in SETS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            make_dataset(tmp, n, seed, variants)
+            to_jpeg(Path(tmp), out / folder, JPEG_QUALITY)
+        print(f"{out / folder}: {n} labels")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    sys.exit(main(Path(sys.argv[1])))
