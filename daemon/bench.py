@@ -147,7 +147,7 @@ class _Series:
 
     def summary(self) -> dict:
         a = np.asarray(self.total_ms)
-        return {"images_per_s": round(1000.0 * len(a) / a.sum(), 2), "p50_ms": round(float(np.percentile(a, 50)), 1),
+        return {"images_per_s": round(float(1000.0 * len(a) / a.sum()), 2), "p50_ms": round(float(np.percentile(a, 50)), 1),
                 "p95_ms": round(float(np.percentile(a, 95)), 1)}
 
 
