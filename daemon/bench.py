@@ -117,7 +117,7 @@ def _rapidocr_3() -> _Reference | str:
         from rapidocr import RapidOCR
     except ImportError as exc:
         return f"RapidOCR 3.10 skipped: the rapidocr package does not import ({exc}); " \
-               f"`pip install --no-deps rapidocr==3.10.0 omegaconf colorlog requests` adds it"
+               f"`pip install omegaconf colorlog requests && pip install --no-deps rapidocr==3.10.0` adds it"
     ocr = RapidOCR(params={"Global.log_level": "error"})   # its defaults; only its INFO lines silenced
     det, rec = ocr.cfg.Det, ocr.cfg.Rec
 
