@@ -85,7 +85,7 @@ class OcrConfig:
     # ONNX Runtime intra-op threads per model; 0 = one per physical core (SMT siblings counted once).
     threads: int = 0
     # CPU backend: frames in the pipeline at once. 2 = the detector of frame N+1 runs on its own thread
-    # while frame N is recognized; 0 = automatic (2 from 2 physical cores up, bench/RESULTS.md section 17).
+    # while frame N is recognized; 0 = automatic (2 from 4 physical cores up, bench/RESULTS.md section 17).
     frames_in_flight: int = 0
 
 

@@ -250,7 +250,7 @@ def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
 
 
 def cpu_frames_in_flight(configured: int) -> int:
-    """ocr.frames_in_flight as the CPU backend runs it: 0 = two from 2 physical cores up, else one."""
+    """ocr.frames_in_flight as the CPU backend runs it: 0 = two from 4 physical cores up, else one."""
     from daemon.backends.onnxruntime.threads import physical_cores
 
     if configured:
@@ -258,6 +258,7 @@ def cpu_frames_in_flight(configured: int) -> int:
     return 2 if physical_cores() >= AUTO_OVERLAP_MIN_CORES else 1
 
 
-# From this many physical cores up the CPU backend keeps two frames in flight: 1.14x on 2 cores, 1.47x on
-# 16 (bench/RESULTS.md section 17). One core has nothing to overlap on.
-AUTO_OVERLAP_MIN_CORES = 2
+# From this many physical cores up the CPU backend keeps two frames in flight: 1.47x on 16 cores. On two
+# it depends on the box (1.14x on two Xeon cores, 0.90x on a 2-vCPU AMD VM; bench/RESULTS.md section 17),
+# so two-core boxes run one frame at a time unless ocr.frames_in_flight says 2.
+AUTO_OVERLAP_MIN_CORES = 4
