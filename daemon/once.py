@@ -46,35 +46,36 @@ def main(args: argparse.Namespace) -> int:
         return 1
     from daemon.codes.reader import reader_for
     code_formats = tuple(cfg.cameras[0].codes)
-    decode_ms: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    read: dict[str, object] = {}      # frames between reading and their result (two at most)
+    decode_ms: dict[int, float] = {}
+    errors: dict[int, str] = {}
+    read: dict[int, object] = {}      # frames between reading and their result (two at most)
+    paths = image_paths(args.images)
 
     def frames():
-        for path in image_paths(args.images):
+        for i, path in enumerate(paths):     # keyed by position: a file may be named twice
             t0 = time.perf_counter()
             try:
                 frame = read_image(path)
             except ImageError as exc:
-                errors[path] = str(exc)
+                errors[i] = str(exc)
                 frame = None
-            decode_ms[path] = (time.perf_counter() - t0) * 1000.0
-            read[path] = frame
-            yield path, frame
+            decode_ms[i] = (time.perf_counter() - t0) * 1000.0
+            read[i] = frame
+            yield i, frame
 
     failures = 0
-    for path, result in pipeline.run_stream(frames()):
-        frame = read.pop(path)
+    for i, result in pipeline.run_stream(frames()):
+        frame = read.pop(i)
         if result is None:
             failures += 1
-            _emit({"image": path, "error": errors.pop(path)}, args.json)
+            _emit({"image": paths[i], "error": errors.pop(i)}, args.json)
             continue
         t_codes = time.perf_counter()
         codes = reader_for(code_formats).read(frame) if code_formats else []
         codes_ms = (time.perf_counter() - t_codes) * 1000.0
-        timing = {"decode": round(decode_ms.pop(path), 3), **result.timing_ms, "codes": round(codes_ms, 3)}
+        timing = {"decode": round(decode_ms.pop(i), 3), **result.timing_ms, "codes": round(codes_ms, 3)}
         timing["total"] = round(sum(timing.values()), 3)
-        _emit({"image": path, "texts": [line.to_json() for line in result.lines],
+        _emit({"image": paths[i], "texts": [line.to_json() for line in result.lines],
                "codes": [code.to_json() for code in codes], "timing_ms": timing}, args.json)
     return 1 if failures else 0
 

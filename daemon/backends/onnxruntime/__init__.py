@@ -19,7 +19,8 @@ def session_options(threads: int, exact_qdq: bool = False, spinning: bool = Fals
     """ONNX Runtime's options for one of our models.
 
     Spinning is off: with it on, idle pool threads spin between the pipeline's many short calls and take
-    the cores from the Python work in between and from a neighbour (bench/RESULTS.md section 17: 1.19x on 2 vCPUs).
+    the cores from the Python work in between and from a neighbour (bench/RESULTS.md section 17a: 1.16x
+    on 2 vCPUs, 1.78x on 16).
     exact_qdq: Q/DQ pairs computed as written, in float (what TensorRT's INT8 kernels compute), not fused
     into ONNX Runtime's u8s8 integer kernels, which saturate on x86 CPUs without VNNI.
     """
@@ -83,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
                  spinning: bool = False):
         self.threads = default_threads(threads)
         self.in_flight = in_flight
-        self.spinning = spinning       # ONNX Runtime's own default; off here (session_options), kept for bench/cpu_levers.py
+        self.spinning = spinning       # on is ONNX Runtime's default; bench/cpu_levers.py measures both
         self.precision = precision
         self.exact_qdq = exact_qdq     # for INT8 accuracy measurements (daemon.quantize.measure)
         self._sessions: dict[str, object] = {}

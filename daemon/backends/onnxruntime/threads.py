@@ -1,9 +1,10 @@
-"""How many threads ONNX Runtime gets: by physical cores, not logical CPUs.
+"""How many threads ONNX Runtime gets: one per physical core this process may use.
 
-ONNX Runtime's own default is one intra-op thread per logical CPU. On a host with SMT two threads then
-share one core's vector units and the recognizer's small calls spend their time synchronizing: on a
-16-vCPU host 8 threads read 1.2x faster than 16 (bench/RESULTS.md section 1b). Physical cores are read
-from Linux's CPU topology within the CPUs this process may run on (taskset, cgroup cpusets).
+Left to itself (intra_op_num_threads 0) ONNX Runtime sizes its pool from the whole machine, not from the
+CPUs this process may run on: under taskset or a cgroup cpuset it then runs more threads than it has
+cores (bench/RESULTS.md section 17a). SMT siblings are counted once: two threads on one core share its
+vector units, and on a 16-vCPU host with SMT 8 threads read 1.2x faster than 16 (section 1b). Physical
+cores are read from Linux's CPU topology, within the process's affinity mask.
 """
 from __future__ import annotations
 
