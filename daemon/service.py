@@ -157,6 +157,11 @@ class Service:
         from daemon.publish.sinks import sink_names
 
         cfg = self.cfg
+        # First: a SIGTERM while the models load or the sinks already replay the outbox (systemd stopping a
+        # unit that is still starting) is a clean stop once run() begins, not the default kill.
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
         self.notifier.status("loading models")
         self.outbox = Outbox(cfg.outbox, sinks=sink_names(cfg))
         self.pipeline = OcrPipeline.from_config(cfg)   # the slow part: models load once, here
@@ -167,9 +172,6 @@ class Service:
         self._start_publisher()
         for cam in cfg.cameras:
             self._start_camera(cam)
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, self._on_hup)
         self._last_progress = time.monotonic()   # a grace period of stall_timeout_s for cameras to come up
         engine = self.pipeline.describe()
         backend = self.backend_info()

@@ -98,3 +98,19 @@ def test_watchdog_pings_stop_when_no_camera_delivers(tmp_path):
     finally:
         d.close()
         n.close()
+
+
+def test_sigterm_while_the_models_load_is_a_clean_stop(tmp_path):
+    # systemd may stop a unit that is still starting: the handler is in place before "loading models"
+    # is announced, so a SIGTERM from then on ends in the normal shutdown (exit 0), never the default kill
+    (tmp_path / "scans").mkdir()
+    cam = {"name": "scan", "kind": "folder", "uri": str(tmp_path / "scans"), "watchdog_s": 0}
+    d, n = run_daemon(tmp_path, [cam], stall_timeout_s=5.0)
+    try:
+        n.first("STATUS=loading models", timeout_s=60)
+        d.signal(signal.SIGTERM)
+        assert d.wait(60) == 0, d.log()
+    finally:
+        d.close()
+        n.close()
+    assert any(m.startswith("STOPPING=1") for m in n.texts()), n.texts()
