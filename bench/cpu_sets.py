@@ -9,24 +9,19 @@ motion, defocus, tilted, dim, noisy, small and mixed), JPEG quality 90, each wit
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.int8_sets import to_jpeg  # noqa: E402
-from daemon.samples.render import HARD_VARIANTS, VARIANTS, make_dataset  # noqa: E402
+from bench.int8_sets import write_sets  # noqa: E402
+from daemon.samples.render import HARD_VARIANTS, VARIANTS  # noqa: E402
 
 SETS = {"labels40": (40, 1200, VARIANTS), "hard40": (40, 6000, HARD_VARIANTS)}
 JPEG_QUALITY = 90
 
 
 def main(out: Path) -> int:
-    for folder, (n, seed, variants) in SETS.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            make_dataset(tmp, n, seed, variants)
-            to_jpeg(Path(tmp), out / folder, JPEG_QUALITY)
-        print(f"{out / folder}: {n} labels")
+    write_sets(out, SETS, JPEG_QUALITY)
     return 0
 
 

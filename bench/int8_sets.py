@@ -44,12 +44,17 @@ def to_jpeg(src: Path, dst: Path, quality: int = JPEG_QUALITY) -> None:
     (dst / LABELS_FILE).write_text("\n".join(records) + "\n", encoding="utf-8")
 
 
-def main(out: Path) -> int:
-    for folder, (n, seed, variants) in SETS.items():
+def write_sets(out: Path, sets: dict[str, tuple[int, int, tuple[str, ...]]], quality: int = JPEG_QUALITY) -> None:
+    """Renders each folder's labels (number, first seed, variants in turn) and stores them as JPEG."""
+    for folder, (n, seed, variants) in sets.items():
         with tempfile.TemporaryDirectory() as tmp:
             make_dataset(tmp, n, seed, variants)
-            to_jpeg(Path(tmp), out / folder)
+            to_jpeg(Path(tmp), out / folder, quality)
         print(f"{out / folder}: {n} labels")
+
+
+def main(out: Path) -> int:
+    write_sets(out, SETS)
     shutil.copytree(Path(__file__).resolve().parent / "photos", out / "test" / "photos", dirs_exist_ok=True)
     print(f"{out / 'test' / 'photos'}: the real photographs")
     return 0

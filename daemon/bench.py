@@ -27,10 +27,9 @@ import numpy as np
 
 from daemon import config
 from daemon.backends.base import Model
-from daemon.imageio import ImageError, read_image
+from daemon.imageio import IMAGE_SUFFIXES, ImageError, read_image
 
 log = logging.getLogger(__name__)
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,7 +158,7 @@ class _Series:
 def _load_images(folder: Path) -> list[tuple[str, np.ndarray]]:
     out = []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in _IMAGE_SUFFIXES:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             try:
                 out.append((path.name, read_image(path)))
             except ImageError as exc:
