@@ -70,6 +70,10 @@ class OcrConfig:
     rec_height: int = 48
     rec_width: int = 320
     rec_batch: int = 8
+    # The CPU's recognizer and classifier batch (ONNX Runtime takes any batch; rec_batch is the TensorRT
+    # engines' shape). 0 = automatic: 4 up to 4 threads, where 8 lines per call fall out of a core's
+    # cache (per line 21 vs 25 ms on 2 vCPUs), rec_batch above (bench/RESULTS.md section 19).
+    cpu_rec_batch: int = 0
     # A second fixed recognizer batch for an image's last few lines, so they do not pay for a whole
     # padded rec_batch call (a second engine on TensorRT); 0 = off. Must be smaller than rec_batch.
     rec_tail_batch: int = 2
@@ -599,6 +603,8 @@ def validate(cfg: Config) -> Config:
     _require(o.rec_batch >= 1, "ocr.rec_batch", o.rec_batch, "must be at least 1")
     _require(o.rec_tail_batch == 0 or 1 <= o.rec_tail_batch < o.rec_batch, "ocr.rec_tail_batch", o.rec_tail_batch,
              f"must be 0 (off) or between 1 and ocr.rec_batch - 1 ({o.rec_batch - 1})")
+    _require(o.cpu_rec_batch == 0 or o.cpu_rec_batch > o.rec_tail_batch, "ocr.cpu_rec_batch", o.cpu_rec_batch,
+             f"must be 0 (automatic) or more than ocr.rec_tail_batch ({o.rec_tail_batch})")
     _require(o.rec_height >= 8, "ocr.rec_height", o.rec_height, "must be at least 8")
     _require(o.rec_width >= o.rec_height, "ocr.rec_width", o.rec_width, "must be at least rec_height")
     for name in ("det_threshold", "det_box_threshold", "cls_threshold", "drop_score"):

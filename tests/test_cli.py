@@ -54,3 +54,13 @@ def test_bench_prints_a_table_and_writes_json(tmp_path):
         assert report["systems"][system]["images_per_s"] > 0
     assert 0.0 < report["overhead_share"] < 1.0
     assert report["accuracy"]["pipeline"]["lines"] > 0
+
+
+def test_a_command_imports_only_its_own_module():
+    # `once` importing the service (and its web, MQTT and source modules) cost 0.4 s of start-up per process
+    probe = ("import sys; from daemon import cli; p = cli._parser(['once', 'x.png']); "
+             "a = p.parse_args(['once', 'x.png']); print(a._module, 'daemon.service' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.split() == ["daemon.once", "False"], done.stderr
+    listing = _cli("--help")
+    assert listing.returncode == 0 and "once" in listing.stdout and "calibrate" in listing.stdout

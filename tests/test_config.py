@@ -60,6 +60,8 @@ def test_shipped_config_yaml_is_valid_and_matches_the_defaults_it_documents():
     ({"cameras": [{"name": "a", "kind": "sample", "max_wait_s": 0}]}, "cameras[0].max_wait_s", "must be positive"),
     ({"cameras": [{"name": "a", "kind": "sample", "leave_after_frames": 0}]}, "cameras[0].leave_after_frames",
      "at least 1"),
+    ({"ocr": {"cpu_rec_batch": 2}}, "ocr.cpu_rec_batch", "more than ocr.rec_tail_batch (2)"),
+    ({"ocr": {"cpu_rec_batch": -1}}, "ocr.cpu_rec_batch", "must be 0 (automatic)"),
 ])
 def test_invalid_values_name_the_key_path_and_value(data, key, fragment):
     with pytest.raises(config.ConfigError) as err:

@@ -2,12 +2,13 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from daemon import config
-from daemon.backends import cpu_frames_in_flight
+from daemon.backends import cpu_frames_in_flight, cpu_rec_batch
 from daemon.imageio import read_image
 from daemon.ocr.detector import EagerDetector, ThreadedDetector
 from daemon.ocr.pipeline import OcrPipeline
@@ -75,3 +76,25 @@ def test_once_over_a_folder_prints_one_line_per_image_in_order(tmp_path):
     assert "not a readable image" in lines[1]["error"]
     assert all(l["texts"] for i, l in enumerate(lines) if i != 1)
     assert done.returncode == 1                  # an unreadable image is a failure, the others still ran
+
+
+def test_cpu_rec_batch_is_4_up_to_4_threads_then_the_engines_batch():
+    o = config.from_dict({}).ocr                  # rec_batch 8, tail 2, cpu_rec_batch 0
+    assert [cpu_rec_batch(o, t) for t in (1, 2, 4, 5, 16)] == [4, 4, 4, 8, 8]
+    assert cpu_rec_batch(replace(o, cpu_rec_batch=6), 2) == 6             # set: taken as it is
+    assert cpu_rec_batch(replace(o, rec_batch=3), 2) == 3                 # never above a smaller rec_batch
+    assert cpu_rec_batch(replace(o, rec_batch=8, rec_tail_batch=5), 2) == 6   # always above the tail batch
+
+
+def test_the_cpu_batch_reads_what_the_engines_batch_reads(frames):
+    small = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime", "ocr": {"threads": 2}}))
+    large = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime",
+                                                      "ocr": {"threads": 2, "cpu_rec_batch": 8}}))
+    try:
+        assert (small.cfg.rec_batch, large.cfg.rec_batch) == (4, 8)
+        assert small.rec.inputs[0].shape[0] == 4 and small.cls.inputs[0].shape[0] == 4
+        for frame in frames:
+            assert [l.text for l in small.run(frame).lines] == [l.text for l in large.run(frame).lines]
+    finally:
+        small.close()
+        large.close()

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from daemon.backends.base import Backend, BackendError
-from daemon.config import Config
+from daemon.config import Config, OcrConfig
 from daemon.gpu import PYCUDA_HINT
 
 log = logging.getLogger(__name__)
@@ -262,3 +262,18 @@ def cpu_frames_in_flight(configured: int) -> int:
 # it depends on the box (1.14x on two Xeon cores, 0.90x on a 2-vCPU AMD VM; bench/RESULTS.md section 17),
 # so two-core boxes run one frame at a time unless ocr.frames_in_flight says 2.
 AUTO_OVERLAP_MIN_CORES = 4
+
+
+def cpu_rec_batch(o: OcrConfig, threads: int) -> int:
+    """ocr.cpu_rec_batch as the CPU backend runs it: 0 = 4 lines per recognizer call up to
+    SMALL_BATCH_MAX_THREADS threads, ocr.rec_batch above; always more than the tail batch."""
+    if o.cpu_rec_batch:
+        return o.cpu_rec_batch
+    if threads <= SMALL_BATCH_MAX_THREADS:
+        return max(min(4, o.rec_batch), o.rec_tail_batch + 1)
+    return o.rec_batch
+
+
+# Recognizer ms per 48x320 line by batch (bench/RESULTS.md section 19): on 2 threads 4 lines per call beat
+# 8 (AMD EPYC VM 21 vs 25 ms, Xeon 16.6 vs 18.0), on 4 they tie, on 16 8 beats 4 (4.9 vs 6.7 ms).
+SMALL_BATCH_MAX_THREADS = 4

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from daemon.backends import BackendChoice, choose_backend, fall_back, gpu_failure, refusal
+from daemon.backends import BackendChoice, choose_backend, cpu_rec_batch, fall_back, gpu_failure, refusal
 from daemon.backends.base import Backend, Model, ModelSpec
 from daemon.config import Config, OcrConfig
 from daemon.engines.plan import specs_for
@@ -57,6 +57,8 @@ class _Crop:
 
 class OcrPipeline:
     def __init__(self, ocr: OcrConfig, backend: Backend, paths: models.ModelPaths, engines_dir: str = "engines"):
+        if backend.name == "onnxruntime":     # any batch runs there; rec_batch is the engines' shape
+            ocr = replace(ocr, rec_batch=cpu_rec_batch(ocr, backend.threads))  # type: ignore[attr-defined]
         self.cfg = ocr
         self.backend = backend
         specs = specs_for(ocr, paths)
