@@ -78,9 +78,9 @@ def test_once_over_a_folder_prints_one_line_per_image_in_order(tmp_path):
     assert done.returncode == 1                  # an unreadable image is a failure, the others still ran
 
 
-def test_cpu_rec_batch_is_4_up_to_4_threads_then_the_engines_batch():
+def test_cpu_rec_batch_is_4_on_two_threads_then_the_engines_batch():
     o = config.from_dict({}).ocr                  # rec_batch 8, tail 2, cpu_rec_batch 0
-    assert [cpu_rec_batch(o, t) for t in (1, 2, 4, 5, 16)] == [4, 4, 4, 8, 8]
+    assert [cpu_rec_batch(o, t) for t in (1, 2, 3, 4, 16)] == [4, 4, 8, 8, 8]
     assert cpu_rec_batch(replace(o, cpu_rec_batch=6), 2) == 6             # set: taken as it is
     assert cpu_rec_batch(replace(o, rec_batch=3), 2) == 3                 # never above a smaller rec_batch
     assert cpu_rec_batch(replace(o, rec_batch=8, rec_tail_batch=5), 2) == 6   # always above the tail batch
