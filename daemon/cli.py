@@ -27,7 +27,8 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: config's)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    # Only the chosen command's module is imported (importing all of them cost `once` 0.4 s of start-up).
+    # Only the chosen command's module is imported: importing them all cost `once` 0.3 s of start-up
+    # (bench/RESULTS.md section 19b).
     chosen = next((a for a in argv if a in _COMMANDS), None)
     for name, (module, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

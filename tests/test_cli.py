@@ -57,7 +57,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path):
 
 
 def test_a_command_imports_only_its_own_module():
-    # `once` importing the service (and its web, MQTT and source modules) cost 0.4 s of start-up per process
+    # `once` importing the service (and its web, MQTT and source modules) cost 0.3 s of start-up per process
     probe = ("import sys; from daemon import cli; p = cli._parser(['once', 'x.png']); "
              "a = p.parse_args(['once', 'x.png']); print(a._module, 'daemon.service' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
