@@ -23,27 +23,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daemon import config  # noqa: E402
 from daemon.backends.onnxruntime import session_options  # noqa: E402
 from daemon.backends.onnxruntime.threads import physical_cores  # noqa: E402
-from daemon.imageio import read_image  # noqa: E402
+from daemon.bench import _load_images, _Recorder, _time_models  # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline  # noqa: E402
-from daemon.once import image_paths  # noqa: E402
 
 BATCHES = (1, 2, 4, 6, 8, 12, 16)
 
 
 def recorded_slots(images: Path) -> tuple[str, np.ndarray]:
-    """The recognizer's ONNX path and every slot the pipeline fed it over the images (N x 3 x 48 x 320)."""
+    """The recognizer's ONNX path and every slot the pipeline fed it over the images (N x 3 x 48 x 320),
+    recorded the way `ocr-daemon bench` records its "models alone" calls."""
     pipe = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime"}))
+    recorder = _Recorder()
+    _time_models(pipe, recorder)
+    rec = pipe.rec.inner
     seen: list[np.ndarray] = []
-    run1 = pipe.rec.run1
-
-    def recording(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch.copy())
-        return run1(batch)
-
-    pipe.rec.run1 = recording   # type: ignore[method-assign]
     try:
-        for path in image_paths([str(images)]):
-            pipe.run(read_image(path))
+        for _, frame in _load_images(images):
+            recorder.clear()
+            pipe.run(frame)
+            seen += [feeds[rec.input_name] for model, feeds in recorder.calls if model is rec]
     finally:
         pipe.close()
     return pipe.rec_path, np.concatenate(seen)

@@ -27,7 +27,7 @@ import numpy as np
 
 from daemon import config
 from daemon.backends.base import Model
-from daemon.imageio import IMAGE_SUFFIXES, ImageError, read_image
+from daemon.imageio import ImageError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +156,15 @@ class _Series:
 
 
 def _load_images(folder: Path) -> list[tuple[str, np.ndarray]]:
+    """(file name, frame) of the folder's images in name order, as `once` lists them; unreadable ones skipped."""
+    from daemon.once import image_paths
+
     out = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            try:
-                out.append((path.name, read_image(path)))
-            except ImageError as exc:
-                log.warning("skipped: %s", exc)
+    for path in map(Path, image_paths([str(folder)])):
+        try:
+            out.append((path.name, read_image(path)))
+        except ImageError as exc:
+            log.warning("skipped: %s", exc)
     return out
 
 
