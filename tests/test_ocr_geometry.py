@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from daemon.ocr.crops import crop_size, warp_crop
-from daemon.ocr.db_post import DbParams, boxes_from_prob, order_quad, unclip
+from daemon.ocr.db_post import DbParams, boxes_from_prob, min_area_quad, order_quad, unclip
 from daemon.ocr.det_pre import letterbox_geometry, preprocess_det, to_frame_coords
 from daemon.ocr.reading_order import reading_order
 
@@ -65,11 +65,47 @@ def test_db_boxes_recover_a_rotated_text_region():
     cv2.fillPoly(prob, [cv2.boxPoints(rect).astype(np.int32)], 0.9)
     boxes = boxes_from_prob(prob, DbParams())
     assert len(boxes) == 1
-    quad, score = boxes[0]
-    assert score > 0.75     # the mean over the quad, whose edge pixels lie partly outside the region
-    (cx, cy), (bw, bh), _ = cv2.minAreaRect(quad)
-    assert abs(cx - 150) < 3 and abs(cy - 100) < 3
-    assert max(bw, bh) > 160 and min(bw, bh) > 24     # grown by the unclip
+    assert boxes[0].score > 0.75     # the mean over the quad, whose edge pixels lie partly outside the region
+    for quad in (boxes[0].quad, boxes[0].text):
+        (cx, cy), (bw, bh), _ = cv2.minAreaRect(quad)
+        assert abs(cx - 150) < 3 and abs(cy - 100) < 3
+        assert max(bw, bh) > 160 and min(bw, bh) > 24     # grown by the unclip
+
+
+def _undilated_box(prob: np.ndarray, p: DbParams) -> np.ndarray:
+    """What the unclip makes of the thresholded kernel itself, without the dilation."""
+    contours, _ = cv2.findContours((prob > p.threshold).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    [contour] = contours
+    kernel, _ = min_area_quad(contour)
+    return min_area_quad(unclip(kernel, p.unclip_ratio))[0]
+
+
+@pytest.mark.parametrize("size,angle", [((100, 6), 0.0), ((160, 8), 12.0), ((60, 20), -30.0), ((200, 5), 45.0)])
+def test_the_text_box_is_the_kernel_grown_without_the_dilations_pixel(size, angle):
+    # The dilation that joins characters adds a pixel right and down; the recognizer's quad keeps it (crops
+    # read better with margin), the reported box does not, so small print is boxed where it lies.
+    prob = np.zeros((240, 320), dtype=np.float32)
+    cv2.fillPoly(prob, [cv2.boxPoints(((160.3, 120.6), size, angle)).round().astype(np.int32)], 0.9)
+    p = DbParams()
+    [box] = boxes_from_prob(prob, p)
+    expected = _undilated_box(prob, p)
+    (tx, ty), text_size, _ = cv2.minAreaRect(box.text)
+    (ex, ey), expected_size, _ = cv2.minAreaRect(expected)
+    (qx, qy), quad_size, _ = cv2.minAreaRect(box.quad)
+    assert abs(tx - ex) < 0.35 and abs(ty - ey) < 0.35                # centred on the kernel
+    assert abs(min(text_size) - min(expected_size)) < 0.6              # as thick as the kernel's own box
+    assert abs(max(text_size) - max(expected_size)) < 0.6
+    assert min(quad_size) > min(text_size) + 0.9     # the crop keeps the margin (pyclipper offsets in whole px)
+    assert qx > tx and qy > ty                                         # shifted the way the dilation grew
+
+
+def test_tiny_kernels_still_give_a_text_box_inside_the_crop():
+    prob = np.zeros((60, 120), dtype=np.float32)
+    prob[30:34, 20:90] = 0.95        # 4 px thick: near min_size
+    [box] = boxes_from_prob(prob, DbParams())
+    assert cv2.contourArea(box.text) < cv2.contourArea(box.quad)
+    for x, y in box.text:
+        assert cv2.pointPolygonTest(box.quad.reshape(-1, 1, 2), (float(x), float(y)), True) >= -0.5
 
 
 def test_db_drops_low_score_and_tiny_regions():

@@ -51,8 +51,8 @@ class Submitted:
 @dataclass(frozen=True)
 class _Crop:
     frame: int
-    quad: np.ndarray
-    image: np.ndarray
+    box: np.ndarray       # reported: where the text lies
+    image: np.ndarray     # read: the crop of the recognizer's (looser) quad
 
 
 class OcrPipeline:
@@ -220,11 +220,12 @@ class OcrPipeline:
                 t0 = time.perf_counter()
                 found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], self.db)
                 fh, fw = frame.shape[:2]
-                quads = [to_frame_coords(q, lb, fh, fw) for q, _ in found]
-                quads = [quads[i] for i in reading_order(quads)]
+                texts = [to_frame_coords(b.text, lb, fh, fw) for b in found]
+                quads = [to_frame_coords(b.quad, lb, fh, fw) for b in found]
+                order = reading_order(texts)
                 _add(timing, "det_post", t0)
                 t0 = time.perf_counter()
-                crops.extend(_Crop(len(frames), q, warp_crop(frame, q)) for q in quads)
+                crops.extend(_Crop(len(frames), texts[i], warp_crop(frame, quads[i])) for i in order)
                 frames.append(frame)
                 _add(timing, "crop", t0)
 
@@ -241,7 +242,7 @@ class OcrPipeline:
         for crop, (text, conf) in zip(crops, readings):
             text = text.strip()
             if text and conf >= self.cfg.drop_score:
-                box = tuple((float(x), float(y)) for x, y in crop.quad)
+                box = tuple((float(x), float(y)) for x, y in crop.box)
                 per_frame[crop.frame].append(TextLine(text, conf, box))  # type: ignore[arg-type]
         timing = {k: round(v, 3) for k, v in timing.items()}
         return [OcrResult(lines, dict(timing)) for lines in per_frame]

@@ -68,7 +68,7 @@ class DetRunner:
         ious, maes = [], []
         for frame, lb, prob, ref in zip(self.frames, self.boxes, maps, reference):
             fh, fw = frame.image.shape[:2]
-            quads = [to_frame_coords(q, lb, fh, fw) for q, _ in boxes_from_prob(prob, self.db)]
+            quads = [to_frame_coords(b.quad, lb, fh, fw) for b in boxes_from_prob(prob, self.db)]
             truth = [np.asarray(ln.box, np.float32) for ln in frame.truth or ()]
             matched += matched_count(truth, quads)
             lines += len(truth)

@@ -110,7 +110,7 @@ def detect_quads(pipeline, frame: np.ndarray) -> list[np.ndarray]:
 def _quads(prob: np.ndarray, lb, frame: np.ndarray, db) -> list[np.ndarray]:
     found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], db)
     h, w = frame.shape[:2]
-    return [to_frame_coords(q, lb, h, w) for q, _ in found]
+    return [to_frame_coords(b.quad, lb, h, w) for b in found]   # the crop regions, as calibrated
 
 
 @dataclass
