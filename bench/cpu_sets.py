@@ -4,7 +4,8 @@
 
 writes OUT_DIR/labels40/ (40 labels, seeds 1200.., the ordinary variants in turn: plain, rotated, upside
 down, perspective, large 2048x1536, blurred, low contrast) and OUT_DIR/hard40/ (40 labels, seeds 6000..,
-motion, defocus, tilted, dim, noisy, small and mixed), JPEG quality 90, each with its labels.jsonl.
+motion, defocus, tilted, dim, noisy, small and mixed) and OUT_DIR/hard120b/ (120 more hard labels, seeds
+7000.., the second look of section 20), JPEG quality 90, each with its labels.jsonl.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.int8_sets import write_sets  # noqa: E402
 from daemon.samples.render import HARD_VARIANTS, VARIANTS  # noqa: E402
 
-SETS = {"labels40": (40, 1200, VARIANTS), "hard40": (40, 6000, HARD_VARIANTS)}
+SETS = {"labels40": (40, 1200, VARIANTS), "hard40": (40, 6000, HARD_VARIANTS), "hard120b": (120, 7000, HARD_VARIANTS)}
 JPEG_QUALITY = 90
 
 
