@@ -143,8 +143,8 @@ def test_short_lines_that_share_slots_each_come_back_whole(pipeline):
 
 @pytest.mark.parametrize("seed,variant", [(6033, "small"), (6037, "tilted")])
 def test_small_print_is_boxed_where_it_lies(pipeline, seed, variant):
-    # A 14 px lot number (small) and a 15 px date tilted 23 degrees: both were read, but boxed at 1.7x their
-    # height, so the evaluation (and anyone drawing or filtering by box) put them on no line.
+    # A 14 px lot number (small) and a 17 px date tilted 23 degrees: both were read, but boxed at nearly twice
+    # their height, so the evaluation (and anyone drawing or filtering by box) put them on no line.
     s = render_label(seed, variant=variant)
     lines = pipeline.run(s.image).lines
     acc = evaluate.score_image([(l.text, l.box) for l in s.lines], [(l.text, l.box) for l in lines])
@@ -155,7 +155,7 @@ def test_small_print_is_boxed_where_it_lies(pipeline, seed, variant):
     found, _ = RapidOCR()(s.image)
     ours = _thickness_ratios(s.lines, [line.box for line in lines])
     theirs = _thickness_ratios(s.lines, [box for box, _, _ in found])
-    # As thick as RapidOCR's boxes, which it finds at native size (the dilated quads: 1.2-1.9x the truth).
+    # As thick as RapidOCR's boxes, which it finds at native size (bench/RESULTS.md section 20).
     assert np.median(ours) <= np.median(theirs) + 0.05, (ours, theirs)
 
 

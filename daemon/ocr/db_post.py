@@ -70,7 +70,7 @@ def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
 
 # Joins characters split by one-pixel gaps (rapidocr use_dilation). It also grows every kernel by one map
 # pixel to the right and down, which the unclip then multiplies; at 0.75x (a 1280x960 frame in 736x960)
-# that made boxes of 11-17 px print 1.7x their height. DbBox.text takes the pixel back (bench/RESULTS.md
+# that made boxes of print under 16 px 1.7x its height. DbBox.text takes the pixel back (bench/RESULTS.md
 # section 20).
 _DILATE = np.ones((2, 2), dtype=np.uint8)
 

@@ -220,12 +220,12 @@ class OcrPipeline:
                 t0 = time.perf_counter()
                 found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], self.db)
                 fh, fw = frame.shape[:2]
-                texts = [to_frame_coords(b.text, lb, fh, fw) for b in found]
+                text_boxes = [to_frame_coords(b.text, lb, fh, fw) for b in found]
                 quads = [to_frame_coords(b.quad, lb, fh, fw) for b in found]
-                order = reading_order(texts)
+                order = reading_order(text_boxes)
                 _add(timing, "det_post", t0)
                 t0 = time.perf_counter()
-                crops.extend(_Crop(len(frames), texts[i], warp_crop(frame, quads[i])) for i in order)
+                crops.extend(_Crop(len(frames), text_boxes[i], warp_crop(frame, quads[i])) for i in order)
                 frames.append(frame)
                 _add(timing, "crop", t0)
 
