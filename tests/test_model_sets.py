@@ -70,11 +70,12 @@ def test_missing_rapidocr_package_names_the_pip_command(monkeypatch):
 
 
 @needs_rapidocr3
-def test_pp_ocrv6_small_reads_the_bundled_plain_label_exactly():
+@pytest.mark.parametrize("model_set", ["pp-ocrv6-small", "pp-ocrv4-det-v6-rec"])
+def test_v6_small_recognizers_read_the_bundled_plain_label_exactly(model_set):
     from daemon.ocr.pipeline import OcrPipeline
 
     name = "label_00100_plain.png"
-    pipeline = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime", **V6}))
+    pipeline = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime", "ocr": {"model_set": model_set}}))
     try:
         assert len(pipeline.charset) == 18710
         result = pipeline.run(read_image(BUNDLED_DIR / name))
@@ -84,3 +85,20 @@ def test_pp_ocrv6_small_reads_the_bundled_plain_label_exactly():
     acc = evaluate.score_image(truth, [(l.text, l.box) for l in result.lines])
     wrong = [(s.truth, s.predicted) for s in acc.lines if s.edits]
     assert wrong == [] and acc.false_positives == 0
+
+
+@needs_rapidocr3
+def test_the_mixed_set_takes_v4s_detector_and_v6_smalls_recognizer_from_their_wheels():
+    paths = models.resolve(config.from_dict({"ocr": {"model_set": "pp-ocrv4-det-v6-rec"}}))
+    assert "rapidocr_onnxruntime" in paths.det.parts and paths.det.name == "ch_PP-OCRv4_det_infer.onnx"
+    assert "rapidocr" in paths.rec.parts and paths.rec.name == "PP-OCRv6_rec_small.onnx"
+    assert "rapidocr_onnxruntime" in paths.cls.parts
+    assert len(models.load_charset(paths.rec, None)) == 18710
+
+
+def test_the_mixed_set_without_rapidocr_3_names_the_role_and_the_pip_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name, *a: None if name == "rapidocr" else real(name, *a))
+    with pytest.raises(models.ModelFileError) as err:
+        models.resolve(config.from_dict({"ocr": {"model_set": "pp-ocrv4-det-v6-rec"}}))
+    assert "rec model" in str(err.value) and "pip install --no-deps rapidocr==3.10.0" in str(err.value)

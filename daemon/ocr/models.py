@@ -3,7 +3,7 @@
 Null model paths mean the files of `ocr.model_set`, found inside an installed PyPI wheel (never downloaded,
 never imported: the package is only located). The recognizer's dictionary is in its ONNX metadata.
 
-Both sets take the same pre- and post-processing, so a set is only its files (checked in the graphs and in
+All sets take the same pre- and post-processing, so a set is only its files (checked in the graphs and in
 RapidOCR 3.10's own config.yaml and det/rec code): det input (x/255 - 0.5) / 0.5 of BGR pixels; the det
 graph ends in a Sigmoid (its output name comes from a ConvTranspose, its value is already a probability);
 DB thresh 0.3, box_thresh 0.5, unclip 1.6 with a 2x2 dilation, as ours; rec input 3 x 48 x W normalized
@@ -20,24 +20,30 @@ from daemon.config import Config
 
 
 @dataclass(frozen=True)
-class ModelSet:
+class Wheel:
     package: str          # import name of the wheel that carries the files (located, never imported)
     install: str          # the command that installs it, for the error message
-    files: dict[str, str]  # role -> file name in the package's models/ folder
 
+
+RAPIDOCR_1_4 = Wheel("rapidocr_onnxruntime", "pip install rapidocr-onnxruntime==1.4.4")
+# --no-deps: rapidocr 3.10 declares opencv-python-headless, whose cv2 would replace opencv-python's.
+RAPIDOCR_3_10 = Wheel("rapidocr", "pip install --no-deps rapidocr==3.10.0")
+
+# role -> (wheel, file name in the wheel's models/ folder)
+ModelSet = dict[str, tuple[Wheel, str]]
+
+_V4 = {"det": (RAPIDOCR_1_4, "ch_PP-OCRv4_det_infer.onnx"),
+       "rec": (RAPIDOCR_1_4, "ch_PP-OCRv4_rec_infer.onnx"),
+       "cls": (RAPIDOCR_1_4, "ch_ppocr_mobile_v2.0_cls_infer.onnx")}
+_V6_REC = (RAPIDOCR_3_10, "PP-OCRv6_rec_small.onnx")
 
 MODEL_SETS: dict[str, ModelSet] = {
-    "pp-ocrv4": ModelSet("rapidocr_onnxruntime", "pip install rapidocr-onnxruntime==1.4.4", {
-        "det": "ch_PP-OCRv4_det_infer.onnx",
-        "rec": "ch_PP-OCRv4_rec_infer.onnx",
-        "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
-    }),
-    # --no-deps: rapidocr 3.10 declares opencv-python-headless, whose cv2 would replace opencv-python's.
-    "pp-ocrv6-small": ModelSet("rapidocr", "pip install --no-deps rapidocr==3.10.0", {
-        "det": "PP-OCRv6_det_small.onnx",
-        "rec": "PP-OCRv6_rec_small.onnx",
-        "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
-    }),
+    "pp-ocrv4": _V4,
+    "pp-ocrv6-small": {"det": (RAPIDOCR_3_10, "PP-OCRv6_det_small.onnx"), "rec": _V6_REC,
+                       "cls": (RAPIDOCR_3_10, "ch_ppocr_mobile_v2.0_cls_mobile.onnx")},
+    # v4's detector (30 % faster than v6's) with v6 small's recognizer (better on hard frames, faster from
+    # 4 cores): bench/RESULTS.md section 20.
+    "pp-ocrv4-det-v6-rec": {**_V4, "rec": _V6_REC},
 }
 
 
@@ -53,14 +59,14 @@ class ModelPaths:
     dictionary: Path | None   # None: the dictionary is read from the rec model's metadata
 
 
-def bundled_model_dir(model_set: str = "pp-ocrv4") -> Path:
-    """The models/ folder of the installed wheel that carries `model_set`."""
-    wanted = MODEL_SETS[model_set]
-    spec = importlib.util.find_spec(wanted.package)   # locates the package without importing it (or onnxruntime)
+def bundled_model_dir(model_set: str = "pp-ocrv4", role: str = "det") -> Path:
+    """The models/ folder of the installed wheel that carries `model_set`'s file for `role`."""
+    wheel, _ = MODEL_SETS[model_set][role]
+    spec = importlib.util.find_spec(wheel.package)   # locates the package without importing it (or onnxruntime)
     if spec is None or not spec.submodule_search_locations:
         raise ModelFileError(
-            f"ocr.model_set {model_set}: its models come from the Python package {wanted.package}, which is not "
-            f"installed; `{wanted.install}` or set ocr.det_model / ocr.rec_model in config.yaml")
+            f"ocr.model_set {model_set}: its {role} model comes from the Python package {wheel.package}, which is "
+            f"not installed; `{wheel.install}` or set ocr.{role}_model in config.yaml")
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
@@ -74,7 +80,7 @@ def resolve(cfg: Config) -> ModelPaths:
     o = cfg.ocr
 
     def pick(role: str, configured: str | None) -> Path:
-        path = Path(configured) if configured else bundled_model_dir(o.model_set) / MODEL_SETS[o.model_set].files[role]
+        path = Path(configured) if configured else bundled_model_dir(o.model_set, role) / MODEL_SETS[o.model_set][role][1]
         if not path.is_file():
             raise ModelFileError(f"ocr.{role}_model: model file {str(path)!r} does not exist")
         return path
