@@ -1,6 +1,6 @@
 """The CPU recognizer's cost per 48x320 line slot by batch size, on the slots real frames give it.
 
-    python bench/rec_batch_sweep.py --images DIR [--threads N ...] [--rounds 3] [--json OUT]
+    python bench/rec_batch_sweep.py --images DIR [--config FILE] [--threads N ...] [--rounds 3] [--json OUT]
 
 The pipeline reads DIR once and records every recognizer input it builds (the packed slots, in order);
 then, for each thread count, one ONNX Runtime session (the daemon's own options) runs those slots at each
@@ -10,6 +10,7 @@ batch in ms per slot. ocr.cpu_rec_batch's automatic choice comes from this table
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -29,10 +30,10 @@ from daemon.ocr.pipeline import OcrPipeline  # noqa: E402
 BATCHES = (1, 2, 4, 6, 8, 12, 16)
 
 
-def recorded_slots(images: Path) -> tuple[str, np.ndarray]:
+def recorded_slots(images: Path, cfg: config.Config) -> tuple[str, np.ndarray]:
     """The recognizer's ONNX path and every slot the pipeline fed it over the images (N x 3 x 48 x 320),
     recorded the way `ocr-daemon bench` records its "models alone" calls."""
-    pipe = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime"}))
+    pipe = OcrPipeline.from_config(dataclasses.replace(cfg, backend="onnxruntime"))
     recorder = _Recorder()
     _time_models(pipe, recorder)
     rec = pipe.rec.inner
@@ -69,13 +70,15 @@ def sweep(onnx_path: str, slots: np.ndarray, threads: int, rounds: int) -> dict[
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--config", default=None, help="config.yaml whose ocr section picks the recognizer")
     p.add_argument("--threads", type=int, nargs="+", default=None,
                    help="ONNX Runtime thread counts (default: 2 and one per physical core)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     threads = args.threads or sorted({2, physical_cores()})
-    onnx_path, slots = recorded_slots(args.images)
+    cfg = config.load_or_defaults(args.config)
+    onnx_path, slots = recorded_slots(args.images, cfg)
     rows = {t: sweep(onnx_path, slots, t, args.rounds) for t in threads}
     print(f"{len(slots)} slots from {args.images}, best of {args.rounds} rounds, ms per slot\n")
     print("| threads | " + " | ".join(f"batch {b}" for b in BATCHES) + " |")
