@@ -2,10 +2,10 @@
 
     python bench/box_fit.py DIR [--json OUT]
 
-DIR is a folder written by bench/cpu_sets.py or daemon.samples.render (with labels.jsonl). A box belongs to
-the ground-truth line its centre falls on; its thickness is the shorter side of its smallest rotated
-rectangle. The evaluation gives a reading to the line that holds at least half of its box, so a box much
-thicker than its line loses a line that was read (bench/RESULTS.md section 20).
+DIR is a folder written by bench/cpu_sets.py or daemon.samples.render (with labels.jsonl). Per ground-truth
+line: the thickest box whose centre falls on it, over its own thickness (daemon.ocr.evaluate.thickness_ratio).
+The evaluation gives a reading to the line that holds at least half of its box, so a box much thicker than
+its line loses a line that was read (bench/RESULTS.md section 20).
 """
 from __future__ import annotations
 
@@ -14,25 +14,16 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daemon import config  # noqa: E402
+from daemon.ocr import evaluate  # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline  # noqa: E402
 from daemon.samples.render import load_dataset  # noqa: E402
 
 BANDS = ((0, 16), (16, 20), (20, 26), (26, 34), (34, 10_000))   # ground-truth thickness, frame pixels
-
-
-def thickness(box) -> float:
-    return float(min(cv2.minAreaRect(np.asarray(box, np.float32).reshape(-1, 1, 2))[1]))
-
-
-def on_line(truth_box, boxes) -> list:
-    quad = np.asarray(truth_box, np.float32).reshape(-1, 1, 2)
-    return [b for b in boxes if cv2.pointPolygonTest(quad, tuple(map(float, np.mean(b, axis=0))), False) >= 0]
 
 
 def main() -> int:
@@ -50,10 +41,8 @@ def main() -> int:
         found, _ = peer(sample.image)
         theirs = [box for box, _, _ in (found or [])]
         for line in sample.lines:
-            t = thickness(line.box)
-            ratio = [max((thickness(b) for b in on_line(line.box, boxes)), default=np.nan) / t
-                     for boxes in (ours, theirs)]
-            rows.append((t, *ratio))
+            ratios = [evaluate.thickness_ratio(line.box, boxes) for boxes in (ours, theirs)]
+            rows.append((evaluate.thickness(line.box), *(np.nan if r is None else r for r in ratios)))
     a = np.array(rows)
     both = ~np.isnan(a).any(axis=1)
     table = []

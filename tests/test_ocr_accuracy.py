@@ -153,22 +153,7 @@ def test_small_print_is_boxed_where_it_lies(pipeline, seed, variant):
     from rapidocr_onnxruntime import RapidOCR
 
     found, _ = RapidOCR()(s.image)
-    ours = _thickness_ratios(s.lines, [line.box for line in lines])
-    theirs = _thickness_ratios(s.lines, [box for box, _, _ in found])
+    ours = [evaluate.thickness_ratio(t.box, [line.box for line in lines]) for t in s.lines]
+    theirs = [evaluate.thickness_ratio(t.box, [box for box, _, _ in found]) for t in s.lines]
     # As thick as RapidOCR's boxes, which it finds at native size (bench/RESULTS.md section 20).
-    assert np.median(ours) <= np.median(theirs) + 0.05, (ours, theirs)
-
-
-def _thickness_ratios(truth, boxes) -> list[float]:
-    """Each box's thickness over that of the ground-truth line its centre falls on."""
-    ratios = []
-    for t in truth:
-        quad = np.asarray(t.box, np.float32).reshape(-1, 1, 2)
-        for box in boxes:
-            if cv2.pointPolygonTest(quad, tuple(map(float, np.mean(box, axis=0))), False) >= 0:
-                ratios.append(_thickness(box) / _thickness(t.box))
-    return ratios
-
-
-def _thickness(box) -> float:
-    return float(min(cv2.minAreaRect(np.asarray(box, np.float32).reshape(-1, 1, 2))[1]))
+    assert np.median([r for r in ours if r]) <= np.median([r for r in theirs if r]) + 0.05, (ours, theirs)

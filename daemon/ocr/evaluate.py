@@ -95,3 +95,17 @@ def score_image(truth: Sequence[tuple[str, Sequence[Sequence[float]]]],
 
 def combine(results: Sequence[Accuracy]) -> Accuracy:
     return Accuracy(tuple(s for r in results for s in r.lines), sum(r.false_positives for r in results))
+
+
+def thickness(box: Sequence[Sequence[float]]) -> float:
+    """The shorter side of a box's smallest rotated rectangle."""
+    return float(min(cv2.minAreaRect(np.asarray(box, dtype=np.float32).reshape(-1, 1, 2))[1]))
+
+
+def thickness_ratio(truth_box: Sequence[Sequence[float]], boxes: Sequence[Sequence[Sequence[float]]]) -> float | None:
+    """The thickest box whose centre falls on a ground-truth line, over that line's thickness; None if none
+    does. score_image needs half of a box on its line, so a ratio near 2 loses a line that was read."""
+    quad = np.asarray(truth_box, dtype=np.float32).reshape(-1, 1, 2)
+    on_line = [b for b in boxes
+               if cv2.pointPolygonTest(quad, tuple(map(float, np.mean(b, axis=0))), False) >= 0]
+    return max(thickness(b) for b in on_line) / thickness(truth_box) if on_line else None
