@@ -74,7 +74,7 @@ class OcrConfig:
     rec_batch: int = 8
     # The CPU's recognizer and classifier batch (ONNX Runtime takes any batch; rec_batch is the TensorRT
     # engines' shape). 0 = automatic: 4 on 1 or 2 threads, where 8 lines per call fall out of a core's
-    # cache (per line 21 vs 25 ms on 2 vCPUs), rec_batch from 3 threads up (bench/RESULTS.md section 19).
+    # cache (per line 17.5 vs 22.5 ms on 2 vCPUs), rec_batch from 3 threads up (bench/RESULTS.md section 19).
     cpu_rec_batch: int = 0
     # A second fixed recognizer batch for an image's last few lines, so they do not pay for a whole
     # padded rec_batch call (a second engine on TensorRT); 0 = off. Must be smaller than rec_batch.

@@ -275,6 +275,6 @@ def cpu_rec_batch(o: OcrConfig, threads: int) -> int:
 
 
 # Recognizer ms per 48x320 line by batch (bench/RESULTS.md section 19, bench/rec_batch_sweep.py): on 2
-# threads 4 lines per call beat 8 (AMD EPYC VM 21 vs 25 ms, Xeon 17.0 vs 18.8), on 4 they tie within the
+# threads 4 lines per call beat 8 (AMD EPYC VM 17.5 vs 22.5 ms, Xeon 17.0 vs 18.8), on 4 they tie within the
 # noise (10.8 vs 10.1 and 9.8 vs 10.2 in two runs), on 16 8 beats 4 (5.0 vs 6.8 ms).
 SMALL_BATCH_MAX_THREADS = 2
