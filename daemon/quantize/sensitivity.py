@@ -89,7 +89,7 @@ def score(runner: RecRunner, outs, ref_outs, charset, lines: LineSet) -> RecScor
 
     got = runner.texts(outs, charset, len(lines.texts))
     errors = sum(levenshtein(fold_text(t), fold_text(g)) for t, g in zip(lines.texts, got))
-    chars = sum(len(_fold(t)) for t in lines.texts)
+    chars = sum(len(fold_text(t)) for t in lines.texts)
     steps = sum(o.shape[0] * o.shape[1] for o in outs)
     flips = sum(int((o.argmax(-1) != r.argmax(-1)).sum()) for o, r in zip(outs, ref_outs)) / max(1, steps)
     return RecScore(errors / max(1, chars), flips, errors, chars)
@@ -98,6 +98,7 @@ def score(runner: RecRunner, outs, ref_outs, charset, lines: LineSet) -> RecScor
 def run(cfg, images: Path, held_out: float, seed: int, calib_lines: int, held_lines: int, rank_lines: int, methods: Sequence[str],
         method: str, ks: Sequence[int], max_frames: int = 400, log=print) -> dict:
     from daemon.ocr import models
+    from daemon.ocr.evaluate import fold_text
     from daemon.quantize import defaults
     from daemon.quantize.frames import load_frames, split_frames
     from daemon.quantize.prepare import prepare_fp32
@@ -115,7 +116,7 @@ def run(cfg, images: Path, held_out: float, seed: int, calib_lines: int, held_li
     paths = models.resolve(cfg)
     charset = models.load_charset(paths.rec, paths.dictionary)
     result: dict = {"calibration_lines": len(calib.texts), "held_out_lines": len(held.texts),
-                    "held_out_chars": sum(len(_fold(t)) for t in held.texts)}
+                    "held_out_chars": sum(len(fold_text(t)) for t in held.texts)}
     with tempfile.TemporaryDirectory(prefix="ocr-sens-") as tmp:
         fp32 = prepare_fp32(paths.rec, shape, Path(tmp) / "rec.fp32.onnx")
         model = onnx.load(str(fp32), load_external_data=False)
