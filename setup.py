@@ -21,6 +21,9 @@ setup(
         "prometheus-client>=0.19",
         "tqdm>=4.66",
         # Carries the PP-OCRv4 mobile det/rec/cls ONNX models and their dictionary: no download at run time.
+        # The default recognizer (PP-OCRv6 small) is in rapidocr==3.10.0, which cannot be listed here: its
+        # declared opencv-python-headless would replace opencv-python's cv2. scripts/setup.sh and
+        # systemd/make-venv.sh install it with --no-deps; without it the daemon names that pip command.
         "rapidocr-onnxruntime==1.4.4",
         # Barcodes and 2D codes (cameras[].codes), GS1 element strings, check digits (accept_formats).
         "zxing-cpp>=2.3",

@@ -39,15 +39,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class OcrConfig:
-    # Which bundled models the null paths below mean: pp-ocrv4 (mobile, in the rapidocr-onnxruntime==1.4.4
-    # wheel) or pp-ocrv6-small (in the rapidocr==3.10.0 wheel, installed with --no-deps); same pre- and
-    # post-processing. v6 small reads better (CER 0.19 vs 0.33 % on labels, 4.6 vs 5.9 % on photographs) but
-    # is not faster on the CPU (0.99x), so v4 stays the default; rapidocr 3.10 also cannot be a plain dependency
-    # (its declared opencv-python-headless replaces opencv-python's cv2), and INT8 and TensorRT were measured
-    # on v4 only (bench/RESULTS.md section 18). pp-ocrv4-det-v6-rec: v4's detector with v6 small's recognizer
-    # (both wheels): better on hard frames (5.57 vs 6.96 % CER on 120), 1.22x the speed on 16 cores but 0.95x
-    # on 2 (section 20).
-    model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv4"
+    # Which bundled models the null paths below mean; same pre- and post-processing for all three.
+    # pp-ocrv4-det-v6-rec (default): PP-OCRv4 mobile's detector and classifier (rapidocr-onnxruntime==1.4.4
+    # wheel) with PP-OCRv6 small's recognizer (rapidocr==3.10.0 wheel, installed with --no-deps: its declared
+    # opencv-python-headless would replace opencv-python's cv2). It reads better than v4 on every set measured
+    # (CER 0.02 vs 0.11 % on labels, 5.57 vs 6.96 % on 120 hard labels) at the same speed on 2 vCPUs and
+    # 1.22x on 16 (bench/RESULTS.md sections 20b-22). pp-ocrv4: both from the 1.4.4 wheel, RapidOCR 1.4.4's
+    # own models. pp-ocrv6-small: v6 small's detector too, ~30 % slower on the CPU (section 18).
+    model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv4-det-v6-rec"
     # Model files; null = the model_set's file. A path given here wins over the set.
     det_model: Optional[str] = None
     rec_model: Optional[str] = None

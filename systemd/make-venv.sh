@@ -11,7 +11,8 @@
 # the system numpy, never numpy 2 or PyPI's OpenCV; then pycuda from PyPI, compiled against that numpy
 # with nvcc from CUDA_ROOT (default /usr/local/cuda). Afterwards it checks that numpy and cv2 in the venv
 # are the system ones, that cv2 has GStreamer, and that onnx, onnxruntime (and pycuda) import; exit 1
-# with the reason otherwise. Idempotent: a second run reinstalls the package and re-checks.
+# with the reason otherwise. Both modes also install the rapidocr 3.10 wheel with --no-deps: it carries the
+# default model set's recognizer (PP-OCRv6 small). Idempotent: a second run reinstalls the package and re-checks.
 set -euo pipefail
 
 GPU=0
@@ -48,7 +49,11 @@ die() { echo "make-venv: $*" >&2; exit 1; }
 if [ "$GPU" = 0 ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q -c "$REPO/requirements-lock.txt" --upgrade "$REPO[opencv]"
+  # the default model set's recognizer file (see the --gpu branch below)
+  "$VENV/bin/python" -m pip install -q -c "$REPO/requirements-lock.txt" --no-deps rapidocr
   "$VENV/bin/python" -c 'import cv2, onnx, onnxruntime, daemon' || die "the installed venv $VENV does not import"
+  "$VENV/bin/python" -c 'from daemon.config import Config; from daemon.ocr import models; models.resolve(Config())' ||
+    die "the default model set's files are not in $VENV"
   echo "make-venv: $VENV ready (CPU)"
   exit 0
 fi
@@ -141,6 +146,9 @@ fi
 } > "$CONSTRAINTS"
 
 "$VPY" -m pip install -q -c "$CONSTRAINTS" --upgrade "$REPO"
+# The default model set's recognizer (PP-OCRv6 small) is a file inside the rapidocr 3.10 wheel, which the
+# daemon locates and never imports. --no-deps: its declared opencv-python-headless would shadow the system cv2.
+"$VPY" -m pip install -q -c "$CONSTRAINTS" --no-deps "rapidocr==3.10.0"
 
 if [ "$PYCUDA" = 1 ]; then
   # No build isolation: pycuda compiles against the numpy it will run with, not a numpy 2 from PyPI.
@@ -172,6 +180,12 @@ if cv2.__file__ != sys_cv2_file:
 from daemon.sources.capture import gstreamer_available
 if not gstreamer_available():
     problems.append(f"cv2 {cv2.__version__} at {cv2.__file__} has no GStreamer (CSI cameras need JetPack's OpenCV)")
+from daemon.config import Config
+from daemon.ocr import models
+try:
+    models.resolve(Config())        # the default model set's files, from both wheels
+except models.ModelFileError as exc:
+    problems.append(str(exc))
 for name in ("onnx", "onnxruntime") + (("pycuda.driver",) if want_pycuda else ()):
     try:
         __import__(name)

@@ -59,10 +59,22 @@ def test_gpu_venv_keeps_the_system_numpy_and_the_gstreamer_opencv(system_venv):
     assert seen["cv2"] == _system("import cv2; print(cv2.__file__)")
     assert seen["cv2"].startswith("/usr/lib/python3/dist-packages/")
     assert seen["gstreamer"] is True
-    # pip itself agrees: neither the daemon nor rapidocr-onnxruntime is reported broken.
+    # pip itself agrees: neither the daemon nor rapidocr-onnxruntime is reported broken. (rapidocr 3.10 is,
+    # by design: it is installed with --no-deps as the carrier of the v6 recognizer file, never imported.)
     check = subprocess.run([str(system_venv / "bin" / "python"), "-m", "pip", "check"], capture_output=True, text=True)
-    ours = [line for line in check.stdout.splitlines() if line.lower().startswith(("ocr-daemon", "rapidocr"))]
+    ours = [line for line in check.stdout.splitlines()
+            if line.lower().replace("_", "-").startswith(("ocr-daemon", "rapidocr-onnxruntime"))]
     assert ours == [], check.stdout
+
+
+def test_gpu_venv_carries_the_default_model_sets_files(system_venv):
+    probe = ("import json; from daemon.config import Config; from daemon.ocr import models; "
+             "p = models.resolve(Config()); print(json.dumps([str(p.det), str(p.rec), str(p.cls)]))")
+    det, rec, cls = json.loads(subprocess.run([str(system_venv / "bin" / "python"), "-c", probe], cwd=str(system_venv),
+                                              capture_output=True, text=True, check=True).stdout)
+    assert det.endswith("rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx") and det.startswith(str(system_venv))
+    assert rec.endswith("rapidocr/models/PP-OCRv6_rec_small.onnx") and rec.startswith(str(system_venv))
+    assert cls.endswith("ch_ppocr_mobile_v2.0_cls_infer.onnx")
 
 
 def _readings(db: Path) -> list[dict]:

@@ -20,11 +20,19 @@ needs_rapidocr3 = pytest.mark.skipif(
 V6 = {"ocr": {"model_set": "pp-ocrv6-small"}}
 
 
-def test_model_set_defaults_to_pp_ocrv4_from_the_rapidocr_onnxruntime_wheel():
+def test_model_set_defaults_to_v4s_detector_and_v6_smalls_recognizer_from_the_two_wheels():
     cfg = config.from_dict({})
-    assert cfg.ocr.model_set == "pp-ocrv4"
+    assert cfg.ocr.model_set == "pp-ocrv4-det-v6-rec"
     paths = models.resolve(cfg)
     assert "rapidocr_onnxruntime" in paths.det.parts and paths.det.name == "ch_PP-OCRv4_det_infer.onnx"
+    assert "rapidocr" in paths.rec.parts and paths.rec.name == "PP-OCRv6_rec_small.onnx"
+
+
+def test_pp_ocrv4_takes_every_file_from_the_rapidocr_onnxruntime_wheel():
+    paths = models.resolve(config.from_dict({"ocr": {"model_set": "pp-ocrv4"}}))
+    for path in (paths.det, paths.rec, paths.cls):
+        assert "rapidocr_onnxruntime" in path.parts and path.is_file()
+    assert paths.rec.name == "ch_PP-OCRv4_rec_infer.onnx" and len(models.load_charset(paths.rec, None)) == 6625
 
 
 def test_unknown_model_set_is_refused_naming_the_key_and_the_value():
@@ -54,7 +62,7 @@ def test_pp_ocrv6_small_files_come_from_the_installed_rapidocr_3_wheel():
 
 @needs_rapidocr3
 def test_explicit_model_paths_win_over_the_model_set():
-    v4 = models.resolve(config.from_dict({}))
+    v4 = models.resolve(config.from_dict({"ocr": {"model_set": "pp-ocrv4"}}))
     cfg = config.from_dict({"ocr": {"model_set": "pp-ocrv6-small", "rec_model": str(v4.rec)}})
     paths = models.resolve(cfg)
     assert paths.rec == v4.rec and paths.det.name == "PP-OCRv6_det_small.onnx"
@@ -66,7 +74,7 @@ def test_missing_rapidocr_package_names_the_pip_command(monkeypatch):
     with pytest.raises(models.ModelFileError) as err:
         models.resolve(config.from_dict(V6))
     assert "pip install --no-deps rapidocr==3.10.0" in str(err.value) and "pp-ocrv6-small" in str(err.value)
-    assert models.resolve(config.from_dict({})).det.is_file()     # the default set does not need it
+    assert models.resolve(config.from_dict({"ocr": {"model_set": "pp-ocrv4"}})).det.is_file()   # v4 does not need it
 
 
 @needs_rapidocr3
@@ -96,9 +104,9 @@ def test_the_mixed_set_takes_v4s_detector_and_v6_smalls_recognizer_from_their_wh
     assert len(models.load_charset(paths.rec, None)) == 18710
 
 
-def test_the_mixed_set_without_rapidocr_3_names_the_role_and_the_pip_command(monkeypatch):
+def test_the_default_set_without_rapidocr_3_names_the_role_and_the_pip_command(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name, *a: None if name == "rapidocr" else real(name, *a))
     with pytest.raises(models.ModelFileError) as err:
-        models.resolve(config.from_dict({"ocr": {"model_set": "pp-ocrv4-det-v6-rec"}}))
+        models.resolve(config.from_dict({}))
     assert "rec model" in str(err.value) and "pip install --no-deps rapidocr==3.10.0" in str(err.value)

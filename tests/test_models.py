@@ -7,11 +7,11 @@ from daemon.ocr import models
 from daemon.ocr.pipeline import OcrPipeline
 
 
-def test_default_models_come_from_the_installed_wheel_with_their_dictionary():
+def test_default_models_come_from_the_installed_wheels_with_their_dictionary():
     paths = models.resolve(config.from_dict({}))
     assert "rapidocr_onnxruntime" in str(paths.det) and paths.det.name == "ch_PP-OCRv4_det_infer.onnx"
-    charset = models.load_charset(paths.rec, None)
-    assert len(charset) == 6625 and charset[0] == "<blank>" and charset[-1] == " "
+    charset = models.load_charset(paths.rec, None)     # PP-OCRv6 small's, from its metadata
+    assert len(charset) == 18710 and charset[0] == "<blank>" and charset[-1] == " "
 
 
 def test_malformed_model_file_names_its_path(tmp_path):
@@ -33,7 +33,7 @@ def test_dictionary_that_does_not_fit_the_recognizer_is_refused(tmp_path):
     short.write_text("a\nb\nc\n", encoding="utf-8")
     cfg = config.from_dict({"backend": "onnxruntime", "ocr": {"dictionary": str(short),
                                                               "use_angle_classifier": False}})
-    with pytest.raises(models.ModelFileError, match="6625 classes"):
+    with pytest.raises(models.ModelFileError, match="18710 classes"):
         OcrPipeline.from_config(cfg)
 
 
