@@ -1,4 +1,5 @@
-"""`ocr-daemon calibrate`: a small real calibration of the PP-OCRv4 models on rendered labels, and its errors."""
+"""`ocr-daemon calibrate`: a small real calibration of the default models (PP-OCRv4 det, PP-OCRv6 small rec) on
+rendered labels, and its errors."""
 from __future__ import annotations
 
 import argparse
@@ -198,7 +199,7 @@ def test_int8_outputs_are_close_to_fp32(calibrated):
 def test_models_keep_their_measured_sensitive_layers_in_float(calibrated, role):
     _, paths, det_path, rec_path = calibrated
     kept = defaults.measured_excludes(paths.det if role == "det" else paths.rec)
-    assert kept    # the bundled PP-OCRv4 models have measured exclusions (bench/RESULTS-int8.md)
+    assert kept    # the default set's models (v4 det, v6 small rec) have measured exclusions (bench/RESULTS-int8.md)
     model = onnx.load(str(det_path if role == "det" else rec_path))
     producer = {o: n for n in model.graph.node for o in n.output}
     nodes = {n.name: n for n in model.graph.node}
