@@ -347,10 +347,18 @@ def test_fp16_copy_keeps_float32_io_and_reads_like_fp32(tmp_path):
     assert ((p32 > 0.3) != (p16 > 0.3)).mean() < 0.001
 
 
-def test_fp16_copy_of_the_default_recognizer_reads_like_fp32(tmp_path):
-    # PP-OCRv6 small's recognizer (the default set's): TensorRT 11 builds its FP16 engine from this copy
+def _read_lines(path, batch, charset, options=None) -> list[str]:
+    """A recognizer model's greedy CTC readings of one batch of line slots."""
     from daemon.ocr.ctc import ctc_emissions
     from daemon.ocr.evaluate import fold_text
+
+    s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    probs = s.run(None, {s.get_inputs()[0].name: batch})[0]
+    return [fold_text("".join(charset[c] for c in ctc_emissions(p)[0])) for p in probs]
+
+
+def test_fp16_copy_of_the_default_recognizer_reads_like_fp32(tmp_path):
+    # PP-OCRv6 small's recognizer (the default set's): TensorRT 11 builds its FP16 engine from this copy
     from daemon.ocr.rec_pre import fixed_batches
     from daemon.quantize.fp16 import to_fp16
 
@@ -363,18 +371,10 @@ def test_fp16_copy_of_the_default_recognizer_reads_like_fp32(tmp_path):
     assert {p.key for p in m.metadata_props} >= {"character"}                 # the dictionary travels along
     batch, _ = next(fixed_batches([render_line(i).image for i in range(8)], 8, 48, 320))
     charset = models.load_charset(rec, None)
-
-    def read(path):
-        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        probs = s.run(None, {s.get_inputs()[0].name: batch})[0]
-        return [fold_text("".join(charset[c] for c in ctc_emissions(p)[0])) for p in probs]
-
-    assert read(out) == read(rec)
+    assert _read_lines(out, batch, charset) == _read_lines(rec, batch, charset)
 
 
 def test_qdq_fp16_copy_has_fp16_scales_at_opset_19_and_reads_like_the_qdq_model(calibrated, tmp_path):
-    from daemon.ocr.ctc import ctc_emissions
-    from daemon.ocr.evaluate import fold_text
     from daemon.ocr.rec_pre import fixed_batches
     from daemon.quantize.fp16 import qdq_to_fp16
 
@@ -396,8 +396,6 @@ def test_qdq_fp16_copy_has_fp16_scales_at_opset_19_and_reads_like_the_qdq_model(
         # QLinearConv kernels and the FP16 one not, so their outputs would differ by more than the copy.
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        probs = s.run(None, {s.get_inputs()[0].name: batch})[0]
-        return [fold_text("".join(charset[c] for c in ctc_emissions(p)[0])) for p in probs]
+        return _read_lines(path, batch, charset, options)
 
     assert read(out) == read(rec_path)     # the same 8 readings (measured: whitespace aside, identical)
