@@ -79,7 +79,7 @@ def test_bench_reports_the_pipeline_models_alone_and_both_rapidocr_versions_with
 def test_bench_without_rapidocr_3_says_why_in_one_line_and_still_runs(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "rapidocr", None)      # import rapidocr now raises ImportError
     # without the rapidocr 3.10 wheel only PP-OCRv4's own set is there (the default needs its recognizer)
-    v4 = {**CPU, "ocr": {**CPU.get("ocr", {}), "model_set": "pp-ocrv4"}}
+    v4 = {**CPU, "ocr": {"model_set": "pp-ocrv4"}}
     report = bench.run_bench(config.from_dict(v4), _two_labels(tmp_path), repeat=1, with_rapidocr=False,
                              with_rapidocr3=True)
     assert set(report["systems"]) == {"pipeline", "models_alone"}
