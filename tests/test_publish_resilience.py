@@ -66,9 +66,13 @@ def test_thousand_results_survive_resets_a_blackhole_and_a_broker_restart(broker
         assert set(d.unique) == produced and len(produced) == 1200
         # duplicates only from messages in flight at a cut (ours, or the broker's to the recorder at its restart)
         assert d.duplicates <= cuts * max_inflight + max_inflight, d.duplicates
-        # each row handed to paho once: what a cut left in flight is re-sent by paho as the same packet (DUP),
-        # never fetched from the outbox a second time
-        assert pub.counters.published == 1200
+        # each row handed to paho once: what a cut left in flight is re-sent by paho as the same packet (DUP).
+        # The one exception: a cut with nothing acknowledged since the oldest row in flight went out starts a
+        # probe (the broker may be refusing that row), and the rows behind it are taken back and published
+        # again from the outbox, same ids; each is counted as requeued, and only a cut can cause one
+        c = pub.counters
+        assert c.published - c.requeued == 1200, c
+        assert c.requeued <= cuts * max_inflight, c
         assert pub.counters.disconnects >= 6 and pub.counters.reconnects >= 6
         print(f"\n1200 results, {cuts} cuts, blackhole noticed after {noticed_s:.1f} s, backlog {backlog} rows, "
               f"{d.duplicates} duplicates, counters {pub.counters}")

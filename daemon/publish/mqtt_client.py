@@ -91,6 +91,7 @@ def apply_credentials(client, cfg: MqttConfig) -> None:
 @dataclass
 class PublishCounters:
     published: int = 0          # outbox rows handed to paho (retries after a failed PUBACK count again)
+    requeued: int = 0           # rows taken back from paho (a probe, paho not re-sending): published again, same id
     acked: int = 0              # successful PUBACKs; the row was deleted
     puback_failures: int = 0    # PUBACKs with a failure reason code (MQTT 5); the row stayed
     reconnects: int = 0         # successful connects after the first
@@ -409,6 +410,7 @@ class Publisher:
                         dropped = list(self._inflight)[1:]
                         for m in dropped:
                             del self._inflight[m]
+                        self.counters.add("requeued", len(dropped))
                         # paho re-sends everything it holds after a reconnect, whatever its window; the sender
                         # thread drops them from its queue (not here: paho may be iterating that queue now)
                         self._to_forget.extend(dropped)
@@ -600,6 +602,7 @@ class Publisher:
                             len(self._carried))
                 for mid in self._carried:
                     self._inflight.pop(mid, None)
+                self.counters.add("requeued", len(self._carried))
                 self._carried.clear()
             window = 1 if self._probe else min(self._cfg.max_inflight, self._receive_max)
             room = 0 if self._carried else window - len(self._inflight)
@@ -640,6 +643,7 @@ class Publisher:
                 if early is None and self._probe and self._inflight:
                     # a probe began while this loop was publishing: only the oldest may stay in flight
                     self._to_forget.append(info.mid)
+                    self.counters.add("requeued")
                     self._dirty = True
                 elif early is None:
                     self._inflight[info.mid] = entry
