@@ -14,12 +14,23 @@ import json
 import logging
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator, Sequence, TypeVar
+
+import numpy as np
 
 from daemon import config
 from daemon.imageio import IMAGE_SUFFIXES, ImageError, read_image
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Images decoded ahead of the pipeline: two keep the worker busy while a frame is detected and the one
+# before it recognized, and bound the memory to a few frames.
+READ_AHEAD = 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,38 +57,63 @@ def main(args: argparse.Namespace) -> int:
         return 1
     from daemon.codes.reader import reader_for
     code_formats = tuple(cfg.cameras[0].codes)
-    decode_ms: dict[int, float] = {}
-    errors: dict[int, str] = {}
-    read: dict[int, object] = {}      # frames between reading and their result (two at most)
+    codes_reader = reader_for(code_formats) if code_formats else None
     paths = image_paths(args.images)
+    loaded: dict[int, Loaded] = {}      # images between reading and their result (a few at most)
 
     def frames():
-        for i, path in enumerate(paths):     # keyed by position: a file may be named twice
-            t0 = time.perf_counter()
-            try:
-                frame = read_image(path)
-            except ImageError as exc:
-                errors[i] = str(exc)
-                frame = None
-            decode_ms[i] = (time.perf_counter() - t0) * 1000.0
-            read[i] = frame
-            yield i, frame
+        for i, item in enumerate(read_ahead(paths, lambda path: load(path, codes_reader))):
+            loaded[i] = item       # keyed by position: a file may be named twice
+            yield i, item.frame
 
     failures = 0
     for i, result in pipeline.run_stream(frames()):
-        frame = read.pop(i)
+        item = loaded.pop(i)
         if result is None:
             failures += 1
-            _emit({"image": paths[i], "error": errors.pop(i)}, args.json)
+            _emit({"image": paths[i], "error": item.error}, args.json)
             continue
-        t_codes = time.perf_counter()
-        codes = reader_for(code_formats).read(frame) if code_formats else []
-        codes_ms = (time.perf_counter() - t_codes) * 1000.0
-        timing = {"decode": round(decode_ms.pop(i), 3), **result.timing_ms, "codes": round(codes_ms, 3)}
+        timing = {"decode": round(item.decode_ms, 3), **result.timing_ms, "codes": round(item.codes_ms, 3)}
         timing["total"] = round(sum(timing.values()), 3)
         _emit({"image": paths[i], "texts": [line.to_json() for line in result.lines],
-               "codes": [code.to_json() for code in codes], "timing_ms": timing}, args.json)
+               "codes": [code.to_json() for code in item.codes], "timing_ms": timing}, args.json)
     return 1 if failures else 0
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One image as read from disk, with the codes on it: what `once` needs besides the OCR."""
+    frame: np.ndarray | None
+    error: str = ""
+    codes: tuple = ()
+    decode_ms: float = 0.0
+    codes_ms: float = 0.0
+
+
+def load(path: str, codes_reader) -> Loaded:
+    """Decode one image and read its codes (they need the pixels, not the OCR)."""
+    t0 = time.perf_counter()
+    try:
+        frame = read_image(path)
+    except ImageError as exc:
+        return Loaded(None, error=str(exc), decode_ms=(time.perf_counter() - t0) * 1000.0)
+    t1 = time.perf_counter()
+    codes = tuple(codes_reader.read(frame)) if codes_reader is not None else ()
+    return Loaded(frame, codes=codes, decode_ms=(t1 - t0) * 1000.0, codes_ms=(time.perf_counter() - t1) * 1000.0)
+
+
+def read_ahead(paths: Sequence[str], load_one: Callable[[str], T], depth: int = READ_AHEAD) -> Iterator[T]:
+    """load_one(path) for each path, in order, up to `depth` images ahead on one worker thread: JPEG
+    decoding and code reading release the GIL, so they run while the models hold the cores' attention
+    between their calls (7 % of `once` on 2 vCPUs when done in line; bench/RESULTS.md section 23)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as worker:
+        pending: deque[Future[T]] = deque()
+        for path in paths:
+            pending.append(worker.submit(load_one, path))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def image_paths(args: list[str]) -> list[str]:
