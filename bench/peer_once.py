@@ -20,22 +20,23 @@ def _paths(args: list[str]) -> list[str]:
     return out
 
 
-def _engine(version: str):
+def engine(version: str):
+    """A function image (path or BGR array) -> [(text, box)] for RapidOCR `version`, with its defaults."""
     if version == "1.4.4":
         from rapidocr_onnxruntime import RapidOCR
 
-        engine = RapidOCR()
+        ocr = RapidOCR()
 
-        def read(path: str):
-            found, _ = engine(path)
+        def read(path):
+            found, _ = ocr(path)
             return [(text, box) for box, text, _score in (found or [])]
     elif version == "3.10":
         from rapidocr import RapidOCR
 
-        engine = RapidOCR()
+        ocr = RapidOCR()
 
-        def read(path: str):
-            out = engine(path)
+        def read(path):
+            out = ocr(path)
             if out.txts is None:
                 return []
             return list(zip(out.txts, out.boxes.tolist()))
@@ -47,7 +48,7 @@ def _engine(version: str):
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         raise SystemExit(__doc__)
-    read = _engine(argv[0])
+    read = engine(argv[0])
     for path in _paths(argv[1:]):
         lines = read(path)
         print(json.dumps({"image": path, "texts": [{"text": t, "box": [[float(x), float(y)] for x, y in b]}
