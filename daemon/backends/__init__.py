@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from daemon.backends.base import Backend, BackendError
 from daemon.config import Config, OcrConfig
@@ -246,7 +247,8 @@ def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
     if precision != cfg.ocr.precision and warn_fp16:
         log.warning("ocr.precision fp16 applies to TensorRT engines; ONNX Runtime on the CPU runs the FP32 models")
     return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision,
-                              in_flight=cpu_frames_in_flight(cfg.ocr.frames_in_flight))
+                              in_flight=cpu_frames_in_flight(cfg.ocr.frames_in_flight),
+                              fold_dir=Path(cfg.engines.dir) / "cpu" if cfg.ocr.cpu_fold else None)
 
 
 def cpu_frames_in_flight(configured: int) -> int:

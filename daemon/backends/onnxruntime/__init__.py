@@ -5,7 +5,8 @@ It runs the same FP32 and Q/DQ INT8 ONNX files that TensorRT engines are built f
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from pathlib import Path
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -81,12 +82,15 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False, in_flight: int = 1,
-                 spinning: bool = False):
+                 spinning: bool = False, fold_dir: Optional[Path] = None):
         self.threads = default_threads(threads)
         self.in_flight = in_flight
         self.spinning = spinning       # on is ONNX Runtime's default; bench/cpu_levers.py measures both
         self.precision = precision
         self.exact_qdq = exact_qdq     # for INT8 accuracy measurements (daemon.quantize.measure)
+        # FP32 models run from their folded copies there (fold.py, folded.py); None = as shipped. Q/DQ
+        # models are never folded: their convolutions read dequantized weights.
+        self.fold_dir = fold_dir if precision == "fp32" and not exact_qdq else None
         self._sessions: dict[str, object] = {}
 
     def load(self, spec: ModelSpec) -> Model:
@@ -94,13 +98,34 @@ class OnnxRuntimeBackend(Backend):
         if session is None:
             import onnxruntime as ort
 
-            try:
-                opts = session_options(self.threads, self.exact_qdq, self.spinning)
-                session = ort.InferenceSession(spec.onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:   # ORT raises its own exception types for missing and malformed files
-                raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
+            opts = session_options(self.threads, self.exact_qdq, self.spinning)
+            session = self._folded_session(spec, opts) if self.fold_dir is not None else None
+            if session is None:
+                try:
+                    session = ort.InferenceSession(spec.onnx_path, sess_options=opts,
+                                                   providers=["CPUExecutionProvider"])
+                except Exception as exc:   # ORT raises its own exception types for missing and malformed files
+                    raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
             self._sessions[spec.onnx_path] = session
         return OrtModel(spec, session, self.in_flight)
+
+    def _folded_session(self, spec: ModelSpec, opts):
+        """A session on the model's folded copy; None to load the file as shipped (no copy, or a bad one)."""
+        import onnxruntime as ort
+
+        from daemon.backends.onnxruntime.folded import discard, folded_path
+
+        source = Path(spec.onnx_path)
+        path = folded_path(source, self.fold_dir)
+        if path == source:
+            return None
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:   # a damaged copy: drop it (the next start writes it again), run the original
+            log.warning("folded copy %s of the %s model cannot be loaded (%s); removed, running %s as shipped",
+                        path, spec.role, exc, source.name)
+            discard(path)
+            return None
 
     def close(self) -> None:
         self._sessions.clear()

@@ -1,0 +1,91 @@
+"""The CPU's folded copy of a model file (fold.py), written once into engines.dir/cpu and reused.
+
+Folding needs the onnx package, whose import alone costs about a second of start-up (bench/RESULTS.md
+section 17b), so it runs once per model file. The copy is named after the source's absolute path, size and
+modification time (as Python keys its .pyc files) and the fold version: a replaced model or a changed
+rewrite makes a new file, and nothing depends on the ONNX Runtime version or the CPU (it is plain ONNX,
+unlike ONNX Runtime's own optimized models, which go stale with both). A model with nothing to fold leaves
+an empty marker, so it is not read again on every start. Whatever goes wrong here, the daemon runs the
+model as shipped and says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FOLD_VERSION = 1
+
+
+def cache_key(source: Path) -> str:
+    st = source.stat()
+    ident = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|fold{FOLD_VERSION}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def folded_path(source: Path, cache_dir: Path) -> Path:
+    """The file to load for ``source``: its folded copy, or ``source`` itself where nothing folds or the
+    copy cannot be made (logged once per start)."""
+    try:
+        key = cache_key(source)
+    except OSError:
+        return source                      # a missing model: the backend's load names it
+    target = cache_dir / f"{source.stem}.{key}.cpu.onnx"
+    marker = cache_dir / f"{source.stem}.{key}.unchanged"
+    if target.exists():
+        return target
+    if marker.exists():
+        return source
+    try:
+        return _write(source, target, marker)
+    except Exception as exc:   # onnx missing or unable to parse, a read-only or full disk: run unfolded
+        log.warning("running %s unfolded on the CPU (%s); the folded copy is about 1.2x faster (set "
+                    "engines.dir to a writable directory, or ocr.cpu_fold: false to silence this)",
+                    source.name, exc)
+        return source
+
+
+def _write(source: Path, target: Path, marker: Path) -> Path:
+    import onnx
+
+    from daemon.backends.onnxruntime.fold import fold
+
+    model = onnx.load(str(source))
+    counts = fold(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_older(target.parent, source.stem)
+    if counts.total == 0:
+        marker.touch()
+        return source
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)               # mkstemp's 0600 would hide it from a service under another user
+        os.replace(tmp, target)            # whole or absent, even under SIGKILL
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("folded %s for the CPU into %s: %d conv affines, %d pointwise affines, %d hard-swishes",
+             source.name, target, counts.conv_affines, counts.pointwise_affines, counts.hard_swishes)
+    return target
+
+
+def _remove_older(cache_dir: Path, stem: str) -> None:
+    """Copies of an earlier version of the same model file (same stem, another key)."""
+    ours = re.compile(re.escape(stem) + r"\.[0-9a-f]{16}\.(cpu\.onnx|unchanged)")
+    for old in cache_dir.iterdir():
+        if ours.fullmatch(old.name):
+            old.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """A folded copy that ONNX Runtime could not load: removed, so the next start writes it again."""
+    path.unlink(missing_ok=True)
