@@ -43,8 +43,9 @@ class OcrConfig:
     # pp-ocrv4-det-v6-rec (default): PP-OCRv4 mobile's detector and classifier (rapidocr-onnxruntime==1.4.4
     # wheel) with PP-OCRv6 small's recognizer (rapidocr==3.10.0 wheel, installed with --no-deps: its declared
     # opencv-python-headless would replace opencv-python's cv2). It reads better than v4 on every set measured
-    # (CER 0.02 vs 0.11 % on labels, 5.57 vs 6.96 % on 120 hard labels) and is as fast or faster as whole
-    # processes: 0.95-1.05x on 2 vCPUs, 1.09-1.22x on 16 (bench/RESULTS.md sections 20b-22). pp-ocrv4: all
+    # (CER 0.02 vs 0.11 % on labels, 5.57 vs 6.96 % on 120 hard labels) and, with the models as shipped, was
+    # as fast or faster as whole processes (0.95-1.05x on 2 vCPUs, 1.09-1.22x on 16; bench/RESULTS.md sections
+    # 20b-22); cpu_fold speeds v4's recognizer more, and pp-ocrv4 then runs as fast (section 24). pp-ocrv4: all
     # three from the 1.4.4 wheel, RapidOCR 1.4.4's own models. pp-ocrv6-small: v6 small's detector too,
     # ~30 % slower on the CPU (section 18).
     model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv4-det-v6-rec"
