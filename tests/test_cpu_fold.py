@@ -222,3 +222,17 @@ def test_q_dq_models_are_never_folded(tmp_path):
 def test_cpu_fold_must_be_a_boolean(value):
     with pytest.raises(config.ConfigError, match="ocr.cpu_fold"):
         config.from_dict({"ocr": {"cpu_fold": value}})
+
+
+def test_a_write_killed_half_way_leaves_nothing_that_lasts(tmp_path):
+    """A temporary file an hour old (a SIGKILL during the write) goes with the next write; a fresh one stays."""
+    source = tmp_path / "det.onnx"
+    source.write_bytes(open(_detector(), "rb").read())
+    cache = tmp_path / "cpu"
+    cache.mkdir()
+    stale, fresh = cache / ".det.0123456789abcdef.cpu.onnx.x1", cache / ".det.0123456789abcdef.cpu.onnx.x2"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (1, 1))
+    folded_path(source, cache)
+    assert not stale.exists() and fresh.exists()

@@ -48,7 +48,6 @@ class _Graph:
     def __init__(self, model) -> None:
         from onnx import numpy_helper
 
-        self.model = model
         self.graph = model.graph
         self.outputs = {o.name for o in self.graph.output}
         self.initializers = {i.name: i for i in self.graph.initializer}

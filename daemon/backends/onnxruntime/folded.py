@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def cache_key(source: Path) -> str:
 
 def folded_path(source: Path, cache_dir: Path) -> Path:
     """The file to load for ``source``: its folded copy, or ``source`` itself where nothing folds or the
-    copy cannot be made (logged once per start)."""
+    copy cannot be made (a warning, once per model and start)."""
     try:
         key = cache_key(source)
     except OSError:
@@ -79,11 +80,17 @@ def _write(source: Path, target: Path, marker: Path) -> Path:
 
 
 def _remove_older(cache_dir: Path, stem: str) -> None:
-    """Copies of an earlier version of the same model file (same stem, another key)."""
+    """Copies of an earlier version of the same model file (same stem, another key), and temporary files
+    that a write killed half-way left behind (an hour old: a younger one may be another process's)."""
     ours = re.compile(re.escape(stem) + r"\.[0-9a-f]{16}\.(cpu\.onnx|unchanged)")
+    partial = re.compile(r"\." + re.escape(stem) + r"\.[0-9a-f]{16}\.cpu\.onnx\..+")
     for old in cache_dir.iterdir():
-        if ours.fullmatch(old.name):
-            old.unlink(missing_ok=True)
+        try:
+            if ours.fullmatch(old.name) or (partial.fullmatch(old.name)
+                                            and time.time() - old.stat().st_mtime > 3600):
+                old.unlink(missing_ok=True)
+        except FileNotFoundError:      # another process removed it first
+            pass
 
 
 def discard(path: Path) -> None:
