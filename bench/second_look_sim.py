@@ -41,7 +41,8 @@ def main() -> None:
         for t in THRESHOLDS:
             second = [n for n, r in images.items() if r["default"][2] < t]
             edits = sum(r["v6 small"][0] if n in second else r["default"][0] for n, r in images.items())
-            print(f"  lowest confidence < {t}: second look on {len(second):3d} of {len(images)}, CER {edits / chars:.2%}")
+            print(f"  lowest confidence < {t}: second look on {len(second):3d} of {len(images)}, "
+                  f"CER {edits / chars:.2%}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ def main() -> None:
         scores = []
         for sample in load_dataset(folder):
             truth = [(line.text, line.box) for line in sample.lines]
-            scores.append(evaluate.score_image(truth, [(line.text, line.box) for line in pipeline.run(sample.image).lines]))
+            found = [(line.text, line.box) for line in pipeline.run(sample.image).lines]
+            scores.append(evaluate.score_image(truth, found))
         acc = evaluate.combine(scores)
         print(f"{folder}: {len(acc.lines)} lines, CER {acc.cer:.4%}, line recall {acc.line_recall:.2%}", flush=True)
     pipeline.close()

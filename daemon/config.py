@@ -95,7 +95,7 @@ class OcrConfig:
     # while frame N is recognized; 0 = automatic (2 from 4 physical cores up, bench/RESULTS.md section 17).
     frames_in_flight: int = 0
     # CPU backend, FP32: run each model from a copy with its scalar affines folded into the convolutions
-    # and its hard-swishes in one piece (exact up to float rounding; the v4 detector 1.2x faster, see
+    # and its hard-swishes in one piece (exact up to float rounding; the v4 detector 1.37x faster, see
     # daemon/backends/onnxruntime/fold.py), written once into engines.dir/cpu. false = the files as shipped.
     cpu_fold: bool = True
 

@@ -45,9 +45,9 @@ def folded_path(source: Path, cache_dir: Path) -> Path:
     try:
         return _write(source, target, marker)
     except Exception as exc:   # onnx missing or unable to parse, a read-only or full disk: run unfolded
-        log.warning("running %s unfolded on the CPU (%s); the folded copy is about 1.2x faster (set "
-                    "engines.dir to a writable directory, or ocr.cpu_fold: false to silence this)",
-                    source.name, exc)
+        log.warning("running %s unfolded on the CPU (%s); the folded copies make the whole pipeline "
+                    "1.1-1.25x faster (set engines.dir to a writable directory, or ocr.cpu_fold: false to "
+                    "silence this)", source.name, exc)
         return source
 
 
