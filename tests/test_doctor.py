@@ -233,3 +233,28 @@ def test_json_carries_the_backend_choice(cfg_dict, tmp_path, capsys):
     rows = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
     assert {"backend", "precision", "reason", "category", "degraded"} <= set(rows["backend auto"]["choice"])
     assert "choice" not in rows["MQTT broker"]
+
+
+def test_cpu_folded_models_are_reported_from_the_files(cfg_dict, tmp_path):
+    """Not written yet, then written (the real detector, folded as the backend does), then switched off."""
+    from pathlib import Path
+
+    from daemon.backends.onnxruntime.folded import folded_path
+    from daemon.ocr.models import bundled_model_dir
+
+    det = Path(cfg_dict["ocr"]["det_model"])
+    det.write_bytes((bundled_model_dir("pp-ocrv4", "det") / "ch_PP-OCRv4_det_infer.onnx").read_bytes())
+    finding = doctor.cpu_fold_finding(from_dict(cfg_dict))
+    assert finding.ok and "det not written yet" in finding.detail and "next start writes them" in finding.detail
+    folded_path(det, Path(cfg_dict["engines"]["dir"]) / "cpu")
+    finding = doctor.cpu_fold_finding(from_dict(cfg_dict))
+    assert finding.ok and "det folded" in finding.detail and "rec not written yet" in finding.detail
+    cfg_dict["ocr"]["cpu_fold"] = False
+    assert doctor.cpu_fold_finding(from_dict(cfg_dict)).detail.startswith("off: ocr.cpu_fold is false")
+
+
+def test_cpu_folded_models_that_cannot_be_written_are_a_gap(cfg_dict, tmp_path):
+    (tmp_path / "a-file").write_text("in the way of engines.dir")
+    cfg_dict["engines"]["dir"] = str(tmp_path / "a-file" / "engines")
+    finding = doctor.cpu_fold_finding(from_dict(cfg_dict))
+    assert not finding.ok and "unfolded" in finding.detail and "ocr.cpu_fold: false" in finding.next_step

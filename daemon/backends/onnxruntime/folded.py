@@ -29,15 +29,28 @@ def cache_key(source: Path) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
+def _names(source: Path, cache_dir: Path) -> tuple[Path, Path]:
+    key = cache_key(source)
+    return cache_dir / f"{source.stem}.{key}.cpu.onnx", cache_dir / f"{source.stem}.{key}.unchanged"
+
+
+def copy_state(source: Path, cache_dir: Path) -> str:
+    """What the next load of ``source`` finds, without reading or writing a model (for `doctor`):
+    "folded", "nothing to fold", "not written yet" or "missing model"."""
+    try:
+        target, marker = _names(source, cache_dir)
+    except OSError:
+        return "missing model"
+    return "folded" if target.exists() else "nothing to fold" if marker.exists() else "not written yet"
+
+
 def folded_path(source: Path, cache_dir: Path) -> Path:
     """The file to load for ``source``: its folded copy, or ``source`` itself where nothing folds or the
     copy cannot be made (a warning, once per model and start)."""
     try:
-        key = cache_key(source)
+        target, marker = _names(source, cache_dir)
     except OSError:
         return source                      # a missing model: the backend's load names it
-    target = cache_dir / f"{source.stem}.{key}.cpu.onnx"
-    marker = cache_dir / f"{source.stem}.{key}.unchanged"
     if target.exists():
         return target
     if marker.exists():
