@@ -19,7 +19,7 @@ from daemon import config
 from daemon.backends.base import ModelSpec
 from daemon.backends.onnxruntime import OnnxRuntimeBackend
 from daemon.backends.onnxruntime.fold import fold
-from daemon.backends.onnxruntime.folded import folded_path
+from daemon.backends.onnxruntime.folded import cache_key, folded_path
 from daemon.ocr.models import bundled_model_dir
 from daemon.ocr.pipeline import OcrPipeline
 from daemon.samples.render import render_label
@@ -230,9 +230,20 @@ def test_a_write_killed_half_way_leaves_nothing_that_lasts(tmp_path):
     source.write_bytes(open(_detector(), "rb").read())
     cache = tmp_path / "cpu"
     cache.mkdir()
-    stale, fresh = cache / ".det.0123456789abcdef.cpu.onnx.x1", cache / ".det.0123456789abcdef.cpu.onnx.x2"
+    earlier = cache_key(source)[:8] + "0" * 8      # the same file before a change of size or mtime
+    stale, fresh = cache / f".det.{earlier}.cpu.onnx.x1", cache / f".det.{earlier}.cpu.onnx.x2"
     stale.write_bytes(b"half")
     fresh.write_bytes(b"half")
     os.utime(stale, (1, 1))
     folded_path(source, cache)
     assert not stale.exists() and fresh.exists()
+
+
+def test_two_models_of_one_name_keep_their_own_copies(tmp_path):
+    copies = []
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+        source = tmp_path / where / "det.onnx"
+        source.write_bytes(open(_detector(), "rb").read())
+        copies.append(folded_path(source, tmp_path / "cpu"))
+    assert copies[0] != copies[1] and all(c.exists() for c in copies)

@@ -24,13 +24,15 @@ FOLD_VERSION = 1
 
 
 def cache_key(source: Path) -> str:
+    """16 hex digits: 8 for the source's path (so two models of one name keep their own copies), 8 for its
+    size, mtime and the fold version."""
     st = source.stat()
-    ident = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|fold{FOLD_VERSION}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+    where = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
+    what = hashlib.sha256(f"{st.st_size}|{st.st_mtime_ns}|fold{FOLD_VERSION}".encode()).hexdigest()[:8]
+    return where + what
 
 
-def _names(source: Path, cache_dir: Path) -> tuple[Path, Path]:
-    key = cache_key(source)
+def _names(source: Path, key: str, cache_dir: Path) -> tuple[Path, Path]:
     return cache_dir / f"{source.stem}.{key}.cpu.onnx", cache_dir / f"{source.stem}.{key}.unchanged"
 
 
@@ -38,7 +40,7 @@ def copy_state(source: Path, cache_dir: Path) -> str:
     """What the next load of ``source`` finds, without reading or writing a model (for `doctor`):
     "folded", "nothing to fold", "not written yet" or "missing model"."""
     try:
-        target, marker = _names(source, cache_dir)
+        target, marker = _names(source, cache_key(source), cache_dir)
     except OSError:
         return "missing model"
     return "folded" if target.exists() else "nothing to fold" if marker.exists() else "not written yet"
@@ -48,15 +50,16 @@ def folded_path(source: Path, cache_dir: Path) -> Path:
     """The file to load for ``source``: its folded copy, or ``source`` itself where nothing folds or the
     copy cannot be made (a warning, once per model and start)."""
     try:
-        target, marker = _names(source, cache_dir)
+        key = cache_key(source)
     except OSError:
         return source                      # a missing model: the backend's load names it
+    target, marker = _names(source, key, cache_dir)
     if target.exists():
         return target
     if marker.exists():
         return source
     try:
-        return _write(source, target, marker)
+        return _write(source, key, target, marker)
     except Exception as exc:   # onnx missing or unable to parse, a read-only or full disk: run unfolded
         log.warning("running %s unfolded on the CPU (%s); the folded copies make the whole pipeline "
                     "1.1-1.25x faster (set engines.dir to a writable directory, or ocr.cpu_fold: false to "
@@ -64,18 +67,23 @@ def folded_path(source: Path, cache_dir: Path) -> Path:
         return source
 
 
-def _write(source: Path, target: Path, marker: Path) -> Path:
+def _write(source: Path, key: str, target: Path, marker: Path) -> Path:
     import onnx
 
     from daemon.backends.onnxruntime.fold import fold
 
     model = onnx.load(str(source))
     counts = fold(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_older(target.parent, source.stem)
-    if counts.total == 0:
-        marker.touch()
+    if counts.total == 0:                  # nothing lost if the marker cannot be written: only a re-read
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            _remove_older(marker.parent, source.stem, key)
+            marker.touch()
+        except OSError:
+            pass
         return source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_older(target.parent, source.stem, key)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -92,11 +100,13 @@ def _write(source: Path, target: Path, marker: Path) -> Path:
     return target
 
 
-def _remove_older(cache_dir: Path, stem: str) -> None:
-    """Copies of an earlier version of the same model file (same stem, another key), and temporary files
-    that a write killed half-way left behind (an hour old: a younger one may be another process's)."""
-    ours = re.compile(re.escape(stem) + r"\.[0-9a-f]{16}\.(cpu\.onnx|unchanged)")
-    partial = re.compile(r"\." + re.escape(stem) + r"\.[0-9a-f]{16}\.cpu\.onnx\..+")
+def _remove_older(cache_dir: Path, stem: str, key: str) -> None:
+    """Before writing the copy or marker of ``stem`` and ``key``: those of earlier versions of the same
+    model file (same stem and path, another size, mtime or fold version), and temporary files that a write
+    killed half-way left behind (an hour old: a younger one may be another process's)."""
+    where = re.escape(stem) + r"\." + key[:8] + r"[0-9a-f]{8}"
+    ours = re.compile(where + r"\.(cpu\.onnx|unchanged)")
+    partial = re.compile(r"\." + where + r"\.cpu\.onnx\..+")
     for old in cache_dir.iterdir():
         try:
             if ours.fullmatch(old.name) or (partial.fullmatch(old.name)
