@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -222,8 +223,6 @@ def backend_finding(cfg: Config, choice: BackendChoice) -> Finding:
 def cpu_fold_finding(cfg: Config) -> Finding:
     """Whether the CPU backend will run its FP32 models from folded copies (ocr.cpu_fold), read from the
     files alone: doctor imports neither onnx nor ONNX Runtime for it."""
-    import os
-
     from daemon.backends.onnxruntime.folded import copy_state
     from daemon.ocr.models import ModelFileError, resolve
 
