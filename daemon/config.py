@@ -96,8 +96,11 @@ class OcrConfig:
     frames_in_flight: int = 0
     # CPU backend, FP32: run each model from a copy with its scalar affines folded into the convolutions
     # and its hard-swishes in one piece (exact up to float rounding; the v4 detector 1.37x faster, see
-    # daemon/backends/onnxruntime/fold.py), written once into engines.dir/cpu. false = the files as shipped.
+    # daemon/backends/onnxruntime/fold.py), written once. false = the files as shipped.
     cpu_fold: bool = True
+    # Where those copies go; null = the system's cache: $CACHE_DIRECTORY under systemd (the unit's
+    # /var/cache/ocr-daemon), else $XDG_CACHE_HOME or ~/.cache/ocr-daemon, else engines.dir/cpu.
+    cpu_fold_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -764,8 +767,8 @@ def resolve_device_id(cfg: Config, machine_id: Optional[str], hostname: str) -> 
 
 
 def resolve_state_paths(cfg: Config) -> Config:
-    """cfg with relative outbox.path, engines.dir, engines.timing_cache, evidence.dir and web.saved_frames_dir
-    joined onto state_dir.
+    """cfg with relative outbox.path, engines.dir, engines.timing_cache, ocr.cpu_fold_dir, evidence.dir and
+    web.saved_frames_dir joined onto state_dir.
 
     Absolute paths are kept; with state_dir null nothing changes (relative paths stay relative to the
     working directory, which is the state directory under systemd). Pure: touches no file.
@@ -776,6 +779,8 @@ def resolve_state_paths(cfg: Config) -> Config:
     def under_state(path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(cfg.state_dir, path)
 
+    ocr = dataclasses.replace(cfg.ocr, cpu_fold_dir=None if cfg.ocr.cpu_fold_dir is None
+                              else under_state(cfg.ocr.cpu_fold_dir))
     engines = dataclasses.replace(
         cfg.engines, dir=under_state(cfg.engines.dir),
         timing_cache=None if cfg.engines.timing_cache is None else under_state(cfg.engines.timing_cache))
@@ -786,7 +791,8 @@ def resolve_state_paths(cfg: Config) -> Config:
                                 key_file=under_state(cfg.opcua.key_file),
                                 trusted_clients_dir=None if cfg.opcua.trusted_clients_dir is None
                                 else under_state(cfg.opcua.trusted_clients_dir))
-    return dataclasses.replace(cfg, engines=engines, outbox=outbox, evidence=evidence, web=web, opcua=opcua)
+    return dataclasses.replace(cfg, ocr=ocr, engines=engines, outbox=outbox, evidence=evidence, web=web,
+                               opcua=opcua)
 
 
 def from_dict(data: Any) -> Config:

@@ -19,7 +19,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from daemon.backends import BackendChoice, EngineFact, GpuFacts, decide, kernels_problem, probe_tensorrt
+from daemon.backends import (BackendChoice, EngineFact, GpuFacts, cpu_fold_dir, decide, kernels_problem,
+                             probe_tensorrt)
 from daemon.config import Config
 from daemon.gpu import PYCUDA_HINT
 
@@ -233,7 +234,7 @@ def cpu_fold_finding(cfg: Config) -> Finding:
         paths = resolve(cfg)
     except ModelFileError as exc:
         return Finding("CPU folded models", False, str(exc), "fix the model paths in config.yaml")
-    cache = Path(cfg.engines.dir) / "cpu"
+    cache = cpu_fold_dir(cfg)
     states = {role: copy_state(path, cache) for role, path in (("det", paths.det), ("rec", paths.rec),
                                                                 ("cls", paths.cls)) if path is not None}
     detail = f"{cache}: " + ", ".join(f"{role} {state}" for role, state in states.items())
@@ -241,8 +242,8 @@ def cpu_fold_finding(cfg: Config) -> Finding:
     writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
     if "not written yet" in states.values() and not writable:
         return Finding("CPU folded models", False, f"{detail}; {parent} is not writable, so the CPU runs them "
-                       "unfolded (1.1-1.25x slower)", "make engines.dir writable for the daemon's user, or set "
-                       "ocr.cpu_fold: false")
+                       "unfolded (1.1-1.25x slower)", "make it writable for the daemon's user, set "
+                       "ocr.cpu_fold_dir to a directory that is, or set ocr.cpu_fold: false")
     if "not written yet" in states.values():
         detail += " (the next start writes them, about 1.5 s once)"
     return Finding("CPU folded models", True, detail)

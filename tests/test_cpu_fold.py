@@ -19,7 +19,8 @@ from daemon import config
 from daemon.backends.base import ModelSpec
 from daemon.backends.onnxruntime import OnnxRuntimeBackend
 from daemon.backends.onnxruntime.fold import fold
-from daemon.backends.onnxruntime.folded import cache_key, folded_path
+from daemon.backends import cpu_fold_dir
+from daemon.backends.onnxruntime.folded import cache_key, default_dir, folded_path
 from daemon.ocr.models import bundled_model_dir
 from daemon.ocr.pipeline import OcrPipeline
 from daemon.samples.render import render_label
@@ -149,8 +150,8 @@ def test_the_pipeline_reads_the_same_with_and_without_folding(tmp_path):
                                                              (4302, "blurred"))]
     readings = {}
     for fold_on in (False, True):
-        cfg = config.from_dict({"backend": "onnxruntime", "engines": {"dir": str(tmp_path)},
-                                "ocr": {"cpu_fold": fold_on}})
+        cfg = config.from_dict({"backend": "onnxruntime",
+                                "ocr": {"cpu_fold": fold_on, "cpu_fold_dir": str(tmp_path / "cpu")}})
         p = OcrPipeline.from_config(cfg)
         try:
             readings[fold_on] = [[line.text for line in p.run(s.image).lines] for s in labels]
@@ -198,7 +199,7 @@ def test_an_unwritable_cache_runs_the_model_as_shipped(tmp_path, caplog):
     blocker.write_text("a file where the directory should be")
     with caplog.at_level(logging.WARNING):
         assert folded_path(Path(_detector()), blocker) == Path(_detector())
-    assert "unfolded" in caplog.text and "engines.dir" in caplog.text
+    assert "unfolded" in caplog.text and "ocr.cpu_fold_dir" in caplog.text
 
 
 def test_a_damaged_copy_is_removed_and_the_original_runs(tmp_path, caplog):
@@ -247,3 +248,14 @@ def test_two_models_of_one_name_keep_their_own_copies(tmp_path):
         source.write_bytes(open(_detector(), "rb").read())
         copies.append(folded_path(source, tmp_path / "cpu"))
     assert copies[0] != copies[1] and all(c.exists() for c in copies)
+
+
+def test_the_copies_go_to_the_system_cache_unless_configured(tmp_path):
+    engines = str(tmp_path / "engines")
+    assert default_dir({"CACHE_DIRECTORY": "/var/cache/ocr-daemon", "HOME": "/root"}, engines) == \
+        Path("/var/cache/ocr-daemon/cpu-models")                     # systemd's CacheDirectory=
+    assert default_dir({"XDG_CACHE_HOME": "/x", "HOME": "/home/u"}, engines) == Path("/x/ocr-daemon/cpu-models")
+    assert default_dir({"HOME": "/home/u"}, engines) == Path("/home/u/.cache/ocr-daemon/cpu-models")
+    assert default_dir({}, engines) == tmp_path / "engines" / "cpu"
+    configured = config.from_dict({"state_dir": str(tmp_path), "ocr": {"cpu_fold_dir": "folded"}})
+    assert cpu_fold_dir(config.resolve_state_paths(configured)) == tmp_path / "folded"

@@ -244,9 +244,10 @@ def test_cpu_folded_models_are_reported_from_the_files(cfg_dict, tmp_path):
 
     det = Path(cfg_dict["ocr"]["det_model"])
     det.write_bytes((bundled_model_dir("pp-ocrv4", "det") / "ch_PP-OCRv4_det_infer.onnx").read_bytes())
+    cfg_dict["ocr"]["cpu_fold_dir"] = str(tmp_path / "folded")
     finding = doctor.cpu_fold_finding(from_dict(cfg_dict))
     assert finding.ok and "det not written yet" in finding.detail and "next start writes them" in finding.detail
-    folded_path(det, Path(cfg_dict["engines"]["dir"]) / "cpu")
+    folded_path(det, tmp_path / "folded")
     finding = doctor.cpu_fold_finding(from_dict(cfg_dict))
     assert finding.ok and "det folded" in finding.detail and "rec not written yet" in finding.detail
     cfg_dict["ocr"]["cpu_fold"] = False
@@ -255,6 +256,6 @@ def test_cpu_folded_models_are_reported_from_the_files(cfg_dict, tmp_path):
 
 def test_cpu_folded_models_that_cannot_be_written_are_a_gap(cfg_dict, tmp_path):
     (tmp_path / "a-file").write_text("in the way of engines.dir")
-    cfg_dict["engines"]["dir"] = str(tmp_path / "a-file" / "engines")
+    cfg_dict["ocr"]["cpu_fold_dir"] = str(tmp_path / "a-file" / "folded")
     finding = doctor.cpu_fold_finding(from_dict(cfg_dict))
     assert not finding.ok and "unfolded" in finding.detail and "ocr.cpu_fold: false" in finding.next_step

@@ -248,7 +248,16 @@ def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
         log.warning("ocr.precision fp16 applies to TensorRT engines; ONNX Runtime on the CPU runs the FP32 models")
     return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision,
                               in_flight=cpu_frames_in_flight(cfg.ocr.frames_in_flight),
-                              fold_dir=Path(cfg.engines.dir) / "cpu" if cfg.ocr.cpu_fold else None)
+                              fold_dir=cpu_fold_dir(cfg) if cfg.ocr.cpu_fold else None)
+
+
+def cpu_fold_dir(cfg: Config) -> Path:
+    """Where the CPU's folded models live: ocr.cpu_fold_dir, or the system's cache directory."""
+    import os
+
+    from daemon.backends.onnxruntime.folded import default_dir
+
+    return Path(cfg.ocr.cpu_fold_dir) if cfg.ocr.cpu_fold_dir else default_dir(os.environ, cfg.engines.dir)
 
 
 def cpu_frames_in_flight(configured: int) -> int:

@@ -1,4 +1,4 @@
-"""The CPU's folded copy of a model file (fold.py), written once into engines.dir/cpu and reused.
+"""The CPU's folded copy of a model file (fold.py), written once into a cache directory and reused.
 
 Folding needs the onnx package, whose import alone costs about a second of start-up (bench/RESULTS.md
 section 17b), so it runs once per model file. The copy is named after the source's absolute path, size and
@@ -17,10 +17,25 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Mapping
 
 log = logging.getLogger(__name__)
 
 FOLD_VERSION = 1
+
+
+def default_dir(environ: Mapping[str, str], engines_dir: str) -> Path:
+    """Where the copies go when ocr.cpu_fold_dir is null. They are a cache (made again from the model
+    files whenever missing), so they go where Linux keeps caches, not into the working directory, which
+    for `ocr-daemon once` can be any folder of images: systemd's CacheDirectory= ($CACHE_DIRECTORY, the
+    unit sets /var/cache/ocr-daemon), else $XDG_CACHE_HOME or ~/.cache, else engines.dir/cpu."""
+    if environ.get("CACHE_DIRECTORY"):
+        return Path(environ["CACHE_DIRECTORY"].split(":")[0]) / "cpu-models"
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "ocr-daemon" / "cpu-models"
+    if environ.get("HOME"):
+        return Path(environ["HOME"]) / ".cache" / "ocr-daemon" / "cpu-models"
+    return Path(engines_dir) / "cpu"
 
 
 def cache_key(source: Path) -> str:
@@ -62,8 +77,8 @@ def folded_path(source: Path, cache_dir: Path) -> Path:
         return _write(source, key, target, marker)
     except Exception as exc:   # onnx missing or unable to parse, a read-only or full disk: run unfolded
         log.warning("running %s unfolded on the CPU (%s); the folded copies make the whole pipeline "
-                    "1.1-1.25x faster (set engines.dir to a writable directory, or ocr.cpu_fold: false to "
-                    "silence this)", source.name, exc)
+                    "1.1-1.25x faster (set ocr.cpu_fold_dir to a writable directory, or ocr.cpu_fold: false "
+                    "to silence this)", source.name, exc)
         return source
 
 
