@@ -33,9 +33,14 @@ install -d -m 0755 /etc/ocr-daemon
 if [ ! -e /etc/ocr-daemon/config.yaml ]; then
   # state_dir: `sudo ocr-daemon calibrate|build-engine --config /etc/ocr-daemon/config.yaml` then writes
   # engines where the service (WorkingDirectory=/var/lib/ocr-daemon) reads them, not into the caller's cwd.
-  sed 's#^state_dir: null #state_dir: /var/lib/ocr-daemon #' "$REPO/config.yaml" > /etc/ocr-daemon/config.yaml.new
+  # cpu_fold_dir: the unit's CacheDirectory, named, so that `sudo ocr-daemon doctor` looks where the service does.
+  sed -e 's#^state_dir: null #state_dir: /var/lib/ocr-daemon #' \
+      -e 's#^  cpu_fold_dir: null #  cpu_fold_dir: /var/cache/ocr-daemon/cpu-models #' \
+      "$REPO/config.yaml" > /etc/ocr-daemon/config.yaml.new
   grep -q '^state_dir: /var/lib/ocr-daemon ' /etc/ocr-daemon/config.yaml.new ||
     { echo "config.yaml has no 'state_dir: null' line to set" >&2; rm -f /etc/ocr-daemon/config.yaml.new; exit 1; }
+  grep -q '^  cpu_fold_dir: /var/cache/ocr-daemon/cpu-models ' /etc/ocr-daemon/config.yaml.new ||
+    { echo "config.yaml has no 'cpu_fold_dir: null' line to set" >&2; rm -f /etc/ocr-daemon/config.yaml.new; exit 1; }
   chmod 0644 /etc/ocr-daemon/config.yaml.new
   mv /etc/ocr-daemon/config.yaml.new /etc/ocr-daemon/config.yaml
 fi
