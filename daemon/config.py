@@ -47,7 +47,8 @@ class OcrConfig:
     # as fast or faster as whole processes (0.95-1.05x on 2 vCPUs, 1.09-1.22x on 16; bench/RESULTS.md sections
     # 20b-22); cpu_fold speeds v4's recognizer more, and pp-ocrv4 then runs as fast (section 24). pp-ocrv4: all
     # three from the 1.4.4 wheel, RapidOCR 1.4.4's own models. pp-ocrv6-small: v6 small's detector too,
-    # ~30 % slower on the CPU (section 18).
+    # which reads hard labels best (section 24c) and costs 3.9x the folded v4 detector on 2 vCPUs (1.3x
+    # RapidOCR 1.4.4 as processes there, 2.33x on 16; section 24).
     model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv4-det-v6-rec"
     # Model files; null = the model_set's file. A path given here wins over the set.
     det_model: Optional[str] = None
