@@ -5,7 +5,7 @@
 Two pipelines of the same config, `ocr.cpu_fold` false and true, take turns on every image of a set written
 by daemon.samples.render (bench/cpu_sets.py). Prints the readings that differ (there should be none: the
 fold is exact up to float rounding), CER and line recall of both, and each stage's median and p95 in ms per
-image. The folded copies go to a temporary engines.dir, so the first load includes writing them.
+image. The folded copies go to a temporary ocr.cpu_fold_dir, so the first load includes writing them.
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ def main() -> None:
     ap.add_argument("--json", help="also write the report here")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory() as engines:
+    with tempfile.TemporaryDirectory() as folded:
         pipes, load_s = {}, {}
         for name, fold in SYSTEMS.items():
-            cfg = config.from_dict({"backend": "onnxruntime", "engines": {"dir": engines},
-                                    "ocr": {**json.loads(args.ocr), "cpu_fold": fold}})
+            cfg = config.from_dict({"backend": "onnxruntime",
+                                    "ocr": {**json.loads(args.ocr), "cpu_fold": fold, "cpu_fold_dir": folded}})
             t = time.perf_counter()
             pipes[name] = OcrPipeline.from_config(cfg)
             load_s[name] = time.perf_counter() - t
