@@ -6,7 +6,9 @@ setup(
     version="0.1.0",
     description="Edge OCR daemon for NVIDIA Jetson: INT8 TensorRT / ONNX Runtime OCR published over MQTT",
     packages=find_packages(include=["daemon", "daemon.*"]),
-    package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "schema/*.json", "gpu/*.cu",
+    # models/: the shipped CPU INT8 copy of PP-OCRv6 small's detector (daemon/quantize/cpu_int8.py).
+    package_data={"daemon": ["samples/*.png", "samples/labels.jsonl", "models/*.onnx", "models/*.json",
+                             "schema/*.json", "gpu/*.cu",
                              "web/templates/*.html", "web/static/*.js", "web/static/*.css",
                              "publish/sinks/sparkplug_b/*.proto"]},
     python_requires=">=3.10",

@@ -40,16 +40,15 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class OcrConfig:
     # Which bundled models the null paths below mean; same pre- and post-processing for all three.
-    # pp-ocrv4-det-v6-rec (default): PP-OCRv4 mobile's detector and classifier (rapidocr-onnxruntime==1.4.4
-    # wheel) with PP-OCRv6 small's recognizer (rapidocr==3.10.0 wheel, installed with --no-deps: its declared
-    # opencv-python-headless would replace opencv-python's cv2). It reads better than v4 on every set measured
-    # (CER 0.02 vs 0.11 % on labels, 5.57 vs 6.96 % on 120 hard labels) and, with the models as shipped, was
-    # as fast or faster as whole processes (0.95-1.05x on 2 vCPUs, 1.09-1.22x on 16; bench/RESULTS.md sections
-    # 20b-22); cpu_fold speeds v4's recognizer more, and pp-ocrv4 then runs as fast (section 24). pp-ocrv4: all
-    # three from the 1.4.4 wheel, RapidOCR 1.4.4's own models. pp-ocrv6-small: v6 small's detector too,
-    # which reads hard labels best (section 24c) and costs 3.9x the folded v4 detector on 2 vCPUs (1.3x
-    # RapidOCR 1.4.4 as processes there, 2.33x on 16; section 24).
-    model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv4-det-v6-rec"
+    # pp-ocrv6-small (default): PP-OCRv6 small's detector and recognizer with the v2.0 0/180 classifier, all
+    # from the rapidocr==3.10.0 wheel (installed with --no-deps: its declared opencv-python-headless would
+    # replace opencv-python's cv2). Its detector reads hard labels best (CER 3.89 % on 120 hard labels against
+    # 5.57 % for v4's detector and 4.53 % for RapidOCR 3.10) and, on the CPU, runs from its shipped INT8 copy
+    # (cpu_int8_det) at about v4's folded FP32 speed: 2.18x RapidOCR 1.4.4 as processes on 2 vCPUs
+    # (bench/RESULTS.md section 25). pp-ocrv4-det-v6-rec: v4 mobile's detector with v6 small's recognizer,
+    # the default before (15 % faster on 2 vCPUs, worse on hard labels). pp-ocrv4: all three from the
+    # rapidocr-onnxruntime==1.4.4 wheel, RapidOCR 1.4.4's own models.
+    model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv6-small"
     # Model files; null = the model_set's file. A path given here wins over the set.
     det_model: Optional[str] = None
     rec_model: Optional[str] = None
@@ -102,6 +101,10 @@ class OcrConfig:
     # Where those copies go; null = the system's cache: $CACHE_DIRECTORY under systemd (the unit's
     # /var/cache/ocr-daemon), else $XDG_CACHE_HOME or ~/.cache/ocr-daemon, else engines.dir/cpu.
     cpu_fold_dir: Optional[str] = None
+    # CPU, FP32: run the detector from its shipped INT8 copy where daemon/models/ has one for that exact file
+    # (PP-OCRv6 small's: u8 x s8 integer kernels, 3.4x its FP32 speed on 2 vCPUs, the same CER on label sets;
+    # daemon/quantize/cpu_int8.py, bench/RESULTS.md section 25). false = the detector in FP32.
+    cpu_int8_det: bool = True
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,9 @@ def cpu_fold_finding(cfg: Config) -> Finding:
     except ModelFileError as exc:
         return Finding("CPU folded models", False, str(exc), "fix the model paths in config.yaml")
     cache = cpu_fold_dir(cfg)
-    states = {role: copy_state(path, cache) for role, path in (("det", paths.det), ("rec", paths.rec),
+    # A detector that runs from its shipped INT8 copy is never folded (cpu_int8_finding says which).
+    det = None if _int8_det_runs(cfg, paths.det) else paths.det
+    states = {role: copy_state(path, cache) for role, path in (("det", det), ("rec", paths.rec),
                                                                 ("cls", paths.cls)) if path is not None}
     detail = f"{cache}: " + ", ".join(f"{role} {state}" for role, state in states.items())
     parent = next((p for p in (cache, *cache.parents) if p.exists()), Path("."))
@@ -247,6 +249,36 @@ def cpu_fold_finding(cfg: Config) -> Finding:
     if "not written yet" in states.values():
         detail += " (the next start writes them, about 1.5 s once)"
     return Finding("CPU folded models", True, detail)
+
+
+def _int8_det_runs(cfg: Config, det: Path) -> bool:
+    from daemon.backends.onnxruntime.int8_copy import find_copy
+
+    return cfg.ocr.cpu_int8_det and cfg.ocr.precision != "int8" and find_copy(det).path is not None
+
+
+def cpu_int8_finding(cfg: Config) -> Finding:
+    """Whether the CPU backend runs the detector from its shipped INT8 copy (ocr.cpu_int8_det), from the
+    files alone (their sha256), loading no model."""
+    from daemon.backends.onnxruntime.int8_copy import find_copy
+    from daemon.ocr.models import ModelFileError, resolve
+
+    check = "CPU INT8 detector"
+    if not cfg.ocr.cpu_int8_det or cfg.ocr.precision == "int8":
+        why = "ocr.cpu_int8_det is false" if not cfg.ocr.cpu_int8_det else "ocr.precision int8 runs calibrate's models"
+        return Finding(check, True, f"off: {why}")
+    try:
+        det = resolve(cfg).det
+    except ModelFileError as exc:
+        return Finding(check, False, str(exc), "fix the model paths in config.yaml")
+    found = find_copy(det)
+    if found.path is not None:
+        return Finding(check, True, f"{det.name} runs from {found.path}")
+    if found.state == "no copy shipped":
+        return Finding(check, True, f"none shipped for {det.name}: it runs in FP32 (only pp-ocrv6-small's "
+                       "detector has one)")
+    return Finding(check, False, f"{found.state}: {found.detail}; the detector runs in FP32 (about 3x slower)",
+                   f"`{found.rebuild}`, or set ocr.cpu_int8_det: false")
 
 
 def diagnose(cfg: Config) -> list[Finding]:
@@ -292,6 +324,7 @@ def diagnose(cfg: Config) -> list[Finding]:
                      engines=engine_facts, kernels_problem=kernels_gap)
     findings.append(backend_finding(cfg, decide(cfg.backend, cfg.ocr.precision, facts)))
     findings.append(cpu_fold_finding(cfg))
+    findings.append(cpu_int8_finding(cfg))
 
     cameras = _cameras()
     wanted = [c for c in cfg.cameras if c.kind == "v4l2"]

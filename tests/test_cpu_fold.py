@@ -151,7 +151,8 @@ def test_the_pipeline_reads_the_same_with_and_without_folding(tmp_path):
     readings = {}
     for fold_on in (False, True):
         cfg = config.from_dict({"backend": "onnxruntime",
-                                "ocr": {"cpu_fold": fold_on, "cpu_fold_dir": str(tmp_path / "cpu")}})
+                                "ocr": {"model_set": "pp-ocrv4-det-v6-rec", "cpu_fold": fold_on,
+                                        "cpu_fold_dir": str(tmp_path / "cpu")}})
         p = OcrPipeline.from_config(cfg)
         try:
             readings[fold_on] = [[line.text for line in p.run(s.image).lines] for s in labels]

@@ -20,11 +20,11 @@ needs_rapidocr3 = pytest.mark.skipif(
 V6 = {"ocr": {"model_set": "pp-ocrv6-small"}}
 
 
-def test_model_set_defaults_to_v4s_detector_and_v6_smalls_recognizer_from_the_two_wheels():
+def test_model_set_defaults_to_pp_ocrv6_small_from_the_rapidocr_3_10_wheel():
     cfg = config.from_dict({})
-    assert cfg.ocr.model_set == "pp-ocrv4-det-v6-rec"
+    assert cfg.ocr.model_set == "pp-ocrv6-small"
     paths = models.resolve(cfg)
-    assert "rapidocr_onnxruntime" in paths.det.parts and paths.det.name == "ch_PP-OCRv4_det_infer.onnx"
+    assert "rapidocr" in paths.det.parts and paths.det.name == "PP-OCRv6_det_small.onnx"
     assert "rapidocr" in paths.rec.parts and paths.rec.name == "PP-OCRv6_rec_small.onnx"
 
 
@@ -109,4 +109,4 @@ def test_the_default_set_without_rapidocr_3_names_the_role_and_the_pip_command(m
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name, *a: None if name == "rapidocr" else real(name, *a))
     with pytest.raises(models.ModelFileError) as err:
         models.resolve(config.from_dict({}))
-    assert "rec model" in str(err.value) and "pip install --no-deps rapidocr==3.10.0" in str(err.value)
+    assert "det model" in str(err.value) and "pip install --no-deps rapidocr==3.10.0" in str(err.value)

@@ -248,7 +248,8 @@ def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:
         log.warning("ocr.precision fp16 applies to TensorRT engines; ONNX Runtime on the CPU runs the FP32 models")
     return OnnxRuntimeBackend(threads=cfg.ocr.threads, precision=precision,
                               in_flight=cpu_frames_in_flight(cfg.ocr.frames_in_flight),
-                              fold_dir=cpu_fold_dir(cfg) if cfg.ocr.cpu_fold else None)
+                              fold_dir=cpu_fold_dir(cfg) if cfg.ocr.cpu_fold else None,
+                              int8_det=cfg.ocr.cpu_int8_det)
 
 
 def cpu_fold_dir(cfg: Config) -> Path:

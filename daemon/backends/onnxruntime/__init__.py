@@ -82,7 +82,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False, in_flight: int = 1,
-                 spinning: bool = False, fold_dir: Optional[Path] = None):
+                 spinning: bool = False, fold_dir: Optional[Path] = None, int8_det: bool = False):
         self.threads = default_threads(threads)
         self.in_flight = in_flight
         self.spinning = spinning       # on is ONNX Runtime's default; bench/cpu_levers.py measures both
@@ -91,7 +91,10 @@ class OnnxRuntimeBackend(Backend):
         # FP32 models run from their folded copies there (fold.py, folded.py); None = as shipped. Q/DQ
         # models are never folded: their convolutions read dequantized weights.
         self.fold_dir = fold_dir if precision == "fp32" and not exact_qdq else None
+        # An FP32 detector runs from its shipped INT8 copy where there is one (int8_copy.py).
+        self.int8_det = int8_det and precision == "fp32" and not exact_qdq
         self._sessions: dict[str, object] = {}
+        self._int8_roles: set[str] = set()     # models running from an INT8 copy: describe() says so
 
     def load(self, spec: ModelSpec) -> Model:
         session = self._sessions.get(spec.onnx_path)
@@ -99,7 +102,9 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
 
             opts = session_options(self.threads, self.exact_qdq, self.spinning)
-            session = self._folded_session(spec, opts) if self.fold_dir is not None else None
+            session = self._int8_session(spec, opts) if spec.role == "det" and self.int8_det else None
+            if session is None and self.fold_dir is not None:
+                session = self._folded_session(spec, opts)
             if session is None:
                 try:
                     session = ort.InferenceSession(spec.onnx_path, sess_options=opts,
@@ -108,6 +113,30 @@ class OnnxRuntimeBackend(Backend):
                     raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
             self._sessions[spec.onnx_path] = session
         return OrtModel(spec, session, self.in_flight)
+
+    def _int8_session(self, spec: ModelSpec, opts):
+        """A session on the detector's shipped INT8 copy; None to run it in FP32 (no copy for this file)."""
+        import onnxruntime as ort
+
+        from daemon.backends.onnxruntime.int8_copy import int8_copy
+
+        path = int8_copy(Path(spec.onnx_path))
+        if path is None:
+            return None
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:   # e.g. an ONNX Runtime too old for its opset: the FP32 file still runs
+            log.warning("the INT8 copy %s of the %s model cannot be loaded (%s); running %s in FP32",
+                        path, spec.role, exc, Path(spec.onnx_path).name)
+            return None
+        self._int8_roles.add(spec.role)
+        return session
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if self._int8_roles:
+            out["int8_models"] = sorted(self._int8_roles)
+        return out
 
     def _folded_session(self, spec: ModelSpec, opts):
         """A session on the model's folded copy; None to load the file as shipped (no copy, or a bad one)."""
