@@ -42,7 +42,7 @@ class OcrConfig:
     # Which bundled models the null paths below mean; same pre- and post-processing for all three.
     # pp-ocrv6-small (default): PP-OCRv6 small's detector and recognizer with the v2.0 0/180 classifier, all
     # from the rapidocr==3.10.0 wheel (installed with --no-deps: its declared opencv-python-headless would
-    # replace opencv-python's cv2). Its detector reads hard labels best (CER 3.89 % on 120 hard labels against
+    # replace opencv-python's cv2). Its detector reads hard labels best (CER 3.78 % on 120 hard labels against
     # 5.57 % for v4's detector and 4.53 % for RapidOCR 3.10) and, on the CPU, runs from its shipped INT8 copy
     # (cpu_int8_det) at about v4's folded FP32 speed: 2.18x RapidOCR 1.4.4 as processes on 2 vCPUs
     # (bench/RESULTS.md section 25). pp-ocrv4-det-v6-rec: v4 mobile's detector with v6 small's recognizer,
@@ -102,7 +102,7 @@ class OcrConfig:
     # /var/cache/ocr-daemon), else $XDG_CACHE_HOME or ~/.cache/ocr-daemon, else engines.dir/cpu.
     cpu_fold_dir: Optional[str] = None
     # CPU, FP32: run the detector from its shipped INT8 copy where daemon/models/ has one for that exact file
-    # (PP-OCRv6 small's: u8 x s8 integer kernels, 3.4x its FP32 speed on 2 vCPUs, the same CER on label sets;
+    # (PP-OCRv6 small's: u8 x s8 integer kernels, 3.2-3.4x its FP32 speed on 2 vCPUs, CER lower on hard labels;
     # daemon/quantize/cpu_int8.py, bench/RESULTS.md section 25). false = the detector in FP32.
     cpu_int8_det: bool = True
 

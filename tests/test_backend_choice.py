@@ -144,7 +144,8 @@ def test_auto_falls_back_when_the_tensorrt_pipeline_raises_a_non_backend_error(t
     caplog.set_level(logging.INFO)
     pipeline = OcrPipeline.from_config(gpu_config(tmp_path))
     try:
-        assert pipeline.describe() == {"backend": "onnxruntime", "precision": "fp32"}
+        # the default model set's detector runs from its shipped INT8 copy on the CPU
+        assert pipeline.describe() == {"backend": "onnxruntime", "precision": "fp32", "int8_models": ["det"]}
         choice = pipeline.choice
         assert (choice.backend, choice.precision, choice.category) == ("onnxruntime", "fp32", "gpu_error")
         assert "RuntimeError: ExecError: nvcc" in choice.reason and choice.degraded

@@ -9,7 +9,9 @@ from daemon.ocr.pipeline import OcrPipeline
 
 def test_default_models_come_from_the_installed_wheels_with_their_dictionary():
     paths = models.resolve(config.from_dict({}))
-    assert "rapidocr_onnxruntime" in str(paths.det) and paths.det.name == "ch_PP-OCRv4_det_infer.onnx"
+    # the default model set is pp-ocrv6-small, shipped in the rapidocr 3.10 wheel
+    assert "rapidocr" in paths.det.parts and paths.det.name == "PP-OCRv6_det_small.onnx"
+    assert "rapidocr" in paths.rec.parts and paths.rec.name == "PP-OCRv6_rec_small.onnx"
     charset = models.load_charset(paths.rec, None)     # PP-OCRv6 small's, from its metadata
     assert len(charset) == 18710 and charset[0] == "<blank>" and charset[-1] == " "
 

@@ -98,8 +98,12 @@ def test_version_4_keeps_every_field_of_version_3_and_adds_optional_frames():
     assert SCHEMA["required"] == SCHEMA_3["required"]
     assert set(SCHEMA["properties"]) - set(SCHEMA_3["properties"]) == {"frames"}
     for name, spec in SCHEMA_3["properties"].items():
-        if name != "schema":
+        if name not in ("schema", "engine"):
             assert SCHEMA["properties"][name] == spec, name
+    # engine gains one optional key, which version 3 already allows (it does not close engine's properties)
+    engine, engine_3 = SCHEMA["properties"]["engine"], SCHEMA_3["properties"]["engine"]
+    assert engine["required"] == engine_3["required"] and "additionalProperties" not in engine_3
+    assert {k: v for k, v in engine["properties"].items() if k != "int8_models"} == engine_3["properties"]
     first = json.loads(_message()[1])
     assert "frames" not in first   # a first-reading camera: a version-3 document but for the schema name
     jsonschema.validate({**first, "schema": "ocr-result/3"}, SCHEMA_3, cls=jsonschema.Draft202012Validator)
