@@ -3,7 +3,8 @@
     python -m daemon.quantize.cpu_int8 [MODEL.onnx] [--out daemon/models] [--frames 28] [--exclude NODE ...]
 
 PP-OCRv6 small's detector spends 83 % of its FP32 time in dense convolutions (bench/RESULTS.md section
-25), which ONNX Runtime runs 3-4x faster as u8 x s8 integer kernels on x86 (VNNI) and ARM (dot product).
+25), which ONNX Runtime runs 3.2-3.4x faster as u8 x s8 integer kernels on x86 (measured on a 2-vCPU Intel
+VM; ARM's dot-product kernels, a Jetson's CPU fallback, were not run).
 This writes that copy: opset raised to 17 (per-channel Q/DQ needs 13), ONNX Runtime's own pre-processing
 (its basic graph optimizations: each conv's bias Add folded in, Identity nodes gone), the erf-form GELU
 as one Gelu node (ONNX Runtime fuses it in FP32 but not between Q/DQ pairs), then
