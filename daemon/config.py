@@ -44,9 +44,9 @@ class OcrConfig:
     # from the rapidocr==3.10.0 wheel (installed with --no-deps: its declared opencv-python-headless would
     # replace opencv-python's cv2). Its detector reads hard labels best (CER 3.78 % on 120 hard labels against
     # 5.57 % for v4's detector and 4.53 % for RapidOCR 3.10) and, on the CPU, runs from its shipped INT8 copy
-    # (cpu_int8_det) at about v4's folded FP32 speed: 2.18x RapidOCR 1.4.4 as processes on 2 vCPUs
-    # (bench/RESULTS.md section 25). pp-ocrv4-det-v6-rec: v4 mobile's detector with v6 small's recognizer,
-    # the default before (15 % faster on 2 vCPUs, worse on hard labels). pp-ocrv4: all three from the
+    # (cpu_int8_det) at about v4's folded FP32 speed: 2.46x RapidOCR 1.4.4 as processes on 2 vCPUs, 3.02x
+    # on 16 (bench/RESULTS.md section 25). pp-ocrv4-det-v6-rec: v4 mobile's detector with v6 small's recognizer,
+    # the default before (4-15 % faster on 2 vCPUs, worse on hard labels). pp-ocrv4: all three from the
     # rapidocr-onnxruntime==1.4.4 wheel, RapidOCR 1.4.4's own models.
     model_set: Literal["pp-ocrv4", "pp-ocrv6-small", "pp-ocrv4-det-v6-rec"] = "pp-ocrv6-small"
     # Model files; null = the model_set's file. A path given here wins over the set.
