@@ -73,11 +73,6 @@ def measured_excludes(model_path: Path) -> tuple[str, ...]:
     return MEASURED_EXCLUDES.get(Path(model_path).name, ())
 
 
-def was_measured(model_path: Path) -> bool:
-    """Whether a per-layer study chose this model's float nodes (an empty choice is a measured one)."""
-    return Path(model_path).name in MEASURED_EXCLUDES
-
-
 def op_types(role: str) -> tuple[str, ...]:
     return DET_OP_TYPES if role == "det" else REC_OP_TYPES
 
