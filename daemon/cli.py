@@ -9,6 +9,8 @@ import importlib
 import logging
 import sys
 
+from daemon.printable import printable
+
 # subcommand -> (module, one-line help). The module exposes add_arguments(parser) and main(args) -> int.
 _COMMANDS = {
     "run": ("daemon.service", "run the daemon: cameras -> OCR -> outbox -> MQTT (systemd's ExecStart)"),
@@ -38,14 +40,25 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every log record is one line: a file name or client string with a newline cannot forge another record,
+    and bytes that are not UTF-8 are spelled ``\\xNN``. A traceback keeps its lines (ours, not a client's)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:   # noqa: N802 (logging's name)
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+def setup_logging(level_name: str | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, (level_name or "INFO").upper(), logging.INFO), handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv).parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, (args.log_level or "INFO").upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level)
     return importlib.import_module(args._module).main(args)
 
 

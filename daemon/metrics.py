@@ -5,8 +5,8 @@ function the service provides, so they are never counted twice; stage latencies 
 histograms as frames go through. The snapshot is a plain dict, the same one the stats topic carries:
 
     {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
-     "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "reconnects", "watchdog_restarts",
-                        "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state"}},
+     "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "not_regular", "reconnects",
+                        "watchdog_restarts", "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state"}},
      "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
      "evidence": {"enabled", "readings", "bytes", <EvidenceCounters>: n},   # daemon/evidence.py
      "mqtt": {"enabled", "connected", <publisher counters>: n},
@@ -42,6 +42,8 @@ _CAMERA_COUNTERS = {
     "dropped": ("ocr_frames_dropped_total", "Frames overwritten by a newer one before inference took them"),
     "corrupt": ("ocr_frames_corrupt_total", "Unreadable frames or images, skipped"),
     "too_large": ("ocr_frames_too_large_total", "Images over the decode limits, set aside unread (also in corrupt)"),
+    "not_regular": ("ocr_frames_not_regular_total",
+                    "Folder entries named like images that are no regular file, set aside unread (also in corrupt)"),
     "reconnects": ("ocr_source_reconnects_total", "Sources reopened after losing the device"),
     "watchdog_restarts": ("ocr_source_watchdog_restarts_total", "Sources restarted for delivering no frame"),
     "stored": ("ocr_results_stored_total", "Results written to the outbox"),

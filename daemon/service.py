@@ -254,7 +254,7 @@ class Service:
         src = self.sources.pop(name)
         src.stop()
         with self._stats_lock:
-            for k in ("corrupt", "too_large", "reconnects", "watchdog_restarts"):
+            for k in ("corrupt", "too_large", "not_regular", "reconnects", "watchdog_restarts"):
                 self._retired[(name, k)] += getattr(src.counters, k)
         pending = self.hub.discard(name)
         if pending is not None:
@@ -345,7 +345,11 @@ class Service:
             self._ocr_failed(frames)
             return
         for frame, result in zip(frames, results):
-            self._handle(frame, result)
+            try:
+                self._handle(frame, result)
+            except Exception as exc:   # one poison frame must not stop the daemon, nor every restart after it
+                log.exception("%s: a frame could not be recorded", frame.camera)
+                frame.ack.reject(f"its reading could not be recorded ({type(exc).__name__})")
         self._last_progress = time.monotonic()
 
     def _finish_in_flight(self) -> None:
@@ -617,6 +621,7 @@ class Service:
                     "dropped": self.hub.dropped.get(name, 0),
                     "corrupt": self._retired[(name, "corrupt")] + (c.corrupt if c else 0),
                     "too_large": self._retired[(name, "too_large")] + (c.too_large if c else 0),
+                    "not_regular": self._retired[(name, "not_regular")] + (c.not_regular if c else 0),
                     "reconnects": self._retired[(name, "reconnects")] + (c.reconnects if c else 0),
                     "watchdog_restarts": self._retired[(name, "watchdog_restarts")] + (c.watchdog_restarts if c else 0),
                     "stored": st.stored,
@@ -819,6 +824,7 @@ class _OutboxOnly:
     dead_letters: int
     last_error: str
     sender_alive: bool = True
+    network_alive: bool = True
     connected: bool = False
     sender_idle_s: float = 0.0
     outbox_stuck_s: float = 0.0

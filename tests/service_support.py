@@ -45,7 +45,7 @@ def write_config(path: Path, data: dict) -> Path:
 # `ocr-daemon run` without the CLI table (which imports every subcommand module): same parser, same main().
 _LAUNCH = ("import argparse, logging, sys; from daemon import service; p = argparse.ArgumentParser(); "
            "service.add_arguments(p); a = p.parse_args(sys.argv[1:]); a.log_level = None; "
-           "logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s'); "
+           "from daemon.cli import setup_logging; setup_logging('INFO'); "
            "sys.exit(service.main(a))")
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 from daemon.ocr.results import TextLine
+from daemon.printable import printable
 
 SCHEMA_ID = "ocr-result/4"
 
@@ -39,11 +40,12 @@ def message_id(device_id: str, camera: str, seq: int, captured_at: float) -> str
 
 
 def source_doc(source: Optional[dict]) -> dict:
-    """The payload's ``source`` object: kind, plus file (folder) or frame (video file) when known."""
+    """The payload's ``source`` object: kind, plus file (folder) or frame (video file) when known. A file name that
+    is not UTF-8 (a Windows share's Latin-1) is spelled with ``\\xNN`` escapes: the payload stays valid UTF-8."""
     source = source or {}
     doc: dict = {"kind": str(source.get("kind") or "unknown")}
     if source.get("file") is not None:
-        doc["file"] = str(source["file"])
+        doc["file"] = printable(str(source["file"]))
     if source.get("frame") is not None:
         doc["frame"] = int(source["frame"])
     return doc

@@ -44,6 +44,11 @@ class FrameTooLarge(CorruptFrame):
     corrupt and as too_large."""
 
 
+class NotRegularFile(CorruptFrame):
+    """A folder entry named like an image that is a symlink, FIFO, directory or device: never opened, set aside;
+    counted as corrupt and as not_regular."""
+
+
 class FrameAck:
     """What a frame's source must hear about its result; this one hears nothing (live cameras, samples).
 
@@ -91,6 +96,7 @@ class SourceCounters:
     watchdog_restarts: int = 0
     rate_limited: int = 0    # frames read but skipped by max_fps
     too_large: int = 0       # images over the decode limits, set aside unread (also counted in corrupt)
+    not_regular: int = 0     # folder entries named like images that are no regular file, set aside (also corrupt)
 
 
 @dataclass(frozen=True)
@@ -304,6 +310,8 @@ class CaptureSource:
                 self.counters.corrupt += 1
                 if isinstance(exc, FrameTooLarge):
                     self.counters.too_large += 1
+                if isinstance(exc, NotRegularFile):
+                    self.counters.not_regular += 1
                 self._set(gen)
                 log.warning("camera %s: skipped an unreadable frame (%s)", self.name, redact_uri(str(exc)))
                 continue

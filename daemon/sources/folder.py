@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections import deque
@@ -40,7 +41,8 @@ from typing import Optional
 
 from daemon.config import CameraConfig
 from daemon.imageio import IMAGE_SUFFIXES
-from daemon.sources.base import CorruptFrame, Frame, FrameAck, FrameTooLarge, Reader, SourceError
+from daemon.sources.base import (CorruptFrame, Frame, FrameAck, FrameTooLarge, NotRegularFile, Reader,
+                                 SourceError)
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +69,44 @@ def done_dir_of(cfg: CameraConfig) -> str:
     return cfg.done_dir or os.path.join(cfg.uri, "done")
 
 
-def list_ready(folder: str, now_s: float, settle_s: float, exclude: set[str]) -> list[tuple[int, str]]:
-    """(mtime_ns, path) of the image files ready for reading, oldest first (then by name)."""
-    ready = []
+@dataclass(frozen=True)
+class Listing:
+    ready: list[tuple[int, str]]   # (mtime_ns, path) of the image files ready for reading, oldest first
+    not_files: list[tuple[str, str]]   # (path, what) of entries named like images that are no regular file
+
+
+def scan_folder(folder: str, now_s: float, settle_s: float, exclude: set[str]) -> Listing:
+    """One listing of the folder: the image files ready for reading, and the symlinks, FIFOs, directories and
+    devices named like images (never opened or followed; the reader sets them aside so they are seen)."""
+    ready, not_files = [], []
     with os.scandir(folder) as entries:
         for e in entries:
             original, _ = parse_inflight(e.name)
             if e.name.startswith(".") or not original.lower().endswith(IMAGE_SUFFIXES) or e.path in exclude:
                 continue
             try:
-                if not e.is_file(follow_symlinks=False):
-                    continue
                 st = e.stat(follow_symlinks=False)
             except OSError:   # removed between listing and stat
                 continue
-            if now_s - st.st_mtime >= settle_s:
+            if not stat.S_ISREG(st.st_mode):
+                not_files.append((e.path, _kind_of(st.st_mode)))
+            elif now_s - st.st_mtime >= settle_s:
                 ready.append((st.st_mtime_ns, e.path))
     ready.sort()
-    return ready
+    return Listing(ready, not_files)
+
+
+def list_ready(folder: str, now_s: float, settle_s: float, exclude: set[str]) -> list[tuple[int, str]]:
+    """(mtime_ns, path) of the image files ready for reading, oldest first (then by name)."""
+    return scan_folder(folder, now_s, settle_s, exclude).ready
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _free_name(path: str) -> str:
@@ -238,6 +260,7 @@ class FolderReader(Reader):
         except OSError as exc:
             raise SourceError(f"cannot create {self.state_dir!r} ({exc.strerror})") from None
         self._queue: deque[tuple[int, str]] = deque()
+        self._not_files: deque[NotRegularFile] = deque()   # set aside by the last listing, each reported once
         self._claims = claims if claims is not None else Claims()
         self._last_scan = 0.0
         self._prune_reservations()
@@ -245,14 +268,20 @@ class FolderReader(Reader):
     # ------------------------------------------------------------ reading
 
     def read(self) -> Optional[Frame]:
+        if self._not_files:
+            raise self._not_files.popleft()
         self._retry_unmoved()
         if not self._queue and time.monotonic() - self._last_scan >= RESCAN_PERIOD_S:
             self._last_scan = time.monotonic()
             try:
-                self._queue.extend(list_ready(self.folder, time.time(), self.settle_s,
-                                              self._claims.snapshot() | set(self._claims.unmoved())))
+                listing = scan_folder(self.folder, time.time(), self.settle_s,
+                                      self._claims.snapshot() | set(self._claims.unmoved()))
             except OSError as exc:
                 raise SourceError(f"cannot list image folder {self.folder!r} ({exc.strerror})") from None
+            self._queue.extend(listing.ready)
+            if listing.not_files:
+                self._set_aside_not_files(listing.not_files)
+                raise self._not_files.popleft()
         now = time.monotonic()
         while self._queue:
             mtime_ns, path = self._queue.popleft()
@@ -263,6 +292,19 @@ class FolderReader(Reader):
             if frame is not None:
                 return frame
         return None
+
+    def _set_aside_not_files(self, entries: list[tuple[str, str]]) -> None:
+        """Renames each entry to ``<name>.bad`` beside it (a rename never follows a link nor crosses a file
+        system), so it is listed no more; read() raises one NotRegularFile each for the log line and counters."""
+        for path, what in entries:
+            target = _free_name(path + ".bad")
+            try:
+                os.rename(path, target)
+                outcome = f"set aside as {target}"
+            except OSError as exc:   # gone meanwhile, or no permission: said once, then not listed again
+                outcome = f"left alone ({exc.strerror})"
+                self._claims.add(path)
+            self._not_files.append(NotRegularFile(f"{path} is {what}, not an image file: never opened, {outcome}"))
 
     def _read_file(self, path: str, listed_mtime_ns: int) -> Optional[Frame]:
         from daemon.imageio import ImageError, ImageTooLarge, NotARegularFile, read_image_file
