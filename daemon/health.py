@@ -22,6 +22,7 @@ from typing import Optional, Protocol, Sequence
 class DeliveryFacts(Protocol):
     """What the publisher and outbox report: daemon.publish.mqtt_client.DeliveryHealth."""
     sender_alive: bool                  # the thread that empties the outbox runs
+    network_alive: bool                 # paho's network thread runs
     connected: bool
     oldest_undelivered_age_s: Optional[float]   # None: outbox empty
     failing_rows: int
@@ -99,6 +100,9 @@ def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bo
         error = f" (last error: {delivery.last_error})" if delivery.last_error else ""
         if mqtt_enabled and not delivery.sender_alive:
             restart_worthy.append("the MQTT sender thread is dead: nothing is published" + error)
+        elif mqtt_enabled and not delivery.network_alive:
+            restart_worthy.append("the MQTT network thread (paho) ended: nothing is sent, received or reconnected; "
+                                  "its traceback is in the log" + error)
         elif mqtt_enabled and delivery.needs_restart and not delivery.outbox_responsive:
             restart_worthy.append(f"the outbox does not answer: a call has held its lock for "
                                   f"{delivery.outbox_stuck_s:.0f} s" + error)

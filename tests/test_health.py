@@ -8,6 +8,7 @@ from daemon.health import DeliveryClock, Verdict, assess, observe
 @dataclass(frozen=True)
 class Facts:
     sender_alive: bool = True
+    network_alive: bool = True
     connected: bool = True
     oldest_undelivered_age_s: Optional[float] = None
     failing_rows: int = 0
@@ -20,7 +21,8 @@ class Facts:
 
     @property
     def needs_restart(self) -> bool:   # as DeliveryHealth says it
-        return not self.sender_alive or self.sender_idle_s > 120.0 or self.outbox_stuck_s > 120.0
+        return (not self.sender_alive or not self.network_alive or self.sender_idle_s > 120.0
+                or self.outbox_stuck_s > 120.0)
 
 
 MAX_AGE = 300.0
@@ -111,3 +113,9 @@ def test_the_delivery_clock_moves_on_acks_connects_and_an_empty_outbox_only():
     assert c.moved_at == 50.0
     c = observe(c, 60.0, connected=True, acked=3, rows=0)      # nothing waiting: nothing can be wedged
     assert c.moved_at == 60.0
+
+
+def test_dead_mqtt_network_thread_is_unhealthy_and_not_cured_by_waiting():
+    v = judge(Facts(network_alive=False), rows=3)
+    assert not v.healthy and not v.watchdog_ok
+    assert any("network thread" in r for r in v.reasons)

@@ -133,6 +133,7 @@ class DeliveryHealth:
     (a single slow fsync on an SD card is not a reason). A full disk is not one either (outbox_writable False:
     unhealthy, but a restart frees no space)."""
     sender_alive: bool                        # the thread that empties the outbox is running
+    network_alive: bool                       # paho's network thread runs (it sends, receives and reconnects)
     connected: bool                           # CONNACK accepted and not lost since
     oldest_undelivered_age_s: Optional[float]  # age of the oldest queued row (outbox clock); None: outbox empty
     failing_rows: int                         # queued rows with at least one failed delivery
@@ -147,7 +148,7 @@ class DeliveryHealth:
 
     @property
     def needs_restart(self) -> bool:
-        return (not self.sender_alive or self.sender_idle_s > _SENDER_WEDGED_S
+        return (not self.sender_alive or not self.network_alive or self.sender_idle_s > _SENDER_WEDGED_S
                 or self.outbox_stuck_s > _SENDER_WEDGED_S)
 
 
@@ -225,12 +226,19 @@ class Publisher:
             sender_error = self._last_error
         sender = self._sender
         return DeliveryHealth(
-            sender_alive=sender is not None and sender.is_alive(), connected=self._connected,
+            sender_alive=sender is not None and sender.is_alive(), network_alive=self._network_alive(),
+            connected=self._connected,
             oldest_undelivered_age_s=ob.oldest_undelivered_age_s, failing_rows=ob.failing_rows,
             dead_letters=ob.dead_letters, outbox_writable=ob.writable, outbox_responsive=ob.responsive,
             outbox_stuck_s=stuck_s,
             sender_idle_s=max(0.0, now - self._sender_beat) if sender is not None else 0.0,
             pending_deletes=pending_deletes, blocked_cameras=blocked, last_error=sender_error or ob.last_error)
+
+    def _network_alive(self) -> bool:
+        """False once paho's loop_start thread has ended on its own (an exception inside paho kills it, and with it
+        every send, receive and reconnect). paho 2.2 (pinned) sets Client._thread back to None when it ends."""
+        client = self._client
+        return client is None or self._stop_sender or getattr(client, "_thread", None) is not None
 
     def start(self) -> None:
         """Returns at once: the connection is made (and remade) by paho's thread, with backoff."""
