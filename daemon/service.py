@@ -780,8 +780,10 @@ class Service:
         self._stop_web()
         self.evidence.stop()   # the readings stored in the drain keep their evidence
         self.pipeline.close()
-        self.outbox.close()
-        log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
+        if self.outbox.close():
+            log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
+        else:   # its file was deleted and could not be written anew (the outbox logged why)
+            log.error("stopped: %d result(s) NOT kept: the outbox file %s is gone", left, self.cfg.outbox.path)
         return 0
 
 

@@ -14,6 +14,11 @@ Faults it survives (each has a test on real SQLite):
   row still readable from the old one with its id, payload and message id (counted: corrupt_set_aside,
   salvaged_rows). Sequence numbers are salvaged too where readable; message ids carry the capture time in ms,
   so a sequence number that restarts never makes two readings share an id.
+- The file deleted or replaced while open (`rm -rf var/`, a file renamed over it): SQLite would go on with the
+  nameless file and every row would be gone at the next start. Each put, pending() and health() compares the
+  names (file, -wal, directory) with the files it opened and, when they differ, writes the open database back
+  under its name with every row (counted: recreated; daemon/publish/outbox_file.py). While that fails, health()
+  is not writable with the reason, put() refuses, and close() says the rows are not kept.
 - A row nobody can deliver (too large for the broker, refused N times): dead_letter() moves it to the
   dead_letters table of the same file, with its reason and failure count; replay_dead_letters() moves it back.
 
@@ -51,10 +56,13 @@ from pathlib import Path
 from typing import Callable, Collection, Optional, Sequence
 
 from daemon.config import OutboxConfig
+from daemon.publish.outbox_file import FileWatch, put_back
 
 log = logging.getLogger(__name__)
 
 _CLOCK_PERSIST_S = 60.0   # the TTL clock is saved at least this often (and with every put): a crash loses less
+_PUT_BACK_RETRY_S = 5.0   # a file that could not be written anew is tried again this often (a copy is the size
+                          # of the outbox: not on every put)
 
 _DEAD_LETTERS_TABLE = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -182,6 +190,7 @@ class OutboxCounters:
     io_errors: int = 0        # puts refused by a write error (SQLITE_IOERR) or another SQLite error
     corrupt_set_aside: int = 0   # damaged outbox files moved to <path>.corrupt-<time>
     salvaged_rows: int = 0    # rows re-queued from a set-aside file
+    recreated: int = 0        # the file (or its directory, or its -wal) was deleted or replaced and written anew
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -229,6 +238,10 @@ class Outbox:
         self._gen = 0   # bumped by every change of rows or deliveries: the per-sink depth cache's key
         self._writable = True
         self._last_error = ""
+        self._watch = FileWatch()   # the file as opened (see _check_file_locked); the null watch until then
+        self._gone = ""             # why the name no longer leads to the open file; "" while it does
+        self._put_back_due = 0.0    # monotonic time of the next try to write it anew
+        self._put_back_failed = False   # logged once an episode; the retries fail quietly
         self._db: sqlite3.Connection
         with self._lock:
             try:
@@ -273,6 +286,8 @@ class Outbox:
                    (self._now_s(), self._clock()))
         self._seqs = {cam: int(n) for cam, n in db.execute("SELECT camera, last_seq FROM camera_seq")}
         self._recount_locked()
+        self._watch.close()   # the previous file's: its connection is closed by now (see FileWatch)
+        self._watch = FileWatch(self._path)
 
     def _migrate_to_sinks_locked(self) -> None:
         """Version 1 -> 2 in one transaction: queued rows are owed to mqtt (their failures kept), dead letters
@@ -393,6 +408,8 @@ class Outbox:
         return kind
 
     def _write_ok_locked(self) -> None:
+        if self._gone:   # the write reached the open copy only: nothing is stored for the next start
+            return
         if not self._writable:
             log.warning("outbox: writes succeed again; storing readings")
         self._writable = True
@@ -451,6 +468,8 @@ class Outbox:
         """Stores one message; durable when the result is truthy. Never raises for SQLite errors: a full or
         failing disk, a locked or corrupt database come back as a falsy PutResult (see its reason)."""
         with self._lock:
+            if not self._check_file_locked():   # it would be stored in a file nobody will open again
+                return self._refused_locked("io_error", self._last_error)
             try:
                 return self._put_locked(camera, topic, msg_id, payload)
             except sqlite3.DatabaseError as exc:
@@ -569,6 +588,7 @@ class Outbox:
         caps and TTL) until its next call."""
         sink = self._sink(sink)
         with self._lock:
+            self._check_file_locked()   # an idle daemon notices a deleted file too (delivery goes on regardless)
             self._sync_external_locked()
             exclude_ids = frozenset(exclude_ids)
             if self._cfg.ttl_s > 0:
@@ -820,6 +840,7 @@ class Outbox:
                                 dead_letters=self._dead, last_error=self._last_error or "outbox lock held")
         try:
             oldest = None
+            self._check_file_locked()
             rows, dead = self._rows, self._dead
             try:
                 self._sync_external_locked()
@@ -850,8 +871,12 @@ class Outbox:
         except RuntimeError:   # changed while read (lock not held): a report, not a decision
             return 0
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """True when the file at the configured path holds every row for the next start; False when it was
+        deleted or replaced and could not be written anew (logged: those rows are lost with this process)."""
         with self._lock:
+            self._put_back_due = 0.0   # one last try, whenever the previous one was
+            kept = self._check_file_locked()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._save_clock_sql()
@@ -859,6 +884,61 @@ class Outbox:
             except sqlite3.Error:
                 self._rollback_quietly()
             self._db.close()
+            self._watch.close()
+            if not kept:
+                log.error("outbox: %d results and %d dead letters are NOT kept: %s", self._rows, self._dead,
+                          self._last_error)
+            return kept
+
+    # ------------------------------------------------------------ a deleted or replaced file
+
+    def _check_file_locked(self) -> bool:
+        """True while the configured path leads to the open database. When it no longer does (the file, its
+        -wal or its directory deleted, or another file renamed over it), the open database, which SQLite still
+        reads and writes without a name, is written back under the name with every row, dead letter, sequence
+        number and sink. False while that fails: health says so, put() refuses (a folder file stays where it
+        is), delivery goes on from the open copy, and it is tried again every _PUT_BACK_RETRY_S."""
+        if not self._gone:
+            self._gone = self._watch.lost()
+            if not self._gone:
+                return True
+        if self._mono() < self._put_back_due:
+            return False
+        try:   # the TTL clock into the open copy, so it comes along
+            self._db.execute("BEGIN IMMEDIATE")
+            self._save_clock_sql()
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback_quietly()
+        seqs, rows, dead, now_s = dict(self._seqs), self._rows, self._dead, self._now_s()
+        try:
+            aside = put_back(self._db, self._path, self._watch)
+        except (OSError, sqlite3.Error) as exc:
+            self._put_back_due = self._mono() + _PUT_BACK_RETRY_S
+            self._last_error = (f"the outbox file {self._path} is gone ({self._gone}) and cannot be written anew "
+                                f"({exc}): {rows} results and {dead} dead letters are held by this process only "
+                                f"and are lost when it stops; new readings are not stored")
+            self._writable = False
+            if not self._put_back_failed:
+                log.error("outbox: %s", self._last_error)
+            self._put_back_failed = True
+            return False
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._open_locked()
+        self._clock_base_s, self._clock_base_mono = now_s, self._mono()
+        for cam, seq in seqs.items():   # numbers handed out while the disk refused them are kept
+            self._seqs[cam] = max(seq, self._seqs.get(cam, 0))
+        self.counters.add("recreated")
+        what = (f"{self._gone}: the outbox file {self._path} was written anew with the {self._rows} results and "
+                f"{self._dead} dead letters the open one held" + (f"; the file found there moved to {aside}" if aside
+                                                                   else ""))
+        log.error("outbox: %s", what)
+        self._gone, self._put_back_due, self._put_back_failed, self._writable = "", 0.0, False, True
+        self._last_error = what   # until the next good write
+        return True
 
     # ------------------------------------------------------------ a damaged file
 
