@@ -9,6 +9,7 @@ motion, defocus, tilted, dim, noisy, small and mixed) and OUT_DIR/hard120b/ (120
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -21,12 +22,12 @@ SETS = {"labels40": (40, 1200, VARIANTS), "hard40": (40, 6000, HARD_VARIANTS), "
 JPEG_QUALITY = 90
 
 
-def main(out: Path) -> int:
-    write_sets(out, SETS, JPEG_QUALITY)
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out_dir", type=Path, help="where labels40/, hard40/ and hard120b/ are written")
+    write_sets(ap.parse_args().out_dir, SETS, JPEG_QUALITY)
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main())

@@ -9,6 +9,7 @@ labels.jsonl whose "kind" is the variant. Frames are stored as JPEG quality 80, 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -53,7 +54,10 @@ def write_sets(out: Path, sets: dict[str, tuple[int, int, tuple[str, ...]]], qua
         print(f"{out / folder}: {n} labels")
 
 
-def main(out: Path) -> int:
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out_dir", type=Path, help="where calib/ and test/ are written")
+    out = ap.parse_args().out_dir
     write_sets(out, SETS)
     shutil.copytree(Path(__file__).resolve().parent / "photos", out / "test" / "photos", dirs_exist_ok=True)
     print(f"{out / 'test' / 'photos'}: the real photographs")
@@ -61,6 +65,4 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main())

@@ -5,6 +5,7 @@ bench/process_bench.py scores both alike. Each engine runs with its own default 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -46,10 +47,12 @@ def engine(version: str):
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2:
-        raise SystemExit(__doc__)
-    read = engine(argv[0])
-    for path in _paths(argv[1:]):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("version", choices=("1.4.4", "3.10"), help="the RapidOCR to run")
+    ap.add_argument("images", nargs="+", help="image files or folders of images")
+    args = ap.parse_args(argv)
+    read = engine(args.version)
+    for path in _paths(args.images):
         lines = read(path)
         print(json.dumps({"image": path, "texts": [{"text": t, "box": [[float(x), float(y)] for x, y in b]}
                                                    for t, b in lines]}, ensure_ascii=False), flush=True)

@@ -3,6 +3,11 @@
 #   bash bench/run_gpu_checks.sh        (carry .whl, filled by ../shared/device/fetch-pycuda.sh)
 # Prints the pytest report (-rA) and the benchmark table; writes them and the JSON under $OUT (or ./gpu-out).
 set -uo pipefail
+case "${1:-}" in
+  -h|--help) echo "usage: bash bench/run_gpu_checks.sh   (on the GPU machine, from the repository root; OUT=DIR for the outputs)"; exit 0 ;;
+  "") ;;
+  *) echo "usage: bash bench/run_gpu_checks.sh   (no arguments)" >&2; exit 2 ;;
+esac
 OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT"
 # nvcc for building pycuda, for build_kernels in the tests' fixtures and for kernels_aot.py's SourceModule

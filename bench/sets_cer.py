@@ -7,8 +7,8 @@ only, one process; bench/wrong_lines.py compares line by line with RapidOCR.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 from daemon import config
 from daemon.ocr import evaluate
@@ -17,9 +17,11 @@ from daemon.samples.render import load_dataset
 
 
 def main() -> None:
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    overrides, sets = json.loads(sys.argv[1]), sys.argv[2:]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("ocr", type=json.loads, help="JSON object of ocr.* settings to override ('{}' for none)")
+    ap.add_argument("sets", nargs="+", help="folders of images with a labels.jsonl")
+    args = ap.parse_args()
+    overrides, sets = args.ocr, args.sets
     pipeline = OcrPipeline.from_config(config.from_dict({"backend": "onnxruntime", "ocr": overrides}))
     print(f"ocr overrides: {overrides}")
     for folder in sets:
