@@ -20,18 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import selectors
-import socket
-import threading
-import time
-from collections import OrderedDict
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from daemon import http_server
 
 log = logging.getLogger(__name__)
 
@@ -212,182 +207,68 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-# The HTTP server serves a Prometheus scraper and a health probe on loopback, not the public: a connection costs
-# a thread only once its request has arrived, a few threads serve every request, and an idle or slow client
-# is cut off, so 300 idle connections hold 300 file descriptors for at most IDLE_TIMEOUT_S and no thread.
-HTTP_WORKERS = 4            # requests served at once; a scrape takes milliseconds
-IDLE_TIMEOUT_S = 10.0       # from accept to a complete request, and per read/write after it (socket timeout)
-MAX_WAITING = 64            # connections accepted but not yet readable; beyond it the oldest is closed
-_REQUEST_QUEUE = 16         # readable connections waiting for a worker; beyond it a new one is closed
-# Errors that only mean the client went away (aborted scrape, timeout): a DEBUG line, never a traceback.
-_CLIENT_GONE = (ConnectionError, TimeoutError, socket.timeout)
+# The HTTP server (daemon/http_server.py) gives a connection no thread until its request is complete, which it
+# must be within REQUEST_TIMEOUT_S of the accept however it trickles in; a few workers answer in milliseconds, and
+# a flood of idle or slow connections closes its own oldest ones, not the newest probe's (issue 28).
+HTTP_WORKERS = 4            # requests answered at once; a scrape takes milliseconds
+MAX_CONNECTIONS = http_server.MAX_CONNECTIONS
 
 
-class _HttpServer(HTTPServer):
-    """HTTPServer with the loop below instead of socketserver's thread per connection."""
+def _http_app(metrics: Metrics, health: HealthFn):
+    """/metrics and /healthz as a WSGI app."""
 
-    request_queue_size = 64
+    def app(environ: dict, start_response) -> list:
+        path = environ["PATH_INFO"]
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            code, ctype, body = "405 Method Not Allowed", "text/plain", b"GET /metrics or /healthz\n"
+        else:
+            try:
+                if path == "/metrics":
+                    code, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics.exposition()
+                elif path == "/healthz":
+                    ok, detail = health()
+                    code, ctype = ("200 OK" if ok else "503 Service Unavailable"), "application/json"
+                    body = json.dumps({"healthy": ok, **detail}, separators=(",", ":")).encode()
+                else:
+                    code, ctype, body = "404 Not Found", "text/plain", b"not found: try /metrics or /healthz\n"
+            except Exception:   # a scrape must never take the daemon down
+                log.exception("metrics request %s failed", path)
+                code, ctype, body = "500 Internal Server Error", "text/plain", b"internal error\n"
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        if code.startswith("405"):
+            headers.append(("Allow", "GET, HEAD"))
+        start_response(code, headers)
+        return [body]
+
+    return app
 
 
 class MetricsServer:
     """GET /metrics (Prometheus text) and GET /healthz (200 or 503 with a JSON reason).
 
-    One loop thread accepts connections and waits (select) until each has data to read, dropping those
-    idle past idle_timeout_s; `workers` threads answer the readable ones, with the same timeout on the
-    socket. Thread count is 1 + workers whatever the clients do."""
+    Thread count is 1 + workers whatever the clients do (daemon/http_server.py); a client too slow to send its
+    request within request_timeout_s, or to take its reply, is cut off without costing a thread."""
 
     def __init__(self, metrics: Metrics, health: HealthFn, host: str = "127.0.0.1", port: int = 9108,
-                 workers: int = HTTP_WORKERS, idle_timeout_s: float = IDLE_TIMEOUT_S,
-                 max_waiting: int = MAX_WAITING):
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = idle_timeout_s   # StreamRequestHandler sets it on the socket: no read or write waits longer
-
-            def do_GET(self) -> None:   # noqa: N802 (http.server's name)
-                path = self.path.split("?", 1)[0]
-                try:
-                    if path == "/metrics":
-                        reply = (200, CONTENT_TYPE_LATEST, outer.metrics.exposition())
-                    elif path == "/healthz":
-                        ok, detail = outer.health()
-                        body = json.dumps({"healthy": ok, **detail}, separators=(",", ":")).encode()
-                        reply = (200 if ok else 503, "application/json", body)
-                    else:
-                        reply = (404, "text/plain", b"not found: try /metrics or /healthz\n")
-                except Exception:   # a scrape must never take the daemon down
-                    log.exception("metrics request %s failed", path)
-                    reply = (500, "text/plain", b"internal error\n")
-                self._reply(*reply)
-
-            def _reply(self, code: int, ctype: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args) -> None:   # scrapes every 15 s would flood the journal
-                log.debug("metrics: " + fmt, *args)
-
+                 workers: int = HTTP_WORKERS, request_timeout_s: float = http_server.REQUEST_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS):
         self.metrics = metrics
         self.health = health
-        self._server = _HttpServer((host, port), Handler)
-        self._server.socket.setblocking(False)
-        self._workers = workers
-        self._idle_timeout_s = idle_timeout_s
-        self._max_waiting = max_waiting
-        self._requests: queue.Queue = queue.Queue(maxsize=_REQUEST_QUEUE)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._stopping = False
-        self._threads: list[threading.Thread] = []
-        self.idle_closed = 0   # connections closed for sending no request in time, or for room
+        self._http = http_server.HttpServer(_http_app(metrics, health), host, port, name="metrics-http",
+                                            workers=workers, request_timeout_s=request_timeout_s,
+                                            max_connections=max_connections)
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._http.port
+
+    def stats(self) -> dict:
+        """What clients did to the server: see HttpServer.stats()."""
+        return self._http.stats()
 
     def start(self) -> "MetricsServer":
-        self._threads = [threading.Thread(target=self._loop, name="metrics-http", daemon=True)]
-        self._threads += [threading.Thread(target=self._work, name=f"metrics-http-{i}", daemon=True)
-                          for i in range(self._workers)]
-        for t in self._threads:
-            t.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._stopping = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        for t in self._threads:
-            if t.name == "metrics-http":
-                t.join(timeout=5.0)
-        for _ in range(self._workers):
-            try:
-                self._requests.put(None, timeout=1.0)
-            except queue.Full:
-                break
-        self._server.server_close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    # ------------------------------------------------------------ accept and wait (loop thread)
-
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        listener = self._server.socket
-        sel.register(listener, selectors.EVENT_READ, "accept")
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        waiting: "OrderedDict[socket.socket, tuple[Any, float]]" = OrderedDict()   # oldest first
-        try:
-            while not self._stopping:
-                now = time.monotonic()
-                timeout = min((d for _, d in waiting.values()), default=now + 1.0) - now
-                for key, _ in sel.select(max(0.0, min(timeout, 1.0))):
-                    if key.data == "accept":
-                        self._accept(listener, sel, waiting)
-                    elif key.data == "wake":
-                        self._wake_r.recv(64)
-                    else:   # the first bytes of a request arrived: a worker reads the rest
-                        conn = key.fileobj
-                        sel.unregister(conn)
-                        addr, _ = waiting.pop(conn)
-                        try:
-                            self._requests.put_nowait((conn, addr))
-                        except queue.Full:
-                            log.debug("metrics: busy, connection from %s closed", addr)
-                            self._close(conn)
-                now = time.monotonic()
-                for conn in [c for c, (_, d) in waiting.items() if d <= now]:
-                    sel.unregister(conn)
-                    del waiting[conn]
-                    self.idle_closed += 1
-                    self._close(conn)
-        finally:
-            for conn in waiting:
-                self._close(conn)
-            sel.close()
-
-    def _accept(self, listener: socket.socket, sel, waiting: OrderedDict) -> None:
-        try:
-            conn, addr = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:   # EMFILE and the like: the next select retries
-            log.warning("metrics: accept failed: %s", exc)
-            return
-        conn.setblocking(False)
-        waiting[conn] = (addr, time.monotonic() + self._idle_timeout_s)
-        sel.register(conn, selectors.EVENT_READ, "conn")
-        while len(waiting) > self._max_waiting:
-            oldest, _ = waiting.popitem(last=False)
-            sel.unregister(oldest)
-            self.idle_closed += 1
-            self._close(oldest)
-
-    # ------------------------------------------------------------ answer (worker threads)
-
-    def _work(self) -> None:
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            conn, addr = item
-            try:
-                conn.settimeout(self._idle_timeout_s)
-                self._server.RequestHandlerClass(conn, addr, self._server)
-            except _CLIENT_GONE as exc:   # an aborted scrape or a client too slow: nothing to fix here
-                log.debug("metrics: client %s gone: %s", addr, exc)
-            except Exception:
-                log.exception("metrics: request from %s failed", addr)
-            finally:
-                self._server.shutdown_request(conn)   # SHUT_WR first: the client reads the whole reply
-
-    @staticmethod
-    def _close(conn: socket.socket) -> None:
-        try:
-            conn.close()
-        except OSError:
-            pass
+        self._http.stop()

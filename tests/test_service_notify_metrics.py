@@ -5,7 +5,7 @@ import socket
 import struct
 import threading
 
-from daemon.metrics import MAX_WAITING, Metrics, MetricsServer
+from daemon.metrics import MAX_CONNECTIONS, Metrics, MetricsServer
 from daemon.sd_notify import Notifier, watchdog_interval_s
 from service_support import http_get
 
@@ -80,7 +80,7 @@ def test_metrics_and_healthz_over_http():
 
 def test_idle_connections_cost_no_thread_and_healthz_still_answers():
     """Issue 9, item 13: 300 idle connections used to hold 300 threads forever."""
-    server = MetricsServer(Metrics(lambda: {}), lambda: (True, {}), "127.0.0.1", 0, idle_timeout_s=30.0).start()
+    server = MetricsServer(Metrics(lambda: {}), lambda: (True, {}), "127.0.0.1", 0, request_timeout_s=30.0).start()
     idle = []
     try:
         before = threading.active_count()
@@ -93,7 +93,7 @@ def test_idle_connections_cost_no_thread_and_healthz_still_answers():
         assert code == 200 and '"healthy":true' in body
         assert http_get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200
         assert threading.active_count() <= before   # the loop and its workers exist from start()
-        assert server.idle_closed >= 300 - MAX_WAITING   # the oldest idle ones made room
+        assert server.stats()["evicted"] >= 300 - MAX_CONNECTIONS   # the oldest idle ones made room
     finally:
         for s in idle:
             s.close()
@@ -101,13 +101,13 @@ def test_idle_connections_cost_no_thread_and_healthz_still_answers():
 
 
 def test_an_idle_connection_is_closed_after_the_timeout():
-    server = MetricsServer(Metrics(lambda: {}), lambda: (True, {}), "127.0.0.1", 0, idle_timeout_s=0.3).start()
+    server = MetricsServer(Metrics(lambda: {}), lambda: (True, {}), "127.0.0.1", 0, request_timeout_s=0.3).start()
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             assert s.recv(1) == b""   # the server hung up; the 10 s client timeout would raise instead
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\n")   # headers never finished
-            assert s.recv(4096) == b""   # cut off by the socket timeout, the worker is free again
+            assert s.recv(4096) == b""   # cut off at the deadline, no worker ever held it
         assert http_get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
     finally:
         server.stop()
@@ -118,7 +118,7 @@ def test_an_aborted_scrape_logs_no_traceback(caplog, capfd):
                        for i in range(3000)}}   # a reply larger than the socket buffers
     server = MetricsServer(Metrics(lambda: big), lambda: (True, {}), "127.0.0.1", 0).start()
     try:
-        with caplog.at_level(logging.DEBUG, logger="daemon.metrics"):
+        with caplog.at_level(logging.DEBUG, logger="daemon.http_server"):
             for _ in range(5):
                 s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # the server blocks mid-reply ...
