@@ -1,4 +1,4 @@
-"""What reading codes costs per 1280x960 frame (issue 11): median ms of CodeReader.read over rendered labels,
+"""What reading codes costs per 1280x960 frame: median ms of CodeReader.read over rendered labels,
 per format set, with and without a real Code 128 / QR code on the label.
 
     .venv/bin/python bench/codes_cost.py [--calls 50]

@@ -1,4 +1,4 @@
-"""The label sets of bench/RESULTS.md section 17 (issue 12): rendered labels as JPEG, as cameras deliver them.
+"""The label sets of bench/RESULTS.md section 17: rendered labels as JPEG, as cameras deliver them.
 
     python bench/cpu_sets.py OUT_DIR
 

@@ -1,4 +1,4 @@
-"""The frame sets of bench/RESULTS-int8.md (issue 10): rendered ordinary and hard labels, and the real photographs.
+"""The frame sets of bench/RESULTS-int8.md: rendered ordinary and hard labels, and the real photographs.
 
     python bench/int8_sets.py OUT_DIR
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kernels compiled ahead of time (issue 8) against the run-time SourceModule the daemon used before.
+"""Kernels compiled ahead of time against the run-time SourceModule the daemon used before.
 
 On the GPU machine, with nvcc on PATH (the comparison needs it; the daemon no longer does):
 1. build: `build_kernels` into a temporary engines directory (what `ocr-daemon build-kernels` runs);
@@ -46,7 +46,7 @@ def _forget_nvcc_version() -> None:
 
 
 def source_module(cache_dir: str):
-    """What CudaContext.kernels() did before issue 8."""
+    """What CudaContext.kernels() did before the kernels were built ahead of time."""
     from pycuda.compiler import SourceModule
 
     from daemon.gpu.kernel_files import KERNELS_CU

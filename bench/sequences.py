@@ -1,4 +1,4 @@
-"""Single-frame vs consensus readings on rendered sequences of moving parcel labels (issue 11, deliverable 5).
+"""Single-frame vs consensus readings on rendered sequences of moving parcel labels.
 
 Each label (daemon/samples/render.py, 960x720 with a white strip on top carrying its key number: a UPU S10
 number with a valid check digit or a carrier waybill number, and on some labels a Code 128 or QR code with the

@@ -19,7 +19,7 @@ and the script prints:
 The broker autosaves its persistence every second, so a broker SIGKILL loses at most what it acknowledged
 in the last second (the broker's loss, reported in its log, not the daemon's).
 
-Two harsher episodes (issue 9), each every N seconds when asked for:
+Two harsher episodes, each every N seconds when asked for:
     --disk-full-s    the outbox lives on its own small tmpfs (needs root to mount); the episode fills it to
                      ENOSPC for --disk-full-hold-s, then frees it: the daemon must stay up, keep the folder's
                      files, and resume by itself

@@ -1,4 +1,4 @@
-"""What the page and the evidence store cost per frame (issue 13), on the bundled sample frames (1280x960) with the
+"""What the page and the evidence store cost per frame, on the bundled sample frames (1280x960) with the
 lines the real OCR pipeline reads on them.
 
 - loop:     what the OCR work loop itself pays per frame: LiveView.frame + LiveView.rejected + EvidenceStore.submit
