@@ -12,8 +12,9 @@ Faults it survives (each has a test on real SQLite):
 - A corrupt file: `PRAGMA quick_check` at open, and any "malformed"/"not a database" error later, sets the
   file (with its -wal and -shm) aside as `<path>.corrupt-<UTC time>`, starts a fresh one and re-queues every
   row still readable from the old one with its id, payload and message id (counted: corrupt_set_aside,
-  salvaged_rows). Sequence numbers are salvaged too where readable; message ids carry the capture time in ms,
-  so a sequence number that restarts never makes two readings share an id.
+  salvaged_rows): what SQL reads, and every row whose cell is intact on a page SQL no longer reaches
+  (daemon/publish/outbox_salvage.py). Sequence numbers are salvaged too where readable; message ids carry the
+  capture time in ms, so a sequence number that restarts never makes two readings share an id.
 - The file deleted or replaced while open (`rm -rf var/`, a file renamed over it): SQLite would go on with the
   nameless file and every row would be gone at the next start. Each put, pending() and health() compares the
   names (file, -wal, directory) with the files it opened and, when they differ, writes the open database back
@@ -57,6 +58,8 @@ from typing import Callable, Collection, Optional, Sequence
 
 from daemon.config import OutboxConfig
 from daemon.publish.outbox_file import FileWatch, put_back
+from daemon.publish.outbox_salvage import DEAD_COLUMNS as _DEAD_COLUMNS
+from daemon.publish.outbox_salvage import salvage as salvage_file
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,6 @@ _INDEXES = ("CREATE INDEX IF NOT EXISTS outbox_born_s ON outbox (born_s);"
 _ROW_COLUMNS = "id, camera, topic, msg_id, payload, created_at, born_s, failures"
 # A sink's rows: the row's columns with that sink's failure count (o: outbox, d: deliveries).
 _SINK_ROW_COLUMNS = "o.id, o.camera, o.topic, o.msg_id, o.payload, o.created_at, o.born_s, d.failures"
-_DEAD_COLUMNS = "id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at, sink"
 
 
 @dataclass
@@ -944,22 +946,31 @@ class Outbox:
 
     def _set_aside_locked(self, why: str) -> None:
         """Moves the damaged file (and its -wal, -shm) aside, opens a fresh one, re-queues what can be read."""
-        try:
-            self._db.close()
-        except (sqlite3.Error, AttributeError):
-            pass
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         base = f"{self._path}.corrupt-{stamp}"
         target, n = base, 0
         while os.path.exists(target):
             n += 1
             target = f"{base}.{n}"
+        wal = f"{self._path}-wal"
+        try:   # closing deletes a -wal that SQLite reads as empty (a frame with a bad checksum ends it for SQLite);
+            os.link(wal, target + "-wal")   # the page salvage still reads the frames after that one
+        except OSError:
+            pass
+        try:
+            self._db.close()
+        except (sqlite3.Error, AttributeError):
+            pass
         for suffix in ("", "-wal", "-shm"):   # names kept in step, so the old file opens with its own WAL
             src = f"{self._path}{suffix}"
-            if os.path.exists(src):
+            if not os.path.exists(src):
+                continue
+            if suffix == "-wal" and os.path.exists(target + suffix) and os.path.samefile(src, target + suffix):
+                os.unlink(src)   # linked above (a rename onto another name of the same file would do nothing)
+            else:
                 os.replace(src, target + suffix)
         self.counters.add("corrupt_set_aside")
-        salvage = _salvage(target)
+        salvage = salvage_file(target)
         self._open_locked()
         now_s = self._now_s()
         self._db.execute("BEGIN IMMEDIATE")
@@ -989,7 +1000,8 @@ class Outbox:
         self.counters.add("salvaged_rows", len(salvage.rows) + len(salvage.dead))
         self._last_error = f"corrupt outbox set aside as {target}: {why}"
         log.error("outbox: %s is damaged (%s); moved to %s, started a fresh one and re-queued the %d results and "
-                  "%d dead letters still readable", self._path, why, target, len(salvage.rows), len(salvage.dead))
+                  "%d dead letters still readable (%d of them read from its pages only)", self._path, why, target,
+                  len(salvage.rows), len(salvage.dead), salvage.from_pages)
 
 
 class SinkQueue:
@@ -1031,72 +1043,3 @@ class SinkQueue:
 
     def health(self, wait_s: float = 0.5) -> OutboxHealth:
         return self._outbox.health(wait_s, sink=self.sink)
-
-
-@dataclass
-class _Salvage:
-    rows: list = field(default_factory=list)
-    deliveries: list = field(default_factory=list)   # (sink, row_id, failures); empty for a version-1 file
-    dead: list = field(default_factory=list)
-    seqs: dict = field(default_factory=dict)
-    max_id: int = 0
-
-
-def _scan(db: sqlite3.Connection, sql_fwd: str, sql_back: str) -> list:
-    """Rows readable from a damaged table: forward until the damage, then backward from the end until it."""
-    found: dict = {}
-    for sql in (sql_fwd, sql_back):
-        try:
-            for r in db.execute(sql):
-                found[r[0]] = r
-        except sqlite3.DatabaseError:
-            pass
-    return [found[k] for k in sorted(found)]
-
-
-def _salvage(path: str) -> _Salvage:
-    out = _Salvage()
-    try:
-        db = sqlite3.connect(path, isolation_level=None, timeout=1.0)
-    except sqlite3.Error:
-        return out
-    try:
-        cols = "id, camera, topic, msg_id, payload, created_at, NULL, 0"
-        try:
-            names = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
-            if "failures" in names:
-                cols = "id, camera, topic, msg_id, payload, created_at, NULL, failures"
-        except sqlite3.DatabaseError:
-            pass
-        out.rows = [r for r in _scan(db, f"SELECT {cols} FROM outbox ORDER BY id",
-                                     f"SELECT {cols} FROM outbox ORDER BY id DESC")
-                    if isinstance(r[4], (bytes, str)) and r[1] is not None and r[2] is not None]
-        out.rows = [(int(r[0]), r[1], r[2], r[3], sqlite3.Binary(r[4] if isinstance(r[4], bytes) else r[4].encode()),
-                     float(r[5] or 0.0), None, int(r[7] or 0)) for r in out.rows]
-        dcols = "id, camera, topic, msg_id, payload, created_at, failures, reason, dead_at, '" + DEFAULT_SINK + "'"
-        try:
-            if "sink" in {r[1] for r in db.execute("PRAGMA table_info(dead_letters)")}:
-                dcols = _DEAD_COLUMNS
-        except sqlite3.DatabaseError:
-            pass
-        # keyed by (id, sink): two sinks' dead letters of one row are two entries
-        out.dead = [r[1:] for r in _scan(db, f"SELECT id || '/' || {dcols.split(', ')[-1]}, {dcols} FROM dead_letters "
-                                             f"ORDER BY id", f"SELECT id || '/' || {dcols.split(', ')[-1]}, {dcols} "
-                                             f"FROM dead_letters ORDER BY id DESC")]
-        try:   # a version-1 file has no deliveries table: its rows are owed to every sink
-            out.deliveries = [r[1:] for r in _scan(
-                db, "SELECT sink || '/' || row_id, sink, row_id, failures FROM deliveries ORDER BY sink, row_id",
-                "SELECT sink || '/' || row_id, sink, row_id, failures FROM deliveries ORDER BY sink DESC, row_id DESC")]
-        except sqlite3.DatabaseError:
-            out.deliveries = []
-        for cam, seq in _scan(db, "SELECT camera, last_seq FROM camera_seq ORDER BY camera",
-                              "SELECT camera, last_seq FROM camera_seq ORDER BY camera DESC"):
-            out.seqs[cam] = max(int(seq), out.seqs.get(cam, 0))
-        try:
-            r = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-            out.max_id = int(r[0]) if r else 0
-        except sqlite3.DatabaseError:
-            pass
-    finally:
-        db.close()
-    return out

@@ -1,0 +1,267 @@
+"""Records read from a SQLite file's raw pages, for a file that SQL can no longer read (the outbox's salvage).
+
+SQL reads a table by walking its b-tree from the root named on page 1: a zeroed first page, one bad interior
+page or a truncated file hides every row below them, although the leaf pages holding the rows are intact. This
+reads what the salvage needs of the file format (https://www.sqlite.org/fileformat2.html) straight from the
+bytes: the page size, the WAL's frames (the newest copy of a page wins, as it would for SQLite), the free-page
+list (freed pages keep their old rows: never read), table and index b-tree leaf pages, their cells with
+overflow chains, and records (varints, serial types). Every length and offset is checked against the page; a
+cell that does not parse is skipped, never guessed at.
+
+Pure: a file's bytes in, records out; it knows nothing of the outbox's tables (daemon/publish/outbox_salvage.py
+matches records to them).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+_MAGIC = b"SQLite format 3\x00"
+_WAL_MAGICS = (0x377F0682, 0x377F0683)
+_WAL_HEADER, _FRAME_HEADER = 32, 24
+_PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)   # SQLite's default first
+_TABLE_LEAF, _INDEX_LEAF, _TABLE_INTERIOR, _INDEX_INTERIOR = 13, 10, 5, 2
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One leaf cell's record: a table row (rowid set) or an index entry, which is also how a WITHOUT ROWID
+    table keeps its rows (rowid None)."""
+    page: int
+    rowid: Optional[int]
+    values: tuple
+
+
+def varint(buf, i: int) -> tuple[int, int]:
+    """(value, offset after it); IndexError past the end of buf."""
+    value = 0
+    for k in range(8):
+        b = buf[i + k]
+        value = (value << 7) | (b & 0x7F)
+        if b < 0x80:
+            return value, i + k + 1
+    return (value << 8) | buf[i + 8], i + 9
+
+
+def decode_record(payload: bytes) -> Optional[tuple]:
+    """A record's values (None, int, float, str, bytes), or None when the bytes are not exactly one record."""
+    try:
+        header_len, i = varint(payload, 0)
+        if header_len < 1 or header_len > len(payload):
+            return None
+        types = []
+        while i < header_len:
+            t, i = varint(payload, i)
+            types.append(t)
+        if i != header_len:
+            return None
+        values, pos = [], header_len
+        for t in types:
+            if t == 0:
+                values.append(None)
+            elif 1 <= t <= 6:
+                n = (1, 2, 3, 4, 6, 8)[t - 1]
+                values.append(int.from_bytes(payload[pos:pos + n], "big", signed=True))
+                pos += n
+            elif t == 7:
+                values.append(struct.unpack(">d", payload[pos:pos + 8])[0])
+                pos += 8
+            elif t in (8, 9):
+                values.append(t - 8)
+            elif t >= 12:
+                n = (t - 12) // 2
+                raw = bytes(payload[pos:pos + n])
+                if len(raw) != n:
+                    return None
+                values.append(raw if t % 2 == 0 else raw.decode("utf-8"))
+                pos += n
+            else:   # 10, 11: reserved, never written
+                return None
+            if pos > len(payload):
+                return None
+        return tuple(values) if pos == len(payload) else None
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+
+
+class PageFile:
+    """A database file and its -wal as pages, the newest copy of each (a WAL frame of the current WAL
+    generation over the main file's). Read through mmap: the file is not loaded whole."""
+
+    def __init__(self, path: str):
+        self._maps: list = []
+        self.main = self._map(path)
+        wal = self._map(path + "-wal")
+        header = self.main[:100] if len(self.main) >= 100 else b""
+        page_size = 0
+        if header[:16] == _MAGIC:
+            page_size = struct.unpack(">H", header[16:18])[0]
+            page_size = 65536 if page_size == 1 else page_size
+        wal_page_size = struct.unpack(">I", wal[8:12])[0] if len(wal) >= _WAL_HEADER else 0
+        if page_size not in _PAGE_SIZES:
+            page_size = wal_page_size if wal_page_size in _PAGE_SIZES else self._guess_page_size()
+        self.page_size = page_size
+        reserved = header[20] if header[:16] == _MAGIC else 0
+        self.usable = page_size - reserved
+        self._frames: dict[int, int] = {}   # page number -> offset of its newest copy in the WAL
+        self._wal = wal
+        if wal_page_size == page_size:
+            self._read_wal()
+        self.page_count = max([len(self.main) // page_size, *self._frames])
+        self.free = self._free_pages()
+
+    @staticmethod
+    def _map(path: str):
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    return b""
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return b""
+
+    def close(self) -> None:
+        for m in (self.main, self._wal):
+            if isinstance(m, mmap.mmap):
+                m.close()
+
+    def _guess_page_size(self) -> int:
+        """The size at whose multiples most pages look like b-tree pages (the header that says is gone)."""
+        main = self.main
+
+        def plausible(size: int) -> int:   # type byte and cell count of up to 4096 pages: cheap on any file
+            n = 0
+            for off in range(size, min(len(main), size * 4097) - size + 1, size):
+                kind = main[off]
+                head = 8 if kind in (_TABLE_LEAF, _INDEX_LEAF) else 12
+                n += kind in (_TABLE_LEAF, _INDEX_LEAF, _TABLE_INTERIOR, _INDEX_INTERIOR) and \
+                    head + 2 * struct.unpack(">H", main[off + 3:off + 5])[0] <= size
+            return n
+        return max(_PAGE_SIZES, key=lambda s: (plausible(s), s == 4096))
+
+    def _read_wal(self) -> None:
+        """Frames of the current generation (their salts match the header's, or the first frame's when the
+        header is damaged); the last copy of each page wins. Checksums are not required: a damaged frame is
+        read like a damaged page, cell by cell."""
+        wal, size = self._wal, self.page_size
+        if len(wal) < _WAL_HEADER + _FRAME_HEADER:
+            return
+        if struct.unpack(">I", wal[:4])[0] in _WAL_MAGICS:
+            salts = bytes(wal[16:24])
+        else:
+            salts = bytes(wal[_WAL_HEADER + 8:_WAL_HEADER + 16])
+        off = _WAL_HEADER
+        while off + _FRAME_HEADER + size <= len(wal):
+            pgno = struct.unpack(">I", wal[off:off + 4])[0]
+            if bytes(wal[off + 8:off + 16]) == salts and pgno > 0:
+                self._frames[pgno] = off + _FRAME_HEADER
+            off += _FRAME_HEADER + size
+
+    def page(self, pgno: int) -> bytes:
+        """The newest copy of page pgno (1-based); b"" past the end."""
+        size = self.page_size
+        off = self._frames.get(pgno)
+        if off is not None:
+            return self._wal[off:off + size]
+        return self.main[(pgno - 1) * size:pgno * size]
+
+    def _free_pages(self) -> frozenset[int]:
+        """Pages on the free list (trunks and leaves), from page 1's header when it is readable."""
+        first = self.page(1)
+        if first[:16] != _MAGIC:
+            return frozenset()
+        trunk, count = struct.unpack(">II", first[32:40])
+        free: set[int] = set()
+        per_trunk = self.usable // 4 - 2
+        while 0 < trunk <= self.page_count and trunk not in free and len(free) <= count:
+            free.add(trunk)
+            body = self.page(trunk)
+            if len(body) < 8:
+                break
+            nxt, n = struct.unpack(">II", body[:8])
+            if n > per_trunk:
+                break
+            free.update(p for p in struct.unpack(f">{n}I", body[8:8 + 4 * n]) if 0 < p <= self.page_count)
+            trunk = nxt
+        return frozenset(free)
+
+    def leaf_cells(self) -> Iterator[Cell]:
+        """Every parseable cell of every table or index leaf page not on the free list."""
+        for pgno in range(1, self.page_count + 1):
+            if pgno in self.free:
+                continue
+            body = self.page(pgno)
+            start = 100 if pgno == 1 else 0
+            head = _btree_header(body, start, self.usable)
+            if head is None or head[0] not in (_TABLE_LEAF, _INDEX_LEAF):
+                continue
+            kind, pointers = head
+            for ptr in pointers:
+                cell = self._cell(pgno, body, ptr, kind == _TABLE_LEAF)
+                if cell is not None:
+                    yield cell
+
+    def _cell(self, pgno: int, body: bytes, off: int, table: bool) -> Optional[Cell]:
+        u = self.usable
+        try:
+            size, i = varint(body, off)
+            rowid = None
+            if table:
+                rowid, i = varint(body, i)
+                if rowid >= 1 << 63:
+                    rowid -= 1 << 64
+            max_local = u - 35 if table else (u - 12) * 64 // 255 - 23
+            min_local = (u - 12) * 32 // 255 - 23
+            if size <= max_local:
+                local = size
+            else:
+                k = min_local + (size - min_local) % (u - 4)
+                local = k if k <= max_local else min_local
+            if i + local > u:
+                return None
+            payload = bytearray(body[i:i + local])
+            if local < size:
+                payload += self._overflow(struct.unpack(">I", body[i + local:i + local + 4])[0], size - local)
+            if len(payload) != size:
+                return None
+        except (IndexError, struct.error):
+            return None
+        values = decode_record(bytes(payload))
+        return None if values is None else Cell(pgno, rowid, values)
+
+    def _overflow(self, pgno: int, need: int) -> bytes:
+        """The rest of a payload from its overflow chain; shorter when the chain is broken."""
+        out, seen = bytearray(), set()
+        while need > 0 and 0 < pgno <= self.page_count and pgno not in seen:
+            seen.add(pgno)
+            body = self.page(pgno)
+            if len(body) < 4:
+                break
+            take = min(need, self.usable - 4)
+            out += body[4:4 + take]
+            need -= take
+            pgno = struct.unpack(">I", body[:4])[0]
+        return bytes(out)
+
+
+def _btree_header(body: bytes, start: int, usable: int) -> Optional[tuple[int, list[int]]]:
+    """(page type, cell offsets) when body looks like a b-tree page: a known type, a cell pointer array and
+    cell offsets that all lie inside the page; else None."""
+    if len(body) < start + 8:
+        return None
+    kind = body[start]
+    if kind not in (_TABLE_LEAF, _INDEX_LEAF, _TABLE_INTERIOR, _INDEX_INTERIOR):
+        return None
+    head = 8 if kind in (_TABLE_LEAF, _INDEX_LEAF) else 12
+    ncells, content = struct.unpack(">HH", body[start + 3:start + 7])
+    content = content or 65536
+    array_end = start + head + 2 * ncells
+    if array_end > usable or (ncells and content < array_end) or body[start + 7] > 60:
+        return None
+    pointers = list(struct.unpack(f">{ncells}H", body[start + head:array_end]))
+    if any(p < array_end or p >= usable for p in pointers):
+        return None
+    return kind, pointers
