@@ -206,8 +206,9 @@ class HttpServer:
         return self
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        if not self._threads:
+        if not self._threads:   # never started
             self._close_listener()
+            self._sel.close()
             return
         self._stop_by = time.monotonic() + timeout_s
         self._stopping = True
@@ -237,12 +238,8 @@ class HttpServer:
                             self._wake_r.recv(4096)
                         except OSError:
                             pass
-                    elif key.data.closed:   # evicted earlier in this round
-                        continue
-                    elif events & selectors.EVENT_READ:
-                        self._read(key.data)
-                    else:
-                        self._write(key.data)
+                    elif not key.data.closed:   # (one evicted earlier in this round is left alone)
+                        self._serve(key.data, events)
                 self._take_replies()
                 self._expire(time.monotonic())
         except Exception:   # a bug here must not pass silently: the server is gone
@@ -257,6 +254,16 @@ class HttpServer:
                 except queue.Empty:
                     break
             self._sel.close()
+
+    def _serve(self, conn: _Conn, events: int) -> None:
+        try:
+            if events & selectors.EVENT_READ:
+                self._read(conn)
+            else:
+                self._write(conn)
+        except Exception:   # a bug met by one connection closes that one, not the server
+            log.exception("%s: connection from %s failed", self._name, conn.client)
+            self._close(conn)
 
     def _drained(self) -> bool:
         """On stop: no new connections, none still sending its request; done once the workers' replies are out."""

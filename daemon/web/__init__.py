@@ -5,7 +5,7 @@ draw.py     the picture: boxes, texts, confidences, codes and the ROI on a scale
 state.py    the JSON the page polls, an allow-list of the service's snapshot (pure; nothing secret in it)
 saved.py    the "save frame" button's PNGs, bounded
 app.py      the Flask routes and the access check (token off loopback, Host check on it)
-server.py   waitress serving the app on web.host:web.port
+server.py   the app on web.host:web.port, served by daemon/http_server.py (as /metrics is)
 
-Flask and waitress are imported only when the page is enabled and started.
+Flask is imported only when the page is enabled and started.
 """
