@@ -1,6 +1,6 @@
 """`ocr-daemon doctor [--config FILE] [--json]`: what this box can do, and what to do next for each gap.
 
-It checks TensorRT, CUDA, the GPU and its compute capability, pycuda, the prebuilt GPU kernels, the engines
+It checks TensorRT (or TensorRT-RTX, and whether it runs on this GPU), CUDA, the GPU and its compute capability, pycuda, the prebuilt GPU kernels, the engines
 the config needs and whether their sidecars match this box, and says what `backend` will run on and why
 (daemon.backends.decide, the daemon's own decision, over these facts; no model is loaded), then cameras
 (/dev/video*) and the MQTT broker (a TCP connect with a short timeout). Every check degrades to a finding
@@ -130,13 +130,13 @@ def broker_reachable(host: str, port: int, timeout_s: float = 1.0) -> tuple[bool
         return False, f"TCP connect to {host}:{port} failed ({exc.strerror or exc})"
 
 
-def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe) -> list[Finding]:
+def engine_findings(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: str = "tensorrt") -> list[Finding]:
     """One finding per engine the config needs; when TensorRT or the GPU is unknown, engines present
-    on disk are listed but cannot be matched."""
-    return engine_checks(cfg, trt_version, gpu)[0]
+    on disk are listed but cannot be matched. ``edition``: the TensorRT edition of ``trt_version``."""
+    return engine_checks(cfg, trt_version, gpu, edition)[0]
 
 
-def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe
+def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: str = "tensorrt"
                   ) -> tuple[list[Finding], tuple[EngineFact, ...]]:
     """engine_findings, and the same checks as the facts `auto` decides on (empty when not checked)."""
     from daemon.engines.check import check_engine
@@ -163,11 +163,14 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe
             present = sorted(Path(cfg.engines.dir).glob(f"{p.engine_stem}.{p.precision}.*.engine"))
             detail = (f"{len(present)} file(s) for this model and precision: {', '.join(x.name for x in present)}"
                       if present else "none built")
+            # TensorRT-RTX builds without the GPU: for an RTX PC, here.
+            here = f", or here for it: `{rebuild} --compute-capability X.Y`" if trt_version and edition == "tensorrt-rtx" else ""
             findings.append(Finding(f"engine {p.role} ({p.precision})", False,
                                     f"{detail}; cannot check them without TensorRT and a GPU",
-                                    f"on the target device: `{rebuild}`"))
+                                    f"on the target device: `{rebuild}`{here}"))
         return findings, ()
-    device = DeviceInfo(gpu.name, gpu.compute_capability, trt_version, gpu.multiprocessors, gpu.total_memory_mib)
+    device = DeviceInfo(gpu.name, gpu.compute_capability, trt_version, gpu.multiprocessors, gpu.total_memory_mib,
+                        edition)
     facts = []
     for p in plans:
         check = check_engine(p, device, cfg.engines.dir)
@@ -281,15 +284,30 @@ def cpu_int8_finding(cfg: Config) -> Finding:
                    f"`{found.rebuild}`, or set ocr.cpu_int8_det: false")
 
 
+def tensorrt_finding(found, why: str, gpu: GpuProbe) -> Finding:
+    """Which TensorRT edition imports, and (TensorRT-RTX) whether it runs on this GPU at all."""
+    from daemon.backends.tensorrt.generation import TENSORRT, TENSORRT_RTX
+
+    if found is None:
+        return Finding("TensorRT", False, f"not importable ({why})",
+                       f"{TENSORRT.install}; {TENSORRT_RTX.install}; until then the daemon runs on ONNX Runtime (CPU)")
+    detail = found.label
+    if found.compute_capabilities:
+        detail += f" (runs on compute capability {', '.join(found.compute_capabilities)})"
+    if gpu.compute_capability and not found.runs_on(gpu.compute_capability):
+        return Finding("TensorRT", False, f"{detail}; this GPU is {gpu.compute_capability}",
+                       f"on this GPU use {TENSORRT.supported}; TensorRT-RTX can still build engines here for an "
+                       f"RTX PC (`ocr-daemon build-engine --config FILE --compute-capability X.Y`)")
+    return Finding("TensorRT", True, detail)
+
+
 def diagnose(cfg: Config) -> list[Finding]:
     findings = []
-    trt_version, trt_why = probe_tensorrt()
-    findings.append(Finding("TensorRT", trt_version is not None,
-                            f"TensorRT {trt_version}" if trt_version else f"not importable ({trt_why})",
-                            "" if trt_version else "on a Jetson: `sudo apt install nvidia-jetpack` (JetPack 6.0 has "
-                            "TensorRT 8.6, 6.1/6.2 TensorRT 10.3); elsewhere NVIDIA's TensorRT 10 or 11 Python "
-                            "wheel; until then the daemon runs on ONNX Runtime (CPU)"))
+    found, trt_why = probe_tensorrt()
+    trt_version = found.version if found else None
+    edition = found.edition.name if found else "tensorrt"
     gpu = probe_gpu()
+    findings.append(tensorrt_finding(found, trt_why, gpu))
     toolkit = probe_nvcc()
     # nvcc only builds the kernels ahead of time (build-kernels); the daemon never needs it.
     toolkit_text = (f"toolkit (nvcc) {toolkit}" if toolkit else
@@ -313,15 +331,18 @@ def diagnose(cfg: Config) -> list[Finding]:
                             "" if has_pycuda else PYCUDA_HINT))
     kernels, kernels_gap = kernels_finding(cfg, gpu, toolkit)
     findings.append(kernels)
-    engines, engine_facts = engine_checks(cfg, trt_version, gpu)
+    engines, engine_facts = engine_checks(cfg, trt_version, gpu, edition)
     findings.extend(engines)
     # The daemon needs pycuda to see the GPU: one seen only by nvidia-smi does not count for it.
     usable_gpu = gpu.name is not None and gpu.source == "pycuda"
-    facts = GpuFacts(tensorrt_version=trt_version, tensorrt_why=trt_why,
+    gpu_why = "" if usable_gpu else (gpu.why_not or f"pycuda does not see the {gpu.name}")
+    if usable_gpu and found is not None and not found.runs_on(gpu.compute_capability):
+        usable_gpu, gpu_why = False, (f"{found.label} runs on compute capability "
+                                      f"{', '.join(found.compute_capabilities)}; this {gpu.name} is {gpu.compute_capability}")
+    facts = GpuFacts(tensorrt_version=trt_version, tensorrt_edition=edition, tensorrt_why=trt_why,
                      pycuda_why="" if has_pycuda else pycuda_detail,
                      gpu=f"{gpu.name} (compute capability {gpu.compute_capability})" if usable_gpu else None,
-                     gpu_why="" if usable_gpu else (gpu.why_not or f"pycuda does not see the {gpu.name}"),
-                     engines=engine_facts, kernels_problem=kernels_gap)
+                     gpu_why=gpu_why, engines=engine_facts, kernels_problem=kernels_gap)
     findings.append(backend_finding(cfg, decide(cfg.backend, cfg.ocr.precision, facts)))
     findings.append(cpu_fold_finding(cfg))
     findings.append(cpu_int8_finding(cfg))

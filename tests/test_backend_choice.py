@@ -16,6 +16,7 @@ import daemon.backends.tensorrt as trt_backend
 from daemon import config
 from daemon.backends import BackendChoice, EngineFact, GpuFacts, decide
 from daemon.backends.base import Backend, BackendError, Model
+from daemon.backends.tensorrt.generation import TENSORRT, TensorRTInstall
 from daemon.engines.plan import plan_engines
 from daemon.engines.sidecar import DeviceInfo, engine_path, make_sidecar, sha256_file, sidecar_path, write_sidecar
 from daemon.gpu import kernel_files
@@ -111,7 +112,7 @@ class _FakeTensorRT(Backend):
 @pytest.fixture()
 def fake_gpu(monkeypatch):
     _FakeTensorRT.instances = []
-    monkeypatch.setattr(backends, "probe_tensorrt", lambda: ("10.3.0", ""))
+    monkeypatch.setattr(backends, "probe_tensorrt", lambda: (TensorRTInstall(TENSORRT, "10.3.0"), ""))
     monkeypatch.setattr(backends, "probe_pycuda", lambda: (True, ""))
     monkeypatch.setattr(backends, "probe_driver_cuda", lambda: "12.6")
     monkeypatch.setattr(trt_backend, "TensorRTBackend", _FakeTensorRT)
@@ -188,10 +189,19 @@ def test_missing_kernels_found_by_the_probe_never_load(tmp_path, fake_gpu, caplo
     assert fake_gpu.instances[0].loaded == [] and len(warnings(caplog)) == 1
 
 
-def test_explicit_tensorrt_on_this_cpu_box_is_refused():
-    if backends.probe_tensorrt()[0] is not None:
-        pytest.skip("TensorRT imports here")
+def test_explicit_tensorrt_on_a_cpu_box_without_tensorrt_is_refused(monkeypatch):
+    # CI's venv has TensorRT-RTX (for its builder): no edition importable is what a plain CPU box sees
+    monkeypatch.setattr(backends, "probe_tensorrt", lambda: (None, "tensorrt: No module named 'tensorrt'"))
     with pytest.raises(BackendError, match="TensorRT is not importable"):
+        OcrPipeline.from_config(config.from_dict({"backend": "tensorrt", "ocr": small_ocr()}))
+
+
+def test_explicit_tensorrt_on_this_box_is_refused_naming_what_is_missing():
+    """Whatever this box has (CI: TensorRT-RTX without pycuda or a GPU), never a silent CPU."""
+    found, _ = backends.probe_tensorrt()
+    if found is not None and backends.probe_pycuda()[0]:
+        pytest.skip("TensorRT and pycuda import here: the GPU tests cover this box")
+    with pytest.raises(BackendError, match="is not importable"):
         OcrPipeline.from_config(config.from_dict({"backend": "tensorrt", "ocr": small_ocr()}))
 
 
@@ -239,7 +249,7 @@ def test_fallback_shows_in_healthz_metrics_and_stats(tmp_path, fake_gpu, broker,
         assert stats["backend"] == health["backend"]
         assert len(warnings(caplog)) == 1
     finally:
-        service._stop.set()
+        service.request_stop()
         if loop is not None:
             loop.join(timeout=30)
         else:

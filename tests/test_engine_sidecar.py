@@ -11,7 +11,7 @@ from daemon.backends.base import ModelSpec
 from daemon.backends.tensorrt.buffers import IoTensor, tensor_nbytes
 from daemon.engines.check import check_engine
 from daemon.engines.plan import plan_for_spec, rebuild_command
-from daemon.engines.sidecar import (SIDECAR_KEYS, DeviceInfo, check_sidecar, engine_filename, engine_path,
+from daemon.engines.sidecar import (LATER_KEYS, SIDECAR_KEYS, DeviceInfo, check_sidecar, engine_filename, engine_path,
                                     expected_sidecar, make_sidecar, read_sidecar, sha256_file, sidecar_path,
                                     sm_tag, write_sidecar)
 
@@ -36,7 +36,8 @@ def test_bad_compute_capability_is_refused():
 def test_sidecar_round_trips_and_has_every_key(tmp_path):
     when = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
     sc = make_sidecar(ORIN, "int8", {"x": DET_SHAPE}, "ab" * 32, built_at=when)
-    assert set(sc) == set(SIDECAR_KEYS)
+    assert set(sc) == set(SIDECAR_KEYS) | set(LATER_KEYS)
+    assert sc["tensorrt_edition"] == "tensorrt" and sc["output_shapes"] == {}
     assert sc["input_shapes"] == {"x": [1, 3, 960, 960]} and sc["built_at"] == "2026-11-23T12:00:00+00:00"
     write_sidecar(tmp_path / "e.json", sc)
     assert read_sidecar(tmp_path / "e.json") == sc

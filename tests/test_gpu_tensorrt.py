@@ -28,14 +28,14 @@ def cfg(tmp_path):
 def test_engine_builds_loads_and_matches_onnxruntime(cfg):
     from daemon.backends.onnxruntime import OnnxRuntimeBackend
     from daemon.backends.tensorrt import TensorRTBackend
-    from daemon.engines.build import build_engine
+    from daemon.engines.build import build_engine, gpu_target
     from daemon.engines.plan import model_specs, plan_for_spec
     from daemon.gpu.kernel_build import build_kernels
 
     backend = TensorRTBackend(cfg)
     spec = model_specs(cfg)[0]
     build_kernels(cfg.engines.dir, backend._context())
-    path = build_engine(plan_for_spec(spec, "fp32", cfg.engines.dir), cfg.engines, backend._context())
+    path = build_engine(plan_for_spec(spec, "fp32", cfg.engines.dir), cfg.engines, gpu_target(backend._context())).path
     assert path.is_file() and path.with_name(path.name + ".json").is_file()
     model = backend.load(spec)
     assert model.inputs[0].shape == (1, 3, 320, 320)
@@ -56,13 +56,13 @@ def test_engine_builds_loads_and_matches_onnxruntime(cfg):
 def test_stale_engine_is_refused_with_the_rebuild_command(cfg):
     from daemon.backends.base import BackendError
     from daemon.backends.tensorrt import TensorRTBackend
-    from daemon.engines.build import build_engine
+    from daemon.engines.build import build_engine, gpu_target
     from daemon.engines.plan import model_specs, plan_for_spec
     from daemon.engines.sidecar import read_sidecar, sidecar_path, write_sidecar
 
     backend = TensorRTBackend(cfg)
     spec = model_specs(cfg)[0]
-    path = build_engine(plan_for_spec(spec, "fp32", cfg.engines.dir), cfg.engines, backend._context())
+    path = build_engine(plan_for_spec(spec, "fp32", cfg.engines.dir), cfg.engines, gpu_target(backend._context())).path
     sidecar = read_sidecar(sidecar_path(path))
     write_sidecar(sidecar_path(path), dict(sidecar, tensorrt_version="9.9.9"))
     with pytest.raises(BackendError, match="ocr-daemon build-engine --config FILE --precision fp32"):

@@ -67,7 +67,9 @@ def test_engines_are_fixed_shape_the_input_is_set_before_the_build(report, preci
     names = [c[0] for c in s["calls"]]
     assert ["ITensor.shape=", [DET_SHAPE], {}] in s["calls"]
     assert names.index("ITensor.shape=") < names.index("Builder.build_serialized_network")
+    assert names.index("INetworkDefinition.get_output") < names.index("Builder.build_serialized_network")
     assert s["detail"]["sidecar_shapes"] == {"x": DET_SHAPE}
+    assert s["detail"]["sidecar_outputs"] == {"y": [1, 1, 736, 960]}
 
 
 def test_precision_comes_from_builder_flags_before_11_and_from_the_onnx_on_11(report):

@@ -52,6 +52,7 @@ class EngineFact:
 class GpuFacts:
     """What `auto` decides on, probed without loading any model; a fact not probed stays empty."""
     tensorrt_version: str | None = None
+    tensorrt_edition: str = "tensorrt"  # generation.Edition.name of the edition that imports: or "tensorrt-rtx"
     tensorrt_why: str = ""          # why TensorRT is not importable
     pycuda_why: str = ""            # why pycuda is not importable; empty: it is
     gpu: str | None = None          # "Orin (compute capability 8.7)"; None: no usable GPU
@@ -76,18 +77,17 @@ def decide(setting: str, precision: str, facts: GpuFacts | None) -> BackendChoic
     facts = facts or GpuFacts()
     why, category = _first_gap(facts, precision, rebuild_command(precision))
     if not why:
-        return BackendChoice("tensorrt", precision, f"TensorRT {facts.tensorrt_version} engines match {facts.gpu}",
-                             "loaded")
+        return BackendChoice("tensorrt", precision, f"{_label(facts)} engines match {facts.gpu}", "loaded")
     return BackendChoice("onnxruntime", cpu_precision(precision), f"{setting}: {why}", category)
 
 
 def _first_gap(facts: GpuFacts, precision: str, rebuild: str) -> tuple[str, str]:
     if facts.tensorrt_version is None:
         return f"TensorRT is not importable ({facts.tensorrt_why or 'not probed'})", "tensorrt_unavailable"
-    from daemon.backends.tensorrt.generation import UnsupportedTensorRT, generation
+    from daemon.backends.tensorrt.generation import UnsupportedTensorRT, edition_named, generation
 
     try:
-        generation(facts.tensorrt_version)
+        generation(facts.tensorrt_version, edition_named(facts.tensorrt_edition))
     except UnsupportedTensorRT as exc:
         return str(exc), "tensorrt_unavailable"
     if facts.pycuda_why:
@@ -104,13 +104,26 @@ def _first_gap(facts: GpuFacts, precision: str, rebuild: str) -> tuple[str, str]
     return "", "loaded"
 
 
-def probe_tensorrt() -> tuple[str | None, str]:
-    """(TensorRT version, "") when it imports, else (None, why not)."""
+def _label(facts: GpuFacts) -> str:
+    """'TensorRT 10.3.0', 'TensorRT-RTX 1.7.1.116'."""
+    from daemon.backends.tensorrt.generation import UnsupportedTensorRT, edition_named
+
     try:
-        import tensorrt as trt
+        return f"{edition_named(facts.tensorrt_edition).label} {facts.tensorrt_version}"
+    except UnsupportedTensorRT:
+        return f"{facts.tensorrt_edition} {facts.tensorrt_version}"
+
+
+def probe_tensorrt():
+    """(TensorRTInstall, "") of the TensorRT edition that imports (TensorRT, else TensorRT-RTX), else
+    (None, why not)."""
+    from daemon.backends.tensorrt import import_tensorrt
+
+    try:
+        _, found = import_tensorrt()
     except ImportError as exc:
         return None, str(exc)
-    return str(trt.__version__), ""
+    return found, ""
 
 
 def probe_pycuda() -> tuple[bool, str]:
@@ -186,8 +199,7 @@ def choose_backend(cfg: Config) -> tuple[Backend, BackendChoice]:
     facts, backend = _probe(cfg)
     choice = decide(cfg.backend, cfg.ocr.precision, facts)
     if choice.backend == "tensorrt":
-        return backend, dataclasses.replace(
-            choice, reason=f"TensorRT {facts.tensorrt_version} engines loaded on {facts.gpu}")
+        return backend, dataclasses.replace(choice, reason=f"{_label(facts)} engines loaded on {facts.gpu}")
     if backend is not None:
         backend.close()     # the probe's CUDA context: nothing of the GPU attempt stays
     if cfg.backend == "tensorrt":
@@ -216,12 +228,13 @@ def gpu_failure(cfg: Config, exc: BaseException) -> BackendChoice:
 
 def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
     """The facts for decide(), and the TensorRT backend whose CUDA context the engine check opened."""
-    version, why = probe_tensorrt()
-    if version is None:
+    found, why = probe_tensorrt()
+    if found is None:
         return GpuFacts(tensorrt_why=why), None
+    version, edition = found.version, found.edition.name
     ok, why = probe_pycuda()
     if not ok:
-        return GpuFacts(version, pycuda_why=why), None
+        return GpuFacts(version, edition, pycuda_why=why), None
     try:
         from daemon.backends.tensorrt import TensorRTBackend
     except ImportError as exc:   # the GPU code is optional on CPU-only installs
@@ -233,10 +246,10 @@ def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
         engines = engine_facts(cfg, device)
         driver_cuda = probe_driver_cuda()
         kernels = kernels_problem(cfg.engines.dir, device.compute_capability, driver_cuda) if driver_cuda else ""
-    except Exception as exc:    # pycuda.driver.Error and friends: a finding, not a crash loop
+    except Exception as exc:    # pycuda.driver.Error, a GPU this edition cannot run on: a finding, not a crash loop
         backend.close()
-        return GpuFacts(version, gpu_why=describe_error(exc)), None
-    return GpuFacts(version, gpu=gpu, engines=engines, kernels_problem=kernels), backend
+        return GpuFacts(version, edition, gpu_why=describe_error(exc)), None
+    return GpuFacts(version, edition, gpu=gpu, engines=engines, kernels_problem=kernels), backend
 
 
 def cpu_backend(cfg: Config, warn_fp16: bool = True) -> Backend:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.backends.tensorrt.generation import TENSORRT, UnsupportedTensorRT, edition_named
 from daemon.engines.plan import EnginePlan
 from daemon.engines.sidecar import (DeviceInfo, check_sidecar, engine_path, expected_sidecar, read_sidecar,
                                     sha256_file, sidecar_path)
@@ -24,7 +25,7 @@ class EngineCheck:
 def check_engine(plan: EnginePlan, device: DeviceInfo, engines_dir: str | Path) -> EngineCheck:
     path = engine_path(engines_dir, plan.engine_stem, plan.precision, device)
     if not path.is_file():
-        return EngineCheck(plan, path, (f"engine {str(path)!r} does not exist",))
+        return EngineCheck(plan, path, (f"engine {str(path)!r} does not exist", *_other_editions(plan, device, path)))
     try:
         sidecar = read_sidecar(sidecar_path(path))
     except ValueError as exc:
@@ -33,3 +34,21 @@ def check_engine(plan: EnginePlan, device: DeviceInfo, engines_dir: str | Path) 
         return EngineCheck(plan, path, (f"its source model {str(plan.source_onnx)!r} does not exist",))
     expected = expected_sidecar(device, plan.precision, plan.input_shape, sha256_file(plan.source_onnx))
     return EngineCheck(plan, path, tuple(check_sidecar(sidecar, expected)))
+
+
+def _other_editions(plan: EnginePlan, device: DeviceInfo, wanted: Path) -> list[str]:
+    """Engines for this model and precision that the other TensorRT edition built (their names differ, so
+    they are never loaded): one line each saying so, for the operator who copied the wrong ones."""
+    found = []
+    for other in sorted(wanted.parent.glob(f"{plan.engine_stem}.{plan.precision}.*.engine")):
+        try:
+            edition = str(read_sidecar(sidecar_path(other)).get("tensorrt_edition", TENSORRT.name))
+        except ValueError:
+            continue
+        if edition != device.tensorrt_edition:
+            try:
+                name = edition_named(edition).label
+            except UnsupportedTensorRT:
+                name = edition
+            found.append(f"{other.name} beside it was built by {name}, which {device.tensorrt_label} cannot load")
+    return found

@@ -1,8 +1,11 @@
-"""Engine file names and their JSON sidecars: which GPU, TensorRT version and ONNX an engine was built from.
+"""Engine file names and their JSON sidecars: which GPU, TensorRT edition and version and ONNX an engine
+was built from.
 
-An engine only runs on the GPU architecture and TensorRT version it was built with, and only means what
-its source ONNX meant. The sidecar records those facts at build time; loading compares them with this box
-and refuses a stale or foreign engine. Everything here is pure apart from the two small file helpers.
+An engine only runs on the GPU architecture and TensorRT edition and version it was built with, and only
+means what its source ONNX meant. The sidecar records those facts at build time; loading compares them
+with this box and refuses a stale or foreign engine. A TensorRT engine is tied to the exact GPU that built
+it; a TensorRT-RTX engine to its compute capability only (it may be built on a machine without that GPU,
+or without any). Everything here is pure apart from the two small file helpers.
 """
 from __future__ import annotations
 
@@ -14,21 +17,32 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from daemon.atomic_write import write_atomic
+from daemon.backends.tensorrt.generation import TENSORRT, UnsupportedTensorRT, edition_named
 
 SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "multiprocessors", "total_memory_mib",
                 "precision", "input_shapes", "onnx_sha256", "built_at")
+# Written since TensorRT-RTX; a sidecar without them is TensorRT's (the only edition before) and says
+# nothing about outputs, which only inform.
+LATER_KEYS = ("tensorrt_edition", "output_shapes")
 
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """What an engine is tied to on the box that builds or loads it."""
-    gpu_name: str               # e.g. "NVIDIA H100 80GB HBM3", "Orin"
+    """What an engine is tied to on the box that builds or loads it. A TensorRT-RTX engine built on a
+    machine without its GPU has only the compute capability: the GPU's name, SMs and memory are None."""
+    gpu_name: str | None        # e.g. "NVIDIA H100 80GB HBM3", "Orin"
     compute_capability: str     # "major.minor", e.g. "8.7" on Jetson Orin
-    tensorrt_version: str       # trt.__version__, e.g. "10.3.0"
+    tensorrt_version: str       # trt.__version__, e.g. "10.3.0", "1.7.1.116" (TensorRT-RTX)
     # Orin modules all report the name "Orin" and compute capability 8.7; the SM count and the memory
     # tell an Orin Nano 4GB (4 SMs) from an 8GB one or an Orin NX/AGX, whose tuned kernels differ.
-    multiprocessors: int
-    total_memory_mib: int
+    multiprocessors: int | None
+    total_memory_mib: int | None
+    tensorrt_edition: str = TENSORRT.name   # generation.Edition.name: "tensorrt" or "tensorrt-rtx"
+
+    @property
+    def tensorrt_label(self) -> str:
+        """'TensorRT 10.3.0', 'TensorRT-RTX 1.7.1.116'."""
+        return f"{edition_named(self.tensorrt_edition).label} {self.tensorrt_version}"
 
 
 def sm_tag(compute_capability: str) -> str:
@@ -40,9 +54,11 @@ def sm_tag(compute_capability: str) -> str:
 
 
 def engine_filename(engine_stem: str, precision: str, device: DeviceInfo) -> str:
-    """engines/<model>.b<batch>.<precision>.sm<cc>.trt<version>.engine, e.g.
-    ch_PP-OCRv4_det_infer.b1.int8.sm87.trt10.3.0.engine (engine_stem: EnginePlan.engine_stem)."""
-    return f"{engine_stem}.{precision}.{sm_tag(device.compute_capability)}.trt{device.tensorrt_version}.engine"
+    """engines/<model>.b<batch>.<precision>.sm<cc>.<edition tag><version>.engine, e.g.
+    ch_PP-OCRv4_det_infer.b1.int8.sm87.trt10.3.0.engine (TensorRT) or
+    ch_PP-OCRv4_det_infer.b1.int8.sm89.rtx1.7.1.116.engine (TensorRT-RTX); engine_stem: EnginePlan.engine_stem."""
+    tag = edition_named(device.tensorrt_edition).file_tag
+    return f"{engine_stem}.{precision}.{sm_tag(device.compute_capability)}.{tag}{device.tensorrt_version}.engine"
 
 
 def engine_path(engines_dir: str | Path, engine_stem: str, precision: str, device: DeviceInfo) -> Path:
@@ -56,9 +72,12 @@ def sidecar_path(engine: str | Path) -> Path:
 
 
 def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, Sequence[int]],
-                 onnx_sha256: str, built_at: datetime | None = None) -> dict[str, Any]:
+                 onnx_sha256: str, built_at: datetime | None = None,
+                 output_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+    """``output_shapes``: the network's outputs as the build saw them (informational, never compared)."""
     when = built_at or datetime.now(timezone.utc)
     return {
+        "tensorrt_edition": device.tensorrt_edition,
         "tensorrt_version": device.tensorrt_version,
         "gpu_name": device.gpu_name,
         "compute_capability": device.compute_capability,
@@ -66,6 +85,7 @@ def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, 
         "total_memory_mib": device.total_memory_mib,
         "precision": precision,
         "input_shapes": {name: [int(d) for d in shape] for name, shape in input_shapes.items()},
+        "output_shapes": {name: [int(d) for d in shape] for name, shape in (output_shapes or {}).items()},
         "onnx_sha256": onnx_sha256,
         "built_at": when.isoformat(timespec="seconds"),
     }
@@ -83,8 +103,14 @@ def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> li
 
     The GPU name, SM count and memory are compared as well as the compute capability: two GPUs of one
     architecture (every Jetson Orin module is "Orin", 8.7) still differ in SMs and memory, and TensorRT
-    tunes kernels for the exact device.
+    tunes kernels for the exact device. TensorRT-RTX engines are for a compute capability, so those three
+    are not compared for them. An engine of the other edition is one problem, whatever else differs.
     """
+    built_by = str(sidecar.get("tensorrt_edition", TENSORRT.name))
+    wanted = str(expected.get("tensorrt_edition", TENSORRT.name))
+    if built_by != wanted:
+        return [f"TensorRT edition: engine built by {_label(built_by, sidecar.get('tensorrt_version'))}, which "
+                f"{_label(wanted, expected.get('tensorrt_version'))} on this box cannot load"]
     problems = [f"sidecar lacks {key!r}" for key in SIDECAR_KEYS if key not in sidecar]
     labels = {
         "tensorrt_version": "TensorRT version",
@@ -95,6 +121,9 @@ def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> li
         "precision": "precision",
         "onnx_sha256": "source ONNX sha256",
     }
+    if not edition_named(wanted).device_specific:
+        for key in ("gpu_name", "multiprocessors", "total_memory_mib"):
+            labels.pop(key)
     for key, label in labels.items():
         if key in sidecar and key in expected and str(sidecar[key]) != str(expected[key]):
             problems.append(f"{label}: engine built for {sidecar[key]!r}, this box has {expected[key]!r}")
@@ -106,6 +135,14 @@ def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> li
         elif want is not None and got != want:
             problems.append(f"input shapes: engine built for {got}, the config needs {want}")
     return problems
+
+
+def _label(edition: str, version: Any) -> str:
+    try:
+        name = edition_named(edition).label
+    except UnsupportedTensorRT:     # an edition this daemon does not know: its name as written
+        name = edition
+    return f"{name} {version}" if version else name
 
 
 def _shapes(value: Any) -> list[list[int]] | None:

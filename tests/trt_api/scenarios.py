@@ -38,9 +38,14 @@ def _build_hooks(real, rec):
     def get_input(network, i):
         return network._state.setdefault("input", Shadow(rec, "ITensor", name="x", shape=DYNAMIC_IN))
 
+    def get_output(network, i):
+        return network._state.setdefault("output", Shadow(rec, "ITensor", name="y", shape=PROB_SHAPE))
+
     return {
         "INetworkDefinition.num_inputs": lambda self: 1,
         "INetworkDefinition.get_input": get_input,
+        "INetworkDefinition.num_outputs": lambda self: 1,
+        "INetworkDefinition.get_output": get_output,
         "OnnxParser.num_errors": lambda self: 0,
         "Builder.build_serialized_network": lambda self, network, config: b"serialized engine",
         "ITimingCache.serialize": lambda self: b"timing cache",
@@ -68,9 +73,10 @@ def build(real, rec, tmp: Path, precision: str) -> dict:
 
     build_mod.onnx_to_parse = onnx_to_parse       # the FP16 conversion itself is tested in test_quantize
     cfg = EnginesConfig(dir=str(engines), workspace_mib=256, timing_cache=str(engines / "timing.cache"))
-    path = build_mod.build_engine(plan, cfg, FakeCudaContext())
+    path = build_mod.build_engine(plan, cfg, build_mod.gpu_target(FakeCudaContext())).path
     sidecar = json.loads(Path(str(path) + ".json").read_text())
-    return {"engine": path.name, "sources": sources, "sidecar_shapes": sidecar["input_shapes"]}
+    return {"engine": path.name, "sources": sources, "sidecar_shapes": sidecar["input_shapes"],
+            "sidecar_outputs": sidecar["output_shapes"]}
 
 
 def _load_hooks(real, rec, dynamic: bool):

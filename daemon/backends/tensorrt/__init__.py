@@ -11,11 +11,16 @@ What was executed where (kept honest because TensorRT cannot be installed on any
   and 11.4.0.106 (imported over stub libraries, nothing runs inside TensorRT): every TensorRT class,
   enum member, method, property and call arity that build.py and session.py use, on the code path each
   version takes (tests/test_tensorrt_bindings.py).
-- Never executed: TensorRT itself (no machine of ours can install its libraries). Their GPU tests
-  skip with "tensorrt not importable (not installable on this machine; see README)".
+- Executed everywhere (CI, x86-64) with NVIDIA's real TensorRT-RTX 1.7 parser and builder (PyPI wheels;
+  its builder needs no GPU): `ocr-daemon build-engine --compute-capability` for every model of both model
+  sets at fp32, fp16 and int8 (calibrate's Q/DQ models), tests/test_tensorrt_rtx_build.py.
+- Never executed: TensorRT 8.6/10.x/11.x themselves (no machine of ours can install their libraries), and
+  deserializing or running any engine, TensorRT-RTX's included (it needs an RTX-class GPU: compute
+  capability 7.5 to 12.1 but not 9.0, the only GPUs we have). Their GPU tests skip with "tensorrt not
+  importable (not installable on this machine; see README)".
 
-The TensorRT-specific code is small and isolated: generation.py (what differs between 8.6, 10 and 11),
-shapes.py (fixed shapes, pure), session.py (load and run), and daemon/engines/build.py (build).
+The TensorRT-specific code is small and isolated: generation.py (what differs between 8.6, 10, 11 and
+TensorRT-RTX), shapes.py (fixed shapes, pure), session.py (load and run), and daemon/engines/build.py (build).
 """
 from __future__ import annotations
 
@@ -23,33 +28,56 @@ import logging
 from pathlib import Path
 
 from daemon.backends.base import Backend, BackendError, Model, ModelSpec
+from daemon.backends.tensorrt.generation import TENSORRT
 from daemon.config import Config
 from daemon.engines.plan import plan_for_spec, rebuild_command
 
 log = logging.getLogger(__name__)
 
 
+def import_tensorrt():
+    """(module, TensorRTInstall) of the first TensorRT edition that imports: TensorRT, else TensorRT-RTX.
+    ImportError naming why each did not."""
+    import importlib
+
+    from daemon.backends.tensorrt.generation import (EDITIONS, TENSORRT_RTX, TensorRTInstall,
+                                                     target_compute_capabilities)
+
+    why = []
+    for edition in EDITIONS:
+        try:
+            trt = importlib.import_module(edition.module)
+        except ImportError as exc:     # a missing library under the module is an ImportError too
+            why.append(f"{edition.module}: {exc}")
+            continue
+        # TensorRT-RTX names the compute capabilities its builder targets; TensorRT builds for the GPU it is on.
+        ccs = target_compute_capabilities(trt.ComputeCapability.__members__) if edition == TENSORRT_RTX else ()
+        return trt, TensorRTInstall(edition, str(trt.__version__), ccs)
+    raise ImportError("; ".join(why))
+
+
 def tensorrt_available() -> tuple[bool, str]:
-    """(True, what) when TensorRT imports and pycuda sees a GPU, else (False, why not)."""
+    """(True, what) when a TensorRT edition imports and pycuda sees a GPU, else (False, why not)."""
     try:
-        import tensorrt as trt
+        _, found = import_tensorrt()
     except ImportError as exc:
-        return False, f"tensorrt is not importable ({exc})"
+        return False, f"no TensorRT edition is importable ({exc})"
     from daemon.gpu import pycuda_available
 
     ok, why = pycuda_available()
     if not ok:
         return False, why
-    return True, f"TensorRT {trt.__version__} on {why}"
+    return True, f"{found.label} on {why}"
 
 
-def device_info(ctx, tensorrt_version: str):
-    """What an engine built or loaded through ``ctx`` (a daemon.gpu.context.CudaContext) is tied to."""
+def device_info(ctx, found):
+    """What an engine built or loaded through ``ctx`` (a daemon.gpu.context.CudaContext) with ``found``
+    (a TensorRTInstall) is tied to."""
     from daemon.engines.sidecar import DeviceInfo
 
     facts = ctx.facts
-    return DeviceInfo(facts.name, facts.compute_capability, tensorrt_version, facts.multiprocessors,
-                      int(ctx.device.total_memory()) // 2**20)
+    return DeviceInfo(facts.name, facts.compute_capability, found.version, facts.multiprocessors,
+                      int(ctx.device.total_memory()) // 2**20, found.edition.name)
 
 
 class TensorRTBackend(Backend):
@@ -72,22 +100,29 @@ class TensorRTBackend(Backend):
         return self._ctx
 
     def device(self):
-        """DeviceInfo of this box: what engines must have been built for."""
-        import tensorrt as trt
-
-        return device_info(self._context(), trt.__version__)
+        """DeviceInfo of this box: what engines must have been built for. A GPU that the TensorRT-RTX
+        found here cannot run on (compute capability 9.0, say) is a BackendError naming the way out."""
+        try:
+            _, found = import_tensorrt()
+        except ImportError as exc:
+            raise BackendError(f"TensorRT backend: no TensorRT edition is importable ({exc})") from None
+        device = device_info(self._context(), found)
+        if not found.runs_on(device.compute_capability):
+            raise BackendError(f"{found.label} runs on compute capability {', '.join(found.compute_capabilities)}; "
+                               f"this {device.gpu_name} is {device.compute_capability} (use {TENSORRT.supported})")
+        return device
 
     def load(self, spec: ModelSpec) -> Model:
         try:
-            import tensorrt as trt
+            trt, found = import_tensorrt()
         except ImportError as exc:
-            raise BackendError(f"TensorRT backend: tensorrt is not importable ({exc})") from None
+            raise BackendError(f"TensorRT backend: no TensorRT edition is importable ({exc})") from None
         from daemon.backends.tensorrt.engine import TrtModel
         from daemon.backends.tensorrt.generation import UnsupportedTensorRT, generation
         from daemon.backends.tensorrt.session import EngineSession
 
         try:
-            generation(trt.__version__)
+            gen = generation(found.version, found.edition)
         except UnsupportedTensorRT as exc:
             raise BackendError(str(exc)) from None
         from daemon.engines.check import check_engine
@@ -106,7 +141,7 @@ class TensorRTBackend(Backend):
 
         def open_session(alloc, contexts):
             return EngineSession(trt, engine_bytes, spec.role, tuple(spec.input_shape), contexts, alloc,
-                                 self._trt_logger, hint)
+                                 self._trt_logger, hint, gen)
 
         return TrtModel(self._context(), open_session, spec, self.cfg.gpu)
 

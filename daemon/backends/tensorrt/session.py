@@ -3,8 +3,8 @@ one activation memory block, resolve fixed shapes, bind addresses, enqueue. No p
 memory comes from an ``alloc(nbytes) -> device pointer`` callable, so tests/test_tensorrt_bindings.py can
 drive this exact code against NVIDIA's real bindings of every supported version.
 
-Calls (TensorRT 8.6 / 10.x / 11.x Python API, checked against the real bindings of 8.6.1, 10.3.0,
-10.16.1.11 and 11.4.0.106): Runtime(logger).deserialize_cuda_engine(bytes); ICudaEngine.num_io_tensors,
+Calls (TensorRT 8.6 / 10.x / 11.x and TensorRT-RTX 1.x Python API, checked against the real bindings of
+8.6.1, 10.3.0, 10.16.1.11, 11.4.0.106 and TensorRT-RTX 1.7.1.116): Runtime(logger).deserialize_cuda_engine(bytes); ICudaEngine.num_io_tensors,
 get_tensor_name(i), get_tensor_mode(name), get_tensor_dtype(name), get_tensor_shape(name),
 get_tensor_profile_shape(name, 0); the context-memory calls of generation.context_memory_api;
 IExecutionContext.set_input_shape(name, dims), get_tensor_shape(name), set_tensor_address(name, ptr),
@@ -19,7 +19,7 @@ import numpy as np
 
 from daemon.backends.base import BackendError
 from daemon.backends.tensorrt.buffers import IoTensor
-from daemon.backends.tensorrt.generation import context_memory_api, generation
+from daemon.backends.tensorrt.generation import Generation, context_memory_api, generation
 from daemon.backends.tensorrt.shapes import ShapeError, require_static, resolve_input_shape
 
 Alloc = Callable[[int], int]
@@ -56,15 +56,16 @@ def read_io_tensors(trt, engine) -> list[IoTensor]:
 
 class EngineSession:
     def __init__(self, trt, engine_bytes: bytes, role: str, input_shape: tuple[int, ...], contexts: int,
-                 alloc: Alloc, logger, rebuild_hint: str):
+                 alloc: Alloc, logger, rebuild_hint: str, gen: Generation | None = None):
+        """``gen``: the generation of ``trt`` (TensorRT-RTX's must be given: its version alone reads as 1.x)."""
         self.role = role
         self._trt = trt
-        gen = generation(trt.__version__)
+        gen = gen or generation(trt.__version__)
         self._runtime = trt.Runtime(logger)
         self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
         if self._engine is None:
             raise BackendError(f"{role} engine did not deserialize (built by another TensorRT version or "
-                               f"corrupt): rebuild it with `{rebuild_hint}`")
+                               f"edition, or corrupt): rebuild it with `{rebuild_hint}`")
         io = read_io_tensors(trt, self._engine)
         ins = [t for t in io if t.is_input]
         outs = [t for t in io if not t.is_input]
