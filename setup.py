@@ -48,7 +48,12 @@ setup(
         # TensorRT comes from JetPack (python3-libnvinfer); pycuda from PyPI, built by make-venv.sh --gpu.
         "gpu": ["pycuda>=2024.1"],
         # selenium drives Debian's chromium + chromium-driver (scripts/setup.sh) in tests/test_web_browser.py.
-        "test": ["pytest>=8", "jsonschema>=4.20", "selenium>=4.30,<4.52"],
+        # TensorRT-RTX: NVIDIA's real ONNX parser and builder, which need no GPU, for
+        # tests/test_tensorrt_rtx_build.py (x86-64 wheels only; the cu13 build is what plain tensorrt-rtx pulls).
+        "test": ["pytest>=8", "jsonschema>=4.20", "selenium>=4.30,<4.52",
+                 "tensorrt-rtx-cu12==1.7.1.116; platform_machine == 'x86_64'"],
+        # An x86-64 PC with an RTX GPU: the TensorRT-RTX edition (pycuda from the gpu extra).
+        "rtx": ["tensorrt-rtx-cu12>=1.7,<2; platform_machine == 'x86_64'"],
     },
     entry_points={"console_scripts": ["ocr-daemon=daemon.cli:main"]},
 )
