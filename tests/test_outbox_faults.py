@@ -67,7 +67,7 @@ def test_disk_full_put_refuses_typed_stays_usable_and_resumes_when_space_returns
     refused = [r for r in results if not r]
     assert refused, "the disk never filled"
     assert {r.reason for r in refused} == {"disk_full"}
-    assert ob.counters.disk_full == len(refused)
+    assert ob.counters.put_failed_disk_full == len(refused) and ob.counters.disk_full == 0   # refused, not lost
     health = ob.health()
     assert not health.writable and health.responsive and "full" in health.last_error
     seq = ob.next_seq("cam")   # never raises on a full disk; the number is kept in memory

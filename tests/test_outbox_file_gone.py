@@ -118,7 +118,7 @@ def test_a_directory_that_cannot_be_made_again_is_unhealthy_and_the_stop_does_no
         assert "is gone" in health.last_error and "lost when it stops" in health.last_error
         msg_id, stored = put_result(ob, "gate")
         assert not stored                              # a folder file stays in its folder
-        assert ob.counters.io_errors == 1
+        assert ob.counters.put_failed_io_error == 1 and ob.counters.io_errors == 0   # refused, not (yet) lost
         assert [r.id for r in ob.pending(100)] and len(_ids(ob)) == 8   # delivery goes on from the open copy
         ob.delete_many([ob.pending(1)[0].id])          # an acknowledgement does not make it healthy
         assert not ob.health().writable

@@ -8,7 +8,8 @@ One connection guarded by one lock: the pipeline thread puts while the MQTT thre
 Faults it survives (each has a test on real SQLite):
 - Disk full or failing writes: put() returns a falsy PutResult (reason "disk_full" or "io_error") instead of
   raising; SQLite has rolled back on its own, the outbox stays usable, health().writable turns False and
-  turns True again at the first write that succeeds (every put tries: resuming needs no timer).
+  turns True again at the first write that succeeds (every put tries: resuming needs no timer). A refused put
+  is counted as an event (put_failed_*), not as a loss: the caller knows whether the reading comes again.
 - A corrupt file: `PRAGMA quick_check` at open, and any "malformed"/"not a database" error later, sets the
   file (with its -wal and -shm) aside as `<path>.corrupt-<UTC time>`, starts a fresh one and re-queues every
   row still readable from the old one with its id, payload and message id (counted: corrupt_set_aside,
@@ -188,8 +189,12 @@ class OutboxCounters:
     expired: int = 0          # older than ttl_s, deleted unpublished
     dead_lettered: int = 0    # moved to the dead_letters table (refused at put, or failing delivery N times)
     replayed: int = 0         # moved back from the dead_letters table by replay_dead_letters()
-    disk_full: int = 0        # puts refused because the disk was full (SQLITE_FULL)
-    io_errors: int = 0        # puts refused by a write error (SQLITE_IOERR) or another SQLite error
+    # Readings lost because they could not be stored and were never stored later (the recorder counts these
+    # through add(): only it knows whether a refused reading comes again, daemon/publish/unstored.py).
+    disk_full: int = 0        # ... refused by a full disk (SQLITE_FULL)
+    io_errors: int = 0        # ... refused by a write error (SQLITE_IOERR), a lock or another SQLite error
+    put_failed_disk_full: int = 0   # puts refused by a full disk: events, not losses (a folder file is kept)
+    put_failed_io_error: int = 0    # puts refused by any other write error: events, not losses
     corrupt_set_aside: int = 0   # damaged outbox files moved to <path>.corrupt-<time>
     salvaged_rows: int = 0    # rows re-queued from a set-aside file
     recreated: int = 0        # the file (or its directory, or its -wal) was deleted or replaced and written anew
@@ -485,7 +490,7 @@ class Outbox:
                 return self._refused_locked("io_error" if kind == "corrupt" else kind, str(exc))
 
     def _refused_locked(self, kind: str, detail: str) -> PutResult:
-        self.counters.add("disk_full" if kind == "disk_full" else "io_errors")
+        self.counters.add("put_failed_disk_full" if kind == "disk_full" else "put_failed_io_error")
         return PutResult(kind, detail)
 
     def _put_locked(self, camera: str, topic: str, msg_id: str, payload: bytes) -> PutResult:

@@ -1,0 +1,100 @@
+"""A disk-full episode with the daemon as a process (issue 28 item 8): the outbox on a real 1 MiB tmpfs that a
+filler file fills, the real models. ocr_outbox_lost_total{reason="disk_full"} counts readings really lost, not
+refused puts: a folder's images stay in the folder and are stored once the disk has room again."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from broker import free_port, wait_until
+from service_support import Daemon, http_get, render_label, small_ocr, waybill, write_config
+
+
+@pytest.fixture
+def tiny_fs():
+    """A 1 MiB tmpfs: a real file system that runs out of space (needs root; skipped elsewhere)."""
+    d = tempfile.mkdtemp(prefix="svc-tinyfs-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", d], capture_output=True)
+    if r.returncode != 0:
+        os.rmdir(d)
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield Path(d)
+    subprocess.run(["umount", "-l", d], check=False)
+    os.rmdir(d)
+
+
+def _fill(path: Path) -> None:
+    """Takes every byte left on the file system of path."""
+    with open(path, "wb", buffering=0) as f:
+        for block in (65536, 512):
+            try:
+                while True:
+                    f.write(b"\0" * block)
+            except OSError:
+                pass
+
+
+def _metric(base: str, name: str) -> float:
+    body = http_get(base + "/metrics")[1]
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", body, re.M)
+    return float(m.group(1)) if m else -1.0
+
+
+def _rows(path: Path) -> int:
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def _config(tmp_path: Path, fs: Path, camera: dict) -> tuple[Path, str]:
+    port = free_port()
+    cfg = write_config(tmp_path / "config.yaml", {
+        "device_id": "dock", "backend": "onnxruntime", "ocr": small_ocr(),
+        "cameras": [{"watchdog_s": 0, "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, **camera}],
+        "mqtt": {"enabled": False},   # every reading stays in the outbox: what is stored is what counts
+        "outbox": {"path": str(fs / "outbox.sqlite3")},
+        "metrics": {"port": port}, "web": {"enabled": False}, "evidence": {"enabled": False},
+        "service": {"drain_timeout_s": 2.0},
+    })
+    return cfg, f"http://127.0.0.1:{port}"
+
+
+LOST = 'ocr_outbox_lost_total{reason="disk_full"}'
+
+
+def test_folder_images_refused_by_a_full_disk_stay_and_are_stored_later_none_counted_lost(tmp_path, tiny_fs):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    cfg, base = _config(tmp_path, tiny_fs, {"name": "scan", "kind": "folder", "uri": str(folder),
+                                             "done_action": "delete", "dedup_window_s": 0})
+    d = Daemon(cfg, tmp_path / "daemon.log").start()
+    try:
+        render_label(folder / "label_000.png", waybill(0))
+        assert wait_until(lambda: _rows(tiny_fs / "outbox.sqlite3") == 1, 90), d.log()
+        _fill(tiny_fs / "filler")
+        for i in range(1, 6):
+            render_label(tmp_path / f"label_{i:03d}.png", waybill(i))   # rendered off the full disk
+            os.replace(tmp_path / f"label_{i:03d}.png", folder / f"label_{i:03d}.png")
+        assert wait_until(lambda: _metric(base, "ocr_outbox_put_failed_disk_full_total") >= 5, 60), d.log()
+        assert _metric(base, LOST) == 0.0
+        assert len(list(folder.glob("*.png"))) == 5                   # every refused image is still there
+        (tiny_fs / "filler").unlink()
+        assert wait_until(lambda: _rows(tiny_fs / "outbox.sqlite3") == 6, 60), d.log()
+        assert not list(folder.glob("*.png"))
+        assert _metric(base, LOST) == 0.0
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+        assert "never stored" not in d.log()
+    finally:
+        d.close()
