@@ -11,14 +11,14 @@ import stat
 
 import pytest
 
-from broker import free_port, wait_until
-from daemon.config import CameraConfig, Config, OpcUaConfig
-from daemon.publish.outbox import Outbox
-from daemon.publish.sinks.opcua import OpcUaSink
-from publish_support import DEVICE, outbox_cfg, put_result
-
 asyncua = pytest.importorskip("asyncua")
+
 from asyncua import Client, ua  # noqa: E402
+from broker import free_port, wait_until  # noqa: E402
+from daemon.config import CameraConfig, Config, OpcUaConfig  # noqa: E402
+from daemon.publish.outbox import Outbox  # noqa: E402
+from daemon.publish.sinks.opcua import OpcUaSink  # noqa: E402
+from publish_support import DEVICE, outbox_cfg, put_result  # noqa: E402
 from asyncua.crypto.cert_gen import setup_self_signed_certificate  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 

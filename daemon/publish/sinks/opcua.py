@@ -9,28 +9,57 @@ Address space (namespace opcua.namespace_uri):
         ReadingId, CapturedAt and Seq; Time = the capture time, Message = the text.
 All variables are read-only for clients; a camera first seen in a row (not configured) gets its object then.
 
-Security: one endpoint, Basic256Sha256 (SignAndEncrypt unless opcua.security_mode: Sign), no None endpoint. The
-server certificate and key come from opcua.cert_file / key_file; when absent they are generated on first start
-(RSA 2048, self-signed for one year, renewed at a start after it expired or when the host name changed; the key
-0600). Sessions need opcua.username and its password (opcua.password_env / password_file, compared in constant
-time, never logged); anonymous sessions only with opcua.allow_anonymous: true. A client's certificate must be valid now
-and name the client's application URI; with opcua.trusted_clients_dir it must also be in that folder (or be signed
-by a CA certificate there).
+Security: one endpoint, Basic256Sha256 (SignAndEncrypt unless opcua.security_mode: Sign), no None endpoint. A
+channel with any other policy or mode is refused when it opens (ErrorMessage BadSecurityPolicyRejected or
+BadSecurityModeRejected, connection closed). A None channel is opened for discovery only (GetEndpoints,
+FindServers: OPC UA Part 4 5.4, and how clients fetch the server certificate before they connect securely); any
+other request on it, CreateSession first, is refused (BadSecurityModeRejected) and the connection closed, so a
+client never gets to send a password there. CreateSession must name the certificate that secures the channel
+(Part 4 5.6.2), and that is the certificate checked. The server certificate and key come from
+opcua.cert_file / key_file; when absent they are generated on first start (RSA 2048, self-signed for one year,
+renewed at a start after it expired or when the host name changed; the key 0600). Sessions need opcua.username
+and its password (opcua.password_env / password_file, compared in constant time, never logged); anonymous
+sessions only with opcua.allow_anonymous: true. A client's certificate must be valid now and name the client's
+application URI; with opcua.trusted_clients_dir it must also be in that folder (or be signed by a CA
+certificate there). The server listens on opcua.host (0.0.0.0: every IPv4 interface, as PLCs on the plant
+network need; the address it bound is logged at start).
+Refused channels, sessions and logins are logged per peer address: its first at WARNING, the next ones within a
+minute at DEBUG, and a WARNING a minute that counts them (a password guesser does not flood the journal).
 
 Threads: asyncio runs in a thread of its own; the sink's thread hands it each reading and waits for the write
 (a reading leaves the outbox for this sink once the server holds it). A port already taken is "down": retried.
+A stop closes the server, then ends every task still on its loop (sessions kept for subscriptions that outlive
+their connection) before the loop closes.
+
+The channel rule lives in asyncua's per-connection processor, which has no hook for it: _install_channel_rule()
+puts a subclass (_RuledProcessor) in its place, which applies the rule only for servers registered here. It
+relies on asyncua 2.1.0's UaProcessor (pinned in setup.py and requirements-lock.txt); the tests refuse a None
+channel through asyncua's own client, so an upgrade that moves the hook fails them.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import logging
 import os
 import socket
 import threading
+import time
+import weakref
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
+
+import asyncua
+from asyncua import Server, ua
+from asyncua.crypto import uacrypto
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256, SecurityPolicyNone
+from asyncua.server import binary_server_asyncio
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_to_binary
 
 from daemon.config import Config, opcua_password
 from daemon.publish.outbox import OutboxRow, SinkQueue
@@ -41,6 +70,7 @@ log = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 10.0   # a write into the address space that takes longer: the server counts as down
 _EVENT_FIELDS = (("Camera", "String"), ("Text", "String"), ("Confidence", "Double"), ("ReadingId", "String"),
                  ("CapturedAt", "DateTime"), ("Seq", "UInt64"))
+_REFUSAL_WINDOW_S = 60.0   # a peer's refusals after its first are counted and summarised once per window
 
 
 def application_uri(device_id: str) -> str:
@@ -52,7 +82,9 @@ def endpoint_url(host: str, port: int) -> str:
 
 
 class _OneUser:
-    """asyncua's UserManager: the configured user (and anonymous sessions when allowed), nobody else."""
+    """asyncua's UserManager: the configured user (and anonymous sessions when allowed), nobody else, and only on
+    a channel secured with a client certificate (asyncua passes the channel's certificate; none: a None channel,
+    which the channel rule already keeps from getting this far)."""
 
     def __init__(self, username: str, password: Optional[str], allow_anonymous: bool):
         self._username = username
@@ -60,8 +92,8 @@ class _OneUser:
         self._allow_anonymous = allow_anonymous
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
-        from asyncua.crypto.permission_rules import User, UserRole
-
+        if not certificate:
+            return None
         if username is None:
             return User(role=UserRole.User) if self._allow_anonymous else None
         given = password.encode("utf-8") if isinstance(password, str) else bytes(password or b"")
@@ -104,6 +136,199 @@ async def _client_validator(trusted_dir: Optional[str]):
     return CertificateValidator(V.TRUSTED_VALIDATION | V.PEER_CLIENT, store)
 
 
+# ------------------------------------------------------------------ refusals, logged without flooding
+
+class RefusalLog:
+    """Refused channels, sessions and logins by peer address. A peer's first refusal, or its first after a quiet
+    window, is a WARNING; the ones after it within the window are DEBUG lines, counted; summarise() writes one
+    WARNING with those counts and is due a window after the first one counted (the sink arms a timer on
+    `summary_due`). Never sees a password: callers pass what was refused and a status name. One thread."""
+
+    _MAX_PEERS = 4096   # addresses remembered; beyond that a refusal is counted under "other addresses"
+
+    def __init__(self, window_s: float = _REFUSAL_WINDOW_S, clock: Callable[[], float] = time.monotonic):
+        self._window_s = window_s
+        self._clock = clock
+        self._last: dict[str, float] = {}     # peer -> its latest refusal
+        self._counted: dict[str, int] = {}    # peer -> refusals logged at DEBUG since the last summary
+        self.summary_due: Optional[float] = None   # clock time of the next summary; None: nothing counted
+
+    def refused(self, peer: str, what: str) -> None:
+        now = self._clock()
+        last = self._last.get(peer)
+        if last is None and len(self._last) >= self._MAX_PEERS:
+            self._prune(now)
+            if len(self._last) >= self._MAX_PEERS:
+                peer = "other addresses"
+                last = now
+        self._last[peer] = now
+        if last is None or now - last >= self._window_s:
+            log.warning("opcua: refused %s from %s (the next ones from there within %.0f s: DEBUG, counted)",
+                        what, peer, self._window_s)
+            return
+        log.debug("opcua: refused %s from %s", what, peer)
+        self._counted[peer] = self._counted.get(peer, 0) + 1
+        if self.summary_due is None:
+            self.summary_due = now + self._window_s
+
+    def summarise(self) -> None:
+        if self._counted:
+            worst = sorted(self._counted.items(), key=lambda kv: -kv[1])
+            shown = ", ".join(f"{peer}: {n}" for peer, n in worst[:5]) + (", ..." if len(worst) > 5 else "")
+            log.warning("opcua: %d more refused channels, sessions or logins in the last %.0f s (%s)",
+                        sum(self._counted.values()), self._window_s, shown)
+        self._counted.clear()
+        self.summary_due = None
+        self._prune(self._clock())
+
+    def _prune(self, now: float) -> None:
+        for peer in [p for p, at in self._last.items() if now - at >= self._window_s and p not in self._counted]:
+            del self._last[peer]
+
+
+# ------------------------------------------------------------------ the channel rule
+
+_DISCOVERY = frozenset(ua.NodeId(i) for i in (ua.ObjectIds.GetEndpointsRequest_Encoding_DefaultBinary,
+                                              ua.ObjectIds.FindServersRequest_Encoding_DefaultBinary,
+                                              ua.ObjectIds.FindServersOnNetworkRequest_Encoding_DefaultBinary))
+_CREATE_SESSION = ua.NodeId(ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary)
+_ACTIVATE_SESSION = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
+_REQUEST_NAMES = {_CREATE_SESSION: "CreateSession", _ACTIVATE_SESSION: "ActivateSession"}
+
+
+@dataclass(frozen=True)
+class _ChannelRule:
+    """The one (policy, mode) a session may use; refusals go to `refusals` (called on the server's loop)."""
+    policy_uri: str
+    mode: ua.MessageSecurityMode
+    refusals: Callable[[str, str], None]
+
+
+_RULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # asyncua InternalServer -> _ChannelRule
+# Set while a request without an activated session is processed: asyncua's own line for each refusal (an ERROR
+# per wrong password) is dropped then, the rule reports it through RefusalLog instead.
+_SESSIONLESS = contextvars.ContextVar("opcua_sessionless_request", default=False)
+
+
+class _QuietSessionlessRefusals(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_SESSIONLESS.get() and record.exc_info is None and record.levelno < logging.CRITICAL)
+
+
+_QUIET = _QuietSessionlessRefusals()
+_QUIET_LOGGERS = ("asyncua.server.uaprocessor", "asyncua.server.internal_session", "asyncua.server.internal_server")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, what: str):
+        super().__init__(what)
+        self.status = status
+        self.what = what
+
+
+class _RuledProcessor(UaProcessor):
+    """asyncua's processor of one connection, with the channel rule of the server it belongs to (none registered:
+    exactly asyncua's). Runs on the server's loop."""
+
+    def __init__(self, internal_server, transport, limits):
+        super().__init__(internal_server, transport, limits)
+        self._rule: Optional[_ChannelRule] = _RULES.get(internal_server)
+        self._fault: Optional[ua.StatusCode] = None
+        self._peer = str(self.name[0]) if isinstance(self.name, tuple) and self.name else str(self.name)
+
+    async def process(self, header, body):
+        rule = self._rule
+        if rule is None:
+            return await super().process(header, body)
+        try:
+            if header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open():
+                uri = struct_from_binary(ua.AsymmetricAlgorithmHeader, body.copy(header.body_size)).SecurityPolicyURI
+                if uri not in (rule.policy_uri, SecurityPolicyNone.URI):
+                    raise _Refused(ua.StatusCodes.BadSecurityPolicyRejected, f"a channel with policy {uri}")
+            return await super().process(header, body)
+        except _Refused as refused:
+            rule.refusals(self._peer, refused.what)
+            self._transport.write(uatcp_to_binary(ua.MessageType.Error, ua.ErrorMessage(
+                ua.StatusCode(refused.status), refused.what)))
+            return False   # asyncua closes the connection
+
+    def open_secure_channel(self, algohdr, seqhdr, body):
+        rule = self._rule
+        if rule is not None and not self._connection.is_open() and algohdr.SecurityPolicyURI == rule.policy_uri:
+            mode = struct_from_binary(ua.OpenSecureChannelRequest, body.copy()).Parameters.SecurityMode
+            if mode != rule.mode:
+                raise _Refused(ua.StatusCodes.BadSecurityModeRejected, f"a Basic256Sha256 channel in mode {mode.name}")
+        super().open_secure_channel(algohdr, seqhdr, body)
+
+    async def process_message(self, seqhdr, body):
+        rule = self._rule
+        if rule is None:
+            return await super().process_message(seqhdr, body)
+        peek = body.copy()
+        typeid = nodeid_from_binary(peek)
+        policy = self._connection.security_policy
+        if typeid in _DISCOVERY:
+            return await super().process_message(seqhdr, body)
+        requesthdr = struct_from_binary(ua.RequestHeader, peek)
+        if policy.URI != rule.policy_uri or policy.Mode != rule.mode:
+            return self._fault_and_close(requesthdr, seqhdr, ua.StatusCodes.BadSecurityModeRejected,
+                                         f"{_REQUEST_NAMES.get(typeid, 'a request')} on a channel without security")
+        if typeid == _CREATE_SESSION:
+            given = struct_from_binary(ua.CreateSessionParameters, peek).ClientCertificate
+            if not _same_certificate(given, policy.peer_certificate):
+                return self._fault_and_close(requesthdr, seqhdr, ua.StatusCodes.BadCertificateInvalid,
+                                             "CreateSession naming another certificate than its channel's")
+        if self.session is not None and self.session.is_activated() and typeid != _ACTIVATE_SESSION:
+            return await super().process_message(seqhdr, body)
+        self._fault = None
+        quiet = _SESSIONLESS.set(True)
+        try:
+            result = await super().process_message(seqhdr, body)
+        finally:
+            _SESSIONLESS.reset(quiet)
+        if self._fault is not None:
+            rule.refusals(self._peer, f"{_REQUEST_NAMES.get(typeid, 'a request without a session')} "
+                                      f"({self._fault.name})")
+        return result
+
+    def send_response(self, requesthandle, seqhdr, response, msgtype=ua.MessageType.SecureMessage):
+        if isinstance(response, ua.ServiceFault):
+            self._fault = response.ResponseHeader.ServiceResult
+        super().send_response(requesthandle, seqhdr, response, msgtype)
+
+    def _fault_and_close(self, requesthdr, seqhdr, status: int, what: str) -> bool:
+        self._rule.refusals(self._peer, what)
+        response = ua.ServiceFault()
+        response.ResponseHeader.ServiceResult = ua.StatusCode(status)
+        self.send_response(requesthdr.RequestHandle, seqhdr, response)
+        return False   # asyncua closes the connection
+
+
+def _same_certificate(given: Optional[bytes], channel: Optional[bytes]) -> bool:
+    """The leading certificates of two DER blobs (a certificate, possibly followed by its chain) are the same."""
+    if not given or not channel:
+        return False
+    try:
+        return uacrypto.x509_from_der(given) == uacrypto.x509_from_der(channel)
+    except ValueError:
+        return False
+
+
+def _install_channel_rule(server: Server, rule: _ChannelRule) -> None:
+    """Registers rule for server and makes sure asyncua builds each connection's processor from _RuledProcessor
+    (once per process; other asyncua servers keep asyncua's behaviour). Raises when asyncua no longer looks the
+    way this relies on, so the sink is down instead of serving without the rule."""
+    current = getattr(binary_server_asyncio, "UaProcessor", None)
+    if current is not _RuledProcessor:
+        if current is not UaProcessor:
+            raise RuntimeError("asyncua's connection processor is not the one this sink extends (asyncua "
+                               f"{getattr(asyncua, '__version__', '?')}; the channel rule is written for 2.1.0)")
+        binary_server_asyncio.UaProcessor = _RuledProcessor
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).addFilter(_QUIET)
+    _RULES[server.iserver] = rule
+
+
 class _CameraNodes:
     def __init__(self, obj, variables: dict, events):
         self.obj = obj
@@ -126,6 +351,8 @@ class OpcUaSink(QueueSink):
         self._event_type = None
         self._cameras_folder = None
         self._cameras: dict[str, _CameraNodes] = {}
+        self._refusals = RefusalLog()
+        self._summary_timer: Optional[asyncio.TimerHandle] = None
         logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger("asyncua").level))
 
     @property
@@ -162,7 +389,7 @@ class OpcUaSink(QueueSink):
         if self._loop is None:
             return
         try:
-            self._run(self._stop_server())
+            self._run(self._shutdown())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
@@ -173,8 +400,6 @@ class OpcUaSink(QueueSink):
     # ------------------------------------------------------------ coroutines (the asyncio thread)
 
     async def _start_server(self) -> None:
-        from asyncua import Server, ua
-
         o = self._o
         await self._stop_server()
         server = Server(user_manager=_OneUser(o.username, opcua_password(o), o.allow_anonymous))
@@ -183,9 +408,11 @@ class OpcUaSink(QueueSink):
         server.set_server_name(f"ocr-daemon {self._cfg.device_id}")
         app_uri = application_uri(self._cfg.device_id)
         await server.set_application_uri(app_uri)
+        mode = getattr(ua.MessageSecurityMode, o.security_mode)
         policy = (ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt if o.security_mode == "SignAndEncrypt"
                   else ua.SecurityPolicyType.Basic256Sha256_Sign)
         server.set_security_policy([policy])
+        _install_channel_rule(server, _ChannelRule(SecurityPolicyBasic256Sha256.URI, mode, self._refused))
         tokens = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if o.allow_anonymous else [])
         server.set_identity_tokens(tokens)
         server.set_certificate_validator(await _client_validator(o.trusted_clients_dir))
@@ -204,20 +431,47 @@ class OpcUaSink(QueueSink):
         for cam in self._cfg.cameras:
             await self._camera(cam.name)
         await server.start()
-        log.info("opcua: serving %s (Basic256Sha256 %s, user %s%s)", self.endpoint, o.security_mode, o.username,
+        bound = server.bserver
+        where = f"{bound.hostname}:{bound.port}" if bound is not None else self.endpoint
+        log.info("opcua: serving %s, listening on %s%s (Basic256Sha256 %s, user %s%s)", self.endpoint, where,
+                 " (every IPv4 interface)" if o.host in ("0.0.0.0", "") else "", o.security_mode, o.username,
                  ", anonymous allowed" if o.allow_anonymous else "")
 
     async def _stop_server(self) -> None:
         server, self._server = self._server, None
+        self._cameras, self._cameras_folder, self._event_type = {}, None, None
         if server is not None:
             try:
                 await server.stop()
             except Exception as exc:   # a server that never started fully
                 log.debug("opcua: stopping the server: %s", exc)
 
-    async def _camera(self, name: str) -> _CameraNodes:
-        from asyncua import ua
+    async def _shutdown(self) -> None:
+        """Stops the server, then ends what asyncua leaves on the loop (a session kept for its subscriptions
+        outlives its connection, with its timers): a task still pending when the loop closes is an asyncio ERROR."""
+        await self._stop_server()
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        self._refusals.summarise()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_asyncgens()
 
+    def _refused(self, peer: str, what: str) -> None:
+        self._refusals.refused(peer, what)
+        due = self._refusals.summary_due
+        if due is not None and self._summary_timer is None:
+            self._summary_timer = asyncio.get_running_loop().call_later(max(0.0, due - time.monotonic()),
+                                                                        self._summarise_refusals)
+
+    def _summarise_refusals(self) -> None:
+        self._summary_timer = None
+        self._refusals.summarise()
+
+    async def _camera(self, name: str) -> _CameraNodes:
         nodes = self._cameras.get(name)
         if nodes is not None:
             return nodes
@@ -237,8 +491,6 @@ class OpcUaSink(QueueSink):
         return nodes
 
     async def _update(self, reading: Reading) -> None:
-        from asyncua import ua
-
         if self._server is None:
             raise SinkDown("the OPC UA server is not running")
         nodes = await self._camera(reading.camera)
