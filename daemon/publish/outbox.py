@@ -248,7 +248,7 @@ class Outbox:
         self._watch = FileWatch()   # the file as opened (see _check_file_locked); the null watch until then
         self._gone = ""             # why the name no longer leads to the open file; "" while it does
         self._put_back_due = 0.0    # monotonic time of the next try to write it anew
-        self._put_back_failed = False   # logged once an episode; the retries fail quietly
+        self._put_back_failed = ""  # why writing it anew failed (logged once an episode); "" when it did not
         self._db: sqlite3.Connection
         with self._lock:
             try:
@@ -893,8 +893,8 @@ class Outbox:
             self._db.close()
             self._watch.close()
             if not kept:
-                log.error("outbox: %d results and %d dead letters are NOT kept: %s", self._rows, self._dead,
-                          self._last_error)
+                log.error("outbox: %d results and %d dead letters are NOT kept: %s is gone (%s) and could not be "
+                          "written anew (%s)", self._rows, self._dead, self._path, self._gone, self._put_back_failed)
             return kept
 
     # ------------------------------------------------------------ a deleted or replaced file
@@ -928,7 +928,7 @@ class Outbox:
             self._writable = False
             if not self._put_back_failed:
                 log.error("outbox: %s", self._last_error)
-            self._put_back_failed = True
+            self._put_back_failed = str(exc)
             return False
         try:
             self._db.close()
@@ -943,7 +943,7 @@ class Outbox:
                 f"{self._dead} dead letters the open one held" + (f"; the file found there moved to {aside}" if aside
                                                                    else ""))
         log.error("outbox: %s", what)
-        self._gone, self._put_back_due, self._put_back_failed, self._writable = "", 0.0, False, True
+        self._gone, self._put_back_due, self._put_back_failed, self._writable = "", 0.0, "", True
         self._last_error = what   # until the next good write
         return True
 

@@ -42,7 +42,7 @@ class FileWatch:
             name = f"{self._path}{suffix}"
             try:
                 now = os.stat(name)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 if not self._path.parent.is_dir():
                     return f"its directory {self._path.parent} was removed"
                 return f"{name} was deleted"
