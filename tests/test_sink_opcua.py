@@ -1,10 +1,12 @@
 """The OPC UA sink on loopback, checked with asyncua's own client: Basic256Sha256 with generated certificates, the
 user and password (anonymous, a wrong password and an unencrypted session refused), browse, read, and the event per
-reading; readings wait in the outbox while the server cannot start and arrive once it can."""
+reading; RecentReadings, what a client back after a daemon restart catches up on; readings wait in the outbox while
+the server cannot start and arrive once it can."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import socket
 import stat
@@ -17,7 +19,7 @@ from asyncua import Client, ua  # noqa: E402
 from broker import free_port, wait_until  # noqa: E402
 from daemon.config import CameraConfig, Config, OpcUaConfig  # noqa: E402
 from daemon.publish.outbox import Outbox  # noqa: E402
-from daemon.publish.sinks.opcua import OpcUaSink  # noqa: E402
+from daemon.publish.sinks.opcua import RECENT_READINGS, OpcUaSink  # noqa: E402
 from publish_support import DEVICE, outbox_cfg, put_result  # noqa: E402
 from asyncua.crypto.cert_gen import setup_self_signed_certificate  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
@@ -113,7 +115,8 @@ def test_browse_read_and_an_event_per_reading_over_basic256sha256_with_a_user(se
         async with client:
             cam, idx = await _camera(client, "cam1")
             names = {(await c.read_browse_name()).Name for c in await cam.get_children()}
-            assert {"Text", "Confidence", "ReadingId", "CapturedAt", "Seq", "Lines", "Readings"} <= names
+            assert {"Text", "Confidence", "ReadingId", "CapturedAt", "Seq", "Lines", "Readings",
+                    "RecentReadings"} <= names
             cams = await client.nodes.objects.get_child([f"{idx}:OCR", f"{idx}:Cameras"])
             assert {(await c.read_browse_name()).Name for c in await cams.get_children()} == {"cam1", "cam2"}
 
@@ -252,4 +255,60 @@ def test_with_a_trust_folder_only_the_client_certificates_in_it_get_a_session(tm
         assert asyncio.run(connect(stranger)) is not None   # a certificate of its own, not in the folder
     finally:
         sink.stop(0.0)
+        ob.close()
+
+
+async def _recent(client: Client, camera: str) -> list[dict]:
+    cam, idx = await _camera(client, camera)
+    return [json.loads(entry) for entry in await (await cam.get_child(f"{idx}:RecentReadings")).read_value()]
+
+
+def test_recent_readings_hold_the_last_ones_oldest_first_with_their_id_and_seq(served, tmp_path):
+    sink, ob, port, _, _ = served
+    ids = [put_result(ob, "cam2", text=f"BOX-{i}")[0] for i in range(RECENT_READINGS + 3)]
+    sink.wake()
+    assert wait_until(lambda: ob.depth() == (0, 0), 60), sink.health()
+
+    async def read():
+        client = await _client(tmp_path, port)
+        async with client:
+            return await _recent(client, "cam2")
+
+    recent = asyncio.run(read())
+    assert [r["ReadingId"] for r in recent] == ids[-RECENT_READINGS:]
+    assert [r["Seq"] for r in recent] == list(range(4, RECENT_READINGS + 4))
+    assert recent[-1]["Text"] == f"BOX-{RECENT_READINGS + 2}" and recent[-1]["Lines"] == 1
+    assert set(recent[0]) == {"ReadingId", "Seq", "CapturedAt", "Text", "Confidence", "Lines"}
+    assert recent[0]["CapturedAt"].endswith("Z")
+
+
+def test_a_client_back_after_a_daemon_restart_reads_the_readings_fired_while_it_was_away(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+    port = free_port()
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+    before = OpcUaSink(_cfg(tmp_path, port), ob.for_sink("opcua"))
+    before.start()
+    try:
+        assert wait_until(lambda: before.health().up, 60)
+        seen = put_result(ob, "cam1", text="SEEN")[0]
+        before.wake()
+        assert wait_until(lambda: ob.depth() == (0, 0), 20)
+    finally:
+        before.stop(0.0)
+    missed = [put_result(ob, "cam1", text=f"MISSED-{i}")[0] for i in range(3)]   # stored while the daemon is down
+    after = OpcUaSink(_cfg(tmp_path, port), ob.for_sink("opcua"))
+    after.start()
+    try:
+        # the outbox empties into the new server, and its events fire, before any client is back
+        assert wait_until(lambda: ob.depth() == (0, 0), 60), after.health()
+
+        async def catch_up():
+            client = await _client(tmp_path, port)
+            async with client:
+                return await _recent(client, "cam1")
+        recent = asyncio.run(catch_up())
+        assert [r["ReadingId"] for r in recent if r["Seq"] > 1] == missed
+        assert seen not in {r["ReadingId"] for r in recent}   # the history starts with the daemon
+    finally:
+        after.stop(0.0)
         ob.close()

@@ -1,13 +1,20 @@
-"""The OPC UA server (asyncua): the last reading of each camera as variables, and an event per reading.
+"""The OPC UA server (asyncua): the last reading of each camera as variables, its recent ones, and an event each.
 
 Address space (namespace opcua.namespace_uri):
     Objects/OCR/Cameras/<camera>/       one object per camera, an event notifier
         Text (String, the lines joined by "\\n"), Confidence (Double, the lowest line's), ReadingId (String, the
         JSON payload's id), CapturedAt (DateTime, UTC), Seq (UInt64), Lines (UInt32),
-        Readings (UInt64, delivered since the daemon started)
+        Readings (UInt64, delivered since the daemon started),
+        RecentReadings (String[], the last 50 readings (RECENT_READINGS) delivered since the daemon started, oldest
+        first, each a JSON object {"ReadingId", "Seq", "CapturedAt" (RFC 3339 UTC), "Text", "Confidence",
+        "Lines"}; written before the event fires)
     events: OcrReadingEventType (a BaseEventType) from the camera's object, with Camera, Text, Confidence,
         ReadingId, CapturedAt and Seq; Time = the capture time, Message = the text.
 All variables are read-only for clients; a camera first seen in a row (not configured) gets its object then.
+Events reach only the clients subscribed when they fire: those fired while a client is away (a daemon restart
+delivers the readings that waited in the outbox as soon as the server is up, usually before clients are back)
+are not replayed. A client that must see every reading reads RecentReadings after it (re)subscribes and takes
+the entries whose Seq is above the last one it handled (Seq increases per camera across restarts).
 
 Security: one endpoint, Basic256Sha256 (SignAndEncrypt unless opcua.security_mode: Sign), no None endpoint. A
 channel with any other policy or mode is refused when it opens (ErrorMessage BadSecurityPolicyRejected or
@@ -41,12 +48,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
+import json
 import logging
 import os
 import socket
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +79,9 @@ log = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 10.0   # a write into the address space that takes longer: the server counts as down
 _EVENT_FIELDS = (("Camera", "String"), ("Text", "String"), ("Confidence", "Double"), ("ReadingId", "String"),
                  ("CapturedAt", "DateTime"), ("Seq", "UInt64"))
+# RecentReadings' length: what a client away for a daemon restart can catch up on. The whole array is written with
+# each reading, so it stays a few kB.
+RECENT_READINGS = 50
 _REFUSAL_WINDOW_S = 60.0   # a peer's refusals after its first are counted and summarised once per window
 
 
@@ -334,7 +346,30 @@ class _CameraNodes:
         self.obj = obj
         self.variables = variables   # name -> Node
         self.events = events         # EventGenerator
+
+
+class _CameraHistory:
+    """What a camera's variables show since the daemon started; kept by the sink, so a server it restarts (after
+    a write timed out) shows the same."""
+
+    def __init__(self):
+        self.last: Optional[Reading] = None
         self.readings = 0
+        self.recent: deque[str] = deque(maxlen=RECENT_READINGS)   # JSON objects, oldest first
+
+    def add(self, reading: Reading) -> None:
+        if self.last is not None and self.last.msg_id == reading.msg_id:
+            return   # the same row again after a write that timed out
+        self.last = reading
+        self.readings += 1
+        self.recent.append(recent_entry(reading))
+
+
+def recent_entry(reading: Reading) -> str:
+    """One RecentReadings element (its keys are the camera's variable names)."""
+    return json.dumps({"ReadingId": reading.msg_id, "Seq": reading.seq, "CapturedAt": reading.captured_at,
+                       "Text": reading.text, "Confidence": reading.confidence, "Lines": reading.lines},
+                      ensure_ascii=False, separators=(",", ":"))
 
 
 class OpcUaSink(QueueSink):
@@ -351,6 +386,7 @@ class OpcUaSink(QueueSink):
         self._event_type = None
         self._cameras_folder = None
         self._cameras: dict[str, _CameraNodes] = {}
+        self._history: dict[str, _CameraHistory] = {}
         self._refusals = RefusalLog()
         self._summary_timer: Optional[asyncio.TimerHandle] = None
         logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger("asyncua").level))
@@ -485,28 +521,43 @@ class OpcUaSink(QueueSink):
             "Seq": await obj.add_variable(idx, "Seq", 0, ua.VariantType.UInt64),
             "Lines": await obj.add_variable(idx, "Lines", 0, ua.VariantType.UInt32),
             "Readings": await obj.add_variable(idx, "Readings", 0, ua.VariantType.UInt64),
+            "RecentReadings": await obj.add_variable(idx, "RecentReadings",
+                                                     ua.Variant([], ua.VariantType.String, is_array=True)),
         }
+        await variables["RecentReadings"].write_value_rank(ua.ValueRank.OneDimension)
+        await variables["RecentReadings"].write_array_dimensions([RECENT_READINGS])
         events = await self._server.get_event_generator(self._event_type, obj)
         nodes = self._cameras[name] = _CameraNodes(obj, variables, events)
+        history = self._history.get(name)
+        if history is not None and history.last is not None:
+            await self._write(nodes, history)
         return nodes
 
     async def _update(self, reading: Reading) -> None:
         if self._server is None:
             raise SinkDown("the OPC UA server is not running")
         nodes = await self._camera(reading.camera)
+        history = self._history.setdefault(reading.camera, _CameraHistory())
+        history.add(reading)
+        captured = await self._write(nodes, history)
+        ev = nodes.events.event
+        ev.Camera, ev.Text, ev.Confidence = reading.camera, reading.text, reading.confidence
+        ev.ReadingId, ev.CapturedAt, ev.Seq = reading.msg_id, captured, reading.seq
+        ev.Severity = 100
+        await nodes.events.trigger(time_attr=captured, message=reading.text or "(no text)")
+
+    @staticmethod
+    async def _write(nodes: _CameraNodes, history: _CameraHistory) -> datetime:
+        """Writes the camera's variables from its history; returns the last reading's capture time."""
+        reading = history.last
         captured = datetime.fromtimestamp(reading.captured_at_ms / 1000.0, tz=timezone.utc)
-        v = nodes.variables
-        nodes.readings += 1
         for name, value, kind in (("Text", reading.text, ua.VariantType.String),
                                   ("Confidence", reading.confidence, ua.VariantType.Double),
                                   ("ReadingId", reading.msg_id, ua.VariantType.String),
                                   ("CapturedAt", captured, ua.VariantType.DateTime),
                                   ("Seq", reading.seq, ua.VariantType.UInt64),
                                   ("Lines", reading.lines, ua.VariantType.UInt32),
-                                  ("Readings", nodes.readings, ua.VariantType.UInt64)):
-            await v[name].write_value(ua.DataValue(ua.Variant(value, kind), SourceTimestamp=captured))
-        ev = nodes.events.event
-        ev.Camera, ev.Text, ev.Confidence = reading.camera, reading.text, reading.confidence
-        ev.ReadingId, ev.CapturedAt, ev.Seq = reading.msg_id, captured, reading.seq
-        ev.Severity = 100
-        await nodes.events.trigger(time_attr=captured, message=reading.text or "(no text)")
+                                  ("Readings", history.readings, ua.VariantType.UInt64),
+                                  ("RecentReadings", list(history.recent), ua.VariantType.String)):
+            await nodes.variables[name].write_value(ua.DataValue(ua.Variant(value, kind), SourceTimestamp=captured))
+        return captured
