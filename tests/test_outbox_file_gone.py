@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import sqlite3
-from pathlib import Path
 
 from broker import Recorder, wait_until
 from daemon.config import OutboxConfig

@@ -5,6 +5,7 @@ nothing comes back that was not stored (deleted rows, garbage)."""
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def test_garbage_in_the_middle_and_in_the_header_only_the_hit_pages_are_lost(tmp
     path = tmp_path / "outbox.sqlite3"
     payloads = _stored(path, 600)
     size = len(path.read_bytes())
-    rnd = __import__("random").Random(seed)
+    rnd = random.Random(seed)
 
     def garble(b):
         b[:100] = rnd.randbytes(100)
