@@ -49,11 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import config as config_mod                      # noqa: E402
 from daemon.codes.reader import CodeReader                   # noqa: E402
-from daemon.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
+from daemon.readings.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
 from daemon.formats import s10_check_digit, s10_is_valid     # noqa: E402
 from daemon.ocr.evaluate import fold_text, levenshtein        # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                  # noqa: E402
-from daemon.results_filter import CHECK_DIGIT_FAILED, CORRECTED, FilterRules, ResultFilter  # noqa: E402
+from daemon.readings.results_filter import CHECK_DIGIT_FAILED, CORRECTED, FilterRules, ResultFilter  # noqa: E402
 from daemon.samples.codes import paste_code                  # noqa: E402
 from daemon.samples.render import render_label               # noqa: E402
 

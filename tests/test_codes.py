@@ -98,7 +98,7 @@ def test_codes_and_the_lines_they_confirm_or_contradict_reach_the_outbox(tmp_pat
         checks = service.snapshot()["cameras"]["scan"]["checks"]
         assert checks["code_confirmed"] >= 1 and checks["code_mismatch"] >= 1
     finally:
-        service._stop.set()
+        service.request_stop()
         loop.join(timeout=60)
     assert not loop.is_alive()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.codes.reader import Code
-from daemon.consensus import LabelTracker, group_labels, label_outlines, vote_line
+from daemon.readings.consensus import LabelTracker, group_labels, label_outlines, vote_line
 from daemon.ocr.results import TextLine
-from daemon.results_filter import FilterRules, ResultFilter
+from daemon.readings.results_filter import FilterRules, ResultFilter
 
 
 def box(x: float, y: float, w: float = 200.0, h: float = 30.0):

@@ -1,7 +1,7 @@
 """Result filtering: confidence floor, accept patterns, per-camera de-duplication window."""
 from daemon.config import CameraConfig
 from daemon.ocr.results import TextLine
-from daemon.results_filter import (DUPLICATE, EMPTY, LOW_CONFIDENCE, NO_PATTERN_MATCH, FilterRules, ResultFilter,
+from daemon.readings.results_filter import (DUPLICATE, EMPTY, LOW_CONFIDENCE, NO_PATTERN_MATCH, FilterRules, ResultFilter,
                                    accept_lines)
 
 BOX = ((0.0, 0.0), (10.0, 0.0), (10.0, 5.0), (0.0, 5.0))
@@ -77,7 +77,7 @@ def _code(text, gs1=None):
 
 
 def test_accept_formats_publish_valid_numbers_correct_one_look_alike_and_reject_bad_check_digits():
-    from daemon.results_filter import CHECK_DIGIT_FAILED, CORRECTED
+    from daemon.readings.results_filter import CHECK_DIGIT_FAILED, CORRECTED
     f = ResultFilter(rules(accept_formats=("s10", "iso6346"), accept_patterns=(r"\d{4}-\d{2}-\d{2}",)))
     d = f.apply([line("EE123456785CN"), line("EE12345678SCN "), line("RR473124828GB"), line("CSQU3054383"),
                  line("2026-11-23"), line("上海市浦东新区")], 1.0)

@@ -116,7 +116,7 @@ def test_version_4_keeps_every_field_of_version_3_and_adds_optional_frames():
 
 def test_codes_and_line_checks_are_published_and_valid():
     from daemon.codes.reader import Code
-    from daemon.results_filter import PublishedLine
+    from daemon.readings.results_filter import PublishedLine
     box = ((10.0, 20.0), (210.0, 20.0), (210.0, 52.0), (10.0, 52.0))
     lines = [PublishedLine("EE123456785CN", 0.9, box, format="s10", corrected_from="EE12345678SCN",
                            confirmed_by="code"),

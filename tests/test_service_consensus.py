@@ -59,7 +59,7 @@ def _first_label_stored_second_in_view(service, total) -> None:
                  + service.hub.dropped.get("belt", 0) >= total, 120)
     # The first label left view (three frames without it): stored once; the second is still voted on.
     assert wait_until(lambda: service.outbox.depth()[0] >= 1, 30)
-    assert service.outbox.depth()[0] == 1 and service.trackers["belt"].pending == 1
+    assert service.outbox.depth()[0] == 1 and service.lanes["belt"].pending == 1
 
 
 def _stored(cfg) -> list[dict]:
@@ -88,7 +88,7 @@ def test_consensus_camera_stores_one_reading_per_label_and_the_drain_publishes_t
     try:
         _first_label_stored_second_in_view(service, total)
     finally:
-        service._stop.set()
+        service.request_stop()
         loop.join(timeout=60)
     assert not loop.is_alive()
     docs = _stored(cfg)
@@ -109,11 +109,11 @@ def test_a_label_in_view_at_sighup_is_published_before_the_new_config_applies(tm
     try:
         _first_label_stored_second_in_view(service, total)
         write_config(path, _config(tmp_path, clip, min_confidence=0.4))   # a filter change: the camera keeps running
-        service._reload = True   # what SIGHUP sets
+        service.request_reload()   # what SIGHUP sets
         assert wait_until(lambda: service.outbox.depth()[0] == 2, 30)
-        assert service.trackers["belt"].pending == 0 and service.cfg.cameras[0].min_confidence == 0.4
+        assert service.lanes["belt"].pending == 0 and service.cfg.cameras[0].min_confidence == 0.4
     finally:
-        service._stop.set()
+        service.request_stop()
         loop.join(timeout=60)
     assert not loop.is_alive()
     docs = _stored(cfg)

@@ -43,7 +43,7 @@ def test_refused_folder_reading_is_retried_and_stored_once_there_is_room(tmp_pat
         assert "".join(t["text"] for t in doc["texts"]).replace(" ", "") == text
         assert doc["schema"] == "ocr-result/4" and doc["source"] == {"kind": "folder", "file": "label.png"}
     finally:
-        service._stop.set()
+        service.request_stop()
         if loop.is_alive():
             loop.join(timeout=60)
         else:

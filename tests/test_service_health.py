@@ -10,6 +10,7 @@ from daemon import config
 from daemon.metrics import Metrics, MetricsServer
 from daemon.publish.outbox import Outbox
 from daemon.service import Service
+from daemon.status import status_line
 from service_support import http_get
 from publish_support import put_result
 
@@ -26,7 +27,7 @@ def service_on(tmp_path):
         svc = Service(cfg, str(tmp_path / "config.yaml"))
         svc.outbox = Outbox(cfg.outbox)
         svc.metrics = Metrics(svc.snapshot)
-        svc._start_publisher()
+        svc.start_sinks()
         svc.metrics_server = MetricsServer(svc.metrics, svc.health, "127.0.0.1", 0).start()
         made.append(svc)
         return svc, f"http://127.0.0.1:{svc.metrics_server.port}"
@@ -61,14 +62,14 @@ def test_a_dead_sender_is_503_in_healthz_zero_in_metrics_and_stops_the_watchdog(
     assert code == 503 and not doc["healthy"] and not doc["watchdog_ok"]
     assert any("sender thread is dead" in r for r in doc["reasons"]), doc
     assert doc["broker_connected"] and doc["outbox_rows"] == 1
-    assert not svc._watchdog_ok(time.monotonic())
+    assert not svc.status.watchdog_ok(time.monotonic())
     metrics = http_get(base + "/metrics")[1]
     for line in ("ocr_sender_alive 0.0", "ocr_healthy 0.0", "ocr_outbox_writable 1.0", "ocr_dead_letters 0.0",
                  'ocr_outbox_lost_total{reason="disk_full"} 0.0', "ocr_outbox_dead_lettered_total 0.0"):
         assert line in metrics, line
     snap = svc.snapshot()   # what the stats topic carries
     assert snap["delivery"]["sender_alive"] is False and snap["health"]["reasons"]
-    assert "UNHEALTHY: the MQTT sender thread is dead" in svc._status_line()
+    assert "UNHEALTHY: the MQTT sender thread is dead" in status_line(svc.snapshot())
 
 
 def test_a_broker_that_is_down_shows_but_keeps_health_and_the_watchdog(service_on):
@@ -79,7 +80,7 @@ def test_a_broker_that_is_down_shows_but_keeps_health_and_the_watchdog(service_o
     assert code == 200 and doc["healthy"] and doc["reasons"] == []
     assert doc["broker_connected"] is False and doc["delivery"]["connected"] is False
     assert doc["outbox_rows"] == 1 and doc["delivery"]["oldest_undelivered_age_s"] is not None
-    assert svc._watchdog_ok(time.monotonic())
+    assert svc.status.watchdog_ok(time.monotonic())
     metrics = http_get(base + "/metrics")[1]
     assert "ocr_broker_connected 0.0" in metrics and "ocr_sender_alive 1.0" in metrics
     assert "ocr_healthy 1.0" in metrics and "ocr_outbox_oldest_age_seconds" in metrics

@@ -71,7 +71,7 @@ def _run_until_done(service, tmp_path, texts, det):
                 len(list((tmp_path / cam / "done").glob("*.png"))) for cam in texts) < 6:
             time.sleep(0.2)
     finally:
-        service._stop.set()
+        service.request_stop()
         loop.join(timeout=60)
     assert not loop.is_alive()
 

@@ -151,3 +151,21 @@ class LiveView:
 
 def dataclass_copy(r: Reject) -> Reject:
     return Reject(r.at, dict(r.reasons), r.texts, r.repeats)
+
+
+class NoLive:
+    """web.enabled false: the same calls from the work loop, nothing kept."""
+
+    def frame(self, camera: str, image, captured_at: float, lines: Sequence, kept: Optional[Sequence] = None,
+              codes: Sequence = ()) -> None:
+        pass
+
+    def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
+                frames: Optional[int] = None, review: bool = False) -> None:
+        pass
+
+    def rejected(self, camera: str, at: float, reasons: dict, lines: Sequence = (), kept: Sequence = ()) -> None:
+        pass
+
+    def forget(self, camera: str) -> None:
+        pass

@@ -370,6 +370,8 @@ class FinishedLabel:
     first_context: Any
     best_context: Any
     reason: str            # "left", "max_wait" or "flush"
+    # Each voted line's box in the best frame (None where that frame did not read it): the evidence crops.
+    best_boxes: list = field(default_factory=list)
 
 
 @dataclass
@@ -382,6 +384,7 @@ class _Track:
     best_score: float
     lines: list[_Line] = field(default_factory=list)
     codes: dict = field(default_factory=dict)   # (format, text) -> first Code seen
+    best_boxes: dict = field(default_factory=dict)   # line index -> its box in the best frame
     frames: int = 0
     missed: int = 0        # frames of the camera since it was last seen
     published: bool = False
@@ -428,7 +431,8 @@ class _Track:
         self.missed = 0
         self.rect = view.rect
         score = sum(line.confidence for line in view.lines) + len(view.codes)
-        if score > self.best_score:
+        became_best = score > self.best_score
+        if became_best:
             self.best_score, self.best_context = score, context
         for code in view.codes:
             self.codes.setdefault((code.format, code.text), code)
@@ -464,18 +468,22 @@ class _Track:
             line.readings.append(reading)
             line.order += i
             line.place = places[i]
+        if became_best:
+            self.best_boxes = {target[i]: reading.box for i, reading in enumerate(view.lines)}
 
     def finish(self, reason: str) -> FinishedLabel:
         floor = self.frames * MIN_LINE_SHARE
-        kept = [line for line in self.lines if len(line.readings) >= floor]
-        kept.sort(key=lambda line: line.order / len(line.readings))
-        voted: dict[str, TextLine] = {}
-        for line in kept:   # one line followed as two (a frame that put it far from its place) is one line
-            reading = vote_line(line.readings)
-            if reading.text not in voted or reading.confidence > voted[reading.text].confidence:
-                voted[reading.text] = reading   # in the place of the first, with the more confident box
-        return FinishedLabel(list(voted.values()), list(self.codes.values()), self.frames,
-                             self.first_seen, self.first_context, self.best_context, reason)
+        kept = [k for k, line in enumerate(self.lines) if len(line.readings) >= floor]
+        kept.sort(key=lambda k: self.lines[k].order / len(self.lines[k].readings))
+        voted: dict[str, tuple[TextLine, Any]] = {}
+        for k in kept:   # one line followed as two (a frame that put it far from its place) is one line
+            reading = vote_line(self.lines[k].readings)
+            if reading.text not in voted or reading.confidence > voted[reading.text][0].confidence:
+                # in the place of the first, with the more confident box
+                voted[reading.text] = (reading, self.best_boxes.get(k))
+        return FinishedLabel([r for r, _ in voted.values()], list(self.codes.values()), self.frames,
+                             self.first_seen, self.first_context, self.best_context, reason,
+                             [box for _, box in voted.values()])
 
 
 class LabelTracker:

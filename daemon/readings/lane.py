@@ -1,0 +1,97 @@
+"""A Lane: what happens to one camera's OCR'd frames before the recorder: its codes, its filter, its grouping.
+
+Grouping is ``first`` (each frame is a reading: the identity) or ``consensus`` (frames join the labels in view,
+daemon/readings/consensus.py; a label that leaves, waits too long or is flushed becomes one voted reading).
+Readings come out decided by the camera's filter; the filter records a reading as published only when the recorder
+commits it (stored), so a reading the outbox refused is no duplicate of its retry.
+
+Pure apart from the code reader (zxing-cpp, which releases the GIL) and the clock the caller passes: no outbox, no
+page, no threads. The work loop's thread calls it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+from daemon.config import CameraConfig, publish_mode
+from daemon.readings.consensus import FinishedLabel, LabelTracker
+from daemon.readings.reading import FrameContext, Reading
+from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
+from daemon.sources import Frame
+
+log = logging.getLogger(__name__)
+
+
+class Lane:
+    def __init__(self, cam: CameraConfig):
+        self.camera = cam.name
+        self.code_formats = tuple(cam.codes)
+        self.filter = ResultFilter(FilterRules.from_camera(cam))
+        self.tracker: Optional[LabelTracker] = None
+        if publish_mode(cam) == "consensus":
+            self.tracker = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
+
+    @property
+    def voting(self) -> bool:
+        """A consensus lane: frames are voted on, readings come when labels finish."""
+        return self.tracker is not None
+
+    @property
+    def pending(self) -> int:
+        """Labels being voted on (not yet a reading); 0 for a first-mode lane."""
+        return self.tracker.pending if self.tracker is not None else 0
+
+    def read_codes(self, image) -> tuple[list, Optional[float]]:
+        """The frame's codes per cameras[].codes (the frame has its ROI applied, like the text) and the ms taken;
+        ([], None) when the camera reads none. A reader failure costs the codes of this frame, not its text."""
+        from daemon.codes.reader import reader_for
+
+        if not self.code_formats:
+            return [], None
+        t0 = time.perf_counter()
+        try:
+            codes = reader_for(self.code_formats).read(image)
+        except Exception:
+            log.exception("%s: reading codes failed", self.camera)
+            codes = []
+        return codes, (time.perf_counter() - t0) * 1000.0
+
+    def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float]) -> list[Reading]:
+        """The readings this frame makes: first mode, the frame itself (decided); consensus, the labels it
+        finished (the frame itself needs no acknowledgement: it is done here)."""
+        context = FrameContext.of(frame, result, codes_ms)
+        if self.tracker is None:
+            decision = self.filter.decide(result.lines, frame.captured_at, codes)
+            return [Reading(self.camera, decision, context, frame.captured_at, tuple(result.lines),
+                            [line.box for line in decision.lines], ack=frame.ack, seq=frame.seq)]
+        finished = self.tracker.observe(frame.captured_at, result.lines, codes, context,
+                                        image=frame.image)   # its label outlines group the lines
+        frame.ack.done()
+        return [self._label_reading(label) for label in finished]
+
+    def due(self, now: float) -> list[Reading]:
+        """Labels that left view or waited max_wait_s while the camera sent no frame."""
+        return [self._label_reading(label) for label in self.tracker.due(now)] if self.tracker else []
+
+    def flush(self) -> list[Reading]:
+        """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload)."""
+        return [self._label_reading(label) for label in self.tracker.flush()] if self.tracker else []
+
+    def commit(self, decision: Decision) -> None:
+        """The reading is durably stored: later ones with the same texts within the window are duplicates."""
+        self.filter.commit(decision)
+
+    def _label_reading(self, label: FinishedLabel) -> Reading:
+        """A finished label through the filter (codes of any of its frames confirm it); captured_at is its first
+        frame's, latency, source and evidence its best frame's."""
+        first, best = label.first_context, label.best_context
+        decision = self.filter.decide(label.lines, first.captured_at, label.codes)
+        best_box = {_box_key(line.box): box for line, box in zip(label.lines, label.best_boxes)}
+        boxes = [best_box.get(_box_key(line.box)) for line in decision.lines]
+        return Reading(self.camera, decision, best, first.captured_at, tuple(label.lines), boxes,
+                       frames=label.frames)
+
+
+def _box_key(box) -> tuple:
+    return tuple(tuple(map(float, p)) for p in box)
