@@ -110,27 +110,6 @@ def oldest_to_evict(entries: "OrderedDict[str, _Entry]", total_bytes: int, max_b
     return out
 
 
-def boxes_in_frame(lines: Sequence, frame_lines: Sequence, min_similarity: float = 0.6) -> list:
-    """Where each of a reading's lines shows in the evidence frame: its own box when the frame read it there,
-    else the box of the frame's most similar line (a consensus reading's line may carry the box of another
-    frame of the moving label), else None (no crop for it). Pure."""
-    from difflib import SequenceMatcher
-
-    own = {tuple(map(tuple, fl.box)) for fl in frame_lines}
-    out: list = []
-    for line in lines:
-        if tuple(map(tuple, line.box)) in own:
-            out.append(line.box)
-            continue
-        best, score = None, min_similarity
-        for fl in frame_lines:
-            r = SequenceMatcher(None, line.text, fl.text).ratio()
-            if r >= score:
-                best, score = fl.box, r
-        out.append(best)
-    return out
-
-
 # ---------------------------------------------------------------- the store
 
 class EvidenceStore:

@@ -199,16 +199,3 @@ def test_evidence_counters_are_exported_to_prometheus(tmp_path):
     assert samples[("ocr_evidence_bytes", ())] == snap["bytes"]
     assert samples[("ocr_evidence_readings", ())] == snap["readings"]
     assert "ocr_evidence" not in Metrics(lambda: {"evidence": {"enabled": False}}).exposition().decode()
-
-
-def test_a_consensus_readings_lines_are_cropped_where_the_best_frame_shows_them():
-    from daemon.evidence import boxes_in_frame
-    from daemon.ocr.results import TextLine
-
-    here = ((10.0, 10.0), (90.0, 10.0), (90.0, 30.0), (10.0, 30.0))
-    moved = ((300.0, 10.0), (380.0, 10.0), (380.0, 30.0), (300.0, 30.0))
-    frame_lines = [TextLine("SF7300007919", 0.9, here), TextLine("2026-12-01", 0.9, moved)]
-    voted = [TextLine("SF7300007919", 0.99, here),                     # voted from this very frame
-             TextLine("2026-12-01", 0.97, ((250.0, 10.0), (330.0, 10.0), (330.0, 30.0), (250.0, 30.0))),
-             TextLine("FRAGILE", 0.95, ((0.0, 50.0), (60.0, 50.0), (60.0, 70.0), (0.0, 70.0)))]
-    assert boxes_in_frame(voted, frame_lines) == [here, moved, None]
