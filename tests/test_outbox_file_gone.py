@@ -8,6 +8,9 @@ import logging
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 from broker import Recorder, wait_until
 from daemon.config import OutboxConfig
@@ -133,3 +136,21 @@ def test_a_directory_that_cannot_be_made_again_is_unhealthy_and_the_stop_does_no
     with caplog.at_level(logging.ERROR, logger="daemon.publish.outbox"):
         assert ob.close() is False
     assert any("7 results and 0 dead letters are NOT kept" in r.getMessage() for r in caplog.records)
+
+
+def test_closing_one_outbox_leaves_another_on_the_same_file_its_locks(tmp_path):
+    """A reload opens the new outbox before it closes the old one. The watch holds no descriptor of its own:
+    closing one would drop every POSIX lock of the process on the file, and the next `ocr-daemon outbox`
+    command to close would then take the -wal from under the open outbox."""
+    path = tmp_path / "outbox.sqlite3"
+    old = Outbox(OutboxConfig(path=str(path)))
+    new = Outbox(OutboxConfig(path=str(path)))
+    assert old.close()
+    assert put_result(new, "gate")[1]
+    cli = subprocess.run([sys.executable, "-c", f"import sqlite3; db = sqlite3.connect({str(path)!r}); "
+                                                 f"db.execute('SELECT COUNT(*) FROM outbox').fetchall(); db.close()"],
+                         capture_output=True, text=True, timeout=30)
+    assert cli.returncode == 0, cli.stderr
+    assert Path(f"{path}-wal").exists()
+    assert new.health().last_error == "" and new.counters.recreated == 0
+    assert new.close()

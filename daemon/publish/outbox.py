@@ -293,7 +293,6 @@ class Outbox:
                    (self._now_s(), self._clock()))
         self._seqs = {cam: int(n) for cam, n in db.execute("SELECT camera, last_seq FROM camera_seq")}
         self._recount_locked()
-        self._watch.close()   # the previous file's: its connection is closed by now (see FileWatch)
         self._watch = FileWatch(self._path)
 
     def _migrate_to_sinks_locked(self) -> None:
@@ -891,7 +890,6 @@ class Outbox:
             except sqlite3.Error:
                 self._rollback_quietly()
             self._db.close()
-            self._watch.close()
             if not kept:
                 log.error("outbox: %d results and %d dead letters are NOT kept: %s is gone (%s) and could not be "
                           "written anew (%s)", self._rows, self._dead, self._path, self._gone, self._put_back_failed)

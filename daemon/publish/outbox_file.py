@@ -2,8 +2,8 @@
 
 Operators "clean up" with `rm -rf var/`, and scripts rename one file over another. SQLite keeps reading and
 writing the file it opened, now without a name, so the daemon runs on as if nothing happened and every row is
-gone at the next start. FileWatch notices: it holds its own descriptors on the file and its -wal and compares
-them (st_dev, st_ino) with what the names lead to now, a few system calls per look. put_back() then writes the
+gone at the next start. FileWatch notices: it compares the identity (st_dev, st_ino) of the file and its -wal as
+opened with what the names lead to now, two system calls per look. put_back() then writes the
 open database, read through its still-open connection, back under its name.
 
 Both are called by the Outbox under its lock; neither starts threads or logs.
@@ -20,25 +20,26 @@ _WATCHED = ("", "-wal")   # the -wal holds every commit not yet checkpointed: lo
 
 
 class FileWatch:
-    """Descriptors on the outbox file and its -wal as opened, to tell whether the names still lead to them.
-
-    Close it only after the SQLite connection on the same file: closing any descriptor of a file drops every
-    POSIX lock the process holds on it, SQLite's own included."""
+    """The identity (st_dev, st_ino) of the outbox file and its -wal as they were opened, to tell whether the
+    names still lead to them. Taken right after SQLite opened them: SQLite keeps both open while its connection
+    is, so neither inode can be freed and reused meanwhile. No descriptor of its own: closing one would drop
+    every POSIX lock the process holds on the file, SQLite's own included (another Outbox on the same file)."""
 
     def __init__(self, path: Optional[Path] = None):
         self._path = path
-        self._fds: dict[str, int] = {}
-        if path is None:   # the null watch: nothing opened, nothing ever lost
+        self._ids: dict[str, tuple[int, int]] = {}
+        if path is None:   # the null watch: nothing watched, nothing ever lost
             return
         for suffix in _WATCHED:
             try:
-                self._fds[suffix] = os.open(f"{path}{suffix}", os.O_RDONLY | os.O_CLOEXEC)
+                st = os.stat(f"{path}{suffix}")
             except OSError:
-                pass   # a -wal that is not there yet (not WAL mode): nothing of it to lose
+                continue   # a -wal that is not there (not WAL mode): nothing of it to lose
+            self._ids[suffix] = (st.st_dev, st.st_ino)
 
     def lost(self) -> str:
-        """"" while every watched name leads to the file this process has open; else what happened, in words."""
-        for suffix, fd in self._fds.items():
+        """"" while every watched name leads to the file that was opened; else what happened, in words."""
+        for suffix, opened in self._ids.items():
             name = f"{self._path}{suffix}"
             try:
                 now = os.stat(name)
@@ -48,26 +49,17 @@ class FileWatch:
                 return f"{name} was deleted"
             except OSError as exc:
                 return f"{name} cannot be looked up ({exc})"
-            mine = os.fstat(fd)
-            if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            if (now.st_dev, now.st_ino) != opened:
                 return f"{name} was replaced by another file"
         return ""
 
     def owns(self, name: str) -> bool:
-        """Whether the file at name is one this watch holds (a missing one is not)."""
+        """Whether the file at name is one that was opened (a missing one is not)."""
         try:
             st = os.stat(name)
         except OSError:
             return False
-        return any((st.st_dev, st.st_ino) == (m.st_dev, m.st_ino) for m in map(os.fstat, self._fds.values()))
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds = {}
+        return (st.st_dev, st.st_ino) in self._ids.values()
 
 
 def put_back(db: sqlite3.Connection, path: Path, watch: FileWatch) -> Optional[str]:
