@@ -200,8 +200,8 @@ def _build_kernels(cfg, ctx) -> int:
 
 def build_engine(plan: EnginePlan, engines_cfg, target: BuildTarget) -> BuiltEngine:
     """Builds one engine and its sidecar."""
-    from daemon.backends.tensorrt.generation import (UnsupportedTensorRT, build_recipe, compute_capability_member,
-                                                     generation, network_flags)
+    from daemon.backends.tensorrt.generation import (UnsupportedTensorRT, build_recipe, build_refusal_hint,
+                                                     compute_capability_member, generation, network_flags)
     from daemon.backends.tensorrt.shapes import ShapeError, network_input_shape, require_static
     from daemon.engines.sidecar import engine_path, make_sidecar, sha256_file, sidecar_path, write_sidecar
 
@@ -210,7 +210,8 @@ def build_engine(plan: EnginePlan, engines_cfg, target: BuildTarget) -> BuiltEng
         hint = " (run `ocr-daemon calibrate --config FILE --images DIR` first)" if plan.precision == "int8" else ""
         raise BuildError(f"source model {str(plan.source_onnx)!r} does not exist{hint}")
     try:
-        recipe = build_recipe(generation(found.version, found.edition), plan.precision)
+        gen = generation(found.version, found.edition)
+        recipe = build_recipe(gen, plan.precision)
     except UnsupportedTensorRT as exc:
         raise BuildError(str(exc)) from None
     out = engine_path(engines_cfg.dir, plan.engine_stem, plan.precision, device)
@@ -263,7 +264,9 @@ def build_engine(plan: EnginePlan, engines_cfg, target: BuildTarget) -> BuiltEng
         serialized = builder.build_serialized_network(network, config)
         seconds = time.monotonic() - started
         if serialized is None:
-            raise BuildError(f"{found.label} could not build {out.name} (its log above says why)")
+            hint = build_refusal_hint(gen, device.compute_capability, plan.precision)
+            raise BuildError(f"{found.label} could not build {out.name} (its log above says why)"
+                             + (f": {hint}" if hint else ""))
         # The old sidecar goes first: at no moment does a sidecar describe other engine bytes than its own
         # (a crash in between leaves an engine without one, which is refused and rebuilt).
         sidecar_path(out).unlink(missing_ok=True)

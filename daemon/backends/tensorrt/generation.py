@@ -180,3 +180,13 @@ def target_compute_capabilities(member_names) -> tuple[str, ...]:
         if name.startswith("SM") and digits.isdigit() and len(digits) >= 2:
             found.append(f"{int(digits[:-1])}.{digits[-1]}")
     return tuple(sorted(found, key=lambda cc: tuple(int(p) for p in cc.split("."))))
+
+
+def build_refusal_hint(gen: Generation, compute_capability: str, precision: str) -> str:
+    """Why a build that the builder refused is known to fail, and the way out; "" when not known.
+    TensorRT-RTX 1.7 compiles no FP32 matrix multiply for Turing (its log: "Cannot compile operation
+    'MatMul' for Turing (SM75): FP32 GEMM is not supported"): the recognizer and the classifier have one."""
+    if gen.edition == TENSORRT_RTX and compute_capability == "7.5" and precision == "fp32":
+        return (f"{gen.edition.label} builds no FP32 matrix multiply for Turing (compute capability 7.5): "
+                f"build fp16 or int8 engines for it")
+    return ""
