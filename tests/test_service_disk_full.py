@@ -1,6 +1,7 @@
 """A disk-full episode with the daemon as a process (issue 28 item 8): the outbox on a real 1 MiB tmpfs that a
 filler file fills, the real models. ocr_outbox_lost_total{reason="disk_full"} counts readings really lost, not
-refused puts: a folder's images stay in the folder and are stored once the disk has room again."""
+refused puts: a folder's images stay in the folder and are stored once the disk has room again, and a live
+camera's labels, refused frame after frame, are stored by the first frames after it."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -96,5 +98,33 @@ def test_folder_images_refused_by_a_full_disk_stay_and_are_stored_later_none_cou
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
         assert "never stored" not in d.log()
+    finally:
+        d.close()
+
+
+def test_live_labels_refused_frame_after_frame_are_stored_after_the_episode_none_counted_lost(tmp_path, tiny_fs):
+    """The bundled sample images, looped as a live camera: each label is seen again every few seconds, within
+    its dedup window, as a label in front of a camera is, and published again once the window has passed."""
+    window_s = 8.0
+    cfg, base = _config(tmp_path, tiny_fs, {"name": "line", "kind": "sample", "publish_mode": "first",
+                                             "dedup_window_s": window_s})
+    d = Daemon(cfg, tmp_path / "daemon.log").start()
+    try:
+        assert wait_until(lambda: _rows(tiny_fs / "outbox.sqlite3") >= 2, 90), d.log()
+        before = _rows(tiny_fs / "outbox.sqlite3")
+        time.sleep(1.0)
+        _fill(tiny_fs / "filler")
+        assert wait_until(lambda: _metric(base, "ocr_outbox_put_failed_disk_full_total") >= 3, 60), d.log()
+        (tiny_fs / "filler").unlink()
+        assert wait_until(lambda: _rows(tiny_fs / "outbox.sqlite3") > before, 60), d.log()
+        time.sleep(window_s + 2.0)   # a refused reading not stored after all would be counted by now
+        assert _metric(base, LOST) == 0.0, d.log()
+        refused = _metric(base, "ocr_outbox_put_failed_disk_full_total")
+        _fill(tiny_fs / "filler")    # a second episode, and the daemon stops in it: those readings are lost
+        assert wait_until(lambda: _metric(base, "ocr_outbox_put_failed_disk_full_total") > refused, 60), d.log()
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+        assert re.search(r"stopping: [1-9]\d* reading\(s\) refused by a full or failing disk were never stored",
+                         d.log()), d.log()
     finally:
         d.close()
