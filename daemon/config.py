@@ -12,9 +12,12 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import re
+import reprlib
 import socket
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,12 +32,47 @@ from daemon.formats import FORMATS
 log = logging.getLogger(__name__)
 
 
+# An error is one line of the journal: values are shown cut to this many characters, the whole message to the other.
+SHOWN_VALUE_CHARS = 80
+MAX_MESSAGE_CHARS = 1000
+
+
 class ConfigError(ValueError):
-    """A config value that cannot be used; ``key`` is the dotted path to it."""
+    """A config value that cannot be used; ``key`` is the dotted path to it. The message is one line of at most
+    MAX_MESSAGE_CHARS characters, whatever the value was."""
 
     def __init__(self, key: str, message: str):
         self.key = key
-        super().__init__(f"{key}: {message}" if key else message)
+        text = " ".join((f"{key}: {message}" if key else message).splitlines())
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[:MAX_MESSAGE_CHARS] + f"… ({len(text)} characters)"
+        super().__init__(text)
+
+
+class _ShortRepr(reprlib.Repr):
+    """repr() with every part bounded: a huge list, a deep one or a long integer is shown by its start."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxlist, self.maxtuple, self.maxset = 3, 4, 6, 6, 6
+        self.maxstring = self.maxother = self.maxlong = SHOWN_VALUE_CHARS
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 200:   # repr() of a number over 4300 digits raises; its size is what matters
+            return f"<an integer of {int(x.bit_length() * 0.30103) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_short_repr = _ShortRepr()
+
+
+def _shown(value: Any) -> str:
+    """The value as an error message shows it: its repr, cut to SHOWN_VALUE_CHARS with its full length added."""
+    if isinstance(value, str) and len(value) > SHOWN_VALUE_CHARS:
+        return f"{value[:SHOWN_VALUE_CHARS]!r}… ({len(value)} characters)"
+    if isinstance(value, (list, tuple, dict)) and len(value) > 6:
+        return f"{_short_repr.repr(value)} ({len(value)} items)"
+    return _short_repr.repr(value)
 
 
 @dataclass(frozen=True)
@@ -403,54 +441,78 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(repr, args))}")
+        # by type too: true is not 1 (sparkplug.qos), 1.0 is not 1
+        if not any(type(value) is type(a) and value == a for a in args):
+            raise ConfigError(key, f"{_shown(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"expected a list, got {value!r}")
+            raise ConfigError(key, f"expected a list, got {_shown(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ConfigError(key, f"expected a list of {len(args)} items, got {value!r}")
+            raise ConfigError(key, f"expected a list of {len(args)} items, got {_shown(value)}")
         return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {value!r}")
+            raise ConfigError(key, f"expected true or false, got {_shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {value!r}")
-        return value
+            raise ConfigError(key, f"expected an integer, got {_shown(value)}")
+        return _in_int64(value, key)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"expected a number, got {value!r}")
+            hint = (" (YAML 1.1 reads 1e3 as text: write 1.0e+3)"
+                    if isinstance(value, str) and _EXPONENT_ONLY.fullmatch(value) else "")
+            raise ConfigError(key, f"expected a number, got {_shown(value)}{hint}")
+        if not math.isfinite(_in_int64(value, key) if isinstance(value, int) else value):
+            raise ConfigError(key, f"expected a finite number, got {_shown(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise ConfigError(key, f"expected a string, got {value!r}")
-        return str(value)
+            raise ConfigError(key, f"expected a string, got {_shown(value)}")
+        return value if isinstance(value, str) else str(_in_int64(value, key))
     raise ConfigError(key, f"unsupported type {hint!r}")  # a programming error, caught by the tests
+
+
+_EXPONENT_ONLY = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+# Integers go to SQLite, C libraries and the protocols as at most 64 bits.
+INT64_MAX = 2 ** 63 - 1
+
+
+def _in_int64(value: int, key: str) -> int:
+    if not -INT64_MAX <= value <= INT64_MAX:
+        raise ConfigError(key, f"{_shown(value)} is out of range (at most {INT64_MAX} either way)")
+    return value
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(prefix, f"expected a mapping, got {data!r}")
+        raise ConfigError(prefix, f"expected a mapping, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
-            raise ConfigError(_join(prefix, str(k)), f"unknown key (known: {', '.join(sorted(names))})")
+            raise ConfigError(_join(prefix, _key_text(k)), f"unknown key (known: {', '.join(sorted(names))})")
     kwargs = {k: _convert(v, hints[k], _join(prefix, k)) for k, v in data.items()}
     return cls(**kwargs)
 
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as a key path shows it: as written when it looks like a key, else its short repr."""
+    return key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else _shown(key)
 
 
 # ---------------------------------------------------------------- checks a type cannot express
@@ -480,44 +542,244 @@ def _valid_name(name: str) -> bool:
 
 def _require(ok: bool, key: str, value: Any, why: str) -> None:
     if not ok:
-        raise ConfigError(key, f"{value!r} {why}")
+        raise ConfigError(key, f"{_shown(value)} {why}")
 
 
 def _check_readable(key: str, path: Optional[str]) -> None:
+    """A file read later (a model, a certificate) opens now and is a regular file: a FIFO would hang its reader."""
     if path is None:
         return
     try:
-        with open(path, "rb"):
-            pass
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(key, f"{path!r} cannot be read ({exc.strerror})") from None
+        raise ConfigError(key, f"{_shown(path)} cannot be read ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    _require(stat.S_ISREG(mode), key, path, f"is not a regular file (it is {_file_kind(mode)})")
 
 
-def _same_dir(a: str, b: str) -> bool:
-    """Whether two paths name one directory (symlinks and '..' resolved; both need not exist yet)."""
-    return os.path.realpath(a) == os.path.realpath(b)
+# ---------------------------------------------------------------- what the OS, MQTT and OPC UA can carry
+
+# Every wait goes through Python's timers, which refuse more than threading.TIMEOUT_MAX (about 292 years);
+# a *_s or *_ms setting above this bound (about 31 years) is a typo, not a wish.
+MAX_DURATION_S = 1e9
+# Linux's PATH_MAX (with its NUL) and NAME_MAX, in bytes; a directory the daemon writes into keeps room for a name.
+PATH_MAX_BYTES = 4095
+NAME_MAX_BYTES = 255
+# MQTT strings (topics, client ids, user names) are UTF-8 of at most 65535 bytes; brokers refuse control characters
+# and non-characters in them (mosquitto_validate_utf8), and '+' and '#' in the topic a message is published to.
+MQTT_MAX_STRING_BYTES = 65535
+_MQTT_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff"
+                           + "".join(chr(plane * 0x10000 + low) for plane in range(17) for low in (0xfffe, 0xffff))
+                           + "]")
+# Topics the daemon publishes under mqtt.topic_prefix: {prefix}/{device_id}/{camera}/text, /review, /state and
+# {prefix}/{device_id}/status, /stats; "review" is the longest last level.
+_LONGEST_TOPIC_LEVEL = "review"
+# A namespace URI or OPC UA user name beyond this is a mistake; every client reads them when it browses or logs in.
+OPCUA_MAX_STRING_BYTES = 4096
+# accept_patterns: OCR lines are short, so a longer pattern or a larger repeat count is a mistake, and the regex
+# compiler fails on counts from 2**32 - 1 up (OverflowError) and on deep nesting (RecursionError). The total keeps
+# compiling them all (a few microseconds a character, more when nested) well inside the second a check may take.
+MAX_PATTERN_CHARS = 1000
+MAX_PATTERN_REPEAT = 1000
+MAX_PATTERNS_TOTAL_CHARS = 65536
+_REPEAT_COUNT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _leaves(value: Any, key: str = "") -> typing.Iterator[tuple[str, Any]]:
+    """(key path, value) of every setting under a config section, list items one by one."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _leaves(getattr(value, f.name), _join(key, f.name))
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{key}[{i}]")
+    else:
+        yield key, value
+
+
+def _check_leaves(cfg: Config) -> None:
+    """Rules for every setting of a kind: text carries no NUL (no path, topic or C library takes one) and no lone
+    surrogate (UTF-8 cannot encode it); a duration (*_s, *_ms) fits Python's timers."""
+    for key, value in _leaves(cfg):
+        if isinstance(value, str):
+            bad = re.search("[\x00\ud800-\udfff]", value)
+            if bad:
+                raise ConfigError(key, f"{_shown(value)} holds U+{ord(bad.group()):04X} at character "
+                                       f"{bad.start() + 1}, which no file name, topic or C library carries")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = value / 1000 if key.endswith("_ms") else value if key.endswith("_s") else 0
+            _require(seconds <= MAX_DURATION_S, key, value,
+                     f"is longer than {MAX_DURATION_S:.0f} s (about 31 years)")
+
+
+def _check_path(key: str, path: Optional[str], writes_into: bool = False, suffix: str = "") -> None:
+    """A path Linux can open: at most PATH_MAX_BYTES, each name at most NAME_MAX_BYTES. writes_into: a directory the
+    daemon creates files in (room for one more name); suffix: what is appended to the name (SQLite's -journal)."""
+    if not path:
+        return
+    raw = os.fsencode(path + suffix)
+    room = NAME_MAX_BYTES + 1 if writes_into else 0
+    _require(len(raw) + room <= PATH_MAX_BYTES, key, path,
+             f"is {len(raw)} bytes long; Linux paths end at {PATH_MAX_BYTES}"
+             + (f" and files go in it (at most {PATH_MAX_BYTES - room})" if writes_into else ""))
+    longest = max(raw.split(b"/"), key=len)
+    _require(len(longest) <= NAME_MAX_BYTES, key, path,
+             f"has a name of {len(longest)} bytes{' with ' + suffix if suffix else ''}; "
+             f"Linux file names end at {NAME_MAX_BYTES}")
+
+
+def _check_paths(cfg: Config) -> None:
+    """Every path the daemon opens or creates, as resolved against state_dir."""
+    o, e, m = cfg.ocr, cfg.engines, cfg.mqtt
+    _check_path("state_dir", cfg.state_dir, writes_into=True)
+    for name in ("det_model", "rec_model", "cls_model", "dictionary"):
+        _check_path(f"ocr.{name}", getattr(o, name))
+    _check_path("ocr.cpu_fold_dir", o.cpu_fold_dir, writes_into=True)
+    _check_path("engines.dir", e.dir, writes_into=True)
+    _check_path("engines.timing_cache", e.timing_cache)
+    for i, cam in enumerate(cfg.cameras):
+        if cam.kind in ("file", "folder") or (cam.kind == "v4l2" and not cam.uri.isdigit()):
+            _check_path(f"cameras[{i}].uri", cam.uri, writes_into=cam.kind == "folder")
+        _check_path(f"cameras[{i}].done_dir", cam.done_dir, writes_into=True)
+    for name in ("ca_file", "cert_file", "key_file"):
+        _check_path(f"mqtt.tls.{name}", getattr(m.tls, name))
+    _check_path("mqtt.password_file", m.password_file)
+    for name in ("cert_file", "key_file", "password_file"):
+        _check_path(f"opcua.{name}", getattr(cfg.opcua, name))
+    _check_path("opcua.trusted_clients_dir", cfg.opcua.trusted_clients_dir)
+    _check_path("outbox.path", cfg.outbox.path, suffix="-journal")
+    _check_path("web.token_file", cfg.web.token_file)
+    _check_path("web.saved_frames_dir", cfg.web.saved_frames_dir, writes_into=True)
+    _check_path("evidence.dir", cfg.evidence.dir, writes_into=True)
+
+
+def _check_host(key: str, host: str) -> None:
+    """An IP address or a host name the resolver takes (labels of 1-63 characters, 253 in all); empty is left to
+    each section's own rule."""
+    if not host:
+        return
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+        return
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.encode("idna")
+    except UnicodeError:
+        ascii_name = b""
+    _require(len(ascii_name) <= 253 and re.fullmatch(rb"[A-Za-z0-9_.-]+", ascii_name) is not None, key, host,
+             "is not an IP address or a host name (letters, digits, '-', '.'; labels of 1-63 characters)")
+
+
+def _mqtt_text_problem(text: str) -> Optional[str]:
+    """Why an MQTT string cannot carry this text, or None."""
+    bad = _MQTT_REFUSED.search(text)
+    if bad:
+        return f"holds U+{ord(bad.group()):04X} at character {bad.start() + 1}, which MQTT brokers refuse"
+    size = len(text.encode("utf-8"))
+    if size > MQTT_MAX_STRING_BYTES:
+        return f"is {size} bytes in UTF-8; MQTT strings end at {MQTT_MAX_STRING_BYTES}"
+    return None
+
+
+def _check_mqtt_text(key: str, text: Optional[str]) -> None:
+    if text is not None:
+        problem = _mqtt_text_problem(text)
+        _require(problem is None, key, text, problem or "")
+
+
+def _check_topic_prefix(key: str, prefix: str, longest_topic: str) -> None:
+    """A prefix that every topic under it can be published to: longest_topic is the longest of them."""
+    _require(bool(prefix) and not re.search(r"[#+]", prefix) and not prefix.startswith(("/", "$"))
+             and not prefix.endswith("/"), key, prefix,
+             "is not a valid topic prefix (no '#', '+', leading '$', leading or trailing '/')")
+    _check_mqtt_text(key, prefix)
+    size = len(longest_topic.encode("utf-8"))
+    _require(size <= MQTT_MAX_STRING_BYTES, key, prefix,
+             f"makes topics of {size} bytes (…{longest_topic[-40:]}); MQTT topics end at {MQTT_MAX_STRING_BYTES}")
+
+
+def _check_mqtt_names(cfg: Config) -> None:
+    """Topics, client ids and the user name as an MQTT broker takes them."""
+    m, device = cfg.mqtt, cfg.device_id or ""
+    camera = max((c.name for c in cfg.cameras), key=len, default="")
+    _check_topic_prefix("mqtt.topic_prefix", m.topic_prefix,
+                        f"{m.topic_prefix}/{device}/{camera}/{_LONGEST_TOPIC_LEVEL}")
+    for key, client_id in (("mqtt.client_id", m.client_id), ("sparkplug.client_id", cfg.sparkplug.client_id),
+                           ("homeassistant.client_id", cfg.homeassistant.client_id)):
+        _check_mqtt_text(key, client_id)
+    _check_mqtt_text("mqtt.username", m.username)
+    h = cfg.homeassistant
+    if h.enabled:
+        _check_topic_prefix("homeassistant.discovery_prefix", h.discovery_prefix,
+                            f"{h.discovery_prefix}/sensor/{device}/{camera}/config")
+
+
+def _check_opcua_text(key: str, text: str) -> None:
+    bad = re.search("[\x00-\x1f\x7f-\x9f]", text)
+    if bad:
+        raise ConfigError(key, f"{_shown(text)} holds the control character U+{ord(bad.group()):04X}")
+    size = len(text.encode("utf-8"))
+    _require(size <= OPCUA_MAX_STRING_BYTES, key, text,
+             f"is {size} bytes in UTF-8, more than {OPCUA_MAX_STRING_BYTES}")
+
+
+def _check_patterns(cameras: tuple[CameraConfig, ...]) -> None:
+    total = 0
+    for i, cam in enumerate(cameras):
+        for j, pattern in enumerate(cam.accept_patterns):
+            key = f"cameras[{i}].accept_patterns[{j}]"
+            total += len(pattern)
+            _require(total <= MAX_PATTERNS_TOTAL_CHARS, key, pattern,
+                     f"brings the accept patterns of all cameras over {MAX_PATTERNS_TOTAL_CHARS} characters")
+            _check_pattern(key, pattern)
+
+
+def _check_pattern(key: str, pattern: str) -> None:
+    """An accept pattern that compiles, with bounds the compiler itself lacks."""
+    _require(len(pattern) <= MAX_PATTERN_CHARS, key, pattern, f"is longer than {MAX_PATTERN_CHARS} characters")
+    for match in _REPEAT_COUNT.finditer(pattern):
+        count = max(int(n) for n in match.groups() if n)
+        _require(count <= MAX_PATTERN_REPEAT, key, pattern,
+                 f"repeats {count} times ({match.group()}); at most {MAX_PATTERN_REPEAT} (OCR lines are short)")
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        raise ConfigError(key, f"{_shown(pattern)} is not a valid regex ({exc})") from None
+
+
+def _check_env_name(key: str, name: Optional[str]) -> None:
+    if name is not None:
+        _require(_ENV_NAME.fullmatch(name) is not None, key, name,
+                 "is not an environment variable name (letters, digits, '_'; not starting with a digit)")
 
 
 def _check_folders(cameras: tuple[CameraConfig, ...]) -> None:
     """Folder cameras: done_dir is not the watched folder (every file would be handed out again on every
-    pass), and no two folder cameras watch one folder, or one's done_dir is another's folder."""
-    folders = [(i, cam) for i, cam in enumerate(cameras) if cam.kind == "folder" and cam.uri]
-    for i, cam in folders:
-        if cam.done_action == "move" and cam.done_dir:
-            _require(not _same_dir(cam.done_dir, cam.uri), f"cameras[{i}].done_dir", cam.done_dir,
-                     f"is the watched folder itself (cameras[{i}].uri); use another directory, "
-                     "or done_action: delete or mark")
-        for j, other in folders:
-            if j == i:
-                continue
-            if j > i:
-                _require(not _same_dir(cam.uri, other.uri), f"cameras[{j}].uri", other.uri,
-                         f"is already watched by cameras[{i}] ({cam.name}); two folder cameras would read "
-                         "the same files")
-            if cam.done_action == "move":
-                done_dir = cam.done_dir or os.path.join(cam.uri, "done")
-                _require(not _same_dir(done_dir, other.uri), f"cameras[{i}].done_dir", done_dir,
-                         f"is the folder watched by cameras[{j}] ({other.name}); its files would be read again")
+    pass), and no two folder cameras watch one folder, or one's done_dir is another's folder. Each path is
+    resolved once (symlinks and '..'; they need not exist yet): a thousand folder cameras check in milliseconds."""
+    folders = [(i, cam, os.path.realpath(cam.uri)) for i, cam in enumerate(cameras)
+               if cam.kind == "folder" and cam.uri]
+    watched_by: dict[str, int] = {}
+    for i, cam, real in folders:
+        first = watched_by.setdefault(real, i)
+        _require(first == i, f"cameras[{i}].uri", cam.uri, f"is already watched by cameras[{first}] "
+                 f"({cameras[first].name}); two folder cameras would read the same files")
+    for i, cam, real in folders:
+        if cam.done_action != "move":
+            continue
+        done_dir = cam.done_dir or os.path.join(cam.uri, "done")
+        other = watched_by.get(os.path.realpath(done_dir))
+        if other == i:
+            raise ConfigError(f"cameras[{i}].done_dir", f"{_shown(cam.done_dir)} is the watched folder itself "
+                              f"(cameras[{i}].uri); use another directory, or done_action: delete or mark")
+        if other is not None:
+            raise ConfigError(f"cameras[{i}].done_dir", f"{_shown(done_dir)} is the folder watched by "
+                              f"cameras[{other}] ({cameras[other].name}); its files would be read again")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -532,16 +794,17 @@ def is_loopback_host(host: str) -> bool:
 
 def _check_web(w: WebConfig) -> None:
     _require(bool(w.host), "web.host", w.host, "must not be empty")
+    _check_host("web.host", w.host)
     _require(0 <= w.port < 65536, "web.port", w.port, "must be between 0 and 65535 (0 = any free port)")
     _require(not (w.token_env and w.token_file), "web.token_file", w.token_file,
              "cannot be set together with web.token_env")
+    _check_env_name("web.token_env", w.token_env)
     if w.token_env:
         _require(w.token_env in os.environ, "web.token_env", w.token_env, "is not set in the environment")
         _require(len(os.environ[w.token_env].strip()) >= MIN_TOKEN_CHARS, "web.token_env", w.token_env,
                  f"holds a token shorter than {MIN_TOKEN_CHARS} characters")
-    _check_readable("web.token_file", w.token_file)
     if w.token_file:
-        _require(len(Path(w.token_file).read_text(encoding="utf-8").strip()) >= MIN_TOKEN_CHARS, "web.token_file",
+        _require(len(_read_secret("web.token_file", w.token_file)) >= MIN_TOKEN_CHARS, "web.token_file",
                  w.token_file, f"holds a token shorter than {MIN_TOKEN_CHARS} characters")
     _require(not w.enabled or is_loopback_host(w.host) or bool(w.token_env or w.token_file), "web.host", w.host,
              "is not a loopback address: set web.token_env or web.token_file (an access token), "
@@ -573,21 +836,27 @@ def _check_sinks(cfg: Config) -> None:
     o = cfg.opcua
     if o.enabled:
         _require(bool(o.host), "opcua.host", o.host, "must not be empty")
+        _check_host("opcua.host", o.host)
         _require(0 < o.port < 65536, "opcua.port", o.port, "must be between 1 and 65535")
         _require(cfg.metrics.port != o.port or not cfg.metrics.enabled, "opcua.port", o.port,
                  "is metrics.port too")
         _require(bool(o.namespace_uri), "opcua.namespace_uri", o.namespace_uri, "must not be empty")
+        _check_opcua_text("opcua.namespace_uri", o.namespace_uri)
         _require(bool(o.cert_file) and bool(o.key_file), "opcua.cert_file", o.cert_file,
                  "and opcua.key_file must both be set")
         _require(bool(o.username), "opcua.username", o.username, "must not be empty")
+        _check_opcua_text("opcua.username", o.username)
         _require(not (o.password_env and o.password_file), "opcua.password_file", o.password_file,
                  "cannot be set together with opcua.password_env")
         _require(bool(o.password_env or o.password_file), "opcua.password_env", o.password_env,
                  "or opcua.password_file must name the password of opcua.username")
+        _check_env_name("opcua.password_env", o.password_env)
         if o.password_env:
             _require(bool(os.environ.get(o.password_env)), "opcua.password_env", o.password_env,
                      "is not set (or empty) in the environment")
-        _check_readable("opcua.password_file", o.password_file)
+        if o.password_file:
+            _require(bool(_read_secret("opcua.password_file", o.password_file)), "opcua.password_file",
+                     o.password_file, "is empty")
         _require(o.trusted_clients_dir is None or os.path.isdir(o.trusted_clients_dir), "opcua.trusted_clients_dir",
                  o.trusted_clients_dir, "is not a directory")
     s = cfg.sparkplug
@@ -599,14 +868,11 @@ def _check_sinks(cfg: Config) -> None:
     if h.enabled:
         _require(cfg.mqtt.enabled, "homeassistant.enabled", h.enabled,
                  "needs mqtt.enabled: true (the sensors' availability is the mqtt status topic)")
-        _require(bool(h.discovery_prefix) and not re.search(r"[#+\x00]", h.discovery_prefix)
-                 and not h.discovery_prefix.startswith("/") and not h.discovery_prefix.endswith("/"),
-                 "homeassistant.discovery_prefix", h.discovery_prefix,
-                 "is not a valid topic prefix (no '#', '+', NUL, leading or trailing '/')")
 
 
 def validate(cfg: Config) -> Config:
     """Checks values that types alone cannot; returns cfg unchanged or raises ConfigError."""
+    _check_leaves(cfg)
     _require(cfg.device_id is not None and _valid_name(cfg.device_id), "device_id", cfg.device_id, _NAME_RULE)
     o = cfg.ocr
     for name in ("det_model", "rec_model", "cls_model", "dictionary"):
@@ -662,11 +928,6 @@ def validate(cfg: Config) -> Config:
             _require(name in FORMATS, f"{key}.accept_formats[{j}]", name, f"is not one of {', '.join(FORMATS)}")
         for j, name in enumerate(cam.codes):
             _require(name in CODE_FORMATS, f"{key}.codes[{j}]", name, f"is not one of {', '.join(CODE_FORMATS)}")
-        for j, pattern in enumerate(cam.accept_patterns):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError(f"{key}.accept_patterns[{j}]", f"{pattern!r} is not a valid regex ({exc})") from None
         _require(cam.unreadable_after_s >= 0, f"{key}.unreadable_after_s", cam.unreadable_after_s,
                  "must not be negative")
         _require(cam.max_frame_pixels >= 0, f"{key}.max_frame_pixels", cam.max_frame_pixels,
@@ -674,14 +935,13 @@ def validate(cfg: Config) -> Config:
         _require(cam.max_file_bytes >= 0, f"{key}.max_file_bytes", cam.max_file_bytes,
                  "must be 0 (no limit) or a size in bytes")
     _check_folders(cfg.cameras)
+    _check_patterns(cfg.cameras)
 
     m = cfg.mqtt
     _require(bool(m.host), "mqtt.host", m.host, "must not be empty")
+    _check_host("mqtt.host", m.host)
     _require(0 < m.port < 65536, "mqtt.port", m.port, "must be between 1 and 65535")
-    _require(bool(m.topic_prefix) and not re.search(r"[#+\x00]", m.topic_prefix)
-             and not m.topic_prefix.startswith("/") and not m.topic_prefix.endswith("/"),
-             "mqtt.topic_prefix", m.topic_prefix,
-             "is not a valid topic prefix (no '#', '+', NUL, leading or trailing '/')")
+    _check_mqtt_names(cfg)
     _require(5 <= m.keepalive_s <= MAX_KEEPALIVE_S, "mqtt.keepalive_s", m.keepalive_s,
              f"must be between 5 and {MAX_KEEPALIVE_S} (MQTT's Keep Alive is 16 bits)")
     limit = max_inflight_limit(len(cfg.cameras))
@@ -695,9 +955,13 @@ def validate(cfg: Config) -> Config:
              "must be between 1024 and 268435455 (MQTT's largest packet)")
     _require(not (m.password_env and m.password_file), "mqtt.password_file", m.password_file,
              "cannot be set together with mqtt.password_env")
+    _check_env_name("mqtt.password_env", m.password_env)
     if m.password_env:
         _require(m.password_env in os.environ, "mqtt.password_env", m.password_env, "is not set in the environment")
-    _check_readable("mqtt.password_file", m.password_file)
+        _require(len(os.environb.get(os.fsencode(m.password_env), b"")) <= MQTT_MAX_STRING_BYTES,
+                 "mqtt.password_env", m.password_env, f"holds a password over {MQTT_MAX_STRING_BYTES} bytes (MQTT's)")
+    if m.password_file:
+        _read_secret("mqtt.password_file", m.password_file)
     _require(m.tls.enabled or not m.tls.insecure, "mqtt.tls.insecure", m.tls.insecure,
              "needs mqtt.tls.enabled: true (without TLS there is no certificate to skip checking)")
     if m.tls.enabled:
@@ -714,6 +978,7 @@ def validate(cfg: Config) -> Config:
     _require(ob.ttl_s >= 0, "outbox.ttl_s", ob.ttl_s, "must not be negative")
     _require(ob.dead_letter_after_failures >= 1, "outbox.dead_letter_after_failures",
              ob.dead_letter_after_failures, "must be at least 1")
+    _check_host("metrics.host", cfg.metrics.host)
     _require(0 < cfg.metrics.port < 65536, "metrics.port", cfg.metrics.port, "must be between 1 and 65535")
     _check_sinks(cfg)
     _check_web(cfg.web)
@@ -724,6 +989,7 @@ def validate(cfg: Config) -> Config:
              "must be positive")
     _require(cfg.service.max_undelivered_age_s > 0, "service.max_undelivered_age_s",
              cfg.service.max_undelivered_age_s, "must be positive")
+    _check_paths(resolve_state_paths(cfg))
     return cfg
 
 
@@ -806,17 +1072,219 @@ def from_dict(data: Any) -> Config:
     return resolve_state_paths(validate(cfg))
 
 
+# ---------------------------------------------------------------- reading the file: bounded, whatever the bytes
+
+# The file, its YAML and the secrets a config names are read within these bounds, so that a hostile or broken file
+# ends in one ConfigError line within a second and a few MiB, never a traceback, a hang or a memory climb.
+# A real config is a few KiB, 4 levels deep, and about 60 values a camera with every key written out.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 32
+MAX_YAML_VALUES = 10_000   # counted with every alias expanded: what the dataclass walk and the checks visit
+# A number no setting can hold (int64 has 19 digits); PyYAML would build any size, and int() refuses 4300 digits.
+MAX_NUMBER_CHARS = 64
+# What the YAML reader accepts (YAML 1.1's printable set); anything else is named with its line and column.
+_NOT_YAML_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_config_text(path: str | os.PathLike) -> str:
+    """The config file's text: a regular file of at most MAX_CONFIG_BYTES, UTF-8 (a UTF-8 byte order mark is
+    skipped), only characters YAML accepts."""
+    data = _read_regular_file("", path, MAX_CONFIG_BYTES, "the file")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError("", "the file is UTF-16 or UTF-32 (it starts with that byte order mark); save it as UTF-8")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("", f"line {line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8") \
+            from None
+    bad = _NOT_YAML_TEXT.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        hint = " (a UTF-16 file without a byte order mark?)" if bad.group() == "\0" else ""
+        raise ConfigError("", f"line {line}, column {column}: character U+{ord(bad.group()):04X} is not allowed "
+                              f"in YAML{hint}")
+    return text
+
+
+def _read_regular_file(key: str, path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
+    """The bytes of a regular file of at most max_bytes; `what` names it in the message. A FIFO, a device or a
+    directory is refused before a byte is read (opened non-blocking: a FIFO with no writer cannot hang the open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
+        raise ConfigError(key, f"cannot read {what} ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(key, f"{what} is not a regular file (it is {_file_kind(st.st_mode)})")
+        if st.st_size > max_bytes:
+            raise ConfigError(key, f"{what} is {st.st_size} bytes, more than {max_bytes}")
+        data = b""
+        while len(data) <= max_bytes:   # it may grow while read
+            chunk = os.read(fd, max_bytes + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {what} ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ConfigError(key, f"{what} is more than {max_bytes} bytes")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+class _YamlShape:
+    """One pass over the YAML events, before anything is built: bounds the nesting, the values with every alias
+    expanded (a "billion laughs" is refused at its first level over the bound, not after 10^9 copies) and the
+    length of numbers, and knows the key path of the event it is at, for the message."""
+
+    class _Frame:
+        __slots__ = ("is_map", "children", "key", "start", "anchor", "depth_below")
+
+        def __init__(self, is_map: bool, start: int, anchor: Optional[str]):
+            self.is_map, self.children, self.key = is_map, 0, "?"
+            self.start, self.anchor, self.depth_below = start, anchor, 0
+
+    def __init__(self):
+        self.stack: list[_YamlShape._Frame] = []
+        self.anchors: dict[str, tuple[int, int]] = {}   # name -> (values it expands to, its depth)
+        self.values = 0
+        self.resolver = yaml.resolver.Resolver()
+
+    def path(self) -> str:
+        """The key path of the next event's position ("cameras[0].uri"); a key's own map while at a key."""
+        parts = []
+        for frame in self.stack:
+            if not frame.is_map:
+                parts.append(f"[{frame.children}]")
+            elif frame.children % 2:
+                parts.append(f".{frame.key}" if parts else frame.key)
+            else:
+                break
+        return "".join(parts)
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(self.path(), message)
+
+    def walk(self, text: str, stop_at: Optional[tuple[int, int]] = None) -> Optional[str]:
+        """Checks the bounds over the whole text (raising ConfigError); with stop_at (line, column), the key path
+        of the node that starts there instead."""
+        try:
+            for event in yaml.parse(text, Loader=_YAML_LOADER):
+                if stop_at is not None and (event.start_mark.line, event.start_mark.column) == stop_at:
+                    return self.path()
+                self._take(event)
+        except yaml.YAMLError as exc:
+            raise self.error(_yaml_problem(exc)) from None
+        return None
+
+    def _take(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.ScalarEvent):
+            self._check_number(event)
+            self._count(1)
+            if event.anchor:
+                self.anchors[event.anchor] = (1, 0)
+            self._done(0, event.value)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(f.anchor == event.anchor for f in self.stack):
+                raise self.error(f"alias *{_key_text(event.anchor)} refers to a collection it is in (endless)")
+            size, depth = self.anchors.get(event.anchor, (1, 0))
+            if len(self.stack) + depth > MAX_YAML_DEPTH:
+                raise self.error(f"alias *{_key_text(event.anchor)} nests values over {MAX_YAML_DEPTH} levels deep")
+            self._count(size)
+            self._done(depth, None)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(self.stack) >= MAX_YAML_DEPTH:
+                raise self.error(f"values are nested more than {MAX_YAML_DEPTH} levels deep")
+            self._count(1)
+            self.stack.append(self._Frame(isinstance(event, yaml.MappingStartEvent), self.values - 1, event.anchor))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame = self.stack.pop()
+            size, depth = self.values - frame.start, frame.depth_below + 1
+            if frame.anchor:
+                self.anchors[frame.anchor] = (size, depth)
+            self._done(depth, None)
+
+    def _count(self, n: int) -> None:
+        self.values += n
+        if self.values > MAX_YAML_VALUES:
+            raise self.error(f"the file holds more than {MAX_YAML_VALUES} values "
+                             "(each alias counted as the values it copies)")
+
+    def _done(self, depth: int, scalar: Optional[str]) -> None:
+        """A node ended: it is its parent's next child (a key or a value in a mapping)."""
+        if not self.stack:
+            return
+        parent = self.stack[-1]
+        if parent.is_map and parent.children % 2 == 0:
+            parent.key = _key_text(scalar) if scalar is not None else "?"
+        parent.children += 1
+        parent.depth_below = max(parent.depth_below, depth)
+
+    def _check_number(self, event: yaml.ScalarEvent) -> None:
+        if len(event.value) <= MAX_NUMBER_CHARS:
+            return
+        tag = event.tag if not event.implicit[0] else self.resolver.resolve(yaml.ScalarNode, event.value, (True, False))
+        if tag in _NUMBER_TAGS:
+            raise self.error(f"a number of {len(event.value)} characters ({_shown(event.value)}); "
+                             f"no setting takes one over {MAX_NUMBER_CHARS}")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: where it is and what is wrong."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    what = ", ".join(p for p in parts if p) or str(exc).splitlines()[0]
+    return f"{where}not valid YAML: {what}"
+
+
+class _BoundedLoader(_YAML_LOADER):
+    """The safe loader whose value constructors cannot escape with a bare exception: a timestamp like 2024-13-45
+    (ValueError), a bad !!timestamp (AttributeError) or the like becomes a ConstructorError with its position."""
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError, LookupError) as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} "
+                                                    f"{_shown(getattr(node, 'value', ''))} ({exc})",
+                                                    node.start_mark) from None
+
+
+def _parse_yaml(text: str) -> Any:
+    """The YAML document as Python data, or a ConfigError naming the key path (and line) of the first problem."""
+    _YamlShape().walk(text)
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        key = _YamlShape().walk(text, (mark.line, mark.column)) if mark is not None else ""
+        raise ConfigError(key or "", _yaml_problem(exc)) from None
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError, LookupError) as exc:
+        raise ConfigError("", f"not valid YAML: {exc}") from None   # outside any one value: a bug in PyYAML
+
+
 def load(path: str | os.PathLike) -> Config:
     """Reads and validates a config file; relative state paths resolve against state_dir (resolve_state_paths)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config file {str(path)!r} ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    cfg = from_dict(data)
+    cfg = from_dict(_parse_yaml(_read_config_text(path)))
     for key, message in config_warnings(cfg):
         log.warning("config %s: %s: %s", path, key, message)
     return cfg
@@ -827,12 +1295,28 @@ def load_or_defaults(path: str | os.PathLike | None) -> Config:
     return load(path) if path else from_dict({})
 
 
+# ---------------------------------------------------------------- secrets: read here and only here
+
+# A password or token file (a systemd credential) is a few dozen bytes; a bound keeps /dev/zero or a log file named
+# by mistake from being read into memory.
+MAX_SECRET_BYTES = 4096
+
+
+def _read_secret(key: str, path: str) -> str:
+    """The stripped text of a secret file: a regular file of at most MAX_SECRET_BYTES, UTF-8. Never logged."""
+    data = _read_regular_file(key, path, MAX_SECRET_BYTES, _shown(path))
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{_shown(path)} is not UTF-8 text") from None
+
+
 def mqtt_password(m: MqttConfig) -> Optional[str]:
     """The broker password from the configured environment variable or file; never logged."""
     if m.password_env:
         return os.environ.get(m.password_env)
     if m.password_file:
-        return Path(m.password_file).read_text(encoding="utf-8").strip()
+        return _read_secret("mqtt.password_file", m.password_file)
     return None
 
 
@@ -841,7 +1325,7 @@ def opcua_password(o: OpcUaConfig) -> Optional[str]:
     if o.password_env:
         return os.environ.get(o.password_env) or None
     if o.password_file:
-        return Path(o.password_file).read_text(encoding="utf-8").strip() or None
+        return _read_secret("opcua.password_file", o.password_file) or None
     return None
 
 
@@ -850,5 +1334,5 @@ def web_token(w: WebConfig) -> Optional[str]:
     if w.token_env:
         return os.environ.get(w.token_env, "").strip() or None
     if w.token_file:
-        return Path(w.token_file).read_text(encoding="utf-8").strip() or None
+        return _read_secret("web.token_file", w.token_file) or None
     return None
