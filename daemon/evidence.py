@@ -343,3 +343,15 @@ def _unlink(path: Path) -> None:
 def _free_bytes(path: str) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def start_evidence(cfg: EvidenceConfig):
+    """The evidence store per the config's evidence section, or NoEvidence when off or when its folder cannot be
+    used (evidence is for looking at; the readings matter more: the error is logged and the daemon runs on)."""
+    if not cfg.enabled:
+        return NoEvidence()
+    try:
+        return EvidenceStore(cfg).start()
+    except OSError as exc:
+        log.error("evidence store %s not started: %s", cfg.dir, exc)
+        return NoEvidence()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -272,3 +272,17 @@ class MetricsServer:
 
     def stop(self) -> None:
         self._http.stop()
+
+
+def start_metrics_server(cfg, metrics: Metrics, health: HealthFn) -> Optional[MetricsServer]:
+    """The metrics endpoint per the config's metrics section; None when off or when its port cannot be had
+    (metrics are for looking at; the readings matter more: the error is logged and the daemon runs on)."""
+    if not cfg.enabled:
+        return None
+    try:
+        server = MetricsServer(metrics, health, cfg.host, cfg.port).start()
+    except OSError as exc:
+        log.error("metrics server on %s:%d not started: %s", cfg.host, cfg.port, exc)
+        return None
+    log.info("metrics on http://%s:%d/metrics and /healthz", cfg.host, server.port)
+    return server

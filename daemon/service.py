@@ -9,7 +9,7 @@ only set flags that the loop reads between batches.
 
 Signals: SIGTERM (and SIGINT) stop the cameras, OCR the frames already handed over, let the publisher
 drain the outbox for at most service.drain_timeout_s in all, then exit 0 with the rest left on disk for
-the next start; labels a consensus camera (daemon/consensus.py) is still voting on are published first. SIGHUP
+the next start; labels a consensus camera (daemon/readings/consensus.py) is still voting on are published first. SIGHUP
 re-reads the config file; a bad one is logged and rejected (the old one keeps running); a good, changed one first
 publishes the labels being voted on (with the running filters and outbox), then restarts only what changed
 (cameras, filters, publisher/outbox, OCR models, metrics).
@@ -20,18 +20,10 @@ page). Counters, the snapshot and health live in daemon/status.py. The page and 
 only (a lock and a deque append; a put_nowait on a bounded queue); drawing and JPEG encoding happen in the page's
 request threads and the evidence writer thread, never here.
 
-Progress (what the systemd watchdog and /healthz mean): the work loop sends WATCHDOG=1 only while
- - a frame went through OCR and the filters within service.stall_timeout_s, or
- - every camera is idle by design (an image folder with nothing new) and its capture thread polled
-   within stall_timeout_s.
-So a hung backend, a wedged loop or a capture thread stuck in a driver stop the pings and systemd restarts
-the daemon. A single dead camera among working ones does not (the others make progress; its own source
-reconnects with backoff and its watchdog restarts it); all cameras dead for stall_timeout_s do, since a
-fresh process also re-initializes the capture stack (V4L2, nvargus), the one thing left to try.
+Progress, health and the watchdog: daemon/status.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import threading
@@ -41,10 +33,11 @@ from typing import TYPE_CHECKING, Optional
 from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.publish.unstored import UnstoredReadings
-from daemon.readings import Lane, Reading, Recorder
+from daemon.readings import Lane, Recorder
+from daemon.reload_plan import reload_plan
 from daemon.sd_notify import Notifier, watchdog_interval_s
 from daemon.sources import CaptureSource, Frame, FrameHub, make_source
-from daemon.status import Counters, Status, status_line
+from daemon.status import Counters, Heartbeat, Status, status_line
 from daemon.web.live import NoLive
 
 if TYPE_CHECKING:   # the pipeline (OpenCV, ONNX Runtime) loads in start(), not when the CLI parses
@@ -53,9 +46,6 @@ if TYPE_CHECKING:   # the pipeline (OpenCV, ONNX Runtime) loads in start(), not 
 log = logging.getLogger("daemon.service")
 
 FIRST_FRAME_WAIT_S = 0.25   # the loop wakes at least this often for watchdogs, signals and stats
-STATUS_PERIOD_S = 5.0       # systemd STATUS= line
-_FILTER_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty",
-                  "publish_mode", "leave_after_frames", "leave_after_s", "max_wait_s")
 
 
 def add_arguments(parser) -> None:
@@ -83,12 +73,6 @@ def main(args) -> int:
         service.close()
         return 1
     return service.run()
-
-
-def _source_part(cam: CameraConfig) -> CameraConfig:
-    """The camera config without its filter fields: a change here needs the source restarted."""
-    defaults = CameraConfig()
-    return dataclasses.replace(cam, **{f: getattr(defaults, f) for f in _FILTER_FIELDS})
 
 
 class Service:
@@ -181,28 +165,14 @@ class Service:
             sink.wake()
 
     def _start_metrics_server(self) -> None:
-        from daemon.metrics import MetricsServer
+        from daemon.metrics import start_metrics_server
 
-        m = self.cfg.metrics
-        if not m.enabled:
-            return
-        try:
-            self.metrics_server = MetricsServer(self.metrics, self.health, m.host, m.port).start()
-            log.info("metrics on http://%s:%d/metrics and /healthz", m.host, self.metrics_server.port)
-        except OSError as exc:   # metrics are for looking at; the readings matter more
-            log.error("metrics server on %s:%d not started: %s", m.host, m.port, exc)
+        self.metrics_server = start_metrics_server(self.cfg.metrics, self.metrics, self.health)
 
     def _start_evidence(self) -> None:
-        from daemon.evidence import EvidenceStore, NoEvidence
+        from daemon.evidence import start_evidence
 
-        e = self.cfg.evidence
-        self.evidence = NoEvidence()
-        if not e.enabled:
-            return
-        try:
-            self.evidence = EvidenceStore(e).start()
-        except OSError as exc:   # evidence is for looking at; the readings matter more
-            log.error("evidence store %s not started: %s", e.dir, exc)
+        self.evidence = start_evidence(self.cfg.evidence)
 
     def _start_web(self) -> None:
         """The local page (daemon/web/page.py); self.live is what the recorder hands frames and readings to."""
@@ -269,9 +239,7 @@ class Service:
     # ------------------------------------------------------------ the work loop
 
     def run(self) -> int:
-        wd_interval = watchdog_interval_s()
-        ping_every_s = wd_interval / 2.0 if wd_interval else None
-        last_ping = last_status = last_stats = time.monotonic()
+        heartbeat = Heartbeat(self.status, self.notifier, watchdog_interval_s())
         try:
             while not self._stop.is_set():
                 # With a batch in flight on the GPU, only frames already waiting are taken: the one in
@@ -287,22 +255,9 @@ class Service:
                 else:
                     self._finish_in_flight()
                 self._record_due(time.time())
-                now = time.monotonic()
                 for src in list(self.sources.values()):
                     src.check_watchdog()
-                if ping_every_s and now - last_ping >= ping_every_s and self.status.watchdog_ok(now):
-                    self.notifier.watchdog()
-                    last_ping = now
-                if now - last_status >= STATUS_PERIOD_S:
-                    self.notifier.status(status_line(self.snapshot()))
-                    last_status = now
-                interval = self.cfg.mqtt.stats_interval_s
-                if self.publisher is not None and interval > 0 and now - last_stats >= interval:
-                    last_stats = now
-                    try:
-                        self.publisher.publish_stats(self.snapshot())
-                    except Exception:   # stats are a courtesy; never worth the readings
-                        log.exception("stats not published")
+                heartbeat.tick(time.monotonic(), self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False
                     self.reload()
@@ -360,16 +315,14 @@ class Service:
         readings = lane.readings(frame, result, codes, codes_ms)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
         self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, codes)   # references
-        self._record(lane, readings)
-
-    def _record(self, lane: Lane, readings: list[Reading]) -> None:
         for reading in readings:
             self.recorder.record(lane, reading)
 
     def _record_due(self, now: float) -> None:
         """Labels that left view or waited max_wait_s while their camera sent no frame."""
         for lane in list(self.lanes.values()):
-            self._record(lane, lane.due(now))
+            for reading in lane.due(now):
+                self.recorder.record(lane, reading)
         self._unstored.due(time.monotonic())   # refused readings no frame offered again are losses now
 
     def _flush_labels(self, why: str) -> None:
@@ -378,7 +331,8 @@ class Service:
             readings = lane.flush()
             if readings:
                 log.info("%s: %d label(s) still in view published (%s)", name, len(readings), why)
-            self._record(lane, readings)
+            for reading in readings:
+                self.recorder.record(lane, reading)
 
     # ------------------------------------------------------------ SIGHUP
 
@@ -402,13 +356,12 @@ class Service:
         self._flush_labels("reload")   # so do the labels being voted on: published with the running config
         # RELOADING=1 ... READY=1 brackets the reload for systemd; MONOTONIC_USEC is what systemd 253+ expects.
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        plan = reload_plan(old, new, sink_names)
         # First everything that can fail, with the running parts untouched: new models, a new outbox file.
         pipeline = outbox = None
         try:
-            if any(getattr(new, k) != getattr(old, k) for k in ("backend", "ocr", "engines", "gpu")):
-                pipeline = OcrPipeline.from_config(new)
-            if new.outbox != old.outbox or sink_names(new) != sink_names(old):
-                outbox = Outbox(new.outbox, sinks=sink_names(new))   # the sinks rows are owed to are set at open
+            pipeline = OcrPipeline.from_config(new) if plan.pipeline else None
+            outbox = Outbox(new.outbox, sinks=sink_names(new)) if plan.outbox else None   # sinks fixed at open
         except Exception as exc:
             for part in (pipeline, outbox):
                 if part is not None:
@@ -420,41 +373,36 @@ class Service:
             self.pipeline.close()
             self.pipeline = pipeline
             log.info("SIGHUP: OCR models reloaded (%s: %s)", pipeline.describe(), self.status.backend_info()["reason"])
-        publish_changed = (outbox is not None or any(getattr(new, k) != getattr(old, k) for k in (
-            "mqtt", "device_id", "opcua", "sparkplug", "homeassistant")))
-        if publish_changed:
+        if plan.sinks:
             self._stop_sinks(0.0)   # unsent rows stay in the outbox for the new sinks
         if outbox is not None:
             self.outbox.close()
             self.outbox = outbox
-        old_cams = {c.name: c for c in old.cameras}
-        new_cams = {c.name: c for c in new.cameras}
         self.cfg = new
-        if publish_changed:
+        if plan.sinks:
             self.start_sinks()
         self._new_recorder()
-        for name, cam in old_cams.items():
-            if name not in new_cams or _source_part(new_cams[name]) != _source_part(cam):
-                self._stop_camera(name)
-                self.lanes.pop(name, None)
-                self.live.forget(name)   # the page shows the new source's frames, not the old one's
-        for name, cam in new_cams.items():
-            if name not in self.sources:
-                self._start_camera(cam)
-            elif cam != old_cams[name]:
-                self.lanes[name] = Lane(cam)   # its labels in view were flushed above
-        if new.metrics != old.metrics:
+        for name in plan.stop_cameras:
+            self._stop_camera(name)
+            self.lanes.pop(name, None)
+            self.live.forget(name)   # the page shows the new source's frames, not the old one's
+        cams = {c.name: c for c in new.cameras}
+        for name in plan.start_cameras:
+            self._start_camera(cams[name])
+        for name in plan.renew_lanes:
+            self.lanes[name] = Lane(cams[name])   # its labels in view were flushed above
+        if plan.metrics:
             if self.metrics_server is not None:
                 self.metrics_server.stop()
                 self.metrics_server = None
             self._start_metrics_server()
-        if new.evidence != old.evidence:
+        if plan.evidence:
             self.evidence.stop()   # writes what is queued with the old settings
             self._start_evidence()
-        if new.web != old.web:
+        if plan.web:
             self._stop_web()       # a new LiveView: recent_readings may have changed
             self._start_web()
-        if new.service.log_level != old.service.log_level:
+        if plan.log_level:
             logging.getLogger().setLevel(new.service.log_level)
         log.info("SIGHUP: config %s applied", self.config_path)
         self.notifier.send("READY=1", f"STATUS=config reloaded; {status_line(self.snapshot())}")

@@ -1,6 +1,15 @@
 """What the daemon says about itself: the work loop's counters, the snapshot every reader shares (/metrics, the stats
 topic, /healthz, the page), the health verdict's wiring and the systemd STATUS= line.
 
+Progress (what the systemd watchdog and /healthz mean): the work loop sends WATCHDOG=1 only while
+ - a frame went through OCR and the filters within service.stall_timeout_s, or
+ - every camera is idle by design (an image folder with nothing new) and its capture thread polled
+   within stall_timeout_s.
+So a hung backend, a wedged loop or a capture thread stuck in a driver stop the pings and systemd restarts
+the daemon. A single dead camera among working ones does not (the others make progress; its own source
+reconnects with backoff and its watchdog restarts it); all cameras dead for stall_timeout_s do, since a
+fresh process also re-initializes the capture stack (V4L2, nvargus), the one thing left to try.
+
 ``Counters`` is written by the work loop and read by the HTTP, MQTT and page threads: it owns the one lock.
 ``Status`` reads the running parts through a small protocol (the service satisfies it; this module never imports
 the service) and asks daemon/health.py for the verdict. ``status_line`` is pure.
@@ -19,6 +28,7 @@ from daemon.health import DeliveryClock, DeliveryFacts, Verdict, assess, observe
 log = logging.getLogger("daemon.service")
 
 FPS_WINDOW_S = 5.0
+STATUS_PERIOD_S = 5.0       # systemd STATUS= line
 LATENCY_WINDOW = 512        # samples per stage for the p50/p95 in stats
 # Source counters kept across a camera's restart by a reload (the stopped source's are added to the new one's).
 _SOURCE_COUNTERS = ("corrupt", "too_large", "not_regular", "reconnects", "watchdog_restarts")
@@ -259,6 +269,30 @@ class Status:
                 "health": {"healthy": verdict.healthy, "watchdog_ok": verdict.watchdog_ok,
                            "reasons": list(verdict.reasons)},
                 "latency_ms": self.counters.latency()}
+
+
+class Heartbeat:
+    """The work loop's periodic duties, called once per turn: WATCHDOG=1 while the verdict allows it (at half the
+    unit's WatchdogSec), STATUS= every STATUS_PERIOD_S, the stats topic every mqtt.stats_interval_s."""
+
+    def __init__(self, status: Status, notifier, watchdog_interval_s: Optional[float]):
+        self.status, self.notifier = status, notifier
+        self._ping_every_s = watchdog_interval_s / 2.0 if watchdog_interval_s else None
+        self._last_ping = self._last_status = self._last_stats = time.monotonic()
+
+    def tick(self, now: float, publisher, stats_interval_s: float) -> None:
+        if self._ping_every_s and now - self._last_ping >= self._ping_every_s and self.status.watchdog_ok(now):
+            self.notifier.watchdog()
+            self._last_ping = now
+        if now - self._last_status >= STATUS_PERIOD_S:
+            self.notifier.status(status_line(self.status.snapshot()))
+            self._last_status = now
+        if publisher is not None and stats_interval_s > 0 and now - self._last_stats >= stats_interval_s:
+            self._last_stats = now
+            try:
+                publisher.publish_stats(self.status.snapshot())
+            except Exception:   # stats are a courtesy; never worth the readings
+                log.exception("stats not published")
 
 
 def status_line(snap: dict) -> str:
