@@ -11,7 +11,8 @@ from collections import Counter
 import pytest
 
 from broker import Recorder, TcpProxy, free_port, wait_until
-from daemon.publish.mqtt_client import Publisher, publish_packet_bytes, reconnect_delay_s
+from daemon.backoff import backoff_delay_s
+from daemon.publish.mqtt_client import Publisher, publish_packet_bytes
 from daemon.publish.outbox import Outbox
 from daemon.publish.payload import result_topic
 from publish_support import DEVICE, PREFIX, check_delivery, mqtt_cfg, outbox_cfg, put_result
@@ -186,14 +187,15 @@ def test_a_refused_row_blocks_its_camera_until_its_retry_lands(broker, tmp_path,
 
 
 def test_reconnect_delays_are_jittered_within_doubling_bounds():
-    for attempt, bound in enumerate([2.0, 4.0, 8.0, 10.0, 10.0]):
+    # The MQTT client's first retry after a loss is attempt 1 (daemon/backoff.py): between min_s and 2 x min_s.
+    for attempt, bound in enumerate([2.0, 4.0, 8.0, 10.0, 10.0], start=1):
         for _ in range(50):
-            d = reconnect_delay_s(attempt, 1.0, 10.0, random.Random())
+            d = backoff_delay_s(attempt, 1.0, 10.0, random.Random())
             assert max(1.0, bound / 2) <= d <= bound
     # a plant of 50 devices after a broker restart: their first retries spread over the whole window
-    firsts = sorted(reconnect_delay_s(0, 1.0, 30.0, random.Random(seed)) for seed in range(50))
+    firsts = sorted(backoff_delay_s(1, 1.0, 30.0, random.Random(seed)) for seed in range(50))
     assert firsts[0] < 1.2 and firsts[-1] > 1.8 and len({round(f, 3) for f in firsts}) > 40
-    assert reconnect_delay_s(0, 5.0, 5.0, random.Random()) == 5.0
+    assert backoff_delay_s(1, 5.0, 5.0, random.Random()) == 5.0
 
 
 def test_publish_packet_size_matches_the_broker_limit_arithmetic():

@@ -23,7 +23,7 @@ Delivery rules:
   behind the failed one can still land before its retry: with max_inflight > 1 that is the one reorder left;
 - the sender thread survives any exception: acknowledged ids whose delete failed (disk full, locked database)
   are kept, never re-sent, and deleted again after a backoff;
-- paho's reconnect delay is set before each attempt with jitter (reconnect_delay_s): devices of a plant do not
+- paho's reconnect delay is set before each attempt with jitter (daemon/backoff.py): devices of a plant do not
   reconnect in lockstep after a broker restart.
 
 Session choice: clean session (3.1.1) / clean start with session expiry 0 (5). The outbox is the source of
@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from daemon.backoff import backoff_delay_s
 from daemon.config import MqttConfig, mqtt_password
 from daemon.publish.outbox import Outbox, OutboxRow
 from daemon.publish.payload import stats_topic, status_topic
@@ -52,13 +53,6 @@ _IDLE_POLL_S = 0.5          # the sender re-checks the outbox at least this ofte
 _ERROR_BACKOFF_MIN_S = 0.5  # the sender's pause after an error (a failed delete, a SQLite error), doubling ...
 _ERROR_BACKOFF_MAX_S = 30.0  # ... up to this
 _SENDER_WEDGED_S = 120.0    # a sender that has not gone round its loop this long is stuck (4x the longest pause)
-
-
-def reconnect_delay_s(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
-    """Delay before reconnect attempt `attempt` (0 = the first after a loss): the bound doubles from 2 * min_s
-    up to max_s and the delay is drawn in [bound / 2, bound] ("equal jitter"), never below min_s."""
-    bound = min(max_s, min_s * 2.0 ** min(attempt + 1, 60))
-    return rng.uniform(max(min_s, bound / 2.0), max(min_s, bound))
 
 
 def publish_packet_bytes(topic: str, payload_bytes: int, mqtt5: bool) -> int:
@@ -343,8 +337,9 @@ class Publisher:
     def _set_next_reconnect_delay(self, client) -> None:
         """paho waits reconnect_delay before the next attempt; with min = max it waits exactly our jittered value
         (reconnect_delay_set also resets paho's own doubling, which we replace)."""
-        delay = reconnect_delay_s(self._reconnect_attempt, self._cfg.reconnect_min_s, self._cfg.reconnect_max_s,
-                                  self._rng)
+        # attempt + 1: the first retry after a loss already waits between min_s and 2 x min_s
+        delay = backoff_delay_s(self._reconnect_attempt + 1, self._cfg.reconnect_min_s, self._cfg.reconnect_max_s,
+                                self._rng)
         self._reconnect_attempt += 1
         client.reconnect_delay_set(delay, delay)
 

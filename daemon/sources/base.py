@@ -23,12 +23,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from daemon.backoff import backoff_delay_s
 from daemon.config import CameraConfig
 from daemon.sources.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
-JITTER = 0.2   # +-20 %: cameras that dropped together (a PoE switch reboot) do not reconnect in lockstep
 
 
 class SourceError(RuntimeError):
@@ -107,12 +107,6 @@ class SourceHealth:
     last_frame_at: float      # epoch s, 0 = never
     heartbeat_at: float       # epoch s of the capture thread's last sign of life
     error: str = ""
-
-
-def backoff_delay_s(attempt: int, initial_s: float, max_s: float, rng: random.Random) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): initial * 2**attempt, capped, then +-20 % jitter."""
-    base = min(max_s, initial_s * (2.0 ** min(attempt, 30)))
-    return base * (1.0 + rng.uniform(-JITTER, JITTER))
 
 
 def apply_roi(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
+from daemon.backoff import backoff_delay_s
 from daemon.publish.outbox import OutboxRow, SinkQueue
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,7 @@ class QueueSink:
                         self._up = False
                         self.counters.add("connect_failures")
                         self._last_error = str(exc)
-                        delay = min(self._reconnect_max_s, self._reconnect_min_s * 2.0 ** min(attempt, 30))
-                        delay = self._rng.uniform(max(self._reconnect_min_s, delay / 2.0), max(delay, self._reconnect_min_s))
+                        delay = backoff_delay_s(attempt, self._reconnect_min_s, self._reconnect_max_s, self._rng)
                         next_try = time.monotonic() + delay
                         attempt += 1
                         log.log(logging.DEBUG if self._warned_down else logging.WARNING,
