@@ -6,12 +6,15 @@ daemon loads them). tests/trt_api/scenarios.py then runs the daemon's own build_
 against each version's real classes, enums and pybind11 signatures (tests/trt_api/shadow.py): a class,
 member, keyword or argument type that version lacks fails the run. On the code before issue 8 this
 fails for 11.4 (`BuilderFlag.FP16` does not exist), for 8.6 (create_network(0) is implicit batch) and
-everywhere for the fixed input shapes (never set on the network).
+everywhere for the fixed input shapes (never set on the network). TensorRT-RTX 1.7's installed bindings
+(real libraries, nothing called in them here) take the same scenarios: its build path also runs for real in
+test_tensorrt_rtx_build.py, but its load path (session.py) can only be checked this way without an RTX GPU.
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +30,8 @@ DET_SHAPE = [1, 3, 736, 960]
 @pytest.fixture(scope="module", params=VERSIONS, ids=[v[0] for v in VERSIONS])
 def report(request, tmp_path_factory):
     label, requirement, major = request.param
+    if label.startswith("rtx") and platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(f"TensorRT-RTX has x86-64 wheels only (none for {platform.machine()})")
     try:
         bindings = prepare(label, requirement, major)
     except Unavailable as exc:
@@ -35,7 +40,7 @@ def report(request, tmp_path_factory):
         pytest.skip(f"TensorRT {label} bindings not available here: {exc}")
     env = dict(os.environ, LD_LIBRARY_PATH=str(bindings.libs), PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "tests.trt_api.scenarios", str(bindings.site),
-                           str(tmp_path_factory.mktemp(f"trt{label}"))],
+                           str(tmp_path_factory.mktemp(f"trt{label}")), bindings.module],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(done.stdout.strip().splitlines()[-1])
@@ -87,8 +92,22 @@ def test_precision_comes_from_builder_flags_before_11_and_from_the_onnx_on_11(re
 
 def test_timing_cache_is_attached_and_its_answer_checked(report):
     s = report["scenarios"]["build_fp32"]
+    if report["edition"] == "tensorrt-rtx":         # a deprecated no-op there: never touched
+        assert _calls(s, "IBuilderConfig.set_timing_cache") == _calls(s, "IBuilderConfig.create_timing_cache") == []
+        return
     (call,) = _calls(s, "IBuilderConfig.set_timing_cache")
     assert call[1][1] is False       # ignore_mismatch=False: a foreign cache is refused, not trusted
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_rtx_builds_for_one_explicit_compute_capability_and_tensorrt_sets_none(report, precision):
+    s = report["scenarios"][f"build_{precision}"]
+    if report["edition"] != "tensorrt-rtx":
+        assert _calls(s, "IBuilderConfig.set_compute_capability") == []
+        return
+    assert [c[1] for c in _calls(s, "IBuilderConfig.num_compute_capabilities=")] == [[1]]
+    assert [c[1] for c in _calls(s, "IBuilderConfig.set_compute_capability")] == [["<ComputeCapability.SM89: 89>", 0]]
+    assert s["detail"]["engine"].endswith(f".sm89.rtx{report['version']}.engine")
 
 
 @pytest.mark.parametrize("scenario", ["load_static", "load_dynamic"])

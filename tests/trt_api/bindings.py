@@ -19,11 +19,13 @@ CACHE = ROOT / "build" / "trt-api"
 STUB_SOURCE = Path(__file__).with_name("stub_libs.c")
 
 # (label, pip requirement, soname major): the versions the README claims, as NVIDIA publishes them.
+# TensorRT-RTX's (API major 11) is the installed wheel of the test extra, over its real libraries.
 VERSIONS = (
     ("8.6", "tensorrt-bindings==8.6.1", 8),            # JetPack 6.0
     ("10.3", "tensorrt-cu12-bindings==10.3.0", 10),    # JetPack 6.1 / 6.2
     ("10.16", "tensorrt-cu12-bindings==10.16.1.11", 10),
     ("11.4", "tensorrt-cu13-bindings==11.4.0.106", 11),
+    ("rtx-1.7", "tensorrt-rtx-cu12==1.7.1.116", 11),   # x86-64 PCs with an RTX GPU
 )
 LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin", "nvparsers")
 
@@ -31,8 +33,9 @@ LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin", "nvparsers")
 @dataclass(frozen=True)
 class Bindings:
     label: str
-    site: Path      # holds the tensorrt_bindings package
+    site: Path      # holds the bindings package
     libs: Path      # the stub libraries, for LD_LIBRARY_PATH
+    module: str = "tensorrt_bindings"
 
 
 class Unavailable(RuntimeError):
@@ -40,6 +43,8 @@ class Unavailable(RuntimeError):
 
 
 def prepare(label: str, requirement: str, major: int) -> Bindings:
+    if label.startswith("rtx"):
+        return _installed_rtx(label, requirement)
     site = CACHE / label / "site"
     libs = CACHE / label / "lib"
     if not (site / "tensorrt_bindings" / "__init__.py").is_file():
@@ -65,3 +70,15 @@ def prepare(label: str, requirement: str, major: int) -> Bindings:
             subprocess.run([cc, "-shared", "-fPIC", "-o", str(libs / f"lib{name}.so.{major}"), str(STUB_SOURCE)],
                            check=True, timeout=120)
     return Bindings(label, site, libs)
+
+
+def _installed_rtx(label: str, requirement: str) -> Bindings:
+    """TensorRT-RTX's real bindings as installed (its libraries are real wheels too: no stubs)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tensorrt_rtx_bindings")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable(f"{requirement} is not installed (scripts/setup.sh installs it on x86-64)")
+    libs = CACHE / label / "lib"
+    libs.mkdir(parents=True, exist_ok=True)      # nothing to stub
+    return Bindings(label, Path(list(spec.submodule_search_locations)[0]).parent, libs, "tensorrt_rtx_bindings")

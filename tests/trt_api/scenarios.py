@@ -2,9 +2,12 @@
 against one version's real bindings through the shadow module, and prints a JSON report.
 
     LD_LIBRARY_PATH=<stub libs> python -m tests.trt_api.scenarios <site with tensorrt_bindings> <tmp dir>
+    python -m tests.trt_api.scenarios <site with tensorrt_rtx_bindings> <tmp dir> tensorrt_rtx_bindings
 
 Run by tests/test_tensorrt_bindings.py in a subprocess per version (the dynamic loader reads
-LD_LIBRARY_PATH at start, and each version's module must be imported fresh).
+LD_LIBRARY_PATH at start, and each version's module must be imported fresh). TensorRT-RTX's bindings are
+the installed wheel over its real libraries (nothing runs in them here either: every call is shadowed), and
+its module is what the daemon finds as `tensorrt_rtx`, with `tensorrt` made unimportable.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ class FakeCudaContext:
     """What build_engine needs of daemon.gpu.context.CudaContext: the device facts and active()."""
     facts = SimpleNamespace(name="Orin", compute_capability="8.7", multiprocessors=8, integrated=True)
     device = SimpleNamespace(total_memory=lambda: 7620 << 20)
+    rtx_facts = SimpleNamespace(name="NVIDIA GeForce RTX 4070", compute_capability="8.9", multiprocessors=46,
+                                integrated=False)       # TensorRT-RTX builds for no Jetson
 
     @contextmanager
     def active(self):
@@ -73,7 +78,10 @@ def build(real, rec, tmp: Path, precision: str) -> dict:
 
     build_mod.onnx_to_parse = onnx_to_parse       # the FP16 conversion itself is tested in test_quantize
     cfg = EnginesConfig(dir=str(engines), workspace_mib=256, timing_cache=str(engines / "timing.cache"))
-    path = build_mod.build_engine(plan, cfg, build_mod.gpu_target(FakeCudaContext())).path
+    ctx = FakeCudaContext()
+    if RTX:
+        ctx.facts = FakeCudaContext.rtx_facts
+    path = build_mod.build_engine(plan, cfg, build_mod.gpu_target(ctx)).path
     sidecar = json.loads(Path(str(path) + ".json").read_text())
     return {"engine": path.name, "sources": sources, "sidecar_shapes": sidecar["input_shapes"],
             "sidecar_outputs": sidecar["output_shapes"]}
@@ -109,9 +117,11 @@ def _load_hooks(real, rec, dynamic: bool):
 
 
 def load(real, rec, tmp: Path, dynamic: bool) -> dict:
-    import tensorrt as trt
-
+    from daemon.backends.tensorrt import import_tensorrt
+    from daemon.backends.tensorrt.generation import TENSORRT_RTX, generation
     from daemon.backends.tensorrt.session import EngineSession
+
+    trt, _ = import_tensorrt()
 
     blocks = []
 
@@ -119,8 +129,9 @@ def load(real, rec, tmp: Path, dynamic: bool) -> dict:
         blocks.append(nbytes)
         return 0x10000 * len(blocks)
 
+    gen = generation(real.__version__, TENSORRT_RTX) if RTX else None
     session = EngineSession(trt, b"serialized engine", "det", DET_SHAPE, 2, alloc, trt.Logger(trt.Logger.WARNING),
-                            "ocr-daemon build-engine --config FILE --precision fp32")
+                            "ocr-daemon build-engine --config FILE --precision fp32", gen)
     for k in range(2):
         session.bind(k, "x", 0xA000 + k)
         session.bind(k, "y", 0xB000 + k)
@@ -148,17 +159,27 @@ def _plain(value):
     return repr(value)
 
 
-def main(site: str, tmp: str) -> None:
+RTX = False
+
+
+def main(site: str, tmp: str, module: str = "tensorrt_bindings") -> None:
+    global RTX
+    import importlib
+
     sys.path.insert(0, site)
-    import tensorrt_bindings as real
+    real = importlib.import_module(module)
+    RTX = module == "tensorrt_rtx_bindings"
 
     from tests.trt_api.shadow import Recorder, ShadowModule
 
-    report = {"version": real.__version__, "scenarios": {}}
+    report = {"version": real.__version__, "edition": "tensorrt-rtx" if RTX else "tensorrt", "scenarios": {}}
     for name, (run, hooks) in SCENARIOS.items():
         rec = Recorder(real)
         rec.hooks = hooks(real, rec)
-        sys.modules["tensorrt"] = ShadowModule(rec)      # what `import tensorrt as trt` gets in the daemon
+        # what the daemon's `import tensorrt` (or, with it missing, `import tensorrt_rtx`) gets
+        sys.modules["tensorrt"] = None if RTX else ShadowModule(rec)
+        if RTX:
+            sys.modules["tensorrt_rtx"] = ShadowModule(rec)
         try:
             detail, error = run(real, rec, Path(tmp) / name), None
         except Exception as exc:
@@ -171,4 +192,4 @@ def main(site: str, tmp: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -51,7 +51,9 @@ def _split_top(text: str, sep: str = ",") -> list[str]:
 
 
 def _short(type_text: str) -> str:
-    return type_text.replace(MODULE + ".", "tensorrt.").replace("tensorrt_bindings.", "tensorrt.").strip()
+    for prefix in (MODULE + ".", "tensorrt_rtx_bindings.tensorrt_rtx.", "tensorrt_rtx_bindings.", "tensorrt_bindings."):
+        type_text = type_text.replace(prefix, "tensorrt.")     # TensorRT-RTX's types read as TensorRT's
+    return type_text.strip()
 
 
 def parse_signatures(doc: str | None, name: str) -> list[Signature]:
