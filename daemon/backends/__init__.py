@@ -117,9 +117,9 @@ def _label(facts: GpuFacts) -> str:
 def probe_tensorrt():
     """(TensorRTInstall, "") of the TensorRT edition that imports (TensorRT, else TensorRT-RTX), else
     (None, why not)."""
-    from daemon.backends.tensorrt import import_tensorrt
-
     try:
+        from daemon.backends.tensorrt import import_tensorrt
+
         _, found = import_tensorrt()
     except ImportError as exc:
         return None, str(exc)

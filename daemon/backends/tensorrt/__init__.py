@@ -8,7 +8,8 @@ What was executed where (kept honest because TensorRT cannot be installed on any
 - Executed everywhere (CI): engine naming, sidecars and their checks, element sizes, the refusal
   messages (tests/test_engine_sidecar.py), doctor (tests/test_doctor.py).
 - Executed everywhere (CI) against NVIDIA's real Python bindings of TensorRT 8.6.1, 10.3.0, 10.16.1.11
-  and 11.4.0.106 (imported over stub libraries, nothing runs inside TensorRT): every TensorRT class,
+  and 11.4.0.106 (imported over stub libraries, nothing runs inside TensorRT) and TensorRT-RTX 1.7.1.116
+  (x86-64; its real libraries, every call shadowed): every TensorRT class,
   enum member, method, property and call arity that build.py and session.py use, on the code path each
   version takes (tests/test_tensorrt_bindings.py).
 - Executed everywhere (CI, x86-64) with NVIDIA's real TensorRT-RTX 1.7 parser and builder (PyPI wheels;
