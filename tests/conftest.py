@@ -1,22 +1,7 @@
-"""Shared test setup: markers, the repository on sys.path, and a Mosquitto fixture."""
+"""Shared fixtures: a Mosquitto broker (markers and the import path are in pytest.ini)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:   # `pytest tests/` from anywhere imports the daemon package of this checkout
-    sys.path.insert(0, str(ROOT))
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU (and pycuda/TensorRT); skipped where absent")
-    config.addinivalue_line("markers", "slow: longer than a few seconds; deselect with -m 'not slow'")
 
 
 @pytest.fixture
