@@ -4,7 +4,7 @@ References: RapidOCR 1.4.4 (rapidocr_onnxruntime, PP-OCRv4 mobile) and, where it
 3.10 (rapidocr, PP-OCRv6 small), each with its own default models and settings. Each image goes through
 all of them in turn (interleaved, so a noisy neighbour hits all alike). "Models alone" replays the model
 calls the pipeline made for that image with copies of the very inputs it fed them (ONNX Runtime's speed
-can depend on the data: zeros ran 1.5 % faster, bench/RESULTS.md section 18), with nothing around them:
+can depend on the data: bench/RESULTS.md section 18), with nothing around them:
 the floor on this machine. The copies are made outside the timed calls, taken off the pipeline's time, and dropped after
 each image's replay. Pipeline overhead is everything but the time spent inside the models, same run.
 With two frames in flight (ocr.frames_in_flight) each repeat also runs the images as one stream, the

@@ -29,7 +29,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: config's)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    # Only the chosen command's module is imported: importing them all cost `once` 0.3 s of start-up
+    # Only the chosen command's module is imported: importing them all made `once` start noticeably slower
     # (bench/RESULTS.md section 19b).
     chosen = next((a for a in argv if a in _COMMANDS), None)
     for name, (module, help_text) in _COMMANDS.items():

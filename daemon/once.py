@@ -105,7 +105,7 @@ def load(path: str, codes_reader) -> Loaded:
 def read_ahead(paths: Sequence[str], load_one: Callable[[str], T], depth: int = READ_AHEAD) -> Iterator[T]:
     """load_one(path) for each path, in order, up to `depth` images ahead on one worker thread: JPEG
     decoding and code reading release the GIL, so they run while the models hold the cores' attention
-    between their calls (7 % of `once` on 2 vCPUs when done in line; bench/RESULTS.md section 23)."""
+    between their calls (measured when done in line: bench/RESULTS.md section 23)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as worker:
         pending: deque[Future[T]] = deque()
         for path in paths:

@@ -71,7 +71,7 @@ class StandInSession:
     close) with a BusyLoad for the inference, so TrtModel's real detector path (buffer sets, streams,
     GPU letterbox, output downloads) runs where TensorRT cannot be installed. ``block_bytes`` of device
     memory stand in for the activation block, allocated once and shared by all contexts (or once per
-    context with ``share_block=False``, as before issue 8) so the saving can be measured."""
+    context with ``share_block=False``, as before the shared block) so the saving can be measured."""
 
     def __init__(self, load: BusyLoad, input_shape: tuple[int, ...], alloc, contexts: int,
                  block_bytes: int, share_block: bool = True):

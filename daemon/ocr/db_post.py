@@ -69,16 +69,15 @@ def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
 
 
 # Joins characters split by one-pixel gaps (rapidocr use_dilation). It also grows every kernel by one map
-# pixel to the right and down, which the unclip then multiplies; at 0.75x (a 1280x960 frame in 736x960)
-# that made boxes of print under 16 px 1.7x its height. DbBox.text takes the pixel back (bench/RESULTS.md
-# section 20).
+# pixel to the right and down, which the unclip then multiplies: small print got boxes far taller than the
+# text. DbBox.text takes the pixel back (bench/RESULTS.md section 20).
 _DILATE = np.ones((2, 2), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
 class DbBox:
-    """One text region in map pixels. The recognizer reads the looser quad (tighter crops read worse:
-    0.18 % CER on the ordinary labels against 0.11 %); results report the text box."""
+    """One text region in map pixels. The recognizer reads the looser quad (tighter crops read worse,
+    bench/RESULTS.md section 20); results report the text box."""
     quad: np.ndarray    # the dilated kernel grown by the unclip
     text: np.ndarray    # the kernel without the dilation's pixel, grown by the unclip
     score: float        # mean probability inside the kernel

@@ -25,8 +25,8 @@ class Letterbox:
 
 
 # A frame much smaller than the detector's input is enlarged at most this much; the rest is padding.
-# Enlarged further, a small photograph's text grows past the sizes the detector finds: OpenCV's 191x384
-# page photo read 37 % CER at 2.5x and 65 % at 3x, 7 % at 2x (bench/RESULTS.md section 17).
+# Enlarged further, a small photograph's text grows past the sizes the detector finds (bench/RESULTS.md
+# section 17).
 MAX_UPSCALE = 2.0
 
 

@@ -41,8 +41,8 @@ MODEL_SETS: dict[str, ModelSet] = {
     "pp-ocrv4": _V4,
     "pp-ocrv6-small": {"det": (RAPIDOCR_3_10, "PP-OCRv6_det_small.onnx"), "rec": _V6_REC,
                        "cls": (RAPIDOCR_3_10, "ch_ppocr_mobile_v2.0_cls_mobile.onnx")},
-    # The default before pp-ocrv6-small: v4's detector (FP32 on the CPU, 15 % faster as processes on 2
-    # vCPUs than v6's INT8 copy) with v6 small's recognizer: bench/RESULTS.md sections 20b, 22 and 25.
+    # The default before pp-ocrv6-small: v4's detector (FP32 on the CPU, a little faster as processes than
+    # v6's INT8 copy) with v6 small's recognizer: bench/RESULTS.md sections 20b, 22 and 25.
     "pp-ocrv4-det-v6-rec": {**_V4, "rec": _V6_REC},
 }
 

@@ -34,7 +34,7 @@ Rows in flight (given to pending() as exclude_ids, or returned by it) are never 
 they are about to be acknowledged, and counting them as lost while they arrive would be wrong. The caps can
 therefore be exceeded by at most the rows in flight (mqtt.max_inflight).
 
-Sinks (issue 14): a row is owed to every output configured when it was stored (mqtt, opcua, sparkplug,
+Sinks: a row is owed to every output configured when it was stored (mqtt, opcua, sparkplug,
 homeassistant; daemon/publish/sinks/). The deliveries table holds one line per (sink, row) still owed; a sink's
 acknowledgement deletes its line, and the row itself leaves with its last line, so a dead or slow sink keeps
 its rows without holding back the others. Failures and dead letters are per sink too. A sink named in the

@@ -2,9 +2,9 @@
 
     python -m daemon.quantize.cpu_int8 [MODEL.onnx] [--out daemon/models] [--frames 28] [--exclude NODE ...]
 
-PP-OCRv6 small's detector spends 83 % of its FP32 time in dense convolutions (bench/RESULTS.md section
-25), which ONNX Runtime runs 3.2-3.4x faster as u8 x s8 integer kernels on x86 (measured on a 2-vCPU Intel
-VM; ARM's dot-product kernels, a Jetson's CPU fallback, were not run).
+PP-OCRv6 small's detector spends most of its FP32 time in dense convolutions, which ONNX Runtime runs much
+faster as u8 x s8 integer kernels on x86 (bench/RESULTS.md section 25; ARM's dot-product kernels, a Jetson's
+CPU fallback, were not run).
 This writes that copy: opset raised to 17 (per-channel Q/DQ needs 13), ONNX Runtime's own pre-processing
 (its basic graph optimizations: each conv's bias Add folded in, Identity nodes gone), the erf-form GELU
 as one Gelu node (ONNX Runtime fuses it in FP32 but not between Q/DQ pairs), then
@@ -36,8 +36,8 @@ CALIBRATION_FRAMES = 28      # two of each of the 14 variants
 CALIBRATION_INPUT = (736, 960)
 OPSET = 17
 # Convolutions kept in float, by source file. PP-OCRv6 small's first two (its stem, at 1/2 and 1/4 of the
-# frame's size): with them in INT8 the 13 independent photographs read CER 39.6 % against FP32's 35.4 %,
-# with them in float 36.9 %, and hard40 2.26 % instead of 2.44 %, at the same speed (bench/RESULTS.md 25).
+# frame's size): in INT8 they cost accuracy on real photographs and hard labels, in float nothing in speed
+# (bench/RESULTS.md section 25).
 KEPT_IN_FLOAT = {"PP-OCRv6_det_small.onnx": ("Conv.0", "Conv.1")}
 
 

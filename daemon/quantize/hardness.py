@@ -1,6 +1,6 @@
 """Which frames are hard for an INT8 detector, measured from the image (and its ground truth when given).
 
-INT8 loses lines on frames unlike the easy majority of a calibration set (issue 10: blur, low contrast, noise,
+INT8 loses lines on frames unlike the easy majority of a calibration set (hard frames, bench/RESULTS-int8.md: blur, low contrast, noise,
 small or tilted text). The calibrate report groups its held-out frames by these measures and warns when the
 calibration set has few such frames. Pure functions of arrays: no models.
 

@@ -7,7 +7,7 @@ consensus).
 Grouping (``group_labels``): a frame's lines and codes are grouped into labels by the label's outline where the
 frame is given (``label_outlines``: the frame sampled about ``OUTLINE_WIDTH_PX`` across and blurred, the
 background taken as the median colour of its border, every blob that differs from it by ``OUTLINE_CONTRAST``,
-eroded by a pixel, is a label or a parcel: its paper against the belt; under 2 ms a 1280x960 frame), so every
+eroded by a pixel, is a label or a parcel: its paper against the belt; cheap: bench/RESULTS.md section 13), so every
 line and code on one label are one group and two labels with belt between them are two. Elements on no blob
 (no frame given, a label filling the view, a border that is not one background) fall back to the layout: boxes
 within ``GROUP_GAP`` line heights of each other are one label.

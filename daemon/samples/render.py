@@ -27,7 +27,7 @@ NOTO_CJK_BOLD = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
 _NOTO_SC_INDEX = 2          # face index of "Noto Sans CJK SC" (simplified Chinese glyph forms) in the .ttc
 
 VARIANTS = ("plain", "rotated", "upside_down", "blurred", "perspective", "low_contrast", "large")
-# Frames that break INT8 detectors (issue 10), not in the default mix: strong motion blur, defocus, tilt of
+# Frames that break INT8 detectors (bench/RESULTS-int8.md, hard frames), not in the default mix: strong motion blur, defocus, tilt of
 # up to 25 degrees, a dim label, heavy sensor noise, text at about 0.6 of its usual size, and "mixed" (two or
 # three of these at once, upside down one time in three).
 HARD_VARIANTS = ("motion", "defocus", "tilted", "dim", "noisy", "small", "mixed")

@@ -20,8 +20,7 @@ def session_options(threads: int, exact_qdq: bool = False, spinning: bool = Fals
     """ONNX Runtime's options for one of our models.
 
     Spinning is off: with it on, idle pool threads spin between the pipeline's many short calls and take
-    the cores from the Python work in between and from a neighbour (bench/RESULTS.md section 17a: 1.16x
-    on 2 vCPUs, 1.78x on 16).
+    the cores from the Python work in between and from a neighbour (measured: bench/RESULTS.md section 17a).
     exact_qdq: Q/DQ pairs computed as written, in float (what TensorRT's INT8 kernels compute), not fused
     into ONNX Runtime's u8s8 integer kernels, which saturate on x86 CPUs without VNNI.
     """
@@ -85,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
                  spinning: bool = False, fold_dir: Optional[Path] = None, int8_det: bool = False):
         self.threads = default_threads(threads)
         self.in_flight = in_flight
-        self.spinning = spinning       # on is ONNX Runtime's default; bench/cpu_levers.py measures both
+        self.spinning = spinning       # on is ONNX Runtime's default; both measured in bench/RESULTS.md section 17a
         self.precision = precision
         self.exact_qdq = exact_qdq     # for INT8 accuracy measurements (daemon.quantize.measure)
         # FP32 models run from their folded copies there (fold.py, folded.py); None = as shipped. Q/DQ

@@ -3,8 +3,8 @@
 PP-LCNetV3, the backbone of PP-OCRv4's detector and recognizer, follows its convolutions and activations
 with a learnable scalar affine (y = s * x + b: a Mul and an Add of one-element constants), and the export
 writes hard-swish out as x * clip(x + 3, 0, 6) / 6. ONNX Runtime fuses none of them, so every layer leaves
-its NCHWc convolution for four full-size elementwise passes and layout reorders: 40 % of the v4 detector's
-time on 2 vCPUs (bench/RESULTS.md section 24). Three rewrites, each exact up to float rounding:
+its NCHWc convolution for four full-size elementwise passes and layout reorders: a large share of the v4
+detector's time on the CPU (bench/RESULTS.md section 24). Three rewrites, each exact up to float rounding:
 
 - Conv -> Mul(s) [-> Add(b)]: into the convolution's weights (W * s) and bias (bias * s + b);
 - Mul(s) -> Add(b) -> 1x1 Conv without padding: into that convolution (W * s, bias + b * sum W); only

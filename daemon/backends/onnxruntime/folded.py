@@ -1,6 +1,6 @@
 """The CPU's folded copy of a model file (fold.py), written once into a cache directory and reused.
 
-Folding needs the onnx package, whose import alone costs about a second of start-up (bench/RESULTS.md
+Folding needs the onnx package, whose import alone is a noticeable part of start-up (bench/RESULTS.md
 section 17b), so it runs once per model file. The copy is named after the source's absolute path, size and
 modification time (as Python keys its .pyc files) and the fold version: a replaced model or a changed
 rewrite makes a new file, and nothing depends on the ONNX Runtime version or the CPU (it is plain ONNX,
@@ -76,9 +76,9 @@ def folded_path(source: Path, cache_dir: Path) -> Path:
     try:
         return _write(source, key, target, marker)
     except Exception as exc:   # onnx missing or unable to parse, a read-only or full disk: run unfolded
-        log.warning("running %s unfolded on the CPU (%s); the folded copies make the whole pipeline "
-                    "1.1-1.25x faster (set ocr.cpu_fold_dir to a writable directory, or ocr.cpu_fold: false "
-                    "to silence this)", source.name, exc)
+        log.warning("running %s unfolded on the CPU (%s), which is slower (docs/performance.md); set "
+                    "ocr.cpu_fold_dir to a writable directory, or ocr.cpu_fold: false to silence this",
+                    source.name, exc)
         return source
 
 

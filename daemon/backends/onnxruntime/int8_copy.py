@@ -3,7 +3,7 @@ sha256 of the file they were made from.
 
 A copy runs only in place of exactly that file: a detector replaced by another of the same name (a newer
 wheel, a site's own model) runs in FP32 with one warning that names the command which makes its copy.
-Hashing the 10 MB detector costs about 20 ms of start-up, once.
+Hashing the detector costs a little start-up time, once.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Left to itself (intra_op_num_threads 0) ONNX Runtime sizes its pool from the whole machine, not from the
 CPUs this process may run on: under taskset or a cgroup cpuset it then runs more threads than it has
 cores (bench/RESULTS.md section 17a). SMT siblings are counted once: two threads on one core share its
-vector units, and on a 16-vCPU host with SMT 8 threads read 1.2x faster than 16 (section 1b). Physical
+vector units, and one thread per physical core reads faster than one per vCPU (section 1b). Physical
 cores are read from Linux's CPU topology, within the process's affinity mask.
 """
 from __future__ import annotations
