@@ -8,6 +8,7 @@ environment or a file, and only by name from here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -494,13 +495,20 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(prefix, f"expected a mapping, got {_shown(data)}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
             raise ConfigError(_join(prefix, _key_text(k)), f"unknown key (known: {', '.join(sorted(names))})")
     kwargs = {k: _convert(v, hints[k], _join(prefix, k)) for k, v in data.items()}
     return cls(**kwargs)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The fields' types, evaluated once per class (each evaluation compiles every annotation: a config with a
+    thousand cameras spent most of its load here)."""
+    return typing.get_type_hints(cls)
 
 
 def _join(prefix: str, key: str) -> str:
@@ -546,18 +554,9 @@ def _require(ok: bool, key: str, value: Any, why: str) -> None:
 
 
 def _check_readable(key: str, path: Optional[str]) -> None:
-    """A file read later (a model, a certificate) opens now and is a regular file: a FIFO would hang its reader."""
-    if path is None:
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(key, f"{_shown(path)} cannot be read ({exc.strerror})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-    finally:
-        os.close(fd)
-    _require(stat.S_ISREG(mode), key, path, f"is not a regular file (it is {_file_kind(mode)})")
+    """A file read later (a model, a certificate) is a regular file (a FIFO would hang its reader) and opens now."""
+    if path is not None:
+        os.close(_open_regular_file(key, path, _shown(path)))
 
 
 # ---------------------------------------------------------------- what the OS, MQTT and OPC UA can carry
@@ -1112,17 +1111,30 @@ def _read_config_text(path: str | os.PathLike) -> str:
     return text
 
 
-def _read_regular_file(key: str, path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
-    """The bytes of a regular file of at most max_bytes; `what` names it in the message. A FIFO, a device or a
-    directory is refused before a byte is read (opened non-blocking: a FIFO with no writer cannot hang the open)."""
+def _open_regular_file(key: str, path: str | os.PathLike, what: str) -> int:
+    """A read-only descriptor of a regular file. Anything else is refused from its stat, never opened: opening a
+    FIFO waits for a writer, and opening some devices acts (a watchdog starts counting). Opened non-blocking in
+    case the path was swapped for a FIFO in between, and checked again."""
+    fd = -1
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            mode = os.fstat(fd).st_mode
     except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
-        raise ConfigError(key, f"cannot read {what} ({getattr(exc, 'strerror', None) or exc})") from None
+        raise ConfigError(key, f"{what} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not stat.S_ISREG(mode):
+        if fd >= 0:
+            os.close(fd)
+        raise ConfigError(key, f"{what} is not a regular file (it is {_file_kind(mode)})")
+    return fd
+
+
+def _read_regular_file(key: str, path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
+    """The bytes of a regular file of at most max_bytes; `what` names it in the message."""
+    fd = _open_regular_file(key, path, what)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(key, f"{what} is not a regular file (it is {_file_kind(st.st_mode)})")
         if st.st_size > max_bytes:
             raise ConfigError(key, f"{what} is {st.st_size} bytes, more than {max_bytes}")
         data = b""
@@ -1132,7 +1144,7 @@ def _read_regular_file(key: str, path: str | os.PathLike, max_bytes: int, what: 
                 break
             data += chunk
     except OSError as exc:
-        raise ConfigError(key, f"cannot read {what} ({exc.strerror})") from None
+        raise ConfigError(key, f"{what} cannot be read ({exc.strerror})") from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:
