@@ -1,7 +1,7 @@
 """Joining the overlapping pieces of a long line: each piece's own characters, seams read once."""
 import pytest
 
-from daemon.ocr.line_join import Emission, PieceReading, join_line
+from daemon.ocr.line_join import Emission, PieceReading, join_line, join_line_chars
 
 TOL = 12.0      # a quarter of a 48 px line height
 
@@ -51,3 +51,12 @@ def test_word_gap_at_a_cut_becomes_one_space():
 
 def test_nothing_read_is_empty_with_zero_confidence():
     assert join_line([_r((0, 100), []), _r((100, 200), [])], TOL) == ("", 0.0)
+
+
+def test_each_character_of_the_joined_text_keeps_its_emission_and_runner_up():
+    left = _r((0, 100), [("A", 20), ("7", 96)])
+    right = PieceReading((100, 220), True, (Emission("7", 103, 0.9, "1", 0.05), Emission("B", 160, 0.6, "8", 0.4)))
+    text, conf, chars = join_line_chars([left, right], TOL)
+    assert text == "A7 B" and conf == join_line([left, right], TOL)[1]
+    assert [(e.char, e.alt) for e in chars] == [("A", ""), ("7", ""), (" ", ""), ("B", "8")]
+    assert chars[2].prob == 1.0 and chars[3].alt_prob == 0.4     # the space is the joiner's, not the network's

@@ -17,6 +17,8 @@ class Emission:
     char: str
     pos: float      # line column (at the recognizer's height) where the network emitted it
     prob: float
+    alt: str = ""           # the runner-up class at that step (daemon.ocr.ctc.ctc_candidates); "" = none
+    alt_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,14 @@ def join_line(readings: Sequence[PieceReading], tolerance: float) -> tuple[str, 
     tolerance: how far apart (columns) two readings of one character at a seam may be; less than the
     distance between two real neighbouring characters (a quarter of the line height is).
     """
+    text, confidence, _ = join_line_chars(readings, tolerance)
+    return text, confidence
+
+
+def join_line_chars(readings: Sequence[PieceReading], tolerance: float) -> tuple[str, float, tuple[Emission, ...]]:
+    """join_line, with the emission behind each character of the text, one per character, in order. A space
+    put in for a word gap at a cut is an Emission(" ") midway in the gap with probability 1 and no runner-up (no
+    network output stands behind it); the confidence is over the network's characters only, as join_line's."""
     kept: list[Emission] = []
     spaces_at: set[int] = set()          # indices in kept before which a word gap adds a space
     last = len(readings) - 1
@@ -45,13 +55,13 @@ def join_line(readings: Sequence[PieceReading], tolerance: float) -> tuple[str, 
                 spaces_at.add(len(kept))
         kept.extend(own)
     if not kept:
-        return "", 0.0
-    text = []
+        return "", 0.0, ()
+    chars: list[Emission] = []
     for i, e in enumerate(kept):
         if i in spaces_at and i > 0 and kept[i - 1].char != " " and e.char != " ":
-            text.append(" ")
-        text.append(e.char)
-    return "".join(text), sum(e.prob for e in kept) / len(kept)
+            chars.append(Emission(" ", (kept[i - 1].pos + e.pos) / 2, 1.0))
+        chars.append(e)
+    return "".join(e.char for e in chars), sum(e.prob for e in kept) / len(kept), tuple(chars)
 
 
 def _seam(before: Emission | None, left: Sequence[Emission], right: Sequence[Emission], cut: float,

@@ -20,15 +20,15 @@ from daemon.config import Config, OcrConfig
 from daemon.engines.plan import specs_for
 from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_emissions
+from daemon.ocr.ctc import ctc_candidates
 from daemon.ocr.db_post import DbParams, boxes_from_prob
 from daemon.ocr.det_pre import Letterbox, to_frame_coords
 from daemon.ocr.detector import Detector
-from daemon.ocr.line_join import Emission, PieceReading, join_line
+from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
                                 to_pieces)
-from daemon.ocr.results import OcrResult, TextLine
+from daemon.ocr.results import CharCandidate, OcrResult, TextLine
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +239,12 @@ class OcrPipeline:
         _add(timing, "rec", t0)
 
         per_frame: list[list[TextLine]] = [[] for _ in frames]
-        for crop, (text, conf) in zip(crops, readings):
-            text = text.strip()
+        for crop, (read, conf, chars) in zip(crops, readings):
+            text = read.strip()
             if text and conf >= self.cfg.drop_score:
                 box = tuple((float(x), float(y)) for x, y in crop.box)
-                per_frame[crop.frame].append(TextLine(text, conf, box))  # type: ignore[arg-type]
+                per_frame[crop.frame].append(TextLine(text, conf, box,  # type: ignore[arg-type]
+                                                      _stripped_chars(read, text, chars)))
         timing = {k: round(v, 3) for k, v in timing.items()}
         return [OcrResult(lines, dict(timing)) for lines in per_frame]
 
@@ -257,8 +258,9 @@ class OcrPipeline:
                     out[i] = np.ascontiguousarray(images[i][::-1, ::-1])
         return out
 
-    def _recognize(self, images: list[np.ndarray]) -> list[tuple[str, float]]:
-        """Crops -> (text, confidence) each, via pieces that fit the fixed recognizer width."""
+    def _recognize(self, images: list[np.ndarray]) -> list[tuple[str, float, tuple[CharCandidate, ...]]]:
+        """Crops -> (text, confidence, one CharCandidate per character of text) each, via pieces that fit the
+        fixed recognizer width."""
         height, width = self.cfg.rec_height, self.cfg.rec_width
         pieces = to_pieces(images, height, width)
         piece_images = [p.image for p in pieces]
@@ -282,14 +284,28 @@ class OcrPipeline:
             stride = width / probs.shape[1]     # image columns per output step
             for k, slot in enumerate(batch_slots):
                 for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):
-                    idx, steps, prob = ctc_emissions(probs[k, lo:hi])
+                    idx, steps, prob, alt, alt_prob = ctc_candidates(probs[k, lo:hi])
                     at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
-                    emitted[p.piece] = tuple(Emission(self.charset[c], float(x), float(q))
-                                             for c, x, q in zip(idx, at, prob))
+                    emitted[p.piece] = tuple(Emission(self.charset[c], float(x), float(q),
+                                                      self.charset[a] if q_alt > 0 else "", max(float(q_alt), 0.0))
+                                             for c, x, q, a, q_alt in zip(idx, at, prob, alt, alt_prob))
         lines: list[list[PieceReading]] = [[] for _ in images]
         for piece, found in zip(pieces, emitted):
             lines[piece.crop_index].append(PieceReading(piece.keep, piece.space_before, found))
-        return [join_line(readings, SEAM_TOLERANCE * height) for readings in lines]
+        out = []
+        for readings in lines:
+            text, confidence, chars = join_line_chars(readings, SEAM_TOLERANCE * height)
+            out.append((text, confidence, tuple(CharCandidate(e.char, e.prob, e.alt, e.alt_prob) for e in chars)))
+        return out
+
+
+def _stripped_chars(read: str, text: str, chars: tuple[CharCandidate, ...]) -> tuple[CharCandidate, ...]:
+    """The candidates of text = read.strip(); () where they do not spell read one character each (a dictionary
+    with entries of several characters)."""
+    if len(chars) != len(read) or "".join(c.char for c in chars) != read:
+        return ()
+    start = len(read) - len(read.lstrip())
+    return chars[start:start + len(text)]
 
 
 def _add(timing: dict[str, float], stage: str, t0: float) -> None:

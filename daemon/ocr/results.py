@@ -7,10 +7,25 @@ Box = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple
 
 
 @dataclass(frozen=True)
+class CharCandidate:
+    """One character of a recognized line as the recognizer emitted it: its probability, and the runner-up class
+    at the same CTC step with its probability (what verification calls "confused" when it comes close).
+    alt "" = none: a space the line joiner put in for a word gap, or a recognizer with no other class."""
+    char: str
+    p: float
+    alt: str = ""
+    alt_p: float = 0.0
+
+
+@dataclass(frozen=True)
 class TextLine:
     text: str
     confidence: float   # mean of the per-character max probabilities, 0..1
     box: Box            # clockwise from top-left, in the original frame's pixels
+    # One per character of text, in order, where the recognizer's outputs are known (the pipeline's lines); ()
+    # where they are not (a voted or corrected line, a line made by hand). Internal: never serialized, and not
+    # part of equality (two readings of the same text in the same place are the same line).
+    chars: tuple[CharCandidate, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {
