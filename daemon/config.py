@@ -570,6 +570,8 @@ NAME_MAX_BYTES = 255
 # MQTT strings (topics, client ids, user names) are UTF-8 of at most 65535 bytes; brokers refuse control characters
 # and non-characters in them (mosquitto_validate_utf8), and '+' and '#' in the topic a message is published to.
 MQTT_MAX_STRING_BYTES = 65535
+# v4l2 cameras by number: Linux has /dev/video0 to /dev/video255 (VIDEO_NUM_DEVICES).
+V4L2_DEVICES = 256
 _MQTT_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff"
                            + "".join(chr(plane * 0x10000 + low) for plane in range(17) for low in (0xfffe, 0xffff))
                            + "]")
@@ -654,6 +656,25 @@ def _check_paths(cfg: Config) -> None:
     _check_path("web.token_file", cfg.web.token_file)
     _check_path("web.saved_frames_dir", cfg.web.saved_frames_dir, writes_into=True)
     _check_path("evidence.dir", cfg.evidence.dir, writes_into=True)
+
+
+def _check_listeners(cfg: Config) -> None:
+    """The daemon's own servers (metrics, the page, OPC UA) do not ask for one port on one address: the second
+    would fail to bind at start, and the page and metrics only log that."""
+    listeners = [(key, host, port) for key, host, port, on in (
+        ("metrics.port", cfg.metrics.host, cfg.metrics.port, cfg.metrics.enabled),
+        ("web.port", cfg.web.host, cfg.web.port, cfg.web.enabled and cfg.web.port != 0),
+        ("opcua.port", cfg.opcua.host, cfg.opcua.port, cfg.opcua.enabled)) if on]
+    for i, (key, host, port) in enumerate(listeners):
+        for other_key, other_host, other_port in listeners[:i]:
+            _require(port != other_port or not _same_listen_address(host, other_host), key, port,
+                     f"is {other_key} too (on {other_host!r} and {host!r})")
+
+
+def _same_listen_address(a: str, b: str) -> bool:
+    """Whether two listen addresses can collide: equal, either one all interfaces, or localhost and what it names."""
+    return (a == b or bool({a, b} & {"", "0.0.0.0", "::", "[::]"})
+            or ("localhost" in (a, b) and bool({a, b} & {"127.0.0.1", "::1", "[::1]"})))
 
 
 def _check_host(key: str, host: str) -> None:
@@ -837,8 +858,6 @@ def _check_sinks(cfg: Config) -> None:
         _require(bool(o.host), "opcua.host", o.host, "must not be empty")
         _check_host("opcua.host", o.host)
         _require(0 < o.port < 65536, "opcua.port", o.port, "must be between 1 and 65535")
-        _require(cfg.metrics.port != o.port or not cfg.metrics.enabled, "opcua.port", o.port,
-                 "is metrics.port too")
         _require(bool(o.namespace_uri), "opcua.namespace_uri", o.namespace_uri, "must not be empty")
         _check_opcua_text("opcua.namespace_uri", o.namespace_uri)
         _require(bool(o.cert_file) and bool(o.key_file), "opcua.cert_file", o.cert_file,
@@ -908,6 +927,9 @@ def validate(cfg: Config) -> Config:
         _require(cam.name not in seen, f"{key}.name", cam.name, "is used by another camera")
         seen.add(cam.name)
         _require(bool(cam.uri) or cam.kind == "sample", f"{key}.uri", cam.uri, f"must be set for kind {cam.kind}")
+        _require(not (cam.kind == "v4l2" and cam.uri.isdigit())
+                 or (len(cam.uri) <= 3 and cam.uri.isascii() and int(cam.uri) < V4L2_DEVICES), f"{key}.uri", cam.uri,
+                 f"is neither a /dev/video index (0-{V4L2_DEVICES - 1}) nor a device path")
         _require(len(cam.roi) in (0, 4), f"{key}.roi", list(cam.roi), "must be [x, y, width, height] or empty")
         if cam.roi:
             _require(cam.roi[0] >= 0 and cam.roi[1] >= 0 and cam.roi[2] > 0 and cam.roi[3] > 0,
@@ -981,6 +1003,7 @@ def validate(cfg: Config) -> Config:
     _require(0 < cfg.metrics.port < 65536, "metrics.port", cfg.metrics.port, "must be between 1 and 65535")
     _check_sinks(cfg)
     _check_web(cfg.web)
+    _check_listeners(cfg)
     _check_evidence(cfg.evidence)
     _require(cfg.service.drain_timeout_s >= 0, "service.drain_timeout_s", cfg.service.drain_timeout_s,
              "must not be negative")

@@ -143,6 +143,9 @@ def _load_error(tmp_path: Path, content: str | bytes) -> ConfigError:
     ("state_dir: /" + "/".join(["s" * 200] * 20) + "\n", "state_dir", "Linux paths end at 4095"),
     ("outbox:\n  path: /var/" + "o" * 250 + "\n", "outbox.path", "with -journal"),
     ("metrics:\n  host: '::1 '\n", "metrics.host", "is not an IP address"),
+    ("web:\n  port: 9108\n", "web.port", "is metrics.port too"),
+    ("cameras:\n  - {name: a, kind: v4l2, uri: '²'}\n", "cameras[0].uri", "neither a /dev/video index (0-255)"),
+    ("cameras:\n  - {name: a, kind: v4l2, uri: '99999999999999999999'}\n", "cameras[0].uri", "/dev/video index"),
     # regexes: bounds the compiler lacks
     ("cameras:\n  - name: a\n    accept_patterns: ['a{1001}']\n", "cameras[0].accept_patterns[0]",
      "repeats 1001 times"),
