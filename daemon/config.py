@@ -1,9 +1,11 @@
 """Typed configuration: every tunable of config.yaml, its default and its check, in one place.
 
-Loading walks the dataclasses below: an unknown key, a wrong type or a value out of range is a
-ConfigError that names the key path (``cameras[1].roi``) and the offending value. Nothing else in the
-package reads environment variables for settings; the MQTT password is the one value read from the
-environment or a file, and only by name from here.
+Loading reads the file within bounds (size, encoding, nesting, aliases, number length) and walks the
+dataclasses below: an unknown key, a wrong type, a value out of range or one that MQTT, OPC UA or the OS
+cannot carry is a ConfigError of one line that names the key path (``cameras[1].roi``) and shows the value,
+cut to SHOWN_VALUE_CHARS. Nothing else in the package reads environment variables for settings; the secrets
+(the MQTT and OPC UA passwords, the page's token) are read from the environment or a file, only by name and
+only from here.
 """
 from __future__ import annotations
 
@@ -1101,7 +1103,7 @@ def from_dict(data: Any) -> Config:
 # A real config is a few KiB, 4 levels deep, and about 60 values a camera with every key written out.
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_YAML_DEPTH = 32
-MAX_YAML_VALUES = 10_000   # counted with every alias expanded: what the dataclass walk and the checks visit
+MAX_YAML_VALUES = 10_000   # keys and values, each alias as what it copies: what the walk and the checks visit
 # A number no setting can hold (int64 has 19 digits); PyYAML would build any size, and int() refuses 4300 digits.
 MAX_NUMBER_CHARS = 64
 # What the YAML reader accepts (YAML 1.1's printable set); anything else is named with its line and column.
@@ -1258,8 +1260,8 @@ class _YamlShape:
     def _count(self, n: int) -> None:
         self.values += n
         if self.values > MAX_YAML_VALUES:
-            raise self.error(f"the file holds more than {MAX_YAML_VALUES} values "
-                             "(each alias counted as the values it copies)")
+            raise self.error(f"the file holds more than {MAX_YAML_VALUES} keys and values "
+                             "(each alias counted as what it copies)")
 
     def _done(self, depth: int, scalar: Optional[str]) -> None:
         """A node ended: it is its parent's next child (a key or a value in a mapping)."""

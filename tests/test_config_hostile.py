@@ -117,7 +117,7 @@ def _load_error(tmp_path: Path, content: str | bytes) -> ConfigError:
     ("mqtt:\n  host: a\x01b\n", "", "line 2, column 10: character U+0001 is not allowed"),
     ("a: 1\n---\nb: 2\n", "", "expected a single document"),
     ("cameras:\n" + "".join(f"  - {{name: c{i}, kind: sample}}\n" for i in range(4000)), "cameras[",
-     "more than 10000 values"),
+     "more than 10000 keys and values"),
     ('mqtt:\n  "a\\nb' + "c" * 500 + '": 1\n', "mqtt.'a\\nbccc", "(503 characters): unknown key"),
     ("service:\n  drain_timeout_s: .inf\n", "service.drain_timeout_s", "expected a finite number"),
     ("service:\n  drain_timeout_s: 1.0e+300\n", "service.drain_timeout_s", "longer than 1000000000 s"),
