@@ -230,9 +230,15 @@ class HttpServer:
                 if self._stopping and self._drained():
                     return
                 now = time.monotonic()
-                for key, events in self._sel.select(self._wait_s(now)):
+                ready = self._sel.select(self._wait_s(now))
+                # Data that came in is read before a burst of new connections may need room.
+                ready.sort(key=lambda ke: ke[0].data == "accept")
+                for key, events in ready:
                     if key.data == "accept":
-                        self._accept()
+                        try:
+                            self._accept()
+                        except Exception:   # a bug must not take the server away: the next round accepts again
+                            log.exception("%s: accept failed", self._name)
                     elif key.data == "wake":
                         try:
                             self._wake_r.recv(4096)
@@ -280,7 +286,7 @@ class HttpServer:
         return max(0.0, min(deadline - now, 1.0, self._stop_by - now if self._stopping else 1.0))
 
     def _accept(self) -> None:
-        for _ in range(64):   # a burst at once, then the others get their turn
+        for _ in range(8):   # a few at a time: between two batches, requests that came in are read first
             try:
                 sock, client = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -303,16 +309,25 @@ class HttpServer:
             self._watch(conn, selectors.EVENT_READ)
 
     def _evict(self, address: Optional[str]) -> bool:
-        """Closes the oldest connection (of address, if given) that no worker holds, a finished one first."""
-        mine = [c for c in self._conns.values() if c.state != _WORKING and (address is None or c.address == address)]
-        victim = next((c for c in mine if c.state == _LINGERING), mine[0] if mine else None)
-        if victim is None:
-            return False
-        if victim.state != _LINGERING:
-            self._stats["evicted"] += 1
-            log.debug("%s: %s closed to make room (%s)", self._name, victim.client, victim.state)
-        self._close(victim)
-        return True
+        """Closes the oldest connection (of address, if given) that no worker holds, a finished one first. One
+        still sending its request gets a last read: a request already here goes to a worker instead, so a probe
+        that arrived within a burst of connections is answered, not evicted by it."""
+        candidates = [c for c in self._conns.values()
+                      if c.state != _WORKING and (address is None or c.address == address)]
+        candidates.sort(key=lambda c: c.state != _LINGERING)   # stable: finished ones first, each oldest first
+        for victim in candidates:
+            if victim.state == _READING:
+                self._read(victim)
+                if victim.closed:   # it hung up: room made
+                    return True
+                if victim.state == _WORKING:
+                    continue
+            if victim.state != _LINGERING:
+                self._stats["evicted"] += 1
+                log.debug("%s: %s closed to make room (%s)", self._name, victim.client, victim.state)
+            self._close(victim)
+            return True
+        return False
 
     def _read(self, conn: _Conn) -> None:
         try:
