@@ -77,7 +77,7 @@ def test_row_cap_refuse_new_keeps_oldest_and_counts(tmp_path):
     results = [_put(ob, "c", i) for i in range(8)]
     assert results == [True] * 5 + [False] * 3
     assert [r.msg_id for r in ob.pending(10)] == [f"c:{i}" for i in range(5)]
-    assert ob.counters.refused_new == 3 and ob.counters.dropped_oldest == 0
+    assert ob.counters.put_refused_full == 3 and ob.counters.dropped_oldest == 0   # losses only if never stored
 
 
 def test_byte_cap_drops_as_many_oldest_rows_as_needed(tmp_path):
@@ -96,7 +96,7 @@ def test_byte_cap_refuse_new(tmp_path):
     ob = _open(tmp_path, max_bytes=5000, full_policy="refuse_new")
     assert all(_put(ob, "c", i, size=1000) for i in range(5))
     assert not _put(ob, "c", 5, size=1)
-    assert ob.counters.refused_new == 1 and ob.depth() == (5, 5000)
+    assert ob.counters.put_refused_full == 1 and ob.depth() == (5, 5000)
 
 
 def test_ttl_expired_rows_are_dropped_and_counted(tmp_path):

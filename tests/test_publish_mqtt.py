@@ -235,7 +235,7 @@ def test_outbox_cap_while_broker_down_applies_policy_and_counts(make_broker, tmp
         assert ob.counters.dropped_oldest == 15 and all(ok for _, ok in stored)
         expected = [msg_id for msg_id, _ in stored[-10:]]
     else:
-        assert ob.counters.refused_new == 15 and [ok for _, ok in stored] == [True] * 10 + [False] * 15
+        assert ob.counters.put_refused_full == 15 and [ok for _, ok in stored] == [True] * 10 + [False] * 15
         expected = [msg_id for msg_id, _ in stored[:10]]
     broker.start()
     pub.wake()

@@ -30,7 +30,7 @@ def test_refused_folder_reading_is_retried_and_stored_once_there_is_room(tmp_pat
         render_label(scans / "label.png", text)
         loop.start()
         # Refused once, released, read again and refused again: not dropped as a duplicate of itself.
-        assert wait_until(lambda: service.outbox.counters.refused_new >= 2, 120)
+        assert wait_until(lambda: service.outbox.counters.put_refused_full >= 2, 120)
         assert (scans / "label.png").exists() and not (scans / "done" / "label.png").exists()
         snap = service.snapshot()["cameras"]["scan"]
         assert snap["stored"] == 0 and snap["rejected"].get("duplicate", 0) == 0
@@ -42,6 +42,7 @@ def test_refused_folder_reading_is_retried_and_stored_once_there_is_room(tmp_pat
         doc = json.loads(stored.payload)
         assert "".join(t["text"] for t in doc["texts"]).replace(" ", "") == text
         assert doc["schema"] == "ocr-result/4" and doc["source"] == {"kind": "folder", "file": "label.png"}
+        assert service.outbox.counters.refused_new == 0   # refused while full, stored later: no loss counted
     finally:
         service.request_stop()
         if loop.is_alive():

@@ -60,8 +60,8 @@ def test_the_stop_counts_what_is_still_unstored_and_the_caps_are_not_counted_twi
     ledger, counters = _ledger()
     ledger.refused("gate", LABEL, "disk_full", WINDOW_S, now=0.0)
     ledger.refused("belt", OTHER, "busy", WINDOW_S, now=0.0)
-    ledger.refused("dock", LABEL, "refused_new", WINDOW_S, now=0.0)   # the outbox counted it (refused_new)
-    ledger.lost("too_large")
+    ledger.refused("dock", LABEL, "refused_new", WINDOW_S, now=0.0)   # the cap refused it: lost if never stored
+    ledger.lost("too_large")                                          # the outbox counted it (refused_new)
     ledger.lost("disk_full")                                          # a review message: nothing sends it again
-    assert ledger.flush() == 2
-    assert (counters.disk_full, counters.io_errors, counters.refused_new) == (2, 1, 0)
+    assert ledger.flush() == 3
+    assert (counters.disk_full, counters.io_errors, counters.refused_new) == (2, 1, 1)

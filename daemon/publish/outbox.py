@@ -185,7 +185,8 @@ class OutboxHealth:
 class OutboxCounters:
     """Events since the process started; increments are thread-safe."""
     dropped_oldest: int = 0   # deleted to make room (full_policy drop_oldest)
-    refused_new: int = 0      # new results not stored (full_policy refuse_new, or one payload above max_bytes)
+    refused_new: int = 0      # readings lost to the caps: one payload above max_bytes, or refused by full_policy
+                              # refuse_new and never stored later (the recorder counts those, as for disk_full)
     expired: int = 0          # older than ttl_s, deleted unpublished
     dead_lettered: int = 0    # moved to the dead_letters table (refused at put, or failing delivery N times)
     replayed: int = 0         # moved back from the dead_letters table by replay_dead_letters()
@@ -195,6 +196,7 @@ class OutboxCounters:
     io_errors: int = 0        # ... refused by a write error (SQLITE_IOERR), a lock or another SQLite error
     put_failed_disk_full: int = 0   # puts refused by a full disk: events, not losses (a folder file is kept)
     put_failed_io_error: int = 0    # puts refused by any other write error: events, not losses
+    put_refused_full: int = 0       # puts refused by full_policy refuse_new: events, not losses
     corrupt_set_aside: int = 0   # damaged outbox files moved to <path>.corrupt-<time>
     salvaged_rows: int = 0    # rows re-queued from a set-aside file
     recreated: int = 0        # the file (or its directory, or its -wal) was deleted or replaced and written anew
@@ -524,8 +526,8 @@ class Outbox:
             log.warning("outbox: result %s goes to the dead letters: %s", msg_id, why)
             return PutResult("dead_letter", why)
         full = self._rows + 1 > cfg.max_rows or self._bytes + size > cfg.max_bytes
-        if full and cfg.full_policy == "refuse_new":
-            self.counters.add("refused_new")
+        if full and cfg.full_policy == "refuse_new":   # a loss only if nothing offers it again (unstored.py)
+            self.counters.add("put_refused_full")
             return PutResult("refused_new", "outbox full")
         self._db.execute("BEGIN IMMEDIATE")
         dropped, dropped_bytes, dropped_ids = self._drop_oldest_locked(size) if full else (0, 0, [])

@@ -1,5 +1,6 @@
-"""Readings the outbox refused (a full or failing disk) until they are stored after all or given up: only a
-given-up one is a loss, ocr_outbox_lost_total{reason="disk_full"|"io_errors"}.
+"""Readings the outbox refused (a full or failing disk, or its own cap with full_policy refuse_new) until they are
+stored after all or given up: only a given-up one is a loss, ocr_outbox_lost_total{reason="disk_full"|"io_errors"|
+"refused_new"}.
 
 Counting every refused put as a loss counted losses that never happened: a folder's file stays in the folder
 and is read again once the disk has room, and a live camera's label, refused frame after frame while the disk is
@@ -7,7 +8,7 @@ full, is stored by the first frame after it takes writes again (the filter recor
 once it is stored, so the same texts come again). Here a refused reading of a live camera is one loss when its
 texts were neither stored nor seen again for its camera's dedup window (the label left view unstored), or when
 the daemon stops with it unstored. With no dedup window (or no texts) every frame is a reading of its own, and
-each refusal is a loss at once. The recorder (daemon/service.py) never hands a folder frame in.
+each refusal is a loss at once. The recorder (daemon/readings/recorder.py) never hands a folder frame in.
 """
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Hashable, Optional
 
-_COUNTED_BY_THE_OUTBOX = ("refused_new", "too_large")   # its caps: OutboxCounters.refused_new
+_COUNTED_BY_THE_OUTBOX = ("too_large",)   # a payload above max_bytes: OutboxCounters.refused_new at once
 
 
 def loss_counter(reason: str) -> Optional[str]:
-    """The OutboxCounters field a refused put (its PutResult reason) is lost under; None for the caps' refusals,
-    which the outbox counts itself."""
+    """The OutboxCounters field a refused put (its PutResult reason) is lost under; None for a payload that can
+    never fit, which the outbox counts itself."""
     if reason in _COUNTED_BY_THE_OUTBOX:
         return None
-    return "disk_full" if reason == "disk_full" else "io_errors"
+    if reason in ("disk_full", "refused_new"):   # a full disk, or the outbox's own cap with refuse_new
+        return reason
+    return "io_errors"
 
 
 @dataclass
