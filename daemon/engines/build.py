@@ -47,6 +47,10 @@ class BuildError(RuntimeError):
     """An engine that could not be built; the message says why."""
 
 
+class TargetError(BuildError):
+    """A --compute-capability this TensorRT edition cannot build for (exit 2, like a usage error)."""
+
+
 @dataclass(frozen=True)
 class BuildTarget:
     """What engines are built with and for: the TensorRT module, the edition and version found, the device
@@ -106,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
             failed += _build_kernels(cfg, target.ctx)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if args.compute_capability else 1
+        return 2 if isinstance(exc, TargetError) else 1
     if target.ctx is None:
         print(f"GPU kernels not built (no GPU used): run `ocr-daemon build-kernels --config FILE` on the "
               f"compute capability {target.device.compute_capability} machine")
@@ -155,14 +159,14 @@ def cpu_target(compute_capability: str) -> BuildTarget:
 
     trt, found = _import()
     if found.edition.name != "tensorrt-rtx":
-        raise BuildError(f"--compute-capability needs TensorRT-RTX; {found.label} builds only for the GPU it runs "
+        raise TargetError(f"--compute-capability needs TensorRT-RTX; {found.label} builds only for the GPU it runs "
                          f"on: run build-engine without it on the target device")
     try:
         compute_capability_member(compute_capability)
     except ValueError as exc:
-        raise BuildError(str(exc)) from None
+        raise TargetError(str(exc)) from None
     if not found.runs_on(compute_capability):
-        raise BuildError(f"--compute-capability {compute_capability}: {found.label} builds for "
+        raise TargetError(f"--compute-capability {compute_capability}: {found.label} builds for "
                          f"{', '.join(found.compute_capabilities)}")
     return BuildTarget(trt, found, DeviceInfo(None, compute_capability, found.version, None, None,
                                               found.edition.name))
