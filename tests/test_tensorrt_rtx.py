@@ -10,7 +10,7 @@ import pytest
 
 import daemon.backends.tensorrt as trt_backend
 from daemon import doctor
-from daemon.backends import EngineFact, GpuFacts, decide
+from daemon.backends import EngineFact, GpuFacts, decide, probe_tensorrt
 from daemon.backends.tensorrt.generation import (TENSORRT, TENSORRT_RTX, BuildRecipe, TensorRTInstall,
                                                  UnsupportedTensorRT, build_recipe, build_refusal_hint,
                                                  compute_capability_member, context_memory_api, generation,
@@ -259,6 +259,9 @@ def test_compute_capability_is_refused_for_tensorrt_which_builds_only_for_its_gp
 def test_without_a_gpu_build_engine_names_the_compute_capability_option(tmp_path, capsys):
     from daemon.gpu import pycuda_available
 
+    found, why = probe_tensorrt()
+    if found is None or found.edition != TENSORRT_RTX:
+        pytest.skip(f"the edition found here is not TensorRT-RTX ({found.label if found else why})")
     if pycuda_available()[0]:
         pytest.skip("a GPU is usable here")
     build, args = _build_args(tmp_path)
