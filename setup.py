@@ -40,6 +40,9 @@ setup(
         # The OPC UA server (daemon/publish/sinks/opcua.py) and its certificates (cryptography, which asyncua uses).
         "asyncua==2.1.0",
         "cryptography>=44",
+        # The Modbus TCP server for PLCs (daemon/publish/sinks/modbus.py): pinned, its server API moves between
+        # minor versions.
+        "pymodbus==3.16.1",
     ],
     extras_require={
         # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV
