@@ -1,0 +1,198 @@
+"""The trigger board of a triggered camera: where protocols offer triggers and the camera's lane takes them.
+
+A triggered camera reads only when asked. Every protocol that can ask (MQTT, HTTP, OPC UA, Modbus) offers a
+Trigger to the camera's one TriggerBoard; the lane takes it, runs the read cycle and finishes it. The board is
+the PLC-facing state every protocol reads (ready, busy, the last result id and status, the counters), so they
+all tell the same story.
+
+    ready ──offer──► waiting ──take──► busy ──finish──► ready
+                       │                 │
+                     offer             offer
+                       ▼                 ▼
+               missed ("waiting")  missed ("busy")
+
+One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed. A missed trigger is
+counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the protocol tells
+its client (a Modbus bit, an HTTP 409, an MQTT reply). Pure: no I/O, no clock reads beyond a Trigger's default
+arrival times.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("mqtt", "http", "opcua", "modbus")
+
+ACCEPTED = "accepted"
+MISSED_BUSY = "busy"          # a cycle is running
+MISSED_WAITING = "waiting"    # a trigger was accepted and the lane has not taken it yet
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One request to read, as a protocol received it. `fields` are template field values for the
+    verification (``LOT {lot}``); `expected` replaces the recipe's expectation for this one cycle."""
+    camera: str
+    source: str                                   # one of SOURCES
+    trigger_id: Optional[str] = None              # the client's id, echoed in the result
+    expected: Optional[str] = None
+    recipe: Optional[str] = None
+    fields: Mapping[str, str] = field(default_factory=dict, hash=False)
+    received_at: float = field(default_factory=time.time)          # wall clock, for the payload
+    received_mono: float = field(default_factory=time.monotonic)   # for trigger-to-result latency
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"trigger source {self.source!r} is not one of {', '.join(SOURCES)}")
+        # A read-only copy: the caller's dict changing later does not change the trigger.
+        object.__setattr__(self, "fields", MappingProxyType({str(k): str(v) for k, v in dict(self.fields).items()}))
+
+
+@dataclass(frozen=True)
+class BoardCounters:
+    triggers: int = 0    # offered
+    accepted: int = 0
+    missed: int = 0      # offered while busy or while one waited (triggers == accepted + missed)
+
+
+@dataclass(frozen=True)
+class BoardState:
+    """A snapshot of one board. `version` grows with every change: callbacks run outside the board's lock, so two
+    of them may arrive out of order, and a subscriber drops a state older than the one it has."""
+    camera: str
+    ready: bool                        # a trigger now would be accepted
+    waiting: bool                      # a trigger was accepted and waits for the lane
+    busy: bool                         # the lane runs a cycle
+    cycle_seq: int                     # the last accepted trigger's cycle (0: none yet)
+    last_result_id: Optional[int]      # of the last finished cycle
+    last_status: Optional[str]
+    counters: BoardCounters
+    version: int
+
+    def as_dict(self) -> dict:
+        return {"camera": self.camera, "ready": self.ready, "waiting": self.waiting, "busy": self.busy,
+                "cycle_seq": self.cycle_seq, "last_result_id": self.last_result_id, "last_status": self.last_status,
+                "counters": {"triggers": self.counters.triggers, "accepted": self.counters.accepted,
+                             "missed": self.counters.missed}}
+
+
+@dataclass(frozen=True)
+class TriggerAnswer:
+    """What a protocol answers its client: accepted (served as cycle `cycle_seq`) or missed, and why."""
+    accepted: bool
+    reason: str                        # ACCEPTED, MISSED_BUSY or MISSED_WAITING
+    cycle_seq: Optional[int]           # the cycle this trigger will be served as; None when missed
+    state: BoardState                  # the board right after the offer
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "reason": self.reason, "cycle_seq": self.cycle_seq,
+                "state": self.state.as_dict()}
+
+
+class TriggerBoard:
+    """One triggered camera's trigger slot and cycle state.
+
+    Threads: offer() from any protocol thread, take() and finish() from the camera's lane (the work loop),
+    state() from anyone; all are short and never block beyond the board's own lock. Subscribers are called after
+    every change, outside the lock, in the thread that made the change, with the new BoardState: they must not
+    block (a protocol hands the state to its own loop). A subscriber that raises is logged and kept.
+    Guarantees: at most one trigger waits; every offer is counted and answered; take() hands a trigger out once.
+    """
+
+    def __init__(self, camera: str):
+        self.camera = camera
+        self._lock = threading.Lock()
+        self._waiting: Optional[Trigger] = None
+        self._busy = False
+        self._cycle_seq = 0
+        self._last_result_id: Optional[int] = None
+        self._last_status: Optional[str] = None
+        self._triggers = self._accepted = self._missed = 0
+        self._version = 0
+        self._subscribers: list[Callable[[BoardState], None]] = []
+
+    # ------------------------------------------------------------ protocols
+
+    def offer(self, trigger: Trigger) -> TriggerAnswer:
+        if trigger.camera != self.camera:
+            raise ValueError(f"a trigger for camera {trigger.camera!r} offered to {self.camera!r}'s board")
+        with self._lock:
+            self._triggers += 1
+            if self._busy or self._waiting is not None:
+                self._missed += 1
+                reason, seq = (MISSED_BUSY if self._busy else MISSED_WAITING), None
+            else:
+                self._accepted += 1
+                self._cycle_seq += 1
+                self._waiting = trigger
+                reason, seq = ACCEPTED, self._cycle_seq
+            state = self._changed_locked()
+        self._notify(state)
+        return TriggerAnswer(accepted=seq is not None, reason=reason, cycle_seq=seq, state=state)
+
+    # ------------------------------------------------------------ the lane
+
+    def take(self) -> Optional[Trigger]:
+        """The waiting trigger, once; the board is busy from now until finish(). None when none waits."""
+        with self._lock:
+            trigger, self._waiting = self._waiting, None
+            if trigger is None:
+                return None
+            self._busy = True
+            state = self._changed_locked()
+        self._notify(state)
+        return trigger
+
+    def finish(self, result_id: int, status: str) -> None:
+        """The lane ended the cycle with this result (stored): ready again."""
+        with self._lock:
+            self._busy = False
+            self._last_result_id = int(result_id)
+            self._last_status = str(status)
+            state = self._changed_locked()
+        self._notify(state)
+
+    # ------------------------------------------------------------ everyone
+
+    def state(self) -> BoardState:
+        with self._lock:
+            return self._state_locked()
+
+    def subscribe(self, callback: Callable[[BoardState], None]) -> Callable[[], None]:
+        """Calls callback(state) after each change; returns a function that unsubscribes it."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+        return unsubscribe
+
+    # ------------------------------------------------------------ inside
+
+    def _state_locked(self) -> BoardState:
+        return BoardState(camera=self.camera, ready=not self._busy and self._waiting is None,
+                          waiting=self._waiting is not None, busy=self._busy, cycle_seq=self._cycle_seq,
+                          last_result_id=self._last_result_id, last_status=self._last_status,
+                          counters=BoardCounters(self._triggers, self._accepted, self._missed),
+                          version=self._version)
+
+    def _changed_locked(self) -> BoardState:
+        self._version += 1
+        return self._state_locked()
+
+    def _notify(self, state: BoardState) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(state)
+            except Exception:
+                log.exception("trigger board %s: a subscriber failed", self.camera)
