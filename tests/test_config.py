@@ -193,13 +193,13 @@ def test_default_device_id_comes_from_the_machine_id():
 
 
 def test_null_device_id_is_resolved_and_a_configured_one_is_kept():
-    cfg = config.resolve_device_id(config._build(config.Config, {}, ""), MACHINE_ID, "jetson")
+    cfg = config.resolve_device_id(config.build(config.Config, {}, ""), MACHINE_ID, "jetson")
     assert cfg.device_id == "ocr-d311664b"
-    kept = config._build(config.Config, {"device_id": "dock-3"}, "")
+    kept = config.build(config.Config, {"device_id": "dock-3"}, "")
     assert config.resolve_device_id(kept, MACHINE_ID, "jetson") is kept
     loaded = config.from_dict({})   # this machine's own id: valid, and the same on every load
     assert loaded.device_id == config.from_dict({}).device_id
-    assert config._valid_name(loaded.device_id)
+    assert config.valid_name(loaded.device_id)
 
 
 def test_publish_mode_defaults_to_consensus_for_live_cameras_and_first_for_files_folders_and_samples():

@@ -1,0 +1,71 @@
+"""Secrets (the MQTT and OPC UA passwords, the page's token): never written in config.yaml, named there by an
+environment variable or a file (a systemd credential), and read here and only here.
+
+One behaviour for all three: the secret is the variable's or the file's text with surrounding whitespace stripped
+(the newline an editor or `echo` adds, a stray space or CR). A secret the config names must be there: a variable
+that is not set, or a variable or file that is empty or only whitespace, is a ConfigError naming the key, at load
+and again when the daemon reads it at start. A secret nobody named is None.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from daemon.config.checks import check_env_name
+from daemon.config.errors import ConfigError, require, shown
+from daemon.config.files import read_regular_file
+
+# A password or token file (a systemd credential) is a few dozen bytes; a bound keeps /dev/zero or a log file named
+# by mistake from being read into memory.
+MAX_SECRET_BYTES = 4096
+
+
+def check_named_once(key: str, env: Optional[str], file: Optional[str]) -> None:
+    """A secret is named by an environment variable or a file, not both (key: the section and the secret's name,
+    "mqtt.password", whose fields are mqtt.password_env and mqtt.password_file)."""
+    require(not (env and file), f"{key}_file", file, f"cannot be set together with {key}_env")
+    check_env_name(f"{key}_env", env)
+
+
+def secret(key: str, env: Optional[str], file: Optional[str]) -> Optional[str]:
+    """The secret in the environment variable env or the file (the variable first), stripped; None when neither
+    is named. Not set, not UTF-8, empty or only whitespace: a ConfigError naming {key}_env or {key}_file.
+    Never logged."""
+    if env:
+        raw = os.environb.get(os.fsencode(env))
+        require(raw is not None, f"{key}_env", env, "is not set in the environment")
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{key}_env", f"{shown(env)} does not hold UTF-8 text") from None
+        require(bool(text), f"{key}_env", env, "is empty (or only whitespace) in the environment")
+        return text
+    if file:
+        text = _read_secret_file(f"{key}_file", file)
+        require(bool(text), f"{key}_file", file, "is empty")
+        return text
+    return None
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    """The stripped text of a secret file: a regular file of at most MAX_SECRET_BYTES, UTF-8."""
+    data = read_regular_file(key, path, MAX_SECRET_BYTES, shown(path))
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{shown(path)} is not UTF-8 text") from None
+
+
+def mqtt_password(m) -> Optional[str]:
+    """The broker password (mqtt.password_env or mqtt.password_file); None when neither is set."""
+    return secret("mqtt.password", m.password_env, m.password_file)
+
+
+def opcua_password(o) -> Optional[str]:
+    """The OPC UA user's password (opcua.password_env or opcua.password_file)."""
+    return secret("opcua.password", o.password_env, o.password_file)
+
+
+def web_token(w) -> Optional[str]:
+    """The page's access token (web.token_env or web.token_file); None when neither is set."""
+    return secret("web.token", w.token_env, w.token_file)

@@ -1,0 +1,104 @@
+"""The outputs beside MQTT's JSON: opcua (a server for PLCs and SCADA), sparkplug (Sparkplug B on the broker) and
+homeassistant (MQTT discovery), and SINKS, the one table of every output's name."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from daemon.config.checks import (NAME_RULE, check_host, check_mqtt_text, check_opcua_text, check_port,
+                                  check_topic_prefix, valid_name)
+from daemon.config.errors import require
+from daemon.config.secrets import check_named_once, secret
+
+# Every output, in the order the outbox offers a row. A name is at once its config section (cfg.<name>, with an
+# `enabled` field), its delivery line in the outbox, its `sink` label in the metrics and its module under
+# daemon/publish/sinks/: whatever lists the outputs reads this.
+SINKS = ("mqtt", "opcua", "sparkplug", "homeassistant")
+
+
+def enabled_sinks(cfg) -> tuple[str, ...]:
+    """The outputs cfg turns on, in SINKS order (none: ())."""
+    return tuple(name for name in SINKS if getattr(cfg, name).enabled)
+
+
+@dataclass(frozen=True)
+class OpcUaConfig:
+    # An OPC UA server (daemon/publish/sinks/opcua.py): per camera a folder with the last reading, an event each.
+    enabled: bool = False
+    # Address the server listens on; PLCs and SCADA reach it over the plant network.
+    host: str = "0.0.0.0"
+    port: int = 4840
+    # The namespace of the daemon's nodes (ns=2 on a fresh server).
+    namespace_uri: str = "urn:ocr-daemon"
+    # Basic256Sha256 is the only policy offered; Sign alone leaves the readings readable on the wire.
+    security_mode: Literal["SignAndEncrypt", "Sign"] = "SignAndEncrypt"
+    # Server certificate (DER) and key (PEM): generated on first start when both are absent (under state_dir).
+    cert_file: str = "var/opcua/server-cert.der"
+    key_file: str = "var/opcua/server-key.pem"
+    # The one user; its password, like the MQTT one, only by the name of an environment variable or a file.
+    username: str = "ocr"
+    password_env: Optional[str] = None
+    password_file: Optional[str] = None
+    # Anonymous sessions (no user) are refused unless this is true.
+    allow_anonymous: bool = False
+    # null: any client certificate valid now and for its application URI; a folder: only the certificates in it
+    # (DER or PEM) or those signed by a CA certificate in it.
+    trusted_clients_dir: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        """Checked only when enabled: a server that is off reads no certificate and no password."""
+        if not self.enabled:
+            return
+        require(bool(self.host), f"{key}.host", self.host, "must not be empty")
+        check_host(f"{key}.host", self.host)
+        check_port(f"{key}.port", self.port)
+        require(bool(self.namespace_uri), f"{key}.namespace_uri", self.namespace_uri, "must not be empty")
+        check_opcua_text(f"{key}.namespace_uri", self.namespace_uri)
+        require(bool(self.cert_file) and bool(self.key_file), f"{key}.cert_file", self.cert_file,
+                f"and {key}.key_file must both be set")
+        require(bool(self.username), f"{key}.username", self.username, "must not be empty")
+        check_opcua_text(f"{key}.username", self.username)
+        require(bool(self.password_env or self.password_file), f"{key}.password_env", self.password_env,
+                f"or {key}.password_file must name the password of {key}.username")
+        check_named_once(f"{key}.password", self.password_env, self.password_file)
+        secret(f"{key}.password", self.password_env, self.password_file)
+        require(self.trusted_clients_dir is None or os.path.isdir(self.trusted_clients_dir),
+                f"{key}.trusted_clients_dir", self.trusted_clients_dir, "is not a directory")
+
+
+@dataclass(frozen=True)
+class SparkplugConfig:
+    # Sparkplug B on the mqtt broker (host, port, user, TLS of the mqtt section), one device per camera.
+    enabled: bool = False
+    # spBv1.0/{group_id}/...: the group the edge node belongs to.
+    group_id: str = "ocr"
+    # null = device_id.
+    edge_node_id: Optional[str] = None
+    # Sparkplug 3.0 asks for QoS 0 on DDATA; 1 (default) lets the outbox keep a reading until the broker has it.
+    qos: Literal[0, 1] = 1
+    # null = "ocr-daemon-<device_id>-spb" (a client id of its own: NDEATH is this connection's will).
+    client_id: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        check_mqtt_text(f"{key}.client_id", self.client_id)
+        if self.enabled:
+            require(valid_name(self.group_id), f"{key}.group_id", self.group_id, NAME_RULE)
+            require(self.edge_node_id is None or valid_name(self.edge_node_id), f"{key}.edge_node_id",
+                    self.edge_node_id, NAME_RULE)
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    # Home Assistant MQTT discovery on the mqtt broker: a sensor per camera with its last text (needs mqtt.enabled).
+    enabled: bool = False
+    # Home Assistant's discovery prefix (its MQTT integration's setting).
+    discovery_prefix: str = "homeassistant"
+    # null = "ocr-daemon-<device_id>-ha".
+    client_id: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        """The section's own rules; that it needs mqtt and its topics' length are validate()'s."""
+        check_mqtt_text(f"{key}.client_id", self.client_id)
+        if self.enabled:
+            check_topic_prefix(f"{key}.discovery_prefix", self.discovery_prefix)
