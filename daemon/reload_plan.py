@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from daemon.config import CameraConfig, Config
+from daemon.config import SINKS, CameraConfig, Config
 
 # Camera fields its lane uses (codes, filter, grouping): a change renews the lane and keeps the source running.
 LANE_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty",
@@ -48,7 +48,7 @@ def reload_plan(old: Config, new: Config, sink_names) -> ReloadPlan:
     start = tuple(n for n in new_cams if n not in old_cams or n in stop)
     renew = tuple(n for n, c in new_cams.items() if n in old_cams and n not in stop and c != old_cams[n])
     return ReloadPlan(pipeline=changed("backend", "ocr", "engines", "gpu"), outbox=outbox,
-                      sinks=outbox or changed("mqtt", "device_id", "opcua", "sparkplug", "homeassistant"),
+                      sinks=outbox or changed("device_id", *SINKS),
                       stop_cameras=stop, start_cameras=start, renew_lanes=renew,
                       metrics=changed("metrics"), evidence=changed("evidence"), web=changed("web"),
                       log_level=new.service.log_level != old.service.log_level)

@@ -9,11 +9,16 @@ and again when the daemon reads it at start. A secret nobody named is None.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from daemon.config.checks import check_env_name
 from daemon.config.errors import ConfigError, require, shown
 from daemon.config.files import read_regular_file
+
+if TYPE_CHECKING:   # the sections import this module
+    from daemon.config.mqtt import MqttConfig
+    from daemon.config.sinks import OpcUaConfig
+    from daemon.config.web import WebConfig
 
 # A password or token file (a systemd credential) is a few dozen bytes; a bound keeps /dev/zero or a log file named
 # by mistake from being read into memory.
@@ -56,16 +61,16 @@ def _read_secret_file(key: str, path: str) -> str:
         raise ConfigError(key, f"{shown(path)} is not UTF-8 text") from None
 
 
-def mqtt_password(m) -> Optional[str]:
+def mqtt_password(m: MqttConfig) -> Optional[str]:
     """The broker password (mqtt.password_env or mqtt.password_file); None when neither is set."""
     return secret("mqtt.password", m.password_env, m.password_file)
 
 
-def opcua_password(o) -> Optional[str]:
+def opcua_password(o: OpcUaConfig) -> Optional[str]:
     """The OPC UA user's password (opcua.password_env or opcua.password_file)."""
     return secret("opcua.password", o.password_env, o.password_file)
 
 
-def web_token(w) -> Optional[str]:
+def web_token(w: WebConfig) -> Optional[str]:
     """The page's access token (web.token_env or web.token_file); None when neither is set."""
     return secret("web.token", w.token_env, w.token_file)

@@ -16,39 +16,40 @@ import logging
 import threading
 from typing import Callable, Optional
 
-from daemon.config import Config
+from daemon.config import SINKS, Config, enabled_sinks
 from daemon.publish.outbox import DEFAULT_SINK, Outbox
 
 log = logging.getLogger(__name__)
 
-SINK_NAMES = ("mqtt", "opcua", "sparkplug", "homeassistant")   # the order rows are offered in
-
 
 def sink_names(cfg: Config) -> tuple[str, ...]:
-    """The sinks the config turns on, in SINK_NAMES order. None on: ("mqtt",), so the outbox keeps every reading
+    """The sinks the config turns on, in SINKS order. None on: ("mqtt",), so the outbox keeps every reading
     for when MQTT is enabled (what mqtt.enabled: false has always meant)."""
-    on = {"mqtt": cfg.mqtt.enabled, "opcua": cfg.opcua.enabled, "sparkplug": cfg.sparkplug.enabled,
-          "homeassistant": cfg.homeassistant.enabled}
-    return tuple(n for n in SINK_NAMES if on[n]) or (DEFAULT_SINK,)
+    return enabled_sinks(cfg) or (DEFAULT_SINK,)
 
 
 def build_sinks(cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]] = None) -> dict:
     """name -> sink for every enabled sink, not started. Each module is imported only when its sink is on
     (asyncua, protobuf stay unloaded otherwise)."""
-    sinks: dict = {}
-    if cfg.mqtt.enabled:
+    return {name: _new_sink(name, cfg, outbox, on_acked) for name in enabled_sinks(cfg)}
+
+
+def _new_sink(name: str, cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]]):
+    """The sink of one SINKS name, its module imported now."""
+    rows = outbox.for_sink(name)
+    if name == "mqtt":
         from daemon.publish.sinks.mqtt import MqttSink
-        sinks["mqtt"] = MqttSink(cfg.mqtt, cfg.device_id, outbox.for_sink("mqtt"), on_acked=on_acked)
-    if cfg.opcua.enabled:
+        return MqttSink(cfg.mqtt, cfg.device_id, rows, on_acked=on_acked)
+    if name == "opcua":
         from daemon.publish.sinks.opcua import OpcUaSink
-        sinks["opcua"] = OpcUaSink(cfg, outbox.for_sink("opcua"))
-    if cfg.sparkplug.enabled:
+        return OpcUaSink(cfg, rows)
+    if name == "sparkplug":
         from daemon.publish.sinks.sparkplug import SparkplugSink
-        sinks["sparkplug"] = SparkplugSink(cfg, outbox.for_sink("sparkplug"))
-    if cfg.homeassistant.enabled:
+        return SparkplugSink(cfg, rows)
+    if name == "homeassistant":
         from daemon.publish.sinks.homeassistant import HomeAssistantSink
-        sinks["homeassistant"] = HomeAssistantSink(cfg, outbox.for_sink("homeassistant"))
-    return sinks
+        return HomeAssistantSink(cfg, rows)
+    raise ValueError(f"no sink module for {name!r} (daemon/config/sinks.py SINKS)")
 
 
 def stop_sinks(sinks: dict, drain_timeout_s: float) -> dict[str, int]:
