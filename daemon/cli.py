@@ -1,6 +1,7 @@
 """`ocr-daemon`: the command line. Each subcommand lives in the module named for its job; this file only parses.
 
 Exit codes: 0 success, 1 runtime failure (some images unreadable, engine missing, ...), 2 invalid config or usage.
+A command's ConfigError is caught here, once: "<file>: invalid config: <key>: <why>" on stderr, exit 2.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 import logging
 import sys
 
+from daemon.config import ConfigError
 from daemon.printable import printable
 
 # subcommand -> (module, one-line help). The module exposes add_arguments(parser) and main(args) -> int.
@@ -59,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv).parse_args(argv)
     setup_logging(args.log_level)
-    return importlib.import_module(args._module).main(args)
+    try:
+        return importlib.import_module(args._module).main(args)
+    except ConfigError as exc:   # every command's bad config: one line, exit 2
+        print(exc.report(getattr(args, "config", None)), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -390,8 +390,8 @@ def main(args: argparse.Namespace) -> int:
     path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
     try:
         cfg = config_mod.load_or_defaults(path)
-    except config_mod.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except config_mod.ConfigError as exc:   # cli.main's line and exit status, for callers of main() itself
+        print(exc.report(path), file=sys.stderr)
         return 2
     findings = diagnose(cfg)
     if args.json:

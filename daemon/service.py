@@ -54,20 +54,15 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    try:
-        cfg = config_mod.load(args.config)
-    except ConfigError as exc:
-        log.error("invalid config %s: %s", args.config, exc)
-        return 2
+    cfg = config_mod.load(args.config)   # a ConfigError: cli.main's one line, exit 2
     if getattr(args, "log_level", None) is None:
         logging.getLogger().setLevel(cfg.service.log_level)
     service = Service(cfg, args.config)
     try:
         service.start()
-    except ConfigError as exc:
-        log.error("invalid config %s: %s", args.config, exc)
-        service.close()
-        return 2
+    except ConfigError:
+        service.close()   # what start() opened; then cli.main's one line, exit 2
+        raise
     except Exception as exc:
         log.error("cannot start: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         service.close()

@@ -42,11 +42,8 @@ def write_config(path: Path, data: dict) -> Path:
     return path
 
 
-# `ocr-daemon run` without the CLI table (which imports every subcommand module): same parser, same main().
-_LAUNCH = ("import argparse, logging, sys; from daemon import service; p = argparse.ArgumentParser(); "
-           "service.add_arguments(p); a = p.parse_args(sys.argv[1:]); a.log_level = None; "
-           "from daemon.cli import setup_logging; setup_logging('INFO'); "
-           "sys.exit(service.main(a))")
+# `ocr-daemon run` as systemd starts it: the CLI imports only the chosen command's module.
+_LAUNCH = "import sys; from daemon.cli import main; sys.exit(main(['run', *sys.argv[1:]]))"
 
 
 class Daemon:

@@ -93,9 +93,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         cfg = config_mod.load(args.config)
         plans = plan_engines(cfg, args.precision)
-    except config_mod.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except ModelFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

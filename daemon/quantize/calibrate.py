@@ -52,9 +52,6 @@ def main(args: argparse.Namespace) -> int:
         else:
             result = run(cfg, Path(args.images), args.method, args.held_out, args.max_frames, args.seed,
                          args.speed_runs, args.rec_lines)
-    except config.ConfigError as exc:
-        print(f"{args.config}: invalid config: {exc}", file=sys.stderr)
-        return 2
     except (CalibrationInputError, ModelFileError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
         return 2

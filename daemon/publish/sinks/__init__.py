@@ -16,7 +16,7 @@ import logging
 import threading
 from typing import Callable, Optional
 
-from daemon.config import SINKS, Config, enabled_sinks
+from daemon.config import Config, enabled_sinks
 from daemon.publish.outbox import DEFAULT_SINK, Outbox
 
 log = logging.getLogger(__name__)
