@@ -363,7 +363,9 @@ class ModbusSink(QueueSink):
 
     Threads: start()/stop()/wake()/health() from the service; requests on the sink's asyncio thread; the outbox
     on the sink's own thread. Never blocks a request on the outbox: a PLC's acknowledgement is recorded at once
-    and the row's delivery line is deleted by the sink's thread right after.
+    and the row's delivery line is deleted by the sink's thread right after. stop(drain_timeout_s) gives the PLC
+    that long to acknowledge what it is shown; what it did not acknowledge is shown again after the restart.
+    health().up: the server listens.
     """
 
     name = "modbus"
@@ -420,7 +422,7 @@ class ModbusSink(QueueSink):
         if self._loop is None:
             return
         try:
-            self._run(self._stop_server())
+            self._run(self._shutdown())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
@@ -674,3 +676,14 @@ class ModbusSink(QueueSink):
                 await server.stop()
             except Exception as exc:
                 log.debug("modbus: stopping the server: %s", exc)
+            log.info("modbus: stopped serving; %d connections closed to make room, %d for being idle",
+                     server.evicted, server.timed_out)
+
+    async def _shutdown(self) -> None:
+        """Stops the server, then ends what is left on the loop (a request being handled): a task still pending
+        when the loop closes is an asyncio ERROR."""
+        await self._stop_server()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
