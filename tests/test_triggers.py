@@ -89,7 +89,7 @@ def test_the_trigger_is_frozen_with_its_own_copy_of_the_fields_and_a_known_sourc
         t.fields["lot"] = "44"
     assert t == Trigger(camera="cam1", source="modbus", fields={"lot": "42"}, received_at=t.received_at,
                         received_mono=t.received_mono)
-    assert set(SOURCES) == {"mqtt", "http", "opcua", "modbus"}
+    assert set(SOURCES) == {"mqtt", "http", "opcua", "modbus", "restart"}
     with pytest.raises(ValueError, match="source"):
         _trigger(source="gpio")
     with pytest.raises(ValueError, match="cam2"):

@@ -158,6 +158,7 @@ class Publisher:
         self._on_acked = on_acked
         self.counters = PublishCounters()
         self._status_topic = status_topic(cfg.topic_prefix, device_id)
+        self._commands: dict[str, tuple[Callable[[bytes], Optional[bytes]], str]] = {}   # topic -> (handler, answer)
         self._stats_topic = stats_topic(cfg.topic_prefix, device_id)
         self._client: Any = None
         self._sender: Optional[threading.Thread] = None
@@ -258,6 +259,8 @@ class Publisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        for topic in self._commands:
+            client.message_callback_add(topic, self._on_command)
         self._client = client
         self._outbox.set_admission(self._admit)
         log.info("mqtt: connecting to %s:%d as %s (MQTT %s%s%s)", cfg.host, cfg.port, client_id, cfg.protocol,
@@ -275,6 +278,25 @@ class Publisher:
         with self._cv:
             self._dirty = True
             self._cv.notify()
+
+    def listen(self, topic: str, handler: Callable[[bytes], Optional[bytes]], answer_topic: str) -> None:
+        """Before start(): handler(payload) is called from paho's network thread for each message on topic
+        (subscribed QoS 1 at every connect; clean sessions, so a command sent while the daemon was away is not
+        kept), and what it returns is published (QoS 1, not retained, never queued) on answer_topic. The handler
+        must be quick; its exceptions are logged, never let into paho's thread."""
+        self._commands[topic] = (handler, answer_topic)
+
+    def _on_command(self, client, userdata, message) -> None:
+        handler, answer_topic = self._commands.get(message.topic, (None, ""))
+        if handler is None:
+            return
+        try:
+            answer = handler(bytes(message.payload))
+        except Exception:
+            log.exception("mqtt: command on %s failed", message.topic)
+            return
+        if answer is not None:
+            client.publish(answer_topic, answer, qos=1)
 
     def publish_stats(self, stats: dict) -> None:
         """QoS 0 and never queued: a stats message is only worth sending now."""
@@ -356,6 +378,8 @@ class Publisher:
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         max_packet = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
         self._broker_max_packet = int(max_packet) if max_packet else None
+        if self._commands:   # commands (read-cycle triggers): subscribed again on every connect
+            client.subscribe([(topic, 1) for topic in self._commands])
         info = client.publish(self._status_topic, "online", qos=1, retain=True)
         with self._cv:
             # Safe to record after publish(): this thread is the one that would process its PUBACK.

@@ -1,4 +1,10 @@
-"""The result message (schema ``ocr-result/4``) and the topics, as pure functions.
+"""The result message (schema ``ocr-result/4``; a read cycle's result ``ocr-result/5``) and the topics, as pure
+functions.
+
+ocr-result/5 (daemon/schema/ocr-result-5.json) is ocr-result/4 plus a triggered camera's ``status`` (good_read,
+no_read, no_label, mismatch, multiple), ``result_id`` (monotonic per camera: the seq), ``trigger_id`` (echoed),
+``trigger_source``, ``recipe`` and ``verification`` (null when nothing was expected). Continuous cameras publish
+ocr-result/4 as before.
 
 The JSON Schema of the payload is daemon/schema/ocr-result-4.json; tests validate every received message against it.
 ocr-result/4 is ocr-result/3 (every field kept, same meaning) plus the optional top-level ``frames``: how many frames
@@ -24,6 +30,7 @@ from daemon.ocr.results import TextLine
 from daemon.printable import printable
 
 SCHEMA_ID = "ocr-result/4"
+CYCLE_SCHEMA_ID = "ocr-result/5"   # a read cycle's result: ocr-result/4 plus its status, ids and verification
 
 
 def format_captured_at(captured_at: float) -> str:
@@ -54,8 +61,10 @@ def source_doc(source: Optional[dict]) -> dict:
 def result_message(*, device_id: str, camera: str, seq: int, captured_at: float, lines: Sequence[TextLine],
                    latency_ms: dict[str, float], engine: dict,
                    source: Optional[dict] = None, codes: Sequence = (),
-                   frames: Optional[int] = None) -> tuple[str, bytes]:
-    """Returns (msg_id, UTF-8 JSON) for one accepted reading; see DESIGN.md's MQTT contract."""
+                   frames: Optional[int] = None, cycle: Optional[dict] = None) -> tuple[str, bytes]:
+    """Returns (msg_id, UTF-8 JSON) for one accepted reading; see DESIGN.md's MQTT contract. cycle: a read
+    cycle's fields (status, result_id, trigger_id, trigger_source, recipe, verification[, note]), which make the
+    message an ocr-result/5."""
     msg_id = message_id(device_id, camera, seq, captured_at)
     doc = {
         "schema": SCHEMA_ID,
@@ -72,6 +81,9 @@ def result_message(*, device_id: str, camera: str, seq: int, captured_at: float,
     }
     if frames is not None:   # a consensus reading: the label's frames voted
         doc["frames"] = int(frames)
+    if cycle is not None:    # a read cycle's one result
+        doc["schema"] = CYCLE_SCHEMA_ID
+        doc.update(cycle)
     # ensure_ascii=False keeps Chinese text readable on the wire; compact separators save bytes on disk.
     return msg_id, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 

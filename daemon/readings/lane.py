@@ -78,6 +78,13 @@ class Lane:
         """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload)."""
         return [self._label_reading(label) for label in self.tracker.flush()] if self.tracker else []
 
+    def wants(self, frame: Frame) -> bool:
+        """Whether the frame is worth OCR: every frame of a continuous camera is."""
+        return True
+
+    def recorded(self, reading: Reading, result_id: Optional[int]) -> None:
+        """The recorder stored the reading (result_id) or could not (None); only a read cycle cares."""
+
     def commit(self, decision: Decision) -> None:
         """The reading is durably stored: later ones with the same texts within the window are duplicates."""
         self.filter.commit(decision)

@@ -39,6 +39,7 @@ class Reading:
     frames: Optional[int] = None     # consensus: how many frames the label was voted from
     ack: FrameAck = NO_ACK           # the frame's acknowledgement (folder images); labels have none
     seq: Optional[int] = None        # a seq reserved by an earlier pass over the same file
+    cycle: Optional[dict] = None     # a read cycle's result: status, trigger_id, trigger_source, recipe, verification
 
     @property
     def publish(self) -> bool:

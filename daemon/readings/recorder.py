@@ -58,12 +58,16 @@ class Recorder:
         if ctx.codes_ms is not None:
             latency_ms["codes"] = ctx.codes_ms
         latency_ms["capture_to_outbox"] = max(0.0, (time.time() - ctx.captured_at) * 1000.0)
+        cycle = {**reading.cycle, "result_id": seq} if reading.cycle is not None else None   # seq: monotonic
         msg_id, payload = result_message(device_id=self.cfg.device_id, camera=cam, seq=seq,
                                          captured_at=reading.captured_at, lines=decision.lines,
                                          latency_ms=latency_ms, engine=self._engine(),
-                                         source=ctx.source, codes=decision.codes, frames=reading.frames)
+                                         source=ctx.source, codes=decision.codes, frames=reading.frames,
+                                         cycle=cycle)
         topic = result_topic(self.cfg.mqtt.topic_prefix, self.cfg.device_id, cam)
         stored = self.outbox.put(cam, topic, msg_id, payload)
+        if reading.cycle is not None:   # the trigger board is ready again either way
+            lane.recorded(reading, seq if stored else None)
         if not stored:
             reason = getattr(stored, "reason", "")
             if reason == "too_large":

@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("mqtt", "http", "opcua", "modbus")
+SOURCES = ("mqtt", "http", "opcua", "modbus", "restart")   # restart: a cycle a restart interrupted, answered
 
 ACCEPTED = "accepted"
 MISSED_BUSY = "busy"          # a cycle is running

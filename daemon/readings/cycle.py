@@ -1,0 +1,268 @@
+"""A read cycle: the lane of a triggered camera (cameras[].mode: triggered). It reads only when asked.
+
+    ready --(a trigger taken from the camera's TriggerBoard)--> collecting: the frames captured after the trigger
+    are voted as the consensus tracker votes (daemon/readings/consensus.py), until ``cycle_frames`` frames or
+    ``cycle_window_ms`` after the trigger, whichever comes first --> one Reading with a status --> ready
+
+Every cycle ends in exactly one result, whatever was in view: ``good_read`` (read, and what was expected where
+something was), ``no_read`` (something in view, nothing accepted, or the expected print not found), ``no_label``
+(nothing in view), ``mismatch`` (read, not what was expected: the verification says which characters differ),
+``multiple`` (more than one label read where one was expected). The result goes through the recorder and the
+outbox like any reading (schema ocr-result/5), so a PLC gets it from every sink and a restart loses none.
+
+A cycle is marked open in a small file (``<state_dir>/cycles/<camera>.json``) from the trigger until its result is
+stored: a daemon killed in between answers that trigger after the restart with ``no_read`` and a note, never
+silence and never a pass. Frames of an idle triggered camera are not OCR'd at all (``wants``).
+
+Pure apart from that marker file and the code reader; the work loop's thread calls it (``due`` each turn takes the
+next trigger and ends a cycle whose window has passed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from daemon.atomic_write import write_atomic
+from daemon.config import CameraConfig
+from daemon.readings.consensus import FinishedLabel, LabelTracker
+from daemon.readings.lane import Lane
+from daemon.readings.reading import FrameContext, Reading
+from daemon.readings.results_filter import FilterRules, ResultFilter
+from daemon.readings.verify import DEFAULT_CONFUSED_MARGIN, NO_READ as VERIFY_NO_READ, PASS, Expectation, \
+    ExpectationError, Verification, verify
+from daemon.sources import Frame
+
+log = logging.getLogger(__name__)
+
+GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE = "good_read", "no_read", "no_label", "mismatch", "multiple"
+STATUSES = (GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE)
+INTERRUPTED = "interrupted by a daemon restart before its result was stored"
+
+
+@dataclass(frozen=True)
+class CycleRules:
+    frames: int = 5                   # a burst: the cycle ends after this many frames captured after the trigger,
+    window_ms: float = 1000.0         # or this long after the trigger, whichever comes first
+    expect: Optional[Expectation] = None   # what the camera expects; a trigger's own text replaces it
+    one_label: bool = True            # more than one label read is the status multiple
+    confused_margin: float = DEFAULT_CONFUSED_MARGIN
+    recipe: Optional[str] = None      # the name the results are judged by (null: the camera's own expectation)
+
+
+def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
+                 one_label: bool) -> str:
+    """The one status of a finished cycle. Pure."""
+    if not anything_in_view:
+        return NO_LABEL
+    if one_label and labels_read > 1:
+        return MULTIPLE
+    if verification is None:
+        return GOOD_READ if accepted else NO_READ
+    if verification.verdict == PASS:
+        return GOOD_READ
+    return NO_READ if verification.verdict == VERIFY_NO_READ else MISMATCH
+
+
+@dataclass
+class _Cycle:
+    trigger: object                   # daemon.readings.triggers.Trigger
+    tracker: LabelTracker
+    frames: int = 0
+    first: Optional[FrameContext] = None
+    last: Optional[FrameContext] = None
+    codes: dict = dataclasses.field(default_factory=dict)   # (format, text) -> Code, over the cycle's frames
+
+
+class CycleLane(Lane):
+    def __init__(self, cam: CameraConfig, board, rules: CycleRules, marker_dir: str,
+                 today: Callable[[], datetime.date] = datetime.date.today):
+        super().__init__(cam)
+        # A cycle's result is never a duplicate and never dropped for being empty: one result per trigger.
+        self.filter = ResultFilter(dataclasses.replace(FilterRules.from_camera(cam), dedup_window_s=0.0,
+                                                       publish_empty=True))
+        self.tracker = None
+        self.board = board
+        self.rules = rules
+        self._today = today
+        self._kind = cam.kind
+        self._cycle: Optional[_Cycle] = None
+        self._marker = os.path.join(marker_dir, f"{cam.name}.json")
+        self._interrupted = self._read_marker()
+
+    # ------------------------------------------------------------ the work loop's calls
+
+    @property
+    def voting(self) -> bool:
+        return True   # lines seen during a cycle have no verdict until it ends
+
+    @property
+    def pending(self) -> int:
+        return 1 if self._cycle is not None else 0
+
+    def wants(self, frame: Frame) -> bool:
+        """Only frames captured after the trigger of a cycle in progress are OCR'd."""
+        cycle = self._cycle
+        return cycle is not None and frame.captured_at >= cycle.trigger.received_at
+
+    def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float]) -> list[Reading]:
+        frame.ack.done()   # live cameras only: nothing to keep
+        cycle = self._cycle
+        if cycle is None or frame.captured_at < cycle.trigger.received_at:
+            return []
+        context = FrameContext.of(frame, result, codes_ms)
+        cycle.tracker.observe(frame.captured_at, result.lines, codes, context, image=frame.image)
+        for code in codes:
+            cycle.codes.setdefault((code.format, code.text), code)
+        cycle.frames += 1
+        cycle.first = cycle.first or context
+        cycle.last = context
+        if cycle.frames >= self.rules.frames:
+            return [self._finish()]
+        return []
+
+    def due(self, now: float) -> list[Reading]:
+        """Ends a cycle whose window has passed; answers a cycle a restart interrupted; starts the next one."""
+        out: list[Reading] = []
+        if self._interrupted is not None:
+            out.append(self._interrupted_reading(self._interrupted))
+            self._interrupted = None
+        cycle = self._cycle
+        if cycle is not None and (now - cycle.trigger.received_at) * 1000.0 >= self.rules.window_ms:
+            out.append(self._finish())
+        if self._cycle is None and not out:
+            trigger = self.board.take()
+            if trigger is not None:
+                self._start(trigger)
+        return out
+
+    def flush(self) -> list[Reading]:
+        """A stop or reload during a cycle: it ends now, judged on the frames it has."""
+        return [self._finish()] if self._cycle is not None else []
+
+    def recorded(self, reading: Reading, result_id: Optional[int]) -> None:
+        """The recorder stored the cycle's result as result_id (None: the outbox refused it): the board is ready
+        again, and the open-cycle marker goes once the result is durable."""
+        status = reading.cycle["status"] if reading.cycle else NO_READ
+        self.board.finish(result_id or 0, status)
+        if result_id is not None:
+            self._remove_marker()
+        else:
+            log.error("%s: the result of trigger %s could not be stored; it is answered as interrupted after a "
+                      "restart", self.camera, reading.cycle.get("trigger_id") if reading.cycle else None)
+
+    # ------------------------------------------------------------ a cycle
+
+    def _start(self, trigger) -> None:
+        self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9))
+        self._write_marker(trigger)
+
+    def _finish(self) -> Reading:
+        cycle, self._cycle = self._cycle, None
+        trigger = cycle.trigger
+        labels: list[FinishedLabel] = cycle.tracker.flush()
+        lines = [line for label in labels for line in label.lines]
+        codes = list(cycle.codes.values())
+        captured_at = cycle.first.captured_at if cycle.first else trigger.received_at
+        decision = self.filter.decide(lines, captured_at, codes)
+        verification, note = self._verify(trigger, lines, codes)
+        accepted_labels = sum(1 for label in labels if any(self._accepted(label, decision)))
+        status = cycle_status(accepted_labels, bool(lines or codes), bool(decision.lines), verification,
+                              self.rules.one_label)
+        best = max(labels, key=lambda lb: sum(line.confidence for line in lb.lines), default=None)
+        context = best.best_context if best is not None else (cycle.last or _no_frame(trigger, self._kind))
+        boxes = self._boxes(best, decision)
+        fields = self._fields(trigger, status, verification, note)
+        return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames,
+                       cycle=fields)
+
+    def _verify(self, trigger, lines, codes) -> tuple[Optional[Verification], Optional[str]]:
+        expect = self.rules.expect
+        if trigger.expected:   # the PLC's own text for this part
+            expect = Expectation(text=trigger.expected, code=expect.code if expect else None)
+        if expect is None:
+            return None, None
+        try:
+            return verify(expect, lines, codes, fields=dict(trigger.fields or {}), today=self._today(),
+                          confused_margin=self.rules.confused_margin), None
+        except ExpectationError as exc:   # a template field the trigger did not give: judged as not passed
+            return Verification(VERIFY_NO_READ, expect.kind, ""), f"the expectation cannot be resolved: {exc}"
+
+    @staticmethod
+    def _accepted(label: FinishedLabel, decision) -> list:
+        kept = {_key(line.box) for line in decision.lines}
+        return [line for line in label.lines if _key(line.box) in kept]
+
+    @staticmethod
+    def _boxes(best: Optional[FinishedLabel], decision) -> list:
+        if best is None:
+            return [None] * len(decision.lines)
+        in_best = {_key(line.box): box for line, box in zip(best.lines, best.best_boxes)}
+        return [in_best.get(_key(line.box)) for line in decision.lines]
+
+    def _fields(self, trigger, status: str, verification: Optional[Verification], note: Optional[str]) -> dict:
+        fields = {"status": status, "trigger_id": trigger.trigger_id, "trigger_source": trigger.source,
+                  "recipe": trigger.recipe or self.rules.recipe,
+                  "verification": verification.to_json() if verification is not None else None}
+        if note:
+            fields["note"] = note
+        return fields
+
+    # ------------------------------------------------------------ the open-cycle marker
+
+    def _write_marker(self, trigger) -> None:
+        doc = {"trigger_id": trigger.trigger_id, "source": trigger.source, "recipe": trigger.recipe,
+               "received_at": trigger.received_at}
+        try:
+            os.makedirs(os.path.dirname(self._marker), exist_ok=True)
+            write_atomic(self._marker, json.dumps(doc).encode())
+        except OSError as exc:   # the cycle still runs; only a crash in it would go unanswered
+            log.error("%s: cannot mark the cycle open (%s): a crash during it would not be answered",
+                      self.camera, exc)
+
+    def _remove_marker(self) -> None:
+        try:
+            os.unlink(self._marker)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("%s: cannot remove the open-cycle marker %s (%s)", self.camera, self._marker, exc)
+
+    def _read_marker(self) -> Optional[dict]:
+        try:
+            with open(self._marker, "rb") as f:
+                doc = json.loads(f.read(4096))
+            return doc if isinstance(doc, dict) else {}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):   # unreadable: still a cycle that was open
+            return {}
+
+    def _interrupted_reading(self, marker: dict) -> Reading:
+        from daemon.readings.triggers import Trigger
+
+        received = float(marker.get("received_at") or time.time())
+        trigger = Trigger(camera=self.camera, source="restart", trigger_id=_str_or_none(marker.get("trigger_id")),
+                          expected=None, recipe=_str_or_none(marker.get("recipe")), fields={},
+                          received_at=received, received_mono=time.monotonic())
+        decision = self.filter.decide([], received, [])
+        fields = self._fields(trigger, NO_READ, None, INTERRUPTED)
+        return Reading(self.camera, decision, _no_frame(trigger, self._kind), received, (), [], cycle=fields)
+
+
+def _no_frame(trigger, kind: str) -> FrameContext:
+    """The context of a result no frame went into (a cycle that saw none, or one a restart interrupted)."""
+    return FrameContext(trigger.received_at, {}, None, {"kind": kind})
+
+
+def _key(box) -> tuple:
+    return tuple(tuple(map(float, p)) for p in box)
+
+
+def _str_or_none(value) -> Optional[str]:
+    return None if value is None else str(value)[:256]

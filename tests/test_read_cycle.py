@@ -1,0 +1,168 @@
+"""Read cycles (daemon/readings/cycle.py): a triggered camera's lane with the real TriggerBoard, the real Recorder and
+a real outbox on tmp_path; made-up OCR results (no models). Each cycle ends in exactly one ocr-result/5 message."""
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+
+from daemon import config
+from daemon.evidence import NoEvidence
+from daemon.ocr.results import TextLine
+from daemon.publish.outbox import Outbox
+from daemon.publish.unstored import UnstoredReadings
+from daemon.readings import Recorder
+from daemon.readings.cycle import CycleLane, CycleRules, cycle_status
+from daemon.readings.triggers import Trigger, TriggerBoard
+from daemon.readings.verify import Expectation
+from daemon.sources import Frame
+from daemon.status import Counters
+from daemon.web.live import NoLive
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-5.json").read_text())
+LOT = "LOT 4711A"
+
+
+def line(text, x=10.0, y=20.0, confidence=0.98):
+    return TextLine(text, confidence, ((x, y), (x + 200.0, y), (x + 200.0, y + 30.0), (x, y + 30.0)))
+
+
+@dataclass
+class Result:
+    lines: list
+    timing_ms: dict = field(default_factory=lambda: {"det": 1.0, "rec": 2.0})
+
+
+def setup(tmp_path, rules=CycleRules()):
+    cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
+                            "cameras": [{"name": "cam", "kind": "sample"}],
+                            "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
+    outbox = Outbox(cfg.outbox)
+    board = TriggerBoard("cam")
+    lane = CycleLane(cfg.cameras[0], board, rules, str(tmp_path / "cycles"))
+    recorder = Recorder(cfg, outbox, Counters(), UnstoredReadings(lambda: outbox.counters),
+                        engine=lambda: {"backend": "test"}, evidence=NoEvidence, page=NoLive, wake=lambda: None)
+    return cfg, outbox, board, lane, recorder
+
+
+def trigger(board, trigger_id="p1", expected=None, at=None):
+    now = time.time() if at is None else at
+    return board.offer(Trigger(camera="cam", source="mqtt", trigger_id=trigger_id, expected=expected, recipe=None,
+                               fields={}, received_at=now, received_mono=time.monotonic()))
+
+
+def frame(at):
+    return Frame("cam", np.zeros((60, 300, 3), np.uint8), at, source={"kind": "sample"})
+
+
+def run(lane, recorder, frames_lines, t0):
+    """The work loop's calls for one cycle: due (takes the trigger), then frames; returns what was recorded."""
+    stored = [recorder.record(lane, r) for r in lane.due(time.time())]
+    for i, lines in enumerate(frames_lines):
+        f = frame(t0 + 0.01 * (i + 1))
+        assert lane.wants(f)
+        stored += [recorder.record(lane, r) for r in lane.readings(f, Result(lines), [], None)]
+    return stored
+
+
+def results(outbox):
+    docs = [json.loads(r.payload) for r in outbox.pending(100)]
+    for d in docs:
+        jsonschema.validate(d, SCHEMA)
+    return docs
+
+
+def test_idle_camera_wants_no_frames_and_a_trigger_starts_one_cycle_with_one_result(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=3, expect=Expectation(text=LOT)))
+    assert not lane.wants(frame(time.time()))           # no trigger: not even OCR'd
+    t0 = time.time()
+    assert trigger(board, at=t0).accepted
+    assert run(lane, recorder, [[line(LOT)]] * 3, t0) == [True]
+    [doc] = results(outbox)
+    assert doc["schema"] == "ocr-result/5" and doc["status"] == "good_read" and doc["trigger_id"] == "p1"
+    assert doc["result_id"] == doc["seq"] == 1 and doc["frames"] == 3
+    assert doc["verification"]["verdict"] == "pass"
+    assert board.state().ready and board.state().last_result_id == 1
+    assert not lane.wants(frame(time.time()))
+
+
+def test_a_wrong_digit_is_a_mismatch_that_names_the_character(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, expect=Expectation(text=LOT)))
+    t0 = time.time()
+    trigger(board, at=t0)
+    run(lane, recorder, [[line("LOT 4711B")]] * 2, t0)
+    [doc] = results(outbox)
+    assert doc["status"] == "mismatch"
+    bad = [c for c in doc["verification"]["chars"] if c["status"] != "ok"]
+    assert len(bad) == 1 and bad[0]["status"] == "mismatch" and bad[0]["expected"] == "A" and bad[0]["read"] == "B"
+
+
+def test_a_triggers_own_expected_text_is_judged(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, expect=Expectation(text="LOT 0000")))
+    t0 = time.time()
+    trigger(board, expected=LOT, at=t0)
+    run(lane, recorder, [[line(LOT)]], t0)
+    assert results(outbox)[0]["status"] == "good_read"
+
+
+def test_nothing_in_view_is_no_label_and_the_window_ends_the_cycle(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=50, window_ms=1.0))
+    t0 = time.time() - 1.0   # the trigger came a second ago: its window has passed
+    trigger(board, at=t0)
+    assert run(lane, recorder, [[], []], t0) == []
+    assert [recorder.record(lane, r) for r in lane.due(time.time())] == [True]
+    [doc] = results(outbox)
+    assert doc["status"] == "no_label" and doc["verification"] is None and doc["texts"] == []
+
+
+def test_lines_refused_by_the_filter_are_no_read_and_two_labels_are_multiple(tmp_path):
+    rules = CycleRules(frames=1)
+    cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
+                            "cameras": [{"name": "cam", "kind": "sample", "min_confidence": 0.9}],
+                            "outbox": {"path": str(tmp_path / "o.sqlite3")}})
+    outbox = Outbox(cfg.outbox)
+    board = TriggerBoard("cam")
+    lane = CycleLane(cfg.cameras[0], board, rules, str(tmp_path / "cycles"))
+    recorder = Recorder(cfg, outbox, Counters(), UnstoredReadings(lambda: outbox.counters),
+                        engine=lambda: {"backend": "test"}, evidence=NoEvidence, page=NoLive, wake=lambda: None)
+    t0 = time.time()
+    trigger(board, "a", at=t0)
+    run(lane, recorder, [[line(LOT, confidence=0.5)]], t0)
+    trigger(board, "b", at=time.time())
+    run(lane, recorder, [[line(LOT), line("SN 99", x=900.0, y=600.0)]], time.time() - 0.001)
+    docs = results(outbox)
+    assert [d["status"] for d in docs] == ["no_read", "multiple"] and [d["result_id"] for d in docs] == [1, 2]
+
+
+def test_cycle_status_rules():
+    assert cycle_status(0, False, False, None, True) == "no_label"
+    assert cycle_status(2, True, True, None, True) == "multiple"
+    assert cycle_status(2, True, True, None, False) == "good_read"
+    assert cycle_status(1, True, False, None, True) == "no_read"
+
+
+def test_a_cycle_killed_before_its_result_was_stored_is_answered_no_read_after_the_restart(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=5))
+    t0 = time.time()
+    trigger(board, "part-9", at=t0)
+    run(lane, recorder, [[line(LOT)]], t0)            # one frame of five: the cycle is open ...
+    assert outbox.depth()[0] == 0
+    outbox.close()                                     # ... and the process dies here (nothing flushed)
+    _, outbox2, board2, lane2, recorder2 = setup(tmp_path, CycleRules(frames=5))
+    assert [recorder2.record(lane2, r) for r in lane2.due(time.time())] == [True]
+    [doc] = results(outbox2)
+    assert doc["status"] == "no_read" and doc["trigger_id"] == "part-9" and doc["trigger_source"] == "restart"
+    assert "interrupted" in doc["note"]
+    assert lane2.due(time.time()) == []                # answered once
+    outbox2.close()
+
+
+def test_a_trigger_while_busy_is_missed_and_counted(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2))
+    t0 = time.time()
+    assert trigger(board, "1", at=t0).accepted
+    lane.due(time.time())                              # the cycle starts
+    answer = trigger(board, "2")
+    assert not answer.accepted and board.state().counters.missed == 1

@@ -1,0 +1,39 @@
+"""A trigger as it comes over MQTT or HTTP (daemon/readings/trigger_commands.py): bounded, typed, answered."""
+import json
+
+import pytest
+
+from daemon.readings.trigger_commands import MAX_BODY_BYTES, BadCommand, answer, parse_trigger
+
+
+def test_every_key_is_optional_and_an_empty_body_is_a_trigger():
+    t = parse_trigger("cam", b"", "mqtt")
+    assert (t.camera, t.source, t.trigger_id, t.expected, t.recipe, dict(t.fields)) == ("cam", "mqtt", None, None,
+                                                                                       None, {})
+    t = parse_trigger("cam", json.dumps({"trigger_id": 4711, "expected": "LOT 4711A", "recipe": "cans",
+                                         "fields": {"lot": "4711A", "n": 3}}).encode(), "http")
+    assert (t.trigger_id, t.expected, t.recipe, dict(t.fields)) == ("4711", "LOT 4711A", "cans",
+                                                                    {"lot": "4711A", "n": "3"})
+
+
+@pytest.mark.parametrize("body, why", [
+    (b"x" * (MAX_BODY_BYTES + 1), "bytes"),
+    (b"\xff\xfe{", "JSON"),
+    (b"[1, 2]", "object"),
+    (b'{"trigger": 1}', "unknown key"),
+    (b'{"trigger_id": true}', "string"),
+    (b'{"expected": {"a": 1}}', "string"),
+    (json.dumps({"expected": "x" * 300}).encode(), "characters"),
+    (json.dumps({"trigger_id": "a\nforged"}).encode(), "control"),
+    (json.dumps({"fields": {str(i): i for i in range(40)}}).encode(), "fields"),
+    (json.dumps({"fields": {"lot": [1]}}).encode(), "string or a number"),
+    (b"[" * 4000, "JSON"),   # deep nesting within the size bound
+])
+def test_a_bad_command_is_refused_with_the_reason(body, why):
+    with pytest.raises(BadCommand, match=why):
+        parse_trigger("cam", body, "mqtt")
+
+
+def test_the_answer_is_one_json_object():
+    assert json.loads(answer("cam", "p1", False, "busy")) == {"camera": "cam", "trigger_id": "p1",
+                                                              "accepted": False, "reason": "busy"}
