@@ -117,6 +117,13 @@ def test_a_missing_second_line_is_all_missing():
     assert [c.status for c in v.chars[7:]] == [MISSING] * 10
 
 
+def test_lines_read_in_another_order_still_go_to_their_expected_lines():
+    # a tilted print: its short second line's centre lies higher than the first line's
+    lines = [line("L08835B"), line("BEST BEFORE 19.02.2027", y=8)]
+    v = verify(Expectation(text="BEST BEFORE 19.02.2027\nL08835B"), lines)
+    assert v.verdict == PASS and [l.text for l in v.lines] == ["BEST BEFORE 19.02.2027", "L08835B"]
+
+
 def test_one_line_read_is_not_used_for_two_expected_lines():
     v = verify(Expectation(text="LOT 1\nLOT 1"), [line("LOT 1")])
     assert v.verdict == MISMATCH and len(v.lines) == 1
@@ -135,6 +142,22 @@ def test_a_printed_line_the_detector_cut_in_two_boxes_of_one_row_is_read_as_one(
     assert verify(Expectation(regex=r"EXP \d\d/\d{4} LOT \w+"), lines).verdict == PASS
 
 
+def tilted(text, x, y, degrees=10.0, width=100.0, height=20.0, **kwargs):
+    import math
+    l = line(text, **kwargs)
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    corners = ((0, 0), (width, 0), (width, height), (0, height))
+    return TextLine(l.text, l.confidence, tuple((x + px * c - py * s, y + px * s + py * c) for px, py in corners),
+                    l.chars)
+
+
+def test_boxes_of_one_tilted_row_are_joined_along_the_row():
+    # 10 degrees: the second box's centre lies 24 px lower, more than half a line height, yet on the same row
+    first = tilted("EXP 06/2028", 0, 0)
+    second = tilted("LOT N07H-6810", 140 * 0.985, 140 * 0.174)
+    assert verify(Expectation(text="EXP 06/2028  LOT N07H-6810"), [second, first]).verdict == PASS
+
+
 def test_boxes_on_different_rows_are_not_joined():
     lines = [at_x("EXP 01/2027", 0), at_x("LOT 63290N", 150, y=40)]
     v = verify(Expectation(text="EXP 01/2027  LOT 63290N"), lines)
@@ -146,6 +169,16 @@ def test_spaces_are_ignored_unless_asked():
     assert verify(Expectation(text="LOTA12B"), [line("LOT  A12B")]).verdict == PASS
     v = verify(Expectation(text="LOT A12B", ignore_spaces=False), [line("LOTA12B")])
     assert v.verdict == MISMATCH and [c.status for c in v.chars if c.status != OK] == [MISSING]
+
+
+def test_o_and_zero_count_as_one_unless_strict():
+    assert verify(Expectation(text="LOT 10O"), [line("L0T 1O0")]).verdict == PASS
+    v = verify(Expectation(text="LOT 10O", lookalikes=()), [line("L0T 1O0")])
+    assert [(c.expected, c.read) for c in v.chars if c.status == MISMATCH] == [("O", "0"), ("0", "O"), ("O", "0")]
+    unsure = line("LOT 1", alts={1: ("0", 0.45)}, p=0.55)       # O or 0: the same to this expectation
+    assert verify(Expectation(text="LOT 1"), [unsure], confused_margin=0.5).verdict == PASS
+    v = verify(Expectation(text="LOT 5", lookalikes=("O0", "S5")), [line("LOT S")])
+    assert v.verdict == PASS
 
 
 def test_full_width_and_ascii_forms_compare_equal_but_case_counts():
@@ -246,6 +279,7 @@ def test_text_and_code_both_count():
     ({"format": "isbn"}, "is not one of"),
     ({"template": "LOT {lot"}, "template"),
     ({"template": "LOT {0}"}, "not a plain name"),
+    ({"text": "A", "lookalikes": ("O",)}, "lookalikes"),
 ])
 def test_a_bad_expectation_is_refused_with_a_reason(kwargs, says):
     with pytest.raises(ExpectationError, match=says):

@@ -19,14 +19,17 @@ What can be expected (an ``Expectation``, exactly one of):
 plus, optionally, ``code``: a value one of the codes must carry (its text, or one of its GS1 AI values; upper case
 and spaces or hyphens ignored). An expectation may be a code alone.
 
-Matching (text and template). Characters compare after Unicode NFKC folding (a full-width colon is a colon); case
-counts. Spaces are left out of the comparison by default (``ignore_spaces``: a recognizer's spaces follow the
-print's spacing, which no printer holds to the pixel); they get no status. Each expected line is aligned
-(Levenshtein, with its backtrace) against each line read; an expectation of k lines takes k distinct lines read,
-in reading order (lines between them, other print on the pack, are ignored), and the assignment with the fewest
-edits wins, ties to the earlier lines. Neighbouring boxes on one row (up to four: a detector cuts a printed line at
-wide gaps) are also tried as one line, their texts joined by a space. An expected line no line was assigned to is
-all ``missing``. A regex or a format is tried on every line and every such row.
+Matching (text and template). Characters compare after Unicode NFKC folding (a full-width colon is a colon), and
+the characters of a ``lookalikes`` group count as one (default ``O0``: many printer fonts draw them alike for a
+general recognizer, and no printer swaps one for the other); case counts. Spaces are left out of the comparison by
+default (``ignore_spaces``: a recognizer's spaces follow the print's spacing, which no printer holds to the pixel);
+they get no status. Each expected line is aligned (Levenshtein, with its backtrace) against each line read; the
+lines of an expectation of several lines go to distinct lines read, in any order (a tilted print's short line
+can come first in reading order), and the assignment with the fewest edits wins. A line read with more than half
+of an expected line to edit is not taken for it: that expected line is all ``missing``. Boxes on one row (up to
+four, along the row's own direction, gaps up to three line heights: a detector cuts a printed line at wide gaps)
+are also tried as one line, their texts joined by a space; other print on the pack is ignored. A regex or a
+format is tried on every line and every such row.
 
 Per character of the expected text (``CharCheck``, ``at`` its index in the expected text):
 
@@ -43,8 +46,7 @@ putting the runner-up in its place would no longer match (a runner-up that match
 Verdict: ``pass`` when every check is ``ok`` and the code (if any) is found; ``no_read`` when nothing was read to
 judge: no text line (regex, format), no expected line with at least half of its characters found (text,
 template: the expected print is not there), no code read (a code alone), every expected part so; else
-``mismatch``. A
-``confused`` character fails the verdict: a print that may read otherwise is not passed.
+``mismatch``. A ``confused`` character fails the verdict: a print that may read otherwise is not passed.
 """
 from __future__ import annotations
 
@@ -71,9 +73,13 @@ CHAR_MISMATCH = "mismatch"
 
 # How close a runner-up makes a character read right "confused": bench/ocv_quality.py sweeps it against false
 # accepts and false rejects (bench/RESULTS.md, "Verification quality").
-DEFAULT_CONFUSED_MARGIN = 0.5
-# A printed line the detector cut at wide gaps: up to this many boxes of one row are also tried as one line.
+DEFAULT_CONFUSED_MARGIN = 0.3
+# A printed line the detector cut at wide gaps: up to this many boxes of one row, each at most MAX_ROW_GAP line
+# heights from the next, are also tried as one line.
 MAX_ROW_PIECES = 4
+MAX_ROW_GAP = 3.0
+# The closest lines read each expected line is tried against (fewest edits first); more only cost time.
+MAX_OPTIONS = 8
 # An expected line with less than this share of its characters found is not in view; none in view: no_read.
 MIN_FOUND_SHARE = 0.5
 
@@ -93,6 +99,9 @@ class Expectation:
     format: Optional[str] = None
     code: Optional[str] = None          # a value one of the codes must carry
     ignore_spaces: bool = True
+    # Characters that count as one (text, template): a general recognizer cannot tell O from 0 in many printer
+    # fonts, and a printer does not swap one for the other. () compares strictly; ("O0", "I1") adds I and 1.
+    lookalikes: tuple[str, ...] = ("O0",)
 
     def __post_init__(self) -> None:
         given = [name for name in ("text", "template", "regex", "format") if getattr(self, name) is not None]
@@ -112,6 +121,9 @@ class Expectation:
             raise ExpectationError(f"format {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.template is not None:
             template_fields(self.template)
+        for group in self.lookalikes:
+            if not isinstance(group, str) or len(group) < 2 or any(ch.isspace() for ch in group):
+                raise ExpectationError(f"lookalikes: {group!r} is not a group of two or more characters")
 
     @property
     def kind(self) -> str:
@@ -259,16 +271,23 @@ def expected_text(expectation: Expectation, fields: Optional[Mapping[str, Any]] 
 # ------------------------------------------------------------------------------------------------ alignment
 
 @lru_cache(maxsize=4096)
-def _fold(ch: str) -> str:
+def _nfkc(ch: str) -> str:
     return unicodedata.normalize("NFKC", ch)
 
 
-def _same(a: str, b: str) -> bool:
-    return a == b or _fold(a) == _fold(b)
+@lru_cache(maxsize=64)
+def _key_of(lookalikes: tuple[str, ...]):
+    """ch -> what it compares as: NFKC-folded, then each look-alike group as its first character."""
+    table = {_nfkc(ch): _nfkc(group[0]) for group in lookalikes for ch in group}
+
+    def key(ch: str) -> str:
+        folded = _nfkc(ch)
+        return table.get(folded, folded)
+    return key
 
 
 def align(expected: Sequence[str], read: Sequence[str]) -> tuple[int, list[tuple[Optional[int], Optional[int]]]]:
-    """Levenshtein alignment of two character sequences (NFKC-equal characters match): (edits, pairs), each pair
+    """Levenshtein alignment of two sequences (of characters, or of what they compare as): (edits, pairs), each pair
     (expected index or None, read index or None) in order; a substitution pairs both, a missing character has no
     read index, an extra one no expected index. Ties prefer a substitution, then a missing character."""
     n, m = len(expected), len(read)
@@ -280,11 +299,11 @@ def align(expected: Sequence[str], read: Sequence[str]) -> tuple[int, list[tuple
     for i in range(1, n + 1):
         row, prev, e = dist[i], dist[i - 1], expected[i - 1]
         for j in range(1, m + 1):
-            row[j] = min(prev[j - 1] + (0 if _same(e, read[j - 1]) else 1), prev[j] + 1, row[j - 1] + 1)
+            row[j] = min(prev[j - 1] + (e != read[j - 1]), prev[j] + 1, row[j - 1] + 1)
     pairs: list[tuple[Optional[int], Optional[int]]] = []
     i, j = n, m
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and dist[i][j] == dist[i - 1][j - 1] + (0 if _same(expected[i - 1], read[j - 1]) else 1):
+        if i > 0 and j > 0 and dist[i][j] == dist[i - 1][j - 1] + (expected[i - 1] != read[j - 1]):
             i, j = i - 1, j - 1
             pairs.append((i, j))
         elif i > 0 and dist[i][j] == dist[i - 1][j] + 1:
@@ -299,22 +318,23 @@ def align(expected: Sequence[str], read: Sequence[str]) -> tuple[int, list[tuple
 
 @dataclass(frozen=True)
 class _Chars:
-    """The characters of a text that take part in the comparison, with their indices in the text."""
+    """The characters of a text that take part in the comparison, what they compare as, their indices in it."""
     chars: tuple[str, ...]
+    keys: tuple[str, ...]
     where: tuple[int, ...]
 
     @classmethod
-    def of(cls, text: str, ignore_spaces: bool, offset: int = 0) -> "_Chars":
+    def of(cls, text: str, ignore_spaces: bool, key, offset: int = 0) -> "_Chars":
         kept = [(i, c) for i, c in enumerate(text) if not (ignore_spaces and c.isspace())]
-        return cls(tuple(c for _, c in kept), tuple(offset + i for i, _ in kept))
+        return cls(tuple(c for _, c in kept), tuple(key(c) for _, c in kept), tuple(offset + i for i, _ in kept))
 
 
 def _candidate(line: TextLine, j: int) -> Optional[CharCandidate]:
     return line.chars[j] if len(line.chars) == len(line.text) else None
 
 
-def _is_confused(c: Optional[CharCandidate], margin: float) -> bool:
-    return (c is not None and bool(c.alt) and not _same(c.alt, c.char) and not c.alt.isspace()
+def _is_confused(c: Optional[CharCandidate], margin: float, key) -> bool:
+    return (c is not None and bool(c.alt) and not c.alt.isspace() and key(c.alt) != key(c.char)
             and c.p - c.alt_p < margin)
 
 
@@ -324,11 +344,12 @@ def _check(status: str, at: int, expected: str, read: str, c: Optional[CharCandi
     return CharCheck(status, at, expected, read, c.p, c.alt, c.alt_p if c.alt else None)
 
 
-def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, margin: float) -> list[CharCheck]:
+def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, margin: float, key
+                 ) -> list[CharCheck]:
     if line is None:
         return [CharCheck(MISSING, at, ch) for ch, at in zip(exp.chars, exp.where)]
-    got = _Chars.of(line.text, ignore_spaces)
-    _, pairs = align(exp.chars, got.chars)
+    got = _Chars.of(line.text, ignore_spaces, key)
+    _, pairs = align(exp.keys, got.keys)
     out: list[CharCheck] = []
     for k, (i, j) in enumerate(pairs):
         if j is None:
@@ -341,30 +362,63 @@ def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, mar
             after = next((exp.where[a] for a, _ in pairs[k + 1:] if a is not None), None)
             at = after if after is not None else (exp.where[-1] + 1 if exp.where else 0)
             out.append(_check(EXTRA, at, "", read, c))
-        elif not _same(exp.chars[i], read):
+        elif exp.keys[i] != got.keys[j]:
             out.append(_check(CHAR_MISMATCH, exp.where[i], exp.chars[i], read, c))
         else:
-            out.append(_check(CONFUSED if _is_confused(c, margin) else OK, exp.where[i], exp.chars[i], read, c))
+            status = CONFUSED if _is_confused(c, margin, key) else OK
+            out.append(_check(status, exp.where[i], exp.chars[i], read, c))
     return out
 
 
+# ------------------------------------------------------------------------------------------------ rows
+
 @dataclass(frozen=True)
 class _Span:
-    """Lines read start..end-1 (one, or neighbours on one row) as one line: their texts joined by a space."""
-    start: int
-    end: int
+    """One line read, or neighbours on one row (left to right) as one line: their texts joined by a space."""
+    members: tuple[int, ...]
     line: TextLine
 
 
-def _row_of(line: TextLine) -> tuple[float, float]:
-    ys = [float(y) for _, y in line.box]
-    return (min(ys) + max(ys)) / 2, max(ys) - min(ys)
+@dataclass(frozen=True)
+class _Geometry:
+    """A box along its own direction (a tilted print's rows are tilted): centre, unit vectors, height, extent."""
+    centre: tuple[float, float]
+    along: tuple[float, float]
+    across: tuple[float, float]
+    height: float
+
+    @classmethod
+    def of(cls, line: TextLine) -> "_Geometry":
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = [(float(x), float(y)) for x, y in line.box]
+        dx, dy = x1 - x0, y1 - y0
+        length = (dx * dx + dy * dy) ** 0.5
+        ux, uy = (dx / length, dy / length) if length > 0 else (1.0, 0.0)
+        height = abs(((x3 + x2 - x0 - x1) / 2) * -uy + ((y3 + y2 - y0 - y1) / 2) * ux)
+        return cls(((x0 + x1 + x2 + x3) / 4, (y0 + y1 + y2 + y3) / 4), (ux, uy), (-uy, ux), max(1.0, height))
+
+    def extent(self, line: TextLine) -> tuple[float, float]:
+        """Where line's box starts and ends along this box's direction."""
+        along = [float(x) * self.along[0] + float(y) * self.along[1] for x, y in line.box]
+        return min(along), max(along)
 
 
-def _same_row(a: TextLine, b: TextLine) -> bool:
-    """b continues a's row (as daemon.ocr.reading_order puts boxes on one line)."""
-    (ya, ha), (yb, hb) = _row_of(a), _row_of(b)
-    return abs(ya - yb) <= 0.5 * max(1.0, min(ha, hb))
+def _next_on_row(lines: Sequence[TextLine], shapes: Sequence[_Geometry], a: int, taken: set[int]) -> Optional[int]:
+    """The nearest box right of a on a's row (its centre within half a height of a's centre line, the gap at most
+    MAX_ROW_GAP heights), or None."""
+    g = shapes[a]
+    a_end = g.extent(lines[a])[1]
+    best: Optional[tuple[float, int]] = None
+    for b in range(len(lines)):
+        if b in taken:
+            continue
+        h = min(g.height, shapes[b].height)
+        dx, dy = shapes[b].centre[0] - g.centre[0], shapes[b].centre[1] - g.centre[1]
+        if abs(dx * g.across[0] + dy * g.across[1]) > 0.5 * h:
+            continue
+        gap = g.extent(lines[b])[0] - a_end
+        if -0.5 * h <= gap <= MAX_ROW_GAP * max(g.height, shapes[b].height) and (best is None or gap < best[0]):
+            best = (gap, b)
+    return best[1] if best else None
 
 
 def _joined(lines: Sequence[TextLine]) -> TextLine:
@@ -380,54 +434,50 @@ def _joined(lines: Sequence[TextLine]) -> TextLine:
 
 
 def _spans(lines: Sequence[TextLine]) -> list[_Span]:
-    """Every line, and every run of up to MAX_ROW_PIECES neighbours on one row, shortest first."""
+    """Every line alone, and from each line the chain of up to MAX_ROW_PIECES boxes to its right on its row."""
+    shapes = [_Geometry.of(line) for line in lines]
     out = []
     for a in range(len(lines)):
-        out.append(_Span(a, a + 1, lines[a]))
-        for b in range(a + 2, min(len(lines), a + MAX_ROW_PIECES) + 1):
-            if not _same_row(lines[b - 2], lines[b - 1]):
+        out.append(_Span((a,), lines[a]))
+        chain = [a]
+        while len(chain) < MAX_ROW_PIECES:
+            b = _next_on_row(lines, shapes, chain[-1], set(chain))
+            if b is None:
                 break
-            out.append(_Span(a, b, _joined(lines[a:b])))
+            chain.append(b)
+            out.append(_Span(tuple(chain), _joined([lines[i] for i in chain])))
     return out
 
 
-def _assign(expected_lines: Sequence[_Chars], spans: Sequence[_Span], n: int, ignore_spaces: bool
+def _assign(expected_lines: Sequence[_Chars], spans: Sequence[_Span], ignore_spaces: bool, key
             ) -> list[Optional[_Span]]:
-    """Which span of the n lines read each expected line goes with (None: none), spans apart and in reading
-    order, fewest edits overall; ties to the earlier and the shorter spans."""
-    k = len(expected_lines)
-    read = [_Chars.of(s.line.text, ignore_spaces).chars for s in spans]
-    cost = [[align(e.chars, r)[0] for r in read] for e in expected_lines]
-    ending: list[list[int]] = [[] for _ in range(n + 1)]     # spans by their end, shortest first
-    for x, s in enumerate(spans):
-        ending[s.end].append(x)
-    for xs in ending:
-        xs.sort(key=lambda x: spans[x].end - spans[x].start)
-    # best[i][j]: the least edits placing the first i expected lines among the first j lines read
-    inf = float("inf")
-    best = [[inf] * (n + 1) for _ in range(k + 1)]
-    best[0] = [0.0] * (n + 1)
-    for i in range(1, k + 1):
-        unread = len(expected_lines[i - 1].chars)
-        for j in range(n + 1):
-            options = [best[i - 1][j] + unread]                   # expected line i not read at all
-            if j > 0:
-                options.append(best[i][j - 1])                    # line j is other print
-                options += [best[i - 1][spans[x].start] + cost[i - 1][x] for x in ending[j]]
-            best[i][j] = min(options)
-    chosen: list[Optional[_Span]] = [None] * k
-    i, j = k, n
-    while i > 0:
-        if j > 0 and best[i][j] == best[i][j - 1]:                # earlier lines win ties
-            j -= 1
-            continue
-        x = next((x for x in ending[j] if best[i][j] == best[i - 1][spans[x].start] + cost[i - 1][x]), None)
-        if j > 0 and x is not None:
-            chosen[i - 1] = spans[x]
-            i, j = i - 1, spans[x].start
-        else:
-            i -= 1
-    return chosen
+    """The span each expected line goes with (None: none), no line read used twice, fewest edits overall; ties to
+    the lower edits of the earlier expected lines, then to fewer boxes, then to the earlier lines read."""
+    read = [_Chars.of(s.line.text, ignore_spaces, key).keys for s in spans]
+    options: list[list[tuple[int, Optional[int]]]] = []
+    for e in expected_lines:
+        unread = len(e.keys)
+        costs = sorted((align(e.keys, r)[0], len(spans[x].members), spans[x].members, x) for x, r in enumerate(read))
+        # a line read with more than half of it to edit is not this expected line: it stays unread instead
+        near = [(c, x) for c, _, _, x in costs[:MAX_OPTIONS] if c <= (1 - MIN_FOUND_SHARE) * unread]
+        options.append(near + [(unread, None)])
+    floor = [0] * (len(options) + 1)              # the least the expected lines from i on can still cost
+    for i in range(len(options) - 1, -1, -1):
+        floor[i] = floor[i + 1] + min(c for c, _ in options[i])
+    best: list = [float("inf"), []]
+
+    def search(i: int, used: frozenset, cost: int, picks: list) -> None:
+        if cost + floor[i] >= best[0]:
+            return
+        if i == len(options):
+            best[0], best[1] = cost, list(picks)
+            return
+        for c, x in options[i]:
+            members = frozenset(spans[x].members) if x is not None else frozenset()
+            if not members & used:
+                search(i + 1, used | members, cost + c, picks + [x])
+    search(0, frozenset(), 0, [])
+    return [spans[x] if x is not None else None for x in best[1]]
 
 
 # ------------------------------------------------------------------------------------------------ verify
@@ -459,19 +509,19 @@ def verify(expectation: Expectation, lines: Sequence[TextLine], codes: Sequence 
 
 
 def _verify_text(text: str, expectation: Expectation, lines: Sequence[TextLine], margin: float) -> Verification:
-    ignore = expectation.ignore_spaces
+    ignore, key = expectation.ignore_spaces, _key_of(tuple(expectation.lookalikes))
     expected_lines, offset = [], 0
     for part in text.split("\n"):
-        expected_lines.append(_Chars.of(part, ignore, offset))
+        expected_lines.append(_Chars.of(part, ignore, key, offset))
         offset += len(part) + 1
-    expected_lines = [e for e in expected_lines if e.chars] or expected_lines[:1]
-    if not any(e.chars for e in expected_lines):
+    expected_lines = [e for e in expected_lines if e.chars]
+    if not expected_lines:
         raise ExpectationError(f"the expected text {text!r} has no characters to compare")
-    chosen = _assign(expected_lines, _spans(lines), len(lines), ignore)
+    chosen = _assign(expected_lines, _spans(lines), ignore, key)
     checks: list[CharCheck] = []
     in_view = False
     for exp, span in zip(expected_lines, chosen):
-        line_checks = _line_checks(exp, span.line if span is not None else None, ignore, margin)
+        line_checks = _line_checks(exp, span.line if span is not None else None, ignore, margin, key)
         found = sum(1 for c in line_checks if c.status in (OK, CONFUSED))
         in_view = in_view or found >= MIN_FOUND_SHARE * len(exp.chars)
         checks.extend(line_checks)
@@ -483,7 +533,7 @@ def _verify_text(text: str, expectation: Expectation, lines: Sequence[TextLine],
     else:
         verdict = MISMATCH
     return Verification(verdict, expectation.kind, text, "\n".join(span.line.text for span in spans),
-                        tuple(line for span in spans for line in lines[span.start:span.end]), tuple(checks))
+                        tuple(lines[i] for span in spans for i in span.members), tuple(checks))
 
 
 def _matches(expectation: Expectation, text: str) -> bool:
@@ -505,7 +555,7 @@ def _verify_pattern(expectation: Expectation, lines: Sequence[TextLine], margin:
         for j, ch in enumerate(line.text):
             c = _candidate(line, j)
             status = OK
-            if not ch.isspace() and _is_confused(c, margin):
+            if not ch.isspace() and _is_confused(c, margin, _nfkc):
                 swapped = line.text[:j] + c.alt + line.text[j + 1:]   # type: ignore[union-attr]
                 status = OK if _matches(expectation, swapped) else CONFUSED
             if not ch.isspace():
@@ -517,7 +567,7 @@ def _verify_pattern(expectation: Expectation, lines: Sequence[TextLine], margin:
     span, checks = best
     verdict = PASS if all(c.status == OK for c in checks) else MISMATCH
     return Verification(verdict, expectation.kind, target or "", span.line.text,
-                        tuple(lines[span.start:span.end]), tuple(checks))
+                        tuple(lines[i] for i in span.members), tuple(checks))
 
 
 def _normal_code(value: str) -> str:
