@@ -209,7 +209,8 @@ def main(argv=None) -> int:
                 row = run_case(server_kind, mode, n, a.seconds, a.trickle_s)
                 rows.append(row)
                 print(f"{server_kind:8s} {mode:8s} N={n:<4d} probes={row['probes']:<3d} failures={row['failures']:<3d} "
-                      f"median={row['median_ms']} p95={row['p95_ms']} max={row['max_ms']} {row['failed_how'] or ''}", flush=True)
+                      f"median={row['median_ms']} p95={row['p95_ms']} max={row['max_ms']} {row['failed_how'] or ''}",
+                      flush=True)
     print()
     print(table(rows))
     if a.json:

@@ -362,7 +362,8 @@ class HttpServer:
             end = _HEAD_END.search(conn.buf, 0, self._max_head_bytes + 4)
             if end is None:
                 if len(conn.buf) > self._max_head_bytes:
-                    raise _Refused("431 Request Header Fields Too Large", f"a head of at most {self._max_head_bytes} bytes")
+                    raise _Refused("431 Request Header Fields Too Large",
+                                   f"a head of at most {self._max_head_bytes} bytes")
                 return
             conn.head = parse_head(bytes(conn.buf[:end.start()]), self._max_body_bytes)
             del conn.buf[:end.end()]

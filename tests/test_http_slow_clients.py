@@ -240,7 +240,8 @@ def test_malformed_and_oversized_requests_are_answered_by_the_loop(servers):
     assert raw(port, b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx").startswith(b"HTTP/1.1 400 ")
     assert raw(port, b"POST /api/cameras/dock/save HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                      b"\r\n0\r\n\r\n").startswith(b"HTTP/1.1 411 ")
-    big = b"POST /api/cameras/dock/save HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (MAX_REQUEST_BODY + 1)
+    big = (b"POST /api/cameras/dock/save HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+           % (MAX_REQUEST_BODY + 1))
     assert raw(port, big + b"a" * (MAX_REQUEST_BODY + 1)).startswith(b"HTTP/1.1 413 ")
     assert fetch(port, "/")[0] == 200   # and the server goes on
 
