@@ -169,8 +169,7 @@ def _pack(r: random.Random, rng: np.random.Generator, pack_right: int) -> tuple[
     elif style == "kraft":
         surface = np.array([r.uniform(95, 120), r.uniform(140, 165), r.uniform(180, 205)], np.float32)
     else:
-        hue = np.array([r.uniform(150, 240), r.uniform(150, 240), r.uniform(150, 240)], np.float32)
-        surface = hue
+        surface = np.array([r.uniform(150, 240), r.uniform(150, 240), r.uniform(150, 240)], np.float32)
     tex = _texture(rng, H, pack_right, 5.0 if style != "film" else 2.0)
     img[:, :pack_right] = surface + tex[..., None]
     if style == "film":       # a glossy highlight across the film
@@ -498,7 +497,8 @@ def main() -> None:
         print(f"\nOCR per print: median {statistics.median(ocr_ms):.0f} ms; {len(todo)} prints in "
               f"{time.perf_counter() - t_start:.0f} s")
     if args.json:       # every print wrong at some margin, in full; the others are in the counts
-        wrong_somewhere = [r for r in records if any((v == PASS) != (r["kind"] == "good") for v in r["verdicts"].values())]
+        wrong_somewhere = [r for r in records
+                           if any((v == PASS) != (r["kind"] == "good") for v in r["verdicts"].values())]
         args.json.write_text(json.dumps({
             "command": " ".join(sys.argv), "today": args.today, "default_margin": DEFAULT_CONFUSED_MARGIN,
             "margins": margins, "prints": len(records), "python": platform.python_version(),

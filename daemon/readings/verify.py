@@ -106,7 +106,8 @@ class Expectation:
     def __post_init__(self) -> None:
         given = [name for name in ("text", "template", "regex", "format") if getattr(self, name) is not None]
         if len(given) > 1:
-            raise ExpectationError(f"an expectation is one of text, template, regex or format, not {' and '.join(given)}")
+            raise ExpectationError(
+                f"an expectation is one of text, template, regex or format, not {' and '.join(given)}")
         if not given and self.code is None:
             raise ExpectationError("an expectation needs text, template, regex, format or code")
         for name in given + (["code"] if self.code is not None else []):
