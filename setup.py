@@ -31,9 +31,8 @@ setup(
         "zxing-cpp>=2.3",
         "biip>=5.0",
         "python-stdnum>=1.20",
-        # The local page (daemon/web): Flask for the routes, waitress (pure Python, a fixed worker pool) to serve them.
+        # The local page (daemon/web): Flask for the routes (served by daemon/http_server.py).
         "flask>=3.1,<3.2",
-        "waitress>=3.0.2,<4",
         # Sparkplug B payloads (daemon/publish/sinks/sparkplug_b): the generated module needs protobuf >= 7.35.1,
         # the protoc of grpcio-tools 1.85.1 that wrote it (grpcio-tools is only needed to regenerate it).
         "protobuf>=7.35.1,<8",

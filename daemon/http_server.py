@@ -1,8 +1,8 @@
 """The daemon's HTTP server, under /metrics and /healthz (daemon/metrics.py) and under the page (daemon/web/server.py):
 a WSGI app served so that no client, however slow, broken or hostile, can take the health probe away.
 
-Issue 28: six clients trickling one header line every 5 s each pinned a worker of the old metrics server
-forever, and 64 idle connections filled waitress's connection limit. Here:
+Found from outside: six clients trickling one header line every 5 s each pinned a worker of the old metrics
+server forever, and 64 idle connections filled the old page server's (waitress's) connection limit. Here:
 
 - One loop thread accepts, reads and writes every connection without blocking. A request reaches a worker only
   when it is complete: its head (at most max_head_bytes) and its body (at most max_body_bytes) must be in within

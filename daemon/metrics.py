@@ -209,7 +209,7 @@ class Metrics:
 
 # The HTTP server (daemon/http_server.py) gives a connection no thread until its request is complete, which it
 # must be within REQUEST_TIMEOUT_S of the accept however it trickles in; a few workers answer in milliseconds, and
-# a flood of idle or slow connections closes its own oldest ones, not the newest probe's (issue 28).
+# a flood of idle or slow connections closes its own oldest ones, not the newest probe's.
 HTTP_WORKERS = 4            # requests answered at once; a scrape takes milliseconds
 MAX_CONNECTIONS = http_server.MAX_CONNECTIONS
 

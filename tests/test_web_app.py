@@ -1,4 +1,4 @@
-"""The page's routes and access rules through Flask's test client and a real waitress server: loopback Host check
+"""The page's routes and access rules through Flask's test client and the daemon's real HTTP server: loopback Host check
 without a token, the token (Bearer or the cookie /?token= sets) with one, the save button's POST, evidence by id
 only; the polled JSON is an allow-list that carries no password; web config errors name the key and value."""
 import json
@@ -122,7 +122,7 @@ def test_page_state_is_an_allow_list_without_secrets():
     assert page_state(snapshot, {}, {}, None, {}, 1000)["backend"]["reason"] is None
 
 
-def test_waitress_serves_and_stops_with_its_threads(tmp_path, live):
+def test_the_page_server_serves_and_stops_with_its_threads(tmp_path, live):
     before = threading.active_count()
     server = WebServer(create_app(feed(tmp_path, live, [])), "127.0.0.1", 0, threads=2).start()
     try:

@@ -2,7 +2,7 @@
 
 A request reaches one of `web.threads` workers only once it is complete, which it must be within the server's
 request deadline of the accept; the worker never touches a socket, and a flood of idle or trickling connections
-closes its own oldest ones, not a new visitor's (issue 28). The page costs the daemon `web.threads` worker
+closes its own oldest ones, not a new visitor's. The page costs the daemon `web.threads` worker
 threads plus the loop's one, whatever the clients do; its threads never touch the OCR backend.
 """
 from __future__ import annotations
