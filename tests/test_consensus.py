@@ -290,3 +290,16 @@ def test_a_text_printed_twice_on_a_label_is_published_once():
                              TextLine("FRAGILE", 0.8, box(x, 260, 120, 30))], image=belt((x - 20, 80, x + 260, 310)))
     (label,) = t.observe(3.0, [], image=belt())
     assert [ln.text for ln in label.lines] == ["FRAGILE", "SF1234567890"] and label.lines[0].confidence > 0.85
+
+
+def test_voted_lines_carry_each_characters_runner_up_for_verification():
+    from daemon.ocr.results import CharCandidate
+
+    box = ((0.0, 0.0), (100.0, 0.0), (100.0, 20.0), (0.0, 20.0))
+    own = tuple(CharCandidate(c, 0.99, "8" if c == "B" else "", 0.6 if c == "B" else 0.0) for c in "AB1")
+    agreed = vote_line([TextLine("AB1", 0.9, box, own), TextLine("AB1", 0.8, box)])
+    assert agreed.chars == own                             # the frames agreed: the recognizer's own runner-up
+    split = vote_line([TextLine("AB1", 0.9, box, own), TextLine("AB7", 0.9, box), TextLine("AB1", 0.9, box)])
+    assert split.text == "AB1" and split.chars[2].alt == "7"
+    assert abs(split.chars[2].p - 2 / 3) < 1e-9 and abs(split.chars[2].alt_p - 1 / 3) < 1e-9
+    assert vote_line([TextLine("X", 0.9, box), TextLine("X", 0.8, box)]).chars == ()   # nothing known

@@ -48,7 +48,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from daemon.ocr.results import TextLine
+from daemon.ocr.results import CharCandidate, TextLine
 
 OUTLINE_WIDTH_PX = 160     # outlines are found in the frame shrunk to about this width (1280x960 -> 160x120)
 OUTLINE_BLUR_PX = 0.6      # Gaussian sigma at that width: belt texture and print melt, a gap of belt stays
@@ -334,20 +334,40 @@ def vote_line(readings: Sequence[TextLine]) -> TextLine:
     for r in readings:
         by_len[len(r.text)].append(r)
     group = max(by_len.values(), key=lambda g: (sum(r.confidence for r in g), len(g)))
-    chars, shares = [], []
+    chars, shares, runners_up = [], [], []
     for i in range(len(group[0].text)):
         weight: dict[str, float] = defaultdict(float)
         for r in group:
             weight[r.text[i]] += max(r.confidence, 1e-6)
-        ch, w = max(weight.items(), key=lambda kv: kv[1])
-        chars.append(ch)
-        shares.append(w / sum(weight.values()))
+        ranked = sorted(weight.items(), key=lambda kv: -kv[1])   # stable: ties keep the first reading's character
+        total = sum(weight.values())
+        chars.append(ranked[0][0])
+        shares.append(ranked[0][1] / total)
+        runners_up.append((ranked[1][0], ranked[1][1] / total) if len(ranked) > 1 else None)
     text = "".join(chars)
     mean_conf = sum(r.confidence for r in group) / len(group)
     confidence = mean_conf * (sum(shares) / len(shares) if shares else 1.0)
     same = [r for r in group if r.text == text]
     best = max(same or group, key=lambda r: r.confidence)
-    return TextLine(text, confidence, best.box)
+    return TextLine(text, confidence, best.box, _voted_chars(text, shares, runners_up, best))
+
+
+def _voted_chars(text: str, shares: list, runners_up: list, best: TextLine) -> tuple:
+    """Each voted character's candidate, for verification's "confused": where the frames disagreed, the vote's
+    own runner-up and the shares; where they agreed, the recognizer's runner-up in the best reading (none known:
+    no candidate, as for a line made by hand)."""
+    own = best.chars if best.text == text and len(best.chars) == len(text) else ()
+    if not own and not any(runners_up):
+        return ()
+    out = []
+    for i, ch in enumerate(text):
+        if runners_up[i] is not None:
+            out.append(CharCandidate(ch, shares[i], runners_up[i][0], runners_up[i][1]))
+        elif own:
+            out.append(own[i])
+        else:
+            out.append(CharCandidate(ch, 1.0))
+    return tuple(out)
 
 
 @dataclass
