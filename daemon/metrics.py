@@ -98,6 +98,19 @@ class _SnapshotCollector:
             for outcome, n in c.get("checks", {}).items():
                 checks.add_metric([name, outcome], float(n))
         yield checks
+        cycles = CounterMetricFamily("ocr_cycles_total", "Read cycles' results stored, by status (good_read, no_read, "
+                                     "no_label, mismatch, multiple)", labels=["camera", "status"])
+        triggers = CounterMetricFamily("ocr_triggers_total", "Read-cycle triggers, accepted or missed (busy)",
+                                       labels=["camera", "outcome"])
+        for name, c in cams.items():
+            for status, n in c.get("cycles", {}).items():
+                cycles.add_metric([name, status], float(n))
+            t = c.get("triggers")
+            if t:
+                triggers.add_metric([name, "accepted"], float(t.get("accepted", 0)))
+                triggers.add_metric([name, "missed"], float(t.get("missed", 0)))
+        yield cycles
+        yield triggers
 
         ob = snap.get("outbox", {})
         yield GaugeMetricFamily("ocr_outbox_rows", "Results waiting in the outbox", value=float(ob.get("rows", 0)))

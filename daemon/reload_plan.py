@@ -47,8 +47,10 @@ def reload_plan(old: Config, new: Config, sink_names) -> ReloadPlan:
     stop = tuple(n for n, c in old_cams.items() if n not in new_cams or source_part(new_cams[n]) != source_part(c))
     start = tuple(n for n in new_cams if n not in old_cams or n in stop)
     renew = tuple(n for n, c in new_cams.items() if n in old_cams and n not in stop and c != old_cams[n])
+    triggered = {n for n, c in new_cams.items() if c.mode == "triggered"} != {
+        n for n, c in old_cams.items() if c.mode == "triggered"}   # the sinks listen for their triggers
     return ReloadPlan(pipeline=changed("backend", "ocr", "engines", "gpu"), outbox=outbox,
-                      sinks=outbox or changed("device_id", *SINKS),
+                      sinks=outbox or triggered or changed("device_id", *SINKS),
                       stop_cameras=stop, start_cameras=start, renew_lanes=renew,
                       metrics=changed("metrics"), evidence=changed("evidence"), web=changed("web"),
                       log_level=new.service.log_level != old.service.log_level)

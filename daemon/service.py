@@ -1,26 +1,17 @@
-"""`ocr-daemon run`: the long-running service. Cameras -> OCR -> filters -> outbox -> MQTT, under systemd.
+"""`ocr-daemon run`: the long-running service. Cameras -> OCR -> lanes -> recorder -> outbox -> sinks, under systemd.
 
-Threads: one capture thread per camera (daemon/sources) hands frames to a FrameHub; this module's work loop
-runs in the main thread and is the only one that touches the OCR backend (TensorRT's CUDA context belongs
-to one thread): it takes the frames of every camera that is ready, up to the detector's fixed batch,
-waiting at most gpu.batch_wait_ms for stragglers, runs them as one batch, filters each result, and writes
-accepted readings to the outbox (durable on return) before waking the MQTT publisher. Signal handlers
-only set flags that the loop reads between batches.
+Threads: one capture thread per camera (daemon/sources) hands frames to a FrameHub; this module's work loop runs in
+the main thread and is the only one that touches the OCR backend (TensorRT's CUDA context belongs to one thread):
+it takes the frames of every camera that is ready, up to the detector's fixed batch, waiting at most
+gpu.batch_wait_ms for stragglers, and runs them as one batch. Each camera's Lane (daemon/readings) turns its frames
+into Readings (codes, filter, first, consensus or read-cycle grouping); the one Recorder stores them, durable on
+return, then wakes the sinks. An idle triggered camera's frames are not OCR'd. Signal handlers only set flags.
 
-Signals: SIGTERM (and SIGINT) stop the cameras, OCR the frames already handed over, let the publisher
-drain the outbox for at most service.drain_timeout_s in all, then exit 0 with the rest left on disk for
-the next start; labels a consensus camera (daemon/readings/consensus.py) is still voting on are published first. SIGHUP
-re-reads the config file; a bad one is logged and rejected (the old one keeps running); a good, changed one first
-publishes the labels being voted on (with the running filters and outbox), then restarts only what changed
-(cameras, filters, publisher/outbox, OCR models, metrics).
-
-One path for every reading (daemon/readings): each camera's Lane turns its OCR'd frames into Readings (codes,
-filter, first or consensus grouping) and the one Recorder stores them (outbox row, commit, ack, evidence, review,
-page). Counters, the snapshot and health live in daemon/status.py. The page and the evidence store get references
-only (a lock and a deque append; a put_nowait on a bounded queue); drawing and JPEG encoding happen in the page's
-request threads and the evidence writer thread, never here.
-
-Progress, health and the watchdog: daemon/status.py.
+Signals: SIGTERM (and SIGINT) stop the cameras, OCR the frames already handed over, record the labels and read
+cycles still open, let the sinks drain the outbox for at most service.drain_timeout_s, then exit 0 with the rest
+on disk for the next start. SIGHUP re-reads the config file; a bad one is logged and rejected (the old one keeps
+running); a good, changed one first records what is open with the running config, then restarts only what changed
+(daemon/reload_plan.py). Counters, the snapshot, health and the watchdog: daemon/status.py.
 """
 from __future__ import annotations
 
@@ -33,7 +24,8 @@ from typing import TYPE_CHECKING, Optional
 from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.publish.unstored import UnstoredReadings
-from daemon.readings import Lane, Recorder
+from daemon.readings import Lane, Recorder, make_lane, refresh_boards, wanted_frames
+from daemon.readings.trigger_commands import listen_for_triggers, offer_command
 from daemon.reload_plan import reload_plan
 from daemon.sd_notify import Notifier, watchdog_interval_s
 from daemon.sources import CaptureSource, Frame, FrameHub, make_source
@@ -83,6 +75,7 @@ class Service:
         self.hub = FrameHub()
         self.sources: dict[str, CaptureSource] = {}
         self.lanes: dict[str, Lane] = {}
+        self.boards: dict = {}    # triggered cameras' trigger boards (daemon/readings/triggers.py), kept by a reload
         self.pipeline = None
         self.outbox = None
         self.recorder: Optional[Recorder] = None
@@ -94,8 +87,7 @@ class Service:
         self.live = NoLive()      # the page's view of each camera (daemon/web/live.py)
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
         self.counters = Counters()
-        # Readings a full or failing disk refused: lost only once nothing offers them again (the outbox may be
-        # replaced by a reload, so its counters are looked up when a loss falls due).
+        # Refused readings, lost only once nothing offers them again (the outbox's counters looked up then).
         self._unstored = UnstoredReadings(lambda: self.outbox.counters)
         self.status = Status(self, self.counters)
         self.snapshot = self.status.snapshot   # what metrics, the stats topic and the page read
@@ -131,6 +123,7 @@ class Service:
         signal.signal(signal.SIGHUP, lambda signum, frame: self.request_reload())
         self.notifier.status("loading models")
         self.outbox = Outbox(cfg.outbox, sinks=sink_names(cfg))
+        refresh_boards(cfg, self.boards)
         self.pipeline = OcrPipeline.from_config(cfg)   # the slow part: models load once, here
         self.metrics = Metrics(self.snapshot)
         self.counters.observe_ms = self.metrics.observe_ms
@@ -173,7 +166,8 @@ class Service:
         """The local page (daemon/web/page.py); self.live is what the recorder hands frames and readings to."""
         from daemon.web.page import Page
 
-        self.page = Page.start(lambda: self.cfg, self.snapshot, lambda: self.evidence)
+        self.page = Page.start(lambda: self.cfg, self.snapshot, lambda: self.evidence,
+                               trigger=lambda camera, body: offer_command(self.boards, camera, body, "http"))
         self.live = self.page.live if self.page is not None else NoLive()
 
     def _stop_web(self) -> None:
@@ -186,9 +180,11 @@ class Service:
 
         if not self.cfg.mqtt.enabled:
             log.info("mqtt.enabled is false: results stay in the outbox %s", self.cfg.outbox.path)
-        self.sinks = build_sinks(self.cfg, self.outbox)
+        self.sinks = build_sinks(self.cfg, self.outbox, boards=self.boards)
         mqtt = self.sinks.get("mqtt")
         self.publisher = mqtt.publisher if mqtt is not None else None
+        if self.publisher is not None:   # read-cycle triggers over MQTT, each answered on .../trigger/answer
+            listen_for_triggers(self.publisher, self.cfg.mqtt.topic_prefix, self.cfg.device_id, self.boards)
         for sink in self.sinks.values():
             sink.start()
 
@@ -204,7 +200,7 @@ class Service:
     def _start_camera(self, cam: CameraConfig) -> None:
         src = make_source(cam, self.hub)
         self.sources[cam.name] = src
-        self.lanes[cam.name] = Lane(cam)
+        self.lanes[cam.name] = make_lane(cam, self.boards, self.cfg)
         self.counters.add_camera(cam.name)
         src.start()
 
@@ -240,7 +236,8 @@ class Service:
                 # With a batch in flight on the GPU, only frames already waiting are taken: the one in
                 # flight is finished at once otherwise, so overlap never adds latency to an idle camera.
                 first_wait_s = 0.0 if self._in_flight else FIRST_FRAME_WAIT_S
-                frames = self.hub.take(self.pipeline.det_batch, first_wait_s, self.cfg.gpu.batch_wait_ms / 1000.0)
+                frames = wanted_frames(self.hub.take(self.pipeline.det_batch, first_wait_s,
+                                                     self.cfg.gpu.batch_wait_ms / 1000.0), self.lanes)
                 if frames and self.pipeline.overlaps:
                     started = self._submit(frames)     # batch N+1 uploads and pre-processes on the GPU ...
                     self._finish_in_flight()           # ... while batch N is post-processed and recognized
@@ -374,6 +371,7 @@ class Service:
             self.outbox.close()
             self.outbox = outbox
         self.cfg = new
+        refresh_boards(new, self.boards)   # in place: the sinks and the page hold this dict
         if plan.sinks:
             self.start_sinks()
         self._new_recorder()
@@ -385,7 +383,7 @@ class Service:
         for name in plan.start_cameras:
             self._start_camera(cams[name])
         for name in plan.renew_lanes:
-            self.lanes[name] = Lane(cams[name])   # its labels in view were flushed above
+            self.lanes[name] = make_lane(cams[name], self.boards, new)   # its labels were flushed above
         if plan.metrics:
             if self.metrics_server is not None:
                 self.metrics_server.stop()

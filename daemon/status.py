@@ -49,6 +49,7 @@ class _CameraCounts:
     rejected: Counter = dataclasses.field(default_factory=Counter)
     noted: Counter = dataclasses.field(default_factory=Counter)   # check_digit_corrected, code_confirmed, code_mismatch
     reviewed: int = 0   # stored readings whose id also went to the review topic
+    cycles: Counter = dataclasses.field(default_factory=Counter)   # read cycles' stored results, by status
     recent: deque = dataclasses.field(default_factory=deque)   # processing times (monotonic) in the fps window
 
     def fps(self, now: float) -> float:
@@ -98,6 +99,11 @@ class Counters:
             self._latency.setdefault("capture_to_outbox", deque(maxlen=LATENCY_WINDOW)).append(capture_to_outbox_ms)
         self.observe_ms("capture_to_outbox", capture_to_outbox_ms)
 
+    def cycle(self, cam: str, status: str) -> None:
+        """A read cycle's result stored, by its status (good_read, no_read, no_label, mismatch, multiple)."""
+        with self._lock:
+            self._cams.setdefault(cam, _CameraCounts()).cycles[status] += 1
+
     def reviewed(self, cam: str) -> None:
         with self._lock:
             self._cams.setdefault(cam, _CameraCounts()).reviewed += 1
@@ -120,7 +126,7 @@ class Counters:
                 for k in _SOURCE_COUNTERS:
                     entry[k] = self._retired[(name, k)] + (getattr(sc, k) if sc else 0)
                 entry.update({"stored": c.stored, "reviewed": c.reviewed, "rejected": dict(c.rejected),
-                              "checks": dict(c.noted),
+                              "checks": dict(c.noted), "cycles": dict(c.cycles),
                               "state": src.health().state if src is not None else "removed"})
                 out[name] = entry
         return out
@@ -141,6 +147,7 @@ class Parts(Protocol):
     sinks: dict
     pipeline: object
     evidence: object
+    boards: dict            # triggered cameras: name -> daemon/readings/triggers.TriggerBoard
     started_at: float       # monotonic
     last_progress: float    # monotonic: the last frame through OCR and the filters
 
@@ -248,6 +255,11 @@ class Status:
         """The one dict /metrics, the stats topic and the page read (daemon/metrics.py documents its shape)."""
         p = self.parts
         cams = self.counters.cameras(dict(p.sources), p.hub.dropped)
+        for name, board in list(p.boards.items()):   # a triggered camera: its triggers, accepted and missed
+            state = board.state()
+            if name in cams:
+                cams[name]["triggers"] = {"accepted": state.counters.accepted, "missed": state.counters.missed,
+                                          "state": "busy" if state.busy else "ready"}
         outbox = {"rows": 0, "bytes": 0}
         if p.outbox is not None:
             rows, nbytes = p.outbox.depth()

@@ -130,7 +130,7 @@ def _load_error(tmp_path: Path, content: str | bytes) -> ConfigError:
     ("mqtt:\n  topic_prefix: $SYS/ocr\n", "mqtt.topic_prefix", "leading '$'"),
     ("mqtt:\n  topic_prefix: plant/+/ocr\n", "mqtt.topic_prefix", "no '#', '+'"),
     # 65520 bytes: a string MQTT takes, but not with /d/sample/review after it
-    ("device_id: d\nmqtt:\n  topic_prefix: " + "é" * 32_760 + "\n", "mqtt.topic_prefix", "makes topics of 65536"),
+    ("device_id: d\nmqtt:\n  topic_prefix: " + "é" * 32_760 + "\n", "mqtt.topic_prefix", "makes topics of 65544"),   # the longest: {prefix}/d/sample/trigger/answer
     ("device_id: d\nhomeassistant:\n  enabled: true\n  discovery_prefix: " + "p" * 65_520 + "\n",
      "homeassistant.discovery_prefix", "makes topics of 65543 bytes"),
     ("sparkplug:\n  client_id: " + "s" * 70_000 + "\n", "sparkplug.client_id", "MQTT strings end at 65535"),

@@ -116,7 +116,8 @@ def test_every_sink_in_the_table_is_a_section_that_turns_it_on(monkeypatch):
     for name in config.SINKS:
         assert isinstance(getattr(config.Config(), name).enabled, bool)
     on = from_dict({"device_id": "dev", "opcua": {"enabled": True, "password_env": "OCR_TEST_SECRET"},
-                    "sparkplug": {"enabled": True}, "homeassistant": {"enabled": True}})
+                    "sparkplug": {"enabled": True}, "homeassistant": {"enabled": True}, "modbus": {"enabled": True},
+                    "cameras": [{"name": "station", "mode": "triggered"}]})
     assert sink_names(on) == config.SINKS == config.enabled_sinks(on)
 
 

@@ -37,12 +37,13 @@ from daemon.config.ocr import EnginesConfig, GpuConfig, OcrConfig
 from daemon.config.outbox import OutboxConfig
 from daemon.config.secrets import MAX_SECRET_BYTES, mqtt_password, opcua_password, secret, web_token
 from daemon.config.service import MetricsConfig, ServiceConfig
-from daemon.config.sinks import SINKS, HomeAssistantConfig, OpcUaConfig, SparkplugConfig, enabled_sinks
+from daemon.config.sinks import (SINKS, HomeAssistantConfig, ModbusSectionConfig, OpcUaConfig, SparkplugConfig,
+                                 enabled_sinks)
 from daemon.config.web import MIN_TOKEN_CHARS, WebConfig, is_loopback_host
 from daemon.config.yaml_load import MAX_CONFIG_BYTES, MAX_NUMBER_CHARS, MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 __all__ = [
-    "CameraConfig", "Config", "ConfigError", "EnginesConfig", "EvidenceConfig", "GpuConfig", "HomeAssistantConfig",
+    "CameraConfig", "Config", "ConfigError", "EnginesConfig", "EvidenceConfig", "GpuConfig", "HomeAssistantConfig", "ModbusSectionConfig",
     "MetricsConfig", "MqttConfig", "OcrConfig", "OpcUaConfig", "OutboxConfig", "ServiceConfig", "SparkplugConfig",
     "TlsConfig", "WebConfig",
     "build", "config_warnings", "enabled_sinks", "from_dict", "is_loopback_host", "load", "load_or_defaults",

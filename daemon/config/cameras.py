@@ -76,6 +76,26 @@ class CameraConfig:
     # ... or this long, or once it has waited this long since its first frame (the latency consensus adds).
     leave_after_s: float = 1.0
     max_wait_s: float = 3.0
+    # continuous: reads every frame (above); triggered: reads only when asked (MQTT .../<camera>/trigger, the page's
+    # POST /api/cameras/<camera>/trigger, the Modbus trigger coil) and answers each trigger with exactly one result
+    # (ocr-result/5: good_read, no_read, no_label, mismatch, multiple): docs/read-cycles.md.
+    mode: Literal["continuous", "triggered"] = "continuous"
+    # Triggered: a cycle votes the frames captured after the trigger until this many ...
+    cycle_frames: int = 5
+    # ... or this long after the trigger, whichever comes first.
+    cycle_window_ms: float = 1000.0
+    # Triggered: what is expected, at most one of text, template (fields from the trigger: "LOT {lot}"), regex or
+    # format (an accept_formats name), plus optionally a code value; none: a read is a good_read.
+    expect_text: Optional[str] = None
+    expect_template: Optional[str] = None
+    expect_regex: Optional[str] = None
+    expect_format: Optional[str] = None
+    expect_code: Optional[str] = None
+    # Triggered: more than one label read in one cycle is the status multiple.
+    one_label: bool = True
+    # Triggered: a character read right whose runner-up is this close is "confused" and fails the part
+    # (bench/RESULTS.md, "Verification quality").
+    confused_margin: float = 0.3
 
     def check(self, key: str) -> None:
         require(valid_name(self.name), f"{key}.name", self.name, NAME_RULE)
@@ -112,6 +132,28 @@ class CameraConfig:
                 "must be 0 (no limit) or a size in bytes")
         for j, pattern in enumerate(self.accept_patterns):
             _check_pattern(f"{key}.accept_patterns[{j}]", pattern)
+        if self.mode == "triggered":
+            self._check_cycle(key)
+
+    def _check_cycle(self, key: str) -> None:
+        from daemon.readings.verify import Expectation, ExpectationError
+
+        require(self.kind not in ("folder", "file"), f"{key}.mode", self.mode,
+                f"is for live cameras, not kind {self.kind} (a trigger reads the frames captured after it)")
+        require(1 <= self.cycle_frames <= 1000, f"{key}.cycle_frames", self.cycle_frames, "must be 1 to 1000")
+        require(0 < self.cycle_window_ms <= 600_000, f"{key}.cycle_window_ms", self.cycle_window_ms,
+                "must be above 0 and at most 600000 (10 minutes)")
+        require(0.0 <= self.confused_margin <= 1.0, f"{key}.confused_margin", self.confused_margin,
+                "must be between 0 and 1")
+        given = {k: getattr(self, f"expect_{k}") for k in ("text", "template", "regex", "format", "code")}
+        if self.expect_regex is not None:
+            _check_pattern(f"{key}.expect_regex", self.expect_regex)
+        try:
+            if any(v is not None for v in given.values()):
+                Expectation(**given)
+        except ExpectationError as exc:
+            first = next(k for k, v in given.items() if v is not None)
+            require(False, f"{key}.expect_{first}", given[first], str(exc))
 
 
 def publish_mode(cam: CameraConfig) -> str:

@@ -24,7 +24,7 @@ from daemon.config.mqtt import LONGEST_TOPIC_LEVEL, SQLITE_MAX_VARIABLES, MqttCo
 from daemon.config.ocr import EnginesConfig, GpuConfig, OcrConfig
 from daemon.config.outbox import OutboxConfig
 from daemon.config.service import MetricsConfig, ServiceConfig
-from daemon.config.sinks import HomeAssistantConfig, OpcUaConfig, SparkplugConfig
+from daemon.config.sinks import HomeAssistantConfig, ModbusSectionConfig, OpcUaConfig, SparkplugConfig
 from daemon.config.web import WebConfig
 from daemon.config.yaml_load import parse_yaml, read_config_text
 
@@ -50,6 +50,7 @@ class Config:
     opcua: OpcUaConfig = field(default_factory=OpcUaConfig)
     sparkplug: SparkplugConfig = field(default_factory=SparkplugConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    modbus: ModbusSectionConfig = field(default_factory=ModbusSectionConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
@@ -74,6 +75,9 @@ def validate(cfg: Config) -> Config:
     require(1 <= m.max_inflight <= limit, "mqtt.max_inflight", m.max_inflight,
             f"must be between 1 and {limit} (MQTT packet ids; SQLite binds up to 2 x max_inflight + cameras + 1 "
             f"of its {SQLITE_MAX_VARIABLES} parameters in one outbox query)")
+    if cfg.modbus.enabled:
+        require(any(c.mode == "triggered" for c in cfg.cameras), "modbus.enabled", cfg.modbus.enabled,
+                "needs at least one camera with mode: triggered (the PLC triggers read cycles)")
     if h.enabled:
         require(m.enabled, "homeassistant.enabled", h.enabled,
                 "needs mqtt.enabled: true (the sensors' availability is the mqtt status topic)")
@@ -88,7 +92,8 @@ def _check_listeners(cfg: Config) -> None:
     listeners = [(key, host, port) for key, host, port, on in (
         ("metrics.port", cfg.metrics.host, cfg.metrics.port, cfg.metrics.enabled),
         ("web.port", cfg.web.host, cfg.web.port, cfg.web.enabled and cfg.web.port != 0),
-        ("opcua.port", cfg.opcua.host, cfg.opcua.port, cfg.opcua.enabled)) if on]
+        ("opcua.port", cfg.opcua.host, cfg.opcua.port, cfg.opcua.enabled),
+        ("modbus.port", cfg.modbus.host, cfg.modbus.port, cfg.modbus.enabled)) if on]
     for i, (key, host, port) in enumerate(listeners):
         for other_key, other_host, other_port in listeners[:i]:
             require(port != other_port or not _same_listen_address(host, other_host), key, port,

@@ -17,9 +17,10 @@ MAX_KEEPALIVE_S = 65535
 # camera backing off, and the LIMIT. MQTT's 16-bit packet ids (65535) are the other, looser bound.
 SQLITE_MAX_VARIABLES = 32766
 MQTT_MAX_PACKET_IDS = 65535
-# Topics the daemon publishes under mqtt.topic_prefix: {prefix}/{device_id}/{camera}/text, /review, /state and
-# {prefix}/{device_id}/status, /stats; "review" is the longest last level.
-LONGEST_TOPIC_LEVEL = "review"
+# Topics the daemon publishes under mqtt.topic_prefix: {prefix}/{device_id}/{camera}/text, /review, /state,
+# /trigger (read cycles' commands) and /trigger/answer, and {prefix}/{device_id}/status, /stats;
+# "trigger/answer" is the longest tail.
+LONGEST_TOPIC_LEVEL = "trigger/answer"
 
 
 def max_inflight_limit(cameras: int) -> int:

@@ -14,7 +14,7 @@ from daemon.config.secrets import check_named_once, secret
 # Every output, in the order the outbox offers a row. A name is at once its config section (cfg.<name>, with an
 # `enabled` field), its delivery line in the outbox, its `sink` label in the metrics and its module under
 # daemon/publish/sinks/: whatever lists the outputs reads this.
-SINKS = ("mqtt", "opcua", "sparkplug", "homeassistant")
+SINKS = ("mqtt", "opcua", "sparkplug", "homeassistant", "modbus")
 
 
 def enabled_sinks(cfg) -> tuple[str, ...]:
@@ -102,3 +102,32 @@ class HomeAssistantConfig:
         check_mqtt_text(f"{key}.client_id", self.client_id)
         if self.enabled:
             check_topic_prefix(f"{key}.discovery_prefix", self.discovery_prefix)
+
+
+@dataclass(frozen=True)
+class ModbusSectionConfig:
+    # A Modbus TCP server for PLCs (daemon/publish/sinks/modbus.py): each triggered camera's trigger coil, its
+    # handshake bits and its last result, camera i of the triggered ones at base address i * 100 (docs/read-cycles.md).
+    enabled: bool = False
+    # Modbus has no authentication: whoever reaches the port can trigger and acknowledge. Bind to the PLC-side
+    # network card's address, never an office or internet-facing one.
+    host: str = "127.0.0.1"
+    # 502 is Modbus's port but needs root or CAP_NET_BIND_SERVICE; 5020 does not.
+    port: int = 5020
+    unit_id: int = 1
+    # Connections at once (a PLC, an HMI, a poller, room for reconnects); a newcomer closes the oldest idle one.
+    max_connections: int = 16
+    # A connection without a complete request this long is closed (Modbus masters reconnect by themselves).
+    idle_timeout_s: float = 60.0
+
+    def check(self, key: str) -> None:
+        if not self.enabled:
+            return
+        require(bool(self.host), f"{key}.host", self.host, "must not be empty")
+        check_host(f"{key}.host", self.host)
+        check_port(f"{key}.port", self.port)
+        require(1 <= self.unit_id <= 255, f"{key}.unit_id", self.unit_id, "must be between 1 and 255")
+        require(1 <= self.max_connections <= 1024, f"{key}.max_connections", self.max_connections,
+                "must be between 1 and 1024")
+        require(0 < self.idle_timeout_s <= 86400, f"{key}.idle_timeout_s", self.idle_timeout_s,
+                "must be above 0 and at most 86400")

@@ -55,6 +55,14 @@ class CycleRules:
     recipe: Optional[str] = None      # the name the results are judged by (null: the camera's own expectation)
 
 
+def cycle_rules(cam: CameraConfig) -> CycleRules:
+    """A triggered camera's rules from its config (cycle_frames, cycle_window_ms, expect_*, one_label)."""
+    given = {k: getattr(cam, f"expect_{k}") for k in ("text", "template", "regex", "format", "code")}
+    expect = Expectation(**given) if any(v is not None for v in given.values()) else None
+    return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expect,
+                      one_label=cam.one_label, confused_margin=cam.confused_margin)
+
+
 def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
                  one_label: bool) -> str:
     """The one status of a finished cycle. Pure."""

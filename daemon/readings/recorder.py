@@ -79,6 +79,8 @@ class Recorder:
             return False
         self.unstored.stored(cam, decision.key)
         self.status.stored(cam, latency_ms["capture_to_outbox"])
+        if reading.cycle is not None:
+            self.status.cycle(cam, reading.cycle["status"])
         lane.commit(decision)   # only a stored reading makes later ones duplicates
         reading.ack.done()      # durable: now the file may go
         self._after_store(reading, msg_id)

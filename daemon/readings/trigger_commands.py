@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Optional
+from typing import Mapping, Optional
 
 from daemon.printable import printable
 from daemon.readings.triggers import Trigger
@@ -51,6 +51,31 @@ def parse_trigger(camera: str, body: bytes, source: str) -> Trigger:
                    expected=_text(doc, "expected"), recipe=_text(doc, "recipe"),
                    fields={_checked(str(k), "fields key"): _checked(_scalar(v), f"fields.{k}") for k, v in fields.items()},
                    received_at=now, received_mono=time.monotonic())
+
+
+def offer_command(boards: Mapping, camera: str, body: bytes, source: str) -> tuple[str, bytes]:
+    """A command for camera, offered to its trigger board: ("accepted" | "missed" | "bad" | "unknown", the answer).
+    Called from a protocol's thread (paho's, the page's workers); the board is thread-safe."""
+    board = boards.get(camera)
+    if board is None:
+        return "unknown", answer(camera, None, False, f"camera {printable(camera)[:64]!r} is not a triggered camera")
+    try:
+        trigger = parse_trigger(camera, body, source)
+    except BadCommand as exc:
+        return "bad", answer(camera, None, False, str(exc))
+    got = board.offer(trigger)
+    return ("accepted" if got.accepted else "missed"), answer(camera, trigger.trigger_id, got.accepted, got.reason)
+
+
+def listen_for_triggers(publisher, prefix: str, device_id: str, boards: Mapping) -> None:
+    """Before the MQTT publisher starts: each triggered camera's command topic offers to its board, and the
+    answer goes to the topic + "/answer" (daemon/publish/mqtt_client.Publisher.listen)."""
+    from daemon.publish.payload import trigger_topic
+
+    for name in boards:
+        topic = trigger_topic(prefix, device_id, name)
+        publisher.listen(topic, lambda body, name=name: offer_command(boards, name, body, "mqtt")[1],
+                         topic + "/answer")
 
 
 def answer(camera: str, trigger_id: Optional[str], accepted: bool, reason: str = "") -> bytes:

@@ -7,6 +7,8 @@ Routes (all GET but one):
   /api/cameras/<camera>/frame.jpg  the camera's latest frame with what was read on it (daemon/web/draw.py),
                                    drawn once per new frame and only when asked for
   POST /api/cameras/<camera>/save  keeps the current frame as a PNG (the page's one write)
+  POST /api/cameras/<camera>/trigger  starts a read cycle (JSON body: trigger_id, expected, recipe, fields):
+                                   202 accepted, 409 missed (busy), 400 bad command, 404 not a triggered camera
   /evidence/<id>.jpg               a stored reading's frame; /evidence/<id>/line<k>.jpg its line k (daemon/evidence.py)
 
 Access: with a token configured (web.token_env / web.token_file; required off loopback by config), a request
@@ -47,6 +49,8 @@ class PageFeed:
     roi: Callable[[str], tuple]                      # camera -> its configured ROI
     save: Callable[[str], Optional[str]]             # camera -> saved file name, None when it has no frame yet
     evidence_path: Callable[[str, Optional[int]], object]   # (msg_id, line) -> Path or None
+    # (camera, body) -> (outcome, JSON answer): a read-cycle trigger (daemon/readings/trigger_commands.py)
+    trigger: Callable[[str, bytes], tuple[str, bytes]] = lambda camera, body: ("unknown", b"{}")
     device: str = ""
     refresh_ms: int = 1000
     frame_max_side_px: int = 1280
@@ -141,6 +145,14 @@ def create_app(feed: PageFeed, token: Optional[str] = None) -> Flask:
             return jsonify({"error": f"no frame of camera {camera} yet"}), 404
         log.info("web: frame of %s saved as %s", camera, name)
         return jsonify({"file": name})
+
+    @app.post("/api/cameras/<camera>/trigger")
+    def trigger(camera: str):
+        outcome, body = feed.trigger(camera, request.get_data(cache=False))
+        code = {"accepted": 202, "missed": 409, "bad": 400, "unknown": 404}.get(outcome, 500)
+        resp = make_response(body, code)
+        resp.headers["Content-Type"] = "application/json"
+        return resp
 
     @app.get("/evidence/<msg_id>.jpg")
     def evidence_frame(msg_id: str):

@@ -28,13 +28,15 @@ def sink_names(cfg: Config) -> tuple[str, ...]:
     return enabled_sinks(cfg) or (DEFAULT_SINK,)
 
 
-def build_sinks(cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]] = None) -> dict:
+def build_sinks(cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]] = None,
+                boards: Optional[dict] = None) -> dict:
     """name -> sink for every enabled sink, not started. Each module is imported only when its sink is on
-    (asyncua, protobuf stay unloaded otherwise)."""
-    return {name: _new_sink(name, cfg, outbox, on_acked) for name in enabled_sinks(cfg)}
+    (asyncua, protobuf, pymodbus stay unloaded otherwise). boards: the triggered cameras' TriggerBoards, which the
+    Modbus sink offers its PLC's triggers to."""
+    return {name: _new_sink(name, cfg, outbox, on_acked, boards or {}) for name in enabled_sinks(cfg)}
 
 
-def _new_sink(name: str, cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]]):
+def _new_sink(name: str, cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], None]], boards: dict):
     """The sink of one SINKS name, its module imported now."""
     rows = outbox.for_sink(name)
     if name == "mqtt":
@@ -49,6 +51,13 @@ def _new_sink(name: str, cfg: Config, outbox: Outbox, on_acked: Optional[Callabl
     if name == "homeassistant":
         from daemon.publish.sinks.homeassistant import HomeAssistantSink
         return HomeAssistantSink(cfg, rows)
+    if name == "modbus":
+        from daemon.publish.sinks.modbus import ModbusConfig, ModbusSink
+        m = cfg.modbus
+        triggered = [c.name for c in cfg.cameras if c.mode == "triggered"]   # camera i of them at base i * 100
+        return ModbusSink(ModbusConfig.for_cameras(triggered, host=m.host, port=m.port, unit_id=m.unit_id,
+                                                   max_connections=m.max_connections,
+                                                   idle_timeout_s=m.idle_timeout_s), rows, boards)
     raise ValueError(f"no sink module for {name!r} (daemon/config/sinks.py SINKS)")
 
 
