@@ -16,7 +16,7 @@ secrets.py    secret(): the one reader of passwords and tokens
 ocr.py        ocr, engines, gpu
 cameras.py    cameras (each camera, and the rules of the list)
 mqtt.py       mqtt and its tls
-sinks.py      opcua, sparkplug, homeassistant, and SINKS, the table of every output
+sinks.py      opcua, sparkplug, homeassistant, modbus, and SINKS, the table of every output
 outbox.py, web.py, evidence.py, service.py (service and metrics)
 config.py     Config, validate() (the cross-section rules), from_dict(), load()
 """
@@ -43,9 +43,9 @@ from daemon.config.web import MIN_TOKEN_CHARS, WebConfig, is_loopback_host
 from daemon.config.yaml_load import MAX_CONFIG_BYTES, MAX_NUMBER_CHARS, MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 __all__ = [
-    "CameraConfig", "Config", "ConfigError", "EnginesConfig", "EvidenceConfig", "GpuConfig", "HomeAssistantConfig", "ModbusSectionConfig",
-    "MetricsConfig", "MqttConfig", "OcrConfig", "OpcUaConfig", "OutboxConfig", "ServiceConfig", "SparkplugConfig",
-    "TlsConfig", "WebConfig",
+    "CameraConfig", "Config", "ConfigError", "EnginesConfig", "EvidenceConfig", "GpuConfig", "HomeAssistantConfig",
+    "MetricsConfig", "ModbusSectionConfig", "MqttConfig", "OcrConfig", "OpcUaConfig", "OutboxConfig", "ServiceConfig",
+    "SparkplugConfig", "TlsConfig", "WebConfig",
     "build", "config_warnings", "enabled_sinks", "from_dict", "is_loopback_host", "load", "load_or_defaults",
     "machine_device_id", "max_inflight_limit", "mqtt_password", "opcua_password", "publish_mode",
     "resolve_device_id", "resolve_state_paths", "secret", "valid_name", "validate", "web_token",
