@@ -1,4 +1,4 @@
-"""The TensorRT code checked against NVIDIA's real Python bindings of every version the README claims.
+"""The TensorRT code checked against NVIDIA's real Python bindings of every version docs/install-and-jetson.md supports.
 
 TensorRT's libraries cannot be installed on our machines, but PyPI's bindings wheels import over stub
 libraries (tests/trt_api/stub_libs.c, built into build/trt-api/ for this check only; nothing in the

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "build" / "trt-api"
 STUB_SOURCE = Path(__file__).with_name("stub_libs.c")
 
-# (label, pip requirement, soname major): the versions the README claims, as NVIDIA publishes them.
+# (label, pip requirement, soname major): the versions docs/install-and-jetson.md supports, as NVIDIA publishes them.
 # TensorRT-RTX's (API major 11) is the installed wheel of the test extra, over its real libraries.
 VERSIONS = (
     ("8.6", "tensorrt-bindings==8.6.1", 8),            # JetPack 6.0
