@@ -13,7 +13,8 @@ except ImportError:
     _HAVE_TRT = False
 
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt,
-              pytest.mark.skipif(not _HAVE_TRT, reason="tensorrt not importable (not installable on this machine; see docs/what-ran-where.md)")]
+              pytest.mark.skipif(not _HAVE_TRT, reason="tensorrt not importable (not installable on this machine; "
+                                                        "see docs/what-ran-where.md)")]
 
 
 @pytest.fixture()
