@@ -31,7 +31,7 @@ class WebConfig:
     recent_rejects: int = 20
     # How often the page asks for new state and, when it changed, the camera's frame.
     refresh_ms: int = 1000
-    # Requests served at once (waitress worker threads); the page costs one request per camera per refresh.
+    # Requests served at once (the page server's worker threads); the page costs one request per camera per refresh.
     threads: int = 4
     # The longest side of the drawn frame the page shows, in pixels (drawn and encoded only when asked for).
     frame_max_side_px: int = 1280
