@@ -175,7 +175,7 @@ class _SnapshotCollector:
                                       value=float(n))
 
 
-# Per output (mqtt, opcua, sparkplug, homeassistant: daemon/publish/sinks), labelled sink.
+# Per output (daemon/config/sinks.py SINKS), labelled sink.
 _SINK_COUNTERS = {
     "delivered": ("ocr_sink_delivered_total", "Results a sink delivered (acknowledged by its broker or server)"),
     "failed": ("ocr_sink_failed_total", "Failed deliveries counted against a result, per sink"),
