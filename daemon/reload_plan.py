@@ -46,7 +46,9 @@ def reload_plan(old: Config, new: Config, sink_names) -> ReloadPlan:
     new_cams = {c.name: c for c in new.cameras}
     stop = tuple(n for n, c in old_cams.items() if n not in new_cams or source_part(new_cams[n]) != source_part(c))
     start = tuple(n for n in new_cams if n not in old_cams or n in stop)
-    renew = tuple(n for n, c in new_cams.items() if n in old_cams and n not in stop and c != old_cams[n])
+    recipes = new.recipes != old.recipes   # a triggered camera's lane holds the recipes it judges by
+    renew = tuple(n for n, c in new_cams.items() if n in old_cams and n not in stop
+                  and (c != old_cams[n] or (recipes and c.mode == "triggered")))
     triggered = {n for n, c in new_cams.items() if c.mode == "triggered"} != {
         n for n, c in old_cams.items() if c.mode == "triggered"}   # the sinks listen for their triggers
     return ReloadPlan(pipeline=changed("backend", "ocr", "engines", "gpu"), outbox=outbox,

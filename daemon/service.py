@@ -167,7 +167,8 @@ class Service:
         from daemon.web.page import Page
 
         self.page = Page.start(lambda: self.cfg, self.snapshot, lambda: self.evidence,
-                               trigger=lambda camera, body: offer_command(self.boards, camera, body, "http"))
+                               trigger=lambda camera, body: offer_command(self.boards, camera, body, "http",
+                                                                          [r.name for r in self.cfg.recipes]))
         self.live = self.page.live if self.page is not None else NoLive()
 
     def _stop_web(self) -> None:
@@ -184,7 +185,8 @@ class Service:
         mqtt = self.sinks.get("mqtt")
         self.publisher = mqtt.publisher if mqtt is not None else None
         if self.publisher is not None:   # read-cycle triggers over MQTT, each answered on .../trigger/answer
-            listen_for_triggers(self.publisher, self.cfg.mqtt.topic_prefix, self.cfg.device_id, self.boards)
+            listen_for_triggers(self.publisher, self.cfg.mqtt.topic_prefix, self.cfg.device_id, self.boards,
+                                lambda: [r.name for r in self.cfg.recipes])
         for sink in self.sinks.values():
             sink.start()
 

@@ -166,3 +166,20 @@ def test_a_trigger_while_busy_is_missed_and_counted(tmp_path):
     lane.due(time.time())                              # the cycle starts
     answer = trigger(board, "2")
     assert not answer.accepted and board.state().counters.missed == 1
+
+
+def test_the_recipe_a_trigger_names_judges_its_part_and_an_unknown_one_is_refused(tmp_path):
+    from daemon.readings.trigger_commands import offer_command
+
+    recipes = {"cans": Expectation(text=LOT), "jars": Expectation(text="LOT 4711B")}
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, recipe="cans", recipes=recipes))
+    for body in (b'{"trigger_id": "1"}', b'{"trigger_id": "2", "recipe": "jars"}'):
+        outcome, _ = offer_command({"cam": board}, "cam", body, "mqtt", recipes)
+        assert outcome == "accepted"
+        run(lane, recorder, [[line(LOT)]], time.time() - 0.001)
+    outcome, answer = offer_command({"cam": board}, "cam", b'{"recipe": "bottles"}', "mqtt", recipes)
+    assert outcome == "bad" and "unknown recipe 'bottles'" in json.loads(answer)["reason"]
+    assert board.state().counters.triggers == 2          # the refused one triggered nothing
+    docs = results(outbox)
+    assert [(d["trigger_id"], d["recipe"], d["status"]) for d in docs] == [("1", "cans", "good_read"),
+                                                                          ("2", "jars", "mismatch")]

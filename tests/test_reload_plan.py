@@ -53,3 +53,11 @@ def test_log_level_metrics_evidence_web():
     p = plan(cfg(), cfg(service={"log_level": "DEBUG"}, metrics={"port": 9200}, web={"enabled": False},
                         evidence={"enabled": False}))
     assert p.log_level and p.metrics and p.web and p.evidence and not p.sinks
+
+
+def test_new_recipes_renew_the_triggered_lanes_without_loading_models():
+    cams = [{"name": "a", "kind": "sample", "mode": "triggered"}, {"name": "b", "kind": "sample"}]
+    old = cfg(cameras=cams, recipes=[{"name": "cans", "expect_text": "LOT 1"}])
+    new = cfg(cameras=cams, recipes=[{"name": "cans", "expect_text": "LOT 2"}, {"name": "jars", "expect_text": "J"}])
+    p = plan(old, new)
+    assert p.renew_lanes == ("a",) and not p.pipeline and p.stop_cameras == ()

@@ -37,6 +37,7 @@ from daemon.config.ocr import EnginesConfig, GpuConfig, OcrConfig
 from daemon.config.outbox import OutboxConfig
 from daemon.config.secrets import MAX_SECRET_BYTES, mqtt_password, opcua_password, secret, web_token
 from daemon.config.service import MetricsConfig, ServiceConfig
+from daemon.config.recipes import RecipeConfig
 from daemon.config.sinks import (SINKS, HomeAssistantConfig, ModbusSectionConfig, OpcUaConfig, SparkplugConfig,
                                  enabled_sinks)
 from daemon.config.web import MIN_TOKEN_CHARS, WebConfig, is_loopback_host
@@ -44,7 +45,8 @@ from daemon.config.yaml_load import MAX_CONFIG_BYTES, MAX_NUMBER_CHARS, MAX_YAML
 
 __all__ = [
     "CameraConfig", "Config", "ConfigError", "EnginesConfig", "EvidenceConfig", "GpuConfig", "HomeAssistantConfig",
-    "MetricsConfig", "ModbusSectionConfig", "MqttConfig", "OcrConfig", "OpcUaConfig", "OutboxConfig", "ServiceConfig",
+    "MetricsConfig", "ModbusSectionConfig", "MqttConfig", "OcrConfig", "OpcUaConfig", "OutboxConfig", "RecipeConfig",
+    "ServiceConfig",
     "SparkplugConfig", "TlsConfig", "WebConfig",
     "build", "config_warnings", "enabled_sinks", "from_dict", "is_loopback_host", "load", "load_or_defaults",
     "machine_device_id", "max_inflight_limit", "mqtt_password", "opcua_password", "publish_mode",

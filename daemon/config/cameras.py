@@ -96,6 +96,8 @@ class CameraConfig:
     # Triggered: a character read right whose runner-up is this close is "confused" and fails the part
     # (bench/RESULTS.md, "Verification quality").
     confused_margin: float = 0.3
+    # Triggered: the recipe (recipes[].name) a trigger naming none is judged by; null: the expect_ keys above.
+    recipe: Optional[str] = None
 
     def check(self, key: str) -> None:
         require(valid_name(self.name), f"{key}.name", self.name, NAME_RULE)
@@ -131,12 +133,12 @@ class CameraConfig:
         require(self.max_file_bytes >= 0, f"{key}.max_file_bytes", self.max_file_bytes,
                 "must be 0 (no limit) or a size in bytes")
         for j, pattern in enumerate(self.accept_patterns):
-            _check_pattern(f"{key}.accept_patterns[{j}]", pattern)
+            check_pattern(f"{key}.accept_patterns[{j}]", pattern)
         if self.mode == "triggered":
             self._check_cycle(key)
 
     def _check_cycle(self, key: str) -> None:
-        from daemon.readings.verify import Expectation, ExpectationError
+        from daemon.config.recipes import check_expectation
 
         require(self.kind not in ("folder", "file"), f"{key}.mode", self.mode,
                 f"is for live cameras, not kind {self.kind} (a trigger reads the frames captured after it)")
@@ -145,15 +147,7 @@ class CameraConfig:
                 "must be above 0 and at most 600000 (10 minutes)")
         require(0.0 <= self.confused_margin <= 1.0, f"{key}.confused_margin", self.confused_margin,
                 "must be between 0 and 1")
-        given = {k: getattr(self, f"expect_{k}") for k in ("text", "template", "regex", "format", "code")}
-        if self.expect_regex is not None:
-            _check_pattern(f"{key}.expect_regex", self.expect_regex)
-        try:
-            if any(v is not None for v in given.values()):
-                Expectation(**given)
-        except ExpectationError as exc:
-            first = next(k for k, v in given.items() if v is not None)
-            require(False, f"{key}.expect_{first}", given[first], str(exc))
+        check_expectation(key, self)
 
 
 def publish_mode(cam: CameraConfig) -> str:
@@ -180,7 +174,7 @@ def check_cameras(cameras: tuple[CameraConfig, ...]) -> None:
                     f"brings the accept patterns of all cameras over {MAX_PATTERNS_TOTAL_CHARS} characters")
 
 
-def _check_pattern(key: str, pattern: str) -> None:
+def check_pattern(key: str, pattern: str) -> None:
     """An accept pattern that compiles, with bounds the compiler itself lacks."""
     require(len(pattern) <= MAX_PATTERN_CHARS, key, pattern, f"is longer than {MAX_PATTERN_CHARS} characters")
     for match in _REPEAT_COUNT.finditer(pattern):

@@ -24,6 +24,7 @@ from daemon.config.mqtt import LONGEST_TOPIC_LEVEL, SQLITE_MAX_VARIABLES, MqttCo
 from daemon.config.ocr import EnginesConfig, GpuConfig, OcrConfig
 from daemon.config.outbox import OutboxConfig
 from daemon.config.service import MetricsConfig, ServiceConfig
+from daemon.config.recipes import RecipeConfig, check_recipes
 from daemon.config.sinks import HomeAssistantConfig, ModbusSectionConfig, OpcUaConfig, SparkplugConfig
 from daemon.config.web import WebConfig
 from daemon.config.yaml_load import parse_yaml, read_config_text
@@ -52,6 +53,8 @@ class Config:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     modbus: ModbusSectionConfig = field(default_factory=ModbusSectionConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    # Read cycles: named expectations a trigger may name (docs/read-cycles.md).
+    recipes: tuple[RecipeConfig, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
@@ -65,6 +68,7 @@ def validate(cfg: Config) -> Config:
     require(cfg.state_dir is None or os.path.isabs(cfg.state_dir), "state_dir", cfg.state_dir,
             "must be an absolute path (or null for the working directory)")
     check_cameras(cfg.cameras)
+    check_recipes(cfg.recipes, cfg.cameras)
     m, h, device = cfg.mqtt, cfg.homeassistant, cfg.device_id or ""
     camera = max((c.name for c in cfg.cameras), key=len, default="")
     check_topic_length("mqtt.topic_prefix", m.topic_prefix, f"{m.topic_prefix}/{device}/{camera}/{LONGEST_TOPIC_LEVEL}")

@@ -29,7 +29,7 @@ def make_lane(cam, boards: dict, cfg) -> Lane:
     marker beside the outbox, the daemon's other durable state), else codes, filter and first or consensus."""
     if cam.name in boards:
         cycles_dir = os.path.join(os.path.dirname(os.path.abspath(cfg.outbox.path)), "cycles")
-        return CycleLane(cam, boards[cam.name], cycle_rules(cam), cycles_dir)
+        return CycleLane(cam, boards[cam.name], cycle_rules(cam, cfg.recipes), cycles_dir)
     return Lane(cam)
 
 

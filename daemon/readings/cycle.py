@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from daemon.atomic_write import write_atomic
 from daemon.config import CameraConfig
@@ -52,15 +52,18 @@ class CycleRules:
     expect: Optional[Expectation] = None   # what the camera expects; a trigger's own text replaces it
     one_label: bool = True            # more than one label read is the status multiple
     confused_margin: float = DEFAULT_CONFUSED_MARGIN
-    recipe: Optional[str] = None      # the name the results are judged by (null: the camera's own expectation)
+    recipe: Optional[str] = None      # the recipe a trigger naming none is judged by (null: expect above)
+    recipes: Mapping[str, Expectation] = dataclasses.field(default_factory=dict)   # name -> what it expects
 
 
-def cycle_rules(cam: CameraConfig) -> CycleRules:
-    """A triggered camera's rules from its config (cycle_frames, cycle_window_ms, expect_*, one_label)."""
-    given = {k: getattr(cam, f"expect_{k}") for k in ("text", "template", "regex", "format", "code")}
-    expect = Expectation(**given) if any(v is not None for v in given.values()) else None
-    return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expect,
-                      one_label=cam.one_label, confused_margin=cam.confused_margin)
+def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
+    """A triggered camera's rules from its config (cycle_frames, cycle_window_ms, expect_*, one_label, recipe)
+    and the config's recipes."""
+    from daemon.config.recipes import expectation_of
+
+    return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expectation_of(cam),
+                      one_label=cam.one_label, confused_margin=cam.confused_margin, recipe=cam.recipe,
+                      recipes={r.name: expectation_of(r) for r in recipes})
 
 
 def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
@@ -190,7 +193,8 @@ class CycleLane(Lane):
                        cycle=fields)
 
     def _verify(self, trigger, lines, codes) -> tuple[Optional[Verification], Optional[str]]:
-        expect = self.rules.expect
+        recipe = trigger.recipe or self.rules.recipe
+        expect = self.rules.recipes.get(recipe) if recipe else self.rules.expect
         if trigger.expected:   # the PLC's own text for this part
             expect = Expectation(text=trigger.expected, code=expect.code if expect else None)
         if expect is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Mapping, Optional
+from typing import Callable, Collection, Mapping, Optional
 
 from daemon.printable import printable
 from daemon.readings.triggers import Trigger
@@ -53,28 +53,33 @@ def parse_trigger(camera: str, body: bytes, source: str) -> Trigger:
                    received_at=now, received_mono=time.monotonic())
 
 
-def offer_command(boards: Mapping, camera: str, body: bytes, source: str) -> tuple[str, bytes]:
+def offer_command(boards: Mapping, camera: str, body: bytes, source: str,
+                  recipes: Collection[str] = ()) -> tuple[str, bytes]:
     """A command for camera, offered to its trigger board: ("accepted" | "missed" | "bad" | "unknown", the answer).
-    Called from a protocol's thread (paho's, the page's workers); the board is thread-safe."""
+    A recipe not in recipes is refused (nothing triggered). Called from a protocol's thread (paho's, the page's
+    workers); the board is thread-safe."""
     board = boards.get(camera)
     if board is None:
         return "unknown", answer(camera, None, False, f"camera {printable(camera)[:64]!r} is not a triggered camera")
     try:
         trigger = parse_trigger(camera, body, source)
+        if trigger.recipe is not None and trigger.recipe not in recipes:
+            raise BadCommand(f"unknown recipe {trigger.recipe[:64]!r}: one of {', '.join(sorted(recipes)) or 'none'}")
     except BadCommand as exc:
         return "bad", answer(camera, None, False, str(exc))
     got = board.offer(trigger)
     return ("accepted" if got.accepted else "missed"), answer(camera, trigger.trigger_id, got.accepted, got.reason)
 
 
-def listen_for_triggers(publisher, prefix: str, device_id: str, boards: Mapping) -> None:
+def listen_for_triggers(publisher, prefix: str, device_id: str, boards: Mapping,
+                        recipes: Callable[[], Collection[str]]) -> None:
     """Before the MQTT publisher starts: each triggered camera's command topic offers to its board, and the
     answer goes to the topic + "/answer" (daemon/publish/mqtt_client.Publisher.listen)."""
     from daemon.publish.payload import trigger_topic
 
     for name in boards:
         topic = trigger_topic(prefix, device_id, name)
-        publisher.listen(topic, lambda body, name=name: offer_command(boards, name, body, "mqtt")[1],
+        publisher.listen(topic, lambda body, name=name: offer_command(boards, name, body, "mqtt", recipes())[1],
                          topic + "/answer")
 
 

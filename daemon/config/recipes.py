@@ -1,0 +1,66 @@
+"""The recipes section: named expectations for triggered cameras (read cycles), one per product a line runs.
+
+A PLC names the recipe with each trigger (``{"recipe": "cans-330"}`` over MQTT or HTTP), so a product change needs
+no reload and no model load; a camera's ``recipe`` is the one used when a trigger names none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from daemon.config.checks import NAME_RULE, valid_name
+from daemon.config.errors import require
+
+EXPECT_KINDS = ("text", "template", "regex", "format", "code")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    name: str = ""
+    # What the product's print must carry: at most one of text, template, regex or format, plus optionally a code
+    # value, as cameras[].expect_* (docs/read-cycles.md).
+    expect_text: Optional[str] = None
+    expect_template: Optional[str] = None
+    expect_regex: Optional[str] = None
+    expect_format: Optional[str] = None
+    expect_code: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        require(valid_name(self.name), f"{key}.name", self.name, NAME_RULE)
+        require(any(getattr(self, f"expect_{k}") is not None for k in EXPECT_KINDS), f"{key}.expect_text",
+                self.expect_text, "or another expect_ key must say what the recipe expects")
+        check_expectation(key, self)
+
+
+def check_expectation(key: str, holder) -> None:
+    """holder's expect_* fields make one valid expectation (or none); the error names the first one given."""
+    from daemon.readings.verify import ExpectationError
+
+    given = {k: getattr(holder, f"expect_{k}") for k in EXPECT_KINDS}
+    if holder.expect_regex is not None:
+        from daemon.config.cameras import check_pattern
+        check_pattern(f"{key}.expect_regex", holder.expect_regex)
+    try:
+        expectation_of(holder)
+    except ExpectationError as exc:
+        first = next(k for k, v in given.items() if v is not None)
+        require(False, f"{key}.expect_{first}", given[first], str(exc))
+
+
+def expectation_of(holder):
+    """The verify.Expectation that holder's expect_* fields describe (a camera's or a recipe's); None: none."""
+    from daemon.readings.verify import Expectation
+
+    given = {k: getattr(holder, f"expect_{k}") for k in EXPECT_KINDS}
+    return Expectation(**given) if any(v is not None for v in given.values()) else None
+
+
+def check_recipes(recipes: tuple[RecipeConfig, ...], cameras) -> None:
+    """Names unique; a camera's recipe names one of them."""
+    names: set[str] = set()
+    for i, r in enumerate(recipes):
+        require(r.name not in names, f"recipes[{i}].name", r.name, "is used by another recipe")
+        names.add(r.name)
+    for i, cam in enumerate(cameras):
+        require(cam.recipe is None or cam.recipe in names, f"cameras[{i}].recipe", cam.recipe,
+                f"is not one of the recipes ({', '.join(sorted(names)) or 'none defined'})")
