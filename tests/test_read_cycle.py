@@ -156,6 +156,7 @@ def test_a_cycle_killed_before_its_result_was_stored_is_answered_no_read_after_t
     assert doc["status"] == "no_read" and doc["trigger_id"] == "part-9" and doc["trigger_source"] == "restart"
     assert "interrupted" in doc["note"]
     assert lane2.due(time.time()) == []                # answered once
+    assert board2.state().ready and board2.state().last_result_id in (None, 0)   # the board took no trigger for it
     outbox2.close()
 
 

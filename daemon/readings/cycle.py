@@ -160,7 +160,8 @@ class CycleLane(Lane):
         """The recorder stored the cycle's result as result_id (None: the outbox refused it): the board is ready
         again, and the open-cycle marker goes once the result is durable."""
         status = reading.cycle["status"] if reading.cycle else NO_READ
-        self.board.finish(result_id or 0, status)
+        if reading.cycle and reading.cycle.get("trigger_source") != "restart":   # the board took no trigger for it
+            self.board.finish(result_id or 0, status)
         if result_id is not None:
             self._remove_marker()
         else:
