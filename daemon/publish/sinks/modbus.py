@@ -97,6 +97,7 @@ from pymodbus.simulator.simutils import SimUtils
 
 from daemon.publish.outbox import OutboxRow, SinkQueue
 from daemon.publish.sinks.base import QueueSink, SinkDown, Undeliverable
+from daemon.publish.sinks.loop_thread import LoopThread
 from daemon.readings.triggers import Trigger, TriggerBoard
 
 log = logging.getLogger(__name__)
@@ -377,8 +378,7 @@ class ModbusSink(QueueSink):
         self._lock = threading.Lock()
         self._stations = {cam: _Station(cam, base, self._boards.get(cam)) for cam, base in cfg.cameras.items()}
         self._by_base = sorted((st.base, st) for st in self._stations.values())
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._loop_thread: Optional[threading.Thread] = None
+        self._loop = LoopThread("modbus-loop", "the Modbus server")   # the asyncio server's own thread
         self._server: Optional[_Server] = None
         self._unknown_cameras: set[str] = set()
         for cam in self._boards:
@@ -393,16 +393,7 @@ class ModbusSink(QueueSink):
     # ------------------------------------------------------------ QueueSink's hooks
 
     def _run(self, coro, timeout_s: float = _CALL_TIMEOUT_S):
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="modbus-loop", daemon=True)
-            self._loop_thread.start()
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout=timeout_s)
-        except TimeoutError:
-            future.cancel()
-            raise SinkDown(f"the Modbus server did not answer within {timeout_s:.0f} s") from None
+        return self._loop.run(coro, timeout_s)
 
     def _connect(self) -> None:
         try:
@@ -419,16 +410,7 @@ class ModbusSink(QueueSink):
                            f"{type(exc).__name__}: {exc}") from None
 
     def _disconnect(self) -> None:
-        if self._loop is None:
-            return
-        try:
-            self._run(self._shutdown())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(timeout=5.0)
-            self._loop.close()
-            self._loop = None
+        self._loop.close(self._shutdown, _CALL_TIMEOUT_S)
 
     def _send_some(self) -> None:
         """Not QueueSink's delivery: a row is shown and leaves only once the PLC acknowledged it. Each pass

@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 import weakref
 from collections import deque
@@ -73,6 +72,7 @@ from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_t
 from daemon.config import Config, opcua_password
 from daemon.publish.outbox import OutboxRow, SinkQueue
 from daemon.publish.sinks.base import QueueSink, Reading, SinkDown
+from daemon.publish.sinks.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -379,8 +379,7 @@ class OpcUaSink(QueueSink):
         super().__init__(queue, 1.0, 30.0)
         self._cfg = cfg
         self._o = cfg.opcua
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._loop_thread: Optional[threading.Thread] = None
+        self._loop = LoopThread("opcua-loop", "the OPC UA server")   # the asyncio server's own thread
         self._server = None
         self._idx = 0
         self._event_type = None
@@ -398,16 +397,7 @@ class OpcUaSink(QueueSink):
     # ------------------------------------------------------------ the asyncio thread
 
     def _run(self, coro, timeout_s: float = _CALL_TIMEOUT_S):
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="opcua-loop", daemon=True)
-            self._loop_thread.start()
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout=timeout_s)
-        except TimeoutError:
-            future.cancel()
-            raise SinkDown(f"the OPC UA server did not answer within {timeout_s:.0f} s") from None
+        return self._loop.run(coro, timeout_s)
 
     def _connect(self) -> None:
         try:
@@ -422,16 +412,7 @@ class OpcUaSink(QueueSink):
         self._run(self._update(reading))
 
     def _disconnect(self) -> None:
-        if self._loop is None:
-            return
-        try:
-            self._run(self._shutdown())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(timeout=5.0)
-            self._loop.close()
-            self._loop = None
+        self._loop.close(self._shutdown, _CALL_TIMEOUT_S)
 
     # ------------------------------------------------------------ coroutines (the asyncio thread)
 
