@@ -219,3 +219,23 @@ def test_record_decoding_rejects_bytes_that_are_not_exactly_one_record():
     assert decode_record(rec + b"x") is None        # long
     assert decode_record(bytes([2, 10])) is None    # a reserved serial type
     assert decode_record(bytes([3, 0x0F, 0xC3]) + b"\xff") is None   # text that is not UTF-8
+
+
+def test_the_page_size_is_guessed_from_density_not_from_hits(tmp_path):
+    """Every 4096-byte page start is also a 512-byte one, so counting hits favoured 512 whenever bytes inside a page
+    happened to look like a page header (which depends on the data: a salvage that found 0 rows now and then)."""
+    from daemon.publish.sqlite_pages import PageFile
+
+    body = bytearray(4096 * 40)
+    for k in range(1, 40):
+        body[k * 4096] = 0x0D                              # a table leaf with one cell
+        body[k * 4096 + 3:k * 4096 + 5] = (1).to_bytes(2, "big")
+    for k in range(1, 10):                                 # nine bytes mid-page that look like a leaf too
+        body[k * 4096 + 2048] = 0x0D
+    path = tmp_path / "pages"
+    path.write_bytes(bytes(body))
+    pages = PageFile(str(path))
+    try:
+        assert pages.page_size == 4096
+    finally:
+        pages.close()

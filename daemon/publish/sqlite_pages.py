@@ -129,18 +129,27 @@ class PageFile:
                 m.close()
 
     def _guess_page_size(self) -> int:
-        """The size at whose multiples most pages look like b-tree pages (the header that says is gone)."""
+        """The page size, when the header that says it is gone: the smallest size at whose multiples b-tree
+        pages are about as dense as at the densest size. Counting hits alone is not enough: every multiple of the
+        true size is also a multiple of each smaller size, so a smaller size always finds as many pages, plus
+        whatever bytes inside the pages happen to look like a page header (and which do depends on the data)."""
         main = self.main
 
-        def plausible(size: int) -> int:   # type byte and cell count of up to 4096 pages: cheap on any file
+        def density(size: int) -> float:   # share of the first 4096 multiples that look like a b-tree page
+            offsets = range(size, min(len(main), size * 4097) - size + 1, size)
             n = 0
-            for off in range(size, min(len(main), size * 4097) - size + 1, size):
+            for off in offsets:
                 kind = main[off]
                 head = 8 if kind in (_TABLE_LEAF, _INDEX_LEAF) else 12
                 n += kind in (_TABLE_LEAF, _INDEX_LEAF, _TABLE_INTERIOR, _INDEX_INTERIOR) and \
                     head + 2 * struct.unpack(">H", main[off + 3:off + 5])[0] <= size
-            return n
-        return max(_PAGE_SIZES, key=lambda s: (plausible(s), s == 4096))
+            return n / len(offsets) if len(offsets) else 0.0
+
+        dense = {size: density(size) for size in _PAGE_SIZES}
+        best = max(dense.values())
+        if best == 0.0:
+            return 4096   # nothing looks like a page: the outbox's own size
+        return min(size for size in _PAGE_SIZES if dense[size] >= 0.75 * best)
 
     def _read_wal(self) -> None:
         """Frames of the current generation (their salts match the header's, or the first frame's when the
