@@ -1,4 +1,4 @@
-"""Slow and idle clients against the daemon's HTTP servers (issue 28): how fast /healthz and the page answer while
+"""Slow and idle clients against the daemon's HTTP servers: how fast /healthz and the page answer while
 N clients hold connections open idle, trickle one header line every few seconds, or send half a request head.
 
     .venv/bin/python bench/slow_clients.py [--n 6 64 70 300] [--modes idle trickle half] [--seconds 12]

@@ -1,4 +1,4 @@
-"""The daemon's local page (issue 13): what each camera sees, with what was read on it, and the evidence.
+"""The daemon's local page: what each camera sees, with what was read on it, and the evidence.
 
 live.py     what the work loop hands over per camera (latest frame, readings, rejects); no drawing there
 draw.py     the picture: boxes, texts, confidences, codes and the ROI on a scaled copy of a frame (pure)
