@@ -42,6 +42,7 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
         "web": {"enabled": True, "port": 0}, "metrics": {"enabled": False},
         "modbus": {"enabled": True, "port": modbus_port},
+        "evidence": {"dir": str(tmp_path / "evidence")},
         "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
     service = Service(cfg, str(tmp_path / "unused.yaml"))
     service.start()
@@ -116,6 +117,7 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         ("part-1", "good_read", "mqtt"), ("part-2", "mismatch", "mqtt"), ("part-4", "good_read", "http"),
         (None, "good_read", "modbus")]
     assert [d["result_id"] for d in docs] == [1, 2, 3, 4]
+    assert (tmp_path / "evidence" / f"{docs[1]['id']}.jpg").is_file()   # the failed part's frame is kept
     bad = [c for c in docs[1]["verification"]["chars"] if c["status"] != "ok"]
     assert [(c["expected"], c["read"]) for c in bad] == [("B", "A")]
     answers = [json.loads(m.payload) for m in rec.on_topic("ocr/st1/cam/trigger/answer")]
