@@ -1,7 +1,25 @@
-"""Shared fixtures: a Mosquitto broker (markers and the import path are in pytest.ini)."""
+"""Shared fixtures: a Mosquitto broker and a tiny real file system (markers and the import path: pytest.ini)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
 import pytest
+
+
+@pytest.fixture
+def tiny_fs():
+    """A 1 MiB tmpfs: a real file system that runs out of space (needs root; skipped elsewhere)."""
+    d = tempfile.mkdtemp(prefix="tinyfs-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", d], capture_output=True)
+    if r.returncode != 0:
+        os.rmdir(d)
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield Path(d)
+    subprocess.run(["umount", "-l", d], check=False)
+    os.rmdir(d)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -26,19 +25,6 @@ def _put(ob: Outbox, camera: str, i: int, size: int = 10):
 
 
 # ---------------------------------------------------------------- disk full
-
-@pytest.fixture
-def tiny_fs():
-    """A 1 MiB tmpfs: a real file system that runs out of space (needs root; skipped elsewhere)."""
-    d = tempfile.mkdtemp(prefix="ob-tinyfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", d], capture_output=True)
-    if r.returncode != 0:
-        os.rmdir(d)
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield Path(d)
-    subprocess.run(["umount", "-l", d], check=False)
-    os.rmdir(d)
-
 
 def _fill(path: Path) -> None:
     """Takes every byte left on the file system of path."""

@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,19 +15,6 @@ import pytest
 
 from broker import free_port, wait_until
 from service_support import Daemon, http_get, render_label, small_ocr, waybill, write_config
-
-
-@pytest.fixture
-def tiny_fs():
-    """A 1 MiB tmpfs: a real file system that runs out of space (needs root; skipped elsewhere)."""
-    d = tempfile.mkdtemp(prefix="svc-tinyfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", d], capture_output=True)
-    if r.returncode != 0:
-        os.rmdir(d)
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield Path(d)
-    subprocess.run(["umount", "-l", d], check=False)
-    os.rmdir(d)
 
 
 def _fill(path: Path) -> None:
