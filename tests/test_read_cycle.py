@@ -2,7 +2,6 @@
 a real outbox on tmp_path; made-up OCR results (no models). Each cycle ends in exactly one ocr-result/5 message."""
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +9,6 @@ import numpy as np
 
 from daemon import config
 from daemon.evidence import NoEvidence
-from daemon.ocr.results import TextLine
 from daemon.publish.outbox import Outbox
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Recorder
@@ -20,19 +18,10 @@ from daemon.readings.verify import Expectation
 from daemon.sources import Frame
 from daemon.status import Counters
 from daemon.web.live import NoLive
+from readings_support import Result, line
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-5.json").read_text())
 LOT = "LOT 4711A"
-
-
-def line(text, x=10.0, y=20.0, confidence=0.98):
-    return TextLine(text, confidence, ((x, y), (x + 200.0, y), (x + 200.0, y + 30.0), (x, y + 30.0)))
-
-
-@dataclass
-class Result:
-    lines: list
-    timing_ms: dict = field(default_factory=lambda: {"det": 1.0, "rec": 2.0})
 
 
 def setup(tmp_path, rules=CycleRules()):

@@ -1,31 +1,20 @@
 """One path for every reading (daemon/readings): a camera's Lane and the Recorder, with a made-up OCR result and a
 real outbox on tmp_path. No models, no broker, no subprocess: each test runs in milliseconds."""
 import json
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from daemon import config
 from daemon.evidence import NoEvidence
-from daemon.ocr.results import TextLine
 from daemon.publish.outbox import Outbox
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Lane, Recorder
 from daemon.sources import Frame, FrameAck
 from daemon.status import Counters
 from daemon.web.live import LiveView
+from readings_support import Result, line
 
 WAYBILL = "SF1234567890123"
-
-
-def line(text, x=10.0, y=20.0, confidence=0.98):
-    return TextLine(text, confidence, ((x, y), (x + 200.0, y), (x + 200.0, y + 30.0), (x, y + 30.0)))
-
-
-@dataclass
-class Result:
-    lines: list
-    timing_ms: dict = field(default_factory=lambda: {"det": 1.0, "rec": 2.0})
 
 
 class RecordingAck(FrameAck):
