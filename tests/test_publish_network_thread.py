@@ -27,7 +27,8 @@ def test_paho_thread_killed_by_an_oversized_topic_makes_delivery_unhealthy(broke
         verdict = assess(frames_progressing=True, stall_timeout_s=60.0, mqtt_enabled=True, delivery=facts, rows=0,
                          delivery_still_s=0.0, max_undelivered_age_s=300.0)
         assert not verdict.healthy and any("network thread" in r for r in verdict.reasons)
-        assert hook_calls   # it really died of an exception, inside paho
+        # paho clears Client._thread in a finally, before Python hands the exception to the hook: wait for both
+        assert wait_until(lambda: hook_calls, 10)   # it really died of an exception, inside paho
     finally:
         threading.excepthook = old_hook
         pub.stop(0.5)
