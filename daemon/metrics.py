@@ -6,7 +6,9 @@ histograms as frames go through. The snapshot is a plain dict, the same one the 
 
     {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
      "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "not_regular", "reconnects",
-                        "watchdog_restarts", "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state"}},
+                        "watchdog_restarts", "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state",
+                        "cycles": {status: n}, "cycles_by_recipe": {recipe: {status: n}}, "read_rate", "yield",
+                        "triggers": {"accepted", "missed", "state", "recipe", "recipe_changes"}}},   # triggered
      "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
      "evidence": {"enabled", "readings", "bytes", <EvidenceCounters>: n},   # daemon/evidence.py
      "mqtt": {"enabled", "connected", <publisher counters>: n},
@@ -98,19 +100,25 @@ class _SnapshotCollector:
             for outcome, n in c.get("checks", {}).items():
                 checks.add_metric([name, outcome], float(n))
         yield checks
-        cycles = CounterMetricFamily("ocr_cycles_total", "Read cycles' results stored, by status (good_read, no_read, "
-                                     "no_label, mismatch, multiple)", labels=["camera", "status"])
+        cycles = CounterMetricFamily("ocr_cycles_total", "Read cycles' results stored, by the recipe judged by (empty: "
+                                     "none) and status (good_read, no_read, no_label, mismatch, multiple)",
+                                     labels=["camera", "recipe", "status"])
         triggers = CounterMetricFamily("ocr_triggers_total", "Read-cycle triggers, accepted or missed (busy)",
                                        labels=["camera", "outcome"])
+        changes = CounterMetricFamily("ocr_recipe_changes_total", "Changes of a triggered camera's active recipe",
+                                      labels=["camera"])
         for name, c in cams.items():
-            for status, n in c.get("cycles", {}).items():
-                cycles.add_metric([name, status], float(n))
+            for recipe, statuses in c.get("cycles_by_recipe", {}).items():
+                for status, n in statuses.items():
+                    cycles.add_metric([name, recipe, status], float(n))
             t = c.get("triggers")
             if t:
                 triggers.add_metric([name, "accepted"], float(t.get("accepted", 0)))
                 triggers.add_metric([name, "missed"], float(t.get("missed", 0)))
+                changes.add_metric([name], float(t.get("recipe_changes", 0)))
         yield cycles
         yield triggers
+        yield changes
 
         ob = snap.get("outbox", {})
         yield GaugeMetricFamily("ocr_outbox_rows", "Results waiting in the outbox", value=float(ob.get("rows", 0)))

@@ -25,7 +25,7 @@ from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Lane, Recorder, make_lane, refresh_boards, wanted_frames
-from daemon.readings.trigger_commands import listen_for_triggers, offer_command
+from daemon.readings.trigger_commands import listen_for_commands, offer_command, select_command
 from daemon.reload_plan import reload_plan
 from daemon.sd_notify import Notifier, watchdog_interval_s
 from daemon.sources import CaptureSource, Frame, FrameHub, make_source
@@ -167,8 +167,8 @@ class Service:
         from daemon.web.page import Page
 
         self.page = Page.start(lambda: self.cfg, self.snapshot, lambda: self.evidence,
-                               trigger=lambda camera, body: offer_command(self.boards, camera, body, "http",
-                                                                          [r.name for r in self.cfg.recipes]))
+                               trigger=lambda camera, body: offer_command(self.boards, camera, body, "http"),
+                               recipe=lambda camera, body: select_command(self.boards, camera, body, "http"))
         self.live = self.page.live if self.page is not None else NoLive()
 
     def _stop_web(self) -> None:
@@ -184,9 +184,8 @@ class Service:
         self.sinks = build_sinks(self.cfg, self.outbox, boards=self.boards)
         mqtt = self.sinks.get("mqtt")
         self.publisher = mqtt.publisher if mqtt is not None else None
-        if self.publisher is not None:   # read-cycle triggers over MQTT, each answered on .../trigger/answer
-            listen_for_triggers(self.publisher, self.cfg.mqtt.topic_prefix, self.cfg.device_id, self.boards,
-                                lambda: [r.name for r in self.cfg.recipes])
+        if self.publisher is not None:   # read-cycle triggers and recipes over MQTT, answered on .../answer
+            listen_for_commands(self.publisher, self.cfg.mqtt.topic_prefix, self.cfg.device_id, self.boards)
         for sink in self.sinks.values():
             sink.start()
 

@@ -42,6 +42,22 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q / 100.0 * len(s) + 0.5)) - 1))]
 
 
+def cycle_counts(by_recipe_status: Counter) -> dict:
+    """The snapshot's read-cycle counts of a camera: by status, by recipe ("": none) and status, and the two
+    rates a line is judged by: read rate (something read: not no_read or no_label) and yield (good_read), over
+    the cycles since the daemon started; None before the first cycle. Pure."""
+    by_status: Counter = Counter()
+    by_recipe: dict = {}
+    for (recipe, status), n in by_recipe_status.items():
+        by_status[status] += n
+        by_recipe.setdefault(recipe, {})[status] = n
+    total = sum(by_status.values())
+    unread = by_status.get("no_read", 0) + by_status.get("no_label", 0)
+    return {"cycles": dict(by_status), "cycles_by_recipe": by_recipe,
+            "read_rate": round((total - unread) / total, 4) if total else None,
+            "yield": round(by_status.get("good_read", 0) / total, 4) if total else None}
+
+
 @dataclasses.dataclass
 class _CameraCounts:
     frames: int = 0
@@ -49,7 +65,7 @@ class _CameraCounts:
     rejected: Counter = dataclasses.field(default_factory=Counter)
     noted: Counter = dataclasses.field(default_factory=Counter)   # check_digit_corrected, code_confirmed, code_mismatch
     reviewed: int = 0   # stored readings whose id also went to the review topic
-    cycles: Counter = dataclasses.field(default_factory=Counter)   # read cycles' stored results, by status
+    cycles: Counter = dataclasses.field(default_factory=Counter)   # read cycles' stored results: (recipe, status)
     recent: deque = dataclasses.field(default_factory=deque)   # processing times (monotonic) in the fps window
 
     def fps(self, now: float) -> float:
@@ -99,10 +115,11 @@ class Counters:
             self._latency.setdefault("capture_to_outbox", deque(maxlen=LATENCY_WINDOW)).append(capture_to_outbox_ms)
         self.observe_ms("capture_to_outbox", capture_to_outbox_ms)
 
-    def cycle(self, cam: str, status: str) -> None:
-        """A read cycle's result stored, by its status (good_read, no_read, no_label, mismatch, multiple)."""
+    def cycle(self, cam: str, status: str, recipe: Optional[str]) -> None:
+        """A read cycle's result stored, by the recipe it was judged by and its status (good_read, no_read,
+        no_label, mismatch, multiple)."""
         with self._lock:
-            self._cams.setdefault(cam, _CameraCounts()).cycles[status] += 1
+            self._cams.setdefault(cam, _CameraCounts()).cycles[(recipe or "", status)] += 1
 
     def reviewed(self, cam: str) -> None:
         with self._lock:
@@ -126,7 +143,7 @@ class Counters:
                 for k in _SOURCE_COUNTERS:
                     entry[k] = self._retired[(name, k)] + (getattr(sc, k) if sc else 0)
                 entry.update({"stored": c.stored, "reviewed": c.reviewed, "rejected": dict(c.rejected),
-                              "checks": dict(c.noted), "cycles": dict(c.cycles),
+                              "checks": dict(c.noted), **cycle_counts(c.cycles),
                               "state": src.health().state if src is not None else "removed"})
                 out[name] = entry
         return out
@@ -227,6 +244,12 @@ class Status:
             "watchdog_ok": verdict.watchdog_ok,
             "delivery": facts_dict(facts),
         }
+        if p.boards:   # triggered cameras: the line's own figures (a PLC's view of the reader)
+            counts = self.counters.cameras(dict(p.sources), p.hub.dropped)
+            detail["read_cycles"] = {
+                name: {**board.state().as_dict(),
+                       **{k: counts.get(name, {}).get(k) for k in ("cycles", "read_rate", "yield")}}
+                for name, board in list(p.boards.items())}
         sinks = self._sinks_health()
         if sinks:   # every output: up or down, what it still owes
             detail["sinks"] = sinks
@@ -259,7 +282,8 @@ class Status:
             state = board.state()
             if name in cams:
                 cams[name]["triggers"] = {"accepted": state.counters.accepted, "missed": state.counters.missed,
-                                          "state": "busy" if state.busy else "ready"}
+                                          "state": "busy" if state.busy or state.waiting else "ready",
+                                          "recipe": state.recipe, "recipe_changes": state.counters.recipe_changes}
         outbox = {"rows": 0, "bytes": 0}
         if p.outbox is not None:
             rows, nbytes = p.outbox.depth()

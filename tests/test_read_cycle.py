@@ -24,12 +24,12 @@ SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr
 LOT = "LOT 4711A"
 
 
-def setup(tmp_path, rules=CycleRules()):
+def setup(tmp_path, rules=CycleRules(), recipe=None):
     cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
                             "cameras": [{"name": "cam", "kind": "sample"}],
                             "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
     outbox = Outbox(cfg.outbox)
-    board = TriggerBoard("cam")
+    board = TriggerBoard("cam", list(rules.recipes), recipe)
     lane = CycleLane(cfg.cameras[0], board, rules, str(tmp_path / "cycles"))
     recorder = Recorder(cfg, outbox, Counters(), UnstoredReadings(lambda: outbox.counters),
                         engine=lambda: {"backend": "test"}, evidence=NoEvidence, page=NoLive, wake=lambda: None)
@@ -162,12 +162,12 @@ def test_the_recipe_a_trigger_names_judges_its_part_and_an_unknown_one_is_refuse
     from daemon.readings.trigger_commands import offer_command
 
     recipes = {"cans": Expectation(text=LOT), "jars": Expectation(text="LOT 4711B")}
-    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, recipe="cans", recipes=recipes))
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, recipes=recipes), "cans")
     for body in (b'{"trigger_id": "1"}', b'{"trigger_id": "2", "recipe": "jars"}'):
-        outcome, _ = offer_command({"cam": board}, "cam", body, "mqtt", recipes)
+        outcome, _ = offer_command({"cam": board}, "cam", body, "mqtt")
         assert outcome == "accepted"
         run(lane, recorder, [[line(LOT)]], time.time() - 0.001)
-    outcome, answer = offer_command({"cam": board}, "cam", b'{"recipe": "bottles"}', "mqtt", recipes)
+    outcome, answer = offer_command({"cam": board}, "cam", b'{"recipe": "bottles"}', "mqtt")
     assert outcome == "bad" and "unknown recipe 'bottles'" in json.loads(answer)["reason"]
     assert board.state().counters.triggers == 2          # the refused one triggered nothing
     docs = results(outbox)

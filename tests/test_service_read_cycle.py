@@ -42,6 +42,7 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
         "web": {"enabled": True, "port": 0}, "metrics": {"enabled": False},
         "modbus": {"enabled": True, "port": modbus_port},
+        "recipes": [{"name": "cans", "expect_text": LOT}, {"name": "jars", "expect_text": "LOT 4711B"}],
         "evidence": {"dir": str(tmp_path / "evidence")},
         "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
     service = Service(cfg, str(tmp_path / "unused.yaml"))
@@ -104,6 +105,16 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         assert wait_until(lambda: inputs()[mb.DI_RESULT_VALID], 120)
         assert result_id() == 4 and inputs()[mb.DI_PASS]
         plc_mb.close()
+
+        # A changeover: jars over HTTP, a recipe nobody defined over MQTT (refused; jars stays), then a part.
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/cam/recipe", method="POST",
+                                     data=b'{"recipe": "jars"}', headers={"X-OCR-Page": "1"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200 and json.loads(r.read())["recipe"] == "jars"
+        plc.publish("ocr/st1/cam/recipe", json.dumps({"recipe": "bottles"}), qos=1)
+        assert wait_until(lambda: rec.on_topic("ocr/st1/cam/recipe/answer"), 30)
+        plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-5"}), qos=1)
+        assert wait_until(lambda: len(rec.results()) == 5, 120)
     finally:
         service.request_stop()
         loop.join(timeout=60)
@@ -115,13 +126,22 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         jsonschema.validate(d, SCHEMA)
     assert [(d["trigger_id"], d["status"], d["trigger_source"]) for d in docs] == [
         ("part-1", "good_read", "mqtt"), ("part-2", "mismatch", "mqtt"), ("part-4", "good_read", "http"),
-        (None, "good_read", "modbus")]
-    assert [d["result_id"] for d in docs] == [1, 2, 3, 4]
+        (None, "good_read", "modbus"), ("part-5", "mismatch", "mqtt")]
+    assert [d["result_id"] for d in docs] == [1, 2, 3, 4, 5]
+    assert [d["recipe"] for d in docs] == [None] * 4 + ["jars"]
+    refused = json.loads(rec.on_topic("ocr/st1/cam/recipe/answer")[0].payload)
+    assert refused == {"camera": "cam", "recipe": "jars", "accepted": False,
+                       "reason": "unknown recipe 'bottles': one of cans, jars"}
     assert (tmp_path / "evidence" / f"{docs[1]['id']}.jpg").is_file()   # the failed part's frame is kept
     bad = [c for c in docs[1]["verification"]["chars"] if c["status"] != "ok"]
     assert [(c["expected"], c["read"]) for c in bad] == [("B", "A")]
     answers = [json.loads(m.payload) for m in rec.on_topic("ocr/st1/cam/trigger/answer")]
     assert [(a["trigger_id"], a["accepted"]) for a in answers] == [("part-1", True), ("part-2", True),
-                                                                     ("part-3", False)]
+                                                                     ("part-3", False), ("part-5", True)]
     snap_cam = service.snapshot()["cameras"]["cam"]
-    assert snap_cam["cycles"] == {"good_read": 3, "mismatch": 1} and snap_cam["triggers"]["missed"] == 1
+    assert snap_cam["cycles"] == {"good_read": 3, "mismatch": 2} and snap_cam["triggers"]["missed"] == 1
+    assert snap_cam["cycles_by_recipe"] == {"": {"good_read": 3, "mismatch": 1}, "jars": {"mismatch": 1}}
+    assert (snap_cam["read_rate"], snap_cam["yield"]) == (1.0, 0.6)
+    assert snap_cam["triggers"]["recipe"] == "jars" and snap_cam["triggers"]["recipe_changes"] == 1
+    _, detail = service.health()
+    assert detail["read_cycles"]["cam"]["recipe"] == "jars" and detail["read_cycles"]["cam"]["yield"] == 0.6

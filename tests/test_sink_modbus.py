@@ -20,9 +20,9 @@ from daemon.ocr.results import TextLine  # noqa: E402
 from daemon.publish.outbox import Outbox  # noqa: E402
 from daemon.publish.payload import result_message, result_topic  # noqa: E402
 from daemon.publish.sinks.modbus import (BLOCK_SPAN, COUNTERS, DI_BUSY, DI_FAIL, DI_MISSED_TRIGGER,  # noqa: E402
-                                         DI_NO_READ, DI_OVERRUN, DI_PASS, DI_RESULT_VALID, DI_TRIGGER_ACK,
-                                         DI_TRIGGER_READY, DISCRETE_INPUTS, HR_EXPECTED, HR_TRIGGER_ID,
-                                         INPUT_REGISTERS, IR_COUNTERS, IR_RESULT_ID, IR_STATUS, IR_TEXT,
+                                         DI_NO_READ, DI_OVERRUN, DI_PASS, DI_RECIPE_REFUSED, DI_RESULT_VALID,
+                                         DI_TRIGGER_ACK, DI_TRIGGER_READY, DISCRETE_INPUTS, HR_EXPECTED,
+                                         HR_RECIPE, HR_TRIGGER_ID, INPUT_REGISTERS, IR_COUNTERS, IR_RECIPE, IR_RESULT_ID, IR_STATUS, IR_TEXT,
                                          IR_TEXT_LENGTH, IR_TRIGGER_ID, STATUS_CODES, TEXT_CHARS, ModbusConfig,
                                          ModbusSink, ascii_registers, registers_ascii, registers_uint32,
                                          uint32_registers)
@@ -108,7 +108,7 @@ class Station:
         self.port = free_port()
         self.cfg = ModbusConfig(cameras={"cam1": CAM1, "cam2": CAM2, "cam3": CAM3}, port=self.port, unit_id=UNIT,
                                 **cfg_kw)
-        self.boards = {"cam1": TriggerBoard("cam1"), "cam2": TriggerBoard("cam2")}
+        self.boards = {"cam1": TriggerBoard("cam1", ("cans", "jars"), "cans"), "cam2": TriggerBoard("cam2")}
         self._open()
 
     def _open(self):
@@ -455,6 +455,22 @@ def test_results_wait_in_the_outbox_while_the_port_is_taken_and_show_once_it_is_
 
 
 # ------------------------------------------------------------------ pure: the map's encodings and the config
+
+def test_the_plc_selects_a_recipe_by_number_and_a_bad_number_is_refused_keeping_the_old(station, plc):
+    assert plc.ir(CAM1)[IR_RECIPE] == 1 and plc.ir(CAM2)[IR_RECIPE] == 0   # cans; cam2 has none
+    assert not plc.client.write_register(CAM1 + HR_RECIPE, 2, device_id=UNIT).isError()
+    assert station.boards["cam1"].state().recipe == "jars"
+    assert plc.ir(CAM1)[IR_RECIPE] == 2 and not plc.di(CAM1)[DI_RECIPE_REFUSED]
+    assert not plc.client.write_register(CAM1 + HR_RECIPE, 7, device_id=UNIT).isError()   # there are 2
+    assert plc.di(CAM1)[DI_RECIPE_REFUSED] and plc.ir(CAM1)[IR_RECIPE] == 2
+    assert station.boards["cam1"].state().recipe == "jars"
+    assert not plc.client.write_register(CAM1 + HR_RECIPE, 0, device_id=UNIT).isError()   # none: the camera's own
+    assert station.boards["cam1"].state().recipe is None and not plc.di(CAM1)[DI_RECIPE_REFUSED]
+    assert not plc.client.write_register(CAM2 + HR_RECIPE, 1, device_id=UNIT).isError()   # cam2 has no recipes
+    assert plc.di(CAM2)[DI_RECIPE_REFUSED]
+    station.boards["cam1"].select_recipe("cans")     # selected over another protocol: the register tells
+    assert plc.ir(CAM1)[IR_RECIPE] == 1
+
 
 def test_uint32_and_ascii_fields_round_trip_as_documented():
     assert uint32_registers(0x12345678) == [0x1234, 0x5678]

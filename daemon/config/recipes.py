@@ -1,7 +1,8 @@
 """The recipes section: named expectations for triggered cameras (read cycles), one per product a line runs.
 
-A PLC names the recipe with each trigger (``{"recipe": "cans-330"}`` over MQTT or HTTP), so a product change needs
-no reload and no model load; a camera's ``recipe`` is the one used when a trigger names none.
+A PLC selects a camera's active recipe at a changeover (MQTT, HTTP, Modbus, OPC UA: daemon/readings/triggers.py
+select_recipe) or names one with a single trigger, so a product change needs no reload and no model load; a
+camera's ``recipe`` is the one active at its first start (later, the one last selected: recipe_memory.py).
 """
 from __future__ import annotations
 

@@ -92,6 +92,11 @@ def result_topic(prefix: str, device_id: str, camera: str) -> str:
     return f"{prefix}/{device_id}/{camera}/text"
 
 
+def recipe_topic(prefix: str, device_id: str, camera: str) -> str:
+    """A triggered camera's recipe selection topic; the answers go to recipe_topic(...) + "/answer"."""
+    return f"{prefix}/{device_id}/{camera}/recipe"
+
+
 def trigger_topic(prefix: str, device_id: str, camera: str) -> str:
     """A triggered camera's command topic; the answers go to trigger_topic(...) + "/answer"."""
     return f"{prefix}/{device_id}/{camera}/trigger"

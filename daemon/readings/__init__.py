@@ -8,6 +8,7 @@ import os
 from daemon.readings.cycle import CycleLane, cycle_rules
 from daemon.readings.lane import Lane
 from daemon.readings.reading import FrameContext, Reading
+from daemon.readings.recipe_memory import keep_selected, recipe_path, remembered
 from daemon.readings.recorder import Recorder
 from daemon.readings.triggers import TriggerBoard
 
@@ -15,11 +16,28 @@ __all__ = ["CycleLane", "FrameContext", "Lane", "Reading", "Recorder", "TriggerB
            "wanted_frames"]
 
 
+def cycles_dir(cfg) -> str:
+    """Where read cycles keep their durable state (open-cycle markers, active recipes): beside the outbox."""
+    return os.path.join(os.path.dirname(os.path.abspath(cfg.outbox.path)), "cycles")
+
+
 def refresh_boards(cfg, boards: dict) -> None:
     """In place: a trigger board per triggered camera of cfg. The running ones are kept (a reload keeps their
-    counters and a waiting trigger), new ones made; cameras no longer triggered lose theirs."""
-    kept = {cam.name: boards.get(cam.name) or TriggerBoard(cam.name) for cam in cfg.cameras
-            if cam.mode == "triggered"}
+    counters, a waiting trigger and the active recipe while it still exists), new ones made with the recipe last
+    selected before a restart (daemon/readings/recipe_memory.py); cameras no longer triggered lose theirs."""
+    names = [r.name for r in cfg.recipes]
+    kept = {}
+    for cam in cfg.cameras:
+        if cam.mode != "triggered":
+            continue
+        board = boards.get(cam.name)
+        if board is not None:
+            board.set_recipes(names, cam.recipe)
+        else:
+            path = recipe_path(cycles_dir(cfg), cam.name)
+            board = TriggerBoard(cam.name, names, remembered(path, names, cam.recipe))
+            keep_selected(board, path)
+        kept[cam.name] = board
     boards.clear()
     boards.update(kept)
 
@@ -28,8 +46,7 @@ def make_lane(cam, boards: dict, cfg) -> Lane:
     """The lane cam's config asks for: a read cycle for a triggered camera (its board from boards; its open-cycle
     marker beside the outbox, the daemon's other durable state), else codes, filter and first or consensus."""
     if cam.name in boards:
-        cycles_dir = os.path.join(os.path.dirname(os.path.abspath(cfg.outbox.path)), "cycles")
-        return CycleLane(cam, boards[cam.name], cycle_rules(cam, cfg.recipes), cycles_dir)
+        return CycleLane(cam, boards[cam.name], cycle_rules(cam, cfg.recipes), cycles_dir(cfg))
     return Lane(cam)
 
 

@@ -52,17 +52,16 @@ class CycleRules:
     expect: Optional[Expectation] = None   # what the camera expects; a trigger's own text replaces it
     one_label: bool = True            # more than one label read is the status multiple
     confused_margin: float = DEFAULT_CONFUSED_MARGIN
-    recipe: Optional[str] = None      # the recipe a trigger naming none is judged by (null: expect above)
     recipes: Mapping[str, Expectation] = dataclasses.field(default_factory=dict)   # name -> what it expects
 
 
 def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
-    """A triggered camera's rules from its config (cycle_frames, cycle_window_ms, expect_*, one_label, recipe)
-    and the config's recipes."""
+    """A triggered camera's rules from its config (cycle_frames, cycle_window_ms, expect_*, one_label) and the
+    config's recipes. The active recipe is the board's (daemon/readings/triggers.py)."""
     from daemon.config.recipes import expectation_of
 
     return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expectation_of(cam),
-                      one_label=cam.one_label, confused_margin=cam.confused_margin, recipe=cam.recipe,
+                      one_label=cam.one_label, confused_margin=cam.confused_margin,
                       recipes={r.name: expectation_of(r) for r in recipes})
 
 
@@ -88,6 +87,7 @@ class _Cycle:
     first: Optional[FrameContext] = None
     last: Optional[FrameContext] = None
     codes: dict = dataclasses.field(default_factory=dict)   # (format, text) -> Code, over the cycle's frames
+    recipe: Optional[str] = None      # what it is judged by: the trigger's recipe, else the one active at its start
 
 
 class CycleLane(Lane):
@@ -171,8 +171,9 @@ class CycleLane(Lane):
     # ------------------------------------------------------------ a cycle
 
     def _start(self, trigger) -> None:
-        self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9))
-        self._write_marker(trigger)
+        self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9),
+                             recipe=trigger.recipe or self.board.state().recipe)
+        self._write_marker(trigger, self._cycle.recipe)
 
     def _finish(self) -> Reading:
         cycle, self._cycle = self._cycle, None
@@ -182,19 +183,18 @@ class CycleLane(Lane):
         codes = list(cycle.codes.values())
         captured_at = cycle.first.captured_at if cycle.first else trigger.received_at
         decision = self.filter.decide(lines, captured_at, codes)
-        verification, note = self._verify(trigger, lines, codes)
+        verification, note = self._verify(trigger, cycle.recipe, lines, codes)
         accepted_labels = sum(1 for label in labels if any(self._accepted(label, decision)))
         status = cycle_status(accepted_labels, bool(lines or codes), bool(decision.lines), verification,
                               self.rules.one_label)
         best = max(labels, key=lambda lb: sum(line.confidence for line in lb.lines), default=None)
         context = best.best_context if best is not None else (cycle.last or _no_frame(trigger, self._kind))
         boxes = self._boxes(best, decision)
-        fields = self._fields(trigger, status, verification, note)
+        fields = self._fields(trigger, cycle.recipe, status, verification, note)
         return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames,
                        cycle=fields)
 
-    def _verify(self, trigger, lines, codes) -> tuple[Optional[Verification], Optional[str]]:
-        recipe = trigger.recipe or self.rules.recipe
+    def _verify(self, trigger, recipe: Optional[str], lines, codes) -> tuple[Optional[Verification], Optional[str]]:
         expect = self.rules.recipes.get(recipe) if recipe else self.rules.expect
         if trigger.expected:   # the PLC's own text for this part
             expect = Expectation(text=trigger.expected, code=expect.code if expect else None)
@@ -218,9 +218,10 @@ class CycleLane(Lane):
         in_best = {_key(line.box): box for line, box in zip(best.lines, best.best_boxes)}
         return [in_best.get(_key(line.box)) for line in decision.lines]
 
-    def _fields(self, trigger, status: str, verification: Optional[Verification], note: Optional[str]) -> dict:
+    def _fields(self, trigger, recipe: Optional[str], status: str, verification: Optional[Verification],
+                note: Optional[str]) -> dict:
         fields = {"status": status, "trigger_id": trigger.trigger_id, "trigger_source": trigger.source,
-                  "recipe": trigger.recipe or self.rules.recipe,
+                  "recipe": recipe,
                   "verification": verification.to_json() if verification is not None else None}
         if note:
             fields["note"] = note
@@ -228,8 +229,8 @@ class CycleLane(Lane):
 
     # ------------------------------------------------------------ the open-cycle marker
 
-    def _write_marker(self, trigger) -> None:
-        doc = {"trigger_id": trigger.trigger_id, "source": trigger.source, "recipe": trigger.recipe,
+    def _write_marker(self, trigger, recipe: Optional[str]) -> None:
+        doc = {"trigger_id": trigger.trigger_id, "source": trigger.source, "recipe": recipe,
                "received_at": trigger.received_at}
         try:
             os.makedirs(os.path.dirname(self._marker), exist_ok=True)
@@ -264,7 +265,7 @@ class CycleLane(Lane):
                           expected=None, recipe=_str_or_none(marker.get("recipe")), fields={},
                           received_at=received, received_mono=time.monotonic())
         decision = self.filter.decide([], received, [])
-        fields = self._fields(trigger, NO_READ, None, INTERRUPTED)
+        fields = self._fields(trigger, trigger.recipe, NO_READ, None, INTERRUPTED)
         return Reading(self.camera, decision, _no_frame(trigger, self._kind), received, (), [], cycle=fields)
 
 

@@ -80,7 +80,7 @@ class Recorder:
         self.unstored.stored(cam, decision.key)
         self.status.stored(cam, latency_ms["capture_to_outbox"])
         if reading.cycle is not None:
-            self.status.cycle(cam, reading.cycle["status"])
+            self.status.cycle(cam, reading.cycle["status"], reading.cycle.get("recipe"))
         lane.commit(decision)   # only a stored reading makes later ones duplicates
         reading.ack.done()      # durable: now the file may go
         self._after_store(reading, msg_id)

@@ -1,4 +1,5 @@
-"""A read-cycle trigger as it comes over MQTT or HTTP: a small JSON object, parsed with bounds, and its answer.
+"""Read-cycle commands as they come over MQTT or HTTP: a trigger or a recipe selection, each a small JSON object
+parsed with bounds, and its answer.
 
     {"trigger_id": "part-4711", "expected": "LOT 4711A", "recipe": "cans-330", "fields": {"lot": "4711A"}}
 
@@ -9,12 +10,18 @@ MAX_FIELDS template fields. A bad command is answered with the reason and trigge
 The answer (published on ``{prefix}/{device}/{camera}/trigger/answer`` for MQTT, the response body for HTTP):
 ``{"camera", "trigger_id", "accepted": true|false, "reason"}``; the result itself comes later, once, on the camera's
 text topic (ocr-result/5) like every reading.
+
+A recipe selection (``{prefix}/{device}/{camera}/recipe`` for MQTT, answered on ``.../recipe/answer``;
+``POST /api/cameras/<camera>/recipe`` for HTTP): ``{"recipe": "cans-330"}`` (or just ``"cans-330"``;
+``{"recipe": null}``: the camera's own expectation, no recipe). Answer: ``{"camera", "recipe" (active now),
+"accepted", "reason"}``; an unknown recipe is refused and the active one stays.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
-from typing import Callable, Collection, Mapping, Optional
+from typing import Mapping, Optional
 
 from daemon.printable import printable
 from daemon.readings.triggers import Trigger
@@ -22,6 +29,8 @@ from daemon.readings.triggers import Trigger
 MAX_BODY_BYTES = 4096
 MAX_TEXT = 256
 MAX_FIELDS = 32
+
+log = logging.getLogger(__name__)
 
 
 class BadCommand(ValueError):
@@ -53,39 +62,98 @@ def parse_trigger(camera: str, body: bytes, source: str) -> Trigger:
                    received_at=now, received_mono=time.monotonic())
 
 
-def offer_command(boards: Mapping, camera: str, body: bytes, source: str,
-                  recipes: Collection[str] = ()) -> tuple[str, bytes]:
+def offer_command(boards: Mapping, camera: str, body: bytes, source: str) -> tuple[str, bytes]:
     """A command for camera, offered to its trigger board: ("accepted" | "missed" | "bad" | "unknown", the answer).
-    A recipe not in recipes is refused (nothing triggered). Called from a protocol's thread (paho's, the page's
-    workers); the board is thread-safe."""
+    A recipe the board does not know is refused (nothing triggered). Called from a protocol's thread (paho's, the
+    page's workers); the board is thread-safe."""
     board = boards.get(camera)
     if board is None:
-        return "unknown", answer(camera, None, False, f"camera {printable(camera)[:64]!r} is not a triggered camera")
+        return "unknown", answer(camera, None, False, _not_triggered(camera))
     try:
         trigger = parse_trigger(camera, body, source)
+        recipes = board.state().recipes
         if trigger.recipe is not None and trigger.recipe not in recipes:
-            raise BadCommand(f"unknown recipe {trigger.recipe[:64]!r}: one of {', '.join(sorted(recipes)) or 'none'}")
+            raise BadCommand(f"unknown recipe {trigger.recipe[:64]!r}: one of {', '.join(recipes) or 'none defined'}")
     except BadCommand as exc:
         return "bad", answer(camera, None, False, str(exc))
     got = board.offer(trigger)
     return ("accepted" if got.accepted else "missed"), answer(camera, trigger.trigger_id, got.accepted, got.reason)
 
 
-def listen_for_triggers(publisher, prefix: str, device_id: str, boards: Mapping,
-                        recipes: Callable[[], Collection[str]]) -> None:
-    """Before the MQTT publisher starts: each triggered camera's command topic offers to its board, and the
-    answer goes to the topic + "/answer" (daemon/publish/mqtt_client.Publisher.listen)."""
-    from daemon.publish.payload import trigger_topic
+def parse_recipe(body: bytes) -> Optional[str]:
+    """The recipe a selection names (None: the camera's own expectation); BadCommand with the reason otherwise."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BadCommand(f"the command is {len(body)} bytes; at most {MAX_BODY_BYTES}")
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadCommand(f"the command is not JSON in UTF-8 ({type(exc).__name__}): send {{\"recipe\": name}}") \
+            from None
+    if isinstance(doc, dict):
+        unknown = sorted(set(doc) - {"recipe"})
+        if unknown or "recipe" not in doc:
+            raise BadCommand('the command must be {"recipe": name} (null: the camera\'s own expectation)')
+        doc = doc["recipe"]
+    if doc is None:
+        return None
+    if not isinstance(doc, str) or not doc:
+        raise BadCommand("recipe must be a recipe's name or null")
+    return _checked(doc, "recipe")
+
+
+def select_command(boards: Mapping, camera: str, body: bytes, source: str) -> tuple[str, bytes]:
+    """A recipe selection for camera: ("selected" | "refused" | "bad" | "unknown", the answer). Refused: the
+    board does not know the recipe, and the active one stays."""
+    board = boards.get(camera)
+    if board is None:
+        return "unknown", recipe_answer(camera, None, False, _not_triggered(camera))
+    try:
+        name = parse_recipe(body)
+    except BadCommand as exc:
+        return "bad", recipe_answer(camera, board.state().recipe, False, str(exc))
+    got = select_recipe(board, name, source)
+    return ("selected" if got.accepted else "refused"), recipe_answer(camera, got.state.recipe, got.accepted,
+                                                                       got.reason)
+
+
+def select_recipe(board, name: Optional[str], source: str):
+    """board.select_recipe(name), logged the one way every protocol's selection is (a changeover is worth a line
+    in the log: which recipe, from when, who asked)."""
+    got = board.select_recipe(name)
+    if got.accepted and got.reason != "already active":
+        log.info("%s: recipe %s active from the next cycle (selected over %s)", board.camera,
+                 got.state.recipe or "(none: the camera's own expectation)", source)
+    elif not got.accepted:
+        log.warning("%s: recipe selection over %s refused: %s", board.camera, source, got.reason)
+    return got
+
+
+def listen_for_commands(publisher, prefix: str, device_id: str, boards: Mapping) -> None:
+    """Before the MQTT publisher starts: each triggered camera's trigger and recipe topics offer to its board,
+    and each answer goes to the topic + "/answer" (daemon/publish/mqtt_client.Publisher.listen)."""
+    from daemon.publish.payload import recipe_topic, trigger_topic
 
     for name in boards:
         topic = trigger_topic(prefix, device_id, name)
-        publisher.listen(topic, lambda body, name=name: offer_command(boards, name, body, "mqtt", recipes())[1],
+        publisher.listen(topic, lambda body, name=name: offer_command(boards, name, body, "mqtt")[1],
+                         topic + "/answer")
+        topic = recipe_topic(prefix, device_id, name)
+        publisher.listen(topic, lambda body, name=name: select_command(boards, name, body, "mqtt")[1],
                          topic + "/answer")
 
 
 def answer(camera: str, trigger_id: Optional[str], accepted: bool, reason: str = "") -> bytes:
     return json.dumps({"camera": camera, "trigger_id": trigger_id, "accepted": accepted, "reason": reason},
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def recipe_answer(camera: str, recipe: Optional[str], accepted: bool, reason: str) -> bytes:
+    return json.dumps({"camera": camera, "recipe": recipe, "accepted": accepted, "reason": reason},
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _not_triggered(camera: str) -> str:
+    return f"camera {printable(camera)[:64]!r} is not a triggered camera"
 
 
 def _text(doc: dict, key: str) -> Optional[str]:

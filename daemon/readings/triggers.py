@@ -13,8 +13,12 @@ all tell the same story.
 
 One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed. A missed trigger is
 counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the protocol tells
-its client (a Modbus bit, an HTTP 409, an MQTT reply). Pure: no I/O, no clock reads beyond a Trigger's default
-arrival times.
+its client (a Modbus bit, an HTTP 409, an MQTT reply).
+
+The board also holds the camera's active recipe: the one a trigger naming none is judged by. Any protocol selects
+it (select_recipe); it applies from the next cycle on (a cycle running keeps the recipe it started with), with no
+reload and no model load. An unknown name is refused and the active recipe stays. Pure: no I/O, no clock reads
+beyond a Trigger's default arrival times.
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
+
+from daemon.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ class BoardCounters:
     triggers: int = 0    # offered
     accepted: int = 0
     missed: int = 0      # offered while busy or while one waited (triggers == accepted + missed)
+    recipe_changes: int = 0   # selections that changed the active recipe
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,20 @@ class BoardState:
     last_status: Optional[str]
     counters: BoardCounters
     version: int
+    recipe: Optional[str] = None       # the active recipe (None: the camera's own expect_*)
+    recipes: tuple = ()                # the recipes it may select, in config order (Modbus numbers them from 1)
+
+    @property
+    def recipe_number(self) -> int:
+        """The active recipe's number: its place in the config's recipes from 1; 0: none (the camera's own)."""
+        return self.recipes.index(self.recipe) + 1 if self.recipe in self.recipes else 0
 
     def as_dict(self) -> dict:
         return {"camera": self.camera, "ready": self.ready, "waiting": self.waiting, "busy": self.busy,
                 "cycle_seq": self.cycle_seq, "last_result_id": self.last_result_id, "last_status": self.last_status,
+                "recipe": self.recipe,
                 "counters": {"triggers": self.counters.triggers, "accepted": self.counters.accepted,
-                             "missed": self.counters.missed}}
+                             "missed": self.counters.missed, "recipe_changes": self.counters.recipe_changes}}
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,18 @@ class TriggerAnswer:
                 "state": self.state.as_dict()}
 
 
+@dataclass(frozen=True)
+class RecipeAnswer:
+    """What a protocol answers a recipe selection: accepted (now active) or refused (the old one stays), and why."""
+    accepted: bool
+    reason: str
+    state: BoardState
+
+    def as_dict(self) -> dict:
+        return {"camera": self.state.camera, "accepted": self.accepted, "reason": self.reason,
+                "recipe": self.state.recipe}
+
+
 class TriggerBoard:
     """One triggered camera's trigger slot and cycle state.
 
@@ -105,8 +132,11 @@ class TriggerBoard:
     Guarantees: at most one trigger waits; every offer is counted and answered; take() hands a trigger out once.
     """
 
-    def __init__(self, camera: str):
+    def __init__(self, camera: str, recipes: Sequence[str] = (), recipe: Optional[str] = None):
         self.camera = camera
+        self._recipes = tuple(recipes)
+        self._recipe = recipe if recipe in self._recipes else None
+        self._recipe_changes = 0
         self._lock = threading.Lock()
         self._waiting: Optional[Trigger] = None
         self._busy = False
@@ -135,6 +165,30 @@ class TriggerBoard:
             state = self._changed_locked()
         self._notify(state)
         return TriggerAnswer(accepted=seq is not None, reason=reason, cycle_seq=seq, state=state)
+
+    def select_recipe(self, name: Optional[str]) -> RecipeAnswer:
+        """Makes recipe `name` the active one (None: the camera's own expectation, no recipe); refused, and the
+        active one kept, when name is not one of the board's recipes."""
+        with self._lock:
+            if name is not None and name not in self._recipes:
+                known = ", ".join(self._recipes) or "none defined"
+                return RecipeAnswer(False, f"unknown recipe {printable(name)[:64]!r}: one of {known}", self._state_locked())
+            if name == self._recipe:
+                return RecipeAnswer(True, "already active", self._state_locked())
+            self._recipe = name
+            self._recipe_changes += 1
+            state = self._changed_locked()
+        self._notify(state)
+        return RecipeAnswer(True, "selected", state)
+
+    def set_recipes(self, recipes: Sequence[str], default: Optional[str]) -> None:
+        """A reload's recipes: the active one stays if it still exists, else the camera's configured one."""
+        with self._lock:
+            self._recipes = tuple(recipes)
+            if self._recipe not in self._recipes:
+                self._recipe = default if default in self._recipes else None
+            state = self._changed_locked()
+        self._notify(state)
 
     # ------------------------------------------------------------ the lane
 
@@ -181,8 +235,8 @@ class TriggerBoard:
         return BoardState(camera=self.camera, ready=not self._busy and self._waiting is None,
                           waiting=self._waiting is not None, busy=self._busy, cycle_seq=self._cycle_seq,
                           last_result_id=self._last_result_id, last_status=self._last_status,
-                          counters=BoardCounters(self._triggers, self._accepted, self._missed),
-                          version=self._version)
+                          counters=BoardCounters(self._triggers, self._accepted, self._missed, self._recipe_changes),
+                          version=self._version, recipe=self._recipe, recipes=self._recipes)
 
     def _changed_locked(self) -> BoardState:
         self._version += 1

@@ -9,6 +9,8 @@ Routes (all GET but one):
   POST /api/cameras/<camera>/save  keeps the current frame as a PNG (the page's one write)
   POST /api/cameras/<camera>/trigger  starts a read cycle (JSON body: trigger_id, expected, recipe, fields):
                                    202 accepted, 409 missed (busy), 400 bad command, 404 not a triggered camera
+  POST /api/cameras/<camera>/recipe   selects the active recipe (JSON body: {"recipe": name}): 200 selected,
+                                   409 refused (unknown recipe; the old one stays), 400 bad command, 404 as above
   /evidence/<id>.jpg               a stored reading's frame; /evidence/<id>/line<k>.jpg its line k (daemon/evidence.py)
 
 Access: with a token configured (web.token_env / web.token_file; required off loopback by config), a request
@@ -51,6 +53,8 @@ class PageFeed:
     evidence_path: Callable[[str, Optional[int]], object]   # (msg_id, line) -> Path or None
     # (camera, body) -> (outcome, JSON answer): a read-cycle trigger (daemon/readings/trigger_commands.py)
     trigger: Callable[[str, bytes], tuple[str, bytes]] = lambda camera, body: ("unknown", b"{}")
+    # (camera, body) -> (outcome, JSON answer): a recipe selection (the same module)
+    recipe: Callable[[str, bytes], tuple[str, bytes]] = lambda camera, body: ("unknown", b"{}")
     device: str = ""
     refresh_ms: int = 1000
     frame_max_side_px: int = 1280
@@ -149,10 +153,12 @@ def create_app(feed: PageFeed, token: Optional[str] = None) -> Flask:
     @app.post("/api/cameras/<camera>/trigger")
     def trigger(camera: str):
         outcome, body = feed.trigger(camera, request.get_data(cache=False))
-        code = {"accepted": 202, "missed": 409, "bad": 400, "unknown": 404}.get(outcome, 500)
-        resp = make_response(body, code)
-        resp.headers["Content-Type"] = "application/json"
-        return resp
+        return _json(body, {"accepted": 202, "missed": 409, "bad": 400, "unknown": 404}.get(outcome, 500))
+
+    @app.post("/api/cameras/<camera>/recipe")
+    def recipe(camera: str):
+        outcome, body = feed.recipe(camera, request.get_data(cache=False))
+        return _json(body, {"selected": 200, "refused": 409, "bad": 400, "unknown": 404}.get(outcome, 500))
 
     @app.get("/evidence/<msg_id>.jpg")
     def evidence_frame(msg_id: str):
@@ -174,6 +180,12 @@ def create_app(feed: PageFeed, token: Optional[str] = None) -> Flask:
         return resp
 
     return app
+
+
+def _json(body: bytes, code: int):
+    resp = make_response(body, code)
+    resp.headers["Content-Type"] = "application/json"
+    return resp
 
 
 def _text(code: int, body: str):

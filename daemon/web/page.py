@@ -27,7 +27,8 @@ class Page:
 
     @classmethod
     def start(cls, config: Callable[[], Config], snapshot: Callable[[], dict], evidence: Callable[[], Any],
-              trigger: Optional[Callable[[str, bytes], tuple[str, bytes]]] = None) -> Optional["Page"]:
+              trigger: Optional[Callable[[str, bytes], tuple[str, bytes]]] = None,
+              recipe: Optional[Callable[[str, bytes], tuple[str, bytes]]] = None) -> Optional["Page"]:
         """The page on web.host:web.port, or None with web off; a port in use is logged, not fatal (like metrics):
         the live view is kept so a later SIGHUP can bring the server up."""
         from daemon.config import web_token
@@ -42,7 +43,8 @@ class Page:
         feed = PageFeed(state=page.state, latest=page.live.latest, roi=page.roi_of, save=page.save_frame,
                         evidence_path=lambda msg_id, line: evidence().path(msg_id, line),
                         device=cfg.device_id or "", refresh_ms=w.refresh_ms, frame_max_side_px=w.frame_max_side_px,
-                        **({"trigger": trigger} if trigger is not None else {}))
+                        **({"trigger": trigger} if trigger is not None else {}),
+                        **({"recipe": recipe} if recipe is not None else {}))
         token = web_token(w)
         try:
             page.server = WebServer(create_app(feed, token), w.host, w.port, w.threads).start()

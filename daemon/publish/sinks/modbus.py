@@ -30,6 +30,8 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
                        B+7     no_read          ... and nothing was read (no_read, no_label)  0 otherwise
                        B+8     missed_trigger   a trigger was missed (busy, one waiting, or the camera is not
                                                 triggered); stays 1 until the next accepted trigger
+                       B+9     recipe_refused   the last recipe number written names no recipe (the active one
+                                                stays); cleared by the next accepted one
     input registers    B+0-1   result_id        uint32, high word first; the result shown (kept after its ack)
     FC 4               B+2     status           0 none yet, 1 good_read, 2 no_read, 3 no_label, 4 mismatch,
                                                 5 multiple, 255 a status this version does not know (a fail)
@@ -45,9 +47,13 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
                        B+34-35 mismatches
                        B+36-37 multiples
                        B+38-39 missed_triggers
+                       B+40    recipe           the active recipe's number (1: the config's first recipe; 0: none,
+                                                the camera's own expect_*)
     holding registers  B+0-1   trigger_id       uint32, high word first: the next trigger's id (0: none)
     FC 3, 6, 16, 23    B+2-21  expected         40 ASCII characters, as `text`: the next cycles' expected text
                                                 (trailing NULs and spaces cut; all zero: the camera's own)
+                       B+22    recipe           write N to make the config's N-th recipe active (0: none);
+                                                it applies from the next cycle; a bad N sets recipe_refused
 
 The handshake, per part:
     1. PLC waits for trigger_ready = 1, writes trigger_id (and expected), sets trigger = 1.
@@ -98,6 +104,7 @@ from pymodbus.simulator.simutils import SimUtils
 from daemon.publish.outbox import OutboxRow, SinkQueue
 from daemon.publish.sinks.base import QueueSink, SinkDown, Undeliverable
 from daemon.publish.sinks.loop_thread import LoopThread
+from daemon.readings.trigger_commands import select_recipe
 from daemon.readings.triggers import Trigger, TriggerBoard
 
 log = logging.getLogger(__name__)
@@ -106,15 +113,17 @@ log = logging.getLogger(__name__)
 COIL_TRIGGER, COIL_RESULT_ACK = 0, 1
 COILS = 2
 DI_TRIGGER_READY, DI_TRIGGER_ACK, DI_BUSY, DI_RESULT_VALID, DI_OVERRUN = 0, 1, 2, 3, 4
-DI_PASS, DI_FAIL, DI_NO_READ, DI_MISSED_TRIGGER = 5, 6, 7, 8
-DISCRETE_INPUTS = 9
+DI_PASS, DI_FAIL, DI_NO_READ, DI_MISSED_TRIGGER, DI_RECIPE_REFUSED = 5, 6, 7, 8, 9
+DISCRETE_INPUTS = 10
 IR_RESULT_ID, IR_STATUS, IR_TRIGGER_ID, IR_TEXT_LENGTH, IR_TEXT = 0, 2, 3, 5, 6
 TEXT_CHARS = 40
 IR_COUNTERS = IR_TEXT + TEXT_CHARS // 2   # 26
 COUNTERS = ("cycles", "good_reads", "no_reads", "no_labels", "mismatches", "multiples", "missed_triggers")
-INPUT_REGISTERS = IR_COUNTERS + 2 * len(COUNTERS)   # 40
+IR_RECIPE = IR_COUNTERS + 2 * len(COUNTERS)   # 40
+INPUT_REGISTERS = IR_RECIPE + 1
 HR_TRIGGER_ID, HR_EXPECTED = 0, 2
-HOLDING_REGISTERS = HR_EXPECTED + TEXT_CHARS // 2   # 22
+HR_RECIPE = HR_EXPECTED + TEXT_CHARS // 2   # 22
+HOLDING_REGISTERS = HR_RECIPE + 1
 BLOCK_SPAN = 50   # a camera's block in every table fits in this many addresses; bases at least this far apart
 
 STATUS_CODES = {"good_read": 1, "no_read": 2, "no_label": 3, "mismatch": 4, "multiple": 5}
@@ -264,6 +273,7 @@ class _Station:
     holding: list = field(default_factory=lambda: [0] * HOLDING_REGISTERS)
     trigger_ack: bool = False
     missed_trigger: bool = False
+    recipe_refused: bool = False
     shown: Optional[ShownResult] = None   # the result in the registers (kept after its acknowledgement)
     valid: bool = False                   # result_valid
     acked_row: Optional[int] = None       # the row the PLC acknowledged; the sink deletes its line
@@ -569,11 +579,30 @@ class ModbusSink(QueueSink):
         return answer.accepted
 
     def _write_holding(self, address: int, regs: list) -> None:
+        selections: list[tuple[_Station, int]] = []
         with self._lock:
             for i, value in enumerate(regs):
                 st, offset = self._station_at(address + i)
                 if st is not None and 0 <= offset < HOLDING_REGISTERS:
                     st.holding[offset] = int(value) & 0xFFFF
+                    if offset == HR_RECIPE:
+                        selections.append((st, st.holding[offset]))
+        for st, number in selections:   # outside the lock: the board calls its subscribers
+            accepted = self._select_recipe(st, number)
+            with self._lock:
+                st.recipe_refused = not accepted
+
+    @staticmethod
+    def _select_recipe(st: _Station, number: int) -> bool:
+        if st.board is None:
+            log.warning("modbus: a recipe for camera %s, which is not triggered", st.camera)
+            return False
+        recipes = st.board.state().recipes
+        if number > len(recipes):
+            log.warning("%s: recipe selection over modbus refused: recipe number %d, and there are %d recipes",
+                        st.camera, number, len(recipes))
+            return False
+        return select_recipe(st.board, recipes[number - 1] if number else None, "modbus").accepted
 
     def _render_bits(self, registers: list[int], start_register: int, bits_of) -> None:
         bits = SimUtils.registersToBits(registers)
@@ -606,7 +635,7 @@ class ModbusSink(QueueSink):
                 board is not None and (board.busy or board.waiting), st.valid, st.overrun,
                 shown is not None and shown.status == "good_read",
                 shown is not None and shown.status != "good_read",
-                shown is not None and shown.status in _NOTHING_READ, st.missed_trigger]
+                shown is not None and shown.status in _NOTHING_READ, st.missed_trigger, st.recipe_refused]
 
     @staticmethod
     def _input_registers(st: _Station) -> list[int]:
@@ -622,6 +651,7 @@ class ModbusSink(QueueSink):
         counts["missed_triggers"] = st.board.state().counters.missed if st.board is not None else 0
         for i, name in enumerate(COUNTERS):
             regs[IR_COUNTERS + 2 * i:IR_COUNTERS + 2 * i + 2] = uint32_registers(counts[name])
+        regs[IR_RECIPE] = st.board.state().recipe_number if st.board is not None else 0
         return regs
 
     # ------------------------------------------------------------ the server (the loop thread)

@@ -1,0 +1,130 @@
+"""The active recipe of a triggered camera: selected by any protocol on its TriggerBoard, refused when unknown
+(the old one stays), judging the cycles that start after it, remembered across a restart and kept by a reload
+while it still exists. Real boards, lanes, recorder and outbox; Modbus through pymodbus's client."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from daemon import config
+from daemon.readings import refresh_boards
+from daemon.readings.cycle import CycleLane, CycleRules
+from daemon.readings.trigger_commands import BadCommand, parse_recipe, select_command
+from daemon.readings.triggers import Trigger, TriggerBoard
+from daemon.readings.verify import Expectation
+from readings_support import Result, line
+from test_read_cycle import LOT, frame, results, run, setup
+
+RECIPES = ("cans", "jars")
+
+
+def test_a_known_recipe_is_selected_and_an_unknown_one_refused_keeping_the_old():
+    board = TriggerBoard("cam", RECIPES, "cans")
+    assert (board.state().recipe, board.state().recipe_number) == ("cans", 1)
+    got = board.select_recipe("jars")
+    assert (got.accepted, got.reason, got.state.recipe, got.state.recipe_number) == (True, "selected", "jars", 2)
+    refused = board.select_recipe("bottles")
+    assert not refused.accepted and "unknown recipe 'bottles'" in refused.reason and "cans, jars" in refused.reason
+    assert board.state().recipe == "jars"
+    assert board.select_recipe("jars").reason == "already active"
+    none = board.select_recipe(None)                              # the camera's own expectation
+    assert none.accepted and (none.state.recipe, none.state.recipe_number) == (None, 0)
+    assert board.state().counters.recipe_changes == 2
+
+
+def test_a_board_made_with_an_unknown_default_has_none_active():
+    assert TriggerBoard("cam", RECIPES, "bottles").state().recipe is None
+
+
+@pytest.mark.parametrize("body,name", [(b'{"recipe": "cans"}', "cans"), (b'"jars"', "jars"),
+                                       (b'{"recipe": null}', None), (b"null", None)])
+def test_a_selection_names_a_recipe_or_null(body, name):
+    assert parse_recipe(body) == name
+
+
+@pytest.mark.parametrize("body,why", [(b"cans", "not JSON"), (b'{"name": "cans"}', '{"recipe": name}'),
+                                      (b'{"recipe": 3}', "a recipe's name or null"), (b'{}', '{"recipe": name}'),
+                                      (b'{"recipe": ""}', "a recipe's name or null"),
+                                      (b'{"recipe": "a\\nb"}', "control characters"),
+                                      (b"x" * 5000, "at most 4096"), (b"\xff", "not JSON")])
+def test_a_bad_selection_says_why(body, why):
+    with pytest.raises(BadCommand) as err:
+        parse_recipe(body)
+    assert why in str(err.value)
+
+
+def test_select_command_answers_each_outcome_as_json():
+    boards = {"cam": TriggerBoard("cam", RECIPES, "cans")}
+    outcome, body = select_command(boards, "cam", b'{"recipe": "jars"}', "http")
+    assert outcome == "selected" and json.loads(body) == {"camera": "cam", "recipe": "jars", "accepted": True,
+                                                          "reason": "selected"}
+    outcome, body = select_command(boards, "cam", b'{"recipe": "bottles"}', "http")
+    assert outcome == "refused" and json.loads(body)["recipe"] == "jars" and not json.loads(body)["accepted"]
+    assert select_command(boards, "cam", b"{", "http")[0] == "bad"
+    assert select_command(boards, "other", b'"cans"', "http")[0] == "unknown"
+
+
+def test_the_selected_recipe_judges_the_next_cycle_and_a_running_cycle_keeps_its_own(tmp_path):
+    recipes = {"cans": Expectation(text=LOT), "jars": Expectation(text="LOT 4711B")}
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, recipes=recipes), "cans")
+    t0 = time.time() - 0.001
+    board.offer(Trigger(camera="cam", source="http", trigger_id="1", received_at=t0))
+    lane.due(time.time())                                   # cycle 1 starts under "cans"
+    board.select_recipe("jars")                             # a changeover while it runs
+    for i in range(2):
+        for r in lane.readings(frame(t0 + 0.01 * (i + 1)), Result([line(LOT)]), [], None):
+            recorder.record(lane, r)
+    board.offer(Trigger(camera="cam", source="http", trigger_id="2", received_at=time.time() - 0.001))
+    run(lane, recorder, [[line(LOT)], [line(LOT)]], time.time() - 0.001)
+    assert [(d["trigger_id"], d["recipe"], d["status"]) for d in results(outbox)] == [
+        ("1", "cans", "good_read"), ("2", "jars", "mismatch")]
+
+
+def _cfg(tmp_path, recipes=RECIPES, default="cans"):
+    return config.from_dict({
+        "device_id": "st1", "mqtt": {"enabled": False}, "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+        "recipes": [{"name": n, "expect_text": f"LOT {n}"} for n in recipes],
+        "cameras": [{"name": "cam", "kind": "sample", "mode": "triggered", "recipe": default}]})
+
+
+def test_the_selected_recipe_survives_a_restart_and_a_reload_keeps_it_while_it_exists(tmp_path, caplog):
+    boards: dict = {}
+    refresh_boards(_cfg(tmp_path), boards)
+    assert boards["cam"].state().recipe == "cans"
+    assert boards["cam"].select_recipe("jars").accepted
+    saved = json.loads((tmp_path / "cycles" / "cam.recipe.json").read_text())
+    assert saved == {"recipe": "jars"}
+
+    after_restart: dict = {}
+    refresh_boards(_cfg(tmp_path), after_restart)
+    assert after_restart["cam"].state().recipe == "jars"
+
+    board = after_restart["cam"]
+    refresh_boards(_cfg(tmp_path, recipes=("cans", "jars", "tins")), after_restart)   # a reload adding one
+    assert after_restart["cam"] is board and board.state().recipe == "jars"
+    refresh_boards(_cfg(tmp_path, recipes=("cans", "tins")), after_restart)           # jars removed
+    assert board.state().recipe == "cans" and board.state().recipes == ("cans", "tins")
+
+    (tmp_path / "cycles" / "cam.recipe.json").write_text('{"recipe": "jars"}')       # saved, then removed
+    with caplog.at_level(logging.WARNING):
+        fresh: dict = {}
+        refresh_boards(_cfg(tmp_path, recipes=("cans", "tins")), fresh)
+    assert fresh["cam"].state().recipe == "cans" and "no longer in the config" in caplog.text
+
+    (tmp_path / "cycles" / "cam.recipe.json").write_bytes(b"\xff{garbage")
+    fresh = {}
+    refresh_boards(_cfg(tmp_path), fresh)
+    assert fresh["cam"].state().recipe == "cans"
+
+
+def test_a_lane_made_from_config_judges_by_the_board_s_recipe(tmp_path):
+    from daemon.readings import make_lane
+
+    cfg = _cfg(tmp_path)
+    boards: dict = {}
+    refresh_boards(cfg, boards)
+    lane = make_lane(cfg.cameras[0], boards, cfg)
+    assert isinstance(lane, CycleLane) and set(lane.rules.recipes) == set(RECIPES)
