@@ -6,12 +6,13 @@ the pipeline never learns which backend runs it.
 from __future__ import annotations
 
 import abc
+import threading
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from daemon.ocr.det_pre import Letterbox, preprocess_det
+from daemon.ocr.det_pre import Letterbox, Letterboxer
 
 
 class BackendError(RuntimeError):
@@ -67,9 +68,13 @@ class Model(abc.ABC):
         len(frames) <= the fixed batch; unused slots are zero. The CPU way is here; a GPU backend
         overrides it to letterbox on the device straight into its input buffer.
         """
-        n, _, in_h, in_w = self.inputs[0].shape
-        batch = np.zeros((n, 3, in_h, in_w), dtype=np.float32)
-        boxes = [preprocess_det(f, in_h, in_w, out=batch[i])[1] for i, f in enumerate(frames)]
+        # One Letterboxer per calling thread (the detector's): its batch buffer is reused, never shared.
+        local = self.__dict__.setdefault("_letterboxers", threading.local())
+        letterbox = getattr(local, "letterbox", None)
+        if letterbox is None:
+            n, _, in_h, in_w = self.inputs[0].shape
+            letterbox = local.letterbox = Letterboxer(n, in_h, in_w)
+        batch, boxes = letterbox(frames)
         return self.run1(batch), boxes
 
     def detector(self):

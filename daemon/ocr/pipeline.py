@@ -20,7 +20,7 @@ from daemon.config import Config, OcrConfig
 from daemon.engines.plan import specs_for
 from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_candidates
+from daemon.ocr.ctc import ctc_candidates_batch
 from daemon.ocr.db_post import DbParams, boxes_from_prob
 from daemon.ocr.det_pre import Letterbox, to_frame_coords
 from daemon.ocr.detector import Detector
@@ -270,6 +270,7 @@ class OcrPipeline:
         slots = pack_slots([im.shape[1] for im in piece_images], width, gap)
         tail = self.rec_tail.inputs[0].shape[0] if self.rec_tail is not None else 0
         emitted: list[tuple[Emission, ...]] = [()] * len(pieces)
+        charset = self.charset
         first = 0
         for size, used in batch_plan(len(slots), self.cfg.rec_batch, tail):
             model = self.rec if size == self.cfg.rec_batch else self.rec_tail
@@ -282,13 +283,14 @@ class OcrPipeline:
             probs = model.run1(batch)  # type: ignore[union-attr]
             self._check_classes(probs.shape[-1])
             stride = width / probs.shape[1]     # image columns per output step
-            for k, slot in enumerate(batch_slots):
-                for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):
-                    idx, steps, prob, alt, alt_prob = ctc_candidates(probs[k, lo:hi])
-                    at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
-                    emitted[p.piece] = tuple(Emission(self.charset[c], float(x), float(q),
-                                                      self.charset[a] if q_alt > 0 else "", max(float(q_alt), 0.0))
-                                             for c, x, q, a, q_alt in zip(idx, at, prob, alt, alt_prob))
+            placed = [(k, p, lo, hi) for k, slot in enumerate(batch_slots)
+                      for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1]))]
+            decoded = ctc_candidates_batch(probs, [(k, lo, hi) for k, _, lo, hi in placed])
+            for (_, p, lo, _), (idx, steps, prob, alt, alt_prob) in zip(placed, decoded):
+                at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
+                emitted[p.piece] = tuple(Emission(charset[c], x, q, charset[a] if q_alt > 0 else "", max(q_alt, 0.0))
+                                         for c, x, q, a, q_alt in zip(idx.tolist(), at.tolist(), prob.tolist(),
+                                                                      alt.tolist(), alt_prob.tolist()))
         lines: list[list[PieceReading]] = [[] for _ in images]
         for piece, found in zip(pieces, emitted):
             lines[piece.crop_index].append(PieceReading(piece.keep, piece.space_before, found))
