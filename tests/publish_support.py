@@ -18,7 +18,23 @@ from daemon.publish.outbox import Outbox
 from daemon.publish.payload import result_message, result_topic
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-4.json").read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+class _ResultValidator:
+    """Validates an ocr-result message against the schema it names: ocr-result/4, or ocr-result/5 (a read cycle's
+    result, a consensus label's with its status)."""
+
+    def __init__(self):
+        here = Path(__file__).resolve().parent.parent / "daemon/schema"
+        self._by_id = {f"ocr-result/{v}": jsonschema.Draft202012Validator(
+            json.loads((here / f"ocr-result-{v}.json").read_text())) for v in (4, 5)}
+
+    def validate(self, doc: dict) -> None:
+        assert doc.get("schema") in self._by_id, doc.get("schema")
+        self._by_id[doc["schema"]].validate(doc)
+
+
+VALIDATOR = _ResultValidator()
 DEVICE = "dev"
 PREFIX = "ocr"
 

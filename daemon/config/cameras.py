@@ -76,6 +76,10 @@ class CameraConfig:
     # ... or this long, or once it has waited this long since its first frame (the latency consensus adds).
     leave_after_s: float = 1.0
     max_wait_s: float = 3.0
+    # Consensus: every label seen is one message with a status (ocr-result/5): good_read, or no_read when it was
+    # seen and nothing of it was accepted (no texts; its frame in the evidence store), so a tunnel's no-reads are an
+    # output (docs/read-cycles.md). false: no status, and a label not read leaves no message.
+    label_status: bool = True
     # continuous: reads every frame (above); triggered: reads only when asked (MQTT .../<camera>/trigger, the page's
     # POST /api/cameras/<camera>/trigger, the Modbus trigger coil) and answers each trigger with exactly one result
     # (ocr-result/5: good_read, no_read, no_label, mismatch, multiple): docs/read-cycles.md.

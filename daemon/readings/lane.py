@@ -10,6 +10,7 @@ page, no threads. The work loop's thread calls it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Optional
@@ -22,6 +23,8 @@ from daemon.sources import Frame
 
 log = logging.getLogger(__name__)
 
+GOOD_READ, NO_READ = "good_read", "no_read"   # as daemon/readings/cycle.py's statuses
+
 
 class Lane:
     def __init__(self, cam: CameraConfig):
@@ -29,8 +32,10 @@ class Lane:
         self.code_formats = tuple(cam.codes)
         self.filter = ResultFilter(FilterRules.from_camera(cam))
         self.tracker: Optional[LabelTracker] = None
+        self.label_status = False
         if publish_mode(cam) == "consensus":
             self.tracker = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
+            self.label_status = cam.label_status
 
     @property
     def voting(self) -> bool:
@@ -96,8 +101,24 @@ class Lane:
         decision = self.filter.decide(label.lines, first.captured_at, label.codes)
         best_box = {_box_key(line.box): box for line, box in zip(label.lines, label.best_boxes)}
         boxes = [best_box.get(_box_key(line.box)) for line in decision.lines]
+        status = label_status(decision, bool(label.lines or label.codes)) if self.label_status else None
+        if status == NO_READ:
+            decision = dataclasses.replace(decision, publish=True)   # a no-read is an output, not an absence
         return Reading(self.camera, decision, best, first.captured_at, tuple(label.lines), boxes,
-                       frames=label.frames)
+                       frames=label.frames, cycle=None if status is None else {
+                           "status": status, "trigger_id": None, "trigger_source": None, "recipe": None,
+                           "verification": None})
+
+
+def label_status(decision: Decision, seen: bool) -> Optional[str]:
+    """A consensus label's status: good_read when the filter publishes something of it (text or a code), no_read
+    when something of it was seen and nothing accepted; None when it makes no message (a duplicate of one just
+    published). Pure."""
+    if decision.publish and decision.key:
+        return GOOD_READ
+    if not decision.key and seen:
+        return NO_READ
+    return None
 
 
 def _box_key(box) -> tuple:
