@@ -300,7 +300,8 @@ class StageClock:
         self.capture: list[float] = []     # capture thread: ms per frame handed out
         self.readings = 0
         self.record_ms: list[float] = []   # per reading offered to the recorder
-        self._loop_t = None
+        self.codes_read_ms: list[float] = []   # per frame's code reading, on the code pool's thread
+        self._loop_t = self._wall_t = None
 
     def wrap(self, stage: str, fn, per_call: list | None = None):
         import time as _t
@@ -317,13 +318,15 @@ class StageClock:
         timed.__wrapped__ = fn
         return timed
 
-    def frame_taken(self, t0_ns: int) -> None:
-        """The loop took a frame in a take that began at t0_ns (thread CPU): the previous frame ends there."""
+    def frame_taken(self, t0_ns: int, wall_ns: int) -> None:
+        """The loop took a frame in a take that began at t0_ns (thread CPU), wall_ns (wall clock): the previous
+        frame ends there."""
         if self._loop_t is not None:
             self.current["loop"] = (t0_ns - self._loop_t) / 1e6
+            self.current["loop_wall"] = (wall_ns - self._wall_t) / 1e6
             self.frames.append(self.current)
         self.current = {}
-        self._loop_t = t0_ns
+        self._loop_t, self._wall_t = t0_ns, wall_ns
 
 
 def _instrument(clock: StageClock) -> list[str]:
@@ -347,10 +350,10 @@ def _instrument(clock: StageClock) -> list[str]:
     take = FrameHub.take
 
     def take_and_mark(self, *args, **kwargs):
-        t0 = time.thread_time_ns()
+        t0, w0 = time.thread_time_ns(), time.perf_counter_ns()
         frames = take(self, *args, **kwargs)
         if frames:
-            clock.frame_taken(t0)
+            clock.frame_taken(t0, w0)
             clock.current["take"] = (time.thread_time_ns() - t0) / 1e6
         return frames
     FrameHub.take = take_and_mark
@@ -369,7 +372,23 @@ def _instrument(clock: StageClock) -> list[str]:
             patch(pl, name, stage)
         if not names:
             missing.append(f"daemon.ocr.pipeline.{prefix}*")
-    patch(Lane, "read_codes", "codes")
+    try:
+        from daemon.readings.code_pool import CodePool
+    except ImportError:                 # a checkout from before the code pool: codes are read in the loop
+        patch(Lane, "read_codes", "codes")
+    else:
+        # The loop's part: waiting for the frame's codes (CPU only where they were read inline); the reading itself
+        # runs on the pool's thread, timed per call and counted in that thread's CPU.
+        patch(CodePool, "result", "codes")
+        read = Lane.read_codes
+
+        def read_timed(self, *args, **kwargs):
+            t0 = time.thread_time_ns()
+            try:
+                return read(self, *args, **kwargs)
+            finally:
+                clock.codes_read_ms.append((time.thread_time_ns() - t0) / 1e6)
+        Lane.read_codes = read_timed
     patch(Lane, "readings", "lane")
     patch(Lane, "due", "lane")
     patch(LiveView, "frame", "page")
@@ -398,7 +417,7 @@ def _thread_cpu_s() -> dict:
 
 def _thread_group(name: str) -> str:
     for prefix, group in (("work-loop", "work loop"), ("capture-", "capture"), ("evidence", "evidence writer"),
-                          ("mqtt", "mqtt sink"), ("sink-", "mqtt sink"), ("paho", "mqtt sink"),
+                          ("mqtt", "mqtt sink"), ("codes", "code reader"), ("sink-", "mqtt sink"), ("paho", "mqtt sink"),
                           ("MainThread", "main (idle)")):
         if name.startswith(prefix):
             return group
@@ -511,7 +530,7 @@ def worker(spec: dict) -> dict:
     f0, n0 = frames_done(), len(clock.frames)
     ru0, w0, th0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), _thread_cpu_s()
     stored0 = service.snapshot()["cameras"][CAMERA]["stored"]
-    r0 = len(clock.record_ms)
+    r0, c0 = len(clock.record_ms), len(clock.codes_read_ms)
     time.sleep(spec["seconds"])
     f1, n1 = frames_done(), len(clock.frames)
     ru1, w1, th1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), _thread_cpu_s()
@@ -519,6 +538,7 @@ def worker(spec: dict) -> dict:
     load1 = os.getloadavg()[0]
     stored1 = snap["cameras"][CAMERA]["stored"]
     record_ms = clock.record_ms[r0:]
+    codes_read_ms = clock.codes_read_ms[c0:]
     service.request_stop()
     loop.join(timeout=120)
     mismatches = service.pipeline.backend.cursor.mismatches
@@ -528,7 +548,7 @@ def worker(spec: dict) -> dict:
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     window = clock.frames[n0:n1]
     stages = {}
-    for stage in (*LOOP_STAGES, *REC_PARTS, "loop"):
+    for stage in (*LOOP_STAGES, *REC_PARTS, "loop", "loop_wall"):
         values = [f.get(stage, 0.0) for f in window]
         stages[stage] = {"p50": _percentile(values, 50), "p95": _percentile(values, 95),
                          "mean": round(sum(values) / max(1, len(values)), 3)}
@@ -554,6 +574,8 @@ def worker(spec: dict) -> dict:
         "readings_stored_per_s": round((stored1 - stored0) / wall, 2),
         "record_ms_per_reading": {"p50": _percentile(record_ms, 50), "p95": _percentile(record_ms, 95),
                                   "count": len(record_ms)},
+        "codes_read_cpu_ms": {"p50": _percentile(codes_read_ms, 50), "p95": _percentile(codes_read_ms, 95),
+                              "count": len(codes_read_ms)},
         "stages_cpu_ms": stages,
         "threads_cpu_ms_per_frame": {k: round(v, 3) for k, v in sorted(threads.items())},
         "daemon_latency_ms": snap.get("latency_ms", {}),
@@ -685,11 +707,15 @@ def print_tables(runs: list[dict]) -> None:
         print(f"\nPer-stage CPU ms per frame, p50 / p95 ({mode}, detector pre-processing on the {det_pre.upper()}):\n")
         print("| stage | " + " | ".join(_label(r) for r in rs) + " |")
         print("|---|" + "---:|" * len(rs))
-        for stage in ("capture", *LOOP_STAGES[:6], *REC_PARTS, *LOOP_STAGES[6:], "other", "loop"):
+        for stage in ("capture", *LOOP_STAGES[:6], *REC_PARTS, *LOOP_STAGES[6:], "other", "loop", "loop_wall"):
             name = {"rec_pre": "  rec: pre-processing", "ctc": "  rec: CTC", "join": "  rec: line join",
-                    "loop": "**work loop, whole frame**", "capture": "capture (own thread)"}.get(stage, stage)
+                    "loop": "**work loop, whole frame**", "capture": "capture (own thread)",
+                    "loop_wall": "work loop, wall ms per frame"}.get(stage, stage)
             print(f"| {name} | " + " | ".join(f"{r['stages_cpu_ms'][stage]['p50']:.2f} / "
                                                f"{r['stages_cpu_ms'][stage]['p95']:.2f}" for r in rs) + " |")
+        if any(r.get("codes_read_cpu_ms", {}).get("count") for r in rs):
+            print("| codes read on the code pool's thread | " + " | ".join(
+                f"{r['codes_read_cpu_ms']['p50']:.2f} / {r['codes_read_cpu_ms']['p95']:.2f}" for r in rs) + " |")
         print("\nCPU ms per frame by thread (mean):\n")
         names = sorted({k for r in rs for k in r["threads_cpu_ms_per_frame"]})
         print("| thread | " + " | ".join(_label(r) for r in rs) + " |")

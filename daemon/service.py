@@ -25,6 +25,7 @@ from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Lane, Recorder, make_lane, refresh_boards, wanted_frames
+from daemon.readings.code_pool import CodePool
 from daemon.readings.trigger_commands import listen_for_commands, offer_command, select_command
 from daemon.reload_plan import reload_plan
 from daemon.sd_notify import Notifier, watchdog_interval_s
@@ -87,6 +88,7 @@ class Service:
         self.live = NoLive()      # the page's view of each camera (daemon/web/live.py)
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
         self.counters = Counters()
+        self.codes = CodePool()   # each frame's codes, read beside its OCR from submit on
         # Refused readings, lost only once nothing offers them again (the outbox's counters looked up then).
         self._unstored = UnstoredReadings(lambda: self.outbox.counters)
         self.status = Status(self, self.counters)
@@ -225,6 +227,7 @@ class Service:
             self.evidence.stop()
         if self.pipeline is not None:
             self.pipeline.close()
+        self.codes.close()
         if self.outbox is not None:
             self.outbox.close()
 
@@ -264,6 +267,7 @@ class Service:
             self._finish(started)
 
     def _submit(self, frames: list[Frame]) -> Optional[tuple[list[Frame], Submitted]]:
+        self.codes.start(frames, self.lanes)
         try:
             return frames, self.pipeline.submit([f.image for f in frames])
         except Exception:
@@ -303,7 +307,7 @@ class Service:
         if lane is None:   # the camera was removed by a reload while its frame was in flight
             frame.ack.release()
             return
-        codes, codes_ms = lane.read_codes(frame.image)
+        codes, codes_ms = self.codes.result(lane, frame)
         self.counters.frame(frame.camera, result.timing_ms, codes_ms)
         readings = lane.readings(frame, result, codes, codes_ms)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
@@ -434,6 +438,7 @@ class Service:
         self._stop_web()
         self.evidence.stop()   # the readings stored in the drain keep their evidence
         self.pipeline.close()
+        self.codes.close()
         lost = self._unstored.flush()
         if lost:
             log.warning("stopping: %d reading(s) refused by a full or failing disk were never stored", lost)

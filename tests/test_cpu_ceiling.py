@@ -20,5 +20,7 @@ def test_cpu_ceiling_smoke_replays_the_recording_through_the_daemon_loop(tmp_pat
     assert run["replay_mismatches"] == 0
     assert run["frames_read_otherwise"] == 0 and run["frames_read_as_recorded"] > 0
     assert run["not_instrumented"] == []
-    for stage in ("det", "det_post", "crop", "rec", "ctc", "codes", "lane", "loop"):
+    for stage in ("det", "det_post", "crop", "rec", "ctc", "lane", "loop"):
         assert run["stages_cpu_ms"][stage]["p50"] > 0, stage
+    # codes are read on the code pool's thread; the loop only takes them
+    assert run["codes_read_cpu_ms"]["count"] > 0 and run["codes_read_cpu_ms"]["p50"] > 0

@@ -1,0 +1,47 @@
+"""Code reading beside the OCR: a frame's codes are read on a worker thread from the moment the frame is submitted
+to the detector, so zxing-cpp (which releases the GIL) runs while the models and the OCR's post-processing of the
+same frame run on the work loop's thread; the loop picks the codes up when it handles the frame's result.
+
+Called by the work loop's thread only (``start``, ``result``, ``close``); the worker thread calls only
+``Lane.read_codes``, which is pure. Bounded: the loop starts at most one detector batch per submit and takes each
+frame's codes before it handles the next batch's, so a few frames wait at most; one started for a frame whose OCR
+failed is dropped when more than ``MAX_PENDING`` wait. Never changes what is read: the codes and the ms are what
+``Lane.read_codes`` returns for the frame's image, read inline where they were not started.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Mapping, Optional, Sequence
+
+from daemon.readings.lane import Lane
+from daemon.sources import Frame
+
+# Frames whose codes may be waiting to be taken: a few detector batches' worth. Beyond it, the oldest (a frame
+# whose OCR failed, so that nothing took its codes) are dropped.
+MAX_PENDING = 64
+
+
+class CodePool:
+    def __init__(self, workers: int = 1):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codes")
+        self._pending: dict[int, tuple[Frame, Lane, Future]] = {}    # id(frame) -> the frame, its lane, the read
+
+    def start(self, frames: Sequence[Frame], lanes: Mapping[str, Lane]) -> None:
+        """Starts reading the codes of each frame whose camera reads codes."""
+        for frame in frames:
+            lane = lanes.get(frame.camera)
+            if lane is not None and lane.code_formats:
+                self._pending[id(frame)] = (frame, lane, self._pool.submit(lane.read_codes, frame.image))
+        while len(self._pending) > MAX_PENDING:
+            self._pending.pop(next(iter(self._pending)))
+
+    def result(self, lane: Lane, frame: Frame) -> tuple[list, Optional[float]]:
+        """The frame's codes and the ms their reading took, as ``lane.read_codes(frame.image)`` gives them."""
+        started = self._pending.pop(id(frame), None)
+        if started is None or started[0] is not frame or started[1] is not lane:
+            return lane.read_codes(frame.image)
+        return started[2].result()
+
+    def close(self) -> None:
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
