@@ -53,13 +53,17 @@ def preprocess_det(frame_bgr: np.ndarray, in_h: int, in_w: int, out: np.ndarray 
     """uint8 HxWx3 BGR -> float32 3 x in_h x in_w, written into ``out`` when given (a batch slot)."""
     if out is None:
         out = np.empty((3, in_h, in_w), dtype=np.float32)
-    return out, _letterbox_into(frame_bgr, out, np.empty(frame_bgr.shape[:2], dtype=np.float32))
+    return out, _letterbox_into(frame_bgr, out, *_planes(frame_bgr.shape[:2]))
 
 
-def _letterbox_into(frame_bgr: np.ndarray, out: np.ndarray, plane: np.ndarray) -> Letterbox:
-    """Writes the letterboxed frame into ``out`` (3 x in_h x in_w), one channel at a time through ``plane``
-    (float32, the frame's H x W): each channel is resized straight into its rows of ``out`` and normalized
-    there, so nothing of the frame's size is allocated and nothing is transposed."""
+def _planes(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(shape, dtype=np.uint8), np.empty(shape, dtype=np.float32)
+
+
+def _letterbox_into(frame_bgr: np.ndarray, out: np.ndarray, channel: np.ndarray, plane: np.ndarray) -> Letterbox:
+    """Writes the letterboxed frame into ``out`` (3 x in_h x in_w), one channel at a time through ``channel``
+    and ``plane`` (uint8 and float32, the frame's H x W): each channel is resized straight into its rows of
+    ``out`` and normalized there, so nothing of the frame's size is allocated and nothing is transposed."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"the detector takes H x W x 3 BGR frames, not {frame_bgr.shape}")
     h, w = frame_bgr.shape[:2]
@@ -69,8 +73,9 @@ def _letterbox_into(frame_bgr: np.ndarray, out: np.ndarray, plane: np.ndarray) -
     out[:, : lb.new_h, lb.new_w:] = 0.0
     for c in range(3):
         # Resize in float so the result does not depend on OpenCV's 8-bit fixed-point rounding
-        # (the GPU kernel interpolates in float too; the two must agree to 1e-3).
-        np.copyto(plane, frame_bgr[:, :, c])
+        # (the GPU kernel interpolates in float too; the two must agree to 1e-3). OpenCV takes the channel out
+        # (faster than numpy's strided copy), numpy converts it.
+        np.copyto(plane, cv2.extractChannel(frame_bgr, c, dst=channel))
         dst = out[c, : lb.new_h, : lb.new_w]
         resized = cv2.resize(plane, (lb.new_w, lb.new_h), dst=dst, interpolation=cv2.INTER_LINEAR)
         if not np.may_share_memory(resized, dst):    # OpenCV wrote elsewhere (a layout it would not take)
@@ -82,7 +87,7 @@ def _letterbox_into(frame_bgr: np.ndarray, out: np.ndarray, plane: np.ndarray) -
 
 class Letterboxer:
     """The CPU detector's input: letterboxes up to ``batch`` frames into one batch buffer it owns and reuses,
-    with one float plane of scratch, so a frame costs no allocation of its size (fresh buffers of that size
+    with one channel's planes of scratch, so a frame costs no allocation of its size (fresh buffers of that size
     were most of this stage's time: the allocator hands them back to the system and faults them in again).
 
     One thread at a time: the batch returned is the same buffer, overwritten by the next call. Slots the call
@@ -90,7 +95,7 @@ class Letterboxer:
 
     def __init__(self, batch: int, in_h: int, in_w: int):
         self.batch = np.zeros((batch, 3, in_h, in_w), dtype=np.float32)
-        self._plane = np.empty((0, 0), dtype=np.float32)
+        self._planes = _planes((0, 0))
         self._filled = 0     # slots holding a frame from an earlier call
 
     def __call__(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
@@ -98,9 +103,9 @@ class Letterboxer:
             raise ValueError(f"{len(frames)} frames for a detector batch of {len(self.batch)}")
         boxes = []
         for slot, frame in zip(self.batch, frames):
-            if self._plane.shape != frame.shape[:2]:
-                self._plane = np.empty(frame.shape[:2], dtype=np.float32)
-            boxes.append(_letterbox_into(frame, slot, self._plane))
+            if self._planes[0].shape != frame.shape[:2]:
+                self._planes = _planes(frame.shape[:2])
+            boxes.append(_letterbox_into(frame, slot, *self._planes))
         self.batch[len(frames):self._filled] = 0.0
         self._filled = len(frames)
         return self.batch, boxes
