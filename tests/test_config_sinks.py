@@ -10,6 +10,7 @@ def test_all_off_by_default_and_the_outbox_owes_rows_to_mqtt_alone():
     cfg = from_dict({"device_id": "dev"})
     assert not (cfg.opcua.enabled or cfg.sparkplug.enabled or cfg.homeassistant.enabled)
     assert not cfg.opcua.allow_anonymous and cfg.opcua.security_mode == "SignAndEncrypt"
+    assert cfg.opcua.result_buffer == 32
     assert sink_names(cfg) == ("mqtt",)
     assert sink_names(from_dict({"device_id": "dev", "mqtt": {"enabled": False}})) == ("mqtt",)   # kept for later
 
@@ -31,6 +32,7 @@ def test_enabled_sinks_in_a_fixed_order(monkeypatch):
     ({"opcua": {"enabled": True, "password_file": "/nonexistent/pw"}}, "opcua.password_file", "/nonexistent/pw"),
     ({"opcua": {"enabled": True, "port": 70000, "password_file": "/etc/hostname"}}, "opcua.port", "70000"),
     ({"opcua": {"security_mode": "None"}}, "opcua.security_mode", "None"),
+    ({"opcua": {"enabled": True, "result_buffer": 0, "password_file": "/etc/hostname"}}, "opcua.result_buffer", "0"),
     ({"sparkplug": {"enabled": True, "group_id": "a/b"}}, "sparkplug.group_id", "a/b"),
     ({"sparkplug": {"qos": 2}}, "sparkplug.qos", "2"),
     ({"homeassistant": {"enabled": True, "discovery_prefix": "ha/#"}}, "homeassistant.discovery_prefix", "ha/#"),

@@ -45,6 +45,9 @@ class OpcUaConfig:
     # null: any client certificate valid now and for its application URI; a folder: only the certificates in it
     # (DER or PEM) or those signed by a CA certificate in it.
     trusted_clients_dir: Optional[str] = None
+    # Per triggered camera, the last results a client can fetch by id; one pushed out before a client acknowledged
+    # it is an overrun (counted, signalled). A PLC that acknowledges each part never needs more than a few.
+    result_buffer: int = 32
 
     def check(self, key: str) -> None:
         """Checked only when enabled: a server that is off reads no certificate and no password."""
@@ -65,6 +68,8 @@ class OpcUaConfig:
         secret(f"{key}.password", self.password_env, self.password_file)
         require(self.trusted_clients_dir is None or os.path.isdir(self.trusted_clients_dir),
                 f"{key}.trusted_clients_dir", self.trusted_clients_dir, "is not a directory")
+        require(1 <= self.result_buffer <= 1024, f"{key}.result_buffer", self.result_buffer,
+                "must be between 1 and 1024")
 
 
 @dataclass(frozen=True)
