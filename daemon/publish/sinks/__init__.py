@@ -3,7 +3,8 @@
 base.py       the interface (start, wake, stop with a drain, health, counters) and QueueSink, the thread that
               takes a sink's own rows from the outbox
 mqtt.py       the JSON payload over MQTT: the publisher of daemon/publish/mqtt_client.py as a sink
-opcua.py      an OPC UA server (asyncua): per camera a folder with the last reading and an event per reading
+opcua.py      an OPC UA server (asyncua): per camera a folder with the last reading and an event per reading;
+opcua_cycles.py   ... and, per triggered camera, OPC 40100-1's read-cycle methods, state and ResultReady events
 sparkplug.py  Sparkplug B on MQTT: NBIRTH / DBIRTH / DDATA / NDEATH, one device per camera
 homeassistant.py  Home Assistant MQTT discovery and a retained state per camera
 
@@ -32,7 +33,7 @@ def build_sinks(cfg: Config, outbox: Outbox, on_acked: Optional[Callable[[str], 
                 boards: Optional[dict] = None) -> dict:
     """name -> sink for every enabled sink, not started. Each module is imported only when its sink is on
     (asyncua, protobuf, pymodbus stay unloaded otherwise). boards: the triggered cameras' TriggerBoards, which the
-    Modbus sink offers its PLC's triggers to."""
+    Modbus and OPC UA sinks offer their clients' triggers to."""
     return {name: _new_sink(name, cfg, outbox, on_acked, boards or {}) for name in enabled_sinks(cfg)}
 
 
@@ -44,7 +45,7 @@ def _new_sink(name: str, cfg: Config, outbox: Outbox, on_acked: Optional[Callabl
         return MqttSink(cfg.mqtt, cfg.device_id, rows, on_acked=on_acked)
     if name == "opcua":
         from daemon.publish.sinks.opcua import OpcUaSink
-        return OpcUaSink(cfg, rows)
+        return OpcUaSink(cfg, rows, boards)
     if name == "sparkplug":
         from daemon.publish.sinks.sparkplug import SparkplugSink
         return SparkplugSink(cfg, rows)

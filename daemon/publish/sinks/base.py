@@ -17,6 +17,8 @@ Delivery rules of QueueSink (the MQTT sink has its own, older and finer ones: da
   outbox.dead_letter_after_failures), and its camera waits behind it with a backoff;
 - a row that is not a reading (the review topic's ocr-review/1 messages) is acknowledged without sending
   (counted as skipped): only the MQTT sink carries them;
+- _deliver() returning HELD keeps the row owed after it was sent (a client must acknowledge it first): the
+  subclass lists it in _held_rows() until it deletes the row itself, so it is neither sent again nor expired;
 - the thread survives any exception, and a sink that is down never blocks the others: each sink's rows are its own.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Collection, Optional, Protocol
 
 from daemon.backoff import backoff_delay_s
 from daemon.publish.outbox import OutboxRow, SinkQueue
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 _IDLE_POLL_S = 0.5          # re-check the outbox at least this often (TTL sweeps, rows replayed by the CLI)
 _BATCH_ROWS = 64            # rows taken from the outbox at once
 _SENDER_WEDGED_S = 120.0    # a sink thread that has not gone round its loop this long is stuck
+
+
+HELD = "held"   # _deliver()'s answer for a row sent but still owed (see the module docstring)
 
 
 class SinkDown(Exception):
@@ -209,8 +214,13 @@ class QueueSink:
     def _connect(self) -> None:
         raise NotImplementedError
 
-    def _deliver(self, row: OutboxRow, reading: Reading) -> None:
+    def _deliver(self, row: OutboxRow, reading: Reading) -> Optional[str]:
+        """Sends one reading; returns None (delivered: the row's line is deleted) or HELD."""
         raise NotImplementedError
+
+    def _held_rows(self) -> Collection[int]:
+        """Rows sent and still owed (_deliver returned HELD), until the subclass deletes them."""
+        return ()
 
     def _disconnect(self) -> None:
         pass
@@ -287,7 +297,7 @@ class QueueSink:
         now = time.monotonic()
         due = [cam for cam, at in self._blocked.items() if at <= now]
         blocked = [cam for cam in self._blocked if cam not in due]
-        rows = self._queue.pending(_BATCH_ROWS, (), blocked)
+        rows = self._queue.pending(_BATCH_ROWS, self._held_rows(), blocked)
         delivered: list[int] = []
         seen_failed: set[str] = set(blocked)
         try:
@@ -298,10 +308,10 @@ class QueueSink:
                     reading = Reading.of_row(row)
                     if reading is None:
                         self.counters.add("skipped")
-                    else:
-                        self._deliver(row, reading)
+                        delivered.append(row.id)
+                    elif self._deliver(row, reading) != HELD:
                         self.counters.add("delivered")
-                    delivered.append(row.id)
+                        delivered.append(row.id)
                     if row.camera in self._blocked:
                         del self._blocked[row.camera]
                         self._backoff.pop(row.camera, None)

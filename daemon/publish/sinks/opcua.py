@@ -10,6 +10,10 @@ Address space (namespace opcua.namespace_uri):
         "Lines"}; written before the event fires)
     events: OcrReadingEventType (a BaseEventType) from the camera's object, with Camera, Text, Confidence,
         ReadingId, CapturedAt and Seq; Time = the capture time, Message = the text.
+A triggered camera's object also has its read-cycle state, the methods StartSingleJob, SelectRecipe,
+GetResultById and AcknowledgeResult, and a ResultReady event per result (OPC 40100-1's shape):
+daemon/publish/sinks/opcua_cycles.py. Such a result's row stays owed to this sink until a client acknowledges
+it or it leaves the buffer, so a restart offers it again.
 All variables are read-only for clients; a camera first seen in a row (not configured) gets its object then.
 Events reach only the clients subscribed when they fire: those fired while a client is away (a daemon restart
 delivers the readings that waited in the outbox as soon as the server is up, usually before clients are back)
@@ -58,7 +62,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import asyncua
 from asyncua import Server, ua
@@ -71,8 +75,9 @@ from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_t
 
 from daemon.config import Config, opcua_password
 from daemon.publish.outbox import OutboxRow, SinkQueue
-from daemon.publish.sinks.base import QueueSink, Reading, SinkDown
+from daemon.publish.sinks.base import HELD, QueueSink, Reading, SinkDown
 from daemon.publish.sinks.loop_thread import LoopThread
+from daemon.publish.sinks.opcua_cycles import CycleResult, ReadCycles
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +380,8 @@ def recent_entry(reading: Reading) -> str:
 class OpcUaSink(QueueSink):
     name = "opcua"
 
-    def __init__(self, cfg: Config, queue: SinkQueue):
+    def __init__(self, cfg: Config, queue: SinkQueue, boards: Optional[Mapping] = None):
+        """boards: the triggered cameras' TriggerBoards (their read cycles are served here)."""
         super().__init__(queue, 1.0, 30.0)
         self._cfg = cfg
         self._o = cfg.opcua
@@ -388,6 +394,7 @@ class OpcUaSink(QueueSink):
         self._history: dict[str, _CameraHistory] = {}
         self._refusals = RefusalLog()
         self._summary_timer: Optional[asyncio.TimerHandle] = None
+        self._cycles = ReadCycles(boards or {}, cfg.opcua.result_buffer, self.wake)
         logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger("asyncua").level))
 
     @property
@@ -408,8 +415,22 @@ class OpcUaSink(QueueSink):
             self._run(self._stop_server())
             raise SinkDown(f"cannot serve {self.endpoint}: {type(exc).__name__}: {exc}") from None
 
-    def _deliver(self, row: OutboxRow, reading: Reading) -> None:
-        self._run(self._update(reading))
+    def _deliver(self, row: OutboxRow, reading: Reading) -> Optional[str]:
+        result = self._cycles.result_of(row, reading)
+        self._run(self._update(reading, result))
+        return None if result is None else HELD   # owed until a client acknowledges it or it leaves the buffer
+
+    def _held_rows(self) -> set[int]:
+        return self._cycles.held_rows()
+
+    def _send_some(self) -> None:
+        """The rows of acknowledged and pushed-out cycle results leave the outbox first; then QueueSink's pass."""
+        settled = self._cycles.settled_rows()
+        if settled:
+            self._queue.delete_many(settled)   # raises: kept, deleted on a later pass
+            self._cycles.deleted(settled)
+            self.counters.add("delivered", len(settled))
+        super()._send_some()
 
     def _disconnect(self) -> None:
         self._loop.close(self._shutdown, _CALL_TIMEOUT_S)
@@ -441,6 +462,7 @@ class OpcUaSink(QueueSink):
         self._event_type = await server.create_custom_event_type(
             idx, "OcrReadingEventType", ua.ObjectIds.BaseEventType,
             [(name, getattr(ua.VariantType, kind)) for name, kind in _EVENT_FIELDS])
+        await self._cycles.install(server, idx)
         root = await server.nodes.objects.add_folder(idx, "OCR")
         self._cameras_folder = await root.add_folder(idx, "Cameras")
         self._server = server
@@ -457,6 +479,7 @@ class OpcUaSink(QueueSink):
     async def _stop_server(self) -> None:
         server, self._server = self._server, None
         self._cameras, self._cameras_folder, self._event_type = {}, None, None
+        self._cycles.detach()
         if server is not None:
             try:
                 await server.stop()
@@ -508,13 +531,14 @@ class OpcUaSink(QueueSink):
         await variables["RecentReadings"].write_value_rank(ua.ValueRank.OneDimension)
         await variables["RecentReadings"].write_array_dimensions([RECENT_READINGS])
         events = await self._server.get_event_generator(self._event_type, obj)
+        await self._cycles.add_camera(name, obj)
         nodes = self._cameras[name] = _CameraNodes(obj, variables, events)
         history = self._history.get(name)
         if history is not None and history.last is not None:
             await self._write(nodes, history)
         return nodes
 
-    async def _update(self, reading: Reading) -> None:
+    async def _update(self, reading: Reading, result: Optional[CycleResult] = None) -> None:
         if self._server is None:
             raise SinkDown("the OPC UA server is not running")
         nodes = await self._camera(reading.camera)
@@ -526,6 +550,8 @@ class OpcUaSink(QueueSink):
         ev.ReadingId, ev.CapturedAt, ev.Seq = reading.msg_id, captured, reading.seq
         ev.Severity = 100
         await nodes.events.trigger(time_attr=captured, message=reading.text or "(no text)")
+        if result is not None:
+            await self._cycles.deliver(result)
 
     @staticmethod
     async def _write(nodes: _CameraNodes, history: _CameraHistory) -> datetime:
