@@ -25,7 +25,7 @@ labels in view (the rendered label below the strip may print a waybill number of
 ms per frame: OCR and codes wall time, the tracker (label outlines included) CPU time of its thread and wall time.
 
     .venv/bin/python bench/sequences.py [--layout single|pair] [--labels 12] [--frames 6] [--json FILE]
-                                        [--ocr-cache FILE]
+                                        [--ocr-cache FILE] [--unreadable-every N]
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from daemon import config as config_mod                      # noqa: E402
 from daemon.codes.reader import CodeReader                   # noqa: E402
 from daemon.readings.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
+from daemon.readings.lane import label_status                # noqa: E402
 from daemon.formats import s10_check_digit, s10_is_valid     # noqa: E402
 from daemon.ocr.evaluate import fold_text, levenshtein        # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                  # noqa: E402
@@ -239,7 +240,7 @@ def _code_ok(truth: LabelTruth, codes) -> bool:
 
 
 def _cache_key(args) -> list:
-    return [args.labels, args.frames, args.seed, args.layout]
+    return [args.labels, args.frames, args.seed, args.layout, args.unreadable_every]
 
 
 def _load_ocr_cache(path, args):
@@ -310,12 +311,14 @@ def score(truths: list[LabelTruth], runs: list[FrameRun], finished: list) -> tup
     cons = ModeScore()
     filt = ResultFilter(_rules())
     by_label: dict[int, list] = defaultdict(list)
+    owners: list[int] = []
     merged = 0
     for label in finished:   # the labels in view in its first and its best frame (a track may absorb the next)
         seen = dict.fromkeys(runs[label.first_context].labels + runs[label.best_context].labels)
         in_view = [by_index[i] for i in seen]
         owner, others = _owner(label, in_view)
         by_label[owner].append(label)
+        owners.append(owner)
         merged += others > 0
     cons.labels = len(truths)
     cons.code_labels = first.code_labels
@@ -341,7 +344,43 @@ def score(truths: list[LabelTruth], runs: list[FrameRun], finished: list) -> tup
     rows = {"first": first.row(), "first+dedup": dedup.row(), "consensus": cons.row()}
     missing = sum(1 for t in truths if not by_label.get(t.index))   # labels folded into another label's track
     tracks = {"published": len(finished), "extra": split, "merged": merged, "missing": missing}
-    return rows, {"tracks": tracks, "first_details": first.details, "consensus_details": cons.details}
+    return rows, {"tracks": tracks, "first_details": first.details, "consensus_details": cons.details,
+                  "label_results": label_results(truths, finished, owners)}
+
+
+def label_results(truths: list[LabelTruth], finished: list, owners: list[int]) -> dict:
+    """The consensus lane's messages with cameras[].label_status on (daemon/readings/lane.py label_status):
+    each finished label, in the order it finished, through one ResultFilter as the lane decides and commits it.
+    Per printed label: exactly one message or not, its statuses, and whether a good_read published its key
+    (read), only other values (misread) or nothing of it."""
+    filt = ResultFilter(_rules())
+    statuses: dict[int, list] = defaultdict(list)
+    wrong_reads: set = set()
+    right_reads: set = set()
+    by_index = {t.index: t for t in truths}
+    for label, owner in zip(finished, owners):
+        decision = filt.decide(label.lines, label.first_seen, label.codes)
+        status = label_status(decision, bool(label.lines or label.codes))
+        if status is None:
+            continue   # a duplicate of a label just published: no message
+        filt.commit(decision)
+        statuses[owner].append(status)
+        if status == "good_read":
+            values = {"".join(line.text.split()) for line in decision.lines} | {c.text for c in decision.codes}
+            if by_index[owner].key in values:
+                right_reads.add(owner)
+            printed = {"".join(t.split()) for t in by_index[owner].lines} | {by_index[owner].key}
+            if values - printed:
+                wrong_reads.add(owner)
+    n = len(truths)
+    one = sum(1 for t in truths if len(statuses.get(t.index, [])) == 1)
+    return {"labels": n, "messages": sum(len(v) for v in statuses.values()), "exactly_one_message": one,
+            "no_message": sum(1 for t in truths if not statuses.get(t.index)),
+            "good_read": sum(v.count("good_read") for v in statuses.values()),
+            "no_read": sum(v.count("no_read") for v in statuses.values()),
+            "read_rate": round(len(right_reads) / max(1, n), 3),
+            "misread_labels": len(wrong_reads),
+            "no_read_labels": sorted(i for i, v in statuses.items() if "no_read" in v)}
 
 
 def main() -> None:
@@ -353,6 +392,9 @@ def main() -> None:
                          f"{PAIR_GAP_PX} px of belt between them, crossing together")
     ap.add_argument("--seed", type=int, default=1100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--unreadable-every", type=int, default=0, metavar="N",
+                    help="every N-th label blurred past reading (sigma 9 px): a label seen and not read, which "
+                         "label_status must report as no_read (0: none)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ocr-cache", type=Path, help="keep the frames' OCR and code reads in this file and reuse "
                     "them when labels, frames, seed and layout match (to re-score the tracker without the OCR)")
@@ -376,12 +418,16 @@ def main() -> None:
     finished, tracker_ms, tracker_wall_ms, outline_ms = [], [], [], []
     truths: list[LabelTruth] = []
     runs: list[FrameRun] = []
+    unreadable: set = set()
     t_start = time.perf_counter()
     total = -(-args.labels // per_pass) * args.frames
     for first_index in range(0, args.labels, per_pass):
         patches, in_view = [], []
         for i in range(first_index, min(args.labels, first_index + per_pass)):
             patch, truth = make_label(i, args.seed + i)
+            if args.unreadable_every and i % args.unreadable_every == args.unreadable_every - 1:
+                patch = cv2.GaussianBlur(patch, (0, 0), 9)
+                unreadable.add(i)
             if scale != 1.0:
                 patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             truths.append(truth)
@@ -428,6 +474,7 @@ def main() -> None:
               "tracker_cpu_ms_max": round(max(tracker_ms), 3),
               "tracker_wall_ms_median": round(statistics.median(tracker_wall_ms), 3),
               "outline_cpu_ms_median": round(statistics.median(outline_ms), 3)}
+    results = extra["label_results"]
     code_frames = [(truths[i], r) for r in runs for i in r.labels if truths[i].code_format]
     frame_code_rate = sum(_code_ok(t, r.codes) for t, r in code_frames) / max(1, len(code_frames))
 
@@ -449,13 +496,18 @@ def main() -> None:
           f"codes {timing['codes_ms_median']}; tracker CPU {timing['tracker_cpu_ms_median']} "
           f"(p95 {timing['tracker_cpu_ms_p95']}, max {timing['tracker_cpu_ms_max']}; of it outlines "
           f"{timing['outline_cpu_ms_median']}), tracker wall {timing['tracker_wall_ms_median']}")
+    print(f"\nconsensus labels as results (label_status): {results['messages']} messages for {results['labels']} "
+          f"labels, {results['exactly_one_message']} labels with exactly one, {results['no_message']} with none; "
+          f"{results['good_read']} good_read, {results['no_read']} no_read (labels {results['no_read_labels']}); "
+          f"read rate {results['read_rate']:.1%}, {results['misread_labels']} labels misread"
+          + (f"; blurred past reading: labels {sorted(unreadable)}" if unreadable else ""))
     if args.json:
         args.json.write_text(json.dumps({
             "layout": args.layout, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
             "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,
             "tracker": TRACKER_DEFAULTS, "ocr_reused": cached is not None,
             "modes": rows, "timing": timing, "frame_code_read_rate": round(frame_code_rate, 3),
-            "consensus_tracks": tracks,
+            "consensus_tracks": tracks, "label_results": results, "unreadable_labels": sorted(unreadable),
             "truth": [{"label": t.index, "kind": t.kind, "key": t.key, "lines": t.lines} for t in truths],
             "first_details": extra["first_details"], "consensus_details": extra["consensus_details"],
         }, ensure_ascii=False, indent=1) + "\n")

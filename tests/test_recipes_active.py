@@ -79,8 +79,10 @@ def test_the_selected_recipe_judges_the_next_cycle_and_a_running_cycle_keeps_its
             recorder.record(lane, r)
     board.offer(Trigger(camera="cam", source="http", trigger_id="2", received_at=time.time() - 0.001))
     run(lane, recorder, [[line(LOT)], [line(LOT)]], time.time() - 0.001)
-    assert [(d["trigger_id"], d["recipe"], d["status"]) for d in results(outbox)] == [
+    docs = results(outbox)
+    assert [(d["trigger_id"], d["recipe"], d["status"]) for d in docs] == [
         ("1", "cans", "good_read"), ("2", "jars", "mismatch")]
+    assert all(d["latency_ms"]["trigger_to_outbox"] >= 0 for d in docs)   # what the PLC waited, to stored
 
 
 def _cfg(tmp_path, recipes=RECIPES, default="cans"):

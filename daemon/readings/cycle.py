@@ -192,7 +192,7 @@ class CycleLane(Lane):
         boxes = self._boxes(best, decision)
         fields = self._fields(trigger, cycle.recipe, status, verification, note)
         return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames,
-                       cycle=fields)
+                       cycle=fields, triggered_mono=trigger.received_mono)
 
     def _verify(self, trigger, recipe: Optional[str], lines, codes) -> tuple[Optional[Verification], Optional[str]]:
         expect = self.rules.recipes.get(recipe) if recipe else self.rules.expect

@@ -40,6 +40,7 @@ class Reading:
     ack: FrameAck = NO_ACK           # the frame's acknowledgement (folder images); labels have none
     seq: Optional[int] = None        # a seq reserved by an earlier pass over the same file
     cycle: Optional[dict] = None     # a read cycle's result: status, trigger_id, trigger_source, recipe, verification
+    triggered_mono: Optional[float] = None   # a read cycle's: when its trigger arrived (time.monotonic)
 
     @property
     def publish(self) -> bool:

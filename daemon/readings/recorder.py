@@ -58,6 +58,8 @@ class Recorder:
         if ctx.codes_ms is not None:
             latency_ms["codes"] = ctx.codes_ms
         latency_ms["capture_to_outbox"] = max(0.0, (time.time() - ctx.captured_at) * 1000.0)
+        if reading.triggered_mono is not None:   # a read cycle: what the PLC waits, from its trigger to the result
+            latency_ms["trigger_to_outbox"] = max(0.0, (time.monotonic() - reading.triggered_mono) * 1000.0)
         cycle = {**reading.cycle, "result_id": seq} if reading.cycle is not None else None   # seq: monotonic
         msg_id, payload = result_message(device_id=self.cfg.device_id, camera=cam, seq=seq,
                                          captured_at=reading.captured_at, lines=decision.lines,
