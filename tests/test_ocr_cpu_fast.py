@@ -1,9 +1,10 @@
 """The CPU side's faster stages compute what the plain ones did, to the bit: the detector's letterbox into a
-reused batch."""
+reused batch, the DB boxes ordered and scored without numpy's per-call overhead."""
 import cv2
 import numpy as np
 import pytest
 
+from daemon.ocr.db_post import box_score, order_quad
 from daemon.ocr.det_pre import DET_MEAN, DET_STD, Letterboxer, letterbox_geometry, preprocess_det
 
 
@@ -42,3 +43,40 @@ def test_a_reused_batch_holds_nothing_of_the_previous_frames():
     assert not batch[1].any()           # the slot this call left empty is zero again
     with pytest.raises(ValueError):
         letterbox([small] * 3)
+
+
+def _order_quad_with_argsorts(points):
+    """order_quad as it was first written, with numpy's stable argsorts."""
+    pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    by_x = pts[np.argsort(pts[:, 0], kind="stable")]
+    left, right = by_x[:2], by_x[2:]
+    tl, bl = left[np.argsort(left[:, 1], kind="stable")]
+    tr, br = right[np.argsort(right[:, 1], kind="stable")]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def test_quads_are_ordered_as_the_argsorts_ordered_them_ties_included():
+    rng = np.random.default_rng(31)
+    quads = [rng.uniform(0, 100, (4, 2)).astype(np.float32) for _ in range(300)]
+    quads += [rng.integers(0, 3, (4, 2)).astype(np.float32) for _ in range(300)]     # many equal x and y
+    quads.append(np.array([[5, 5], [5, 5], [5, 5], [5, 5]], dtype=np.float32))
+    for q in quads:
+        got = order_quad(q)
+        assert got.dtype == np.float32 and np.array_equal(got, _order_quad_with_argsorts(q)), q
+
+
+def test_box_score_takes_the_same_window_as_with_numpy_clips():
+    rng = np.random.default_rng(32)
+    prob = rng.uniform(0, 1, (60, 80)).astype(np.float32)
+    for _ in range(200):
+        quad = rng.uniform(-20, 100, (4, 2)).astype(np.float32)
+        q = quad.copy()
+        xmin = int(np.clip(np.floor(q[:, 0].min()), 0, 79))
+        xmax = int(np.clip(np.ceil(q[:, 0].max()), 0, 79))
+        ymin = int(np.clip(np.floor(q[:, 1].min()), 0, 59))
+        ymax = int(np.clip(np.ceil(q[:, 1].max()), 0, 59))
+        mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+        q[:, 0] -= xmin
+        q[:, 1] -= ymin
+        cv2.fillPoly(mask, [q.round().astype(np.int32)], 1)
+        assert box_score(prob, quad) == float(cv2.mean(prob[ymin:ymax + 1, xmin:xmax + 1], mask)[0])

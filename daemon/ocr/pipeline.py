@@ -220,8 +220,9 @@ class OcrPipeline:
                 t0 = time.perf_counter()
                 found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], self.db)
                 fh, fw = frame.shape[:2]
-                text_boxes = [to_frame_coords(b.text, lb, fh, fw) for b in found]
-                quads = [to_frame_coords(b.quad, lb, fh, fw) for b in found]
+                # every box of the frame mapped at once (N x 4 x 2), then a row each
+                text_boxes = list(to_frame_coords(np.array([b.text for b in found]), lb, fh, fw)) if found else []
+                quads = list(to_frame_coords(np.array([b.quad for b in found]), lb, fh, fw)) if found else []
                 order = reading_order(text_boxes)
                 _add(timing, "det_post", t0)
                 t0 = time.perf_counter()
