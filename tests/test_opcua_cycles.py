@@ -4,7 +4,7 @@ OCR results made up, as in test_read_cycle.py). StartSingleJob -> the cycle's on
 GetResultById -> AcknowledgeResult, and only then the row leaves the outbox; a job while one runs is refused and
 counted; SelectRecipe names the next result's recipe and an unknown one is refused; results pushed out of the
 buffer unacknowledged are overruns, counted and signalled; a restart offers unacknowledged results again with
-the same id; wrong arguments are refused."""
+the same id; wrong arguments are refused; without the user's session there is no job."""
 from __future__ import annotations
 
 import asyncio
@@ -298,7 +298,8 @@ def test_wrong_arguments_and_a_method_called_on_another_cameras_object_are_refus
         async with await _client(plant.tmp_path, plant.cfg.opcua.port) as client:
             st, other = await Station.of(client, "st1"), await Station.of(client, "st2")
             for args in [("only-two", ""), (ua.Variant(7, ua.VariantType.Int32), "", ""), ("p", "", "LOT\x07"),
-                         ("p" * 300, "", ""), ("p", "", "E" * 100_000)]:
+                         ("p" * 300, "", ""), ("p", "", "E" * 100_000),
+                         (ua.Variant(["p", "q"], ua.VariantType.String, is_array=True), "", "")]:
                 with pytest.raises(ua.UaStatusCodeError) as refused:
                     await st.call("StartSingleJob", *args)
                 assert _bad(refused) == "BadInvalidArgument", args
@@ -318,6 +319,19 @@ def test_wrong_arguments_and_a_method_called_on_another_cameras_object_are_refus
             assert "StartSingleJob" not in names and "State" not in names
     asyncio.run(scenario())
     assert board.state().counters == before   # nothing was triggered
+
+
+def test_without_the_user_and_its_password_there_is_no_session_and_so_no_job(plant):
+    board = plant.boards["st1"]
+    before = board.state().counters
+
+    async def attempt(user, password):
+        client = await _client(plant.tmp_path, plant.cfg.opcua.port, user, password)
+        with pytest.raises(Exception):   # BadIdentityTokenRejected, BadUserAccessDenied
+            await client.connect()
+    for user, password in ((None, None), ("ocr", "wrong")):   # opcua.allow_anonymous is false
+        asyncio.run(attempt(user, password))
+    assert board.state().counters == before
 
 
 def test_a_restart_offers_the_unacknowledged_results_again_with_the_same_result_id(tmp_path, monkeypatch):
