@@ -106,6 +106,15 @@ def test_nothing_in_view_is_no_label_and_the_window_ends_the_cycle(tmp_path):
     assert doc["status"] == "no_label" and doc["verification"] is None and doc["texts"] == []
 
 
+def test_a_window_that_passed_without_a_frame_is_a_no_read_with_a_note_never_no_label(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=5, window_ms=1.0))
+    trigger(board, at=time.time() - 1.0)
+    lane.due(time.time())                                  # the cycle starts; its window has passed already
+    assert [recorder.record(lane, r) for r in lane.due(time.time())] == [True]
+    [doc] = results(outbox)
+    assert doc["status"] == "no_read" and "no frame" in doc["note"] and "frames" not in doc
+
+
 def test_lines_refused_by_the_filter_are_no_read_and_two_labels_are_multiple(tmp_path):
     rules = CycleRules(frames=1)
     cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},

@@ -54,6 +54,9 @@ def running(tmp_path_factory):
         "ocr": {"det_input_size": [480, 640], "use_angle_classifier": False, "threads": 1},
         "cameras": [
             {"name": "sample", "kind": "sample", "dedup_window_s": 0},
+            # a read-cycle station whose parts never carry what it expects: each trigger is a fail on the page
+            {"name": "station", "kind": "sample", "mode": "triggered", "cycle_frames": 1, "codes": [],
+             "cycle_window_ms": 60000, "expect_text": "LOT 0000X"},
             # never reachable: here for its password, which must not reach the page
             {"name": "gate", "kind": "rtsp", "uri": f"rtsp://admin:{RTSP_PASSWORD}@127.0.0.1:{free_port()}/stream",
              "reconnect_initial_s": 5.0, "reconnect_max_s": 30.0, "codes": []},
@@ -118,7 +121,7 @@ return {
   kept: [...card.querySelectorAll('ul.lines li.kept')].map(li => li.textContent),
   rows: [...card.querySelectorAll('table.readings tbody tr')].map(tr => ({
     id: tr.dataset.id,
-    texts: [...tr.querySelectorAll('td:nth-child(2) .line .text')].map(d => d.textContent),
+    texts: [...tr.querySelectorAll('td:nth-child(3) .line .text')].map(d => d.textContent),
     href: tr.querySelector('a') ? tr.querySelector('a').href : null,
     crops: [...tr.querySelectorAll('img.crop')].map(i => i.src)})),
   broker: document.getElementById('broker').textContent,
@@ -154,6 +157,29 @@ def test_the_dom_lists_lines_readings_with_evidence_and_the_summary(page, runnin
     assert dom["broker"] == "connected" and "rows" in dom["outbox"]
     assert dom["backend"].startswith("onnxruntime fp32")
     assert "rtsp://admin:***@127.0.0.1" in dom["gate"] and dom["gateStats"]
+
+
+def test_a_failed_part_is_listed_under_last_fails_with_its_frame_and_the_yield(page, running):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    req = urllib.request.Request(running["url"] + "/api/cameras/station/trigger", method="POST",
+                                 data=json.dumps({"trigger_id": "part-9"}).encode(),
+                                 headers={"Authorization": f"Bearer {PAGE_TOKEN}", "X-OCR-Page": "1"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 202
+    read = ("const card = document.querySelector('section[data-camera=station]');"
+            "const rows = [...card.querySelectorAll('table.fails tbody tr')];"
+            "return {shown: !card.querySelector('.fails-block').hidden, cycles: card.querySelector('.cycles').textContent,"
+            " rows: rows.map(tr => ({status: tr.querySelector('td.status').textContent,"
+            "  href: tr.querySelector('a') ? tr.querySelector('a').href : null}))};")
+    WebDriverWait(page, 120).until(lambda d: d.execute_script(read)["rows"])
+    dom = page.execute_script(read)
+    assert dom["shown"] and dom["rows"][0]["status"] in ("mismatch", "no_read"), dom
+    assert "yield 0.0 %" in dom["cycles"] and "recipe none" in dom["cycles"], dom
+    if dom["rows"][0]["href"]:   # the evidence is written on its own thread: the link comes once it is kept
+        assert fetch_jpeg(dom["rows"][0]["href"]).shape[1] > 100
+    sample = page.execute_script("return document.querySelector('section[data-camera=sample] .fails-block').hidden")
+    assert sample   # a continuous first-mode camera has no statuses: no fails block
 
 
 def test_the_save_button_keeps_the_current_frame(page, running):

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE = "good_read", "no_read", "no_label", "mismatch", "multiple"
 STATUSES = (GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE)
 INTERRUPTED = "interrupted by a daemon restart before its result was stored"
+NO_FRAME = "no frame captured after the trigger was read within cycle_window_ms (is the camera streaming?)"
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,13 @@ class CycleLane(Lane):
         accepted_labels = sum(1 for label in labels if any(self._accepted(label, decision)))
         status = cycle_status(accepted_labels, bool(lines or codes), bool(decision.lines), verification,
                               self.rules.one_label)
+        if cycle.frames == 0:   # nothing is known of the part: a fail, never no_label (which says "not there")
+            status, note = NO_READ, NO_FRAME
         best = max(labels, key=lambda lb: sum(line.confidence for line in lb.lines), default=None)
         context = best.best_context if best is not None else (cycle.last or _no_frame(trigger, self._kind))
         boxes = self._boxes(best, decision)
         fields = self._fields(trigger, cycle.recipe, status, verification, note)
-        return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames,
+        return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames or None,
                        cycle=fields, triggered_mono=trigger.received_mono)
 
     def _verify(self, trigger, recipe: Optional[str], lines, codes) -> tuple[Optional[Verification], Optional[str]]:

@@ -113,7 +113,8 @@ class Recorder:
                 self.status.reviewed(cam)
             else:   # nothing offers a review message again
                 self.unstored.lost(getattr(put, "reason", ""))
-        self._page().reading(cam, msg_id, reading.captured_at, lines, reading.frames, review)
+        self._page().reading(cam, msg_id, reading.captured_at, lines, reading.frames, review,
+                             reading.cycle["status"] if reading.cycle else None)
 
     def _window_s(self, cam: str) -> float:
         return next((c.dedup_window_s for c in self.cfg.cameras if c.name == cam), 0.0)

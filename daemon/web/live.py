@@ -1,4 +1,5 @@
-"""What the page shows of each camera: its latest frame with what was read on it, the last readings, the rejects.
+"""What the page shows of each camera: its latest frame with what was read on it, the last readings, the last
+fails (read cycles' and consensus labels' results that are not good_read), the rejects.
 
 The work loop writes here (``frame``, ``reading``, ``rejected``): a few references and a deque append under one
 lock, nothing drawn or encoded. The page's threads read it (``latest``, ``camera_view``) and draw only when asked
@@ -31,6 +32,7 @@ class Reading:
     texts: tuple                    # (text, confidence) per line
     frames: Optional[int] = None    # consensus: frames voted
     review: bool = False            # its id went to the review topic
+    status: Optional[str] = None    # a read cycle's or a consensus label's: good_read, no_read, mismatch, ...
 
 
 @dataclass
@@ -60,6 +62,8 @@ class _Camera:
         self.seq = 0
         self.readings: deque = deque(maxlen=readings)
         self.rejects: deque = deque(maxlen=rejects)
+        self.fails: deque = deque(maxlen=readings)   # results whose status is not good_read: kept apart, so a
+        #                                              run of good parts does not push the last fail off the page
 
 
 class LiveView:
@@ -87,10 +91,14 @@ class LiveView:
             c.latest = LiveFrame(c.seq, captured_at, image, tuple(lines), flags, tuple(codes))
 
     def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
-                frames: Optional[int] = None, review: bool = False) -> None:
+                frames: Optional[int] = None, review: bool = False, status: Optional[str] = None) -> None:
         texts = tuple((line.text, float(line.confidence)) for line in lines)
+        reading = Reading(msg_id, captured_at, texts, frames, review, status)
         with self._lock:
-            self._cam(camera).readings.appendleft(Reading(msg_id, captured_at, texts, frames, review))
+            c = self._cam(camera)
+            c.readings.appendleft(reading)
+            if status not in (None, "good_read"):
+                c.fails.appendleft(reading)
 
     def rejected(self, camera: str, at: float, reasons: dict, lines: Sequence = (),
                  kept: Sequence = ()) -> None:
@@ -130,8 +138,10 @@ class LiveView:
         with self._lock:
             c = self._cams.get(camera)
             if c is None:
-                return {"frame_seq": 0, "frame_at": None, "lines": [], "codes": [], "readings": [], "rejects": []}
+                return {"frame_seq": 0, "frame_at": None, "lines": [], "codes": [], "readings": [], "rejects": [],
+                        "fails": []}
             latest, readings, rejects = c.latest, list(c.readings), [dataclass_copy(r) for r in c.rejects]
+            fails = list(c.fails)
         lines = []
         if latest is not None:
             for i, line in enumerate(latest.lines):
@@ -142,11 +152,16 @@ class LiveView:
             "frame_at": latest.captured_at if latest else None,
             "lines": lines,
             "codes": [{"format": code.format, "text": code.text} for code in (latest.codes if latest else ())],
-            "readings": [{"id": r.msg_id, "at": r.captured_at, "frames": r.frames, "review": r.review,
-                          "texts": [{"text": t, "confidence": round(cf, 3)} for t, cf in r.texts]} for r in readings],
+            "readings": [_reading_view(r) for r in readings],
+            "fails": [_reading_view(r) for r in fails],
             "rejects": [{"at": r.at, "reasons": r.reasons, "repeats": r.repeats,
                          "texts": [{"text": t, "confidence": round(cf, 3)} for t, cf in r.texts]} for r in rejects],
         }
+
+
+def _reading_view(r: Reading) -> dict:
+    return {"id": r.msg_id, "at": r.captured_at, "frames": r.frames, "review": r.review, "status": r.status,
+            "texts": [{"text": t, "confidence": round(cf, 3)} for t, cf in r.texts]}
 
 
 def dataclass_copy(r: Reject) -> Reject:
@@ -161,7 +176,7 @@ class NoLive:
         pass
 
     def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
-                frames: Optional[int] = None, review: bool = False) -> None:
+                frames: Optional[int] = None, review: bool = False, status: Optional[str] = None) -> None:
         pass
 
     def rejected(self, camera: str, at: float, reasons: dict, lines: Sequence = (), kept: Sequence = ()) -> None:

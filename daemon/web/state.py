@@ -23,6 +23,17 @@ def camera_config_view(cam) -> dict:
             "publish_mode": publish_mode(cam), "min_confidence": cam.min_confidence}
 
 
+def _cycles_view(stats: dict) -> Optional[dict]:
+    """A triggered or status-reporting camera's results by status, read rate, yield, triggers and active recipe;
+    None for a camera without any."""
+    triggers = stats.get("triggers") or {}
+    if not stats.get("cycles") and not triggers:
+        return None
+    return {"by_status": dict(stats.get("cycles") or {}), "read_rate": stats.get("read_rate"),
+            "yield": stats.get("yield"), "missed": triggers.get("missed"), "recipe": triggers.get("recipe"),
+            "triggered": bool(triggers), "busy": triggers.get("state") == "busy"}
+
+
 def page_state(snapshot: dict, cameras: dict[str, dict], live_views: dict[str, dict],
                evidence: Optional[dict], configured: dict, refresh_ms: int,
                evidence_lines: Callable[[str], Optional[int]] = lambda msg_id: None) -> dict:
@@ -38,9 +49,11 @@ def page_state(snapshot: dict, cameras: dict[str, dict], live_views: dict[str, d
     for name, view in cameras.items():
         stats = (snapshot.get("cameras") or {}).get(name, {})
         live = dict(live_views.get(name, {}))
-        live["readings"] = [{**r, "evidence_lines": evidence_lines(r["id"])} for r in live.get("readings", [])]
+        for key in ("readings", "fails"):
+            live[key] = [{**r, "evidence_lines": evidence_lines(r["id"])} for r in live.get(key, [])]
         cams[name] = {**view, **{k: stats.get(k) for k in _CAMERA_FIELDS},
-                      "rejected_total": dict(stats.get("rejected") or {}), **live}
+                      "rejected_total": dict(stats.get("rejected") or {}), **live,
+                      "cycles": _cycles_view(stats)}
     return {
         "device": snapshot.get("device"),
         "uptime_s": snapshot.get("uptime_s"),

@@ -80,8 +80,23 @@ function renderCamera(name, cam) {
     return true;
   };
   if (changed("lines", [cam.frame_seq, cam.lines, cam.codes])) renderLines(n, cam);
-  if (changed("readings", cam.readings)) renderReadings(n, cam);
+  if (changed("readings", cam.readings)) renderReadings(n.querySelector("table.readings tbody"), cam.readings);
+  if (changed("fails", cam.fails)) renderReadings(n.querySelector("table.fails tbody"), cam.fails || []);
+  if (changed("cycles", cam.cycles)) renderCycles(n, cam.cycles);
   if (changed("rejects", cam.rejects)) renderRejects(n, cam);
+}
+
+function pct(x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %"; }
+
+function renderCycles(n, cy) {
+  // Results with a status (read cycles, consensus labels): counts, read rate, yield, the active recipe.
+  const p = n.querySelector(".cycles");
+  n.querySelector(".fails-block").hidden = !cy;
+  p.hidden = !cy;
+  if (!cy) return;
+  const counts = Object.entries(cy.by_status).map(([k, v]) => `${k} ${v}`).join(" · ") || "no results yet";
+  p.textContent = `${counts} · read rate ${pct(cy.read_rate)} · yield ${pct(cy.yield)}` +
+    (cy.triggered ? ` · ${cy.missed || 0} missed triggers · recipe ${cy.recipe || "none"} · ${cy.busy ? "busy" : "ready"}` : "");
 }
 
 function renderLines(n, cam) {
@@ -91,15 +106,16 @@ function renderLines(n, cam) {
   for (const code of cam.codes) lines.appendChild(el("li", `${code.format}: ${code.text}`, "code"));
 }
 
-function renderReadings(n, cam) {
-  const rb = n.querySelector("table.readings tbody");
-  rb.replaceChildren(...cam.readings.map(r => {
+function renderReadings(rb, readings) {
+  rb.replaceChildren(...readings.map(r => {
     const tr = el("tr");
     tr.dataset.id = r.id;
     if (r.review) tr.className = "review";
+    if (r.status && r.status !== "good_read") tr.classList.add("fail");
     const when = el("td", time(r.at));
     when.title = r.id;
     tr.appendChild(when);
+    tr.appendChild(el("td", r.status || "", "status"));
     const kept = r.evidence_lines !== null && r.evidence_lines !== undefined;
     tr.appendChild(textsCell(r.texts, kept ? (k => k < r.evidence_lines ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null));
     const ev = el("td");
