@@ -10,11 +10,16 @@ import time
 import pytest
 
 from daemon import config
-from daemon.readings import refresh_boards
+from daemon.evidence import NoEvidence
+from daemon.publish.outbox import Outbox
+from daemon.publish.unstored import UnstoredReadings
+from daemon.readings import Recorder, make_lane, refresh_boards
 from daemon.readings.cycle import CycleLane, CycleRules
 from daemon.readings.trigger_commands import BadCommand, parse_recipe, select_command
 from daemon.readings.triggers import Trigger, TriggerBoard
 from daemon.readings.verify import Expectation
+from daemon.status import Counters
+from daemon.web.live import NoLive
 from readings_support import Result, line
 from test_read_cycle import LOT, frame, results, run, setup
 
@@ -123,10 +128,47 @@ def test_the_selected_recipe_survives_a_restart_and_a_reload_keeps_it_while_it_e
 
 
 def test_a_lane_made_from_config_judges_by_the_board_s_recipe(tmp_path):
-    from daemon.readings import make_lane
-
     cfg = _cfg(tmp_path)
     boards: dict = {}
     refresh_boards(cfg, boards)
     lane = make_lane(cfg.cameras[0], boards, cfg)
     assert isinstance(lane, CycleLane) and set(lane.rules.recipes) == set(RECIPES)
+
+
+def test_a_recipe_reads_with_its_own_codes_and_formats_while_it_judges_a_cycle(tmp_path):
+    cfg = config.from_dict({
+        "device_id": "st1", "mqtt": {"enabled": False}, "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+        "recipes": [{"name": "parcels", "expect_format": "s10", "codes": ["DataMatrix"], "accept_formats": ["s10"]},
+                    {"name": "cans", "expect_text": LOT}],
+        "cameras": [{"name": "cam", "kind": "sample", "mode": "triggered", "recipe": "cans", "codes": ["QRCode"],
+                     "cycle_frames": 1}]})
+    boards: dict = {}
+    refresh_boards(cfg, boards)
+    lane = make_lane(cfg.cameras[0], boards, cfg)
+    board = boards["cam"]
+    outbox = Outbox(cfg.outbox)
+    recorder = Recorder(cfg, outbox, Counters(), UnstoredReadings(lambda: outbox.counters),
+                        engine=lambda: {"backend": "test"}, evidence=NoEvidence, page=NoLive, wake=lambda: None)
+    for recipe, text in (("parcels", LOT), ("parcels", "RR123456785DE"), ("cans", LOT)):
+        board.offer(Trigger(camera="cam", source="http", recipe=recipe, received_at=time.time() - 0.001))
+        lane.due(time.time())
+        assert lane.code_formats == (("DataMatrix",) if recipe == "parcels" else ("QRCode",))
+        for r in lane.readings(frame(time.time()), Result([line(text)]), [], None):
+            recorder.record(lane, r)
+    assert [(d["recipe"], d["status"]) for d in results(outbox)] == [
+        ("parcels", "mismatch"), ("parcels", "good_read"), ("cans", "good_read")]   # LOT is no S10 number
+
+
+def test_a_recipe_s_unknown_code_format_is_a_config_error_naming_it(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        _cfg_with_recipe(tmp_path, {"name": "x", "expect_text": "A", "codes": ["Code128", "NoSuchCode"]})
+    assert "recipes[0].codes[1]" in str(err.value)
+    with pytest.raises(config.ConfigError) as err:
+        _cfg_with_recipe(tmp_path, {"name": "x", "expect_text": "A", "accept_formats": ["isbn"]})
+    assert "recipes[0].accept_formats[0]" in str(err.value)
+
+
+def _cfg_with_recipe(tmp_path, recipe: dict):
+    return config.from_dict({"device_id": "st1", "mqtt": {"enabled": False}, "recipes": [recipe],
+                             "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+                             "cameras": [{"name": "cam", "kind": "sample", "mode": "triggered"}]})

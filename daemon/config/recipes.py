@@ -25,12 +25,24 @@ class RecipeConfig:
     expect_regex: Optional[str] = None
     expect_format: Optional[str] = None
     expect_code: Optional[str] = None
+    # What the camera reads for this product while the recipe judges its cycles, replacing the camera's own:
+    # code formats (zxing-cpp names, as cameras[].codes) and accept_formats (s10, sscc, gtin, iso6346). null: the
+    # camera's.
+    codes: Optional[tuple[str, ...]] = None
+    accept_formats: Optional[tuple[str, ...]] = None
 
     def check(self, key: str) -> None:
+        from daemon.codes import CODE_FORMATS
+        from daemon.formats import FORMATS
+
         require(valid_name(self.name), f"{key}.name", self.name, NAME_RULE)
         require(any(getattr(self, f"expect_{k}") is not None for k in EXPECT_KINDS), f"{key}.expect_text",
                 self.expect_text, "or another expect_ key must say what the recipe expects")
         check_expectation(key, self)
+        for j, name in enumerate(self.codes or ()):
+            require(name in CODE_FORMATS, f"{key}.codes[{j}]", name, f"is not one of {', '.join(CODE_FORMATS)}")
+        for j, name in enumerate(self.accept_formats or ()):
+            require(name in FORMATS, f"{key}.accept_formats[{j}]", name, f"is not one of {', '.join(FORMATS)}")
 
 
 def check_expectation(key: str, holder) -> None:

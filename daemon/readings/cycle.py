@@ -54,6 +54,8 @@ class CycleRules:
     one_label: bool = True            # more than one label read is the status multiple
     confused_margin: float = DEFAULT_CONFUSED_MARGIN
     recipes: Mapping[str, Expectation] = dataclasses.field(default_factory=dict)   # name -> what it expects
+    # name -> (code formats, accept_formats) a recipe reads with instead of the camera's; absent: the camera's
+    reads: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
 
 def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
@@ -63,7 +65,9 @@ def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
 
     return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expectation_of(cam),
                       one_label=cam.one_label, confused_margin=cam.confused_margin,
-                      recipes={r.name: expectation_of(r) for r in recipes})
+                      recipes={r.name: expectation_of(r) for r in recipes},
+                      reads={r.name: (r.codes, r.accept_formats) for r in recipes
+                             if r.codes is not None or r.accept_formats is not None})
 
 
 def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
@@ -96,8 +100,9 @@ class CycleLane(Lane):
                  today: Callable[[], datetime.date] = datetime.date.today):
         super().__init__(cam)
         # A cycle's result is never a duplicate and never dropped for being empty: one result per trigger.
-        self.filter = ResultFilter(dataclasses.replace(FilterRules.from_camera(cam), dedup_window_s=0.0,
-                                                       publish_empty=True))
+        self._rules = dataclasses.replace(FilterRules.from_camera(cam), dedup_window_s=0.0, publish_empty=True)
+        self.filter = ResultFilter(self._rules)
+        self._camera_codes = self.code_formats
         self.tracker = None
         self.board = board
         self.rules = rules
@@ -174,6 +179,7 @@ class CycleLane(Lane):
     def _start(self, trigger) -> None:
         self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9),
                              recipe=trigger.recipe or self.board.state().recipe)
+        self._read_as(self._cycle.recipe)
         self._write_marker(trigger, self._cycle.recipe)
 
     def _finish(self) -> Reading:
@@ -196,6 +202,14 @@ class CycleLane(Lane):
         fields = self._fields(trigger, cycle.recipe, status, verification, note)
         return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames or None,
                        cycle=fields, triggered_mono=trigger.received_mono)
+
+    def _read_as(self, recipe: Optional[str]) -> None:
+        """The code formats and accept_formats this cycle reads with: its recipe's where it names them."""
+        codes, formats = self.rules.reads.get(recipe, (None, None)) if recipe else (None, None)
+        self.code_formats = tuple(codes) if codes is not None else self._camera_codes
+        rules = self._rules if formats is None else dataclasses.replace(self._rules, accept_formats=tuple(formats))
+        if rules != self.filter.rules:
+            self.filter = ResultFilter(rules)
 
     def _verify(self, trigger, recipe: Optional[str], lines, codes) -> tuple[Optional[Verification], Optional[str]]:
         expect = self.rules.recipes.get(recipe) if recipe else self.rules.expect
