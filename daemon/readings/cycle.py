@@ -10,8 +10,8 @@ something was), ``no_read`` (something in view, nothing accepted, or the expecte
 ``multiple`` (more than one label read where one was expected). The result goes through the recorder and the
 outbox like any reading (schema ocr-result/5), so a PLC gets it from every sink and a restart loses none.
 
-A cycle is marked open in a small file (``<state_dir>/cycles/<camera>.json``) from the trigger until its result is
-stored: a daemon killed in between answers that trigger after the restart with ``no_read`` and a note, never
+A cycle is marked open in a small file (``<state_dir>/cycles/<camera>.json``) from the moment its trigger is
+accepted (before any protocol answers "accepted") until its result is stored: a daemon killed in between answers that trigger after the restart with ``no_read`` and a note, never
 silence and never a pass. Frames of an idle triggered camera are not OCR'd at all (``wants``).
 
 Pure apart from that marker file and the code reader; the work loop's thread calls it (``due`` each turn takes the
@@ -110,7 +110,10 @@ class CycleLane(Lane):
         self._kind = cam.kind
         self._cycle: Optional[_Cycle] = None
         self._marker = os.path.join(marker_dir, f"{cam.name}.json")
-        self._interrupted = self._read_marker()
+        state = board.state()
+        # A board a reload kept may hold an accepted trigger: the marker is that trigger's, not an interrupted one.
+        self._interrupted = None if state.waiting or state.busy else self._read_marker()
+        board.on_accept = lambda trigger: self._write_marker(trigger, trigger.recipe or board.state().recipe)
 
     # ------------------------------------------------------------ the work loop's calls
 
@@ -169,7 +172,9 @@ class CycleLane(Lane):
         if reading.cycle and reading.cycle.get("trigger_source") != "restart":   # the board took no trigger for it
             self.board.finish(result_id or 0, status)
         if result_id is not None:
-            self._remove_marker()
+            state = self.board.state()
+            if not (self._cycle is not None or state.waiting or state.busy):   # else the marker is a newer trigger's
+                self._remove_marker()
         else:
             log.error("%s: the result of trigger %s could not be stored; it is answered as interrupted after a "
                       "restart", self.camera, reading.cycle.get("trigger_id") if reading.cycle else None)

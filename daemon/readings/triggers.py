@@ -146,6 +146,9 @@ class TriggerBoard:
         self._triggers = self._accepted = self._missed = 0
         self._version = 0
         self._subscribers: list[Callable[[BoardState], None]] = []
+        # Called with each accepted trigger before offer() returns, so before any protocol answers "accepted": the
+        # lane makes it durable there (its open-cycle marker), and a crash right after the answer still answers it.
+        self.on_accept: Optional[Callable[[Trigger], None]] = None
 
     # ------------------------------------------------------------ protocols
 
@@ -163,6 +166,11 @@ class TriggerBoard:
                 self._waiting = trigger
                 reason, seq = ACCEPTED, self._cycle_seq
             state = self._changed_locked()
+        if seq is not None and self.on_accept is not None:
+            try:
+                self.on_accept(trigger)
+            except Exception:
+                log.exception("trigger board %s: on_accept failed", self.camera)
         self._notify(state)
         return TriggerAnswer(accepted=seq is not None, reason=reason, cycle_seq=seq, state=state)
 
