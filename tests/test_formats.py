@@ -68,9 +68,10 @@ def test_only_the_named_formats_are_checked():
 
 def test_config_names_the_key_of_an_unknown_format_or_code():
     from daemon import config
+    from daemon.codes import CODE_FORMATS
     cfg = config.from_dict({"cameras": [{"name": "c", "accept_formats": ["s10", "gtin"], "codes": ["DataMatrix"]}]})
     assert cfg.cameras[0].accept_formats == ("s10", "gtin") and cfg.cameras[0].codes == ("DataMatrix",)
-    assert config.from_dict({}).cameras[0].codes == ("Code128", "QRCode")      # the measured default
+    assert config.from_dict({}).cameras[0].codes == CODE_FORMATS      # every format by default (issue 33)
     with pytest.raises(config.ConfigError) as exc:
         config.from_dict({"cameras": [{"name": "c", "accept_formats": ["s10", "upc"]}]})
     assert exc.value.key == "cameras[0].accept_formats[1]"

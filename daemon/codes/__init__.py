@@ -11,3 +11,7 @@ CODE_FORMATS = (
     "DataBarExpanded", "DataBarLimited", "QRCode", "MicroQRCode", "RMQRCode", "DataMatrix", "PDF417", "Aztec",
     "MaxiCode",
 )
+"""Every format the daemon reads; also the default ``cameras[].codes``."""
+
+ANY_ANGLE_FORMATS = ("QRCode", "MicroQRCode", "RMQRCode", "Aztec", "MaxiCode")
+"""The formats zxing-cpp finds at any angle without its turned search (reader.py reads them in their own pass)."""

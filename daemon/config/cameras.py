@@ -60,9 +60,10 @@ class CameraConfig:
     accept_patterns: tuple[str, ...] = ()
     # Results: named formats whose check digit a line must pass (s10, sscc, gtin, iso6346), beside the patterns.
     accept_formats: tuple[str, ...] = ()
-    # Codes read in each frame (zxing-cpp names: Code128, QRCode, DataMatrix, EAN13, ...); [] = off.
-    # Each format read costs CPU time per frame, DataMatrix the most (docs/performance.md, bench/RESULTS.md section 12).
-    codes: tuple[str, ...] = ("Code128", "QRCode")
+    # Codes read in each frame (zxing-cpp names: Code128, QRCode, DataMatrix, EAN13, ...); [] = off. The default
+    # is every format the daemon reads; a camera that lists only its own formats spends less CPU per frame
+    # (docs/performance.md#codes, bench/RESULTS.md section 33).
+    codes: tuple[str, ...] = CODE_FORMATS
     # Results: the same set of texts from this camera is published once per window.
     dedup_window_s: float = 10.0
     # Publish a message even when a frame yields no accepted text.
