@@ -596,14 +596,14 @@ def _free_port() -> int:
 class Mosquitto:
     """A Mosquitto on loopback for the sinks-on runs (no persistence: the outbox is the daemon's)."""
 
-    def __init__(self, binary: str):
+    def __init__(self, binary: str, extra_conf: str = ""):
         self.dir = Path(tempfile.mkdtemp(prefix="ceiling-mosq-"))
         self.port = _free_port()
         import pwd
 
         user = pwd.getpwuid(os.getuid()).pw_name
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}"
                         f"user {user}\nlog_dest stderr\nlog_type error\nlog_type warning\n")
         env = dict(os.environ)
         lib = Path(binary).resolve().parent / "lib"     # a carried Mosquitto keeps its libraries beside it
