@@ -168,3 +168,32 @@ def test_the_page_script_writes_text_never_html():
     assert "textContent" in script
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script, sink
+
+
+def test_trigger_and_recipe_need_the_token_and_the_page_header_and_answer_with_the_board(tmp_path, live):
+    import dataclasses
+
+    from daemon.readings.trigger_commands import offer_command, select_command
+    from daemon.readings.triggers import TriggerBoard
+
+    boards = {"dock": TriggerBoard("dock", ("cans", "jars"), "cans")}
+    app_feed = dataclasses.replace(feed(tmp_path, live, []),
+                                   trigger=lambda cam, body: offer_command(boards, cam, body, "http"),
+                                   recipe=lambda cam, body: select_command(boards, cam, body, "http"))
+    client = create_app(app_feed, TOKEN).test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    page = {**auth, "X-OCR-Page": "1"}
+    for path, body in (("/api/cameras/dock/trigger", b"{}"), ("/api/cameras/dock/recipe", b'"jars"')):
+        assert client.post(path, data=body).status_code == 401                  # no token
+        assert client.post(path, data=body, headers=auth).status_code == 403    # no page header (a cross-site form)
+    assert boards["dock"].state().counters.triggers == 0 and boards["dock"].state().recipe == "cans"
+    r = client.post("/api/cameras/dock/recipe", data=b'{"recipe": "jars"}', headers=page)
+    assert r.status_code == 200 and r.json == {"camera": "dock", "recipe": "jars", "accepted": True,
+                                               "reason": "selected"}
+    assert client.post("/api/cameras/dock/recipe", data=b'{"recipe": "x"}', headers=page).status_code == 409
+    assert client.post("/api/cameras/dock/recipe", data=b"not json", headers=page).status_code == 400
+    assert client.post("/api/cameras/gate/recipe", data=b'"jars"', headers=page).status_code == 404
+    r = client.post("/api/cameras/dock/trigger", data=b'{"trigger_id": "p1"}', headers=page)
+    assert r.status_code == 202 and r.json["accepted"] is True
+    assert client.post("/api/cameras/dock/trigger", data=b"{}", headers=page).status_code == 409   # one waits
+    assert boards["dock"].state().recipe == "jars" and boards["dock"].state().counters.missed == 1
