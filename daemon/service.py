@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.publish.unstored import UnstoredReadings
-from daemon.readings import Lane, Recorder, make_lane, refresh_boards, wanted_frames
+from daemon.readings import Lane, Recorder, make_lane, refresh_boards, tell_boards, wanted_frames
 from daemon.readings.code_pool import CodePool
 from daemon.readings.trigger_commands import listen_for_commands, offer_command, select_command
 from daemon.reload_plan import reload_plan
@@ -253,6 +253,7 @@ class Service:
                 self._record_due(time.time())
                 for src in list(self.sources.values()):
                     src.check_watchdog()
+                tell_boards(self.boards, self.sources)
                 heartbeat.tick(time.monotonic(), self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False

@@ -290,6 +290,21 @@ def test_results_pushed_out_of_the_buffer_unacknowledged_are_overruns_counted_si
     asyncio.run(scenario())
 
 
+def test_a_camera_that_does_not_stream_is_in_the_error_state_with_its_reason(plant):
+    board = plant.boards["st4"]
+
+    async def scenario():
+        async with await _client(plant.tmp_path, plant.cfg.opcua.port) as client:
+            st = await Station.of(client, "st4")
+            assert await st.becomes("State", "Ready") and await st.read("CameraError") == ""
+            board.set_camera_error("the camera is connecting: connection refused")
+            assert await st.becomes("State", "Error")
+            assert await st.read("CameraError") == "the camera is connecting: connection refused"
+            board.set_camera_error(None)
+            assert await st.becomes("State", "Ready") and await st.read("CameraError") == ""
+    asyncio.run(scenario())
+
+
 def test_wrong_arguments_and_a_method_called_on_another_cameras_object_are_refused(plant):
     board = plant.boards["st1"]
     before = board.state().counters

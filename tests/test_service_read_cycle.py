@@ -57,6 +57,7 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         assert wait_until(lambda: service.publisher is not None and service.publisher.connected, 30)
         assert wait_until(lambda: service.snapshot()["cameras"]["cam"]["state"] == "streaming", 60)
         assert service.snapshot()["cameras"]["cam"]["frames"] == 0          # idle: nothing OCR'd
+        assert wait_until(lambda: service.boards["cam"].state().camera_error is None, 30)   # the loop told it
 
         plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-1"}), qos=1)
         assert wait_until(lambda: len(rec.results()) == 1, 120)

@@ -20,7 +20,8 @@ from daemon.ocr.results import TextLine  # noqa: E402
 from daemon.publish.outbox import Outbox  # noqa: E402
 from daemon.publish.payload import result_message, result_topic  # noqa: E402
 from daemon.publish.sinks.modbus import (BLOCK_SPAN, COUNTERS, DI_BUSY, DI_FAIL, DI_MISSED_TRIGGER,  # noqa: E402
-                                         DI_NO_READ, DI_OVERRUN, DI_PASS, DI_RECIPE_REFUSED, DI_RESULT_VALID,
+                                         DI_CAMERA_ERROR, DI_NO_READ, DI_OVERRUN, DI_PASS, DI_RECIPE_REFUSED,
+                                         DI_RESULT_VALID,
                                          DI_TRIGGER_ACK, DI_TRIGGER_READY, DISCRETE_INPUTS, HR_EXPECTED,
                                          HR_RECIPE, HR_TRIGGER_ID, INPUT_REGISTERS, IR_COUNTERS, IR_RECIPE, IR_RESULT_ID, IR_STATUS, IR_TEXT,
                                          IR_TEXT_LENGTH, IR_TRIGGER_ID, STATUS_CODES, TEXT_CHARS, ModbusConfig,
@@ -470,6 +471,32 @@ def test_the_plc_selects_a_recipe_by_number_and_a_bad_number_is_refused_keeping_
     assert plc.di(CAM2)[DI_RECIPE_REFUSED]
     station.boards["cam1"].select_recipe("cans")     # selected over another protocol: the register tells
     assert plc.ir(CAM1)[IR_RECIPE] == 1
+
+
+def test_a_camera_that_does_not_stream_is_not_trigger_ready_and_says_so(station, plc):
+    station.boards["cam1"].set_camera_error("the camera is connecting: connection refused")
+    di = plc.di(CAM1)
+    assert di[DI_CAMERA_ERROR] and not di[DI_TRIGGER_READY] and not plc.di(CAM2)[DI_CAMERA_ERROR]
+    station.boards["cam1"].set_camera_error(None)
+    assert plc.di(CAM1)[DI_TRIGGER_READY] and not plc.di(CAM1)[DI_CAMERA_ERROR]
+
+
+def test_blocks_as_close_as_the_config_allows_are_served(tmp_path):
+    port = free_port()
+    boards = {"a": TriggerBoard("a"), "b": TriggerBoard("b")}
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("modbus",))
+    sink = ModbusSink(ModbusConfig(cameras={"a": 0, "b": BLOCK_SPAN}, port=port), ob.for_sink("modbus"), boards)
+    sink.start()
+    try:
+        assert wait_until(lambda: sink.health().up, WAIT_S), sink.health()
+        plc = Plc(port)
+        plc.trigger(BLOCK_SPAN)
+        assert plc.wait_di(BLOCK_SPAN, DI_TRIGGER_ACK, True) and not plc.di(0)[DI_TRIGGER_ACK]
+        assert boards["b"].state().counters.accepted == 1 and boards["a"].state().counters.triggers == 0
+        plc.close()
+    finally:
+        sink.stop(0.0)
+        ob.close()
 
 
 def test_uint32_and_ascii_fields_round_trip_as_documented():

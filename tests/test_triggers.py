@@ -139,3 +139,29 @@ def test_many_protocol_threads_offering_while_the_lane_cycles_lose_no_trigger_an
     assert sorted(a.cycle_seq for a in accepted) == list(range(1, len(accepted) + 1))
     assert len(set(served)) == len(served)
     assert all(a.reason in (MISSED_BUSY, MISSED_WAITING) for a in answers if not a.accepted)
+
+
+def test_the_board_hears_whether_its_camera_streams_and_a_change_is_one_notification():
+    from daemon.readings import tell_boards
+    from daemon.sources.base import SourceHealth
+
+    class Source:   # what tell_boards reads of a CaptureSource: its health
+        def __init__(self, state, error=""):
+            self.state, self.error = state, error
+
+        def health(self):
+            return SourceHealth(state=self.state, last_frame_at=0.0, heartbeat_at=0.0, error=self.error)
+
+    boards = {"a": TriggerBoard("a"), "b": TriggerBoard("b"), "c": TriggerBoard("c")}
+    seen = []
+    boards["a"].subscribe(seen.append)
+    sources = {"a": Source("connecting", "rtsp://***@cam: connection refused"), "b": Source("streaming")}
+    tell_boards(boards, sources)
+    tell_boards(boards, sources)                                   # no change: no second notification
+    assert boards["a"].state().camera_error == "the camera is connecting: rtsp://***@cam: connection refused"
+    assert boards["b"].state().camera_error is None
+    assert boards["c"].state().camera_error == "the camera is not running"
+    assert len(seen) == 1 and boards["a"].offer(_trigger(camera="a")).accepted   # still taken: answered no_read
+    sources["a"] = Source("streaming")
+    tell_boards(boards, sources)
+    assert boards["a"].state().camera_error is None

@@ -13,7 +13,7 @@ from daemon.readings.recorder import Recorder
 from daemon.readings.triggers import TriggerBoard
 
 __all__ = ["CycleLane", "FrameContext", "Lane", "Reading", "Recorder", "TriggerBoard", "make_lane", "refresh_boards",
-           "wanted_frames"]
+           "tell_boards", "wanted_frames"]
 
 
 def cycles_dir(cfg) -> str:
@@ -40,6 +40,19 @@ def refresh_boards(cfg, boards: dict) -> None:
         kept[cam.name] = board
     boards.clear()
     boards.update(kept)
+
+
+def tell_boards(boards: dict, sources: dict) -> None:
+    """Each triggered camera's board learns whether its camera streams (the protocols show it as an error)."""
+    for name, board in list(boards.items()):
+        src = sources.get(name)
+        health = src.health() if src is not None else None
+        if health is None:
+            board.set_camera_error("the camera is not running")
+        elif health.state != "streaming":
+            board.set_camera_error(f"the camera is {health.state}" + (f": {health.error}" if health.error else ""))
+        else:
+            board.set_camera_error(None)
 
 
 def make_lane(cam, boards: dict, cfg) -> Lane:

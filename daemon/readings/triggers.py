@@ -83,6 +83,7 @@ class BoardState:
     version: int
     recipe: Optional[str] = None       # the active recipe (None: the camera's own expect_*)
     recipes: tuple = ()                # the recipes it may select, in config order (Modbus numbers them from 1)
+    camera_error: Optional[str] = None   # why the camera cannot read now (not streaming); None: it can
 
     @property
     def recipe_number(self) -> int:
@@ -92,7 +93,7 @@ class BoardState:
     def as_dict(self) -> dict:
         return {"camera": self.camera, "ready": self.ready, "waiting": self.waiting, "busy": self.busy,
                 "cycle_seq": self.cycle_seq, "last_result_id": self.last_result_id, "last_status": self.last_status,
-                "recipe": self.recipe,
+                "recipe": self.recipe, "camera_error": self.camera_error,
                 "counters": {"triggers": self.counters.triggers, "accepted": self.counters.accepted,
                              "missed": self.counters.missed, "recipe_changes": self.counters.recipe_changes}}
 
@@ -137,6 +138,7 @@ class TriggerBoard:
         self._recipes = tuple(recipes)
         self._recipe = recipe if recipe in self._recipes else None
         self._recipe_changes = 0
+        self._camera_error: Optional[str] = None
         self._lock = threading.Lock()
         self._waiting: Optional[Trigger] = None
         self._busy = False
@@ -188,6 +190,17 @@ class TriggerBoard:
             state = self._changed_locked()
         self._notify(state)
         return RecipeAnswer(True, "selected", state)
+
+    def set_camera_error(self, error: Optional[str]) -> None:
+        """The camera's state as the service sees it each turn: None while it streams, else why not. A trigger is
+        still accepted meanwhile (and answered: no frame within the window is a no_read); the protocols show it
+        (OPC UA's Error state, Modbus's camera_error bit)."""
+        with self._lock:
+            if error == self._camera_error:
+                return
+            self._camera_error = error
+            state = self._changed_locked()
+        self._notify(state)
 
     def set_recipes(self, recipes: Sequence[str], default: Optional[str]) -> None:
         """A reload's recipes: the active one stays if it still exists, else the camera's configured one."""
@@ -244,7 +257,8 @@ class TriggerBoard:
                           waiting=self._waiting is not None, busy=self._busy, cycle_seq=self._cycle_seq,
                           last_result_id=self._last_result_id, last_status=self._last_status,
                           counters=BoardCounters(self._triggers, self._accepted, self._missed, self._recipe_changes),
-                          version=self._version, recipe=self._recipe, recipes=self._recipes)
+                          version=self._version, recipe=self._recipe, recipes=self._recipes,
+                          camera_error=self._camera_error)
 
     def _changed_locked(self) -> BoardState:
         self._version += 1

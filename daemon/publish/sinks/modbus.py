@@ -19,7 +19,7 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
     coils (PLC writes) B+0     trigger          0->1 offers a trigger; set it back to 0 after trigger_ack
     FC 1, 5, 15        B+1     result_ack       0->1 acknowledges the result shown; set it back to 0 after
                                                 result_valid dropped: the next result is shown only then
-    discrete inputs    B+0     trigger_ready    a trigger now would be accepted (no cycle busy or waiting)
+    discrete inputs    B+0     trigger_ready    a trigger now would be accepted (no cycle busy or waiting) and the camera streams
     FC 2               B+1     trigger_ack      the board accepted the trigger; cleared when `trigger` goes to 0
                        B+2     busy             a trigger was accepted and its cycle has not ended
                        B+3     result_valid     a result is shown and not yet acknowledged
@@ -32,6 +32,8 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
                                                 triggered); stays 1 until the next accepted trigger
                        B+9     recipe_refused   the last recipe number written names no recipe (the active one
                                                 stays); cleared by the next accepted one
+                       B+10    camera_error     the camera does not stream (trigger_ready is 0 meanwhile; a
+                                                trigger is still taken and answered no_read if no frame comes)
     input registers    B+0-1   result_id        uint32, high word first; the result shown (kept after its ack)
     FC 4               B+2     status           0 none yet, 1 good_read, 2 no_read, 3 no_label, 4 mismatch,
                                                 5 multiple, 255 a status this version does not know (a fail)
@@ -113,8 +115,8 @@ log = logging.getLogger(__name__)
 COIL_TRIGGER, COIL_RESULT_ACK = 0, 1
 COILS = 2
 DI_TRIGGER_READY, DI_TRIGGER_ACK, DI_BUSY, DI_RESULT_VALID, DI_OVERRUN = 0, 1, 2, 3, 4
-DI_PASS, DI_FAIL, DI_NO_READ, DI_MISSED_TRIGGER, DI_RECIPE_REFUSED = 5, 6, 7, 8, 9
-DISCRETE_INPUTS = 10
+DI_PASS, DI_FAIL, DI_NO_READ, DI_MISSED_TRIGGER, DI_RECIPE_REFUSED, DI_CAMERA_ERROR = 5, 6, 7, 8, 9, 10
+DISCRETE_INPUTS = 11
 IR_RESULT_ID, IR_STATUS, IR_TRIGGER_ID, IR_TEXT_LENGTH, IR_TEXT = 0, 2, 3, 5, 6
 TEXT_CHARS = 40
 IR_COUNTERS = IR_TEXT + TEXT_CHARS // 2   # 26
@@ -631,11 +633,12 @@ class ModbusSink(QueueSink):
     def _discrete_bits(st: _Station) -> list[bool]:
         board = st.board.state() if st.board is not None else None
         shown = st.shown if st.valid else None
-        return [board is not None and board.ready, st.trigger_ack,
+        return [board is not None and board.ready and not board.camera_error, st.trigger_ack,
                 board is not None and (board.busy or board.waiting), st.valid, st.overrun,
                 shown is not None and shown.status == "good_read",
                 shown is not None and shown.status != "good_read",
-                shown is not None and shown.status in _NOTHING_READ, st.missed_trigger, st.recipe_refused]
+                shown is not None and shown.status in _NOTHING_READ, st.missed_trigger, st.recipe_refused,
+                board is not None and bool(board.camera_error)]
 
     @staticmethod
     def _input_registers(st: _Station) -> list[int]:
@@ -659,7 +662,9 @@ class ModbusSink(QueueSink):
     def _tables(self) -> tuple:
         """Each camera's block in each table; addresses between blocks are refused (registers) or unused."""
         def bits(n: int) -> list:
-            return [SimData(base, count=n, values=False, datatype=DataType.BITS) for base, _ in self._by_base]
+            # n values with count 1, not one value with count n: pymodbus 3.16.1's overlap check multiplies by
+            # count twice, so count n took n * n addresses (bases closer than that were refused as overlapping)
+            return [SimData(base, count=1, values=[False] * n, datatype=DataType.BITS) for base, _ in self._by_base]
 
         def regs(n: int) -> list:
             return [SimData(base, count=n, values=0, datatype=DataType.REGISTERS) for base, _ in self._by_base]

@@ -4,9 +4,10 @@ in the shape of OPC 40100-1 (OPC UA for Machine Vision) "simple inline" where it
 Under Objects/OCR/Cameras/<camera>/ of each triggered camera (one with a TriggerBoard), beside the reading
 variables of daemon/publish/sinks/opcua.py:
 
-    State                    String     Ready | Executing (a trigger waits or its cycle runs); 40100's Ready and
-                                        SingleExecution. (40100's Error is not shown: the sink does not know a
-                                        camera's stream state.)
+    State                    String     Ready | Executing (a trigger waits or its cycle runs) | Error (the camera
+                                        does not stream: CameraError says why); 40100's Ready, SingleExecution
+                                        and Error
+    CameraError              String     why the camera cannot read now ("" while it streams)
     ActiveRecipe             String     the recipe a job naming none is judged by ("": the camera's own expect_*)
     Recipes                  String[]   the recipes SelectRecipe accepts, in config order
     MissedTriggers           UInt64     triggers refused because one waited or a cycle ran (every protocol's)
@@ -77,7 +78,15 @@ from daemon.readings.triggers import BoardState, TriggerBoard
 
 log = logging.getLogger(__name__)
 
-READY, EXECUTING = "Ready", "Executing"
+READY, EXECUTING, ERROR = "Ready", "Executing", "Error"
+
+
+def state_name(state: BoardState) -> str:
+    """40100-1's state of a camera: Executing while a trigger waits or a cycle runs, Error while the camera does
+    not stream (a job is still taken, and answered no_read when no frame comes), else Ready. Pure."""
+    if state.busy or state.waiting:
+        return EXECUTING
+    return ERROR if state.camera_error else READY
 _READY_FIELDS = (("Camera", "String"), ("ResultId", "UInt64"), ("Status", "String"), ("TriggerId", "String"),
                  ("Recipe", "String"), ("Text", "String"))
 _OVERRUN_FIELDS = (("Camera", "String"), ("ResultId", "UInt64"), ("Overruns", "UInt64"))
@@ -265,6 +274,7 @@ class ReadCycles:
         ids = ua.Variant([], ua.VariantType.UInt64, is_array=True)
         variables = {
             "State": await obj.add_variable(idx, "State", READY, ua.VariantType.String),
+            "CameraError": await obj.add_variable(idx, "CameraError", "", ua.VariantType.String),
             "ActiveRecipe": await obj.add_variable(idx, "ActiveRecipe", "", ua.VariantType.String),
             "Recipes": await obj.add_variable(idx, "Recipes", strings),
             "MissedTriggers": await obj.add_variable(idx, "MissedTriggers", 0, ua.VariantType.UInt64),
@@ -339,7 +349,8 @@ class ReadCycles:
             return
         async with nodes.lock:   # the state is read inside the lock: the last writer writes the newest
             state = board.state()
-            await _write(nodes, (("State", EXECUTING if state.busy or state.waiting else READY, ua.VariantType.String),
+            await _write(nodes, (("State", state_name(state), ua.VariantType.String),
+                                 ("CameraError", state.camera_error or "", ua.VariantType.String),
                                  ("ActiveRecipe", state.recipe or "", ua.VariantType.String),
                                  ("Recipes", list(state.recipes), ua.VariantType.String),
                                  ("MissedTriggers", state.counters.missed, ua.VariantType.UInt64)))
