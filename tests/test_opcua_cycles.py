@@ -37,7 +37,8 @@ from test_sink_opcua import PASSWORD, _camera, _client  # noqa: E402
 import numpy as np  # noqa: E402
 
 BUFFER = 3
-RECIPES = {"cans": Expectation(text="LOT 4711A"), "jars": Expectation(text="LOT 4711B")}
+RECIPES = {"cans": Expectation(text="LOT 4711A"), "jars": Expectation(text="LOT 4711B"),
+           "lots": Expectation(template="LOT {lot}")}
 STATIONS = ("st1", "st2", "st3", "st4")
 WAIT_S = 20.0
 
@@ -239,7 +240,7 @@ def test_select_recipe_names_the_next_results_recipe_and_an_unknown_recipe_is_re
         async with await _client(plant.tmp_path, plant.cfg.opcua.port) as client:
             st = await Station.of(client, "st3")
             ready = await st.subscribe("ResultReadyEventType")
-            assert await st.read("Recipes") == ["cans", "jars"]
+            assert await st.read("Recipes") == ["cans", "jars", "lots"]
             assert await st.call("SelectRecipe", "jars") == "jars"
             assert await st.becomes("ActiveRecipe", "jars")
             with pytest.raises(ua.UaStatusCodeError) as refused:
@@ -290,6 +291,21 @@ def test_results_pushed_out_of_the_buffer_unacknowledged_are_overruns_counted_si
     asyncio.run(scenario())
 
 
+def test_a_job_s_fields_fill_the_recipe_s_template(plant):
+    async def scenario():
+        async with await _client(plant.tmp_path, plant.cfg.opcua.port) as client:
+            st = await Station.of(client, "st3")
+            ready = await st.subscribe("ResultReadyEventType")
+            for job, lot in (("f1", "4711A"), ("f2", "4711B")):
+                assert await st.call("StartSingleJob", job, "lots", "", json.dumps({"lot": lot})) == job
+                plant.cycle("st3", "LOT 4711A")
+                assert await until(lambda: len(ready.got) == int(job[1]))
+                await st.acknowledge(ready.got[-1]["ResultId"])
+            assert [(ev["TriggerId"], ev["Recipe"], ev["Status"]) for ev in ready.got] == [
+                ("f1", "lots", "good_read"), ("f2", "lots", "mismatch")]
+    asyncio.run(scenario())
+
+
 def test_a_camera_that_does_not_stream_is_in_the_error_state_with_its_reason(plant):
     board = plant.boards["st4"]
 
@@ -314,7 +330,8 @@ def test_wrong_arguments_and_a_method_called_on_another_cameras_object_are_refus
             st, other = await Station.of(client, "st1"), await Station.of(client, "st2")
             for args in [("only-two", ""), (ua.Variant(7, ua.VariantType.Int32), "", ""), ("p", "", "LOT\x07"),
                          ("p" * 300, "", ""), ("p", "", "E" * 100_000),
-                         (ua.Variant(["p", "q"], ua.VariantType.String, is_array=True), "", "")]:
+                         (ua.Variant(["p", "q"], ua.VariantType.String, is_array=True), "", ""),
+                         ("p", "", "", "{not json"), ("p", "", "", '["a list"]'), ("p", "", "", '{"lot": [1]}')]:
                 with pytest.raises(ua.UaStatusCodeError) as refused:
                     await st.call("StartSingleJob", *args)
                 assert _bad(refused) == "BadInvalidArgument", args

@@ -15,9 +15,10 @@ variables of daemon/publish/sinks/opcua.py:
     UnacknowledgedResultIds  UInt64[]   the buffered results no client acknowledged yet, oldest first
     Overruns                 UInt64     results pushed out of the buffer before a client acknowledged them
 
-    StartSingleJob(MeasId String, RecipeId String, Expected String) -> (JobId String)
+    StartSingleJob(MeasId String, RecipeId String, Expected String[, Fields String]) -> (JobId String)
         40100's StartSingleJob (measId, recipeId; its partId, productId and parameters are not taken) plus
-        Expected, the text this part must carry. MeasId is the trigger id every result echoes ("": one is made,
+        Expected, the text this part must carry, and Fields, the template's field values as a JSON object
+        ({"lot": "4711A"}; may be left out). MeasId is the trigger id every result echoes ("": one is made,
         "opcua-" and 12 hex digits); JobId is that trigger id. A trigger while one waits or a cycle runs is
         refused with BadInvalidState and counted (MissedTriggers); an unknown recipe or a text that breaks the
         trigger rules (daemon/readings/trigger_commands.py) with BadInvalidArgument, and nothing is triggered.
@@ -379,7 +380,9 @@ class ReadCycles:
                              [arg("MeasId", ua.VariantType.String, "the trigger id the result echoes; empty: made"),
                               arg("RecipeId", ua.VariantType.String, "a recipe's name; empty: the active one"),
                               arg("Expected", ua.VariantType.String, "the text this part must carry; empty: the "
-                                                                      "recipe's or camera's expectation")],
+                                                                      "recipe's or camera's expectation"),
+                              arg("Fields", ua.VariantType.String, 'the template\'s field values as a JSON object, '
+                                                                    'e.g. {"lot": "4711A"}; empty: none')],
                              [arg("JobId", ua.VariantType.String, "the trigger id the result will carry")])
         await obj.add_method(idx, "SelectRecipe", self._bound(name, obj, self._select_recipe),
                              [arg("RecipeId", ua.VariantType.String, "a recipe's name; empty: none")],
@@ -409,12 +412,17 @@ class ReadCycles:
         return call
 
     async def _start_single_job(self, name: str, args: list):
-        texts = _strings(args, 3)
+        texts = _strings(args, len(args)) if len(args) in (3, 4) else None   # Fields may be left out
         if texts is None:
             return _bad(ua.StatusCodes.BadInvalidArgument)
-        meas_id, recipe_id, expected = texts
+        meas_id, recipe_id, expected, fields = (texts + [""])[:4]
         trigger_id = meas_id or f"opcua-{uuid.uuid4().hex[:12]}"
         command = {"trigger_id": trigger_id, "recipe": recipe_id or None, "expected": expected or None}
+        if fields:
+            try:
+                command["fields"] = json.loads(fields)   # its bounds and types are checked as every protocol's
+            except ValueError:
+                return _bad(ua.StatusCodes.BadInvalidArgument)
         # The command every protocol's trigger passes through: the same bounds, the same answer.
         outcome, answer = offer_command(self._boards, name, json.dumps(command).encode("utf-8"), "opcua")
         if outcome == "accepted":
