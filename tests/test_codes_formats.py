@@ -10,6 +10,7 @@ import zxingcpp
 from daemon import config
 from daemon.codes import CODE_FORMATS
 from daemon.codes.match import CONFIRMED, match_codes
+from daemon.codes import reader as reader_module
 from daemon.codes.reader import CodeReader, config_name, reader_for
 from daemon.readings.results_filter import PublishedLine
 from daemon.samples.codes import FORMAT_SAMPLES, SCENE_VARIANTS, code_image, code_scene
@@ -19,8 +20,10 @@ UPRIGHT_AND_HARDER = [v for v in SCENE_VARIANTS if v != "inverted"]
 SCENE_FORMATS = [f for f in FORMAT_SAMPLES if f != "MaxiCode"]     # MaxiCode: read alone only (below)
 
 
-def _default_reader() -> CodeReader:
-    return reader_for(tuple(config.from_dict({}).cameras[0].codes))
+def _default_reader(clock=None) -> CodeReader:
+    """A fresh reader of the default list: one that has learned nothing and has its search budget saved up."""
+    codes = config.from_dict({}).cameras[0].codes
+    return CodeReader(codes, clock) if clock else CodeReader(codes)
 
 
 def _reads(codes, fmt, text=None) -> bool:
@@ -139,3 +142,44 @@ def test_the_reader_takes_a_grey_frame_as_well_as_a_colour_one():
     reader = _default_reader()
     assert [(c.format, c.text) for c in reader.read(grey)] == [(c.format, c.text) for c in reader.read(frame)]
     assert reader.read(np.full((960, 1280, 3), 200, np.uint8)) == []
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_format_read_becomes_resident_the_rest_is_searched_within_the_cpu_budget_and_it_is_forgotten():
+    clock = _Clock()
+    reader = _default_reader(clock)
+    assert reader.resident() == ("Code128", "QRCode")
+    assert _reads(reader.read(code_scene("DataMatrix", SEED, "plain")), "DataMatrix")     # searched: budget saved
+    assert reader.resident() == ("Code128", "QRCode", "DataMatrix")
+    blank = code_scene("Code128", SEED, "plain", content="EE123456785CN")
+    for _ in range(500):                             # the clock stands still: searching spends the saved budget
+        if reader.search_credit_ms <= 0:
+            break
+        reader.read(cv2.GaussianBlur(blank, (0, 0), 8))          # no code readable: a full search each time
+    assert reader.search_credit_ms <= 0
+    assert not _reads(reader.read(code_scene("EAN13", SEED, "plain")), "EAN13")   # not resident, no budget
+    assert _reads(reader.read(code_scene("DataMatrix", SEED, "turned")), "DataMatrix")   # resident: read
+    assert _reads(reader.read(code_scene("Code128", SEED, "turned")), "Code128")         # always read
+    clock.now += 60.0                                # a minute later the budget has refilled
+    assert _reads(reader.read(code_scene("EAN13", SEED, "plain")), "EAN13")
+    assert set(reader.resident()) == {"Code128", "QRCode", "DataMatrix", "EAN13"}
+    clock.now += reader_module.FORGET_AFTER_S + 1.0
+    assert reader.resident() == ("Code128", "QRCode")
+
+
+def test_the_search_slices_hold_every_format_once():
+    names = [f for part in reader_module.SEARCH_SLICES for f in part]
+    assert sorted(names) == sorted(CODE_FORMATS)
+
+
+def test_cameras_sharing_the_default_list_share_one_reader_and_what_it_learned():
+    codes = tuple(config.from_dict({}).cameras[0].codes)
+    assert reader_for(codes) is reader_for(tuple(config.from_dict({"cameras": [{"name": "b"}]}).cameras[0].codes))
+    assert CodeReader(["Code128", "QRCode"]).resident() == ("Code128", "QRCode")

@@ -15,3 +15,7 @@ CODE_FORMATS = (
 
 ANY_ANGLE_FORMATS = ("QRCode", "MicroQRCode", "RMQRCode", "Aztec", "MaxiCode")
 """The formats zxing-cpp finds at any angle without its turned search (reader.py reads them in their own pass)."""
+
+ALWAYS_READ_FORMATS = ("Code128", "QRCode")
+"""With the default list, the formats searched in every frame before one is seen (the default list before
+every format was; reader.py says how the others are searched)."""
