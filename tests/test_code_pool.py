@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from daemon import config
-from daemon.readings.code_pool import MAX_PENDING, CodePool
+from daemon.readings.code_pool import CodePool
 from daemon.readings.lane import Lane
 from daemon.samples.codes import code_label
 from daemon.sources import Frame
@@ -51,16 +51,18 @@ def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames)
         pool.close()
 
 
-def test_codes_nobody_took_are_dropped_and_a_dropped_frame_is_still_read(frames):
-    """Frames whose OCR failed never have their codes taken: the pool keeps at most MAX_PENDING of them, and the
-    oldest, dropped, is read inline if the loop asks for it after all."""
+def test_codes_nobody_took_are_dropped_two_starts_later_and_a_dropped_frame_is_still_read(frames):
+    """A frame whose OCR failed never has its codes taken: the start after next drops them (the loop has taken every
+    batch's codes but the last one's by then); asked for after all, its codes are read inline."""
     lane = _lane()
     pool = CodePool()
     try:
-        copies = [Frame(camera="belt", image=frames[0].image, captured_at=float(i)) for i in range(MAX_PENDING + 5)]
-        for f in copies:
-            pool.start([f], {"belt": lane})
-        assert pool.result(lane, copies[0])[0] == lane.read_codes(frames[0].image)[0]
-        assert pool.result(lane, copies[-1])[0] == lane.read_codes(frames[0].image)[0]
+        failed, overlapping, next_one = ([Frame(camera="belt", image=frames[i].image, captured_at=float(i))]
+                                         for i in range(3))
+        pool.start(failed, {"belt": lane})
+        pool.start(overlapping, {"belt": lane})    # with overlap, this batch is handled after the next submit
+        pool.start(next_one, {"belt": lane})       # drops the failed frame's read, keeps the overlapping one's
+        for batch, image in ((failed, frames[0].image), (overlapping, frames[1].image), (next_one, frames[2].image)):
+            assert pool.result(lane, batch[0])[0] == lane.read_codes(image)[0]
     finally:
         pool.close()

@@ -3,10 +3,11 @@ to the detector, so zxing-cpp (which releases the GIL) runs while the models and
 same frame run on the work loop's thread; the loop picks the codes up when it handles the frame's result.
 
 Called by the work loop's thread only (``start``, ``result``, ``close``); the worker thread calls only
-``Lane.read_codes``, which is pure. Bounded: the loop starts at most one detector batch per submit and takes each
-frame's codes before it handles the next batch's, so a few frames wait at most; one started for a frame whose OCR
-failed is dropped when more than ``MAX_PENDING`` wait. Never changes what is read: the codes and the ms are what
-``Lane.read_codes`` returns for the frame's image, read inline where they were not started.
+``Lane.read_codes``, which is pure (the shared code reader locks what it learns). Bounded: the loop starts one
+detector batch per submit and, overlapping or not, has taken the codes of every batch but the last one started
+when it starts the next; what is older (a batch whose OCR failed, so that nothing took its codes) is dropped then,
+frame images included. Never changes what is read: the codes and the ms are what ``Lane.read_codes`` returns for
+the frame's image, read inline where they were not started (or were dropped).
 """
 from __future__ import annotations
 
@@ -16,24 +17,24 @@ from typing import Mapping, Optional, Sequence
 from daemon.readings.lane import Lane
 from daemon.sources import Frame
 
-# Frames whose codes may be waiting to be taken: a few detector batches' worth. Beyond it, the oldest (a frame
-# whose OCR failed, so that nothing took its codes) are dropped.
-MAX_PENDING = 64
-
 
 class CodePool:
     def __init__(self, workers: int = 1):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codes")
-        self._pending: dict[int, tuple[Frame, Lane, Future]] = {}    # id(frame) -> the frame, its lane, the read
+        # id(frame) -> the frame, its lane, the read, and which start() it came from
+        self._pending: dict[int, tuple[Frame, Lane, Future, int]] = {}
+        self._starts = 0
 
     def start(self, frames: Sequence[Frame], lanes: Mapping[str, Lane]) -> None:
-        """Starts reading the codes of each frame whose camera reads codes."""
+        """Starts reading the codes of each frame whose camera reads codes; drops what the start before the last
+        one left (frames whose OCR failed)."""
+        self._starts += 1
+        for key in [k for k, started in self._pending.items() if started[3] < self._starts - 1]:
+            self._pending.pop(key)[2].cancel()     # a read not begun yet is not made at all
         for frame in frames:
             lane = lanes.get(frame.camera)
             if lane is not None and lane.code_formats:
-                self._pending[id(frame)] = (frame, lane, self._pool.submit(lane.read_codes, frame.image))
-        while len(self._pending) > MAX_PENDING:
-            self._pending.pop(next(iter(self._pending)))
+                self._pending[id(frame)] = (frame, lane, self._pool.submit(lane.read_codes, frame.image), self._starts)
 
     def result(self, lane: Lane, frame: Frame) -> tuple[list, Optional[float]]:
         """The frame's codes and the ms their reading took, as ``lane.read_codes(frame.image)`` gives them."""
