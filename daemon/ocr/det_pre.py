@@ -88,7 +88,8 @@ def _letterbox_into(frame_bgr: np.ndarray, out: np.ndarray, channel: np.ndarray,
 class Letterboxer:
     """The CPU detector's input: letterboxes up to ``batch`` frames into one batch buffer it owns and reuses,
     with one channel's planes of scratch, so a frame costs no allocation of its size (fresh buffers of that size
-    were most of this stage's time: the allocator hands them back to the system and faults them in again).
+    were most of this stage's time: the allocator hands them back to the system and faults them in again;
+    bench/RESULTS.md section 32).
 
     One thread at a time: the batch returned is the same buffer, overwritten by the next call. Slots the call
     does not fill are zero."""

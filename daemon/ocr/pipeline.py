@@ -286,7 +286,7 @@ class OcrPipeline:
             stride = width / probs.shape[1]     # image columns per output step
             for k, slot in enumerate(batch_slots):
                 # Piece by piece: each argmax reads rows of one slot while they are in the cache (one argmax over
-                # the whole batch, then its emitted rows gathered, measured slower).
+                # the whole batch, then its emitted rows gathered, measured slower: bench/RESULTS.md section 32).
                 for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):
                     idx, steps, prob, alt, alt_prob = ctc_candidates(probs[k, lo:hi])
                     at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
