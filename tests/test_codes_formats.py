@@ -2,6 +2,8 @@
 1280x960 labels (daemon/samples/codes.py: small, blurred, at an angle, under glare, turned), read by the default
 reader with real zxing-cpp. Deterministic: one seed per case; read rates over many seeds are bench/codes_cost.py's
 (bench/RESULTS.md section 33)."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -183,3 +185,11 @@ def test_cameras_sharing_the_default_list_share_one_reader_and_what_it_learned()
     codes = tuple(config.from_dict({}).cameras[0].codes)
     assert reader_for(codes) is reader_for(tuple(config.from_dict({"cameras": [{"name": "b"}]}).cameras[0].codes))
     assert CodeReader(["Code128", "QRCode"]).resident() == ("Code128", "QRCode")
+
+
+def test_the_photographed_isbn_codes_are_read_by_default_as_by_every_format_at_once():
+    # bench/photos-b/4_barcodes.jpg: four book backs, ISBN EAN-13 codes upright, turned and upside down
+    photo = cv2.imread(str(Path(__file__).resolve().parents[1] / "bench" / "photos-b" / "4_barcodes.jpg"))
+    every = {(config_name(b.format.name), b.text) for b in zxingcpp.read_barcodes(photo)}
+    got = {(c.format, c.text) for c in _default_reader().read(photo)}
+    assert got == every and {("EAN13", "9787564350840"), ("EAN13", "9783319200064")} <= got

@@ -91,7 +91,7 @@ class CodeReader:
         self.learns = bool(self.formats) and set(self.formats) == set(CODE_FORMATS)
         self._clock = clock
         self._lock = threading.Lock()
-        self._last_read: dict[str, float] = {}          # format -> clock time of its last code (not resident ones)
+        self._last_read: dict[str, float] = {}          # learned format -> clock time of its last code
         self._credit_ms = SEARCH_BURST_MS
         self._credit_at = clock()
         self._next_slice = 0
