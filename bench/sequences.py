@@ -407,7 +407,7 @@ def main() -> None:
         cfg = config_mod.load_or_defaults(None)
         cfg = replace(cfg, ocr=replace(cfg.ocr, use_angle_classifier=False, threads=args.threads))
         pipeline = OcrPipeline.from_config(cfg)
-        reader = CodeReader(["Code128", "QRCode"])   # the default cameras[].codes
+        reader = CodeReader(["Code128", "QRCode"])   # the formats the sequences' labels carry
         det_input_size = list(cfg.ocr.det_input_size)
     else:
         det_input_size = cached["det_input_size"]
