@@ -125,3 +125,17 @@ def test_checks_per_camera_are_exported_as_a_counter_by_outcome():
     assert 'ocr_results_checked_total{camera="scan",outcome="code_mismatch"} 1.0' in text
     assert 'ocr_results_checked_total{camera="scan",outcome="check_digit_corrected"} 1.0' in text
     assert 'ocr_results_rejected_total{camera="scan",reason="check_digit"} 2.0' in text
+
+
+def test_each_camera_learns_its_own_formats():
+    """Two cameras on the default list have a code reader each: what one camera's labels carry is not what the
+    other searches every frame for."""
+    from daemon import config
+    from daemon.readings import Lane
+
+    cfg = config.from_dict({"mqtt": {"enabled": False}, "cameras": [{"name": "a", "kind": "sample"},
+                                                                   {"name": "b", "kind": "sample"}]})
+    a, b = Lane(cfg.cameras[0]), Lane(cfg.cameras[1])
+    blank = np.full((96, 128, 3), 255, np.uint8)
+    assert a.read_codes(blank)[0] == [] and b.read_codes(blank)[0] == []
+    assert a._readers[a.code_formats] is not b._readers[b.code_formats]

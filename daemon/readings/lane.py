@@ -30,6 +30,7 @@ class Lane:
     def __init__(self, cam: CameraConfig):
         self.camera = cam.name
         self.code_formats = tuple(cam.codes)
+        self._readers: dict = {}   # code formats -> CodeReader (a read cycle's recipe may name other formats)
         self.filter = ResultFilter(FilterRules.from_camera(cam))
         self.tracker: Optional[LabelTracker] = None
         self.label_status = False
@@ -50,13 +51,16 @@ class Lane:
     def read_codes(self, image) -> tuple[list, Optional[float]]:
         """The frame's codes per cameras[].codes (the frame has its ROI applied, like the text) and the ms taken;
         ([], None) when the camera reads none. A reader failure costs the codes of this frame, not its text."""
-        from daemon.codes.reader import reader_for
+        from daemon.codes.reader import CodeReader
 
-        if not self.code_formats:
+        formats = self.code_formats
+        if not formats:
             return [], None
         t0 = time.perf_counter()
         try:
-            codes = reader_for(self.code_formats).read(image)
+            # The camera's own reader: what the default list learns (the formats its labels carry) is this camera's.
+            reader = self._readers.get(formats) or self._readers.setdefault(formats, CodeReader(formats))
+            codes = reader.read(image)
         except Exception:
             log.exception("%s: reading codes failed", self.camera)
             codes = []
