@@ -130,6 +130,8 @@ def test_checks_per_camera_are_exported_as_a_counter_by_outcome():
 def test_each_camera_learns_its_own_formats():
     """Two cameras on the default list have a code reader each: what one camera's labels carry is not what the
     other searches every frame for."""
+    import numpy as np
+
     from daemon import config
     from daemon.readings import Lane
 
