@@ -23,7 +23,7 @@ from daemon.ocr.crops import warp_crop
 from daemon.ocr.ctc import ctc_candidates
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
-from daemon.ocr.detector import Detector, TiledDetector
+from daemon.ocr.detector import Detector, NoTiles, Tiler
 from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
@@ -84,8 +84,7 @@ class OcrPipeline:
         self.detector: Detector = self.det.detector()
         # --- tiles (issue 33 item 1): frames much larger than the input are also read as input-size tiles
         self.tiles = tile_policy(ocr.tiles, ocr.tiles_max, backend.name)
-        if self.tiles is not None:
-            self.detector = TiledDetector(self.detector, ocr.det_batch, *ocr.det_input_size, self.tiles)
+        self.tiler = NoTiles() if self.tiles is None else Tiler(ocr.det_batch, *ocr.det_input_size, self.tiles)
         # --- end tiles
         self.rec: Model = loaded["rec"]
         self.rec_tail: Model | None = loaded.get("rec_tail")
@@ -172,14 +171,14 @@ class OcrPipeline:
         if not 0 < len(frames) <= self.det_batch:
             raise ValueError(f"{len(frames)} frames for a detector batch of {self.det_batch}")
         t0 = time.perf_counter()
-        sub = Submitted(list(frames), ticket=self.detector.submit(frames))
+        sub = Submitted(list(frames), ticket=self.tiler.submit(self.detector, frames))
         sub.det_ms = (time.perf_counter() - t0) * 1000.0
         return sub
 
     def _collect(self, sub: Submitted) -> None:
         if sub.ticket is not None:
             t0 = time.perf_counter()
-            sub.probs, sub.boxes = self.detector.collect(sub.ticket)
+            sub.probs, sub.boxes = self.tiler.collect(self.detector, sub.ticket)
             sub.ticket = None
             sub.det_ms += (time.perf_counter() - t0) * 1000.0
 

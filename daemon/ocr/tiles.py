@@ -77,12 +77,14 @@ def _fewest(scale: float, length: int, side: int) -> int:
     return n
 
 
-def tile_grid(frame_h: int, frame_w: int, in_h: int, in_w: int, max_tiles: int, min_gain: float = MIN_GAIN
-              ) -> TileGrid | None:
+def tile_grid(frame_h: int, frame_w: int, in_h: int, in_w: int, max_tiles: int, min_gain: float = MIN_GAIN,
+              max_whole_scale: float = 1.0) -> TileGrid | None:
     """The tiles that show this frame's text largest with at most ``max_tiles`` detector inputs of in_h x in_w,
     never above native size, as few as give that scale; None when they would not show it ``min_gain`` times
-    larger than the letterbox does."""
+    larger than the letterbox does, or the letterbox shows the frame above ``max_whole_scale`` of its size."""
     whole = letterbox_geometry(frame_h, frame_w, in_h, in_w).scale
+    if whole > max_whole_scale:
+        return None
     grids = [(min(1.0, _scale_for(rows, frame_h, in_h), _scale_for(cols, frame_w, in_w)), rows * cols)
              for rows in range(1, max_tiles + 1) for cols in range(1, max_tiles // rows + 1)]
     best = max(scale for scale, _ in grids)
@@ -189,15 +191,16 @@ def frame_boxes(prob: np.ndarray | TiledMaps, lb: Letterbox, frame_h: int, frame
 # tiles_max: 0, per backend. On a GPU a batch of tiles costs about one input; on a 2-core CPU each tile costs a
 # whole detector run, so the CPU takes fewer (bench/RESULTS.md section 35).
 AUTO_MAX = {"tensorrt": 16, "onnxruntime": 4}
-# ocr.tiles auto on the CPU: only where tiles show text at least this many times larger than the letterbox
-# (a 1280x960 label gains 1.3 and is read as before).
-CPU_AUTO_GAIN = 2.0
+# ocr.tiles auto on the CPU: only frames the letterbox shows at this share of their size or less (into 736x960:
+# 4:3 from about 2400x1800, 16:9 from 2400 wide, tall receipts); 1280x960 labels and 1920x1080 frames, which
+# the letterbox shows at 3/4 and 1/2, are read as before (bench/RESULTS.md section 35).
+CPU_AUTO_MAX_SCALE = 0.4
 
 
 @dataclass(frozen=True)
 class TilePolicy:
-    max_tiles: int        # tiles per frame at most
-    min_gain: float       # a frame is tiled when its tiles show text this many times larger than its letterbox
+    max_tiles: int            # tiles per frame at most
+    max_whole_scale: float    # frames whose letterbox scale is above this are not tiled
 
 
 def tile_policy(mode: str, configured_max: int, backend: str) -> TilePolicy | None:
@@ -205,8 +208,17 @@ def tile_policy(mode: str, configured_max: int, backend: str) -> TilePolicy | No
     if mode == "off":
         return None
     max_tiles = configured_max or AUTO_MAX.get(backend, AUTO_MAX["onnxruntime"])
-    gain = CPU_AUTO_GAIN if mode == "auto" and backend != "tensorrt" else MIN_GAIN
-    return TilePolicy(max_tiles, gain)
+    return TilePolicy(max_tiles, CPU_AUTO_MAX_SCALE if mode == "auto" and backend != "tensorrt" else 1.0)
+
+
+def describe_policy(policy: TilePolicy | None) -> str:
+    """One line for doctor: which frames are tiled."""
+    if policy is None:
+        return "off"
+    if policy.max_whole_scale < 1.0:
+        return (f"frames the letterbox shows at {policy.max_whole_scale:.0%} of their size or less, "
+                f"up to {policy.max_tiles} tiles")
+    return f"frames whose tiles show text {MIN_GAIN}x larger than the letterbox, up to {policy.max_tiles} tiles"
 
 
 def _in_frame(found: list[DbBox], lb: Letterbox, frame_h: int, frame_w: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
