@@ -190,7 +190,7 @@ def frame_boxes(prob: np.ndarray | TiledMaps, lb: Letterbox, frame_h: int, frame
 
 # tiles_max: 0, per backend. On a GPU a batch of tiles costs about one input; on a 2-core CPU each tile costs a
 # whole detector run, so the CPU takes fewer (bench/RESULTS.md section 35).
-AUTO_MAX = {"tensorrt": 16, "onnxruntime": 4}
+AUTO_MAX = {"tensorrt": 16, "onnxruntime": 6}
 # ocr.tiles auto on the CPU: only frames the letterbox shows at this share of their size or less (into 736x960:
 # 4:3 from about 2400x1800, 16:9 from 2400 wide, tall receipts); 1280x960 labels and 1920x1080 frames, which
 # the letterbox shows at 3/4 and 1/2, are read as before (bench/RESULTS.md section 35).
