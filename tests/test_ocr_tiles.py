@@ -58,7 +58,7 @@ def test_a_narrow_receipt_takes_one_column_not_two():
     assert len(grid.xs) == 1
 
 
-def test_cpu_auto_tiles_only_frames_shown_at_under_half_their_size():
+def test_cpu_auto_tiles_only_frames_the_letterbox_shrinks_to_40_percent_or_less():
     cpu = tile_policy("auto", 0, "onnxruntime")
     tiled = lambda h, w, p: tile_grid(h, w, IN_H, IN_W, p.max_tiles, max_whole_scale=p.max_whole_scale) is not None
     assert not tiled(960, 1280, cpu) and not tiled(1080, 1920, cpu)
@@ -191,3 +191,67 @@ def test_ordinary_label_reads_the_same_with_tiles_on_as_off():
     sample = render_label(1010, variant="plain")
     truth = [(line.text, line.box) for line in sample.lines]
     assert _read(sample.image, truth, "on") == _read(sample.image, truth, "off")
+
+
+# ---------------------------------------------------------------- the detector protocol
+
+class _BufferSets:
+    """A detector like the GPU's: ``sets`` output buffers taken in turn, a submit while all are held refused,
+    collect handing back the set's own buffer (overwritten by the set's next call). Its "map" is the letterboxed
+    frame's grey level, so a stitched map can be checked against the frame."""
+
+    def __init__(self, sets: int, in_h: int, in_w: int):
+        self.overlaps = sets >= 2
+        self._buffers = [np.zeros((1, 1, in_h, in_w), dtype=np.float32) for _ in range(sets)]
+        self._held: list[int] = []
+        self._next = 0
+        self.calls = 0
+
+    def submit(self, frames):
+        if len(self._held) == len(self._buffers):
+            raise RuntimeError("every buffer set is in flight: collect it first")
+        n = self._next
+        self._next = (self._next + 1) % len(self._buffers)
+        self._held.append(n)
+        (frame,) = frames
+        out = self._buffers[n]
+        lb = letterbox_geometry(frame.shape[0], frame.shape[1], out.shape[2], out.shape[3])
+        out[:] = 0
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+        out[0, 0, : lb.new_h, : lb.new_w] = cv2.resize(gray, (lb.new_w, lb.new_h), interpolation=cv2.INTER_AREA)
+        self.calls += 1
+        return n, lb
+
+    def collect(self, ticket):
+        n, lb = ticket
+        self._held.remove(n)
+        return self._buffers[n], [lb]
+
+
+@pytest.mark.parametrize("sets", [1, 2])
+def test_tiles_after_a_frame_in_flight_take_no_buffer_set_still_held_and_keep_their_maps(sets):
+    from daemon.ocr.detector import Tiler
+
+    det = _BufferSets(sets, IN_H, IN_W)
+    tiler = Tiler(1, IN_H, IN_W, tile_policy("auto", 4, "tensorrt"))
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, 256, (960, 1280, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:3000, 0:4000].astype(np.float32)
+    waves = 127 + 120 * np.sin(xx / 10 + yy / 23) * np.cos(yy / 13)      # contrast everywhere, smooth at map scale
+    photo = np.repeat(waves[..., None], 3, axis=2).astype(np.uint8)
+    first = tiler.submit(det, [label])
+    if not det.overlaps:              # the pipeline collects first when the detector does not overlap
+        tiler.collect(det, first)
+    second = tiler.submit(det, [photo])
+    assert det.calls == 1 + 1 + 4     # the label, then the photo letterboxed and its four tiles
+    probs, boxes = tiler.collect(det, first)
+    assert probs.shape == (1, 1, IN_H, IN_W)
+    maps, boxes = tiler.collect(det, second)
+    tiled = maps[0]
+    assert isinstance(tiled, TiledMaps) and len(tiled.grid) == 4
+    # every tile's map kept (a buffer reused by the next tile would leave copies of the last tile everywhere)
+    expect = cv2.resize(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255,
+                        (tiled.stitched_box.new_w, tiled.stitched_box.new_h), interpolation=cv2.INTER_AREA)
+    mask = contrast_mask(photo, *tiled.stitched.shape).astype(bool)
+    assert mask.mean() > 0.5
+    assert np.abs(tiled.stitched - expect)[mask].max() < 0.05
