@@ -7,8 +7,11 @@ times, below what the detector finds. Tiles keep the engines' fixed shape and se
   else the largest scale that fits), neighbours overlapping by ``OVERLAP`` of a tile;
 - ``stitch``: the tiles' probability maps pasted into one map of the whole frame at that scale, each seam in the
   middle of its overlap, so a line that crosses a seam is one region of the map and DB finds it as one box;
+- ``contrast_mask``: the stitched map cleared where the frame has no local contrast (the detector's response to a
+  tile of one flat colour);
 - ``merge_whole_frame``: the letterboxed whole frame is detected too (one more batch slot), for text too tall to
-  lie whole in an overlap; its boxes replace the tiles' boxes they cover, and only those.
+  lie whole in an overlap; its boxes thicker than half an overlap replace the tiles' boxes inside them, its
+  thinner boxes are dropped (the tiles see that text larger).
 
 Lines are then cut from the full-resolution frame as always. Pure functions of shapes and arrays.
 """
