@@ -358,7 +358,7 @@ def _instrument(clock: StageClock) -> list[str]:
         return frames
     FrameHub.take = take_and_mark
     patch(pl.OcrPipeline, "submit", "det")
-    for name in ("boxes_from_prob", "to_frame_coords", "reading_order"):
+    for name in ("frame_boxes", "reading_order"):   # frame_boxes: DB post-processing and the map back to the frame
         patch(pl, name, "det_post")
     patch(pl, "warp_crop", "crop")
     patch(pl.OcrPipeline, "upright", "cls")

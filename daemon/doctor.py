@@ -224,6 +224,17 @@ def backend_finding(cfg: Config, choice: BackendChoice) -> Finding:
                    choice=choice.as_dict())
 
 
+def tiles_finding(cfg: Config, backend: str) -> Finding:
+    """Which frames the detector also reads as tiles (ocr.tiles) on the backend that runs."""
+    from daemon.ocr.tiles import describe_policy, tile_policy
+
+    policy = tile_policy(cfg.ocr.tiles, cfg.ocr.tiles_max, backend)
+    h, w = cfg.ocr.det_input_size
+    return Finding("small text (tiles)", True, f"ocr.tiles {cfg.ocr.tiles} on {backend}: {describe_policy(policy)}"
+                   + ("" if policy is None else f"; tiles of {h}x{w} with the letterboxed frame, "
+                                                f"{cfg.ocr.det_batch} per detector call (ocr.det_batch)"))
+
+
 def cpu_fold_finding(cfg: Config) -> Finding:
     """Whether the CPU backend will run its FP32 models from folded copies (ocr.cpu_fold), read from the
     files alone: doctor imports neither onnx nor ONNX Runtime for it."""
@@ -343,7 +354,9 @@ def diagnose(cfg: Config) -> list[Finding]:
                      pycuda_why="" if has_pycuda else pycuda_detail,
                      gpu=f"{gpu.name} (compute capability {gpu.compute_capability})" if usable_gpu else None,
                      gpu_why=gpu_why, engines=engine_facts, kernels_problem=kernels_gap)
-    findings.append(backend_finding(cfg, decide(cfg.backend, cfg.ocr.precision, facts)))
+    choice = decide(cfg.backend, cfg.ocr.precision, facts)
+    findings.append(backend_finding(cfg, choice))
+    findings.append(tiles_finding(cfg, choice.backend))
     findings.append(cpu_fold_finding(cfg))
     findings.append(cpu_int8_finding(cfg))
 

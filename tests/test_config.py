@@ -26,6 +26,7 @@ def test_shipped_config_yaml_is_valid_and_matches_the_defaults_it_documents():
     ({"ocr": {"use_angle_classifier": "yes"}}, "ocr.use_angle_classifier", "true or false"),
     ({"ocr": {"det_model": "/nonexistent/det.onnx"}}, "ocr.det_model", "/nonexistent/det.onnx"),
     ({"backend": "gpu"}, "backend", "'gpu' is not one of"),
+    ({"ocr": {"tiles": True}}, "ocr.tiles", "put the word in quotes"),   # YAML's bare `on`
     ({"cameras": [{"name": "a b", "kind": "file", "uri": "x.mp4"}]}, "cameras[0].name", "'a b'"),
     ({"cameras": [{"name": "a", "kind": "file"}]}, "cameras[0].uri", "must be set"),
     ({"cameras": [{"name": "a", "kind": "sample", "roi": [1, 2, 3]}]}, "cameras[0].roi", "[1, 2, 3]"),

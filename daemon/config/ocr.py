@@ -34,6 +34,16 @@ class OcrConfig:
     det_input_size: tuple[int, int] = (736, 960)
     # Frames per detector call (engine batch); frames of several cameras share one call.
     det_batch: int = 1
+    # Small text in frames much larger than det_input_size: the detector also reads the frame as overlapping
+    # input-size tiles (at native size where tiles_max allows), boxes stitched across the seams, lines cut from
+    # the full-resolution frame (daemon/ocr/tiles.py). auto = with TensorRT every frame whose tiles show text
+    # 1.5x larger than the letterbox (a batch of tiles costs little there); on the CPU, where each tile is a
+    # detector run, only frames the letterbox shrinks to 40 % or less (not labels, not 1920x1080); on = the
+    # TensorRT rule on any backend; off = never. docs/configuration.md.
+    tiles: Literal["auto", "on", "off"] = "auto"
+    # Most tiles per frame (detector inputs besides the letterboxed frame); a frame that needs more at native
+    # size is tiled at the largest scale that fits. 0 = automatic: fewer on the CPU than on a GPU.
+    tiles_max: int = 0
     # DB post-processing, PaddleOCR defaults: probability threshold, box score, unclip ratio.
     det_threshold: float = 0.3
     det_box_threshold: float = 0.5
@@ -83,6 +93,7 @@ class OcrConfig:
         for i, v in enumerate(self.det_input_size):
             require(v >= 32 and v % 32 == 0, f"{key}.det_input_size[{i}]", v, "must be a multiple of 32, at least 32")
         require(self.det_batch >= 1, f"{key}.det_batch", self.det_batch, "must be at least 1")
+        require(self.tiles_max >= 0, f"{key}.tiles_max", self.tiles_max, "must be 0 (automatic) or more")
         require(self.rec_batch >= 1, f"{key}.rec_batch", self.rec_batch, "must be at least 1")
         require(self.rec_tail_batch == 0 or 1 <= self.rec_tail_batch < self.rec_batch, f"{key}.rec_tail_batch",
                 self.rec_tail_batch, f"must be 0 (off) or between 1 and ocr.rec_batch - 1 ({self.rec_batch - 1})")

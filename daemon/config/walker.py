@@ -56,7 +56,9 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if origin is Literal:
         # by type too: true is not 1 (sparkplug.qos), 1.0 is not 1
         if not any(type(value) is type(a) and value == a for a in args):
-            raise ConfigError(key, f"{shown(value)} is not one of {', '.join(map(repr, args))}")
+            quote = (" (YAML reads a bare on, off, yes or no as true or false: put the word in quotes)"
+                     if isinstance(value, bool) and any(isinstance(a, str) for a in args) else "")
+            raise ConfigError(key, f"{shown(value)} is not one of {', '.join(map(repr, args))}{quote}")
         return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key)

@@ -21,14 +21,15 @@ from daemon.engines.plan import specs_for
 from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
 from daemon.ocr.ctc import ctc_candidates
-from daemon.ocr.db_post import DbParams, boxes_from_prob
-from daemon.ocr.det_pre import Letterbox, to_frame_coords
-from daemon.ocr.detector import Detector
+from daemon.ocr.db_post import DbParams
+from daemon.ocr.det_pre import Letterbox
+from daemon.ocr.detector import Detector, NoTiles, Tiler
 from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
                                 to_pieces)
 from daemon.ocr.results import CharCandidate, OcrResult, TextLine
+from daemon.ocr.tiles import frame_boxes, tile_policy
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Submitted:
     """A detector batch on its way: the frames and the detector's ticket, then (collected) its output."""
     frames: list[np.ndarray]
     ticket: object = None
-    probs: np.ndarray | None = None          # N x 1 x H x W probability maps
+    probs: np.ndarray | None = None          # N x 1 x H x W probability maps (a tiled frame's: tiles.TiledMaps)
     boxes: list[Letterbox] | None = None     # each frame's letterbox
     det_ms: float = 0.0
 
@@ -81,6 +82,10 @@ class OcrPipeline:
             raise
         self.det: Model = loaded["det"]
         self.detector: Detector = self.det.detector()
+        # --- tiles (issue 33 item 1): frames much larger than the input are also read as input-size tiles
+        self.tiles = tile_policy(ocr.tiles, ocr.tiles_max, backend.name)
+        self.tiler = NoTiles() if self.tiles is None else Tiler(ocr.det_batch, *ocr.det_input_size, self.tiles)
+        # --- end tiles
         self.rec: Model = loaded["rec"]
         self.rec_tail: Model | None = loaded.get("rec_tail")
         self.cls: Model | None = loaded.get("cls")
@@ -166,14 +171,14 @@ class OcrPipeline:
         if not 0 < len(frames) <= self.det_batch:
             raise ValueError(f"{len(frames)} frames for a detector batch of {self.det_batch}")
         t0 = time.perf_counter()
-        sub = Submitted(list(frames), ticket=self.detector.submit(frames))
+        sub = Submitted(list(frames), ticket=self.tiler.submit(self.detector, frames))
         sub.det_ms = (time.perf_counter() - t0) * 1000.0
         return sub
 
     def _collect(self, sub: Submitted) -> None:
         if sub.ticket is not None:
             t0 = time.perf_counter()
-            sub.probs, sub.boxes = self.detector.collect(sub.ticket)
+            sub.probs, sub.boxes = self.tiler.collect(self.detector, sub.ticket)
             sub.ticket = None
             sub.det_ms += (time.perf_counter() - t0) * 1000.0
 
@@ -218,11 +223,7 @@ class OcrPipeline:
             timing["det"] = timing.get("det", 0.0) + sub.det_ms
             for frame, lb, prob in zip(sub.frames, sub.boxes, sub.probs):  # type: ignore[arg-type]
                 t0 = time.perf_counter()
-                found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], self.db)
-                fh, fw = frame.shape[:2]
-                # every box of the frame mapped at once (N x 4 x 2), then a row each
-                text_boxes = list(to_frame_coords(np.array([b.text for b in found]), lb, fh, fw)) if found else []
-                quads = list(to_frame_coords(np.array([b.quad for b in found]), lb, fh, fw)) if found else []
+                text_boxes, quads = frame_boxes(prob, lb, frame.shape[0], frame.shape[1], self.db)
                 order = reading_order(text_boxes)
                 _add(timing, "det_post", t0)
                 t0 = time.perf_counter()

@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 
 from daemon.config import OcrConfig
-from daemon.ocr.db_post import DbParams, boxes_from_prob
-from daemon.ocr.det_pre import to_frame_coords
 from daemon.ocr.evaluate import Accuracy, combine, fold_text, score_image
 from daemon.ocr.models import ModelPaths
+from daemon.ocr.tiles import frame_boxes
 from daemon.quantize.frames import DEFAULT_KIND, Frame
 
 IOU_MATCH = 0.5
@@ -107,10 +106,8 @@ def detect_quads(pipeline, frame: np.ndarray) -> list[np.ndarray]:
     return _quads(probs[0], boxes[0], frame, pipeline.db)
 
 
-def _quads(prob: np.ndarray, lb, frame: np.ndarray, db) -> list[np.ndarray]:
-    found = boxes_from_prob(prob[0, : lb.new_h, : lb.new_w], db)
-    h, w = frame.shape[:2]
-    return [to_frame_coords(b.quad, lb, h, w) for b in found]   # the crop regions, as calibrated
+def _quads(prob, lb, frame: np.ndarray, db) -> list[np.ndarray]:
+    return frame_boxes(prob, lb, frame.shape[0], frame.shape[1], db)[1]   # the crop regions, as calibrated
 
 
 @dataclass
