@@ -18,7 +18,9 @@ the daemon to the result durable in the outbox); trigger -> received is this pro
 sending the trigger to the result message arriving at the MQTT subscriber (Modbus: to result_valid read back as
 well; OPC UA: to the ResultReady event); OCR is the pipeline's stages of the cycle's frame (det with its pre-processing, det_post, crop, cls, rec
 with its CTC decoding); outside OCR = trigger -> stored - OCR: the wait for the first frame captured after the
-trigger (up to 1 / fps), codes, the tracker, verification and the outbox write. What inside the OCR stages is not
+trigger (up to 1 / fps: "frame wait" = trigger -> stored - the payload's capture_to_outbox), the loop's turn,
+the tracker, verification and the outbox write; codes are read beside the OCR on their own thread (their ms is
+shown apart, not added). What inside the OCR stages is not
 the models (pre- and post-processing) is bench/cpu_ceiling.py's subject (bench/RESULTS.md sections 30 and 32).
 
 Recipe changes: --recipes selections per protocol, alternating two recipes: selection -> answer (MQTT: the answer
@@ -320,7 +322,8 @@ def one_cycle(proto: str, i: int, sub: Subscriber, web_port: int, plc: Plc, opc=
     ocr_ms = sum(float(lat.get(k, 0.0)) for k in OCR_STAGES)
     stored = float(lat["trigger_to_outbox"])
     return {"protocol": proto, "trigger_id": trigger_id, "status": doc["status"], "recipe": doc.get("recipe"),
-            "to_stored_ms": stored,
+            "codes_ms": float(lat.get("codes", 0.0)), "to_stored_ms": stored,
+            "frame_wait_ms": max(0.0, stored - float(lat.get("capture_to_outbox", stored))),
             "to_received_ms": (received_at - t0) * 1000.0, "ocr_ms": ocr_ms, "outside_ocr_ms": stored - ocr_ms,
             **extra}
 
@@ -423,13 +426,14 @@ def report(args, protocols, cycles, changes, applied) -> None:
     print(f"\nread cycles on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; camera at "
           f"{args.fps:g} fps, cycle_frames {args.cycle_frames}; {args.triggers} cycles per protocol\n")
     print("| protocol | cycles | trigger → stored p50 / p95 / p99 ms | trigger → received p50 / p95 / p99 ms "
-          "| OCR p50 ms | outside OCR p50 / p95 / p99 ms | Modbus result_valid / OPC UA ResultReady p50 / p95 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| OCR p50 ms | outside OCR p50 / p95 / p99 ms | of it frame wait p50 ms | codes (beside) p50 ms "
+          "| Modbus result_valid / OPC UA ResultReady p50 / p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for proto in protocols:
         mine = [c for c in cycles if c["protocol"] == proto]
         row = {k: percentiles([c[k] for c in mine if k in c])
-               for k in ("to_stored_ms", "to_received_ms", "ocr_ms", "outside_ocr_ms", "to_result_valid_ms",
-                         "to_result_ready_ms")}
+               for k in ("to_stored_ms", "to_received_ms", "ocr_ms", "outside_ocr_ms", "frame_wait_ms", "codes_ms",
+                         "to_result_valid_ms", "to_result_ready_ms")}
         row["statuses"] = {s: sum(1 for c in mine if c["status"] == s) for s in {c["status"] for c in mine}}
         rows[proto] = row
 
@@ -438,6 +442,7 @@ def report(args, protocols, cycles, changes, applied) -> None:
         valid = row["to_result_valid_ms"] if row["to_result_valid_ms"].get("n") else row["to_result_ready_ms"]
         print(f"| {proto} | {len(mine)} | {trio(row['to_stored_ms'])} | {trio(row['to_received_ms'])} "
               f"| {row['ocr_ms'].get('p50', 0):.0f} | {trio(row['outside_ocr_ms'])} "
+              f"| {row['frame_wait_ms'].get('p50', 0):.0f} | {row['codes_ms'].get('p50', 0):.0f} "
               f"| {(str(round(valid['p50'])) + ' / ' + str(round(valid['p95']))) if valid.get('n') else '–'} |")
     print("\n| recipe selected over | selections | selection → answer p50 / p95 / max ms "
           "| next cycle judged by it |")
