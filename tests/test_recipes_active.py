@@ -121,10 +121,15 @@ def test_the_selected_recipe_survives_a_restart_and_a_reload_keeps_it_while_it_e
         refresh_boards(_cfg(tmp_path, recipes=("cans", "tins")), fresh)
     assert fresh["cam"].state().recipe == "cans" and "no longer in the config" in caplog.text
 
-    (tmp_path / "cycles" / "cam.recipe.json").write_bytes(b"\xff{garbage")
+    for junk in (b"\xff{garbage", b"{}", b"[1]", b'{"recipe": 5}'):
+        (tmp_path / "cycles" / "cam.recipe.json").write_bytes(junk)
+        fresh = {}
+        refresh_boards(_cfg(tmp_path), fresh)
+        assert fresh["cam"].state().recipe == "cans", junk
+    (tmp_path / "cycles" / "cam.recipe.json").write_text('{"recipe": null}')   # none selected: kept so
     fresh = {}
     refresh_boards(_cfg(tmp_path), fresh)
-    assert fresh["cam"].state().recipe == "cans"
+    assert fresh["cam"].state().recipe is None
 
 
 def test_a_lane_made_from_config_judges_by_the_board_s_recipe(tmp_path):

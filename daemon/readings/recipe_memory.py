@@ -33,8 +33,11 @@ def remembered(path: str, recipes, default: Optional[str]) -> Optional[str]:
     except (OSError, ValueError) as exc:
         log.warning("the active recipe in %s cannot be read (%s); the configured one applies", path, exc)
         return default
-    name = doc.get("recipe") if isinstance(doc, dict) else None
-    if name is None or name in recipes:
+    if not isinstance(doc, dict) or "recipe" not in doc:
+        log.warning("%s does not name an active recipe; the configured one applies", path)
+        return default
+    name = doc["recipe"]
+    if name is None or name in recipes:   # null: none was selected (the camera's own expectation)
         return name
     log.warning("the active recipe saved in %s, %r, is no longer in the config; the configured one applies",
                 path, str(name)[:64])
