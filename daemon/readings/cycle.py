@@ -11,8 +11,9 @@ something was), ``no_read`` (something in view, nothing accepted, or the expecte
 outbox like any reading (schema ocr-result/5), so a PLC gets it from every sink and a restart loses none.
 
 A cycle is marked open in a small file (``<state_dir>/cycles/<camera>.json``) from the moment its trigger is
-accepted (before any protocol answers "accepted") until its result is stored: a daemon killed in between answers that trigger after the restart with ``no_read`` and a note, never
-silence and never a pass. Frames of an idle triggered camera are not OCR'd at all (``wants``).
+accepted (before any protocol answers "accepted") until its result is stored: a daemon killed in between answers
+that trigger after the restart with ``no_read`` and a note, never silence and never a pass. Frames of an idle
+triggered camera are not OCR'd at all (``wants``).
 
 Pure apart from that marker file and the code reader; the work loop's thread calls it (``due`` each turn takes the
 next trigger and ends a cycle whose window has passed).

@@ -182,7 +182,8 @@ class TriggerBoard:
         with self._lock:
             if name is not None and name not in self._recipes:
                 known = ", ".join(self._recipes) or "none defined"
-                return RecipeAnswer(False, f"unknown recipe {printable(name)[:64]!r}: one of {known}", self._state_locked())
+                reason = f"unknown recipe {printable(name)[:64]!r}: one of {known}"
+                return RecipeAnswer(False, reason, self._state_locked())
             if name == self._recipe:
                 return RecipeAnswer(True, "already active", self._state_locked())
             self._recipe = name

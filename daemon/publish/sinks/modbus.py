@@ -19,7 +19,8 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
     coils (PLC writes) B+0     trigger          0->1 offers a trigger; set it back to 0 after trigger_ack
     FC 1, 5, 15        B+1     result_ack       0->1 acknowledges the result shown; set it back to 0 after
                                                 result_valid dropped: the next result is shown only then
-    discrete inputs    B+0     trigger_ready    a trigger now would be accepted (no cycle busy or waiting) and the camera streams
+    discrete inputs    B+0     trigger_ready    a trigger now would be accepted (no cycle busy or waiting) and the
+                                                camera streams
     FC 2               B+1     trigger_ack      the board accepted the trigger; cleared when `trigger` goes to 0
                        B+2     busy             a trigger was accepted and its cycle has not ended
                        B+3     result_valid     a result is shown and not yet acknowledged
