@@ -17,8 +17,9 @@ its client (a Modbus bit, an HTTP 409, an MQTT reply).
 
 The board also holds the camera's active recipe: the one a trigger naming none is judged by. Any protocol selects
 it (select_recipe); it applies from the next cycle on (a cycle running keeps the recipe it started with), with no
-reload and no model load. An unknown name is refused and the active recipe stays. Pure: no I/O, no clock reads
-beyond a Trigger's default arrival times.
+reload and no model load. An unknown name is refused and the active recipe stays. Pure (no I/O, no clock reads
+beyond a Trigger's default arrival times) apart from the hooks others register: on_accept (the lane's open-cycle
+marker) and the subscribers.
 """
 from __future__ import annotations
 
