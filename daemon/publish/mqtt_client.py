@@ -158,7 +158,7 @@ class Publisher:
         self._on_acked = on_acked
         self.counters = PublishCounters()
         self._status_topic = status_topic(cfg.topic_prefix, device_id)
-        self._commands: dict[str, tuple[Callable[[bytes], Optional[bytes]], str]] = {}   # topic -> (handler, answer)
+        self._commands: dict[str, Callable[[str, bytes], Optional[bytes]]] = {}   # topic pattern -> handler
         self._stats_topic = stats_topic(cfg.topic_prefix, device_id)
         self._client: Any = None
         self._sender: Optional[threading.Thread] = None
@@ -279,24 +279,28 @@ class Publisher:
             self._dirty = True
             self._cv.notify()
 
-    def listen(self, topic: str, handler: Callable[[bytes], Optional[bytes]], answer_topic: str) -> None:
-        """Before start(): handler(payload) is called from paho's network thread for each message on topic
-        (subscribed QoS 1 at every connect; clean sessions, so a command sent while the daemon was away is not
-        kept), and what it returns is published (QoS 1, not retained, never queued) on answer_topic. The handler
-        must be quick; its exceptions are logged, never let into paho's thread."""
-        self._commands[topic] = (handler, answer_topic)
+    def listen(self, pattern: str, handler: Callable[[str, bytes], Optional[bytes]]) -> None:
+        """Before start(): handler(topic, payload) is called from paho's network thread for each message on a
+        topic matching pattern (MQTT wildcards allowed; subscribed QoS 1 at every connect; clean sessions, so a
+        command sent while the daemon was away is not kept), and what it returns is published (QoS 1, not
+        retained, never queued) on that topic + "/answer". The handler must be quick; its exceptions are logged,
+        never let into paho's thread."""
+        self._commands[pattern] = handler
 
     def _on_command(self, client, userdata, message) -> None:
-        handler, answer_topic = self._commands.get(message.topic, (None, ""))
+        import paho.mqtt.client as mqtt
+
+        handler = next((h for pattern, h in self._commands.items() if mqtt.topic_matches_sub(pattern, message.topic)),
+                       None)
         if handler is None:
             return
         try:
-            answer = handler(bytes(message.payload))
+            answer = handler(message.topic, bytes(message.payload))
         except Exception:
             log.exception("mqtt: command on %s failed", message.topic)
             return
         if answer is not None:
-            client.publish(answer_topic, answer, qos=1)
+            client.publish(message.topic + "/answer", answer, qos=1)
 
     def publish_stats(self, stats: dict) -> None:
         """QoS 0 and never queued: a stats message is only worth sending now."""

@@ -129,17 +129,19 @@ def select_recipe(board, name: Optional[str], source: str):
 
 
 def listen_for_commands(publisher, prefix: str, device_id: str, boards: Mapping) -> None:
-    """Before the MQTT publisher starts: each triggered camera's trigger and recipe topics offer to its board,
-    and each answer goes to the topic + "/answer" (daemon/publish/mqtt_client.Publisher.listen)."""
+    """Before the MQTT publisher starts: every camera's trigger and recipe topics (one wildcard subscription each,
+    so a camera a reload makes triggered is served too) offer to the camera's board in boards, read when each
+    command arrives; each answer goes to the command's topic + "/answer" (Publisher.listen). A camera that is not
+    triggered is answered so."""
     from daemon.publish.payload import recipe_topic, trigger_topic
 
-    for name in boards:
-        topic = trigger_topic(prefix, device_id, name)
-        publisher.listen(topic, lambda body, name=name: offer_command(boards, name, body, "mqtt")[1],
-                         topic + "/answer")
-        topic = recipe_topic(prefix, device_id, name)
-        publisher.listen(topic, lambda body, name=name: select_command(boards, name, body, "mqtt")[1],
-                         topic + "/answer")
+    def camera_of(topic: str) -> str:   # .../<camera>/trigger: camera names hold no "/" (config's NAME_RULE)
+        return topic.rsplit("/", 2)[-2]
+
+    publisher.listen(trigger_topic(prefix, device_id, "+"),
+                     lambda topic, body: offer_command(boards, camera_of(topic), body, "mqtt")[1])
+    publisher.listen(recipe_topic(prefix, device_id, "+"),
+                     lambda topic, body: select_command(boards, camera_of(topic), body, "mqtt")[1])
 
 
 def answer(camera: str, trigger_id: Optional[str], accepted: bool, reason: str = "") -> bytes:

@@ -1,0 +1,59 @@
+"""MQTT commands on one wildcard topic per kind, read against the trigger boards when each arrives (in-process
+Service, real Mosquitto, the sample camera): a trigger for a camera that is not triggered is answered so and
+triggers nothing (before, nobody listened and the PLC heard nothing), and once a reload makes the camera triggered
+its triggers are served."""
+from __future__ import annotations
+
+import json
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from broker import Recorder, wait_until
+from daemon import config
+from daemon.service import Service
+from service_support import small_ocr, write_config
+
+
+def _config(tmp_path, broker_port: int, belt_mode: str) -> dict:
+    return {"device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(),
+            "cameras": [{"name": "belt", "kind": "sample", "mode": belt_mode, "codes": [], "max_fps": 4,
+                         "cycle_frames": 1, "cycle_window_ms": 60000, "one_label": False}],
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+            "web": {"enabled": False}, "metrics": {"enabled": False},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3")}, "evidence": {"dir": str(tmp_path / "ev")}}
+
+
+def test_a_camera_made_triggered_by_a_reload_takes_mqtt_triggers(tmp_path, broker):
+    path = write_config(tmp_path / "config.yaml", _config(tmp_path, broker.port, "continuous"))
+    rec = Recorder(broker.port, "ocr/st1/belt/#", client_id="plc-view")
+    service = Service(config.load(path), str(path))
+    service.start()
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    plc = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plc")
+    plc.connect("127.0.0.1", broker.port)
+    plc.loop_start()
+    try:
+        rec.wait_subscribed()
+        assert wait_until(lambda: service.publisher is not None and service.publisher.connected, 30)
+        plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "early"}), qos=1)
+        assert wait_until(lambda: rec.on_topic("ocr/st1/belt/trigger/answer"), 30)
+        early = json.loads(rec.on_topic("ocr/st1/belt/trigger/answer")[0].payload)
+        assert early["accepted"] is False and "not a triggered camera" in early["reason"]
+
+        write_config(path, _config(tmp_path, broker.port, "triggered"))
+        service.request_reload()   # what SIGHUP sets: the sinks are not restarted (their config did not change)
+        assert wait_until(lambda: "belt" in service.boards, 60)
+        plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "after-reload"}), qos=1)
+        assert wait_until(lambda: any(m.json().get("trigger_id") == "after-reload" for m in rec.results()), 120)
+    finally:
+        service.request_stop()
+        loop.join(timeout=60)
+        plc.loop_stop()
+        rec.close()
+    answers = [json.loads(m.payload) for m in rec.on_topic("ocr/st1/belt/trigger/answer")]
+    assert [(a["trigger_id"], a["accepted"]) for a in answers] == [(None, False), ("after-reload", True)]
+    [result] = [m.json() for m in rec.results() if m.json().get("trigger_id") == "after-reload"]
+    assert result["trigger_source"] == "mqtt" and result["status"] == "good_read"   # the sample labels read
