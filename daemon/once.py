@@ -51,9 +51,10 @@ def main(args: argparse.Namespace) -> int:
     except (ModelFileError, BackendError) as exc:
         print(f"cannot load the OCR models: {exc}", file=sys.stderr)
         return 1
-    from daemon.codes.reader import reader_for
+    from daemon.codes.reader import CodeReader
     code_formats = tuple(cfg.cameras[0].codes)
-    codes_reader = reader_for(code_formats) if code_formats else None
+    # Unrelated images, not a camera's stream: every format in every image (a camera's reader learns instead)
+    codes_reader = CodeReader(code_formats, learn=False) if code_formats else None
     paths = image_paths(args.images)
     loaded: dict[int, Loaded] = {}      # images between reading and their result (a few at most)
 

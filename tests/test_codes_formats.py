@@ -13,7 +13,7 @@ from daemon import config
 from daemon.codes import CODE_FORMATS
 from daemon.codes.match import CONFIRMED, match_codes
 from daemon.codes import reader as reader_module
-from daemon.codes.reader import CodeReader, config_name, reader_for
+from daemon.codes.reader import CodeReader, config_name
 from daemon.readings.results_filter import PublishedLine
 from daemon.samples.codes import FORMAT_SAMPLES, SCENE_VARIANTS, code_image, code_scene
 
@@ -181,9 +181,7 @@ def test_the_search_slices_hold_every_format_once():
     assert sorted(names) == sorted(CODE_FORMATS)
 
 
-def test_cameras_sharing_the_default_list_share_one_reader_and_what_it_learned():
-    codes = tuple(config.from_dict({}).cameras[0].codes)
-    assert reader_for(codes) is reader_for(tuple(config.from_dict({"cameras": [{"name": "b"}]}).cameras[0].codes))
+def test_a_listed_format_set_is_always_resident():
     assert CodeReader(["Code128", "QRCode"]).resident() == ("Code128", "QRCode")
 
 
@@ -193,3 +191,23 @@ def test_the_photographed_isbn_codes_are_read_by_default_as_by_every_format_at_o
     every = {(config_name(b.format.name), b.text) for b in zxingcpp.read_barcodes(photo)}
     got = {(c.format, c.text) for c in _default_reader().read(photo)}
     assert got == every and {("EAN13", "9787564350840"), ("EAN13", "9783319200064")} <= got
+
+
+def test_once_s_reader_searches_every_format_in_every_image_however_many_came_before():
+    """`once` reads unrelated images: its reader does not learn, so a DataMatrix in the thousandth image is read
+    as in the first, where a camera's reader, its search budget spent, finds only what it has seen lately."""
+    from daemon.codes import CODE_FORMATS
+    from daemon.codes.reader import CodeReader
+    from daemon.samples.codes import code_scene
+
+    frame = code_scene("DataMatrix", seed=5)
+    blank = np.full((960, 1280, 3), 200, np.uint8)
+    now = [0.0]   # a clock that stands still: the camera's search budget is spent and never refilled
+    camera, once = CodeReader(CODE_FORMATS, clock=lambda: now[0]), CodeReader(CODE_FORMATS, learn=False)
+    for _ in range(1000):
+        if camera.search_credit_ms <= 0:
+            break
+        camera.read(blank)
+    assert camera.search_credit_ms <= 0
+    assert not once.learns and [c.format for c in once.read(frame)] == ["DataMatrix"]
+    assert [c.format for c in camera.read(frame)] == []

@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
 import cv2
@@ -80,15 +79,17 @@ def config_name(zxing_format_name: str) -> str:
 
 
 class CodeReader:
-    """Reads the codes of one frame at a time. Cameras that list the same formats share one reader (reader_for);
-    calls from several threads are safe (zxing-cpp releases the GIL; what the default's reader has learned is
+    """Reads the codes of one frame at a time; each camera has its own (daemon/readings/lane.py), so what the
+    default list learns is that camera's. Calls from several threads are safe (zxing-cpp releases the GIL; what the default's reader has learned is
     updated under a lock). ``clock`` (seconds) is for tests and the benchmark's simulated cameras."""
 
-    def __init__(self, formats: Sequence[str], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, formats: Sequence[str], clock: Callable[[], float] = time.monotonic, learn: bool = True):
+        """learn False: every format searched in every image, in one zxing-cpp call (`once`: unrelated images,
+        nothing worth learning from one to the next)."""
         import zxingcpp
         self._zx = zxingcpp
         self.formats = tuple(dict.fromkeys(formats))
-        self.learns = bool(self.formats) and set(self.formats) == set(CODE_FORMATS)
+        self.learns = learn and bool(self.formats) and set(self.formats) == set(CODE_FORMATS)
         self._clock = clock
         self._lock = threading.Lock()
         self._last_read: dict[str, float] = {}          # learned format -> clock time of its last code
@@ -184,10 +185,3 @@ class CodeReader:
                 gs1, err = parse_gs1(bc.bytes.decode("latin-1"))
             codes.append(Code(config_name(bc.format.name), bc.text, box, gs1, err))
         return codes
-
-
-@lru_cache(maxsize=16)
-def reader_for(formats: tuple[str, ...]) -> CodeReader:
-    """One reader per format list, shared by the cameras that list it (with the default list, also what it has
-    learned: a format one camera reads becomes resident for the others)."""
-    return CodeReader(formats)
