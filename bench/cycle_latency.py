@@ -263,6 +263,7 @@ def start_daemon(work: Path, args, mqtt_port: int) -> tuple[subprocess.Popen, in
     web_port, modbus_port, opcua_port = _free_port(), _free_port(), _free_port()
     cfg = {"device_id": DEVICE, "backend": "onnxruntime", "ocr": {"threads": args.threads},
            "cameras": [{"name": CAMERA, "kind": "sample", "max_fps": args.fps, "mode": "triggered",
+                        **({"codes": []} if args.no_codes else {}),
                         "cycle_frames": args.cycle_frames, "cycle_window_ms": 10000, "recipe": RECIPES[0]["name"]}],
            "recipes": list(RECIPES),
            "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "topic_prefix": PREFIX},
@@ -365,6 +366,7 @@ def main() -> int:
     ap.add_argument("--cycle-frames", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="ocr.threads (0: ONNX Runtime's default)")
     ap.add_argument("--warmup", type=int, default=3, help="cycles first, not counted")
+    ap.add_argument("--no-codes", action="store_true", help="the camera reads no codes (cameras[].codes: [])")
     ap.add_argument("--mosquitto")
     ap.add_argument("--broker-delay", action="store_true", help="Mosquitto as installed (set_tcp_nodelay false)")
     ap.add_argument("--json", type=Path)
