@@ -312,3 +312,41 @@ def test_a_client_back_after_a_daemon_restart_reads_the_readings_fired_while_it_
     finally:
         after.stop(0.0)
         ob.close()
+
+
+def test_idle_sockets_cannot_lock_a_client_out_and_activated_sessions_are_never_closed_for_them(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+    port = free_port()
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+    sink = OpcUaSink(_cfg(tmp_path, port, max_connections=3), ob.for_sink("opcua"))
+    sink.start()
+    idle = []
+    try:
+        assert wait_until(lambda: sink.health().up, 60), sink.health()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(6)]   # silent sockets
+
+        async def sessions():
+            clients = []
+            try:
+                for _ in range(3):   # each evicts a silent socket; the server holds 3 activated sessions then
+                    client = await _client(tmp_path, port)
+                    await client.connect()
+                    clients.append(client)
+                    cam, _ = await _camera(client, "cam1")
+                    assert await cam.get_children()
+                with pytest.raises(OSError):   # full of activated sessions: refused (at its discovery already)
+                    late = await _client(tmp_path, port)
+                    await late.connect()
+                for client in clients:
+                    cam, _ = await _camera(client, "cam2")
+                    assert await cam.get_children()
+            finally:
+                for client in clients:
+                    await client.disconnect()
+        asyncio.run(sessions())
+    finally:
+        for s in idle:
+            s.close()
+        sink.stop(0.0)
+        ob.close()

@@ -48,6 +48,9 @@ class OpcUaConfig:
     # Per triggered camera, the last results a client can fetch by id; one pushed out before a client acknowledged
     # it is an overrun (counted, signalled). A PLC that acknowledges each part never needs more than a few.
     result_buffer: int = 32
+    # Connections at most; a new one past that closes the oldest connection without an activated session (a
+    # silent socket, a client still handshaking), so idle sockets cannot lock a PLC out; with none to close, refused.
+    max_connections: int = 64
 
     def check(self, key: str) -> None:
         """Checked only when enabled: a server that is off reads no certificate and no password."""
@@ -70,6 +73,8 @@ class OpcUaConfig:
                 f"{key}.trusted_clients_dir", self.trusted_clients_dir, "is not a directory")
         require(1 <= self.result_buffer <= 1024, f"{key}.result_buffer", self.result_buffer,
                 "must be between 1 and 1024")
+        require(1 <= self.max_connections <= 1000, f"{key}.max_connections", self.max_connections,
+                "must be between 1 and 1000")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,10 @@ Threads: asyncio runs in a thread of its own; the sink's thread hands it each re
 A stop closes the server, then ends every task still on its loop (sessions kept for subscriptions that outlive
 their connection) before the loop closes.
 
+Idle clients: at most opcua.max_connections connections; a new one past that closes the oldest connection without
+an activated session (_BoundedProtocol), so silent sockets cannot lock a PLC out (asyncua alone refuses every new
+connection at 1,000 and closes an idle one after 30 s).
+
 The channel rule lives in asyncua's per-connection processor, which has no hook for it: _install_channel_rule()
 puts a subclass (_RuledProcessor) in its place, which applies the rule only for servers registered here. It
 relies on asyncua 2.1.0's UaProcessor (pinned in setup.py and requirements-lock.txt); the tests refuse a None
@@ -222,6 +226,7 @@ class _ChannelRule:
 
 
 _RULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # asyncua InternalServer -> _ChannelRule
+_LIMITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # asyncua InternalServer -> max connections
 # Set while a request without an activated session is processed: asyncua's own line for each refusal (an ERROR
 # per wrong password) is dropped then, the rule reports it through RefusalLog instead.
 _SESSIONLESS = contextvars.ContextVar("opcua_sessionless_request", default=False)
@@ -331,6 +336,32 @@ def _same_certificate(given: Optional[bytes], channel: Optional[bytes]) -> bool:
         return False
 
 
+class _BoundedProtocol(binary_server_asyncio.OPCUAProtocol):
+    """asyncua's per-connection protocol, for a server registered in _LIMITS: when the server is full, a new
+    connection closes the oldest one that has no activated session (an idle socket, a client still in its
+    handshake) instead of being refused, so idle sockets cannot keep a PLC out; asyncua refuses it only when every
+    connection holds an activated session. asyncua alone refuses every new connection once 1,000 are open, and
+    closes an idle one only after 30 s."""
+
+    def connection_made(self, transport) -> None:
+        limit = _LIMITS.get(self.iserver)
+        if limit is not None:
+            open_now = [c for c in self.clients if c.transport is not None]
+            idle = [c for c in open_now if not _activated(c)]
+            while len(open_now) >= limit and idle:
+                victim = idle.pop(0)   # clients are in the order they connected: the oldest first
+                open_now.remove(victim)
+                self.clients.remove(victim)   # now: asyncua counts self.clients below; connection_lost tolerates it
+                victim.transport.close()
+                log.debug("opcua: %d connections open, closed one without a session for a new one", limit)
+        super().connection_made(transport)
+
+
+def _activated(conn) -> bool:
+    session = getattr(conn.processor, "session", None)
+    return session is not None and session.is_activated()
+
+
 def _install_channel_rule(server: Server, rule: _ChannelRule) -> None:
     """Registers rule for server and makes sure asyncua builds each connection's processor from _RuledProcessor
     (once per process; other asyncua servers keep asyncua's behaviour). Raises when asyncua no longer looks the
@@ -341,6 +372,11 @@ def _install_channel_rule(server: Server, rule: _ChannelRule) -> None:
             raise RuntimeError("asyncua's connection processor is not the one this sink extends (asyncua "
                                f"{getattr(asyncua, '__version__', '?')}; the channel rule is written for 2.1.0)")
         binary_server_asyncio.UaProcessor = _RuledProcessor
+    protocol = getattr(binary_server_asyncio, "OPCUAProtocol", None)
+    if protocol is not _BoundedProtocol:
+        if protocol is not _BoundedProtocol.__mro__[1]:
+            raise RuntimeError("asyncua's connection protocol is not the one this sink extends")
+        binary_server_asyncio.OPCUAProtocol = _BoundedProtocol
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).addFilter(_QUIET)
     _RULES[server.iserver] = rule
@@ -451,6 +487,8 @@ class OpcUaSink(QueueSink):
                   else ua.SecurityPolicyType.Basic256Sha256_Sign)
         server.set_security_policy([policy])
         _install_channel_rule(server, _ChannelRule(SecurityPolicyBasic256Sha256.URI, mode, self._refused))
+        server.iserver.max_connections = o.max_connections   # asyncua's refusal, once no idle one can go
+        _LIMITS[server.iserver] = o.max_connections
         tokens = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if o.allow_anonymous else [])
         server.set_identity_tokens(tokens)
         server.set_certificate_validator(await _client_validator(o.trusted_clients_dir))
