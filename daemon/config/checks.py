@@ -53,6 +53,14 @@ def check_port(key: str, port: int) -> None:
     require(0 < port < 65536, key, port, "must be between 1 and 65535")
 
 
+def check_address(key: str, host: str, port: int) -> None:
+    """A section's host (not empty: a server that must be named, or a listener that must be bound on purpose) and
+    port, the errors naming key.host and key.port."""
+    require(bool(host), f"{key}.host", host, "must not be empty")
+    check_host(f"{key}.host", host)
+    check_port(f"{key}.port", port)
+
+
 def check_path(key: str, path: Optional[str], writes_into: bool = False, suffix: str = "") -> None:
     """A path Linux can open: at most PATH_MAX_BYTES, each name at most NAME_MAX_BYTES. writes_into: a directory the
     daemon creates files in (room for one more name); suffix: what is appended to the name (SQLite's -journal)."""

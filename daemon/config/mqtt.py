@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from daemon.config.checks import (MQTT_MAX_STRING_BYTES, check_host, check_mqtt_text, check_port,
-                                  check_topic_prefix)
+from daemon.config.checks import MQTT_MAX_STRING_BYTES, check_address, check_mqtt_text, check_topic_prefix
 from daemon.config.errors import require
 from daemon.config.files import check_readable
 from daemon.config.secrets import check_named_once, secret
@@ -75,9 +74,7 @@ class MqttConfig:
 
     def check(self, key: str) -> None:
         """The section's own rules; max_inflight and the topics' length depend on the cameras (validate())."""
-        require(bool(self.host), f"{key}.host", self.host, "must not be empty")
-        check_host(f"{key}.host", self.host)
-        check_port(f"{key}.port", self.port)
+        check_address(key, self.host, self.port)
         check_topic_prefix(f"{key}.topic_prefix", self.topic_prefix)
         check_mqtt_text(f"{key}.client_id", self.client_id)
         check_mqtt_text(f"{key}.username", self.username)

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from daemon.config.checks import (NAME_RULE, check_host, check_mqtt_text, check_opcua_text, check_port,
-                                  check_topic_prefix, valid_name)
+from daemon.config.checks import (NAME_RULE, check_address, check_mqtt_text, check_opcua_text, check_topic_prefix,
+                                  valid_name)
 from daemon.config.errors import require
 from daemon.config.secrets import check_named_once, secret
 
@@ -56,9 +56,7 @@ class OpcUaConfig:
         """Checked only when enabled: a server that is off reads no certificate and no password."""
         if not self.enabled:
             return
-        require(bool(self.host), f"{key}.host", self.host, "must not be empty")
-        check_host(f"{key}.host", self.host)
-        check_port(f"{key}.port", self.port)
+        check_address(key, self.host, self.port)
         require(bool(self.namespace_uri), f"{key}.namespace_uri", self.namespace_uri, "must not be empty")
         check_opcua_text(f"{key}.namespace_uri", self.namespace_uri)
         require(bool(self.cert_file) and bool(self.key_file), f"{key}.cert_file", self.cert_file,
@@ -133,9 +131,7 @@ class ModbusSectionConfig:
     def check(self, key: str) -> None:
         if not self.enabled:
             return
-        require(bool(self.host), f"{key}.host", self.host, "must not be empty")
-        check_host(f"{key}.host", self.host)
-        check_port(f"{key}.port", self.port)
+        check_address(key, self.host, self.port)
         require(1 <= self.unit_id <= 255, f"{key}.unit_id", self.unit_id, "must be between 1 and 255")
         require(1 <= self.max_connections <= 1024, f"{key}.max_connections", self.max_connections,
                 "must be between 1 and 1024")
