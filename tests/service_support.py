@@ -5,11 +5,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import yaml
 from PIL import Image, ImageDraw, ImageFont
@@ -99,3 +101,34 @@ def http_get(url: str) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+@contextmanager
+def work_loop(service) -> Iterator[threading.Thread]:
+    """A started in-process Service's work loop on a thread, as `ocr-daemon run` runs it. On the way out the
+    service is asked to stop, and its loop must end (a drain that hangs fails the test)."""
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    try:
+        yield loop
+    finally:
+        service.request_stop()
+        loop.join(timeout=60)
+    assert not loop.is_alive()
+
+
+@contextmanager
+def mqtt_client(port: int, client_id: str):
+    """A plain paho client on the loopback broker, its network loop running (a PLC or a SCADA client)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.loop_stop()
+        client.disconnect()
+

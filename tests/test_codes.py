@@ -4,7 +4,6 @@ Bounded by deadlines, no timing assertions."""
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
@@ -20,6 +19,7 @@ from daemon.samples.render import render_label
 from daemon.service import Service
 from publish_support import VALIDATOR
 from broker import wait_until
+from service_support import work_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 S10 = "EE123456785CN"          # the UPU S10 example: check digit 5
@@ -78,11 +78,9 @@ def test_codes_and_the_lines_they_confirm_or_contradict_reach_the_outbox(tmp_pat
     cv2.imwrite(str(scans / "b_differ.png"), code_label("RR473124829GB", "RR473124838GB", "QRCode"))
     service = Service(cfg, str(tmp_path / "unused.yaml"))
     service.start()
-    loop = threading.Thread(target=service.run)
-    loop.start()
-    try:
-        assert wait_until(lambda: (scans / "done" / "a_agree.png").exists() and (scans / "done" / "b_differ.png").exists(),
-                     180)
+    with work_loop(service):
+        done = scans / "done"
+        assert wait_until(lambda: (done / "a_agree.png").exists() and (done / "b_differ.png").exists(), 180)
         docs = {json.loads(r.payload)["source"]["file"]: json.loads(r.payload) for r in service.outbox.pending(10)}
         for doc in docs.values():
             VALIDATOR.validate(doc)
@@ -97,10 +95,6 @@ def test_codes_and_the_lines_they_confirm_or_contradict_reach_the_outbox(tmp_pat
         assert line["text"].replace(" ", "") == "RR473124829GB" and line["code_value"] == "RR473124838GB"
         checks = service.snapshot()["cameras"]["scan"]["checks"]
         assert checks["code_confirmed"] >= 1 and checks["code_mismatch"] >= 1
-    finally:
-        service.request_stop()
-        loop.join(timeout=60)
-    assert not loop.is_alive()
 
 
 def test_once_json_prints_the_codes_of_each_image(tmp_path):

@@ -5,7 +5,6 @@ service stops is published by the drain. Bounded by deadlines; no timing asserti
 max_wait_s are far beyond the test, so labels finish by frames alone)."""
 import json
 import signal
-import threading
 
 import cv2
 import numpy as np
@@ -17,7 +16,7 @@ from daemon.service import Service
 from daemon.samples.codes import paste_code
 from publish_support import VALIDATOR
 from broker import Recorder, free_port, wait_until
-from service_support import FONT, Daemon, write_config
+from service_support import FONT, Daemon, work_loop, write_config
 
 FIRST, SECOND = "SF7300000000", "EMS726938093443"
 LABEL_FRAMES = 6
@@ -83,14 +82,8 @@ def test_consensus_camera_stores_one_reading_per_label_and_the_drain_publishes_t
     cfg = config.from_dict(_config(tmp_path, clip))
     service = Service(cfg, str(tmp_path / "unused.yaml"))
     service.start()
-    loop = threading.Thread(target=service.run)
-    loop.start()
-    try:
+    with work_loop(service):
         _first_label_stored_second_in_view(service, total)
-    finally:
-        service.request_stop()
-        loop.join(timeout=60)
-    assert not loop.is_alive()
     docs = _stored(cfg)
     assert [_texts(d) for d in docs] == [FIRST, SECOND]
     assert all(d["frames"] > 1 for d in docs), [d["frames"] for d in docs]
@@ -104,18 +97,12 @@ def test_a_label_in_view_at_sighup_is_published_before_the_new_config_applies(tm
     cfg = config.load(path)
     service = Service(cfg, str(path))
     service.start()
-    loop = threading.Thread(target=service.run)
-    loop.start()
-    try:
+    with work_loop(service):
         _first_label_stored_second_in_view(service, total)
         write_config(path, _config(tmp_path, clip, min_confidence=0.4))   # a filter change: the camera keeps running
         service.request_reload()   # what SIGHUP sets
         assert wait_until(lambda: service.outbox.depth()[0] == 2, 30)
         assert service.lanes["belt"].pending == 0 and service.cfg.cameras[0].min_confidence == 0.4
-    finally:
-        service.request_stop()
-        loop.join(timeout=60)
-    assert not loop.is_alive()
     docs = _stored(cfg)
     assert [_texts(d) for d in docs] == [FIRST, SECOND] and all(d["frames"] > 1 for d in docs)
 

@@ -4,7 +4,6 @@ Modbus TCP (pymodbus's client as the PLC);
 each cycle ends in exactly one ocr-result/5 message on the camera's text topic; a trigger while busy is answered
 as missed. Bounded by deadlines, no timing assertions."""
 import json
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from broker import Recorder, free_port, wait_until
 from daemon import config
 from daemon.service import Service
-from service_support import render_label
+from service_support import mqtt_client, render_label, work_loop
 from test_sources_rtsp import PASSWORD, USER, RtspServer, _server_available
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-5.json").read_text())
@@ -25,9 +24,6 @@ SKIP = _server_available()
 
 @pytest.mark.skipif(bool(SKIP), reason=SKIP or "ok")
 def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, broker):
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     image = tmp_path / "lot.png"
     render_label(image, LOT)
     rtsp = RtspServer(free_port(), image, tmp_path / "rtsp.log").start()
@@ -47,79 +43,72 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
         "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
     service = Service(cfg, str(tmp_path / "unused.yaml"))
     service.start()
-    loop = threading.Thread(target=service.run)
-    loop.start()
-    plc = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plc")
-    plc.connect("127.0.0.1", broker.port)
-    plc.loop_start()
     try:
-        rec.wait_subscribed()
-        assert wait_until(lambda: service.publisher is not None and service.publisher.connected, 30)
-        assert wait_until(lambda: service.snapshot()["cameras"]["cam"]["state"] == "streaming", 60)
-        assert service.snapshot()["cameras"]["cam"]["frames"] == 0          # idle: nothing OCR'd
-        assert wait_until(lambda: service.boards["cam"].state().camera_error is None, 30)   # the loop told it
+        with work_loop(service), mqtt_client(broker.port, "plc") as plc:
+            rec.wait_subscribed()
+            assert wait_until(lambda: service.publisher is not None and service.publisher.connected, 30)
+            assert wait_until(lambda: service.snapshot()["cameras"]["cam"]["state"] == "streaming", 60)
+            assert service.snapshot()["cameras"]["cam"]["frames"] == 0          # idle: nothing OCR'd
+            assert wait_until(lambda: service.boards["cam"].state().camera_error is None, 30)   # the loop told it
 
-        plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-1"}), qos=1)
-        assert wait_until(lambda: len(rec.results()) == 1, 120)
-        plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-2", "expected": "LOT 4711B"}), qos=1)
-        plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-3"}), qos=1)   # while part-2 waits
-        assert wait_until(lambda: len(rec.results()) == 2, 120)
+            plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-1"}), qos=1)
+            assert wait_until(lambda: len(rec.results()) == 1, 120)
+            plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-2", "expected": "LOT 4711B"}), qos=1)
+            plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-3"}), qos=1)   # while part-2 waits
+            assert wait_until(lambda: len(rec.results()) == 2, 120)
 
-        port = service.page.server.port
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/cam/trigger", method="POST",
-                                     data=json.dumps({"trigger_id": "part-4"}).encode(),
-                                     headers={"X-OCR-Page": "1", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 202 and json.loads(r.read())["accepted"] is True
-        assert wait_until(lambda: len(rec.results()) == 3, 120)
-        with pytest.raises(urllib.error.HTTPError) as err:   # not a triggered camera
-            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/nope/trigger",
-                                                          method="POST", data=b"{}", headers={"X-OCR-Page": "1"}),
-                                   timeout=10)
-        assert err.value.code == 404
+            port = service.page.server.port
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/cam/trigger", method="POST",
+                                         data=json.dumps({"trigger_id": "part-4"}).encode(),
+                                         headers={"X-OCR-Page": "1", "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 202 and json.loads(r.read())["accepted"] is True
+            assert wait_until(lambda: len(rec.results()) == 3, 120)
+            with pytest.raises(urllib.error.HTTPError) as err:   # not a triggered camera
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/nope/trigger",
+                                                              method="POST", data=b"{}", headers={"X-OCR-Page": "1"}),
+                                       timeout=10)
+            assert err.value.code == 404
 
-        # The PLC over Modbus TCP: trigger coil -> trigger_ack -> result_valid with the id -> result_ack.
-        from pymodbus.client import ModbusTcpClient
+            # The PLC over Modbus TCP: trigger coil -> trigger_ack -> result_valid with the id -> result_ack.
+            from pymodbus.client import ModbusTcpClient
 
-        from daemon.publish.sinks import modbus as mb
-        plc_mb = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=5, retries=1)
-        assert wait_until(plc_mb.connect, 30)
+            from daemon.publish.sinks import modbus as mb
+            plc_mb = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=5, retries=1)
+            assert wait_until(plc_mb.connect, 30)
 
-        def inputs():
-            return plc_mb.read_discrete_inputs(0, count=mb.DISCRETE_INPUTS, device_id=1).bits
+            def inputs():
+                return plc_mb.read_discrete_inputs(0, count=mb.DISCRETE_INPUTS, device_id=1).bits
 
-        def result_id():
-            return plc_mb.read_input_registers(0, count=2, device_id=1).registers[1]
+            def result_id():
+                return plc_mb.read_input_registers(0, count=2, device_id=1).registers[1]
 
-        shown = []
-        for _ in range(3):   # the results of the other triggers come first, one at a time, each acknowledged
-            assert wait_until(lambda: inputs()[mb.DI_RESULT_VALID], 30)
-            shown.append(result_id())
-            plc_mb.write_coil(mb.COIL_RESULT_ACK, True, device_id=1)
-            assert wait_until(lambda: not inputs()[mb.DI_RESULT_VALID], 30)
-            plc_mb.write_coil(mb.COIL_RESULT_ACK, False, device_id=1)
-        assert shown == [1, 2, 3]
-        assert wait_until(lambda: inputs()[mb.DI_TRIGGER_READY], 30)
-        plc_mb.write_coil(mb.COIL_TRIGGER, True, device_id=1)
-        assert wait_until(lambda: inputs()[mb.DI_TRIGGER_ACK], 30)
-        plc_mb.write_coil(mb.COIL_TRIGGER, False, device_id=1)
-        assert wait_until(lambda: inputs()[mb.DI_RESULT_VALID], 120)
-        assert result_id() == 4 and inputs()[mb.DI_PASS]
-        plc_mb.close()
+            shown = []
+            for _ in range(3):   # the results of the other triggers come first, one at a time, each acknowledged
+                assert wait_until(lambda: inputs()[mb.DI_RESULT_VALID], 30)
+                shown.append(result_id())
+                plc_mb.write_coil(mb.COIL_RESULT_ACK, True, device_id=1)
+                assert wait_until(lambda: not inputs()[mb.DI_RESULT_VALID], 30)
+                plc_mb.write_coil(mb.COIL_RESULT_ACK, False, device_id=1)
+            assert shown == [1, 2, 3]
+            assert wait_until(lambda: inputs()[mb.DI_TRIGGER_READY], 30)
+            plc_mb.write_coil(mb.COIL_TRIGGER, True, device_id=1)
+            assert wait_until(lambda: inputs()[mb.DI_TRIGGER_ACK], 30)
+            plc_mb.write_coil(mb.COIL_TRIGGER, False, device_id=1)
+            assert wait_until(lambda: inputs()[mb.DI_RESULT_VALID], 120)
+            assert result_id() == 4 and inputs()[mb.DI_PASS]
+            plc_mb.close()
 
-        # A changeover: jars over HTTP, a recipe nobody defined over MQTT (refused; jars stays), then a part.
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/cam/recipe", method="POST",
-                                     data=b'{"recipe": "jars"}', headers={"X-OCR-Page": "1"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200 and json.loads(r.read())["recipe"] == "jars"
-        plc.publish("ocr/st1/cam/recipe", json.dumps({"recipe": "bottles"}), qos=1)
-        assert wait_until(lambda: rec.on_topic("ocr/st1/cam/recipe/answer"), 30)
-        plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-5"}), qos=1)
-        assert wait_until(lambda: len(rec.results()) == 5, 120)
+            # A changeover: jars over HTTP, a recipe nobody defined over MQTT (refused; jars stays), then a part.
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/cam/recipe", method="POST",
+                                         data=b'{"recipe": "jars"}', headers={"X-OCR-Page": "1"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200 and json.loads(r.read())["recipe"] == "jars"
+            plc.publish("ocr/st1/cam/recipe", json.dumps({"recipe": "bottles"}), qos=1)
+            assert wait_until(lambda: rec.on_topic("ocr/st1/cam/recipe/answer"), 30)
+            plc.publish("ocr/st1/cam/trigger", json.dumps({"trigger_id": "part-5"}), qos=1)
+            assert wait_until(lambda: len(rec.results()) == 5, 120)
     finally:
-        service.request_stop()
-        loop.join(timeout=60)
-        plc.loop_stop()
         rtsp.stop()
     docs = [m.json() for m in rec.results()]
     rec.close()

@@ -5,15 +5,11 @@ its triggers are served."""
 from __future__ import annotations
 
 import json
-import threading
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import Recorder, wait_until
 from daemon import config
 from daemon.service import Service
-from service_support import small_ocr, write_config
+from service_support import mqtt_client, small_ocr, work_loop, write_config
 
 
 def _config(tmp_path, broker_port: int, belt_mode: str) -> dict:
@@ -30,28 +26,21 @@ def test_a_camera_made_triggered_by_a_reload_takes_mqtt_triggers(tmp_path, broke
     rec = Recorder(broker.port, "ocr/st1/belt/#", client_id="plc-view")
     service = Service(config.load(path), str(path))
     service.start()
-    loop = threading.Thread(target=service.run)
-    loop.start()
-    plc = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plc")
-    plc.connect("127.0.0.1", broker.port)
-    plc.loop_start()
     try:
-        rec.wait_subscribed()
-        assert wait_until(lambda: service.publisher is not None and service.publisher.connected, 30)
-        plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "early"}), qos=1)
-        assert wait_until(lambda: rec.on_topic("ocr/st1/belt/trigger/answer"), 30)
-        early = json.loads(rec.on_topic("ocr/st1/belt/trigger/answer")[0].payload)
-        assert early["accepted"] is False and "not a triggered camera" in early["reason"]
+        with work_loop(service), mqtt_client(broker.port, "plc") as plc:
+            rec.wait_subscribed()
+            assert wait_until(lambda: service.publisher is not None and service.publisher.connected, 30)
+            plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "early"}), qos=1)
+            assert wait_until(lambda: rec.on_topic("ocr/st1/belt/trigger/answer"), 30)
+            early = json.loads(rec.on_topic("ocr/st1/belt/trigger/answer")[0].payload)
+            assert early["accepted"] is False and "not a triggered camera" in early["reason"]
 
-        write_config(path, _config(tmp_path, broker.port, "triggered"))
-        service.request_reload()   # what SIGHUP sets: the sinks are not restarted (their config did not change)
-        assert wait_until(lambda: "belt" in service.boards, 60)
-        plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "after-reload"}), qos=1)
-        assert wait_until(lambda: any(m.json().get("trigger_id") == "after-reload" for m in rec.results()), 120)
+            write_config(path, _config(tmp_path, broker.port, "triggered"))
+            service.request_reload()   # what SIGHUP sets (the triggered cameras changed: the sinks start anew)
+            assert wait_until(lambda: "belt" in service.boards, 60)
+            plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "after-reload"}), qos=1)
+            assert wait_until(lambda: any(m.json().get("trigger_id") == "after-reload" for m in rec.results()), 120)
     finally:
-        service.request_stop()
-        loop.join(timeout=60)
-        plc.loop_stop()
         rec.close()
     answers = [json.loads(m.payload) for m in rec.on_topic("ocr/st1/belt/trigger/answer")]
     assert [(a["trigger_id"], a["accepted"]) for a in answers] == [(None, False), ("after-reload", True)]
