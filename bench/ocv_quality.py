@@ -15,7 +15,8 @@ matrix). Lots and part numbers use digits and letters without I and O, as most c
 
 Every print goes through OcrPipeline.from_config (``--config``, default ``config.yaml``, on ONNX Runtime), then
 daemon.readings.verify against the template (the same Expectation and fields for good and faulty prints of one
-layout); the OCR runs once per print and the verification at each margin of the sweep. False accept: a faulty
+layout); the pipeline grades each character's print (as for a triggered camera that verifies), the OCR runs once
+per print and the verification at each confused_margin and each faint_below of the sweeps. False accept: a faulty
 print passed; false reject: a good print did not pass. Rates per condition and fault, and grouped: good prints in
 the solid fonts and in the dot matrix, faults that change the text (missing, doubled, wrong digit, shifted) and
 faults that only damage the ink (smudged, faded: the character may still read right). Rates come with a 95 %
@@ -49,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import config as config_mod                                          # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                                      # noqa: E402
-from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, PASS, Expectation,  # noqa: E402
-                                    expected_text, verify)
+from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, PASS,  # noqa: E402
+                                    Expectation, expected_text, verify)
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 FONTS = {"mono_bold": "DejaVuSansMono-Bold.ttf", "sans_bold": "DejaVuSans-Bold.ttf", "mono": "DejaVuSansMono.ttf",
@@ -60,6 +61,7 @@ CONDITIONS = ("plain", "blur", "tilt", "low_contrast")
 FAULTS = ("missing", "doubled", "wrong_digit", "smudged", "faded", "shifted")
 TEXT_FAULTS = ("missing", "doubled", "wrong_digit", "shifted")    # the others leave the text, damaged
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FAINTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)       # faint_below, swept at the default margin (0: not judged)
 W, H = 800, 560
 DOT_ROWS = 9              # a 9-dot-high inkjet font
 LOT_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"   # no I, O: coders avoid them beside 1 and 0
@@ -363,12 +365,13 @@ def _problems(v) -> str:
     parts = []
     for c in bad[:4]:
         detail = {"mismatch": f"{c.expected}->{c.read}", "missing": f"-{c.expected}", "extra": f"+{c.read}",
-                  "confused": f"{c.read}~{c.alt}({c.p:.2f}/{c.alt_p:.2f})" if c.p is not None else c.read}
+                  "confused": f"{c.read}~{c.alt}({c.p:.2f}/{c.alt_p:.2f})" if c.p is not None else c.read,
+                  "faint": f"{c.read}:faint({c.contrast:.2f})" if c.contrast is not None else c.read}
         parts.append(detail.get(c.status, c.status))
     return " ".join(parts) + (" ..." if len(bad) > 4 else "")
 
 
-def score(records: list[dict], margins) -> dict:
+def score(records: list[dict], margins, field: str = "verdicts") -> dict:
     groups: dict[str, list[dict]] = {}
     for rec in records:
         key = f"good/{rec['condition']}" if rec["kind"] == "good" else f"fault/{rec['kind']}"
@@ -385,7 +388,7 @@ def score(records: list[dict], margins) -> dict:
     for key, recs in groups.items():
         row = {"n": len(recs)}
         for m in margins:
-            passed = sum(1 for r in recs if r["verdicts"][f"{m:g}"] == PASS)
+            passed = sum(1 for r in recs if r[field][f"{m:g}"] == PASS)
             wrong = len(recs) - passed if key.startswith("good") else passed   # rejects of good, accepts of faulty
             row[f"{m:g}"] = {"wrong": wrong, "rate": wrong / len(recs) if recs else 0.0,
                              "upper95": wilson_upper(wrong, len(recs))}
@@ -397,7 +400,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def print_table(summary: dict, margins, default: float) -> None:
+def print_table(summary: dict, margins, default: float, faint_summary: dict) -> None:
     keys = [k for k in summary if k.startswith("good/")] + [k for k in summary if k.startswith("fault/")]
     print(f"\nAt the default margin {default:g} (false reject for good prints, false accept for faulty ones):\n")
     print("| prints | n | wrong | rate | 95 % upper |")
@@ -410,6 +413,11 @@ def print_table(summary: dict, margins, default: float) -> None:
     print("|---|" + "---:|" * len(margins))
     for k in keys:
         print(f"| {k} | " + " | ".join(_pct(summary[k][f'{m:g}']['rate']) for m in margins) + " |")
+    print(f"\nSweep of faint_below at the default margin (rate per group; 0 = print quality not judged):\n")
+    print("| prints | " + " | ".join(f"{f:g}" for f in FAINTS) + " |")
+    print("|---|" + "---:|" * len(FAINTS))
+    for k in keys:
+        print(f"| {k} | " + " | ".join(_pct(faint_summary[k][f'{f:g}']['rate']) for f in FAINTS) + " |")
 
 
 def main() -> None:
@@ -434,7 +442,7 @@ def main() -> None:
     if args.smoke:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
-    cache_key = [todo, args.config, args.ocr, args.today]
+    cache_key = [todo, args.config, args.ocr, args.today, "graded"]
     cached = None
     if args.ocr_cache and args.ocr_cache.is_file():
         data = pickle.loads(args.ocr_cache.read_bytes())
@@ -443,6 +451,7 @@ def main() -> None:
     if cached is None:
         cfg = config_mod.load(args.config)
         pipeline = OcrPipeline.from_config(replace(cfg, backend="onnxruntime", ocr=replace(cfg.ocr, **args.ocr)))
+        pipeline.grade_print = True       # what a triggered camera that verifies runs
     if args.save_images:
         args.save_images.mkdir(parents=True, exist_ok=True)
 
@@ -466,8 +475,11 @@ def main() -> None:
             verdicts[f"{m:g}"] = v.verdict
             if m == DEFAULT_CONFUSED_MARGIN:
                 at_default = v
+        faint_verdicts = {f"{f:g}": verify(exp, lines, fields=p.fields, today=today, faint_below=f).verdict
+                          for f in FAINTS}
         rec = {"name": p.name, "kind": kind, "condition": condition, "font": p.font, "expected": p.expected,
                "printed": p.printed, "read": [l.text for l in lines], "verdicts": verdicts,
+               "faint_verdicts": faint_verdicts,
                "not_ok": [c.to_json() for c in at_default.chars if c.status != "ok"],
                "problems": _problems(at_default)}
         records.append(rec)
@@ -479,7 +491,8 @@ def main() -> None:
             args.ocr_cache.write_bytes(pickle.dumps({"key": cache_key, "lines": all_lines}))
 
     summary = score(records, margins)
-    print_table(summary, margins, DEFAULT_CONFUSED_MARGIN)
+    faint_summary = score(records, FAINTS, "faint_verdicts")
+    print_table(summary, margins, DEFAULT_CONFUSED_MARGIN, faint_summary)
     by_font = {}
     for rec in records:
         if rec["kind"] == "good":
@@ -498,9 +511,11 @@ def main() -> None:
               f"{time.perf_counter() - t_start:.0f} s")
     if args.json:       # every print wrong at some margin, in full; the others are in the counts
         wrong_somewhere = [r for r in records
-                           if any((v == PASS) != (r["kind"] == "good") for v in r["verdicts"].values())]
+                           if any((v == PASS) != (r["kind"] == "good")
+                                  for v in [*r["verdicts"].values(), *r["faint_verdicts"].values()])]
         args.json.write_text(json.dumps({
             "command": " ".join(sys.argv), "today": args.today, "default_margin": DEFAULT_CONFUSED_MARGIN,
+            "default_faint_below": DEFAULT_FAINT_BELOW, "faint_below": FAINTS, "faint_summary": faint_summary,
             "margins": margins, "prints": len(records), "python": platform.python_version(),
             "ocr_ms_median": statistics.median(ocr_ms) if ocr_ms else None,
             "summary": summary, "by_font_good_rejected": by_font, "wrong_at_some_margin": wrong_somewhere},

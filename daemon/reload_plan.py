@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from daemon.config import SINKS, CameraConfig, Config
+from daemon.config.cameras import grades_print
 
 # Camera fields its lane uses (codes, filter, grouping): a change renews the lane and keeps the source running.
 LANE_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty",
@@ -51,7 +52,9 @@ def reload_plan(old: Config, new: Config, sink_names) -> ReloadPlan:
                   and (c != old_cams[n] or (recipes and c.mode == "triggered")))
     triggered = {n for n, c in new_cams.items() if c.mode == "triggered"} != {
         n for n, c in old_cams.items() if c.mode == "triggered"}   # the sinks listen for their triggers
-    return ReloadPlan(pipeline=changed("backend", "ocr", "engines", "gpu"), outbox=outbox,
+    # The pipeline grades print quality for triggered cameras only.
+    pipeline = changed("backend", "ocr", "engines", "gpu") or grades_print(new.cameras) != grades_print(old.cameras)
+    return ReloadPlan(pipeline=pipeline, outbox=outbox,
                       sinks=outbox or triggered or changed("device_id", *SINKS),
                       stop_cameras=stop, start_cameras=start, renew_lanes=renew,
                       metrics=changed("metrics"), evidence=changed("evidence"), web=changed("web"),

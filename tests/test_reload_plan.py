@@ -61,3 +61,12 @@ def test_new_recipes_renew_the_triggered_lanes_without_loading_models():
     new = cfg(cameras=cams, recipes=[{"name": "cans", "expect_text": "LOT 2"}, {"name": "jars", "expect_text": "J"}])
     p = plan(old, new)
     assert p.renew_lanes == ("a",) and not p.pipeline and p.stop_cameras == ()
+
+
+def test_the_pipeline_is_rebuilt_when_print_grading_turns_on_or_off():
+    triggered = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered"}, {"name": "b", "kind": "sample"}])
+    assert plan(cfg(), triggered).pipeline            # a camera starts to judge prints: the pipeline grades them
+    ungraded = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered", "faint_below": 0},
+                            {"name": "b", "kind": "sample"}])
+    assert plan(triggered, ungraded).pipeline
+    assert not plan(cfg(), ungraded).pipeline         # triggered, print quality not judged: nothing to grade

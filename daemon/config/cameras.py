@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 from daemon.codes import CODE_FORMATS
 from daemon.config.checks import NAME_RULE, valid_name
@@ -101,6 +101,9 @@ class CameraConfig:
     # Triggered: a character read right whose runner-up is this close is "confused" and fails the part
     # (bench/RESULTS.md, "Verification quality").
     confused_margin: float = 0.3
+    # Triggered: a character read right but printed with under this share of its line's typical ink contrast is
+    # "faint" and fails the part (a dry nozzle, a worn ribbon); 0 = print quality not judged.
+    faint_below: float = 0.5
     # Triggered: the recipe (recipes[].name) a trigger naming none is judged by; null: the expect_ keys above.
     recipe: Optional[str] = None
 
@@ -152,6 +155,7 @@ class CameraConfig:
                 "must be above 0 and at most 600000 (10 minutes)")
         require(0.0 <= self.confused_margin <= 1.0, f"{key}.confused_margin", self.confused_margin,
                 "must be between 0 and 1")
+        require(0.0 <= self.faint_below <= 1.0, f"{key}.faint_below", self.faint_below, "must be between 0 and 1")
         check_expectation(key, self)
 
 
@@ -214,3 +218,9 @@ def _check_folders(cameras: tuple[CameraConfig, ...]) -> None:
         if other is not None:
             raise ConfigError(f"cameras[{i}].done_dir", f"{shown(done_dir)} is the folder watched by "
                               f"cameras[{other}] ({cameras[other].name}); its files would be read again")
+
+
+def grades_print(cameras: Sequence[CameraConfig]) -> bool:
+    """Whether any camera judges print quality (triggered, faint_below above 0): only then does the pipeline grade
+    each character's ink (daemon/ocr/print_quality.py), which costs a little per line."""
+    return any(c.mode == "triggered" and c.faint_below > 0 for c in cameras)

@@ -17,6 +17,7 @@ import numpy as np
 from daemon.backends import BackendChoice, choose_backend, cpu_rec_batch, fall_back, gpu_failure, refusal
 from daemon.backends.base import Backend, Model, ModelSpec
 from daemon.config import Config, OcrConfig
+from daemon.config.cameras import grades_print
 from daemon.engines.plan import specs_for
 from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
@@ -25,6 +26,7 @@ from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
 from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
+from daemon.ocr.print_quality import char_contrast
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
                                 to_pieces)
@@ -90,6 +92,8 @@ class OcrPipeline:
         self.rec_tail: Model | None = loaded.get("rec_tail")
         self.cls: Model | None = loaded.get("cls")
         self._rec_buffers: dict[int, np.ndarray] = {}   # one input buffer per recognizer batch size
+        # Grade each character's print (CharCandidate.contrast) for verification; off where nothing verifies.
+        self.grade_print = False
         self.db = DbParams(ocr.det_threshold, ocr.det_box_threshold, ocr.det_unclip_ratio,
                            ocr.det_min_size, ocr.det_max_candidates)
 
@@ -133,9 +137,11 @@ class OcrPipeline:
                 backend, choice = fall_back(cfg, failure)
             else:
                 pipeline.choice = choice
+                pipeline.grade_print = grades_print(cfg.cameras)
                 return pipeline
         pipeline = cls(cfg.ocr, backend, paths, cfg.engines.dir)
         pipeline.choice = choice
+        pipeline.grade_print = grades_print(cfg.cameras)
         return pipeline
 
     @property
@@ -299,9 +305,12 @@ class OcrPipeline:
         for piece, found in zip(pieces, emitted):
             lines[piece.crop_index].append(PieceReading(piece.keep, piece.space_before, found))
         out = []
-        for readings in lines:
+        for image, readings in zip(images, lines):
             text, confidence, chars = join_line_chars(readings, SEAM_TOLERANCE * height)
-            out.append((text, confidence, tuple(CharCandidate(e.char, e.prob, e.alt, e.alt_prob) for e in chars)))
+            contrast = (char_contrast(image, [e.char for e in chars], [e.pos for e in chars], image.shape[0] / height)
+                        if self.grade_print else [1.0] * len(chars))
+            out.append((text, confidence, tuple(CharCandidate(e.char, e.prob, e.alt, e.alt_prob, c)
+                                                for e, c in zip(chars, contrast))))
         return out
 
 

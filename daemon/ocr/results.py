@@ -10,11 +10,14 @@ Box = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple
 class CharCandidate:
     """One character of a recognized line as the recognizer emitted it: its probability, and the runner-up class
     at the same CTC step with its probability (what verification calls "confused" when it comes close).
-    alt "" = none: a space the line joiner put in for a word gap, or a recognizer with no other class."""
+    alt "" = none: a space the line joiner put in for a word gap, or a recognizer with no other class.
+    contrast: its ink against its line's typical character (daemon.ocr.print_quality; 1.0 where not graded),
+    what verification calls "faint" when it falls low."""
     char: str
     p: float
     alt: str = ""
     alt_p: float = 0.0
+    contrast: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -359,10 +359,12 @@ def _voted_chars(text: str, shares: list, runners_up: list, best: TextLine) -> t
     own = best.chars if best.text == text and len(best.chars) == len(text) else ()
     if not own and not any(runners_up):
         return ()
+    graded = best.chars if len(best.chars) == len(text) else ()   # its print at each place, whatever it read
     out = []
     for i, ch in enumerate(text):
         if runners_up[i] is not None:
-            out.append(CharCandidate(ch, shares[i], runners_up[i][0], runners_up[i][1]))
+            out.append(CharCandidate(ch, shares[i], runners_up[i][0], runners_up[i][1],
+                                     graded[i].contrast if graded else 1.0))
         elif own:
             out.append(own[i])
         else:

@@ -35,8 +35,8 @@ from daemon.readings.consensus import FinishedLabel, LabelTracker
 from daemon.readings.lane import Lane
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import FilterRules, ResultFilter
-from daemon.readings.verify import DEFAULT_CONFUSED_MARGIN, NO_READ as VERIFY_NO_READ, PASS, Expectation, \
-    ExpectationError, Verification, verify
+from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, NO_READ as VERIFY_NO_READ, PASS,
+                                    Expectation, ExpectationError, Verification, verify)
 from daemon.sources import Frame
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class CycleRules:
     expect: Optional[Expectation] = None   # what the camera expects; a trigger's own text replaces it
     one_label: bool = True            # more than one label read is the status multiple
     confused_margin: float = DEFAULT_CONFUSED_MARGIN
+    faint_below: float = DEFAULT_FAINT_BELOW
     recipes: Mapping[str, Expectation] = dataclasses.field(default_factory=dict)   # name -> what it expects
     # name -> (code formats, accept_formats) a recipe reads with instead of the camera's; absent: the camera's
     reads: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
@@ -66,6 +67,7 @@ def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
 
     return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expectation_of(cam),
                       one_label=cam.one_label, confused_margin=cam.confused_margin,
+                      faint_below=cam.faint_below,
                       recipes={r.name: expectation_of(r) for r in recipes},
                       reads={r.name: (r.codes, r.accept_formats) for r in recipes
                              if r.codes is not None or r.accept_formats is not None})
@@ -225,7 +227,7 @@ class CycleLane(Lane):
             return None, None
         try:
             return verify(expect, lines, codes, fields=dict(trigger.fields or {}), today=self._today(),
-                          confused_margin=self.rules.confused_margin), None
+                          confused_margin=self.rules.confused_margin, faint_below=self.rules.faint_below), None
         except ExpectationError as exc:   # a template field the trigger did not give: judged as not passed
             return Verification(VERIFY_NO_READ, expect.kind, ""), f"the expectation cannot be resolved: {exc}"
 

@@ -1,8 +1,8 @@
 """Verification (OCV): a reading against what was expected -> a verdict and, per expected character, what was read.
 
 Pure: no clock (the caller passes ``today``), no I/O, no model. ``verify(expectation, lines, codes, fields, today,
-confused_margin)`` takes the lines as the pipeline read them (before the filter: a print the filter would refuse
-is still judged) and the codes of the same frames.
+confused_margin, faint_below)`` takes the lines as the pipeline read them (before the filter: a print the filter
+would refuse is still judged) and the codes of the same frames.
 
 What can be expected (an ``Expectation``, exactly one of):
 
@@ -36,17 +36,21 @@ Per character of the expected text (``CharCheck``, ``at`` its index in the expec
 - ``ok``: read as expected;
 - ``confused``: read as expected, but the recognizer's runner-up at that step (``TextLine.chars``) is another
   character within ``confused_margin`` of the best (p - alt_p < margin): the print may be that other character;
+- ``faint``: read as expected, but printed with too little ink: its contrast against the line's typical letter or
+  digit (``CharCandidate.contrast``, daemon.ocr.print_quality) is under ``faint_below`` (a dry nozzle, a worn
+  ribbon: the recognizer reads such a character as surely as a good one);
 - ``mismatch``: another character was read (``read``);
 - ``missing``: nothing was read for it;
 - ``extra``: a character was read where none was expected (``at``: the expected index it precedes).
 
-For a regex or a format the checks are per character of the matching line: ``ok``, or ``confused`` where
-putting the runner-up in its place would no longer match (a runner-up that matches as well changes nothing).
+For a regex or a format the checks are per character of the matching line: ``ok``, ``confused`` where putting the
+runner-up in its place would no longer match (a runner-up that matches as well changes nothing), or ``faint``.
 
 Verdict: ``pass`` when every check is ``ok`` and the code (if any) is found; ``no_read`` when nothing was read to
 judge: no text line (regex, format), no expected line with at least half of its characters found (text,
 template: the expected print is not there), no code read (a code alone), every expected part so; else
-``mismatch``. A ``confused`` character fails the verdict: a print that may read otherwise is not passed.
+``mismatch``. A ``confused`` or ``faint`` character fails the verdict: a print that may read otherwise, or is
+fading, is not passed.
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ NO_READ = "no_read"
 
 OK = "ok"
 CONFUSED = "confused"
+FAINT = "faint"
 MISSING = "missing"
 EXTRA = "extra"
 CHAR_MISMATCH = "mismatch"
@@ -74,6 +79,9 @@ CHAR_MISMATCH = "mismatch"
 # How close a runner-up makes a character read right "confused": bench/ocv_quality.py sweeps it against false
 # accepts and false rejects (bench/RESULTS.md, "Verification quality").
 DEFAULT_CONFUSED_MARGIN = 0.3
+# A character printed with under this share of its line's typical contrast is "faint": the same bench's faded
+# characters against its good prints' weakest letters and digits.
+DEFAULT_FAINT_BELOW = 0.5
 # A printed line the detector cut at wide gaps: up to this many boxes of one row, each at most MAX_ROW_GAP line
 # heights from the next, are also tried as one line.
 MAX_ROW_PIECES = 4
@@ -143,6 +151,7 @@ class CharCheck:
     p: Optional[float] = None      # the recognizer's probability of what was read, where known
     alt: str = ""                  # its runner-up at that step, where known
     alt_p: Optional[float] = None
+    contrast: Optional[float] = None   # faint: the character's ink against its line's typical character
 
     def to_json(self) -> dict:
         doc: dict = {"at": self.at, "status": self.status}
@@ -155,6 +164,8 @@ class CharCheck:
         if self.alt:
             doc["alt"] = self.alt
             doc["alt_p"] = round(float(self.alt_p or 0.0), 4)
+        if self.contrast is not None:
+            doc["contrast"] = round(float(self.contrast), 3)
         return doc
 
 
@@ -334,18 +345,31 @@ def _candidate(line: TextLine, j: int) -> Optional[CharCandidate]:
     return line.chars[j] if len(line.chars) == len(line.text) else None
 
 
+@dataclass(frozen=True)
+class CharRules:
+    """When a character read as expected still fails: a runner-up within confused_margin, ink under faint_below
+    (0 = not judged)."""
+    confused_margin: float = DEFAULT_CONFUSED_MARGIN
+    faint_below: float = DEFAULT_FAINT_BELOW
+
+
 def _is_confused(c: Optional[CharCandidate], margin: float, key) -> bool:
     return (c is not None and bool(c.alt) and not c.alt.isspace() and key(c.alt) != key(c.char)
             and c.p - c.alt_p < margin)
 
 
+def _is_faint(c: Optional[CharCandidate], faint_below: float) -> bool:
+    return c is not None and c.contrast < faint_below
+
+
 def _check(status: str, at: int, expected: str, read: str, c: Optional[CharCandidate]) -> CharCheck:
     if c is None:
         return CharCheck(status, at, expected, read)
-    return CharCheck(status, at, expected, read, c.p, c.alt, c.alt_p if c.alt else None)
+    return CharCheck(status, at, expected, read, c.p, c.alt, c.alt_p if c.alt else None,
+                     c.contrast if status == FAINT else None)
 
 
-def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, margin: float, key
+def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, rules: CharRules, key
                  ) -> list[CharCheck]:
     if line is None:
         return [CharCheck(MISSING, at, ch) for ch, at in zip(exp.chars, exp.where)]
@@ -366,7 +390,11 @@ def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, mar
         elif exp.keys[i] != got.keys[j]:
             out.append(_check(CHAR_MISMATCH, exp.where[i], exp.chars[i], read, c))
         else:
-            status = CONFUSED if _is_confused(c, margin, key) else OK
+            status = OK
+            if _is_confused(c, rules.confused_margin, key):
+                status = CONFUSED
+            elif _is_faint(c, rules.faint_below):
+                status = FAINT
             out.append(_check(status, exp.where[i], exp.chars[i], read, c))
     return out
 
@@ -485,19 +513,21 @@ def _assign(expected_lines: Sequence[_Chars], spans: Sequence[_Span], ignore_spa
 
 def verify(expectation: Expectation, lines: Sequence[TextLine], codes: Sequence = (),
            fields: Optional[Mapping[str, Any]] = None, today: Optional[datetime.date] = None,
-           confused_margin: float = DEFAULT_CONFUSED_MARGIN) -> Verification:
+           confused_margin: float = DEFAULT_CONFUSED_MARGIN,
+           faint_below: float = DEFAULT_FAINT_BELOW) -> Verification:
     """A reading (its lines in reading order, its codes: daemon.codes.reader.Code or anything with .text and .gs1)
     against an expectation; see the module doc. ExpectationError when a template cannot be resolved."""
     lines = [line for line in lines if line.text.strip()]
+    rules = CharRules(confused_margin, faint_below)
     code = _check_code(expectation.code, codes) if expectation.code is not None else None
     kind = expectation.kind
     if kind == "code":
         text_verdict, result = None, Verification(PASS, kind, "")
     elif kind in ("regex", "format"):
-        result = _verify_pattern(expectation, lines, confused_margin)
+        result = _verify_pattern(expectation, lines, rules)
         text_verdict = result.verdict
     else:
-        result = _verify_text(expected_text(expectation, fields, today) or "", expectation, lines, confused_margin)
+        result = _verify_text(expected_text(expectation, fields, today) or "", expectation, lines, rules)
         text_verdict = result.verdict
     verdicts = [v for v in (text_verdict, _code_verdict(code)) if v is not None]
     if all(v == PASS for v in verdicts):
@@ -509,7 +539,7 @@ def verify(expectation: Expectation, lines: Sequence[TextLine], codes: Sequence 
     return Verification(verdict, kind, result.expected, result.read, result.lines, result.chars, code)
 
 
-def _verify_text(text: str, expectation: Expectation, lines: Sequence[TextLine], margin: float) -> Verification:
+def _verify_text(text: str, expectation: Expectation, lines: Sequence[TextLine], rules: CharRules) -> Verification:
     ignore, key = expectation.ignore_spaces, _key_of(tuple(expectation.lookalikes))
     expected_lines, offset = [], 0
     for part in text.split("\n"):
@@ -522,7 +552,7 @@ def _verify_text(text: str, expectation: Expectation, lines: Sequence[TextLine],
     checks: list[CharCheck] = []
     in_view = False
     for exp, span in zip(expected_lines, chosen):
-        line_checks = _line_checks(exp, span.line if span is not None else None, ignore, margin, key)
+        line_checks = _line_checks(exp, span.line if span is not None else None, ignore, rules, key)
         found = sum(1 for c in line_checks if c.status in (OK, CONFUSED))
         in_view = in_view or found >= MIN_FOUND_SHARE * len(exp.chars)
         checks.extend(line_checks)
@@ -545,7 +575,7 @@ def _matches(expectation: Expectation, text: str) -> bool:
     return isinstance(checked, Checked) and checked.corrected_from is None
 
 
-def _verify_pattern(expectation: Expectation, lines: Sequence[TextLine], margin: float) -> Verification:
+def _verify_pattern(expectation: Expectation, lines: Sequence[TextLine], rules: CharRules) -> Verification:
     target = expectation.regex if expectation.regex is not None else expectation.format
     best: Optional[tuple[_Span, list[CharCheck]]] = None
     for span in _spans(lines):
@@ -556,9 +586,11 @@ def _verify_pattern(expectation: Expectation, lines: Sequence[TextLine], margin:
         for j, ch in enumerate(line.text):
             c = _candidate(line, j)
             status = OK
-            if not ch.isspace() and _is_confused(c, margin, _nfkc):
+            if not ch.isspace() and _is_confused(c, rules.confused_margin, _nfkc):
                 swapped = line.text[:j] + c.alt + line.text[j + 1:]   # type: ignore[union-attr]
                 status = OK if _matches(expectation, swapped) else CONFUSED
+            if status == OK and not ch.isspace() and _is_faint(c, rules.faint_below):
+                status = FAINT
             if not ch.isspace():
                 checks.append(_check(status, j, "", ch, c))
         if best is None or sum(c.status != OK for c in checks) < sum(c.status != OK for c in best[1]):

@@ -1,0 +1,51 @@
+"""How well each character of a line is printed: its ink contrast against the line's other characters. Pure.
+
+A recognizer reads a character printed at a fifth of its ink (a dry inkjet nozzle, a worn ribbon) as surely as a
+good one, so verification cannot see that print failing from the recognizer's outputs; an inspection station must
+(bench/RESULTS.md, "Verification quality"). The recognizer does say where it emitted each character: that column
+of the line crop is where the character's strokes are, and their contrast against the background, next to the
+line's typical character, is the grade.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+# Half the window around a character's emission column, in character pitches: narrow enough to miss the
+# neighbours' strokes when characters nearly touch, wide enough to hold the character's own.
+WINDOW = 0.25
+# Rows at the top and bottom of a crop that are background (the detector's box reaches past the ink).
+_EDGE_ROWS = 2
+
+
+def char_contrast(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float], scale: float) -> list[float]:
+    """Each character's contrast relative to the median of its line's letters and digits (1.0 = as the line's
+    typical character; under 0.5 = printed with under half the ink). positions: each character's emission column
+    in the recognizer's line image, scale: crop columns per such column. Characters other than letters and digits
+    (punctuation, spaces: thin or no strokes) get 1.0, as does every character of a line with fewer than two
+    letters or digits (nothing to compare with)."""
+    graded = [i for i, ch in enumerate(chars) if ch.isalnum()]
+    out = [1.0] * len(chars)
+    if len(graded) < 2 or crop.size == 0:
+        return out
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    background = float(np.median(np.concatenate([grey[:_EDGE_ROWS].ravel(), grey[-_EDGE_ROWS:].ravel()])))
+    ink = cv2.absdiff(grey, np.full_like(grey, int(round(background))))
+    strength = cv2.blur(ink, (3, 3)).max(axis=0)          # the blur keeps one noisy pixel from setting a column
+    cols = np.asarray(positions, dtype=np.float64) * scale
+    pitch = float(np.median(np.diff(cols))) if len(cols) > 1 else crop.shape[0] * 0.5
+    half = max(1.0, WINDOW * pitch)
+    width = strength.shape[0]
+    peaks = {}
+    for i in graded:
+        lo = int(max(0.0, cols[i] - half))
+        hi = int(min(width, cols[i] + half + 1))
+        peaks[i] = float(strength[lo:hi].max()) if hi > lo else 0.0
+    typical = float(np.median(list(peaks.values())))
+    if typical <= 0.0:
+        return out
+    for i, peak in peaks.items():
+        out[i] = peak / typical
+    return out
