@@ -182,3 +182,33 @@ def test_the_recipe_a_trigger_names_judges_its_part_and_an_unknown_one_is_refuse
     docs = results(outbox)
     assert [(d["trigger_id"], d["recipe"], d["status"]) for d in docs] == [("1", "cans", "good_read"),
                                                                           ("2", "jars", "mismatch")]
+
+
+def test_a_recipes_roi_is_the_part_of_the_frame_its_cycles_read(tmp_path):
+    from daemon.readings import wanted_frames
+
+    recipes = {"cans": Expectation(text=LOT), "jars": Expectation(text=LOT)}
+    rules = CycleRules(frames=1, recipes=recipes, rois={"cans": (100, 10, 50, 20), "jars": (400, 0, 10, 10)})
+    _, outbox, board, lane, recorder = setup(tmp_path, rules, "cans")
+    image = np.arange(60 * 300 * 3, dtype=np.uint32).reshape(60, 300, 3).astype(np.uint8)
+    t0 = time.time()
+    assert wanted_frames([Frame("cam", image, t0, source={"kind": "sample"})], {"cam": lane}) == []   # idle
+    trigger(board, "p1", at=t0)
+    lane.due(time.time())
+    [seen] = wanted_frames([Frame("cam", image, t0 + 0.01, source={"kind": "sample"})], {"cam": lane})
+    assert seen.image.shape == (20, 50, 3) and np.array_equal(seen.image, image[10:30, 100:150])
+    [reading] = lane.readings(seen, Result([line(LOT)]), [], None)
+    assert recorder.record(lane, reading)
+
+    # the other recipe's roi lies outside this 300x60 image: no frame is read, and the result says why
+    board.select_recipe("jars")
+    trigger(board, "p2", at=time.time())
+    lane.due(time.time())
+    assert wanted_frames([Frame("cam", image, time.time() + 0.01, source={"kind": "sample"})], {"cam": lane}) == []
+    time.sleep(0.002)
+    for reading in lane.flush():
+        recorder.record(lane, reading)
+    docs = results(outbox)
+    assert [(d["trigger_id"], d["recipe"], d["status"]) for d in docs] == [("p1", "cans", "good_read"),
+                                                                          ("p2", "jars", "no_read")]
+    assert "recipe jars: roi [400, 0, 10, 10] lies outside the 300x60 frame" in docs[1]["note"]

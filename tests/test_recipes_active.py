@@ -14,7 +14,7 @@ from daemon.evidence import NoEvidence
 from daemon.publish.outbox import Outbox
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Recorder, make_lane, refresh_boards
-from daemon.readings.cycle import CycleLane, CycleRules
+from daemon.readings.cycle import CycleLane, CycleRules, cycle_rules
 from daemon.readings.trigger_commands import BadCommand, parse_recipe, select_command
 from daemon.readings.triggers import Trigger, TriggerBoard
 from daemon.readings.verify import Expectation
@@ -171,6 +171,12 @@ def test_a_recipe_s_unknown_code_format_is_a_config_error_naming_it(tmp_path):
     with pytest.raises(config.ConfigError) as err:
         _cfg_with_recipe(tmp_path, {"name": "x", "expect_text": "A", "accept_formats": ["isbn"]})
     assert "recipes[0].accept_formats[0]" in str(err.value)
+    for roi in ([0, 0, 10], [-1, 0, 10, 10], [0, 0, 0, 10]):
+        with pytest.raises(config.ConfigError) as err:
+            _cfg_with_recipe(tmp_path, {"name": "x", "expect_text": "A", "roi": roi})
+        assert "recipes[0].roi" in str(err.value)
+    cfg = _cfg_with_recipe(tmp_path, {"name": "x", "expect_text": "A", "roi": [10, 20, 300, 100]})
+    assert cycle_rules(cfg.cameras[0], cfg.recipes).rois == {"x": (10, 20, 300, 100)}
 
 
 def _cfg_with_recipe(tmp_path, recipe: dict):

@@ -30,6 +30,9 @@ class RecipeConfig:
     # camera's.
     codes: Optional[tuple[str, ...]] = None
     accept_formats: Optional[tuple[str, ...]] = None
+    # Where this product's print lies: [x, y, width, height] within the camera's image (after cameras[].roi); a
+    # cycle reads only there. null: the camera's whole image.
+    roi: Optional[tuple[int, ...]] = None
 
     def check(self, key: str) -> None:
         from daemon.codes import CODE_FORMATS
@@ -43,6 +46,10 @@ class RecipeConfig:
             require(name in CODE_FORMATS, f"{key}.codes[{j}]", name, f"is not one of {', '.join(CODE_FORMATS)}")
         for j, name in enumerate(self.accept_formats or ()):
             require(name in FORMATS, f"{key}.accept_formats[{j}]", name, f"is not one of {', '.join(FORMATS)}")
+        if self.roi is not None:
+            require(len(self.roi) == 4 and self.roi[0] >= 0 and self.roi[1] >= 0 and self.roi[2] > 0
+                    and self.roi[3] > 0, f"{key}.roi", list(self.roi),
+                    "must be [x, y, width, height] with x, y >= 0 and width, height > 0, or null")
 
 
 def check_expectation(key: str, holder) -> None:

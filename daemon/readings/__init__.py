@@ -64,12 +64,14 @@ def make_lane(cam, boards: dict, cfg) -> Lane:
 
 
 def wanted_frames(frames: list, lanes: dict) -> list:
-    """The frames worth OCR; the others (an idle triggered camera's: it reads only when asked) are done with."""
+    """The frames worth OCR, each as its lane reads it (a recipe's roi); the others (an idle triggered camera's: it
+    reads only when asked) are done with."""
     keep = []
     for frame in frames:
         lane = lanes.get(frame.camera)
-        if lane is None or lane.wants(frame):
-            keep.append(frame)
+        seen = frame if lane is None else (lane.view(frame) if lane.wants(frame) else None)
+        if seen is not None:
+            keep.append(seen)
         else:
             frame.ack.done()
     return keep

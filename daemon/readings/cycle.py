@@ -37,7 +37,8 @@ from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import FilterRules, ResultFilter
 from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, NO_READ as VERIFY_NO_READ, PASS,
                                     Expectation, ExpectationError, Verification, verify)
-from daemon.sources import Frame
+from daemon.sources import CorruptFrame, Frame
+from daemon.sources.base import apply_roi
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class CycleRules:
     recipes: Mapping[str, Expectation] = dataclasses.field(default_factory=dict)   # name -> what it expects
     # name -> (code formats, accept_formats) a recipe reads with instead of the camera's; absent: the camera's
     reads: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
+    rois: Mapping[str, tuple] = dataclasses.field(default_factory=dict)   # name -> the recipe's roi, where it has one
 
 
 def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
@@ -70,7 +72,8 @@ def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
                       faint_below=cam.faint_below,
                       recipes={r.name: expectation_of(r) for r in recipes},
                       reads={r.name: (r.codes, r.accept_formats) for r in recipes
-                             if r.codes is not None or r.accept_formats is not None})
+                             if r.codes is not None or r.accept_formats is not None},
+                      rois={r.name: tuple(r.roi) for r in recipes if r.roi is not None})
 
 
 def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
@@ -96,6 +99,7 @@ class _Cycle:
     last: Optional[FrameContext] = None
     codes: dict = dataclasses.field(default_factory=dict)   # (format, text) -> Code, over the cycle's frames
     recipe: Optional[str] = None      # what it is judged by: the trigger's recipe, else the one active at its start
+    note: Optional[str] = None        # why it had no frame to read, where it knows
 
 
 class CycleLane(Lane):
@@ -132,6 +136,19 @@ class CycleLane(Lane):
         """Only frames captured after the trigger of a cycle in progress are OCR'd."""
         cycle = self._cycle
         return cycle is not None and frame.captured_at >= cycle.trigger.received_at
+
+    def view(self, frame: Frame) -> Optional[Frame]:
+        """The part of a wanted frame the cycle reads: its recipe's roi, where it has one. None: no part of it (the
+        roi lies outside this camera's image), and the cycle's result says so."""
+        cycle = self._cycle
+        roi = self.rules.rois.get(cycle.recipe) if cycle is not None and cycle.recipe else None
+        if roi is None:
+            return frame
+        try:
+            return dataclasses.replace(frame, image=apply_roi(frame.image, roi))
+        except CorruptFrame as exc:
+            cycle.note = f"recipe {cycle.recipe}: {exc}"    # type: ignore[union-attr]
+            return None
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float]) -> list[Reading]:
         frame.ack.done()   # live cameras only: nothing to keep
@@ -203,7 +220,7 @@ class CycleLane(Lane):
         status = cycle_status(accepted_labels, bool(lines or codes), bool(decision.lines), verification,
                               self.rules.one_label)
         if cycle.frames == 0:   # nothing is known of the part: a fail, never no_label (which says "not there")
-            status, note = NO_READ, NO_FRAME
+            status, note = NO_READ, cycle.note or NO_FRAME
         best = max(labels, key=lambda lb: sum(line.confidence for line in lb.lines), default=None)
         context = best.best_context if best is not None else (cycle.last or _no_frame(trigger, self._kind))
         boxes = self._boxes(best, decision)

@@ -91,6 +91,10 @@ class Lane:
         """Whether the frame is worth OCR: every frame of a continuous camera is."""
         return True
 
+    def view(self, frame: Frame) -> Optional[Frame]:
+        """The part of a wanted frame it reads (a read cycle's recipe may name an roi); None: no part of it."""
+        return frame
+
     def recorded(self, reading: Reading, result_id: Optional[int]) -> None:
         """The recorder stored the reading (result_id) or could not (None); only a read cycle cares."""
 
