@@ -63,6 +63,12 @@ def test_a_faded_character_read_right_is_faint_and_fails(pipeline):
     assert verify(Expectation(text=TEXT), lines, faint_below=0.0).verdict == PASS
 
 
+def test_a_faded_hyphen_is_faint_too(pipeline):
+    at = TEXT.index("-")
+    v = verify(Expectation(text=TEXT), pipeline.run(_print(faded_at=at)).lines)
+    assert [(c.status, c.at) for c in v.chars if c.status != "ok"] == [(FAINT, at)]
+
+
 def test_a_regex_expectation_judges_print_quality_too(pipeline):
     lines = pipeline.run(_print(faded_at=TEXT.index("K"))).lines
     v = verify(Expectation(regex=r"PN \d\d[A-Z]\d-\d{4}"), lines)
@@ -81,13 +87,13 @@ def test_grading_is_off_unless_asked_and_costs_nothing_to_the_text(pipeline):
     assert [replace(c, contrast=1.0) for c in graded[0].chars] == list(plain[0].chars)
 
 
-def test_char_contrast_is_relative_to_the_line_and_leaves_punctuation_alone():
+def test_char_contrast_is_relative_to_the_line_and_grades_punctuation_too():
     crop = _print(faded_at=4)[30:90, 30:480]
     font = ImageFont.truetype(str(DEJAVU_DIR / "DejaVuSansMono-Bold.ttf"), 34)
     centres = [10 + font.getlength(TEXT[:i]) + font.getlength(TEXT[i]) / 2 for i in range(len(TEXT))]
     contrast = char_contrast(crop, list(TEXT), centres, 1.0)
     assert contrast[4] < 0.5 < min(c for i, c in enumerate(contrast) if i != 4)
-    assert contrast[2] == contrast[7] == 1.0                  # the space and the hyphen are not graded
+    assert contrast[2] == 1.0 and contrast[7] > 0.7          # the space is not graded, the hyphen is
     darker = char_contrast(np.clip(crop.astype(int) - 60, 0, 255).astype(np.uint8), list(TEXT), centres, 1.0)
     assert darker == pytest.approx(contrast, abs=0.05)        # a darker pack, the same grades
     assert char_contrast(crop, ["L"], [20.0], 1.0) == [1.0]   # nothing to compare with

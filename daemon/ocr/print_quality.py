@@ -23,12 +23,12 @@ _EDGE_ROWS = 2
 def char_contrast(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float], scale: float) -> list[float]:
     """Each character's contrast relative to the median of its line's letters and digits (1.0 = as the line's
     typical character; under 0.5 = printed with under half the ink). positions: each character's emission column
-    in the recognizer's line image, scale: crop columns per such column. Characters other than letters and digits
-    (punctuation, spaces: thin or no strokes) get 1.0, as does every character of a line with fewer than two
-    letters or digits (nothing to compare with)."""
-    graded = [i for i, ch in enumerate(chars) if ch.isalnum()]
+    in the recognizer's line image, scale: crop columns per such column. Spaces get 1.0, as does every character of
+    a line with fewer than two letters or digits (nothing to compare with). Punctuation is graded against the
+    letters and digits too; its thin strokes lose more to blur (verification allows for that)."""
+    graded = [i for i, ch in enumerate(chars) if not ch.isspace()]
     out = [1.0] * len(chars)
-    if len(graded) < 2 or crop.size == 0:
+    if sum(1 for ch in chars if ch.isalnum()) < 2 or crop.size == 0:
         return out
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     background = float(np.median(np.concatenate([grey[:_EDGE_ROWS].ravel(), grey[-_EDGE_ROWS:].ravel()])))
@@ -43,7 +43,7 @@ def char_contrast(crop: np.ndarray, chars: Sequence[str], positions: Sequence[fl
         lo = int(max(0.0, cols[i] - half))
         hi = int(min(width, cols[i] + half + 1))
         peaks[i] = float(strength[lo:hi].max()) if hi > lo else 0.0
-    typical = float(np.median(list(peaks.values())))
+    typical = float(np.median([peak for i, peak in peaks.items() if chars[i].isalnum()]))
     if typical <= 0.0:
         return out
     for i, peak in peaks.items():

@@ -38,7 +38,7 @@ Per character of the expected text (``CharCheck``, ``at`` its index in the expec
   character within ``confused_margin`` of the best (p - alt_p < margin): the print may be that other character;
 - ``faint``: read as expected, but printed with too little ink: its contrast against the line's typical letter or
   digit (``CharCandidate.contrast``, daemon.ocr.print_quality) is under ``faint_below`` (a dry nozzle, a worn
-  ribbon: the recognizer reads such a character as surely as a good one);
+  ribbon: the recognizer reads such a character as surely as a good one); for punctuation, under half of it;
 - ``mismatch``: another character was read (``read``);
 - ``missing``: nothing was read for it;
 - ``extra``: a character was read where none was expected (``at``: the expected index it precedes).
@@ -82,6 +82,9 @@ DEFAULT_CONFUSED_MARGIN = 0.3
 # A character printed with under this share of its line's typical contrast is "faint": the same bench's faded
 # characters against its good prints' weakest letters and digits.
 DEFAULT_FAINT_BELOW = 0.5
+# Punctuation's thin strokes lose more contrast to blur than letters and digits do: it is faint under this share
+# of faint_below (the same bench: good prints' weakest slash against faded hyphens and slashes).
+THIN_MARKS = 0.5
 # A printed line the detector cut at wide gaps: up to this many boxes of one row, each at most MAX_ROW_GAP line
 # heights from the next, are also tried as one line.
 MAX_ROW_PIECES = 4
@@ -359,7 +362,7 @@ def _is_confused(c: Optional[CharCandidate], margin: float, key) -> bool:
 
 
 def _is_faint(c: Optional[CharCandidate], faint_below: float) -> bool:
-    return c is not None and c.contrast < faint_below
+    return c is not None and c.contrast < (faint_below if c.char.isalnum() else faint_below * THIN_MARKS)
 
 
 def _check(status: str, at: int, expected: str, read: str, c: Optional[CharCandidate]) -> CharCheck:
