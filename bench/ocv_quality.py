@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import config as config_mod                                          # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                                      # noqa: E402
+from daemon.ocr.print_quality import join_dots                                   # noqa: E402
 from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, PASS,  # noqa: E402
                                     Expectation, expected_text, verify)
 
@@ -432,6 +433,9 @@ def main() -> None:
     ap.add_argument("--ocr-cache", type=Path, help="keep the prints' OCR lines in this file and reuse them when the "
                     "plan matches (to re-run the verification without the OCR)")
     ap.add_argument("--save-images", type=Path, help="write every print as a PNG into this folder")
+    ap.add_argument("--join-dots", type=float, default=0.0, metavar="SIGMA",
+                    help="cameras[].join_dots_px for the dot-matrix prints (a station with an inkjet coder sets it); "
+                         "the solid fonts are read as they are")
     ap.add_argument("--smoke", action="store_true", help="one good and one faulty print, a few seconds")
     args = ap.parse_args()
     if args.smoke:
@@ -442,7 +446,7 @@ def main() -> None:
     if args.smoke:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
-    cache_key = [todo, args.config, args.ocr, args.today, "graded"]
+    cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots]
     cached = None
     if args.ocr_cache and args.ocr_cache.is_file():
         data = pickle.loads(args.ocr_cache.read_bytes())
@@ -463,7 +467,8 @@ def main() -> None:
             cv2.imwrite(str(args.save_images / f"{p.name}.png"), p.image)
         if cached is None:
             t0 = time.perf_counter()
-            lines = pipeline.run(p.image).lines
+            image = join_dots(p.image, args.join_dots) if p.font == "dot_matrix" else p.image
+            lines = pipeline.run(image).lines
             ocr_ms.append((time.perf_counter() - t0) * 1000.0)
         else:
             lines = cached[n]

@@ -212,3 +212,26 @@ def test_a_recipes_roi_is_the_part_of_the_frame_its_cycles_read(tmp_path):
     assert [(d["trigger_id"], d["recipe"], d["status"]) for d in docs] == [("p1", "cans", "good_read"),
                                                                           ("p2", "jars", "no_read")]
     assert "recipe jars: roi [400, 0, 10, 10] lies outside the 300x60 frame" in docs[1]["note"]
+
+
+def test_join_dots_blurs_the_frame_a_lane_reads_and_a_recipes_roi_comes_first(tmp_path):
+    import cv2
+
+    from daemon.readings import Lane, wanted_frames
+
+    dots = np.full((60, 300, 3), 230, np.uint8)
+    dots[20:40:4, 50:250:4] = 20                       # a grid of single-pixel dots
+    joined = config.from_dict({"cameras": [{"name": "cam", "kind": "sample", "join_dots_px": 1.5}]}).cameras[0]
+    [seen] = wanted_frames([Frame("cam", dots, time.time())], {"cam": Lane(joined)})
+    assert np.array_equal(seen.image, cv2.GaussianBlur(dots, (0, 0), 1.5))
+    plain = config.from_dict({"cameras": [{"name": "cam", "kind": "sample"}]}).cameras[0]
+    assert wanted_frames([Frame("cam", dots, time.time())], {"cam": Lane(plain)})[0].image is dots
+
+    _, _, board, lane, _ = setup(tmp_path, CycleRules(frames=1, recipes={"cans": Expectation(text=LOT)},
+                                                      rois={"cans": (40, 10, 100, 40)}), "cans")
+    lane.join_dots_px = 1.5
+    t0 = time.time()
+    trigger(board, at=t0)
+    lane.due(time.time())
+    [seen] = wanted_frames([Frame("cam", dots, t0 + 0.01)], {"cam": lane})
+    assert np.array_equal(seen.image, cv2.GaussianBlur(np.ascontiguousarray(dots[10:50, 40:140]), (0, 0), 1.5))

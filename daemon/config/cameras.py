@@ -33,6 +33,9 @@ class CameraConfig:
     uri: str = ""
     # Region of interest [x, y, width, height] in frame pixels; empty = whole frame.
     roi: tuple[int, ...] = ()
+    # A dot-matrix print (continuous inkjet): blur of this sigma in pixels, about half the dot pitch in the image,
+    # joins its dots into strokes before the frame is read; 0 = off (bench/RESULTS.md, "Verification quality").
+    join_dots_px: float = 0.0
     # Frame-rate cap; 0 = as fast as the source and the pipeline go.
     max_fps: float = 0.0
     # Video file: start again at the end.
@@ -118,6 +121,8 @@ class CameraConfig:
             require(self.roi[0] >= 0 and self.roi[1] >= 0 and self.roi[2] > 0 and self.roi[3] > 0,
                     f"{key}.roi", list(self.roi), "needs x, y >= 0 and width, height > 0")
         require(self.max_fps >= 0, f"{key}.max_fps", self.max_fps, "must not be negative")
+        require(0.0 <= self.join_dots_px <= 10.0, f"{key}.join_dots_px", self.join_dots_px,
+                "must be 0 (off) to 10 pixels")
         require(0 < self.reconnect_initial_s <= self.reconnect_max_s, f"{key}.reconnect_initial_s",
                 self.reconnect_initial_s, "must be positive and not above reconnect_max_s")
         require(self.watchdog_s >= 0, f"{key}.watchdog_s", self.watchdog_s, "must not be negative")

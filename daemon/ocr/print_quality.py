@@ -20,6 +20,12 @@ WINDOW = 0.25
 _EDGE_ROWS = 2
 
 
+def join_dots(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """A dot-matrix print's dots joined into strokes (a Gaussian blur of about half the dot pitch), which a
+    recognizer trained on solid print reads better; sigma_px 0: the image as it is."""
+    return cv2.GaussianBlur(image, (0, 0), sigma_px) if sigma_px > 0 else image
+
+
 def char_contrast(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float], scale: float) -> list[float]:
     """Each character's contrast relative to the median of its line's letters and digits (1.0 = as the line's
     typical character; under 0.5 = printed with under half the ink). positions: each character's emission column

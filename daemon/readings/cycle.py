@@ -143,9 +143,9 @@ class CycleLane(Lane):
         cycle = self._cycle
         roi = self.rules.rois.get(cycle.recipe) if cycle is not None and cycle.recipe else None
         if roi is None:
-            return frame
+            return super().view(frame)
         try:
-            return dataclasses.replace(frame, image=apply_roi(frame.image, roi))
+            return super().view(dataclasses.replace(frame, image=apply_roi(frame.image, roi)))
         except CorruptFrame as exc:
             cycle.note = f"recipe {cycle.recipe}: {exc}"    # type: ignore[union-attr]
             return None

@@ -16,6 +16,7 @@ import time
 from typing import Optional
 
 from daemon.config import CameraConfig, publish_mode
+from daemon.ocr.print_quality import join_dots
 from daemon.readings.consensus import FinishedLabel, LabelTracker
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
@@ -32,6 +33,7 @@ class Lane:
         self.code_formats = tuple(cam.codes)
         self._readers: dict = {}   # code formats -> CodeReader (a read cycle's recipe may name other formats)
         self.filter = ResultFilter(FilterRules.from_camera(cam))
+        self.join_dots_px = cam.join_dots_px
         self.tracker: Optional[LabelTracker] = None
         self.label_status = False
         if publish_mode(cam) == "consensus":
@@ -92,7 +94,10 @@ class Lane:
         return True
 
     def view(self, frame: Frame) -> Optional[Frame]:
-        """The part of a wanted frame it reads (a read cycle's recipe may name an roi); None: no part of it."""
+        """A wanted frame as it is read: a dot-matrix print's dots joined (join_dots_px); a read cycle's recipe may
+        also name an roi. None: no part of it."""
+        if self.join_dots_px > 0:
+            return dataclasses.replace(frame, image=join_dots(frame.image, self.join_dots_px))
         return frame
 
     def recorded(self, reading: Reading, result_id: Optional[int]) -> None:
