@@ -235,3 +235,28 @@ def test_join_dots_blurs_the_frame_a_lane_reads_and_a_recipes_roi_comes_first(tm
     lane.due(time.time())
     [seen] = wanted_frames([Frame("cam", dots, t0 + 0.01)], {"cam": lane})
     assert np.array_equal(seen.image, cv2.GaussianBlur(np.ascontiguousarray(dots[10:50, 40:140]), (0, 0), 1.5))
+
+
+def test_a_cycle_takes_no_more_frames_than_its_burst_and_a_lost_frame_is_said(tmp_path):
+    from daemon.readings import wanted_frames
+
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, window_ms=30.0))
+    t0 = time.time()
+    trigger(board, "p1", at=t0)
+    lane.due(time.time())
+    [taken] = wanted_frames([frame(t0 + 0.01)], {"cam": lane})
+    # the next frame arrives while the first is still in the models: the one-frame burst has its frame
+    assert wanted_frames([frame(t0 + 0.02)], {"cam": lane}) == []
+    for r in lane.readings(taken, Result([line(LOT)]), [], None):
+        recorder.record(lane, r)
+
+    trigger(board, "p2", at=time.time())
+    lane.due(time.time())
+    assert len(wanted_frames([frame(time.time() + 0.01)], {"cam": lane})) == 1   # taken, and its OCR fails
+    time.sleep(0.04)
+    for r in lane.due(time.time()):
+        recorder.record(lane, r)
+    docs = results(outbox)
+    assert (docs[0]["trigger_id"], docs[0]["status"]) == ("p1", "good_read")
+    assert docs[1]["trigger_id"] == "p2" and docs[1]["status"] == "no_read"
+    assert "could not be read" in docs[1]["note"]

@@ -46,6 +46,7 @@ GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE = "good_read", "no_read", "no_l
 STATUSES = (GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE)
 INTERRUPTED = "interrupted by a daemon restart before its result was stored"
 NO_FRAME = "no frame captured after the trigger was read within cycle_window_ms (is the camera streaming?)"
+FRAME_LOST = "the frames taken for this cycle could not be read (the OCR failed: see the log)"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verif
 class _Cycle:
     trigger: object                   # daemon.readings.triggers.Trigger
     tracker: LabelTracker
-    frames: int = 0
+    frames: int = 0                   # read
+    taken: int = 0                    # handed to the OCR: a burst of cycle_frames takes no more
     first: Optional[FrameContext] = None
     last: Optional[FrameContext] = None
     codes: dict = dataclasses.field(default_factory=dict)   # (format, text) -> Code, over the cycle's frames
@@ -133,22 +135,25 @@ class CycleLane(Lane):
         return 1 if self._cycle is not None else 0
 
     def wants(self, frame: Frame) -> bool:
-        """Only frames captured after the trigger of a cycle in progress are OCR'd."""
+        """Only frames captured after the trigger of a cycle in progress are OCR'd, and no more than its burst: a
+        frame taken while the last one is still in the models would only slow that one down, and be dropped."""
         cycle = self._cycle
-        return cycle is not None and frame.captured_at >= cycle.trigger.received_at
+        return (cycle is not None and frame.captured_at >= cycle.trigger.received_at
+                and cycle.taken < self.rules.frames)
 
     def view(self, frame: Frame) -> Optional[Frame]:
         """The part of a wanted frame the cycle reads: its recipe's roi, where it has one. None: no part of it (the
         roi lies outside this camera's image), and the cycle's result says so."""
         cycle = self._cycle
         roi = self.rules.rois.get(cycle.recipe) if cycle is not None and cycle.recipe else None
-        if roi is None:
-            return super().view(frame)
         try:
-            return super().view(dataclasses.replace(frame, image=apply_roi(frame.image, roi)))
+            seen = super().view(frame if roi is None else dataclasses.replace(frame, image=apply_roi(frame.image, roi)))
         except CorruptFrame as exc:
             cycle.note = f"recipe {cycle.recipe}: {exc}"    # type: ignore[union-attr]
             return None
+        if cycle is not None and seen is not None:
+            cycle.taken += 1
+        return seen
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float]) -> list[Reading]:
         frame.ack.done()   # live cameras only: nothing to keep
@@ -220,7 +225,7 @@ class CycleLane(Lane):
         status = cycle_status(accepted_labels, bool(lines or codes), bool(decision.lines), verification,
                               self.rules.one_label)
         if cycle.frames == 0:   # nothing is known of the part: a fail, never no_label (which says "not there")
-            status, note = NO_READ, cycle.note or NO_FRAME
+            status, note = NO_READ, cycle.note or (NO_FRAME if cycle.taken == 0 else FRAME_LOST)
         best = max(labels, key=lambda lb: sum(line.confidence for line in lb.lines), default=None)
         context = best.best_context if best is not None else (cycle.last or _no_frame(trigger, self._kind))
         boxes = self._boxes(best, decision)
