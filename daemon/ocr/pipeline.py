@@ -20,7 +20,8 @@ from daemon.config import Config, OcrConfig
 from daemon.engines.plan import specs_for
 from daemon.ocr import models
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_candidates
+from daemon.ocr import rec_head
+from daemon.ocr.ctc import ctc_candidates, ctc_candidates_top3
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
@@ -62,7 +63,7 @@ class OcrPipeline:
             ocr = replace(ocr, rec_batch=cpu_rec_batch(ocr, backend.threads))  # type: ignore[attr-defined]
         self.cfg = ocr
         self.backend = backend
-        specs = specs_for(ocr, paths)
+        specs = specs_for(ocr, paths, backend.rec_head)
         if backend.precision == "int8" and backend.name == "onnxruntime":
             # ONNX Runtime runs calibrate's Q/DQ models itself (TensorRT builds engines from them instead);
             # the classifier stays in float.
@@ -75,7 +76,7 @@ class OcrPipeline:
                 loaded[spec.role] = backend.load(spec)
             # The dictionary, from the recognizer's metadata as its backend read it where it did.
             self.charset = models.load_charset(paths.rec, paths.dictionary, loaded["rec"].metadata())
-            self._check_classes(loaded["rec"].outputs[0].shape[-1])   # -1: declared dynamic, checked per call
+            self._check_classes(loaded["rec"].class_count())   # -1: declared dynamic, checked per call
         except Exception:
             for m in loaded.values():      # a half-built pipeline must not keep GPU buffers alive
                 m.close()
@@ -87,6 +88,7 @@ class OcrPipeline:
         self.tiler = NoTiles() if self.tiles is None else Tiler(ocr.det_batch, *ocr.det_input_size, self.tiles)
         # --- end tiles
         self.rec: Model = loaded["rec"]
+        self.rec_top3 = backend.rec_head == rec_head.TOP3     # the recognizer returns its top 3 classes per step
         self.rec_tail: Model | None = loaded.get("rec_tail")
         self.cls: Model | None = loaded.get("cls")
         self._rec_buffers: dict[int, np.ndarray] = {}   # one input buffer per recognizer batch size
@@ -282,14 +284,21 @@ class OcrPipeline:
             if batch is None:
                 batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
             fill_slots(piece_images, batch_slots, batch)
-            probs = model.run1(batch)  # type: ignore[union-attr]
-            self._check_classes(probs.shape[-1])
-            stride = width / probs.shape[1]     # image columns per output step
+            out = model.run({model.input_name: batch})  # type: ignore[union-attr]
+            if self.rec_top3:
+                values, classes = out[rec_head.VALUES], out[rec_head.CLASSES]
+                n_steps = values.shape[1]
+            else:
+                probs = out[model.output_name]  # type: ignore[union-attr]
+                self._check_classes(probs.shape[-1])
+                n_steps = probs.shape[1]
+            stride = width / n_steps     # image columns per output step
             for k, slot in enumerate(batch_slots):
                 # Piece by piece: each argmax reads rows of one slot while they are in the cache (one argmax over
                 # the whole batch, then its emitted rows gathered, measured slower: bench/RESULTS.md section 32).
-                for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):
-                    idx, steps, prob, alt, alt_prob = ctc_candidates(probs[k, lo:hi])
+                for p, (lo, hi) in zip(slot, piece_steps(slot, width, n_steps)):
+                    idx, steps, prob, alt, alt_prob = (ctc_candidates_top3(values[k, lo:hi], classes[k, lo:hi])
+                                                       if self.rec_top3 else ctc_candidates(probs[k, lo:hi]))
                     at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
                     emitted[p.piece] = tuple(Emission(charset[c], x, q, charset[a] if q_alt > 0 else "",
                                                       max(q_alt, 0.0))
