@@ -28,7 +28,7 @@ from daemon.ocr.detector import Detector, NoTiles, Tiler
 from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
-                                to_pieces)
+                                resize_to_height, to_pieces)
 from daemon.ocr.results import CharCandidate, OcrResult, TextLine
 from daemon.ocr.tiles import frame_boxes, tile_policy
 
@@ -236,7 +236,7 @@ class OcrPipeline:
         images = [c.image for c in crops]
         if self.cls is not None and images:
             t0 = time.perf_counter()
-            images = self.upright(images)
+            images = self.upright(images, scaled=True)
             _add(timing, "cls", t0)
         t0 = time.perf_counter()
         readings = self._recognize(images)
@@ -252,10 +252,16 @@ class OcrPipeline:
         timing = {k: round(v, 3) for k, v in timing.items()}
         return [OcrResult(lines, dict(timing)) for lines in per_frame]
 
-    def upright(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Turns lines the classifier is sure are upside down (0/180 only)."""
-        out = list(images)
-        for batch, idx in fixed_batches(images, self.cfg.rec_batch, CLS_HEIGHT, CLS_WIDTH):
+    def upright(self, images: list[np.ndarray], scaled: bool = False) -> list[np.ndarray]:
+        """Turns lines the classifier is sure are upside down (0/180 only).
+
+        scaled: where the recognizer's line height is the classifier's, the lines not turned come back already
+        scaled to it, as the classifier read them: the recognizer's scaling of a line to its own height is then a
+        no-op, not a second resize of the same crop. A turned line is its turned crop, scaled by the recognizer
+        (a turned scaled line need not equal it to the bit)."""
+        lines = [resize_to_height(im, CLS_HEIGHT) for im in images]     # what normalize_into would scale each to
+        out = list(lines) if scaled and self.cfg.rec_height == CLS_HEIGHT else list(images)
+        for batch, idx in fixed_batches(lines, self.cfg.rec_batch, CLS_HEIGHT, CLS_WIDTH):
             probs = self.cls.run1(batch)  # type: ignore[union-attr]
             for slot, i in enumerate(idx):
                 if probs[slot].argmax() == 1 and probs[slot, 1] >= self.cfg.cls_threshold:
