@@ -125,15 +125,21 @@ class OnnxRuntimeBackend(Backend):
         return OrtModel(spec, session, self.in_flight)
 
     def _top3_model(self, spec: ModelSpec) -> Model:
-        """The recognizer with its top-3 head, edited in memory from the model as given (never folded)."""
+        """The recognizer with its top-3 head, edited in memory from the file the softmax head would load (its
+        folded copy where folding is on), so both heads see the same probabilities."""
         import onnx
         import onnxruntime as ort
 
         key = f"{spec.onnx_path}#{TOP3}"
         session = self._sessions.get(key)
         if session is None:
+            source = Path(spec.onnx_path)
+            if self.fold_dir is not None:
+                from daemon.backends.onnxruntime.folded import folded_path
+
+                source = folded_path(source, self.fold_dir)
             try:
-                edited = top3_model(onnx.load(spec.onnx_path)).SerializeToString()
+                edited = top3_model(onnx.load(str(source))).SerializeToString()
                 session = ort.InferenceSession(edited, sess_options=session_options(self.threads, self.exact_qdq,
                                                                                     self.spinning),
                                                providers=["CPUExecutionProvider"])
