@@ -50,6 +50,27 @@ def test_topk_puts_equal_probabilities_in_the_lower_class_first_as_argmax_does()
     assert values.tolist() == want_values.tolist()
 
 
+def test_equal_probabilities_in_another_order_within_the_top3_decode_as_in_onnx_order():
+    """TensorRT's TopK does not document its order among equal values: the decoder does not depend on it."""
+    probs = np.zeros((6, 9), np.float32)
+    probs[0, [4, 2, 0]] = (0.4, 0.3, 0.3)      # runner-up tied with the blank: the blank comes first, 2 is next
+    probs[1, [5, 1, 3]] = (0.5, 0.25, 0.25)     # a tied runner-up: the lower class
+    probs[2, [6, 7, 0]] = (0.45, 0.45, 0.1)     # a tied best: the lower class
+    probs[3, [6, 0, 8]] = (0.5, 0.2, 0.2)
+    probs[4, [0, 1, 2]] = (0.5, 0.25, 0.25)
+    probs[5, [3, 4, 5]] = (0.34, 0.33, 0.33)
+    want = ctc_candidates(probs)
+    values, classes = reference_top3(probs)
+    assert [a.tolist() for a in ctc_candidates_top3(values, classes.astype(np.int32))] == [a.tolist() for a in want]
+    swapped = classes.astype(np.int32)              # the equal values with the higher class first
+    rows = [0, 1, 3, 4, 5]
+    swapped[rows, 1], swapped[rows, 2] = classes[rows, 2], classes[rows, 1]
+    swapped[2, 0], swapped[2, 1] = classes[2, 1], classes[2, 0]
+    values_swapped = np.take_along_axis(probs, swapped.astype(np.intp), axis=1)
+    assert (values_swapped == values).all() and (swapped != classes).any(axis=1).all()
+    assert [a.tolist() for a in ctc_candidates_top3(values_swapped, swapped)] == [a.tolist() for a in want]
+
+
 @pytest.fixture(scope="module")
 def rec_outputs():
     """Real recognizer batches (8 x 3 x 48 x 320, from the pipeline's own crops of rendered labels and a long line)
