@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from daemon.ocr.det_pre import Letterbox, Letterboxer
+from daemon.ocr.rec_head import MODEL
 
 
 class BackendError(RuntimeError):
@@ -31,7 +32,7 @@ class ModelSpec:
     role: str                       # "det", "rec" or "cls"
     onnx_path: str                  # the FP32 (or Q/DQ INT8) ONNX the model comes from
     input_shape: tuple[int, ...]    # fixed NCHW shape the pipeline feeds
-    head: str = "model"             # the recognizer's outputs: "model" as shipped, "top3" (daemon/ocr/rec_head.py)
+    head: str = MODEL               # the recognizer's outputs: as shipped, or its top 3 (daemon/ocr/rec_head.py)
 
 
 class Model(abc.ABC):
@@ -95,7 +96,7 @@ class Backend(abc.ABC):
     name: str = ""
     precision: str = "fp32"
     # The recognizer head this backend runs (daemon/ocr/rec_head.py): the pipeline asks for it in its specs.
-    rec_head: str = "model"
+    rec_head: str = MODEL
 
     @abc.abstractmethod
     def load(self, spec: ModelSpec) -> Model:

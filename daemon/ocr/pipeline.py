@@ -18,9 +18,8 @@ from daemon.backends import BackendChoice, choose_backend, cpu_rec_batch, fall_b
 from daemon.backends.base import Backend, Model, ModelSpec
 from daemon.config import Config, OcrConfig
 from daemon.engines.plan import specs_for
-from daemon.ocr import models
+from daemon.ocr import models, rec_head
 from daemon.ocr.crops import warp_crop
-from daemon.ocr import rec_head
 from daemon.ocr.ctc import ctc_candidates, ctc_candidates_top3
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox

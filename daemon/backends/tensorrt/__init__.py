@@ -32,8 +32,7 @@ from daemon.backends.base import Backend, BackendError, Model, ModelSpec
 from daemon.backends.tensorrt.generation import TENSORRT
 from daemon.config import Config
 from daemon.engines.plan import ENGINE_REC_HEAD, plan_for_spec, rebuild_command
-from daemon.ocr import rec_head
-from daemon.ocr.rec_head import declared_classes
+from daemon.ocr.rec_head import TOP3, declared_classes
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class TensorRTBackend(Backend):
             return EngineSession(trt, engine_bytes, spec.role, tuple(spec.input_shape), contexts, alloc,
                                  self._trt_logger, hint, gen)
 
-        classes = declared_classes(Path(spec.onnx_path)) if spec.head == rec_head.TOP3 else None
+        classes = declared_classes(Path(spec.onnx_path)) if spec.head == TOP3 else None
         return TrtModel(self._context(), open_session, spec, self.cfg.gpu, classes)
 
     def describe(self) -> dict:
