@@ -7,7 +7,8 @@ those, and replaces only two things:
 
 - the models, by a replay backend (this file, behind daemon/backends/base.py's interface): each model call returns
   the output the real ONNX model gave for that call when it was recorded, so DB post-processing sees real probability
-  maps and CTC decoding real, full-size softmax outputs (the recognizer's 18,710 classes included);
+  maps and CTC decoding real, full-size softmax outputs (the recognizer's 18,710 classes included) on the CPU path,
+  and with `--det-pre gpu` what TensorRT's engines return: the top 3 classes per step (daemon/ocr/rec_head.py);
 - the camera, by a lossless in-process source (a daemon/sources Reader) that hands the recorded frames round and
   round as fast as the loop takes them, through the real CaptureSource thread and FrameHub.
 
@@ -178,16 +179,33 @@ class Replay:
             self.frames = [cv2.imdecode(z[f"frame_{i}"], cv2.IMREAD_COLOR) for i in range(n)]
             self.det = [z[f"det_{i}"].astype(np.float32) * np.float32(1.0 / 255.0) for i in range(n)]
             self.calls = []
+            self.top3 = []       # per frame, per call: the recognizer's top-3 head's outputs, else None
             for i, fm in enumerate(self.meta["frames"]):
-                calls = []
+                calls, top3 = [], []
                 for j, c in enumerate(fm["calls"], start=1):
                     if c["kind"] == "topk":
-                        calls.append((c["role"], tuple(c["shape"]), z[f"call_{i}_{j}_idx"].astype(np.intp),
-                                      z[f"call_{i}_{j}_val"]))
+                        idx, val = z[f"call_{i}_{j}_idx"].astype(np.intp), z[f"call_{i}_{j}_val"]
+                        calls.append((c["role"], tuple(c["shape"]), idx, val))
+                        top3.append(top3_of_recorded(idx, val))
                     else:
                         calls.append((c["role"], tuple(c["shape"]), None, z[f"call_{i}_{j}_dense"]))
+                        top3.append(None)
                 self.calls.append(calls)
+                self.top3.append(top3)
         self.texts = self.meta["texts"]
+
+
+def top3_of_recorded(idx, val):
+    """What the recognizer's top-3 head (daemon/ocr/rec_head.py) returns for a recorded call replayed as its dense
+    form (its top classes, the rest zero): the three largest, equal values in the lower class first (TopK's order)."""
+    import numpy as np
+
+    # lexsort's last key is the primary one: value descending, then class ascending
+    order = np.lexsort((idx, -val), axis=-1)[..., :3]
+    values = np.take_along_axis(val, order, axis=-1).astype(np.float32)
+    if not (values > 0).all():
+        raise ValueError("a recorded top-3 probability is 0: the classes replayed as 0 would tie with it")
+    return np.ascontiguousarray(values), np.take_along_axis(idx, order, axis=-1).astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------- replay
@@ -197,7 +215,11 @@ def replay_backend(replay: Replay, det_pre: str):
     import numpy as np
 
     from daemon.backends.base import Backend, Model, TensorSpec
+    from daemon.ocr import rec_head
     from daemon.ocr.det_pre import letterbox_geometry
+
+    # The GPU path stands for TensorRT, whose engines return the recognizer's top 3 classes per step.
+    head = rec_head.TOP3 if det_pre == "gpu" else rec_head.MODEL
 
     class Cursor:
         """Which recorded frame the loop is on: the detector call starts the next one (one camera, lossless,
@@ -219,6 +241,11 @@ def replay_backend(replay: Replay, det_pre: str):
                 t = next(c[1][1] for calls in replay.calls for c in calls if c[0] in ("rec", "rec_tail"))
                 out = (shape[0], t, len(replay.meta["charset"]) + 2)
             self.outputs = (TensorSpec("y", out, np.dtype(np.float32)),)
+            self._top3 = spec.head == rec_head.TOP3
+            if self._top3:
+                self._classes = out[2]
+                self.outputs = (TensorSpec(rec_head.VALUES, (*out[:2], 3), np.dtype(np.float32)),
+                                TensorSpec(rec_head.CLASSES, (*out[:2], 3), np.dtype(np.int32)))
             self._dense = None            # the recognizer's output buffer, reused like an engine's
             self._last_idx = None
             self._staging = None
@@ -226,6 +253,9 @@ def replay_backend(replay: Replay, det_pre: str):
 
         def metadata(self):
             return {"character": "\n".join(replay.meta["charset"])} if self.role == "rec" else None
+
+        def class_count(self):
+            return self._classes if self._top3 else super().class_count()
 
         def run_frames(self, frames):
             if det_pre == "cpu":
@@ -253,9 +283,12 @@ def replay_backend(replay: Replay, det_pre: str):
                 raise RuntimeError(f"replay: frame {c.frame} call {c.call + 1} is {self.role} x{batch}, "
                                    f"not in the recording")
             role, shape, idx, val = calls[c.call]
+            top3 = replay.top3[c.frame][c.call]
             c.call += 1
             if idx is None:
                 return {"y": val}
+            if self._top3:
+                return {rec_head.VALUES: top3[0], rec_head.CLASSES: top3[1]}
             if self._dense is None:
                 self._dense = np.zeros(shape, np.float32)
             elif self._last_idx is not None:
@@ -266,6 +299,7 @@ def replay_backend(replay: Replay, det_pre: str):
 
     class ReplayBackend(Backend):
         name = "replay"
+        rec_head = head
 
         def __init__(self):
             self.cursor = Cursor()
@@ -744,7 +778,7 @@ def main() -> int:
                                         "beside it is put on its LD_LIBRARY_PATH")
     ap.add_argument("--json", type=Path, help="write every run and ceiling_frames_per_s here")
     ap.add_argument("--smoke", action="store_true",
-                    help="a few seconds: a 2-frame recording when none exists, all cores, sinks off, 1 s measured")
+                    help="a few seconds: a 2-frame recording when none exists, all cores, sinks off, both det-pre paths, 1 s measured each")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -758,7 +792,7 @@ def main() -> int:
 
     smoke_dir = None
     if args.smoke:
-        args.cores, args.sinks, args.det_pre, args.modes = "all", "off", "cpu", "consensus"
+        args.cores, args.sinks, args.det_pre, args.modes = "all", "off", "cpu,gpu", "consensus"
         args.seconds, args.warmup_s = 1.0, 1.0
         if not args.replay.exists():
             smoke_dir = tempfile.TemporaryDirectory(prefix="ceiling-smoke-")

@@ -10,6 +10,9 @@ and once from the new one, `--compare` says whether they are the same, to the la
     (cd OLD_CHECKOUT && python /path/to/bench/readings_same.py --json /tmp/old.json)
     .venv/bin/python bench/readings_same.py --compare /tmp/old.json /tmp/new.json
 
+`--rec-head top3` reads with the recognizer's top-3 head (TensorRT's) on ONNX Runtime: compared with a run without
+it, the GPU path's CTC decoding against the softmax's on the same probabilities.
+
 The daemon imported is the one of the checkout the script sits in (copy it into the old checkout's bench/).
 """
 from __future__ import annotations
@@ -44,13 +47,21 @@ def frames(labels: int, frames_per_label: int, seed: int):
             yield f"sequence-{label}-{k}", cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
 
 
-def read_all(labels: int, frames_per_label: int, seed: int) -> dict:
+def read_all(labels: int, frames_per_label: int, seed: int, rec_head: str | None = None) -> dict:
     from daemon import config as config_mod
     from daemon.ocr.pipeline import OcrPipeline
     from daemon.readings.lane import Lane
 
     cfg = config_mod.from_dict({"backend": "onnxruntime", "cameras": [{"name": "cam", "kind": "sample"}]})
-    pipeline = OcrPipeline.from_config(cfg)
+    if rec_head is None:
+        pipeline = OcrPipeline.from_config(cfg)
+    else:   # the CPU backend as the daemon makes it, with the recognizer head TensorRT engines have
+        from daemon.backends import cpu_backend
+        from daemon.ocr import models
+
+        backend = cpu_backend(cfg)
+        backend.rec_head = rec_head
+        pipeline = OcrPipeline(cfg.ocr, backend, models.resolve(cfg), cfg.engines.dir)
     lane = Lane(cfg.cameras[0])
     out = {}
     t0 = time.perf_counter()
@@ -88,6 +99,9 @@ def main() -> int:
     ap.add_argument("--labels", type=int, default=8, help="sequence labels (default 8, as cpu_ceiling records)")
     ap.add_argument("--frames", type=int, default=6, help="frames per label (default 6)")
     ap.add_argument("--seed", type=int, default=3100, help="the sequences' seed (default cpu_ceiling's)")
+    ap.add_argument("--rec-head", choices=("top3",), default=None,
+                    help="read with the recognizer's top-3 head (what TensorRT engines return, daemon/ocr/rec_head.py) "
+                         "run by ONNX Runtime, to compare with the softmax head's readings")
     args = ap.parse_args()
     if args.compare:
         old, new = (json.loads(p.read_text()) for p in args.compare)
@@ -104,7 +118,7 @@ def main() -> int:
     import daemon
 
     readings = {"daemon": str(Path(daemon.__file__).parent), "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
-                "frames": read_all(args.labels, args.frames, args.seed)}
+                "frames": read_all(args.labels, args.frames, args.seed, args.rec_head)}
     args.json.write_text(json.dumps(readings, indent=1))
     return 0
 

@@ -127,7 +127,7 @@ def gpu_config(tmp_path, backend="auto", **over):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"engine")
         write_sidecar(sidecar_path(path), make_sidecar(FAKE_DEVICE, plan.precision, {"x": plan.input_shape},
-                                                       sha256_file(plan.source_onnx)))
+                                                       sha256_file(plan.source_onnx), head=plan.head))
     cubin = b"fake cubin"                # prebuilt kernels whose sidecar matches this GPU and driver
     kernel_files.write_kernels(kernel_files.kernels_path(cfg.engines.dir, FAKE_DEVICE.compute_capability), cubin,
                                kernel_files.make_kernels_sidecar(

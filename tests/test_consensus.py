@@ -303,3 +303,19 @@ def test_voted_lines_carry_each_characters_runner_up_for_verification():
     assert split.text == "AB1" and split.chars[2].alt == "7"
     assert abs(split.chars[2].p - 2 / 3) < 1e-9 and abs(split.chars[2].alt_p - 1 / 3) < 1e-9
     assert vote_line([TextLine("X", 0.9, box), TextLine("X", 0.8, box)]).chars == ()   # nothing known
+
+
+def test_the_shared_characters_bound_counts_what_a_counter_intersection_counts():
+    """The tracker's cheap bound, computed without building the intersection, is the same number to the bit."""
+    import random
+    from collections import Counter
+
+    from daemon.readings.consensus import _shared_bound
+
+    rng = random.Random(31)
+    texts = ["", "A", "AAAB", "BAAA"] + ["".join(rng.choice("AB01 -ZX") for _ in range(rng.randint(1, 40)))
+                                        for _ in range(60)]
+    for t in texts:
+        for u in texts:
+            want = 2.0 * sum((Counter(t) & Counter(u)).values()) / ((len(t) + len(u)) or 1)
+            assert _shared_bound(t, u) == want, (t, u)

@@ -16,11 +16,13 @@ def test_cpu_ceiling_smoke_replays_the_recording_through_the_daemon_loop(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["ceiling_frames_per_s"] > 0
-    [run] = result["runs"]
-    assert run["replay_mismatches"] == 0
-    assert run["frames_read_otherwise"] == 0 and run["frames_read_as_recorded"] > 0
-    assert run["not_instrumented"] == []
-    for stage in ("det", "det_post", "crop", "rec", "ctc", "lane", "loop"):
-        assert run["stages_cpu_ms"][stage]["p50"] > 0, stage
-    # codes are read on the code pool's thread; the loop only takes them
-    assert run["codes_read_cpu_ms"]["count"] > 0 and run["codes_read_cpu_ms"]["p50"] > 0
+    # the CPU path decodes the recognizer's softmax, the GPU path its top-3 head (TensorRT's): both as recorded
+    assert [run["det_pre"] for run in result["runs"]] == ["cpu", "gpu"]
+    for run in result["runs"]:
+        assert run["replay_mismatches"] == 0
+        assert run["frames_read_otherwise"] == 0 and run["frames_read_as_recorded"] > 0
+        assert run["not_instrumented"] == []
+        for stage in ("det", "det_post", "crop", "rec", "ctc", "lane", "loop"):
+            assert run["stages_cpu_ms"][stage]["p50"] > 0, stage
+        # codes are read on the code pool's thread; the loop only takes them
+        assert run["codes_read_cpu_ms"]["count"] > 0 and run["codes_read_cpu_ms"]["p50"] > 0

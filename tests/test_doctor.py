@@ -82,7 +82,8 @@ def test_matching_and_stale_engines_are_told_apart(cfg_dict):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"engine")
         sha = sha256_file(plan.source_onnx) if plan.role == "det" else "0" * 64   # rec: built from another model
-        write_sidecar(sidecar_path(path), make_sidecar(orin, plan.precision, {"x": plan.input_shape}, sha))
+        write_sidecar(sidecar_path(path), make_sidecar(orin, plan.precision, {"x": plan.input_shape}, sha,
+                                                       head=plan.head))
     orin_probe = doctor.GpuProbe("Orin", "8.7", "12.6", True, "pycuda", multiprocessors=8, total_memory_mib=7620)
     findings = by_check(doctor.engine_findings(cfg, "10.3.0", orin_probe))
     assert findings["engine det (fp32)"].ok
@@ -190,7 +191,7 @@ def built(cfg, device):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"engine")
         write_sidecar(sidecar_path(path), make_sidecar(device, plan.precision, {"x": plan.input_shape},
-                                                       sha256_file(plan.source_onnx)))
+                                                       sha256_file(plan.source_onnx), head=plan.head))
     cubin = b"cubin"
     kernel_files.write_kernels(kernel_files.kernels_path(cfg.engines.dir, device.compute_capability), cubin,
                                kernel_files.make_kernels_sidecar(

@@ -10,7 +10,8 @@ import pytest
 from daemon.backends.base import ModelSpec
 from daemon.backends.tensorrt.buffers import IoTensor, tensor_nbytes
 from daemon.engines.check import check_engine
-from daemon.engines.plan import plan_for_spec, rebuild_command
+from daemon import config
+from daemon.engines.plan import plan_engines, plan_for_spec, rebuild_command
 from daemon.engines.sidecar import (LATER_KEYS, SIDECAR_KEYS, DeviceInfo, check_sidecar, engine_filename, engine_path,
                                     expected_sidecar, make_sidecar, read_sidecar, sha256_file, sidecar_path,
                                     sm_tag, write_sidecar)
@@ -18,6 +19,7 @@ from daemon.engines.sidecar import (LATER_KEYS, SIDECAR_KEYS, DeviceInfo, check_
 ORIN = DeviceInfo("Orin", "8.7", "10.3.0", 8, 7620)      # Orin Nano 8GB
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.3.0", 132, 81008)
 DET_SHAPE = (1, 3, 960, 960)
+REC_SHAPE = (8, 3, 48, 320)
 
 
 def test_engine_name_carries_model_precision_architecture_and_tensorrt_version():
@@ -63,6 +65,23 @@ def test_each_kind_of_mismatch_is_named(device, precision, shape, sha, word):
     built = make_sidecar(ORIN, "int8", {"x": DET_SHAPE}, "ab" * 32)
     problems = check_sidecar(built, expected_sidecar(device, precision, shape, sha))
     assert len(problems) == 1 and problems[0].startswith(word), problems
+
+
+def test_a_recognizer_engine_built_before_the_top3_head_is_stale_and_other_engines_are_not():
+    """Engines are built with the recognizer's top-3 head (rec_head.py); one whose sidecar predates it returned the
+    softmax over every class, which the pipeline no longer reads."""
+    old = {k: v for k, v in make_sidecar(ORIN, "fp16", {"x": REC_SHAPE}, "ab" * 32).items() if k != "head"}
+    problems = check_sidecar(old, expected_sidecar(ORIN, "fp16", REC_SHAPE, "ab" * 32, head="top3"))
+    assert problems == ["outputs: engine built for 'model', this box has 'top3'"]
+    assert check_sidecar(old, expected_sidecar(ORIN, "fp16", REC_SHAPE, "ab" * 32)) == []     # det, cls
+    new = make_sidecar(ORIN, "fp16", {"x": REC_SHAPE}, "ab" * 32, head="top3")
+    assert check_sidecar(new, expected_sidecar(ORIN, "fp16", REC_SHAPE, "ab" * 32, head="top3")) == []
+
+
+def test_engines_plan_the_recognizers_with_the_top3_head_and_nothing_else(tmp_path):
+    cfg = config.from_dict({"engines": {"dir": str(tmp_path)}})
+    heads = {p.role: p.head for p in plan_engines(cfg)}
+    assert heads == {"det": "model", "rec": "top3", "rec_tail": "top3", "cls": "model"}
 
 
 def test_sidecar_missing_keys_and_garbage_shapes_are_problems():

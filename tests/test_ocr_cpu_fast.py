@@ -1,11 +1,14 @@
 """The CPU side's faster stages compute what the plain ones did, to the bit: the detector's letterbox into a
-reused batch, the DB boxes ordered and scored without numpy's per-call overhead."""
+reused batch, the DB boxes ordered and scored without numpy's per-call overhead, the recognizer's slots zeroed only
+where no piece lies, each line scaled once for the classifier and the recognizer."""
 import cv2
 import numpy as np
 import pytest
 
 from daemon.ocr.db_post import box_score, order_quad
 from daemon.ocr.det_pre import DET_MEAN, DET_STD, Letterboxer, letterbox_geometry, preprocess_det
+from daemon.ocr.rec_pre import (_normalize, fill_slots, fixed_batches, normalize_into, pack_slots, resize_to_height,
+                                to_pieces)
 
 
 def _letterbox_as_written_first(frame, in_h, in_w):
@@ -80,3 +83,36 @@ def test_box_score_takes_the_same_window_as_with_numpy_clips():
         q[:, 1] -= ymin
         cv2.fillPoly(mask, [q.round().astype(np.int32)], 1)
         assert box_score(prob, quad) == float(cv2.mean(prob[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_slots_zeroed_around_their_pieces_are_the_slots_zeroed_first_to_the_bit(seed):
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (48, int(w), 3), dtype=np.uint8) for w in rng.integers(8, 320, rng.integers(1, 12))]
+    slots = pack_slots([im.shape[1] for im in images], 320, 24 if seed % 2 else None)[:8]
+    got = rng.normal(size=(8, 3, 48, 320)).astype(np.float32)     # what the previous batch left
+    fill_slots(images, slots, got)
+    want = np.zeros((8, 3, 48, 320), np.float32)
+    for k, slot in enumerate(slots):
+        for p in slot:
+            _normalize(images[p.piece], want[k], p.x)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))    # +0.0 where nothing lies, as before
+    one = rng.normal(size=(3, 48, 192)).astype(np.float32)
+    normalize_into(images[0], one)
+    alone = np.zeros((3, 48, 192), np.float32)
+    squeezed = images[0] if images[0].shape[1] <= 192 else cv2.resize(images[0], (192, 48),
+                                                                         interpolation=cv2.INTER_LINEAR)
+    _normalize(squeezed, alone, 0)
+    assert np.array_equal(one.view(np.uint32), alone.view(np.uint32))
+
+
+def test_a_line_scaled_once_feeds_the_classifier_and_the_recognizer_as_its_crop_did():
+    """OpenCV's resize to the same size is a copy, so a line already at the height is what scaling its crop gave."""
+    rng = np.random.default_rng(7)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((31, 400), (48, 90), (70, 1500), (20, 15))]
+    lines = [resize_to_height(c, 48) for c in crops]
+    for a, b in zip(to_pieces(crops, 48, 320), to_pieces(lines, 48, 320)):
+        assert (a.crop_index, a.offset, a.keep, a.space_before) == (b.crop_index, b.offset, b.keep, b.space_before)
+        assert np.array_equal(a.image, b.image)
+    for (a, _), (b, _) in zip(fixed_batches(crops, 8, 48, 192), fixed_batches(lines, 8, 48, 192)):
+        assert np.array_equal(a, b)

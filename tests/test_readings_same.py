@@ -1,5 +1,6 @@
 """bench/readings_same.py writes every frame's readings (real models, real code reader) and tells two such files
-apart to the last bit: a file is the same as itself, and one changed confidence is a difference."""
+apart to the last bit: the softmax head's readings are the same as the top-3 head's (what TensorRT engines return),
+and one changed confidence is a difference."""
 import json
 import subprocess
 import sys
@@ -9,10 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "readings_same.py"
 
 
-def test_readings_written_twice_compare_the_same_and_a_changed_confidence_does_not(tmp_path):
+def test_readings_of_either_recognizer_head_compare_the_same_and_a_changed_confidence_does_not(tmp_path):
     first, second = tmp_path / "first.json", tmp_path / "second.json"
-    for out in (first, second):
-        proc = subprocess.run([sys.executable, str(SCRIPT), "--labels", "1", "--frames", "2", "--json", str(out)],
+    for out, head in ((first, []), (second, ["--rec-head", "top3"])):
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--labels", "1", "--frames", "2", "--json", str(out), *head],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     same = subprocess.run([sys.executable, str(SCRIPT), "--compare", str(first), str(second)],

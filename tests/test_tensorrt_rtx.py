@@ -121,7 +121,7 @@ def built_for(cfg, device, kernels_cc=None):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"engine")
         write_sidecar(sidecar_path(path), make_sidecar(device, plan.precision, {"x": plan.input_shape},
-                                                       sha256_file(plan.source_onnx)))
+                                                       sha256_file(plan.source_onnx), head=plan.head))
     if kernels_cc:
         cubin = b"cubin"
         kernel_files.write_kernels(kernel_files.kernels_path(cfg.engines.dir, kernels_cc), cubin,

@@ -36,8 +36,8 @@ except ImportError as exc:
 from daemon import config  # noqa: E402
 from daemon.engines.build import BuildError, build_engine, cpu_target  # noqa: E402
 from daemon.engines.plan import plan_engines  # noqa: E402
-from daemon.engines.sidecar import DeviceInfo, engine_path, read_sidecar, sidecar_path  # noqa: E402
-from daemon.ocr import models  # noqa: E402
+from daemon.engines.check import check_engine  # noqa: E402
+from daemon.engines.sidecar import DeviceInfo, engine_path, read_sidecar, sha256_file, sidecar_path  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -139,14 +139,13 @@ def rtx_device() -> DeviceInfo:
 
 def expected_outputs(role: str, shape: tuple[int, ...], cfg) -> tuple[int, ...]:
     """What each model must produce at its config shape: the DB probability map at the input's size, one
-    CTC step per 8 pixels of line width over the dictionary (blank and space included), two classes."""
+    CTC step per 8 pixels of line width with its 3 most probable classes, two classes."""
     n = shape[0]
     if role == "det":
-        return (n, 1, *shape[2:])
+        return ((n, 1, *shape[2:]),)
     if role == "cls":
-        return (n, 2)
-    charset = models.load_charset(models.resolve(cfg).rec, None)
-    return (n, shape[3] // 8, len(charset))
+        return ((n, 2),)
+    return ((n, shape[3] // 8, 3),) * 2      # the top-3 head: probabilities and classes (rec_head.py)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -166,8 +165,8 @@ def test_build_engine_builds_every_model_at_the_config_shapes_with_no_dynamic_di
         assert sidecar["gpu_name"] is None and sidecar["precision"] == plan.precision     # cls: fp16 under int8
         # read off the network just before the build: the config's input, every output static and as expected
         assert list(sidecar["input_shapes"].values()) == [list(plan.input_shape)]
-        (output,) = sidecar["output_shapes"].values()
-        assert -1 not in output and tuple(output) == expected_outputs(plan.role, plan.input_shape, cfg), (plan.role, output)
+        outputs = tuple(tuple(shape) for shape in sidecar["output_shapes"].values())
+        assert outputs == expected_outputs(plan.role, plan.input_shape, cfg), (plan.role, outputs)
         assert f"built {plan.role}: {path} (" in done.stdout
     assert not (Path(cfg.engines.dir) / "timing.cache").exists()     # a no-op in TensorRT-RTX 1.7: not written
     assert not list(Path(cfg.engines.dir).glob(".*.tmp"))
@@ -263,6 +262,21 @@ def test_a_config_shape_the_model_cannot_take_stops_before_the_build(tmp_path):
     with pytest.raises(BuildError, match=r"declared \(-1, 3, 48, -1\) in the ONNX; the config needs \(8, 3, 32, 320\)"):
         build_engine(plan, cfg.engines, cpu_target(CC))
     assert not list(Path(tmp_path).glob("*.engine"))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_recognizer_builds_with_its_top3_head(tmp_path, precision):
+    """NVIDIA's parser takes the edited graph (TopK after the softmax, its indices cast to int32); the network returns
+    3 values and 3 classes per step, and the sidecar says which head the engine has."""
+    cfg = config.from_dict({"ocr": {"model_set": "pp-ocrv6-small"},
+                            "engines": {"dir": str(tmp_path), "timing_cache": None}})
+    (plan,) = [p for p in plan_engines(cfg, precision) if p.role == "rec"]
+    assert plan.head == "top3"
+    built = build_engine(plan, cfg.engines, cpu_target(CC))
+    assert built.output_shapes == {"top3_values": (8, 40, 3), "top3_classes": (8, 40, 3)}
+    sidecar = read_sidecar(sidecar_path(built.path))
+    assert sidecar["head"] == "top3" and sidecar["onnx_sha256"] == sha256_file(plan.source_onnx)
+    assert check_engine(plan, rtx_device(), tmp_path).ok
 
 
 def test_other_compute_capabilities_build_and_name_their_engine(cls_plan):

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from daemon.ocr.det_pre import Letterbox, Letterboxer
+from daemon.ocr.rec_head import MODEL
 
 
 class BackendError(RuntimeError):
@@ -31,6 +32,7 @@ class ModelSpec:
     role: str                       # "det", "rec" or "cls"
     onnx_path: str                  # the FP32 (or Q/DQ INT8) ONNX the model comes from
     input_shape: tuple[int, ...]    # fixed NCHW shape the pipeline feeds
+    head: str = MODEL               # the recognizer's outputs: as shipped, or its top 3 (daemon/ocr/rec_head.py)
 
 
 class Model(abc.ABC):
@@ -49,6 +51,11 @@ class Model(abc.ABC):
     def metadata(self) -> dict[str, str] | None:
         """The ONNX metadata (the recognizer's dictionary) where the backend has read it already, else None."""
         return None
+
+    def class_count(self) -> int:
+        """A recognizer's number of classes (C of its N x T x C softmax); -1 where only a call tells. A top-3
+        head's outputs do not show it: such a model says what its source declares."""
+        return self.outputs[0].shape[-1]
 
     @property
     def input_name(self) -> str:
@@ -88,6 +95,8 @@ class Model(abc.ABC):
 class Backend(abc.ABC):
     name: str = ""
     precision: str = "fp32"
+    # The recognizer head this backend runs (daemon/ocr/rec_head.py): the pipeline asks for it in its specs.
+    rec_head: str = MODEL
 
     @abc.abstractmethod
     def load(self, spec: ModelSpec) -> Model:

@@ -1,7 +1,8 @@
 """`ocr-daemon build-engine --config FILE [--precision fp32|fp16|int8] [--compute-capability X.Y]`: TensorRT
 engines for this device, or (TensorRT-RTX) for a compute capability.
 
-One engine per model the config uses (det, rec, rec_tail and, when enabled, cls), written as
+One engine per model the config uses (det, rec, rec_tail and, when enabled, cls; the recognizer's with its top-3
+head, daemon/ocr/rec_head.py), written as
 engines/<model>.b<batch>.<precision>.sm<cc>.<trt|rtx><version>.engine with a JSON sidecar, both atomically.
 Engines are truly fixed-shape: every network input is set to the config's shape before the build
 (backends/tensorrt/shapes.py), and the build stops if any network input or output still has a -1 dim, so
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from daemon.atomic_write import write_atomic
 from daemon.engines.plan import EnginePlan
+from daemon.ocr import rec_head
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +220,9 @@ def build_engine(plan: EnginePlan, engines_cfg, target: BuildTarget) -> BuiltEng
     out = engine_path(engines_cfg.dir, plan.engine_stem, plan.precision, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx_path = onnx_to_parse(recipe.source, plan.source_onnx, Path(engines_cfg.dir))
+    if plan.head == rec_head.TOP3:
+        # The edit comes last, on the output as the parsed model computes it (after any FP16 copy).
+        onnx_path = rec_head.write_top3(onnx_path, Path(engines_cfg.dir) / f"{onnx_path.stem}.top3.onnx")
 
     with target.active():
         logger = trt.Logger(trt.Logger.WARNING)
@@ -278,7 +283,7 @@ def build_engine(plan: EnginePlan, engines_cfg, target: BuildTarget) -> BuiltEng
 
     # The sidecar names the model the user gave (FP32 or Q/DQ); an FP16 copy is derived from it here.
     write_sidecar(sidecar_path(out), make_sidecar(device, plan.precision, input_shapes, sha256_file(plan.source_onnx),
-                                                  output_shapes=output_shapes))
+                                                  output_shapes=output_shapes, head=plan.head))
     log.info("built %s in %.1f s", out, seconds)
     return BuiltEngine(out, seconds, input_shapes, output_shapes)
 

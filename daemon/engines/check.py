@@ -32,7 +32,8 @@ def check_engine(plan: EnginePlan, device: DeviceInfo, engines_dir: str | Path) 
         return EngineCheck(plan, path, (str(exc),))
     if not plan.source_onnx.is_file():
         return EngineCheck(plan, path, (f"its source model {str(plan.source_onnx)!r} does not exist",))
-    expected = expected_sidecar(device, plan.precision, plan.input_shape, sha256_file(plan.source_onnx))
+    expected = expected_sidecar(device, plan.precision, plan.input_shape, sha256_file(plan.source_onnx),
+                                plan.head)
     return EngineCheck(plan, path, tuple(check_sidecar(sidecar, expected)))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.backends.base import ModelSpec
 from daemon.config import Config, OcrConfig
-from daemon.ocr import models
+from daemon.ocr import models, rec_head
 from daemon.ocr.rec_pre import CLS_HEIGHT, CLS_WIDTH
 
 
@@ -24,11 +24,17 @@ class EnginePlan:
     source_onnx: Path               # what the engine is built from: FP32 ONNX, or the Q/DQ ONNX for int8
     input_shape: tuple[int, ...]    # the one fixed NCHW shape (min = opt = max)
     precision: str                  # fp32, fp16 or int8
+    head: str = rec_head.MODEL      # rec_head.TOP3: the engine is built from the recognizer with a top-3 head
 
     @property
     def engine_stem(self) -> str:
         """Names the engine file: the model and its batch (rec and rec_tail share a model)."""
         return f"{self.model_stem}.b{self.input_shape[0]}"
+
+
+# TensorRT engines return the recognizer's top 3 classes per step: the CPU then decodes 3 values a step instead of
+# an argmax over every class, and the host receives a small copy (bench/RESULTS.md section 36).
+ENGINE_REC_HEAD = rec_head.TOP3
 
 
 def rebuild_command(precision: str) -> str:
@@ -44,27 +50,28 @@ def plan_for_spec(spec: ModelSpec, precision: str, engines_dir: str | Path) -> E
         # classifier runs as FP16, which loses nothing measurable for a 2-class decision.
         precision = "fp16"
     source = models.int8_path(engines_dir, fp32) if precision == "int8" else fp32
-    return EnginePlan(spec.role, fp32.stem, source, tuple(int(d) for d in spec.input_shape), precision)
+    return EnginePlan(spec.role, fp32.stem, source, tuple(int(d) for d in spec.input_shape), precision, spec.head)
 
 
-def specs_for(o: OcrConfig, paths: models.ModelPaths) -> list[ModelSpec]:
-    """The models the OCR pipeline loads, with their fixed input shapes (FP32 ONNX paths)."""
+def specs_for(o: OcrConfig, paths: models.ModelPaths, head: str = rec_head.MODEL) -> list[ModelSpec]:
+    """The models the OCR pipeline loads, with their fixed input shapes (FP32 ONNX paths); the recognizer's with
+    the head ``head`` (the backend's: rec_head.py)."""
     h, w = o.det_input_size
     line = (3, o.rec_height, o.rec_width)
     specs = [ModelSpec("det", str(paths.det), (o.det_batch, 3, h, w)),
-             ModelSpec("rec", str(paths.rec), (o.rec_batch, *line))]
+             ModelSpec("rec", str(paths.rec), (o.rec_batch, *line), head)]
     if o.rec_tail_batch:
-        specs.append(ModelSpec("rec_tail", str(paths.rec), (o.rec_tail_batch, *line)))
+        specs.append(ModelSpec("rec_tail", str(paths.rec), (o.rec_tail_batch, *line), head))
     if paths.cls is not None:
         specs.append(ModelSpec("cls", str(paths.cls), (o.rec_batch, 3, CLS_HEIGHT, CLS_WIDTH)))
     return specs
 
 
-def model_specs(cfg: Config) -> list[ModelSpec]:
+def model_specs(cfg: Config, head: str = rec_head.MODEL) -> list[ModelSpec]:
     """The models the OCR pipeline loads for this config, with their fixed input shapes."""
-    return specs_for(cfg.ocr, models.resolve(cfg))
+    return specs_for(cfg.ocr, models.resolve(cfg), head)
 
 
 def plan_engines(cfg: Config, precision: str | None = None) -> list[EnginePlan]:
     precision = precision or cfg.ocr.precision
-    return [plan_for_spec(spec, precision, cfg.engines.dir) for spec in model_specs(cfg)]
+    return [plan_for_spec(spec, precision, cfg.engines.dir) for spec in model_specs(cfg, ENGINE_REC_HEAD)]

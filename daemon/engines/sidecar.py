@@ -18,12 +18,14 @@ from typing import Any, Mapping, Sequence
 
 from daemon.atomic_write import write_atomic
 from daemon.backends.tensorrt.generation import TENSORRT, UnsupportedTensorRT, edition_named
+from daemon.ocr.rec_head import MODEL
 
 SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "multiprocessors", "total_memory_mib",
                 "precision", "input_shapes", "onnx_sha256", "built_at")
 # Written since TensorRT-RTX; a sidecar without them is TensorRT's (the only edition before) and says
-# nothing about outputs, which only inform.
-LATER_KEYS = ("tensorrt_edition", "output_shapes")
+# nothing about outputs, which only inform. "head" since the recognizer's top-3 head: without it, an engine of the
+# model's own outputs (daemon/ocr/rec_head.py).
+LATER_KEYS = ("tensorrt_edition", "output_shapes", "head")
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,9 @@ def sidecar_path(engine: str | Path) -> Path:
 
 def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, Sequence[int]],
                  onnx_sha256: str, built_at: datetime | None = None,
-                 output_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
-    """``output_shapes``: the network's outputs as the build saw them (informational, never compared)."""
+                 output_shapes: Mapping[str, Sequence[int]] | None = None, head: str = MODEL) -> dict[str, Any]:
+    """``output_shapes``: the network's outputs as the build saw them (informational, never compared). ``head``:
+    the outputs the engine was built with (rec_head.py): part of what it means, like the source's sha256."""
     when = built_at or datetime.now(timezone.utc)
     return {
         "tensorrt_edition": device.tensorrt_edition,
@@ -87,15 +90,16 @@ def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, 
         "input_shapes": {name: [int(d) for d in shape] for name, shape in input_shapes.items()},
         "output_shapes": {name: [int(d) for d in shape] for name, shape in (output_shapes or {}).items()},
         "onnx_sha256": onnx_sha256,
+        "head": head,
         "built_at": when.isoformat(timespec="seconds"),
     }
 
 
-def expected_sidecar(device: DeviceInfo, precision: str, input_shape: Sequence[int], onnx_sha256: str
-                     ) -> dict[str, Any]:
+def expected_sidecar(device: DeviceInfo, precision: str, input_shape: Sequence[int], onnx_sha256: str,
+                     head: str = MODEL) -> dict[str, Any]:
     """What a usable engine's sidecar must say on this box; the input is named "*" because the daemon
     feeds its models' single image input by position, so only the shape matters."""
-    return make_sidecar(device, precision, {"*": input_shape}, onnx_sha256)
+    return make_sidecar(device, precision, {"*": input_shape}, onnx_sha256, head=head)
 
 
 def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
@@ -120,10 +124,12 @@ def check_sidecar(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> li
         "total_memory_mib": "GPU memory (MiB)",
         "precision": "precision",
         "onnx_sha256": "source ONNX sha256",
+        "head": "outputs",
     }
     if not edition_named(wanted).device_specific:
         for key in ("gpu_name", "multiprocessors", "total_memory_mib"):
             labels.pop(key)
+    sidecar = {"head": MODEL, **sidecar}      # written before the top-3 head: the model's own outputs
     for key, label in labels.items():
         if key in sidecar and key in expected and str(sidecar[key]) != str(expected[key]):
             problems.append(f"{label}: engine built for {sidecar[key]!r}, this box has {expected[key]!r}")

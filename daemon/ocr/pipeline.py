@@ -19,9 +19,9 @@ from daemon.backends.base import Backend, Model, ModelSpec
 from daemon.config import Config, OcrConfig
 from daemon.config.cameras import grades_print
 from daemon.engines.plan import specs_for
-from daemon.ocr import models
+from daemon.ocr import models, rec_head
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_candidates
+from daemon.ocr.ctc import ctc_candidates, ctc_candidates_top3
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
@@ -29,7 +29,7 @@ from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
 from daemon.ocr.print_quality import char_contrast
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
-                                to_pieces)
+                                resize_to_height, to_pieces)
 from daemon.ocr.results import CharCandidate, OcrResult, TextLine
 from daemon.ocr.tiles import frame_boxes, tile_policy
 
@@ -64,7 +64,7 @@ class OcrPipeline:
             ocr = replace(ocr, rec_batch=cpu_rec_batch(ocr, backend.threads))  # type: ignore[attr-defined]
         self.cfg = ocr
         self.backend = backend
-        specs = specs_for(ocr, paths)
+        specs = specs_for(ocr, paths, backend.rec_head)
         if backend.precision == "int8" and backend.name == "onnxruntime":
             # ONNX Runtime runs calibrate's Q/DQ models itself (TensorRT builds engines from them instead);
             # the classifier stays in float.
@@ -77,7 +77,7 @@ class OcrPipeline:
                 loaded[spec.role] = backend.load(spec)
             # The dictionary, from the recognizer's metadata as its backend read it where it did.
             self.charset = models.load_charset(paths.rec, paths.dictionary, loaded["rec"].metadata())
-            self._check_classes(loaded["rec"].outputs[0].shape[-1])   # -1: declared dynamic, checked per call
+            self._check_classes(loaded["rec"].class_count())   # -1: declared dynamic, checked per call
         except Exception:
             for m in loaded.values():      # a half-built pipeline must not keep GPU buffers alive
                 m.close()
@@ -89,6 +89,7 @@ class OcrPipeline:
         self.tiler = NoTiles() if self.tiles is None else Tiler(ocr.det_batch, *ocr.det_input_size, self.tiles)
         # --- end tiles
         self.rec: Model = loaded["rec"]
+        self.rec_top3 = backend.rec_head == rec_head.TOP3     # the recognizer returns its top 3 classes per step
         self.rec_tail: Model | None = loaded.get("rec_tail")
         self.cls: Model | None = loaded.get("cls")
         self._rec_buffers: dict[int, np.ndarray] = {}   # one input buffer per recognizer batch size
@@ -240,7 +241,7 @@ class OcrPipeline:
         images = [c.image for c in crops]
         if self.cls is not None and images:
             t0 = time.perf_counter()
-            images = self.upright(images)
+            images = self.upright(images, scaled=True)
             _add(timing, "cls", t0)
         t0 = time.perf_counter()
         readings = self._recognize(images)
@@ -256,10 +257,16 @@ class OcrPipeline:
         timing = {k: round(v, 3) for k, v in timing.items()}
         return [OcrResult(lines, dict(timing)) for lines in per_frame]
 
-    def upright(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Turns lines the classifier is sure are upside down (0/180 only)."""
-        out = list(images)
-        for batch, idx in fixed_batches(images, self.cfg.rec_batch, CLS_HEIGHT, CLS_WIDTH):
+    def upright(self, images: list[np.ndarray], scaled: bool = False) -> list[np.ndarray]:
+        """Turns lines the classifier is sure are upside down (0/180 only).
+
+        scaled: where the recognizer's line height is the classifier's, the lines not turned come back already
+        scaled to it, as the classifier read them: the recognizer's scaling of a line to its own height is then a
+        no-op, not a second resize of the same crop. A turned line is its turned crop, scaled by the recognizer
+        (a turned scaled line need not equal it to the bit)."""
+        lines = [resize_to_height(im, CLS_HEIGHT) for im in images]     # what normalize_into would scale each to
+        out = list(lines) if scaled and self.cfg.rec_height == CLS_HEIGHT else list(images)
+        for batch, idx in fixed_batches(lines, self.cfg.rec_batch, CLS_HEIGHT, CLS_WIDTH):
             probs = self.cls.run1(batch)  # type: ignore[union-attr]
             for slot, i in enumerate(idx):
                 if probs[slot].argmax() == 1 and probs[slot, 1] >= self.cfg.cls_threshold:
@@ -288,14 +295,21 @@ class OcrPipeline:
             if batch is None:
                 batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
             fill_slots(piece_images, batch_slots, batch)
-            probs = model.run1(batch)  # type: ignore[union-attr]
-            self._check_classes(probs.shape[-1])
-            stride = width / probs.shape[1]     # image columns per output step
+            out = model.run({model.input_name: batch})  # type: ignore[union-attr]
+            if self.rec_top3:
+                values, classes = out[rec_head.VALUES], out[rec_head.CLASSES]
+                n_steps = values.shape[1]
+            else:
+                probs = out[model.output_name]  # type: ignore[union-attr]
+                self._check_classes(probs.shape[-1])
+                n_steps = probs.shape[1]
+            stride = width / n_steps     # image columns per output step
             for k, slot in enumerate(batch_slots):
                 # Piece by piece: each argmax reads rows of one slot while they are in the cache (one argmax over
                 # the whole batch, then its emitted rows gathered, measured slower: bench/RESULTS.md section 32).
-                for p, (lo, hi) in zip(slot, piece_steps(slot, width, probs.shape[1])):
-                    idx, steps, prob, alt, alt_prob = ctc_candidates(probs[k, lo:hi])
+                for p, (lo, hi) in zip(slot, piece_steps(slot, width, n_steps)):
+                    idx, steps, prob, alt, alt_prob = (ctc_candidates_top3(values[k, lo:hi], classes[k, lo:hi])
+                                                       if self.rec_top3 else ctc_candidates(probs[k, lo:hi]))
                     at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
                     emitted[p.piece] = tuple(Emission(charset[c], x, q, charset[a] if q_alt > 0 else "",
                                                       max(q_alt, 0.0))

@@ -41,7 +41,11 @@ class Piece:
 
 
 def resize_to_height(crop: np.ndarray, height: int) -> np.ndarray:
+    """The crop scaled to ``height`` with its aspect kept; one already that high is returned as it is (OpenCV's
+    resize to the same size is a copy of it)."""
     h, w = crop.shape[:2]
+    if h == height:
+        return crop
     new_w = max(1, int(math.ceil(height * w / h)))
     return cv2.resize(crop, (new_w, height), interpolation=cv2.INTER_LINEAR)
 
@@ -114,8 +118,8 @@ def normalize_into(image: np.ndarray, slot: np.ndarray) -> None:
         image = resize_to_height(image, height)
     if image.shape[1] > width:
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    slot.fill(0.0)
     _normalize(image, slot, 0)
+    slot[:, :, image.shape[1]:] = 0.0      # only what the image leaves: zeroing the whole slot first wrote it twice
 
 
 def _normalize(image: np.ndarray, slot: np.ndarray, x: int) -> None:
@@ -206,8 +210,13 @@ def batch_plan(n_slots: int, batch: int, tail: int) -> list[tuple[int, int]]:
 
 
 def fill_slots(images: Sequence[np.ndarray], slots: Sequence[Sequence[Placement]], out: np.ndarray) -> None:
-    """Writes each slot's pieces into out[k] (B x 3 x H x W) at their columns; all the rest is zero."""
-    out.fill(0.0)
+    """Writes each slot's pieces into out[k] (B x 3 x H x W) at their columns; all the rest is zero (the columns
+    between and after the pieces and the slots after the last: zeroing the whole batch first wrote it twice)."""
     for k, slot in enumerate(slots):
-        for p in slot:
+        end = 0
+        for p in slot:      # left to right, never overlapping (pack_slots)
+            out[k, :, :, end:p.x] = 0.0
             _normalize(images[p.piece], out[k], p.x)
+            end = p.x + p.width
+        out[k, :, :, end:] = 0.0
+    out[len(slots):] = 0.0

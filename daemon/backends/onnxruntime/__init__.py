@@ -12,6 +12,7 @@ import numpy as np
 
 from daemon.backends.base import Backend, BackendError, Model, ModelSpec, TensorSpec
 from daemon.backends.onnxruntime.threads import default_threads
+from daemon.ocr.rec_head import MODEL, TOP3, declared_classes, top3_model
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,10 @@ class OrtModel(Model):
     """One model at one fixed input shape. Models of one ONNX file share a session (ONNX Runtime runs a
     session at any batch its graph allows), so the recognizer's tail batch costs no second session."""
 
-    def __init__(self, spec: ModelSpec, session, in_flight: int = 1):
+    def __init__(self, spec: ModelSpec, session, in_flight: int = 1, classes: int | None = None):
         self._session = session
         self._in_flight = in_flight
+        self._classes = classes        # a top-3 recognizer's class count (its outputs hide it)
         inp, outs = session.get_inputs(), session.get_outputs()
         if len(inp) != 1:
             raise BackendError(f"{spec.role} model {spec.onnx_path!r} has {len(inp)} inputs; expected one image input")
@@ -61,6 +63,9 @@ class OrtModel(Model):
 
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def class_count(self) -> int:
+        return self._classes if self._classes is not None else super().class_count()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         for spec in self.inputs:
@@ -81,7 +86,11 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, threads: int = 0, precision: str = "fp32", exact_qdq: bool = False, in_flight: int = 1,
-                 spinning: bool = False, fold_dir: Optional[Path] = None, int8_det: bool = False):
+                 spinning: bool = False, fold_dir: Optional[Path] = None, int8_det: bool = False,
+                 rec_head: str = MODEL):
+        """``rec_head``: the recognizer's head (daemon/ocr/rec_head.py). The daemon keeps the model's own: here
+        TopK costs more CPU than numpy's argmaxes (bench/RESULTS.md section 36); top3 is for comparing the two."""
+        self.rec_head = rec_head
         self.threads = default_threads(threads)
         self.in_flight = in_flight
         self.spinning = spinning       # on is ONNX Runtime's default; both measured in bench/RESULTS.md section 17a
@@ -96,6 +105,8 @@ class OnnxRuntimeBackend(Backend):
         self._int8_roles: set[str] = set()     # models running from an INT8 copy: describe() says so
 
     def load(self, spec: ModelSpec) -> Model:
+        if spec.head == TOP3:
+            return self._top3_model(spec)
         session = self._sessions.get(spec.onnx_path)
         if session is None:
             import onnxruntime as ort
@@ -112,6 +123,31 @@ class OnnxRuntimeBackend(Backend):
                     raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
             self._sessions[spec.onnx_path] = session
         return OrtModel(spec, session, self.in_flight)
+
+    def _top3_model(self, spec: ModelSpec) -> Model:
+        """The recognizer with its top-3 head, edited in memory from the file the softmax head would load (its
+        folded copy where folding is on), so both heads see the same probabilities."""
+        import onnx
+        import onnxruntime as ort
+
+        key = f"{spec.onnx_path}#{TOP3}"
+        session = self._sessions.get(key)
+        if session is None:
+            source = Path(spec.onnx_path)
+            if self.fold_dir is not None:
+                from daemon.backends.onnxruntime.folded import folded_path
+
+                source = folded_path(source, self.fold_dir)
+            try:
+                edited = top3_model(onnx.load(str(source))).SerializeToString()
+                session = ort.InferenceSession(edited, sess_options=session_options(self.threads, self.exact_qdq,
+                                                                                    self.spinning),
+                                               providers=["CPUExecutionProvider"])
+            except Exception as exc:
+                raise BackendError(f"{spec.role} model {spec.onnx_path!r} with a top-3 head cannot be loaded: "
+                                   f"{exc}") from None
+            self._sessions[key] = session
+        return OrtModel(spec, session, self.in_flight, declared_classes(Path(spec.onnx_path)))
 
     def _int8_session(self, spec: ModelSpec, opts):
         """A session on the detector's shipped INT8 copy; None to run it in FP32 (no copy for this file)."""

@@ -31,7 +31,8 @@ from pathlib import Path
 from daemon.backends.base import Backend, BackendError, Model, ModelSpec
 from daemon.backends.tensorrt.generation import TENSORRT
 from daemon.config import Config
-from daemon.engines.plan import plan_for_spec, rebuild_command
+from daemon.engines.plan import ENGINE_REC_HEAD, plan_for_spec, rebuild_command
+from daemon.ocr.rec_head import TOP3, declared_classes
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def device_info(ctx, found):
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    rec_head = ENGINE_REC_HEAD
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -144,7 +146,8 @@ class TensorRTBackend(Backend):
             return EngineSession(trt, engine_bytes, spec.role, tuple(spec.input_shape), contexts, alloc,
                                  self._trt_logger, hint, gen)
 
-        return TrtModel(self._context(), open_session, spec, self.cfg.gpu)
+        classes = declared_classes(Path(spec.onnx_path)) if spec.head == TOP3 else None
+        return TrtModel(self._context(), open_session, spec, self.cfg.gpu, classes)
 
     def describe(self) -> dict:
         return {"backend": self.name, "precision": self.precision}

@@ -26,9 +26,11 @@ OpenSession = Callable[[Callable[[int], int], int], object]
 
 
 class TrtModel(Model):
-    def __init__(self, ctx, open_session: OpenSession, spec: ModelSpec, gpu: GpuConfig):
+    def __init__(self, ctx, open_session: OpenSession, spec: ModelSpec, gpu: GpuConfig, classes: int | None = None):
+        """``classes``: a top-3 recognizer's class count, as its source ONNX declares it (its outputs hide it)."""
         self.role = spec.role
         self._ctx = ctx
+        self._classes = classes
         try:
             self._load(ctx, open_session, spec, gpu)
         except BackendError:
@@ -77,6 +79,9 @@ class TrtModel(Model):
                     self._session.bind(k, name, d_out)
             self._pipeline = StreamPipeline(ctx, self._sets, self._infer, batch=n)
             self._events = [cuda.Event() for _ in range(4)]
+
+    def class_count(self) -> int:
+        return self._classes if self._classes is not None else super().class_count()
 
     @property
     def context_memory(self):
