@@ -295,12 +295,12 @@ class OcrPipeline:
             if batch is None:
                 batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
             fill_slots(piece_images, batch_slots, batch)
-            out = model.run({model.input_name: batch})  # type: ignore[union-attr]
+            outputs = model.run({model.input_name: batch})  # type: ignore[union-attr]
             if self.rec_top3:
-                values, classes = out[rec_head.VALUES], out[rec_head.CLASSES]
+                values, classes = outputs[rec_head.VALUES], outputs[rec_head.CLASSES]
                 n_steps = values.shape[1]
             else:
-                probs = out[model.output_name]  # type: ignore[union-attr]
+                probs = outputs[model.output_name]  # type: ignore[union-attr]
                 self._check_classes(probs.shape[-1])
                 n_steps = probs.shape[1]
             stride = width / n_steps     # image columns per output step
