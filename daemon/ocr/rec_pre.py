@@ -108,12 +108,13 @@ def normalize_into(image: np.ndarray, slot: np.ndarray) -> None:
     """h x w x 3 uint8 -> the left part of a 3 x H x W float slot, the rest zero.
 
     An image of another height is scaled to H with its aspect kept (the line classifier gets raw crops);
-    what is still wider than W is squeezed into it."""
+    one that would then be wider than W is squeezed into it, in the same single resize: scaled to H and then
+    squeezed, a small crop was blurred twice and tipped the 0/180 classifier (bench/RESULTS.md section 37)."""
     _, height, width = slot.shape
-    if image.shape[0] != height:
-        image = resize_to_height(image, height)
-    if image.shape[1] > width:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    h, w = image.shape[:2]
+    new_w = min(width, max(1, int(math.ceil(height * w / h))))
+    if (h, w) != (height, new_w):
+        image = cv2.resize(image, (new_w, height), interpolation=cv2.INTER_LINEAR)
     slot.fill(0.0)
     _normalize(image, slot, 0)
 
