@@ -295,3 +295,19 @@ def test_tiles_after_a_frame_in_flight_take_no_buffer_set_still_held_and_keep_th
     mask = contrast_mask(photo, *tiled.stitched.shape).astype(bool)
     assert mask.mean() > 0.5
     assert np.abs(tiled.stitched - expect)[mask].max() < 0.05
+
+
+def test_a_plates_last_letter_set_apart_by_a_space_is_read_in_a_1920x1080_street_scene():
+    # the first scene of bench/small_text.py's plates1080: the CPU's default tiles 1920x1080 at native size, where
+    # the detector marks the lone "T" of "SF 1825 T" only faintly; the line takes it in (daemon.ocr.db_post)
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("small_text", Path(__file__).parents[1] / "bench" / "small_text.py")
+    small_text = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(small_text)
+    sample = small_text.SETS["plates1080"](0)
+    truth = [(line.text, line.box) for line in sample.lines]
+    read = _read(sample.image, truth, "auto")
+    plate = next(line for line in read.lines if line.truth == "SF 1825 T")
+    assert plate.edits == 0, read
