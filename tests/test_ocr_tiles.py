@@ -69,10 +69,14 @@ def test_small_frames_are_enlarged_until_their_short_side_fills_the_input_at_mos
     assert top_scale(720, 1280, IN_H, IN_W) == 1.0                 # longer than the input: not a small frame
 
 
-def test_cpu_auto_tiles_frames_the_letterbox_shrinks_to_half_or_less_and_small_frames():
+def test_cpu_auto_tiles_frames_shrunk_to_40_percent_1920x1080_at_native_size_and_small_frames_not_labels():
     cpu = tile_policy("auto", 0, "onnxruntime")
-    tiled = lambda h, w, p: tile_grid(h, w, IN_H, IN_W, p.max_tiles, max_whole_scale=p.max_whole_scale) is not None
-    assert not tiled(960, 1280, cpu) and not tiled(720, 1280, cpu) and not tiled(480, 640, cpu)
+    tiled = lambda h, w, p: tile_grid(h, w, IN_H, IN_W, p.max_tiles, max_whole_scale=p.max_whole_scale,
+                                      min_gain_above=p.min_gain_above) is not None
+    assert not tiled(960, 1280, cpu) and not tiled(1536, 2048, cpu)         # the rendered labels
+    assert not tiled(720, 1280, cpu) and not tiled(480, 640, cpu)
+    assert tile_grid(1080, 1920, IN_H, IN_W, cpu.max_tiles, max_whole_scale=cpu.max_whole_scale,
+                     min_gain_above=cpu.min_gain_above).scale == 1.0
     assert tiled(1080, 1920, cpu) and tiled(768, 576, cpu)
     assert tiled(3000, 4000, cpu) and tiled(3000, 1000, cpu) and tiled(1944, 2592, cpu)
     gpu = tile_policy("auto", 0, "tensorrt")

@@ -95,16 +95,18 @@ def top_scale(frame_h: int, frame_w: int, in_h: int, in_w: int) -> float:
 
 
 def tile_grid(frame_h: int, frame_w: int, in_h: int, in_w: int, max_tiles: int, min_gain: float = MIN_GAIN,
-              max_whole_scale: float = 1.0) -> TileGrid | None:
+              max_whole_scale: float = 1.0, min_gain_above: float = math.inf) -> TileGrid | None:
     """The tiles that show this frame's text largest with at most ``max_tiles`` detector inputs of in_h x in_w,
     never above ``top_scale``, as few as give that scale; None when they would not show it ``min_gain`` times
-    larger than the letterbox does (SMALL_MIN_GAIN for a frame they enlarge), or the letterbox shows a frame they
-    do not enlarge above ``max_whole_scale`` of its size."""
+    larger than the letterbox does: SMALL_MIN_GAIN for a frame they enlarge, ``min_gain_above`` for one the
+    letterbox shows above ``max_whole_scale`` of its size."""
     whole = letterbox_geometry(frame_h, frame_w, in_h, in_w).scale
     top = top_scale(frame_h, frame_w, in_h, in_w)
     if top > 1.0:
         min_gain = SMALL_MIN_GAIN
     elif whole > max_whole_scale:
+        min_gain = min_gain_above
+    if top < whole * min_gain:        # no grid can show it that much larger
         return None
     grids = [(min(top, _scale_for(rows, frame_h, in_h), _scale_for(cols, frame_w, in_w)), rows * cols)
              for rows in range(1, max_tiles + 1) for cols in range(1, max_tiles // rows + 1)]
@@ -212,17 +214,19 @@ def frame_boxes(prob: np.ndarray | TiledMaps, lb: Letterbox, frame_h: int, frame
 # tiles_max: 0, per backend. On a GPU a batch of tiles costs about one input; on a 2-core CPU each tile costs a
 # whole detector run, so the CPU takes fewer (bench/RESULTS.md section 35).
 AUTO_MAX = {"tensorrt": 16, "onnxruntime": 6}
-# ocr.tiles auto on the CPU: only frames the letterbox shows at this share of their size or less (into 736x960:
-# 4:3 from about 2000x1500, 16:9 from 1920x1080, tall receipts) and frames smaller than the input; 1280x960
-# labels and 1280x720 frames, which the letterbox shows at 3/4, are read as before (bench/RESULTS.md sections 35
-# and 37).
-CPU_AUTO_MAX_SCALE = 0.5
+# ocr.tiles auto on the CPU, where each tile is a whole detector run: frames the letterbox shows at this share of
+# their size or less (into 736x960: 4:3 from about 2400x1800, 16:9 from 2400 wide, tall receipts), small frames,
+# and larger ones only where the tiles show them CPU_AUTO_GAIN_ABOVE times larger than the letterbox: 1920x1080 at
+# native size, not 2048x1536 or 1280x960 labels (bench/RESULTS.md sections 35 and 37).
+CPU_AUTO_MAX_SCALE = 0.4
+CPU_AUTO_GAIN_ABOVE = 2.0
 
 
 @dataclass(frozen=True)
 class TilePolicy:
-    max_tiles: int            # tiles per frame at most
-    max_whole_scale: float    # frames whose letterbox scale is above this are not tiled
+    max_tiles: int                     # tiles per frame at most
+    max_whole_scale: float             # frames whose letterbox scale is above this ...
+    min_gain_above: float = math.inf   # ... are tiled only where the tiles show them this many times larger
 
 
 def tile_policy(mode: str, configured_max: int, backend: str) -> TilePolicy | None:
@@ -230,7 +234,9 @@ def tile_policy(mode: str, configured_max: int, backend: str) -> TilePolicy | No
     if mode == "off":
         return None
     max_tiles = configured_max or AUTO_MAX.get(backend, AUTO_MAX["onnxruntime"])
-    return TilePolicy(max_tiles, CPU_AUTO_MAX_SCALE if mode == "auto" and backend != "tensorrt" else 1.0)
+    if mode == "auto" and backend != "tensorrt":
+        return TilePolicy(max_tiles, CPU_AUTO_MAX_SCALE, CPU_AUTO_GAIN_ABOVE)
+    return TilePolicy(max_tiles, 1.0)
 
 
 def describe_policy(policy: TilePolicy | None) -> str:
@@ -239,8 +245,8 @@ def describe_policy(policy: TilePolicy | None) -> str:
         return "off"
     small = f"small frames whose tiles show text {SMALL_MIN_GAIN}x larger"
     if policy.max_whole_scale < 1.0:
-        return (f"frames the letterbox shows at {policy.max_whole_scale:.0%} of their size or less and {small}, "
-                f"up to {policy.max_tiles} tiles")
+        return (f"frames the letterbox shows at {policy.max_whole_scale:.0%} of their size or less, larger ones "
+                f"whose tiles show text {policy.min_gain_above}x larger, and {small}, up to {policy.max_tiles} tiles")
     return (f"frames whose tiles show text {MIN_GAIN}x larger than the letterbox ({small}), "
             f"up to {policy.max_tiles} tiles")
 
