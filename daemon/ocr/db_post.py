@@ -122,7 +122,9 @@ def weak_ends(points: np.ndarray, weak: list[np.ndarray]) -> list[int]:
     reach = length / 2 + (WEAK_END_GAP + 1) * thick
     for k, region in enumerate(weak):
         rel = np.asarray(region, dtype=np.float32).reshape(-1, 2) - (cx, cy)
-        if np.abs(rel[0]).max() > reach:      # one point of it out of reach: far from this line
+        # a cheap first test: its first point farther than a letter past the line's end in x or in y (most faint
+        # regions of a frame lie elsewhere; a long faint region is not a lone last word)
+        if np.abs(rel[0]).max() > reach:
             continue
         s, n = rel @ along, rel @ across
         gap = max(s.min() - length / 2, -length / 2 - s.max())
