@@ -7,8 +7,8 @@ import pytest
 
 from daemon.ocr.db_post import box_score, order_quad
 from daemon.ocr.det_pre import DET_MEAN, DET_STD, Letterboxer, letterbox_geometry, preprocess_det
-from daemon.ocr.rec_pre import (_normalize, fill_slots, fixed_batches, normalize_into, pack_slots, resize_to_height,
-                                to_pieces)
+from daemon.ocr.rec_pre import (_normalize, classifier_inputs, fill_slots, fixed_batches, normalize_into, pack_slots,
+                                resize_to_height, to_pieces)
 
 
 def _letterbox_as_written_first(frame, in_h, in_w):
@@ -107,12 +107,15 @@ def test_slots_zeroed_around_their_pieces_are_the_slots_zeroed_first_to_the_bit(
 
 
 def test_a_line_scaled_once_feeds_the_classifier_and_the_recognizer_as_its_crop_did():
-    """OpenCV's resize to the same size is a copy, so a line already at the height is what scaling its crop gave."""
+    """OpenCV's resize to the same size is a copy, so a line already at the height is what scaling its crop gave;
+    a line wider than the classifier's input is shown to it as its crop (squeezed in one resize)."""
     rng = np.random.default_rng(7)
     crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((31, 400), (48, 90), (70, 1500), (20, 15))]
     lines = [resize_to_height(c, 48) for c in crops]
     for a, b in zip(to_pieces(crops, 48, 320), to_pieces(lines, 48, 320)):
         assert (a.crop_index, a.offset, a.keep, a.space_before) == (b.crop_index, b.offset, b.keep, b.space_before)
         assert np.array_equal(a.image, b.image)
-    for (a, _), (b, _) in zip(fixed_batches(crops, 8, 48, 192), fixed_batches(lines, 8, 48, 192)):
+    shown = classifier_inputs(crops, lines, 192)
+    assert [s is line for s, line in zip(shown, lines)] == [False, True, False, True]   # 620 and 1029 wide: crops
+    for (a, _), (b, _) in zip(fixed_batches(crops, 8, 48, 192), fixed_batches(shown, 8, 48, 192)):
         assert np.array_equal(a, b)

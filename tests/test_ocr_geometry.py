@@ -115,6 +115,32 @@ def test_db_drops_low_score_and_tiny_regions():
     assert boxes_from_prob(prob, DbParams()) == []
 
 
+@pytest.mark.parametrize("angle", [0.0, 8.0, -20.0])
+def test_a_faint_word_just_past_a_lines_end_joins_the_line_and_faint_regions_elsewhere_do_not(angle):
+    # a plate's kernel 100 x 12 (map pixels), its lone last letter 10 x 11 one kernel thickness past its end, marked
+    # faintly (0.45: above the threshold, below the box threshold) as the detector marks it at native size
+    prob = np.zeros((300, 400), dtype=np.float32)
+    centre = np.array([150.0, 150.0])
+    axis, normal = np.array([np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))]), None
+    normal = np.array([-axis[1], axis[0]])
+
+    def region(offset_along, offset_across, size, value):
+        c = centre + offset_along * axis + offset_across * normal
+        cv2.fillPoly(prob, [cv2.boxPoints(((c[0], c[1]), size, angle)).round().astype(np.int32)], value)
+
+    region(0, 0, (100, 12), 0.9)                  # the line
+    region(0, -60, (30, 11), 0.45)                # a faint region above the line: not part of it
+    region(-(50 + 60 + 5), 0, (10, 11), 0.45)     # one on the axis but 60 px off: too far
+    [alone] = boxes_from_prob(prob, DbParams())
+    region(50 + 12 + 5, 0, (10, 11), 0.45)        # the lone letter, 12 px past the line's end
+    [box] = boxes_from_prob(prob, DbParams())
+    (cx, cy), size, _ = cv2.minAreaRect(box.text)
+    (ax, ay), alone_size, _ = cv2.minAreaRect(alone.text)
+    assert max(size) > max(alone_size) + 12 + 10 - 2                          # reaches over the letter
+    assert (np.array([cx, cy]) - np.array([ax, ay])) @ axis > 10              # towards it
+    assert min(size) < min(alone_size) + 2                   # no thicker: the region above is not taken
+
+
 def test_warp_crop_straightens_a_rotated_line():
     frame = np.full((300, 400, 3), 255, dtype=np.uint8)
     rect = ((200, 150), (200, 40), -20.0)

@@ -1,5 +1,6 @@
 """Pure parts of recognition: CTC decoding, fixed batches with padding, splitting of long lines, packing
 of short pieces into shared slots and the tail batch."""
+import cv2
 import numpy as np
 import pytest
 
@@ -106,6 +107,16 @@ def test_crop_of_another_height_keeps_its_aspect_in_the_slot():
     wide = np.full((24, 200, 3), 255, dtype=np.uint8)    # 48 x 400 after scaling: squeezed into 192
     (batch, _), = list(fixed_batches([wide], 1, 48, 192))
     assert np.all(batch[0] == pytest.approx(1.0))
+
+
+def test_a_crop_wider_than_the_classifier_input_is_squeezed_in_one_resize():
+    # scaled to 48 high and then squeezed, a 12 px crop was interpolated twice and the 0/180 classifier, given
+    # that blur, left a turned line of a real photograph upside down (bench/RESULTS.md section 37)
+    rng = np.random.default_rng(7)
+    crop = rng.integers(0, 256, (12, 59, 3), dtype=np.uint8)
+    (batch, _), = list(fixed_batches([crop], 1, 48, 192))
+    once = cv2.resize(crop, (192, 48), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 127.5 - 1.0
+    assert np.abs(batch[0] - once.transpose(2, 0, 1)).max() < 1e-5
 
 
 # ---- packing short pieces into shared slots ----

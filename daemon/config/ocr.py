@@ -36,10 +36,12 @@ class OcrConfig:
     det_batch: int = 1
     # Small text in frames much larger than det_input_size: the detector also reads the frame as overlapping
     # input-size tiles (at native size where tiles_max allows), boxes stitched across the seams, lines cut from
-    # the full-resolution frame (daemon/ocr/tiles.py). auto = with TensorRT every frame whose tiles show text
-    # 1.5x larger than the letterbox (a batch of tiles costs little there); on the CPU, where each tile is a
-    # detector run, only frames the letterbox shrinks to 40 % or less (not labels, not 1920x1080); on = the
-    # TensorRT rule on any backend; off = never. docs/configuration.md.
+    # the full-resolution frame (daemon/ocr/tiles.py); a small frame (a small or portrait photo) is read as tiles
+    # that enlarge it until its short side fills the input's. auto = with TensorRT every frame whose tiles show
+    # text 1.5x larger than the letterbox (a batch of tiles costs little there); on the CPU, where each tile is a
+    # detector run, only frames the letterbox shrinks to 40 % or less, 1920x1080 (its tiles at native size show it
+    # twice as large) and small frames, not the 1280x960 and 2048x1536 labels; on = the TensorRT rule on any
+    # backend; off = never. docs/configuration.md.
     tiles: Literal["auto", "on", "off"] = "auto"
     # Most tiles per frame (detector inputs besides the letterboxed frame); a frame that needs more at native
     # size is tiled at the largest scale that fits. 0 = automatic: fewer on the CPU than on a GPU.

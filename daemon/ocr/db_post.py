@@ -98,12 +98,49 @@ def undilated(quad: np.ndarray) -> np.ndarray:
     return order_quad(cv2.boxPoints(rect))
 
 
+# A region the detector marks only faintly (mean probability at least the threshold, below box_threshold) that
+# lies on an accepted line's axis just past one of its ends, about as thick as the line, is taken into that line:
+# at native size the detector gives a plate's last letter set apart by a space ("SF 1825 T") such a region, and
+# on its own it is dropped (bench/RESULTS.md section 37). Distances in the line's kernel thickness.
+WEAK_END_GAP = 1.5        # between the line's end and the region, at most
+WEAK_END_OFFSET = 0.35    # the region's centre off the line's axis, at most
+WEAK_END_THICKNESS = (0.5, 1.5)   # the region's thickness across the axis, within
+
+
+def weak_ends(points: np.ndarray, weak: list[np.ndarray]) -> list[int]:
+    """Which of the weak regions (point arrays) lie past an end of the line whose kernel has these points, on its
+    axis (see WEAK_END_*)."""
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.asarray(points, dtype=np.float32).reshape(-1, 1, 2))
+    t = np.deg2rad(angle)
+    along, across = np.array([np.cos(t), np.sin(t)]), np.array([-np.sin(t), np.cos(t)])
+    length, thick = rw, rh
+    if rh > rw:                  # the rectangle's second side is the line's axis
+        along, across, length, thick = across, along, rh, rw
+    if thick <= 0:
+        return []
+    out = []
+    reach = length / 2 + (WEAK_END_GAP + 1) * thick
+    for k, region in enumerate(weak):
+        rel = np.asarray(region, dtype=np.float32).reshape(-1, 2) - (cx, cy)
+        # a cheap first test: its first point farther than a letter past the line's end in x or in y (most faint
+        # regions of a frame lie elsewhere; a long faint region is not a lone last word)
+        if np.abs(rel[0]).max() > reach:
+            continue
+        s, n = rel @ along, rel @ across
+        gap = max(s.min() - length / 2, -length / 2 - s.max())
+        if (0 <= gap <= WEAK_END_GAP * thick and abs(n.mean()) <= WEAK_END_OFFSET * thick
+                and WEAK_END_THICKNESS[0] * thick <= np.ptp(n) <= WEAK_END_THICKNESS[1] * thick):
+            out.append(k)
+    return out
+
+
 def boxes_from_prob(prob: np.ndarray, p: DbParams) -> list[DbBox]:
     """HxW probability map -> text boxes in map pixels, at most max_candidates of them."""
     bitmap = cv2.dilate((prob > p.threshold).astype(np.uint8), _DILATE)
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     h, w = prob.shape
-    out: list[DbBox] = []
+    lines: list[tuple[np.ndarray, np.ndarray, float]] = []      # accepted kernels: points, quad, score
+    weak: list[np.ndarray] = []
     for contour in contours[: p.max_candidates]:
         if len(contour) < 4:
             continue
@@ -111,8 +148,17 @@ def boxes_from_prob(prob: np.ndarray, p: DbParams) -> list[DbBox]:
         if short_side < p.min_size:
             continue
         score = box_score(prob, quad)
-        if score < p.box_threshold:
-            continue
+        if score >= p.box_threshold:
+            lines.append((contour.reshape(-1, 2), quad, score))
+        elif score >= p.threshold:
+            weak.append(contour.reshape(-1, 2))
+    taken: set[int] = set()
+    out: list[DbBox] = []
+    for points, quad, score in lines:
+        ends = [k for k in weak_ends(points, weak) if k not in taken] if weak else []
+        if ends:
+            taken.update(ends)
+            quad, _ = min_area_quad(np.concatenate([points, *(weak[k] for k in ends)]))
         grown, short_side = min_area_quad(unclip(quad, p.unclip_ratio))
         if short_side < p.min_size + 2:
             continue

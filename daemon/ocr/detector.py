@@ -96,7 +96,7 @@ class Tiler:
         from daemon.ocr.tiles import tile_grid
 
         return tile_grid(frame.shape[0], frame.shape[1], *self._in, self.policy.max_tiles,
-                         max_whole_scale=self.policy.max_whole_scale)
+                         max_whole_scale=self.policy.max_whole_scale, min_gain_above=self.policy.min_gain_above)
 
     def submit(self, detector: Detector, frames: Sequence[np.ndarray]) -> _Tiled:
         grids = [self.grid(f) for f in frames]

@@ -28,8 +28,8 @@ from daemon.ocr.detector import Detector, NoTiles, Tiler
 from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
 from daemon.ocr.print_quality import char_contrast
 from daemon.ocr.reading_order import reading_order
-from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, fill_slots, fixed_batches, pack_slots, piece_steps,
-                                resize_to_height, to_pieces)
+from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, classifier_inputs, fill_slots, fixed_batches,
+                                pack_slots, piece_steps, resize_to_height, to_pieces)
 from daemon.ocr.results import CharCandidate, OcrResult, TextLine
 from daemon.ocr.tiles import frame_boxes, tile_policy
 
@@ -266,7 +266,8 @@ class OcrPipeline:
         (a turned scaled line need not equal it to the bit)."""
         lines = [resize_to_height(im, CLS_HEIGHT) for im in images]     # what normalize_into would scale each to
         out = list(lines) if scaled and self.cfg.rec_height == CLS_HEIGHT else list(images)
-        for batch, idx in fixed_batches(lines, self.cfg.rec_batch, CLS_HEIGHT, CLS_WIDTH):
+        for batch, idx in fixed_batches(classifier_inputs(images, lines, CLS_WIDTH), self.cfg.rec_batch, CLS_HEIGHT,
+                                        CLS_WIDTH):
             probs = self.cls.run1(batch)  # type: ignore[union-attr]
             for slot, i in enumerate(idx):
                 if probs[slot].argmax() == 1 and probs[slot, 1] >= self.cfg.cls_threshold:

@@ -112,12 +112,13 @@ def normalize_into(image: np.ndarray, slot: np.ndarray) -> None:
     """h x w x 3 uint8 -> the left part of a 3 x H x W float slot, the rest zero.
 
     An image of another height is scaled to H with its aspect kept (the line classifier gets raw crops);
-    what is still wider than W is squeezed into it."""
+    one that would then be wider than W is squeezed into it, in the same single resize: scaled to H and then
+    squeezed, a small crop was blurred twice and tipped the 0/180 classifier (bench/RESULTS.md section 37)."""
     _, height, width = slot.shape
-    if image.shape[0] != height:
-        image = resize_to_height(image, height)
-    if image.shape[1] > width:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    h, w = image.shape[:2]
+    new_w = min(width, max(1, int(math.ceil(height * w / h))))
+    if (h, w) != (height, new_w):
+        image = cv2.resize(image, (new_w, height), interpolation=cv2.INTER_LINEAR)
     _normalize(image, slot, 0)
     slot[:, :, image.shape[1]:] = 0.0      # only what the image leaves: zeroing the whole slot first wrote it twice
 
@@ -126,6 +127,13 @@ def _normalize(image: np.ndarray, slot: np.ndarray, x: int) -> None:
     """Writes h x w x 3 uint8 into columns x .. x+w of a 3 x h x W float slot."""
     w = image.shape[1]
     slot[:, :, x:x + w] = (image.astype(np.float32) * (1.0 / (255.0 * REC_STD)) - REC_MEAN / REC_STD).transpose(2, 0, 1)
+
+
+def classifier_inputs(crops: Sequence[np.ndarray], lines: Sequence[np.ndarray], width: int) -> list[np.ndarray]:
+    """What the line classifier is shown of each crop, given the crops already scaled to its height (lines): the
+    line where it fits the classifier's width; else the crop, which normalize_into squeezes in one resize (scaled
+    and then squeezed, a small crop was blurred twice and tipped the classifier: bench/RESULTS.md section 37)."""
+    return [line if line.shape[1] <= width else crop for crop, line in zip(crops, lines)]
 
 
 def fixed_batches(images: Sequence[np.ndarray], batch: int, height: int, width: int

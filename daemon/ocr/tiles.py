@@ -4,7 +4,8 @@ A letterboxed frame shows its text at the input's scale: 4000x3000 in 736x960 sh
 times, below what the detector finds. Tiles keep the engines' fixed shape and see the text closer to native size:
 
 - ``tile_grid``: the frame cut into tiles of the input's aspect at one scale (native where ``max_tiles`` allows,
-  else the largest scale that fits), neighbours overlapping by ``OVERLAP`` of a tile;
+  else the largest scale that fits; a frame whose short side is shorter than the input's is enlarged until it
+  fills it, as far as the letterbox would enlarge it), neighbours overlapping by ``OVERLAP`` of a tile;
 - ``stitch``: the tiles' probability maps pasted into one map of the whole frame at that scale, each seam in the
   middle of its overlap, so a line that crosses a seam is one region of the map and DB finds it as one box;
 - ``contrast_mask``: the stitched map cleared where the frame has no local contrast (the detector's response to a
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from daemon.ocr.db_post import DbBox, DbParams, boxes_from_prob
-from daemon.ocr.det_pre import Letterbox, letterbox_geometry, to_frame_coords
+from daemon.ocr.det_pre import MAX_UPSCALE, Letterbox, letterbox_geometry, to_frame_coords
 
 # Neighbouring tiles share this share of a tile. A line at most half an overlap tall that crosses a seam lies
 # whole in both tiles (the seam is the overlap's middle), so each side of the seam comes from a tile that saw it
@@ -36,6 +37,11 @@ OVERLAP = 0.25
 MIN_GAIN = 1.5
 # A grid of fewer tiles is taken when its scale is at least this share of the largest scale max_tiles allow.
 NEAR_BEST = 0.9
+# A small frame (no longer than the input's long side: a small photograph, a portrait one in a landscape input)
+# is tiled when the tiles show it this many times larger than the letterbox: its text is small in the frame's own
+# pixels, and RapidOCR and PaddleOCR enlarge such frames until their short side fills the detector's
+# (bench/RESULTS.md section 37). A 640x480 frame, which the letterbox already enlarges that far, is not tiled.
+SMALL_MIN_GAIN = 1.15
 
 
 @dataclass(frozen=True)
@@ -80,15 +86,29 @@ def _fewest(scale: float, length: int, side: int) -> int:
     return n
 
 
+def top_scale(frame_h: int, frame_w: int, in_h: int, in_w: int) -> float:
+    """The largest scale tiles show a frame at: native size, or for a frame no longer than the input's long side
+    (a small frame), the scale at which its short side fills the input's, at most the letterbox's MAX_UPSCALE."""
+    if max(frame_h, frame_w) > max(in_h, in_w):
+        return 1.0
+    return min(MAX_UPSCALE, max(1.0, min(in_h, in_w) / min(frame_h, frame_w)))
+
+
 def tile_grid(frame_h: int, frame_w: int, in_h: int, in_w: int, max_tiles: int, min_gain: float = MIN_GAIN,
-              max_whole_scale: float = 1.0) -> TileGrid | None:
+              max_whole_scale: float = 1.0, min_gain_above: float = math.inf) -> TileGrid | None:
     """The tiles that show this frame's text largest with at most ``max_tiles`` detector inputs of in_h x in_w,
-    never above native size, as few as give that scale; None when they would not show it ``min_gain`` times
-    larger than the letterbox does, or the letterbox shows the frame above ``max_whole_scale`` of its size."""
+    never above ``top_scale``, as few as give that scale; None when they would not show it ``min_gain`` times
+    larger than the letterbox does: SMALL_MIN_GAIN for a frame they enlarge, ``min_gain_above`` for one the
+    letterbox shows above ``max_whole_scale`` of its size."""
     whole = letterbox_geometry(frame_h, frame_w, in_h, in_w).scale
-    if whole > max_whole_scale:
+    top = top_scale(frame_h, frame_w, in_h, in_w)
+    if top > 1.0:
+        min_gain = SMALL_MIN_GAIN
+    elif whole > max_whole_scale:
+        min_gain = min_gain_above
+    if top < whole * min_gain:        # no grid can show it that much larger
         return None
-    grids = [(min(1.0, _scale_for(rows, frame_h, in_h), _scale_for(cols, frame_w, in_w)), rows * cols)
+    grids = [(min(top, _scale_for(rows, frame_h, in_h), _scale_for(cols, frame_w, in_w)), rows * cols)
              for rows in range(1, max_tiles + 1) for cols in range(1, max_tiles // rows + 1)]
     best = max(scale for scale, _ in grids)
     # the fewest tiles within NEAR_BEST of the largest scale (a 1000-wide receipt: one column, not two)
@@ -194,16 +214,19 @@ def frame_boxes(prob: np.ndarray | TiledMaps, lb: Letterbox, frame_h: int, frame
 # tiles_max: 0, per backend. On a GPU a batch of tiles costs about one input; on a 2-core CPU each tile costs a
 # whole detector run, so the CPU takes fewer (bench/RESULTS.md section 35).
 AUTO_MAX = {"tensorrt": 16, "onnxruntime": 6}
-# ocr.tiles auto on the CPU: only frames the letterbox shows at this share of their size or less (into 736x960:
-# 4:3 from about 2400x1800, 16:9 from 2400 wide, tall receipts); 1280x960 labels and 1920x1080 frames, which
-# the letterbox shows at 3/4 and 1/2, are read as before (bench/RESULTS.md section 35).
+# ocr.tiles auto on the CPU, where each tile is a whole detector run: frames the letterbox shows at this share of
+# their size or less (into 736x960: 4:3 from about 2400x1800, 16:9 from 2400 wide, tall receipts), small frames,
+# and larger ones only where the tiles show them CPU_AUTO_GAIN_ABOVE times larger than the letterbox: 1920x1080 at
+# native size, not 2048x1536 or 1280x960 labels (bench/RESULTS.md sections 35 and 37).
 CPU_AUTO_MAX_SCALE = 0.4
+CPU_AUTO_GAIN_ABOVE = 2.0
 
 
 @dataclass(frozen=True)
 class TilePolicy:
-    max_tiles: int            # tiles per frame at most
-    max_whole_scale: float    # frames whose letterbox scale is above this are not tiled
+    max_tiles: int                     # tiles per frame at most
+    max_whole_scale: float             # frames whose letterbox scale is above this ...
+    min_gain_above: float = math.inf   # ... are tiled only where the tiles show them this many times larger
 
 
 def tile_policy(mode: str, configured_max: int, backend: str) -> TilePolicy | None:
@@ -211,17 +234,21 @@ def tile_policy(mode: str, configured_max: int, backend: str) -> TilePolicy | No
     if mode == "off":
         return None
     max_tiles = configured_max or AUTO_MAX.get(backend, AUTO_MAX["onnxruntime"])
-    return TilePolicy(max_tiles, CPU_AUTO_MAX_SCALE if mode == "auto" and backend != "tensorrt" else 1.0)
+    if mode == "auto" and backend != "tensorrt":
+        return TilePolicy(max_tiles, CPU_AUTO_MAX_SCALE, CPU_AUTO_GAIN_ABOVE)
+    return TilePolicy(max_tiles, 1.0)
 
 
 def describe_policy(policy: TilePolicy | None) -> str:
     """One line for doctor: which frames are tiled."""
     if policy is None:
         return "off"
+    small = f"small frames whose tiles show text {SMALL_MIN_GAIN}x larger"
     if policy.max_whole_scale < 1.0:
-        return (f"frames the letterbox shows at {policy.max_whole_scale:.0%} of their size or less, "
-                f"up to {policy.max_tiles} tiles")
-    return f"frames whose tiles show text {MIN_GAIN}x larger than the letterbox, up to {policy.max_tiles} tiles"
+        return (f"frames the letterbox shows at {policy.max_whole_scale:.0%} of their size or less, larger ones "
+                f"whose tiles show text {policy.min_gain_above}x larger, and {small}, up to {policy.max_tiles} tiles")
+    return (f"frames whose tiles show text {MIN_GAIN}x larger than the letterbox ({small}), "
+            f"up to {policy.max_tiles} tiles")
 
 
 def _in_frame(found: list[DbBox], lb: Letterbox, frame_h: int, frame_w: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
