@@ -451,6 +451,8 @@ def report(args, protocols, cycles, changes, applied) -> None:
     print("|---|---:|---:|---:|")
     change_rows = {}
     for proto, values in changes.items():
+        if not values:      # --recipes 0
+            continue
         d = percentiles(values)
         d["next_cycle_judged_by_it"] = sum(applied[proto])
         change_rows[proto] = d
