@@ -298,6 +298,12 @@ class CaptureSource:
         min_period_s = 1.0 / self.cfg.max_fps if self.cfg.max_fps > 0 else 0.0
         next_due = 0.0
         while self._current(gen):
+            if min_period_s and reader.wait_for_rate:
+                # A reader that can wait is read when its frame is due, not read and then held: a frame held
+                # for the rate after it was read reached the loop a frame period older than its captured_at said.
+                self._stop.wait(max(0.0, next_due - time.monotonic()))
+                if not self._current(gen):
+                    return
             try:
                 frame = reader.read()
             except CorruptFrame as exc:
@@ -317,14 +323,10 @@ class CaptureSource:
                 self._set(gen, state="idle")
                 self._stop.wait(self.IDLE_POLL_S)
                 continue
-            now = time.monotonic()
-            if min_period_s and now < next_due:
-                if reader.wait_for_rate:
-                    self._stop.wait(next_due - now)
-                else:
-                    self.counters.rate_limited += 1
-                    self._set(gen, state="opened", last_frame_at=time.time())
-                    continue
+            if min_period_s and time.monotonic() < next_due and not reader.wait_for_rate:
+                self.counters.rate_limited += 1
+                self._set(gen, state="opened", last_frame_at=time.time())
+                continue
             next_due = max(next_due, time.monotonic()) + min_period_s if min_period_s else 0.0
             try:
                 frame.image = apply_roi(as_bgr_uint8(frame.image), self.cfg.roi)
