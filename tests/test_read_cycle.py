@@ -260,3 +260,18 @@ def test_a_cycle_takes_no_more_frames_than_its_burst_and_a_lost_frame_is_said(tm
     assert (docs[0]["trigger_id"], docs[0]["status"]) == ("p1", "good_read")
     assert docs[1]["trigger_id"] == "p2" and docs[1]["status"] == "no_read"
     assert "could not be read" in docs[1]["note"]
+
+
+def test_the_first_frame_after_a_trigger_is_read_even_before_the_loop_turns(tmp_path):
+    """The loop waits for frames; a trigger accepted meanwhile must not lose the first frame after it to an idle
+    lane (the cycle would wait a frame period longer)."""
+    from daemon.readings import wanted_frames
+
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, expect=Expectation(text=LOT)))
+    t0 = time.time()
+    trigger(board, "p1", at=t0)                                      # no lane.due() in between
+    assert wanted_frames([frame(t0 - 0.01)], {"cam": lane}) == []   # captured before the trigger
+    [first] = wanted_frames([frame(t0 + 0.01)], {"cam": lane})
+    for r in lane.readings(first, Result([line(LOT)]), [], None):
+        recorder.record(lane, r)
+    assert [(d["trigger_id"], d["status"]) for d in results(outbox)] == [("p1", "good_read")]

@@ -137,6 +137,12 @@ class CycleLane(Lane):
     def wants(self, frame: Frame) -> bool:
         """Only frames captured after the trigger of a cycle in progress are OCR'd, and no more than its burst: a
         frame taken while the last one is still in the models would only slow that one down, and be dropped."""
+        if self._cycle is None and self._interrupted is None:
+            # A trigger accepted while the loop waited for this frame starts its cycle now: due() would start it
+            # only after this frame was judged idle and dropped, and the cycle would wait for the next one.
+            trigger = self.board.take()
+            if trigger is not None:
+                self._start(trigger)
         cycle = self._cycle
         return (cycle is not None and frame.captured_at >= cycle.trigger.received_at
                 and cycle.taken < self.rules.frames)
