@@ -16,7 +16,8 @@ that trigger after the restart with ``no_read`` and a note, never silence and ne
 triggered camera are not OCR'd at all (``wants``).
 
 Pure apart from that marker file and the code reader; the work loop's thread calls it (``due`` each turn takes the
-next trigger and ends a cycle whose window has passed).
+next trigger and ends a cycle whose window has passed; ``wants`` takes a waiting trigger too, so the first frame
+after it is read).
 """
 from __future__ import annotations
 
