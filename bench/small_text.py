@@ -58,6 +58,11 @@ def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, f
     return GroundTruthLine(text, ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
 
 
+def _noisy(base: np.ndarray, rng: np.random.Generator, sigma: float) -> Image.Image:
+    """base (h x w x 3) with Gaussian noise of sigma grey levels, as an 8-bit image."""
+    return Image.fromarray(np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8))
+
+
 def _scene(rng: np.random.Generator, r: random.Random, w: int, h: int) -> Image.Image:
     """A street-like background: sky and road gradients, buildings, windows, cars' bodies, noise."""
     sky = np.linspace(r.uniform(150, 220), r.uniform(90, 150), h // 2)[:, None, None] * np.ones((1, w, 3))
@@ -71,8 +76,7 @@ def _scene(rng: np.random.Generator, r: random.Random, w: int, h: int) -> Image.
         for _ in range(r.randint(4, 16)):
             wx, wy = bx + r.uniform(0, bw), by + r.uniform(0, 0.5 * h - by)
             d.rectangle((wx, wy, wx + 0.015 * w, wy + 0.02 * h), fill=tuple(r.randint(20, 90) for _ in range(3)))
-    arr = np.asarray(img).astype(np.float32) + rng.normal(0, 6, (h, w, 3))
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    return _noisy(np.asarray(img).astype(np.float32), rng, 6)
 
 
 def _plate_text(r: random.Random) -> str:
@@ -117,8 +121,7 @@ def plates(seed: int, w: int, h: int, cap: tuple[float, float]) -> Sample:
 
 def pack(seed: int, w: int = 2592, h: int = 1944) -> Sample:
     r, rng = random.Random(seed), np.random.default_rng(seed)
-    base = np.full((h, w, 3), r.uniform(90, 160)) + rng.normal(0, 5, (h, w, 3))
-    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    img = _noisy(np.full((h, w, 3), r.uniform(90, 160)), rng, 5)
     d = ImageDraw.Draw(img)
     px0, py0 = r.uniform(0.1, 0.3) * w, r.uniform(0.1, 0.25) * h
     pw, ph = r.uniform(0.45, 0.6) * w, r.uniform(0.55, 0.7) * h
@@ -139,8 +142,7 @@ def pack(seed: int, w: int = 2592, h: int = 1944) -> Sample:
 
 def receipt(seed: int, w: int = 1000, h: int = 3000) -> Sample:
     r, rng = random.Random(seed), np.random.default_rng(seed)
-    paper = np.full((h, w, 3), r.uniform(225, 248)) + rng.normal(0, 4, (h, w, 3))
-    img = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
+    img = _noisy(np.full((h, w, 3), r.uniform(225, 248)), rng, 4)
     d = ImageDraw.Draw(img)
     font = _font("DejaVuSansMono.ttf", r.uniform(12, 14))
     pitch = r.uniform(2.8, 3.2) * font.size * 0.72
