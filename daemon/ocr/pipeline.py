@@ -124,6 +124,7 @@ class OcrPipeline:
         `tensorrt` raises it, `auto` falls back to ONNX Runtime with one WARNING line saying why."""
         paths = models.resolve(cfg)
         backend, choice = choose_backend(cfg)
+        pipeline = None
         if backend.name == "tensorrt":
             try:
                 pipeline = cls(cfg.ocr, backend, paths, cfg.engines.dir)
@@ -136,11 +137,8 @@ class OcrPipeline:
                 if cfg.backend != "auto":
                     raise refusal(failure) from exc
                 backend, choice = fall_back(cfg, failure)
-            else:
-                pipeline.choice = choice
-                pipeline.grade_print = grades_print(cfg.cameras)
-                return pipeline
-        pipeline = cls(cfg.ocr, backend, paths, cfg.engines.dir)
+        if pipeline is None:
+            pipeline = cls(cfg.ocr, backend, paths, cfg.engines.dir)
         pipeline.choice = choice
         pipeline.grade_print = grades_print(cfg.cameras)
         return pipeline
