@@ -2,8 +2,6 @@
 sure of itself, and still fails verification as "faint"; a good print of the same text passes."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -84,7 +82,7 @@ def test_grading_is_off_unless_asked_and_costs_nothing_to_the_text(pipeline):
     finally:
         pipeline.grade_print = True
     assert plain == graded and [c.contrast for c in plain[0].chars] == [1.0] * len(TEXT)
-    assert [replace(c, contrast=1.0) for c in graded[0].chars] == list(plain[0].chars)
+    assert [c._replace(contrast=1.0) for c in graded[0].chars] == list(plain[0].chars)
 
 
 def test_char_contrast_is_relative_to_the_line_and_grades_punctuation_too():

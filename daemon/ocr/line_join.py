@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 
-@dataclass(frozen=True)
-class Emission:
+class Emission(NamedTuple):
+    """One character as the network emitted it. A NamedTuple, not a frozen dataclass: a frame makes one per
+    character, and a frozen dataclass sets each field through object.__setattr__ (bench/RESULTS.md section 39)."""
     char: str
     pos: float      # line column (at the recognizer's height) where the network emitted it
     prob: float

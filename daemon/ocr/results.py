@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Box = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]]
 
 
-@dataclass(frozen=True)
-class CharCandidate:
+class CharCandidate(NamedTuple):
     """One character of a recognized line as the recognizer emitted it: its probability, and the runner-up class
     at the same CTC step with its probability (what verification calls "confused" when it comes close).
     alt "" = none: a space the line joiner put in for a word gap, or a recognizer with no other class.
     contrast: its ink against its line's typical character (daemon.ocr.print_quality; 1.0 where not graded),
-    what verification calls "faint" when it falls low."""
+    what verification calls "faint" when it falls low. A NamedTuple, not a frozen dataclass: the pipeline makes one
+    per character of every frame, and a frozen dataclass sets each field through object.__setattr__."""
     char: str
     p: float
     alt: str = ""
