@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from daemon.ocr.ctc import ctc_candidates_top3, ctc_candidates_top3_ranges
 from daemon.ocr.db_post import box_score, order_quad
 from daemon.ocr.det_pre import DET_MEAN, DET_STD, Letterboxer, letterbox_geometry, preprocess_det
 from daemon.ocr.rec_pre import (_normalize, classifier_inputs, fill_slots, fixed_batches, normalize_into, pack_slots,
@@ -119,3 +120,36 @@ def test_a_line_scaled_once_feeds_the_classifier_and_the_recognizer_as_its_crop_
     assert [s is line for s, line in zip(shown, lines)] == [False, True, False, True]   # 620 and 1029 wide: crops
     for (a, _), (b, _) in zip(fixed_batches(crops, 8, 48, 192), fixed_batches(shown, 8, 48, 192)):
         assert np.array_equal(a, b)
+
+
+def _top3_batch(rng, n=8, t=40, classes=50):
+    """A recognizer batch's top-3 head outputs: each step's three most probable classes, best first, some ties."""
+    probs = rng.dirichlet(np.full(classes, 0.05), size=(n, t)).astype(np.float32)
+    probs[:, ::3, 0] += 0.5                                      # blank runs, as CTC outputs have
+    probs[rng.uniform(size=(n, t)) < 0.1, 5:7] = 0.4             # equal values: ties between classes 5 and 6
+    order = np.lexsort((np.broadcast_to(np.arange(classes), probs.shape), -probs), axis=-1)[..., :3]
+    values, classes = np.take_along_axis(probs, order, axis=-1).astype(np.float32), order.astype(np.int32)
+    values[:, 1::2], classes[:, 1::2] = values[:, ::2], classes[:, ::2]   # each class held two steps: repeats
+    return values, classes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_batch_decoded_at_once_is_each_piece_decoded_alone(seed):
+    rng = np.random.default_rng(seed)
+    values, classes = _top3_batch(rng)
+    ranges = []
+    for k in range(8):                       # pieces side by side with gaps, some empty, some a whole slot
+        lo = 0
+        while lo < 40:
+            hi = min(40, lo + int(rng.integers(0, 20)))
+            ranges.append((k, lo, hi))
+            lo = hi + int(rng.integers(0, 4))
+    want = [(idx.tolist(), (steps + lo).tolist(), p.tolist(), alt.tolist(), alt_p.tolist())
+            for k, lo, hi in ranges
+            for idx, steps, p, alt, alt_p in [ctc_candidates_top3(values[k, lo:hi], classes[k, lo:hi])]]
+    assert ctc_candidates_top3_ranges(values, classes, ranges) == want
+    overlapping = [(0, 0, 12), (0, 10, 30), (1, 5, 5), (1, 0, 40)]
+    assert ctc_candidates_top3_ranges(values, classes, overlapping) == [
+        (idx.tolist(), (steps + lo).tolist(), p.tolist(), alt.tolist(), alt_p.tolist())
+        for k, lo, hi in overlapping
+        for idx, steps, p, alt, alt_p in [ctc_candidates_top3(values[k, lo:hi], classes[k, lo:hi])]]

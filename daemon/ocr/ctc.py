@@ -54,6 +54,50 @@ def ctc_candidates_top3(values: np.ndarray, classes: np.ndarray
     return top[:, 0], steps, top_p[:, 0], alt, alt_p
 
 
+def ctc_candidates_top3_ranges(values: np.ndarray, classes: np.ndarray, ranges: Sequence[tuple[int, int, int]]
+                                ) -> list[tuple[list[int], list[int], list[float], list[int], list[float]]]:
+    """ctc_candidates_top3 of values[k, lo:hi], classes[k, lo:hi] for each (k, lo, hi) of a batch (N x T x 3), as
+    lists, with each step counted from its slot's first step (lo + the step ctc_candidates_top3 gives). One pass over
+    the whole batch instead of a dozen numpy calls per range: a range's first step is emitted by the rule of a first
+    step (not blank), whatever precedes it, as when the range is decoded alone. Overlapping ranges (two decodings of
+    one step) are decoded one by one."""
+    n, t, k = values.shape
+    spans = [(s * t + lo, s * t + hi) for s, lo, hi in ranges]
+    filled = sorted(span for span in spans if span[1] > span[0])
+    if any(b[0] < a[1] for a, b in zip(filled, filled[1:])):
+        return [_lists(*ctc_candidates_top3(values[s, lo:hi], classes[s, lo:hi]), lo) for s, lo, hi in ranges]
+    flat_values, flat_classes = _ties_lower_class_first(values.reshape(n * t, k), classes.reshape(n * t, k))
+    best = flat_classes[:, 0]
+    keep = best != BLANK
+    keep[1:] &= best[1:] != best[:-1]
+    starts = np.array([start for start, _ in filled], dtype=np.intp)
+    keep[starts] = best[starts] != BLANK
+    steps = np.flatnonzero(keep)
+    top = flat_classes[steps]
+    top_p = flat_values[steps]
+    second_is_blank = top[:, 1] == BLANK
+    alt = np.where(second_is_blank, top[:, 2], top[:, 1])
+    alt_p = np.where(second_is_blank, top_p[:, 2], top_p[:, 1])
+    cuts = np.searchsorted(steps, [edge for span in spans for edge in span]).tolist()
+    lists = (top[:, 0].tolist(), (steps % t).tolist(), top_p[:, 0].tolist(), alt.tolist(), alt_p.tolist())
+    return [tuple(column[cuts[2 * i]:cuts[2 * i + 1]] for column in lists)  # type: ignore[misc]
+            for i in range(len(spans))]
+
+
+def ctc_candidates_ranges(probs: np.ndarray, ranges: Sequence[tuple[int, int, int]]
+                          ) -> list[tuple[list[int], list[int], list[float], list[int], list[float]]]:
+    """ctc_candidates of probs[k, lo:hi] (N x T x C softmax outputs) for each (k, lo, hi), as
+    ctc_candidates_top3_ranges gives them. Range by range: each argmax reads rows of one slot while they are in the
+    cache (one argmax over the whole batch, then its emitted rows gathered, measured slower: bench/RESULTS.md
+    section 32)."""
+    return [_lists(*ctc_candidates(probs[k, lo:hi]), lo) for k, lo, hi in ranges]
+
+
+def _lists(idx: np.ndarray, steps: np.ndarray, p: np.ndarray, alt: np.ndarray, alt_p: np.ndarray, lo: int
+           ) -> tuple[list[int], list[int], list[float], list[int], list[float]]:
+    return idx.tolist(), (steps + lo).tolist(), p.tolist(), alt.tolist(), alt_p.tolist()
+
+
 def ctc_greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, float]:
     """T x C softmax output -> (text, confidence = mean max-probability of the emitted characters).
 

@@ -21,7 +21,7 @@ from daemon.config.cameras import grades_print
 from daemon.engines.plan import specs_for
 from daemon.ocr import models, rec_head
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_candidates, ctc_candidates_top3
+from daemon.ocr.ctc import ctc_candidates_ranges, ctc_candidates_top3_ranges
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
@@ -303,17 +303,16 @@ class OcrPipeline:
                 self._check_classes(probs.shape[-1])
                 n_steps = probs.shape[1]
             stride = width / n_steps     # image columns per output step
-            for k, slot in enumerate(batch_slots):
-                # Piece by piece: each argmax reads rows of one slot while they are in the cache (one argmax over
-                # the whole batch, then its emitted rows gathered, measured slower: bench/RESULTS.md section 32).
-                for p, (lo, hi) in zip(slot, piece_steps(slot, width, n_steps)):
-                    idx, steps, prob, alt, alt_prob = (ctc_candidates_top3(values[k, lo:hi], classes[k, lo:hi])
-                                                       if self.rec_top3 else ctc_candidates(probs[k, lo:hi]))
-                    at = pieces[p.piece].offset - p.x + (steps + lo + 0.5) * stride   # line columns
-                    emitted[p.piece] = tuple(Emission(charset[c], x, q, charset[a] if q_alt > 0 else "",
-                                                      max(q_alt, 0.0))
-                                             for c, x, q, a, q_alt in zip(idx.tolist(), at.tolist(), prob.tolist(),
-                                                                          alt.tolist(), alt_prob.tolist()))
+            placed = [(p, (k, lo, hi)) for k, slot in enumerate(batch_slots)
+                      for p, (lo, hi) in zip(slot, piece_steps(slot, width, n_steps))]
+            ranges = [r for _, r in placed]
+            decoded = (ctc_candidates_top3_ranges(values, classes, ranges) if self.rec_top3
+                       else ctc_candidates_ranges(probs, ranges))
+            for (p, _), (idx, steps, prob, alt, alt_prob) in zip(placed, decoded):
+                shift = pieces[p.piece].offset - p.x      # slot columns -> line columns
+                emitted[p.piece] = tuple(Emission(charset[c], shift + (step + 0.5) * stride, q,
+                                                  charset[a] if q_alt > 0 else "", max(q_alt, 0.0))
+                                         for c, step, q, a, q_alt in zip(idx, steps, prob, alt, alt_prob))
         lines: list[list[PieceReading]] = [[] for _ in images]
         for piece, found in zip(pieces, emitted):
             lines[piece.crop_index].append(PieceReading(piece.keep, piece.space_before, found))
