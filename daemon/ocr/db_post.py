@@ -26,7 +26,8 @@ def order_quad(points: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
     # Sorted in Python: for four points, numpy's three argsorts cost more in calls than in sorting. sorted() is
     # stable, as the stable argsort was: ties keep their order.
-    xs, ys = pts[:, 0].tolist(), pts[:, 1].tolist()
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = pts.tolist()
+    xs, ys = (x0, x1, x2, x3), (y0, y1, y2, y3)
     l0, l1, r0, r1 = sorted(range(4), key=xs.__getitem__)
     tl, bl = (l0, l1) if ys[l0] <= ys[l1] else (l1, l0)
     tr, br = (r0, r1) if ys[r0] <= ys[r1] else (r1, r0)
@@ -42,15 +43,17 @@ def min_area_quad(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 def unclip(quad: np.ndarray, ratio: float) -> np.ndarray:
     """Grows a polygon by distance = area * ratio / perimeter, undoing DB's shrunk text kernels."""
-    poly = np.asarray(quad, dtype=np.float64).reshape(-1, 2)
-    poly32 = poly.astype(np.float32)
+    quad = np.asarray(quad)
+    poly32 = quad.astype(np.float32, copy=False).reshape(-1, 2)
     area = abs(cv2.contourArea(poly32))
     perimeter = cv2.arcLength(poly32, True)
     if perimeter <= 0:
         return poly32
     distance = area * ratio / perimeter
     offset = pyclipper.PyclipperOffset()
-    offset.AddPath(poly.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    # pyclipper takes Python floats: a float32 quad's own values are what its float64 copy gave
+    points = quad if quad.dtype == np.float32 else quad.astype(np.float64)
+    offset.AddPath(points.reshape(-1, 2).tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     grown = offset.Execute(distance)
     if not grown:
         return poly32
@@ -60,15 +63,13 @@ def unclip(quad: np.ndarray, ratio: float) -> np.ndarray:
 def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
     """Mean probability inside the quad (PaddleOCR's 'fast' score mode)."""
     h, w = prob.shape
-    q = quad.copy()
-    xs, ys = q[:, 0].tolist(), q[:, 1].tolist()
-    xmin = min(max(math.floor(min(xs)), 0), w - 1)
-    xmax = min(max(math.ceil(max(xs)), 0), w - 1)
-    ymin = min(max(math.floor(min(ys)), 0), h - 1)
-    ymax = min(max(math.ceil(max(ys)), 0), h - 1)
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = quad.tolist()
+    xmin = min(max(math.floor(min(x0, x1, x2, x3)), 0), w - 1)
+    xmax = min(max(math.ceil(max(x0, x1, x2, x3)), 0), w - 1)
+    ymin = min(max(math.floor(min(y0, y1, y2, y3)), 0), h - 1)
+    ymax = min(max(math.ceil(max(y0, y1, y2, y3)), 0), h - 1)
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
-    q[:, 0] -= xmin
-    q[:, 1] -= ymin
+    q = quad - np.array((xmin, ymin), dtype=quad.dtype)
     cv2.fillPoly(mask, [q.round().astype(np.int32)], 1)
     return float(cv2.mean(prob[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
 
@@ -136,7 +137,7 @@ def weak_ends(points: np.ndarray, weak: list[np.ndarray]) -> list[int]:
 
 def boxes_from_prob(prob: np.ndarray, p: DbParams) -> list[DbBox]:
     """HxW probability map -> text boxes in map pixels, at most max_candidates of them."""
-    bitmap = cv2.dilate((prob > p.threshold).astype(np.uint8), _DILATE)
+    bitmap = cv2.dilate((prob > p.threshold).view(np.uint8), _DILATE)    # numpy's bools are 0 and 1 bytes
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     h, w = prob.shape
     lines: list[tuple[np.ndarray, np.ndarray, float]] = []      # accepted kernels: points, quad, score
