@@ -21,6 +21,9 @@ How a frame is searched (docs/codes-and-formats.md; the measurement that chose i
   bar code here, and on a frame without a code it searches the frame again); QR, Micro QR, rMQR, Aztec and
   MaxiCode without the turned search (found at any angle) and with the light-on-dark retry, as QR codes were
   read before.
+- **The turned search learned per camera** (daemon/codes/turns.py): once the codes a camera reads come upright, its
+  resident formats are searched turned only in every few frames, which keep watch; a code read turned brings the
+  turned search back to every frame.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import numpy as np
 
 from daemon.codes import ALWAYS_READ_FORMATS, ANY_ANGLE_FORMATS, CODE_FORMATS
 from daemon.codes.gs1 import parse_gs1
+from daemon.codes.turns import TurnedSearch
 from daemon.ocr.results import Box
 
 SEARCH_SHARE = 0.02          # of one core, averaged: searching for the formats not resident
@@ -97,6 +101,7 @@ class CodeReader:
         self._credit_at = clock()
         self._next_slice = 0
         self._sets: dict[tuple[str, ...], object] = {}
+        self._turns = TurnedSearch(FORGET_AFTER_S)      # whether the resident formats are searched turned
 
     def resident(self) -> tuple[str, ...]:
         """The formats searched in every frame now: all of a list; the default's Code 128, QR and what it read."""
@@ -117,16 +122,18 @@ class CodeReader:
         if not self.formats:
             return []
         if not self.learns:
-            return self._decode(image, self._format_set(self.formats), {})
+            return [code for code, _ in self._decode(image, self._format_set(self.formats), {})]
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         resident = self.resident()
         if self._refill() >= SEARCH_BURST_MS / 4:   # credit to spare: every format at once, in two zxing-cpp calls
             t0 = time.perf_counter()
-            codes = self._search(gray, self.formats)
+            found = self._search(gray, self.formats)
             self._spend(t0)
             rest: tuple[str, ...] = ()
         else:
-            codes = self._search(gray, resident)
+            with self._lock:
+                turned = self._turns.due(self._clock())
+            found = self._search(gray, resident, turned)
             rest = tuple(f for f in self.formats if f not in resident)
         for _ in SEARCH_SLICES if rest else ():     # each slice at most once a frame, while the budget lasts
             with self._lock:
@@ -137,15 +144,17 @@ class CodeReader:
             wanted = tuple(f for f in SEARCH_SLICES[index] if f not in resident)
             if wanted:
                 t0 = time.perf_counter()
-                codes += self._search(gray, wanted)
+                found += self._search(gray, wanted)
                 self._spend(t0)
-        if codes:
+        if found:
             now = self._clock()
             with self._lock:
-                for c in codes:
+                for c, orientation in found:
                     if c.format not in ALWAYS_READ_FORMATS:
                         self._last_read[c.format] = now
-        return codes
+                    if c.format not in ANY_ANGLE_FORMATS:
+                        self._turns.saw(c.format, orientation, now)
+        return [c for c, _ in found]
 
     def _refill(self) -> float:
         now = self._clock()
@@ -158,15 +167,17 @@ class CodeReader:
         with self._lock:
             self._credit_ms -= (time.perf_counter() - t0) * 1000.0
 
-    def _search(self, gray: np.ndarray, formats: Sequence[str]) -> list[Code]:
+    def _search(self, gray: np.ndarray, formats: Sequence[str], turned: bool = True) -> list[tuple[Code, float]]:
+        """The formats' codes and the orientations they were read at; turned False: the formats that need it are not
+        searched turned."""
         turning = tuple(f for f in formats if f not in ANY_ANGLE_FORMATS)
         any_angle = tuple(f for f in formats if f in ANY_ANGLE_FORMATS)
-        codes = []
+        found = []
         if turning:
-            codes += self._decode(gray, self._format_set(turning), {"try_rotate": True, "try_invert": False})
+            found += self._decode(gray, self._format_set(turning), {"try_rotate": turned, "try_invert": False})
         if any_angle:
-            codes += self._decode(gray, self._format_set(any_angle), {"try_rotate": False, "try_invert": True})
-        return codes
+            found += self._decode(gray, self._format_set(any_angle), {"try_rotate": False, "try_invert": True})
+        return found
 
     def _format_set(self, formats: tuple[str, ...]):
         wanted = self._sets.get(formats)
@@ -174,14 +185,14 @@ class CodeReader:
             wanted = self._sets[formats] = self._zx.barcode_formats_from_str(",".join(formats))
         return wanted
 
-    def _decode(self, image: np.ndarray, formats, options: dict) -> list[Code]:
+    def _decode(self, image: np.ndarray, formats, options: dict) -> list[tuple[Code, float]]:
         zx = self._zx
-        codes = []
+        found = []
         for bc in zx.read_barcodes(image, formats=formats, **options):
             p = bc.position
             box = tuple((float(pt.x), float(pt.y)) for pt in (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
             gs1 = err = None
             if bc.content_type == zx.ContentType.GS1:
                 gs1, err = parse_gs1(bc.bytes.decode("latin-1"))
-            codes.append(Code(config_name(bc.format.name), bc.text, box, gs1, err))
-        return codes
+            found.append((Code(config_name(bc.format.name), bc.text, box, gs1, err), float(bc.orientation)))
+        return found
