@@ -25,7 +25,7 @@ labels in view (the rendered label below the strip may print a waybill number of
 ms per frame: OCR and codes wall time, the tracker (label outlines included) CPU time of its thread and wall time.
 
     .venv/bin/python bench/sequences.py [--layout single|pair] [--labels 12] [--frames 6] [--json FILE]
-                                        [--ocr-cache FILE] [--unreadable-every N]
+                                        [--ocr-cache FILE] [--unreadable-every N] [--codes listed|default]
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import config as config_mod                      # noqa: E402
+from daemon.codes import CODE_FORMATS                        # noqa: E402
 from daemon.codes.reader import CodeReader                   # noqa: E402
 from daemon.readings.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
 from daemon.readings.lane import label_status                # noqa: E402
@@ -240,7 +241,7 @@ def _code_ok(truth: LabelTruth, codes) -> bool:
 
 
 def _cache_key(args) -> list:
-    return [args.labels, args.frames, args.seed, args.layout, args.unreadable_every]
+    return [args.labels, args.frames, args.seed, args.layout, args.unreadable_every, args.codes]
 
 
 def _load_ocr_cache(path, args):
@@ -395,6 +396,10 @@ def main() -> None:
     ap.add_argument("--unreadable-every", type=int, default=0, metavar="N",
                     help="every N-th label blurred past reading (sigma 9 px): a label seen and not read, which "
                          "label_status must report as no_read (0: none)")
+    ap.add_argument("--codes", choices=("listed", "default"), default="listed",
+                    help="listed: a reader of Code 128 and QR, the formats the labels carry; default: a camera's "
+                         "reader of the default list (every format, learning what its labels carry) on the frames' "
+                         "clock (FPS)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ocr-cache", type=Path, help="keep the frames' OCR and code reads in this file and reuse "
                     "them when labels, frames, seed and layout match (to re-score the tracker without the OCR)")
@@ -403,11 +408,15 @@ def main() -> None:
 
     cached = _load_ocr_cache(args.ocr_cache, args)
     pipeline = reader = None
+    frame_time = [1000.0]     # the frames' clock (FPS), for a learning code reader
     if cached is None:
         cfg = config_mod.load_or_defaults(None)
         cfg = replace(cfg, ocr=replace(cfg.ocr, use_angle_classifier=False, threads=args.threads))
         pipeline = OcrPipeline.from_config(cfg)
-        reader = CodeReader(["Code128", "QRCode"])   # the formats the sequences' labels carry
+        if args.codes == "listed":
+            reader = CodeReader(["Code128", "QRCode"])   # the formats the sequences' labels carry
+        else:
+            reader = CodeReader(CODE_FORMATS, clock=lambda: frame_time[0])
         det_input_size = list(cfg.ocr.det_input_size)
     else:
         det_input_size = cached["det_input_size"]
@@ -435,6 +444,7 @@ def main() -> None:
             in_view.append(i)
         for k in range(args.frames):
             frame, quads = make_frame(patches, k, args.frames, rng, gap_px)
+            frame_time[0] = 1000.0 + len(runs) / FPS
             if cached is None:
                 t0 = time.perf_counter()
                 result = pipeline.run(frame)
@@ -504,7 +514,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "layout": args.layout, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
-            "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,
+            "codes": args.codes, "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,
             "tracker": TRACKER_DEFAULTS, "ocr_reused": cached is not None,
             "modes": rows, "timing": timing, "frame_code_read_rate": round(frame_code_rate, 3),
             "consensus_tracks": tracks, "label_results": results, "unreadable_labels": sorted(unreadable),
