@@ -308,11 +308,11 @@ class Service:
         if lane is None:   # the camera was removed by a reload while its frame was in flight
             frame.ack.release()
             return
-        codes, codes_ms = self.codes.result(lane, frame)
-        self.counters.frame(frame.camera, result.timing_ms, codes_ms)
-        readings = lane.readings(frame, result, codes, codes_ms)
+        look = self.codes.result(lane, frame)     # its codes and label outlines, found beside its OCR
+        self.counters.frame(frame.camera, result.timing_ms, look.codes_ms)
+        readings = lane.readings(frame, result, look.codes, look.codes_ms, look.outlines)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
-        self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, codes)   # references
+        self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, look.codes)   # references
         for reading in readings:
             self.recorder.record(lane, reading)
 

@@ -5,7 +5,8 @@ import pytest
 
 from daemon import config
 from daemon.readings.code_pool import CodePool
-from daemon.readings.lane import Lane
+from daemon.readings.consensus import label_outlines
+from daemon.readings.lane import FrameLook, Lane
 from daemon.samples.codes import code_label
 from daemon.sources import Frame
 
@@ -33,9 +34,9 @@ def test_codes_started_at_submit_are_what_the_lane_reads_inline(frames):
     finally:
         pool.close()
     want = [lane.read_codes(f.image) for f in frames]
-    assert [codes for codes, _ in got] == [codes for codes, _ in want]
-    assert sum(len(codes) for codes, _ in got) >= 3          # the three labels' codes were read
-    assert all(ms is not None and ms >= 0 for _, ms in got)
+    assert [look.codes for look in got] == [codes for codes, _ in want]
+    assert sum(len(look.codes) for look in got) >= 3          # the three labels' codes were read
+    assert all(look.codes_ms is not None and look.codes_ms >= 0 for look in got)
 
 
 def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames):
@@ -43,10 +44,10 @@ def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames)
     pool = CodePool()
     try:
         pool.start(frames[:1], {"belt": no_codes})            # nothing to start: that camera reads no codes
-        assert pool.result(no_codes, frames[0]) == ([], None)
-        assert pool.result(lane, frames[1])[0] == lane.read_codes(frames[1].image)[0]   # never started
+        assert pool.result(no_codes, frames[0]) == FrameLook([], None)
+        assert pool.result(lane, frames[1]).codes == lane.read_codes(frames[1].image)[0]   # never started
         pool.start(frames[2:3], {"other camera": lane})        # a camera removed by a reload: not started
-        assert pool.result(lane, frames[2])[0] == lane.read_codes(frames[2].image)[0]
+        assert pool.result(lane, frames[2]).codes == lane.read_codes(frames[2].image)[0]
     finally:
         pool.close()
 
@@ -63,6 +64,28 @@ def test_codes_nobody_took_are_dropped_two_starts_later_and_a_dropped_frame_is_s
         pool.start(overlapping, {"belt": lane})    # with overlap, this batch is handled after the next submit
         pool.start(next_one, {"belt": lane})       # drops the failed frame's read, keeps the overlapping one's
         for batch, image in ((failed, frames[0].image), (overlapping, frames[1].image), (next_one, frames[2].image)):
-            assert pool.result(lane, batch[0])[0] == lane.read_codes(image)[0]
+            assert pool.result(lane, batch[0]).codes == lane.read_codes(image)[0]
     finally:
         pool.close()
+
+
+def test_a_voting_lane_s_label_outlines_are_found_beside_the_ocr_as_its_tracker_finds_them():
+    cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
+        {"name": "belt", "kind": "sample", "publish_mode": "consensus", "codes": ["Code128"]},
+        {"name": "plain", "kind": "sample", "publish_mode": "first", "codes": []}]})
+    voting, plain = Lane(cfg.cameras[0]), Lane(cfg.cameras[1])
+    belt = np.full((960, 1280, 3), (60, 70, 65), dtype=np.uint8)      # a label on a dark belt
+    label = code_label("LABEL 7", "RR123456785CH")
+    belt[200:200 + label.shape[0], 300:300 + label.shape[1]] = label
+    frame, other = Frame(camera="belt", image=belt, captured_at=0.0), Frame(camera="plain", image=belt, captured_at=0.0)
+    pool = CodePool()
+    try:
+        pool.start([frame, other], {"belt": voting, "plain": plain})
+        look = pool.result(voting, frame)
+        assert pool.result(plain, other) == FrameLook([], None)      # a first-mode lane without codes: nothing
+    finally:
+        pool.close()
+    want = label_outlines(belt)
+    assert look.outlines is not None and look.outlines.rects == want.rects
+    assert np.array_equal(look.outlines.ids, want.ids)
+    assert [c.text for c in look.codes] == ["RR123456785CH"]

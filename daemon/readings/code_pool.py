@@ -1,46 +1,48 @@
-"""Code reading beside the OCR: a frame's codes are read on a worker thread from the moment the frame is submitted
-to the detector, so zxing-cpp (which releases the GIL) runs while the models and the OCR's post-processing of the
-same frame run on the work loop's thread; the loop picks the codes up when it handles the frame's result.
+"""Code reading beside the OCR: a frame's codes (and a voting lane's label outlines: ``Lane.look``) are found on a
+worker thread from the moment the frame is submitted to the detector, so zxing-cpp and OpenCV (which release the
+GIL) run while the models and the OCR's post-processing of the same frame run on the work loop's thread; the loop
+picks them up when it handles the frame's result.
 
 Called by the work loop's thread only (``start``, ``result``, ``close``); the worker thread calls only
-``Lane.read_codes``, which is pure (the shared code reader locks what it learns). Bounded: the loop starts one
-detector batch per submit and, overlapping or not, has taken the codes of every batch but the last one started
-when it starts the next; what is older (a batch whose OCR failed, so that nothing took its codes) is dropped then,
-frame images included. Never changes what is read: the codes and the ms are what ``Lane.read_codes`` returns for
-the frame's image, read inline where they were not started (or were dropped).
+``Lane.look``, which is pure (the shared code reader locks what it learns). Bounded: the loop starts one
+detector batch per submit and, overlapping or not, has taken the looks of every batch but the last one started
+when it starts the next; what is older (a batch whose OCR failed, so that nothing took its look) is dropped then,
+frame images included. Never changes what is read: the look is what ``Lane.look`` returns for the frame's image,
+found inline where it was not started (or was dropped).
 """
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
-from daemon.readings.lane import Lane
+from daemon.readings.lane import FrameLook, Lane
 from daemon.sources import Frame
 
 
 class CodePool:
     def __init__(self, workers: int = 1):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codes")
-        # id(frame) -> the frame, its lane, the read, and which start() it came from
+        # id(frame) -> the frame, its lane, the look, and which start() it came from
         self._pending: dict[int, tuple[Frame, Lane, Future, int]] = {}
         self._starts = 0
 
     def start(self, frames: Sequence[Frame], lanes: Mapping[str, Lane]) -> None:
-        """Starts reading the codes of each frame whose camera reads codes; drops what the start before the last
-        one left (frames whose OCR failed)."""
+        """Starts the look at each frame whose camera reads codes or votes; drops what the start before the last one
+        left (frames whose OCR failed)."""
         self._starts += 1
         for key in [k for k, started in self._pending.items() if started[3] < self._starts - 1]:
             self._pending.pop(key)[2].cancel()     # a read not begun yet is not made at all
         for frame in frames:
             lane = lanes.get(frame.camera)
-            if lane is not None and lane.code_formats:
-                self._pending[id(frame)] = (frame, lane, self._pool.submit(lane.read_codes, frame.image), self._starts)
+            if lane is not None and lane.looks:
+                self._pending[id(frame)] = (frame, lane, self._pool.submit(lane.look, frame.image), self._starts)
 
-    def result(self, lane: Lane, frame: Frame) -> tuple[list, Optional[float]]:
-        """The frame's codes and the ms their reading took, as ``lane.read_codes(frame.image)`` gives them."""
+    def result(self, lane: Lane, frame: Frame) -> FrameLook:
+        """The frame's codes, the ms their reading took and its label outlines, as ``lane.look(frame.image)`` gives
+        them."""
         started = self._pending.pop(id(frame), None)
         if started is None or started[0] is not frame or started[1] is not lane:
-            return lane.read_codes(frame.image)
+            return lane.look(frame.image)
         return started[2].result()
 
     def close(self) -> None:

@@ -533,10 +533,13 @@ class LabelTracker:
         return sum(1 for t in self._tracks if not t.published)
 
     def observe(self, now: float, lines: Sequence[TextLine], codes: Sequence = (),
-                context: Any = None, image: Optional[np.ndarray] = None) -> list[FinishedLabel]:
+                context: Any = None, image: Optional[np.ndarray] = None,
+                outlines: Optional[Outlines] = None) -> list[FinishedLabel]:
         """One frame of the camera (its time, lines, codes, an opaque context returned with the label, and the
-        frame itself, whose label outlines group the lines: see the module doc); the labels finished by it."""
-        outlines = label_outlines(image) if image is not None else None
+        frame itself, whose label outlines group the lines: see the module doc); the labels finished by it.
+        outlines: label_outlines(image) where the caller found them already (None: found here)."""
+        if outlines is None and image is not None:
+            outlines = label_outlines(image)
         views = [v for v in group_labels(lines, codes, outlines) if v.texts]
         recent = [(t.predicted_rect(), t.texts()) for t in self._tracks if t.missed <= 1]
         views = [part for view in views for part in split_by_tracks(view, recent)]

@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Optional
 
 from daemon.atomic_write import write_atomic
 from daemon.config import CameraConfig
-from daemon.readings.consensus import FinishedLabel, LabelTracker
+from daemon.readings.consensus import FinishedLabel, LabelTracker, Outlines
 from daemon.readings.lane import Lane
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import FilterRules, ResultFilter
@@ -162,13 +162,15 @@ class CycleLane(Lane):
             cycle.taken += 1
         return seen
 
-    def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float]) -> list[Reading]:
+    def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
+                 outlines: Optional[Outlines] = None) -> list[Reading]:
         frame.ack.done()   # live cameras only: nothing to keep
         cycle = self._cycle
         if cycle is None or frame.captured_at < cycle.trigger.received_at:
             return []
         context = FrameContext.of(frame, result, codes_ms)
-        cycle.tracker.observe(frame.captured_at, result.lines, codes, context, image=frame.image)
+        cycle.tracker.observe(frame.captured_at, result.lines, codes, context, image=frame.image,
+                              outlines=outlines)
         for code in codes:
             cycle.codes.setdefault((code.format, code.text), code)
         cycle.frames += 1

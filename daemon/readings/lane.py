@@ -6,18 +6,20 @@ Readings come out decided by the camera's filter; the filter records a reading a
 commits it (stored), so a reading the outbox refused is no duplicate of its retry.
 
 Pure apart from the code reader (zxing-cpp, which releases the GIL) and the clock the caller passes: no outbox, no
-page, no threads. The work loop's thread calls it.
+page, no threads. The work loop's thread calls it; ``look`` (what the frame's image alone gives: its codes and its
+label outlines) may run on another thread beside the frame's OCR (daemon/readings/code_pool.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 from daemon.config import CameraConfig, publish_mode
 from daemon.ocr.print_quality import join_dots
-from daemon.readings.consensus import FinishedLabel, LabelTracker
+from daemon.readings.consensus import FinishedLabel, LabelTracker, Outlines, label_outlines
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
 from daemon.sources import Frame
@@ -25,6 +27,15 @@ from daemon.sources import Frame
 log = logging.getLogger(__name__)
 
 GOOD_READ, NO_READ = "good_read", "no_read"   # as daemon/readings/cycle.py's statuses
+
+
+@dataclass(frozen=True)
+class FrameLook:
+    """What a frame's image alone gives its lane: its codes, the ms their reading took (None: the camera reads none),
+    and a voting lane's label outlines (None: none found, or not a voting lane)."""
+    codes: list
+    codes_ms: Optional[float]
+    outlines: Optional[Outlines] = None
 
 
 class Lane:
@@ -68,16 +79,29 @@ class Lane:
             codes = []
         return codes, (time.perf_counter() - t0) * 1000.0
 
-    def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float]) -> list[Reading]:
+    @property
+    def looks(self) -> bool:
+        """Whether ``look`` finds anything: codes, or label outlines for voting."""
+        return bool(self.code_formats) or self.tracker is not None
+
+    def look(self, image) -> FrameLook:
+        """The frame's codes (read_codes) and, for a voting lane, its label outlines: pure, so the code pool finds
+        them beside the frame's OCR (the outlines off the work loop's thread, as the codes)."""
+        codes, codes_ms = self.read_codes(image)
+        return FrameLook(codes, codes_ms, label_outlines(image) if self.tracker is not None else None)
+
+    def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
+                 outlines: Optional[Outlines] = None) -> list[Reading]:
         """The readings this frame makes: first mode, the frame itself (decided); consensus, the labels it
-        finished (the frame itself needs no acknowledgement: it is done here)."""
+        finished (the frame itself needs no acknowledgement: it is done here). outlines: the frame's label
+        outlines where look found them (None: found here)."""
         context = FrameContext.of(frame, result, codes_ms)
         if self.tracker is None:
             decision = self.filter.decide(result.lines, frame.captured_at, codes)
             return [Reading(self.camera, decision, context, frame.captured_at, tuple(result.lines),
                             [line.box for line in decision.lines], ack=frame.ack, seq=frame.seq)]
         finished = self.tracker.observe(frame.captured_at, result.lines, codes, context,
-                                        image=frame.image)   # its label outlines group the lines
+                                        image=frame.image, outlines=outlines)   # its label outlines group the lines
         frame.ack.done()
         return [self._label_reading(label) for label in finished]
 
