@@ -11,7 +11,10 @@ def reading_order(quads: Sequence[np.ndarray]) -> list[int]:
     smaller box height of each other are on the same line and go left to right."""
     if not quads:
         return []
-    centers = [(float(np.mean(q[:, 1])), float(np.min(q[:, 0])), float(np.ptp(q[:, 1]))) for q in quads]
+    # every quad's vertical centre, left edge and height at once: the reductions each quad's own made, per row
+    corners = np.asarray(quads)
+    ys = corners[:, :, 1]
+    centers = list(zip(ys.mean(axis=1).tolist(), corners[:, :, 0].min(axis=1).tolist(), np.ptp(ys, axis=1).tolist()))
     order = sorted(range(len(quads)), key=lambda i: (centers[i][0], centers[i][1]))
     lines: list[list[int]] = []
     for i in order:
