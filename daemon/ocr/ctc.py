@@ -15,9 +15,7 @@ def ctc_emissions(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """
     best = probs.argmax(axis=1)
     best_p = probs[np.arange(len(best)), best]
-    keep = best != BLANK
-    keep[1:] &= best[1:] != best[:-1]
-    steps = np.flatnonzero(keep)
+    steps = np.flatnonzero(_run_starts(best))
     return best[steps], steps, best_p[steps]
 
 
@@ -42,16 +40,7 @@ def ctc_candidates_top3(values: np.ndarray, classes: np.ndarray
     The best class is the first; the runner-up, neither the blank nor the best, is the second unless that is the
     blank, else the third. Every value is the one ctc_candidates gives for the full softmax rows."""
     values, classes = _ties_lower_class_first(values, classes)
-    best = classes[:, 0]
-    keep = best != BLANK
-    keep[1:] &= best[1:] != best[:-1]
-    steps = np.flatnonzero(keep)
-    top = classes[steps]
-    top_p = values[steps]
-    second_is_blank = top[:, 1] == BLANK
-    alt = np.where(second_is_blank, top[:, 2], top[:, 1])
-    alt_p = np.where(second_is_blank, top_p[:, 2], top_p[:, 1])
-    return top[:, 0], steps, top_p[:, 0], alt, alt_p
+    return _top3_at(values, classes, _run_starts(classes[:, 0]))
 
 
 def ctc_candidates_top3_ranges(values: np.ndarray, classes: np.ndarray, ranges: Sequence[tuple[int, int, int]]
@@ -68,18 +57,12 @@ def ctc_candidates_top3_ranges(values: np.ndarray, classes: np.ndarray, ranges: 
         return [_lists(*ctc_candidates_top3(values[s, lo:hi], classes[s, lo:hi]), lo) for s, lo, hi in ranges]
     flat_values, flat_classes = _ties_lower_class_first(values.reshape(n * t, k), classes.reshape(n * t, k))
     best = flat_classes[:, 0]
-    keep = best != BLANK
-    keep[1:] &= best[1:] != best[:-1]
+    keep = _run_starts(best)
     starts = np.array([start for start, _ in filled], dtype=np.intp)
     keep[starts] = best[starts] != BLANK
-    steps = np.flatnonzero(keep)
-    top = flat_classes[steps]
-    top_p = flat_values[steps]
-    second_is_blank = top[:, 1] == BLANK
-    alt = np.where(second_is_blank, top[:, 2], top[:, 1])
-    alt_p = np.where(second_is_blank, top_p[:, 2], top_p[:, 1])
+    idx, steps, p, alt, alt_p = _top3_at(flat_values, flat_classes, keep)
     cuts = np.searchsorted(steps, [edge for span in spans for edge in span]).tolist()
-    lists = (top[:, 0].tolist(), (steps % t).tolist(), top_p[:, 0].tolist(), alt.tolist(), alt_p.tolist())
+    lists = (idx.tolist(), (steps % t).tolist(), p.tolist(), alt.tolist(), alt_p.tolist())
     return [tuple(column[cuts[2 * i]:cuts[2 * i + 1]] for column in lists)  # type: ignore[misc]
             for i in range(len(spans))]
 
@@ -91,6 +74,25 @@ def ctc_candidates_ranges(probs: np.ndarray, ranges: Sequence[tuple[int, int, in
     cache (one argmax over the whole batch, then its emitted rows gathered, measured slower: bench/RESULTS.md
     section 32)."""
     return [_lists(*ctc_candidates(probs[k, lo:hi]), lo) for k, lo, hi in ranges]
+
+
+def _run_starts(best: np.ndarray) -> np.ndarray:
+    """Which steps emit a character: not the blank, and not the class of the step before (greedy CTC)."""
+    keep = best != BLANK
+    keep[1:] &= best[1:] != best[:-1]
+    return keep
+
+
+def _top3_at(values: np.ndarray, classes: np.ndarray, keep: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(class, step, probability, runner-up, its probability) of the kept steps of top-3 rows in TopK's order."""
+    steps = np.flatnonzero(keep)
+    top = classes[steps]
+    top_p = values[steps]
+    second_is_blank = top[:, 1] == BLANK
+    alt = np.where(second_is_blank, top[:, 2], top[:, 1])
+    alt_p = np.where(second_is_blank, top_p[:, 2], top_p[:, 1])
+    return top[:, 0], steps, top_p[:, 0], alt, alt_p
 
 
 def _lists(idx: np.ndarray, steps: np.ndarray, p: np.ndarray, alt: np.ndarray, alt_p: np.ndarray, lo: int
