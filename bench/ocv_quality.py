@@ -387,11 +387,11 @@ def make_print(index: int, kind: str, condition: str, today: datetime.date) -> P
                  "\n".join(shown), fault_at, image)
 
 
-def plan(good: int, faulty: int, faults: tuple[str, ...] = FAULTS) -> list[tuple[int, str, str]]:
+def plan(good: int, faulty: int, faults: tuple[str, ...] = FAULTS, start: int = 0) -> list[tuple[int, str, str]]:
     """(index, kind, condition) of every print: good ones per condition, faulty ones per fault with the
-    conditions taken in turn."""
-    out = [(i, "good", c) for c in CONDITIONS for i in range(good)]
-    out += [(i, f, CONDITIONS[i % len(CONDITIONS)]) for f in faults for i in range(faulty)]
+    conditions taken in turn; indices from start (a later run adds prints to an earlier one's)."""
+    out = [(i, "good", c) for c in CONDITIONS for i in range(start, start + good)]
+    out += [(i, f, CONDITIONS[i % len(CONDITIONS)]) for f in faults for i in range(start, start + faulty)]
     return out
 
 
@@ -473,6 +473,8 @@ def main() -> None:
     ap.add_argument("--faults", default=",".join(FAULTS),
                     help="the fault kinds to print, e.g. missing,doubled,wrong_digit,shifted (the text faults: "
                          "about 3,840 of them without a pass are what shows a false accept rate under 0.1 %%)")
+    ap.add_argument("--start", type=int, default=0, help="the first print's index (a run that adds prints to an "
+                                                                 "earlier one's starts where that one ended)")
     ap.add_argument("--config", default="config.yaml", help="the daemon config whose ocr section reads the prints")
     ap.add_argument("--ocr", type=json.loads, default={},
                     help='JSON object of ocr.* settings to override, e.g. \'{"use_angle_classifier": false}\'')
@@ -493,7 +495,7 @@ def main() -> None:
     faults = tuple(args.faults.split(","))
     if not set(faults) <= set(FAULTS):
         ap.error(f"--faults: unknown {sorted(set(faults) - set(FAULTS))}; known: {', '.join(FAULTS)}")
-    todo = plan(args.good, args.faulty, faults)
+    todo = plan(args.good, args.faulty, faults, args.start)
     if args.smoke:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
