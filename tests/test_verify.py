@@ -306,3 +306,10 @@ def test_verification_is_json_ready_and_the_line_payload_is_unchanged():
                                "alt": "B", "alt_p": 0.45}
     assert doc["code"] == {"expected": "X", "status": "mismatch", "read": ["Y"]}
     assert doc["lines"] == [printed.to_json()] and set(printed.to_json()) == {"text", "confidence", "box"}
+
+
+def test_the_letter_x_and_the_multiplication_sign_count_as_one_unless_strict():
+    assert verify(Expectation(text="6 x 1.5L"), [line("6 × 1.5L")]).verdict == PASS
+    v = verify(Expectation(text="6 x 1.5L", lookalikes=("O0",)), [line("6 × 1.5L")])
+    assert [(c.expected, c.read) for c in v.chars if c.status == MISMATCH] == [("x", "×")]
+    assert verify(Expectation(text="6 x 1.5L"), [line("6 X 1.5L")]).verdict == MISMATCH   # case still counts

@@ -20,8 +20,8 @@ plus, optionally, ``code``: a value one of the codes must carry (its text, or on
 and spaces or hyphens ignored). An expectation may be a code alone.
 
 Matching (text and template). Characters compare after Unicode NFKC folding (a full-width colon is a colon), and
-the characters of a ``lookalikes`` group count as one (default ``O0``: many printer fonts draw them alike for a
-general recognizer, and no printer swaps one for the other); case counts. Spaces are left out of the comparison by
+the characters of a ``lookalikes`` group count as one (default ``O0`` and ``x×``: a general recognizer takes each for
+the other, and no printer swaps one for the other); case counts. Spaces are left out of the comparison by
 default (``ignore_spaces``: a recognizer's spaces follow the print's spacing, which no printer holds to the pixel);
 they get no status. Each expected line is aligned (Levenshtein, with its backtrace) against each line read; the
 lines of an expectation of several lines go to distinct lines read, in any order (a tilted print's short line
@@ -111,8 +111,10 @@ class Expectation:
     code: Optional[str] = None          # a value one of the codes must carry
     ignore_spaces: bool = True
     # Characters that count as one (text, template): a general recognizer cannot tell O from 0 in many printer
-    # fonts, and a printer does not swap one for the other. () compares strictly; ("O0", "I1") adds I and 1.
-    lookalikes: tuple[str, ...] = ("O0",)
+    # fonts, nor the letter x from the sign × (PP-OCRv6 small read about a third of the x in "2 x 12.99" on
+    # rendered receipts as ×: bench/RESULTS.md section 41), and a printer does not swap one for the other.
+    # () compares strictly; ("O0", "I1") takes I and 1 as one, and x and × apart.
+    lookalikes: tuple[str, ...] = ("O0", "x×")
 
     def __post_init__(self) -> None:
         given = [name for name in ("text", "template", "regex", "format") if getattr(self, name) is not None]
