@@ -407,13 +407,18 @@ def _instrument(clock: StageClock) -> list[str]:
         if not names:
             missing.append(f"daemon.ocr.pipeline.{prefix}*")
     try:
-        from daemon.readings.code_pool import CodePool
-    except ImportError:                 # a checkout from before the code pool: codes are read in the loop
+        from daemon.readings.look_pool import LookPool as pool
+    except ImportError:
+        try:                            # its name before the label outlines joined the codes there
+            from daemon.readings.code_pool import CodePool as pool  # type: ignore[no-redef]
+        except ImportError:
+            pool = None
+    if pool is None:                    # a checkout from before the pool: codes are read in the loop
         patch(Lane, "read_codes", "codes")
     else:
         # The loop's part: waiting for the frame's codes (CPU only where they were read inline); the reading itself
         # runs on the pool's thread, timed per call and counted in that thread's CPU.
-        patch(CodePool, "result", "codes")
+        patch(pool, "result", "codes")
         read = Lane.read_codes
 
         def read_timed(self, *args, **kwargs):

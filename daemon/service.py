@@ -25,7 +25,7 @@ from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Lane, Recorder, make_lane, refresh_boards, tell_boards, wanted_frames
-from daemon.readings.code_pool import CodePool
+from daemon.readings.look_pool import LookPool
 from daemon.readings.trigger_commands import listen_for_commands, offer_command, select_command
 from daemon.reload_plan import reload_plan
 from daemon.sd_notify import Notifier, watchdog_interval_s
@@ -88,7 +88,7 @@ class Service:
         self.live = NoLive()      # the page's view of each camera (daemon/web/live.py)
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
         self.counters = Counters()
-        self.codes = CodePool()   # each frame's codes, read beside its OCR from submit on
+        self.looks = LookPool()   # each frame's codes and label outlines, found beside its OCR from submit on
         # Refused readings, lost only once nothing offers them again (the outbox's counters looked up then).
         self._unstored = UnstoredReadings(lambda: self.outbox.counters)
         self.status = Status(self, self.counters)
@@ -227,7 +227,7 @@ class Service:
             self.evidence.stop()
         if self.pipeline is not None:
             self.pipeline.close()
-        self.codes.close()
+        self.looks.close()
         if self.outbox is not None:
             self.outbox.close()
 
@@ -268,7 +268,7 @@ class Service:
             self._finish(started)
 
     def _submit(self, frames: list[Frame]) -> Optional[tuple[list[Frame], Submitted]]:
-        self.codes.start(frames, self.lanes)
+        self.looks.start(frames, self.lanes)
         try:
             return frames, self.pipeline.submit([f.image for f in frames])
         except Exception:
@@ -308,7 +308,7 @@ class Service:
         if lane is None:   # the camera was removed by a reload while its frame was in flight
             frame.ack.release()
             return
-        look = self.codes.result(lane, frame)     # its codes and label outlines, found beside its OCR
+        look = self.looks.result(lane, frame)     # its codes and label outlines, found beside its OCR
         self.counters.frame(frame.camera, result.timing_ms, look.codes_ms)
         readings = lane.readings(frame, result, look.codes, look.codes_ms, look.outlines)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
@@ -439,7 +439,7 @@ class Service:
         self._stop_web()
         self.evidence.stop()   # the readings stored in the drain keep their evidence
         self.pipeline.close()
-        self.codes.close()
+        self.looks.close()
         lost = self._unstored.flush()
         if lost:
             log.warning("stopping: %d reading(s) refused by a full or failing disk were never stored", lost)

@@ -7,7 +7,7 @@ commits it (stored), so a reading the outbox refused is no duplicate of its retr
 
 Pure apart from the code reader (zxing-cpp, which releases the GIL) and the clock the caller passes: no outbox, no
 page, no threads. The work loop's thread calls it; ``look`` (what the frame's image alone gives: its codes and its
-label outlines) may run on another thread beside the frame's OCR (daemon/readings/code_pool.py).
+label outlines) may run on another thread beside the frame's OCR (daemon/readings/look_pool.py).
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class Lane:
         return bool(self.code_formats) or self.tracker is not None
 
     def look(self, image) -> FrameLook:
-        """The frame's codes (read_codes) and, for a voting lane, its label outlines: pure, so the code pool finds
+        """The frame's codes (read_codes) and, for a voting lane, its label outlines: pure, so the look pool finds
         them beside the frame's OCR (the outlines off the work loop's thread, as the codes)."""
         codes, codes_ms = self.read_codes(image)
         return FrameLook(codes, codes_ms, label_outlines(image) if self.tracker is not None else None)

@@ -1,10 +1,10 @@
-"""The code pool reads each frame's codes beside its OCR and gives the loop exactly what the lane reads inline:
+"""The look pool reads each frame's codes (and label outlines) beside its OCR and gives the loop exactly what the lane reads inline:
 real zxing-cpp on rendered labels with a Code 128 or a QR code, and on a frame with none."""
 import numpy as np
 import pytest
 
 from daemon import config
-from daemon.readings.code_pool import CodePool
+from daemon.readings.look_pool import LookPool
 from daemon.readings.consensus import label_outlines
 from daemon.readings.lane import FrameLook, Lane
 from daemon.samples.codes import code_label
@@ -27,7 +27,7 @@ def frames():
 
 def test_codes_started_at_submit_are_what_the_lane_reads_inline(frames):
     lane = _lane()
-    pool = CodePool()
+    pool = LookPool()
     try:
         pool.start(frames, {"belt": lane})
         got = [pool.result(lane, f) for f in frames]
@@ -41,7 +41,7 @@ def test_codes_started_at_submit_are_what_the_lane_reads_inline(frames):
 
 def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames):
     lane, no_codes = _lane(), _lane(codes=())
-    pool = CodePool()
+    pool = LookPool()
     try:
         pool.start(frames[:1], {"belt": no_codes})            # nothing to start: that camera reads no codes
         assert pool.result(no_codes, frames[0]) == FrameLook([], None)
@@ -56,7 +56,7 @@ def test_codes_nobody_took_are_dropped_two_starts_later_and_a_dropped_frame_is_s
     """A frame whose OCR failed never has its codes taken: the start after next drops them (the loop has taken every
     batch's codes but the last one's by then); asked for after all, its codes are read inline."""
     lane = _lane()
-    pool = CodePool()
+    pool = LookPool()
     try:
         failed, overlapping, next_one = ([Frame(camera="belt", image=frames[i].image, captured_at=float(i))]
                                          for i in range(3))
@@ -78,7 +78,7 @@ def test_a_voting_lane_s_label_outlines_are_found_beside_the_ocr_as_its_tracker_
     label = code_label("LABEL 7", "RR123456785CH")
     belt[200:200 + label.shape[0], 300:300 + label.shape[1]] = label
     frame, other = Frame(camera="belt", image=belt, captured_at=0.0), Frame(camera="plain", image=belt, captured_at=0.0)
-    pool = CodePool()
+    pool = LookPool()
     try:
         pool.start([frame, other], {"belt": voting, "plain": plain})
         look = pool.result(voting, frame)

@@ -1,4 +1,4 @@
-"""Code reading beside the OCR: a frame's codes (and a voting lane's label outlines: ``Lane.look``) are found on a
+"""A frame's look beside its OCR: its codes and a voting lane's label outlines (``Lane.look``) are found on a
 worker thread from the moment the frame is submitted to the detector, so zxing-cpp and OpenCV (which release the
 GIL) run while the models and the OCR's post-processing of the same frame run on the work loop's thread; the loop
 picks them up when it handles the frame's result.
@@ -19,7 +19,7 @@ from daemon.readings.lane import FrameLook, Lane
 from daemon.sources import Frame
 
 
-class CodePool:
+class LookPool:
     def __init__(self, workers: int = 1):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codes")
         # id(frame) -> the frame, its lane, the look, and which start() it came from
