@@ -407,18 +407,13 @@ def _instrument(clock: StageClock) -> list[str]:
         if not names:
             missing.append(f"daemon.ocr.pipeline.{prefix}*")
     try:
-        from daemon.readings.look_pool import LookPool as pool
-    except ImportError:
-        try:                            # its name before the label outlines joined the codes there
-            from daemon.readings.code_pool import CodePool as pool  # type: ignore[no-redef]
-        except ImportError:
-            pool = None
-    if pool is None:                    # a checkout from before the pool: codes are read in the loop
-        patch(Lane, "read_codes", "codes")
+        from daemon.readings.look_pool import LookPool
+    except ImportError:                 # a checkout from before the pool: codes are read in the loop (each checkout
+        patch(Lane, "read_codes", "codes")   # is measured with its own copy of this script)
     else:
         # The loop's part: waiting for the frame's codes (CPU only where they were read inline); the reading itself
         # runs on the pool's thread, timed per call and counted in that thread's CPU.
-        patch(pool, "result", "codes")
+        patch(LookPool, "result", "codes")
         read = Lane.read_codes
 
         def read_timed(self, *args, **kwargs):
