@@ -473,8 +473,8 @@ def main() -> None:
     ap.add_argument("--faults", default=",".join(FAULTS),
                     help="the fault kinds to print, e.g. missing,doubled,wrong_digit,shifted (the text faults: "
                          "about 3,840 of them without a pass are what shows a false accept rate under 0.1 %%)")
-    ap.add_argument("--start", type=int, default=0, help="the first print's index (a run that adds prints to an "
-                                                                 "earlier one's starts where that one ended)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="the first print's index (a run that adds prints to an earlier one's starts where it ended)")
     ap.add_argument("--config", default="config.yaml", help="the daemon config whose ocr section reads the prints")
     ap.add_argument("--ocr", type=json.loads, default={},
                     help='JSON object of ocr.* settings to override, e.g. \'{"use_angle_classifier": false}\'')
