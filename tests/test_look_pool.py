@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from daemon import config
+from daemon.readings import consensus
 from daemon.readings.look_pool import LookPool
 from daemon.readings.consensus import label_outlines
 from daemon.readings.lane import FrameLook, Lane
@@ -89,3 +90,26 @@ def test_a_voting_lane_s_label_outlines_are_found_beside_the_ocr_as_its_tracker_
     assert look.outlines is not None and look.outlines.rects == want.rects
     assert np.array_equal(look.outlines.ids, want.ids)
     assert [c.text for c in look.codes] == ["RR123456785CH"]
+
+
+def test_outlines_looked_for_and_not_found_are_not_looked_for_again_on_the_loop(monkeypatch):
+    cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
+        {"name": "belt", "kind": "sample", "publish_mode": "consensus", "codes": []}]})
+    lane = Lane(cfg.cameras[0])
+    # a label filling the view: its border is no single background, so there are no outlines to group by
+    full = np.zeros((480, 640, 3), dtype=np.uint8)
+    full[:, :, :] = np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None]
+    look = lane.look(full)
+    assert look.outlines is None and label_outlines(full) is None
+    calls = []
+    monkeypatch.setattr(consensus, "label_outlines", lambda image: calls.append(image) or None)
+    lane.readings(Frame(camera="belt", image=full, captured_at=0.0), _Result(), look.codes, look.codes_ms,
+                  look.outlines)
+    assert calls == []                       # the look's answer stands: no second search on the work loop
+    lane.readings(Frame(camera="belt", image=full, captured_at=0.1), _Result(), [], None)
+    assert len(calls) == 1                   # a caller that did not look: the tracker looks
+
+
+class _Result:
+    lines: list = []
+    timing_ms: dict = {}

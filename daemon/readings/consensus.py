@@ -44,7 +44,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -136,6 +136,19 @@ class Outlines:
         under = self.ids[y0:y1, x0:x1]
         under = under[under > 0]
         return int(np.bincount(under).argmax()) if under.size else 0
+
+
+class _NotLooked:
+    """The outlines of a frame nobody looked for yet (observe finds them in its image), as against None: looked for,
+    none found (the frame's border is no single background)."""
+
+    def __repr__(self) -> str:
+        return "NOT_LOOKED"
+
+
+NOT_LOOKED = _NotLooked()
+# A frame's outlines as a caller hands them on: found, none found (None), or not looked for.
+LookedOutlines = Union[Outlines, None, _NotLooked]
 
 
 def label_outlines(image: np.ndarray) -> Optional[Outlines]:
@@ -534,12 +547,13 @@ class LabelTracker:
 
     def observe(self, now: float, lines: Sequence[TextLine], codes: Sequence = (),
                 context: Any = None, image: Optional[np.ndarray] = None,
-                outlines: Optional[Outlines] = None) -> list[FinishedLabel]:
+                outlines: LookedOutlines = NOT_LOOKED) -> list[FinishedLabel]:
         """One frame of the camera (its time, lines, codes, an opaque context returned with the label, and the
         frame itself, whose label outlines group the lines: see the module doc); the labels finished by it.
-        outlines: label_outlines(image) where the caller found them already (None: found here)."""
-        if outlines is None and image is not None:
-            outlines = label_outlines(image)
+        outlines: label_outlines(image) where the caller looked for them already (None among them: none found, so
+        they are not looked for again); NOT_LOOKED: found here."""
+        if isinstance(outlines, _NotLooked):
+            outlines = label_outlines(image) if image is not None else None
         views = [v for v in group_labels(lines, codes, outlines) if v.texts]
         recent = [(t.predicted_rect(), t.texts()) for t in self._tracks if t.missed <= 1]
         views = [part for view in views for part in split_by_tracks(view, recent)]

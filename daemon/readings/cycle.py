@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Optional
 
 from daemon.atomic_write import write_atomic
 from daemon.config import CameraConfig
-from daemon.readings.consensus import FinishedLabel, LabelTracker, Outlines
+from daemon.readings.consensus import NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines
 from daemon.readings.lane import Lane
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import FilterRules, ResultFilter
@@ -163,7 +163,7 @@ class CycleLane(Lane):
         return seen
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
-                 outlines: Optional[Outlines] = None) -> list[Reading]:
+                 outlines: LookedOutlines = NOT_LOOKED) -> list[Reading]:
         frame.ack.done()   # live cameras only: nothing to keep
         cycle = self._cycle
         if cycle is None or frame.captured_at < cycle.trigger.received_at:

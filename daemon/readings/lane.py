@@ -19,7 +19,7 @@ from typing import Optional
 
 from daemon.config import CameraConfig, publish_mode
 from daemon.ocr.print_quality import join_dots
-from daemon.readings.consensus import FinishedLabel, LabelTracker, Outlines, label_outlines
+from daemon.readings.consensus import NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, label_outlines
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
 from daemon.sources import Frame
@@ -32,10 +32,10 @@ GOOD_READ, NO_READ = "good_read", "no_read"   # as daemon/readings/cycle.py's st
 @dataclass(frozen=True)
 class FrameLook:
     """What a frame's image alone gives its lane: its codes, the ms their reading took (None: the camera reads none),
-    and a voting lane's label outlines (None: none found, or not a voting lane)."""
+    and a voting lane's label outlines (None: none found; NOT_LOOKED: not a voting lane)."""
     codes: list
     codes_ms: Optional[float]
-    outlines: Optional[Outlines] = None
+    outlines: LookedOutlines = NOT_LOOKED
 
 
 class Lane:
@@ -88,13 +88,13 @@ class Lane:
         """The frame's codes (read_codes) and, for a voting lane, its label outlines: pure, so the look pool finds
         them beside the frame's OCR (the outlines off the work loop's thread, as the codes)."""
         codes, codes_ms = self.read_codes(image)
-        return FrameLook(codes, codes_ms, label_outlines(image) if self.tracker is not None else None)
+        return FrameLook(codes, codes_ms, label_outlines(image) if self.tracker is not None else NOT_LOOKED)
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
-                 outlines: Optional[Outlines] = None) -> list[Reading]:
+                 outlines: LookedOutlines = NOT_LOOKED) -> list[Reading]:
         """The readings this frame makes: first mode, the frame itself (decided); consensus, the labels it
-        finished (the frame itself needs no acknowledgement: it is done here). outlines: the frame's label
-        outlines where look found them (None: found here)."""
+        finished (the frame itself needs no acknowledgement: it is done here). outlines: what look found (None:
+        none), so the tracker does not look again; NOT_LOOKED: the tracker looks."""
         context = FrameContext.of(frame, result, codes_ms)
         if self.tracker is None:
             decision = self.filter.decide(result.lines, frame.captured_at, codes)
