@@ -1,14 +1,16 @@
 """Small text in large frames: rendered analogs of issue 33's photographs, ours (with ocr.* overrides) against
 RapidOCR 1.4.4 and 3.10, CER, line recall and images/s, all in one process.
 
-    python bench/small_text.py [--n 6] [--sets plates1080,plates4000,packs,receipts] [--photos bench/photos ...]
+    python bench/small_text.py [--n 6] [--sets plates1080,plates4000,packs,receipts,receipt_photos] [--photos bench/photos ...]
         [--ours 'before={"tiles": "off"}' --ours 'tiles={"tiles": "on"}'] [--peers 1.4.4,3.10] [--out DIR]
 
 Sets (deterministic: the same seeds give the same pixels with the same fonts and Pillow):
   plates1080  1920x1080 street-like scenes, two or three plates each, capitals 10-18 px (1-1.7 % of the height);
   plates4000  4000x3000 scenes, plates with capitals 18-34 px (0.6-1.1 %);
   packs       2592x1944 photos of a pack: a large product name, a use-by date and a lot line, capitals 13-20 px;
-  receipts    1000x3000 till receipts, about 70 lines of monospaced 8-point-like print (capitals 12-14 px).
+  receipts    1000x3000 till receipts, about 70 lines of monospaced 8-point-like print (capitals 12-14 px);
+  receipt_photos  1512x2016 phone photos of a receipt on a table, turned and in perspective under uneven light:
+              a header, items with prices flush right (quantity lines "2 x 1.49" below some), totals.
 Each system reads each image in turn (the order rotates per image, so a noisy neighbour on a shared machine
 hits all alike); images/s is images over the summed read time of one system on one set. --out writes the
 rendered sets as image folders with labels.jsonl (bench/sets_cer.py, bench/process_bench.py read them).
@@ -156,11 +158,79 @@ def receipt(seed: int, w: int = 1000, h: int = 3000) -> Sample:
     return Sample(f"receipt_{seed}", _finish(img, rng, r.uniform(0.3, 0.7)), tuple(lines))
 
 
+def _receipt_paper(r: random.Random, rng: np.random.Generator, w: int) -> tuple[Image.Image, list[GroundTruthLine]]:
+    """A till receipt as its printer made it: a header, items with prices flush right (some with a quantity line
+    below), totals, a card line and a footer, in one monospaced thermal font whose darkness varies line to line."""
+    font = _font(r.choice(("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf")), r.uniform(13, 18))
+    big = _font("DejaVuSansMono-Bold.ttf", font.size * 1.1)
+    spacing = r.uniform(1.3, 1.55)
+    rows: list[tuple[str, str, object]] = [("center", r.choice(("FRESHMART", "CORNER GROCER", "MARKT 24")), big),
+                                           ("center", f"{r.randint(1, 199)} {r.choice(('HIGH ST', 'MAIN RD', 'BAHNHOFSTR'))}", font),
+                                           ("center", f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/2026 "
+                                                      f"{r.randint(7, 21):02d}:{r.randint(0, 59):02d}  #{r.randint(1000, 9999)}", font)]
+    total = 0.0
+    for _ in range(r.randint(18, 34)):
+        qty, unit = r.randint(1, 4), r.uniform(0.3, 12)
+        total += qty * unit
+        rows.append(("pair", f"{r.choice(ITEMS)}|{qty * unit:.2f}", font))
+        if qty > 1:
+            rows.append(("left", f"  {qty} x {unit:.2f}", font))
+    rows += [("pair", f"SUBTOTAL|{total:.2f}", font), ("pair", f"VAT 20%|{total / 6:.2f}", font),
+             ("pair", f"TOTAL|{total:.2f}", big), ("left", f"CARD ****{r.randint(1000, 9999)}", font),
+             ("center", "THANK YOU", font)]
+    h = int(0.08 * w + spacing * sum(f.size for _, _, f in rows))
+    paper = _noisy(np.full((h, w, 3), r.uniform(238, 252)), rng, 2)
+    d = ImageDraw.Draw(paper)
+    lines, y, margin = [], 0.04 * w, 0.05 * w
+    for how, text, f in rows:
+        ink = (r.randint(10, 70),) * 3
+        if how == "pair":
+            left, right = text.split("|")
+            lines.append(_text(d, (margin, y), left, f, ink))
+            lines.append(_text(d, (w - margin - d.textlength(right, font=f), y), right, f, ink))
+        else:
+            x = (w - d.textlength(text, font=f)) / 2 if how == "center" else margin
+            lines.append(_text(d, (x, y), text, f, ink))
+        y += spacing * f.size
+    return paper, lines
+
+
+def receipt_photo(seed: int, w: int = 1512, h: int = 2016) -> Sample:
+    """A phone's photo of a receipt on a table: the paper turned a few degrees and seen in perspective, filling
+    most of the frame's height, under uneven light; the truth boxes go through the same projection."""
+    r, rng = random.Random(seed), np.random.default_rng(seed)
+    paper, flat_lines = _receipt_paper(r, rng, 720)
+    ph, pw = paper.height, paper.width
+    table = cv2.GaussianBlur(rng.normal(r.uniform(70, 140), 25, (h, w, 3)).astype(np.float32), (0, 0), 3)
+    tall = r.uniform(0.78, 0.94) * h
+    scale = tall / ph
+    cx, cy, turn = r.uniform(0.45, 0.55) * w, r.uniform(0.47, 0.53) * h, np.radians(r.uniform(-5, 5))
+    corners = []
+    for px, py in ((0, 0), (pw, 0), (pw, ph), (0, ph)):
+        dx, dy = (px - pw / 2) * scale, (py - ph / 2) * scale
+        dx *= 1 + r.uniform(-0.06, 0.06) * (py / ph - 0.5)        # one end nearer the camera: a trapezoid
+        corners.append((cx + dx * np.cos(turn) - dy * np.sin(turn), cy + dx * np.sin(turn) + dy * np.cos(turn)))
+    m = cv2.getPerspectiveTransform(np.float32([(0, 0), (pw, 0), (pw, ph), (0, ph)]), np.float32(corners))
+    flat = cv2.cvtColor(np.asarray(paper), cv2.COLOR_RGB2BGR).astype(np.float32)
+    seen = cv2.warpPerspective(flat, m, (w, h), flags=cv2.INTER_AREA)
+    inside = cv2.warpPerspective(np.ones((ph, pw), np.float32), m, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    light = 1.0 - r.uniform(0.1, 0.3) * ((xx / w) * r.uniform(-1, 1) + (yy / h) * r.uniform(-1, 1)) ** 2
+    out = (seen * inside + table * (1 - inside)) * light[..., None]
+    out = cv2.GaussianBlur(out, (0, 0), r.uniform(0.5, 1.0)) + rng.normal(0, 3, out.shape)
+    ok, jpg = cv2.imencode(".jpg", np.clip(np.round(out), 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    lines = tuple(GroundTruthLine(t.text, tuple(tuple(float(v) for v in p) for p in
+                                                cv2.perspectiveTransform(np.float32([t.box]), m)[0]))
+                  for t in flat_lines)
+    return Sample(f"receipt_photo_{seed}", cv2.imdecode(jpg, cv2.IMREAD_COLOR), lines)
+
+
 SETS = {
     "plates1080": lambda i: plates(3300 + i, 1920, 1080, (10, 18)),
     "plates4000": lambda i: plates(3400 + i, 4000, 3000, (18, 34)),
     "packs": lambda i: pack(3500 + i),
     "receipts": lambda i: receipt(3600 + i),
+    "receipt_photos": lambda i: receipt_photo(3700 + i),
 }
 
 
