@@ -46,10 +46,12 @@ class OcrConfig:
     # Most tiles per frame (detector inputs besides the letterboxed frame); a frame that needs more at native
     # size is tiled at the largest scale that fits. 0 = automatic: fewer on the CPU than on a GPU.
     tiles_max: int = 0
-    # DB post-processing, PaddleOCR defaults: probability threshold, box score, unclip ratio.
+    # DB post-processing: PaddleOCR's probability threshold and box score; the unclip ratio below
+    # RapidOCR's 1.6, since a crop with less margin above and below reads a small x as a letter, not as
+    # the sign x (bench/RESULTS.md section 43).
     det_threshold: float = 0.3
     det_box_threshold: float = 0.5
-    det_unclip_ratio: float = 1.6
+    det_unclip_ratio: float = 1.4
     det_min_size: int = 3
     det_max_candidates: int = 1000
     # Fixed recognizer input: 3 x rec_height x rec_width, in batches of rec_batch (last one padded).
@@ -64,9 +66,10 @@ class OcrConfig:
     # padded rec_batch call (a second engine on TensorRT); 0 = off. Must be smaller than rec_batch.
     rec_tail_batch: int = 2
     # Short line pieces share one 3 x 48 x 320 slot, side by side with half a line height of padding
-    # between them, each decoded from its own output columns (same readings, fewer recognizer slots with the
-    # tail batch: docs/performance.md, bench/RESULTS.md section 1).
-    rec_packing: bool = True
+    # between them, each decoded from its own output columns: fewer recognizer slots (bench/RESULTS.md
+    # section 1), but the recognizer sees the whole slot, so a line can read otherwise beside another
+    # (an O beside prices read as 0: section 43). Off: each line is read alone, as the same line in any frame.
+    rec_packing: bool = False
     # 0/180 degree line classifier for labels that arrive upside down.
     use_angle_classifier: bool = True
     cls_threshold: float = 0.9

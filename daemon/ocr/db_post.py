@@ -1,6 +1,7 @@
 """DB (differentiable binarization) post-processing: probability map -> quadrilateral text boxes.
 
-Thresholds are PaddleOCR's defaults for PP-OCR det (thresh 0.3, box 0.5, unclip 1.6, min size 3).
+DbParams' defaults are PaddleOCR's for PP-OCR det (thresh 0.3, box 0.5, unclip 1.6, min size 3); the pipeline
+passes its ocr.* settings (unclip 1.4 by default: bench/RESULTS.md section 43).
 """
 from __future__ import annotations
 

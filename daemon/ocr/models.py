@@ -6,8 +6,9 @@ never imported: the package is only located). The recognizer's dictionary is in 
 All sets take the same pre- and post-processing, so a set is only its files (checked in the graphs and in
 RapidOCR 3.10's own config.yaml and det/rec code): det input (x/255 - 0.5) / 0.5 of BGR pixels; the det
 graph ends in a Sigmoid (its output name comes from a ConvTranspose, its value is already a probability);
-DB thresh 0.3, box_thresh 0.5, unclip 1.6 with a 2x2 dilation, as ours; rec input 3 x 48 x W normalized
-like det; CTC over blank + the metadata's characters + space (6625 classes for v4, 18710 for v6 small).
+DB thresh 0.3, box_thresh 0.5, unclip 1.6 with a 2x2 dilation, as ours (but our unclip is 1.4: RESULTS.md
+section 43); rec input 3 x 48 x W normalized like det; CTC over blank + the metadata's characters + space (6625
+classes for v4, 18710 for v6 small).
 The 0/180 classifier file of both wheels is the same (byte for byte).
 """
 from __future__ import annotations
