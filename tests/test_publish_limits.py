@@ -106,8 +106,11 @@ def test_mqtt311_broker_that_drops_an_oversized_packet_dead_letters_it_after_n_c
     # the first cut only starts a probe (one message in flight), which tells the big row from a small one
     # whose PUBACK the cut swallowed; then one cut per failure
     assert 4 <= pub.counters.disconnects <= 6 and pub.counters.delivery_failures == 3
-    # the probe took the ten small rows behind the oldest in flight back from paho: counted, and sent again
-    assert pub.counters.requeued >= 10, pub.counters
+    # rows taken back from paho (the probe's, or a cut's) are each counted and sent again, so every row was
+    # published once more than it was requeued. How many were in flight at each cut is the scheduler's business
+    # (from none to all the rows behind: requeued >= 10 failed on a loaded machine).
+    c = pub.counters
+    assert c.published - c.requeued == len(ids) and c.requeued <= c.disconnects * (len(ids) - 1), c
     assert pub.delivery_health().sender_alive
 
 
