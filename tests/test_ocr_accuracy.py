@@ -131,8 +131,8 @@ def test_the_default_set_reads_the_labels_no_worse_than_pp_ocrv4(ours, default_o
 @pytest.mark.parametrize("model_set", ["pp-ocrv4", "pp-ocrv6-small"])
 def test_packed_slots_read_the_labels_like_one_line_per_slot(labels, ours, default_ours, model_set):
     # Packing (ocr.rec_packing, off by default) puts short pieces side by side in one recognizer slot; the network
-    # sees its neighbours (the SVTR necks of v4 and v6 small mix globally: bench/RESULTS.md section 43), so on
-    # the labels it must still read as one piece per slot, the default, does.
+    # sees its neighbours (the SVTR necks of v4 and v6 small mix globally: bench/RESULTS.md section 43), so it must
+    # be shown to read the labels as the default, one piece per slot, does.
     packed = OcrPipeline.from_config(config.from_dict(
         {"backend": "onnxruntime", "ocr": {"model_set": model_set, "rec_packing": True}}))
     try:

@@ -47,8 +47,8 @@ class OcrConfig:
     # size is tiled at the largest scale that fits. 0 = automatic: fewer on the CPU than on a GPU.
     tiles_max: int = 0
     # DB post-processing: PaddleOCR's probability threshold and box score; the unclip ratio below
-    # RapidOCR's 1.6, since a crop with less margin above and below reads a small x as a letter, not as
-    # the sign x (bench/RESULTS.md section 43).
+    # RapidOCR's 1.6, since with less margin above and below a line the recognizer reads the x of "2 x 1.49"
+    # as the letter, not as the multiplication sign (bench/RESULTS.md section 43).
     det_threshold: float = 0.3
     det_box_threshold: float = 0.5
     det_unclip_ratio: float = 1.4
