@@ -1,7 +1,8 @@
 """Small text in large frames: rendered analogs of issue 33's photographs, ours (with ocr.* overrides) against
 RapidOCR 1.4.4 and 3.10, CER, line recall and images/s, all in one process.
 
-    python bench/small_text.py [--n 6] [--sets plates1080,plates4000,packs,receipts,receipt_photos] [--photos bench/photos ...]
+    python bench/small_text.py [--n 6] [--sets plates1080,plates4000,packs,receipts,receipt_photos]
+        [--photos bench/photos ...]
         [--ours 'before={"tiles": "off"}' --ours 'tiles={"tiles": "on"}'] [--peers 1.4.4,3.10] [--out DIR]
 
 Sets (deterministic: the same seeds give the same pixels with the same fonts and Pillow):
@@ -164,10 +165,11 @@ def _receipt_paper(r: random.Random, rng: np.random.Generator, w: int) -> tuple[
     font = _font(r.choice(("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf")), r.uniform(13, 18))
     big = _font("DejaVuSansMono-Bold.ttf", font.size * 1.1)
     spacing = r.uniform(1.3, 1.55)
-    rows: list[tuple[str, str, object]] = [("center", r.choice(("FRESHMART", "CORNER GROCER", "MARKT 24")), big),
-                                           ("center", f"{r.randint(1, 199)} {r.choice(('HIGH ST', 'MAIN RD', 'BAHNHOFSTR'))}", font),
-                                           ("center", f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/2026 "
-                                                      f"{r.randint(7, 21):02d}:{r.randint(0, 59):02d}  #{r.randint(1000, 9999)}", font)]
+    store = r.choice(("FRESHMART", "CORNER GROCER", "MARKT 24"))
+    street = f"{r.randint(1, 199)} {r.choice(('HIGH ST', 'MAIN RD', 'BAHNHOFSTR'))}"
+    stamp = (f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/2026 {r.randint(7, 21):02d}:{r.randint(0, 59):02d}"
+             f"  #{r.randint(1000, 9999)}")
+    rows: list[tuple[str, str, object]] = [("center", store, big), ("center", street, font), ("center", stamp, font)]
     total = 0.0
     for _ in range(r.randint(18, 34)):
         qty, unit = r.randint(1, 4), r.uniform(0.3, 12)
@@ -218,7 +220,7 @@ def receipt_photo(seed: int, w: int = 1512, h: int = 2016) -> Sample:
     light = 1.0 - r.uniform(0.1, 0.3) * ((xx / w) * r.uniform(-1, 1) + (yy / h) * r.uniform(-1, 1)) ** 2
     out = (seen * inside + table * (1 - inside)) * light[..., None]
     out = cv2.GaussianBlur(out, (0, 0), r.uniform(0.5, 1.0)) + rng.normal(0, 3, out.shape)
-    ok, jpg = cv2.imencode(".jpg", np.clip(np.round(out), 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    _, jpg = cv2.imencode(".jpg", np.clip(np.round(out), 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 88])
     lines = tuple(GroundTruthLine(t.text, tuple(tuple(float(v) for v in p) for p in
                                                 cv2.perspectiveTransform(np.float32([t.box]), m)[0]))
                   for t in flat_lines)

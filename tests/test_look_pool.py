@@ -1,5 +1,5 @@
-"""The look pool reads each frame's codes (and label outlines) beside its OCR and gives the loop exactly what the lane reads inline:
-real zxing-cpp on rendered labels with a Code 128 or a QR code, and on a frame with none."""
+"""The look pool reads each frame's codes (and label outlines) beside its OCR and gives the loop exactly what the
+lane reads inline: real zxing-cpp on rendered labels with a Code 128 or a QR code, and on a frame with none."""
 import numpy as np
 import pytest
 
