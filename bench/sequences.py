@@ -50,7 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from daemon import config as config_mod                      # noqa: E402
 from daemon.codes import CODE_FORMATS                        # noqa: E402
 from daemon.codes.reader import CodeReader                   # noqa: E402
-from daemon.readings.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
+from daemon.readings.consensus import LabelTracker, SettledCodes, label_outlines, similarity  # noqa: E402
+from daemon.readings.lane import CODE_WATCH_EVERY            # noqa: E402
 from daemon.readings.lane import label_status                # noqa: E402
 from daemon.formats import s10_check_digit, s10_is_valid     # noqa: E402
 from daemon.ocr.evaluate import fold_text, levenshtein        # noqa: E402
@@ -400,6 +401,9 @@ def main() -> None:
                     help="listed: a reader of Code 128 and QR, the formats the labels carry; default: a camera's "
                          "reader of the default list (every format, learning what its labels carry) on the frames' "
                          "clock (FPS)")
+    ap.add_argument("--codes-settle", action="store_true",
+                    help="consensus as a camera with codes_settle reads: a frame whose labels all have their codes "
+                    "gets no code search (its codes left out), but for one in CODE_WATCH_EVERY")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ocr-cache", type=Path, help="keep the frames' OCR and code reads in this file and reuse "
                     "them when labels, frames, seed and layout match (to re-score the tracker without the OCR)")
@@ -424,6 +428,8 @@ def main() -> None:
 
     # consensus: every frame into the tracker as daemon/service.py feeds it (with the frame, for the outlines)
     tracker = LabelTracker(**TRACKER_DEFAULTS)
+    settle = SettledCodes(CODE_WATCH_EVERY) if args.codes_settle else None
+    searches = 0
     finished, tracker_ms, tracker_wall_ms, outline_ms = [], [], [], []
     truths: list[LabelTruth] = []
     runs: list[FrameRun] = []
@@ -458,11 +464,19 @@ def main() -> None:
             runs.append(run)
             # CPU time of this thread: what the tracker costs, whatever else the shared machine runs meanwhile
             t0 = time.thread_time()
-            label_outlines(frame)
+            outlines = label_outlines(frame)
             outline_ms.append((time.thread_time() - t0) * 1000.0)
+            codes, searched = run.codes, True
+            if settle is not None and settle.skip(outlines):
+                codes, searched = [], False   # what a camera with codes_settle would not have searched for
+            searches += searched
             now = 1000.0 + len(tracker_ms) / FPS
             t0, w0 = time.thread_time(), time.perf_counter()
-            finished += tracker.observe(now, run.lines, run.codes, len(runs) - 1, image=frame)
+            # outlines found again inside (their CPU is the tracker's), unless settle looked already
+            finished += tracker.observe(now, run.lines, codes, len(runs) - 1, image=frame,
+                                        **({"outlines": outlines, "searched": searched} if settle else {}))
+            if settle is not None:
+                settle.update(tracker)
             tracker_ms.append((time.thread_time() - t0) * 1000.0)
             tracker_wall_ms.append((time.perf_counter() - w0) * 1000.0)
             print(f"[{len(runs)}/{total}] labels {in_view} frame {k}: {len(run.lines)} lines, "
@@ -506,6 +520,8 @@ def main() -> None:
           f"codes {timing['codes_ms_median']}; tracker CPU {timing['tracker_cpu_ms_median']} "
           f"(p95 {timing['tracker_cpu_ms_p95']}, max {timing['tracker_cpu_ms_max']}; of it outlines "
           f"{timing['outline_cpu_ms_median']}), tracker wall {timing['tracker_wall_ms_median']}")
+    print(f"\nconsensus code searches: {searches} of {len(runs)} frames"
+          + (" (codes_settle)" if settle is not None else ""))
     print(f"\nconsensus labels as results (label_status): {results['messages']} messages for {results['labels']} "
           f"labels, {results['exactly_one_message']} labels with exactly one, {results['no_message']} with none; "
           f"{results['good_read']} good_read, {results['no_read']} no_read (labels {results['no_read_labels']}); "
@@ -514,7 +530,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "layout": args.layout, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
-            "codes": args.codes, "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,
+            "codes": args.codes, "codes_settle": args.codes_settle, "code_searches": searches,
+            "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,
             "tracker": TRACKER_DEFAULTS, "ocr_reused": cached is not None,
             "modes": rows, "timing": timing, "frame_code_read_rate": round(frame_code_rate, 3),
             "consensus_tracks": tracks, "label_results": results, "unreadable_labels": sorted(unreadable),

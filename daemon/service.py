@@ -310,7 +310,7 @@ class Service:
             return
         look = self.looks.result(lane, frame)     # its codes and label outlines, found beside its OCR
         self.counters.frame(frame.camera, result.timing_ms, look.codes_ms)
-        readings = lane.readings(frame, result, look.codes, look.codes_ms, look.outlines)
+        readings = lane.readings(frame, result, look.codes, look.codes_ms, look.outlines, look.searched)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
         self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, look.codes)   # references
         for reading in readings:

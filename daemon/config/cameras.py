@@ -67,6 +67,9 @@ class CameraConfig:
     # is every format the daemon reads; a camera that lists only its own formats spends less CPU per frame
     # (docs/performance.md#codes, bench/RESULTS.md section 33).
     codes: tuple[str, ...] = CODE_FORMATS
+    # Consensus: a frame whose labels are all followed ones that have their codes (read in two searched frames)
+    # is searched for codes only every third frame; false: every frame (docs/performance.md#codes).
+    codes_settle: bool = True
     # Results: the same set of texts from this camera is published once per window.
     dedup_window_s: float = 10.0
     # Publish a message even when a frame yields no accepted text.

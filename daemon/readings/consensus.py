@@ -66,6 +66,9 @@ STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads th
 STRONG_IOU = 0.6           # ... or lies where the track's motion puts it, with under BAD_READ_SHARE of its text
 BAD_READ_SHARE = 0.5       #     (a frame that read it badly; a label with as much text of its own is another one)
 MIN_LINE_SHARE = 1 / 3     # a line seen in fewer of its track's frames than this is dropped
+SETTLE_SEARCHES = 2        # a label with a code, searched for codes in this many of its frames, is settled ...
+SETTLED_IOU = 0.5          # ... and a frame's outline this close to where a settled label is predicted is that label
+SETTLED_STEPS = 3          # ... predicted this many frames ahead at most (the look runs a frame or two behind)
 
 
 Rect = tuple[float, float, float, float]   # x0, y0, x1, y1
@@ -431,6 +434,7 @@ class _Track:
     codes: dict = field(default_factory=dict)   # (format, text) -> first Code seen
     best_boxes: dict = field(default_factory=dict)   # line index -> its box in the best frame
     frames: int = 0
+    searched: int = 0      # of its frames, those searched for codes (a settled label's frames need not be)
     missed: int = 0        # frames of the camera since it was last seen
     published: bool = False
     offset: tuple[float, float] = (0.0, 0.0)     # how far the label moved since its first frame
@@ -465,13 +469,20 @@ class _Track:
         steps = self.missed + 1
         return self.velocity[0] * steps, self.velocity[1] * steps
 
-    def add(self, now: float, view: LabelView, context: Any) -> None:
+    def settled(self) -> bool:
+        """Whether a code search of its frames can add nothing: it was published (a parked label's placeholder), or
+        its frames were searched SETTLE_SEARCHES times and it has a code (a second code of the label is left to the
+        searches that keep watch)."""
+        return self.published or (bool(self.codes) and self.searched >= SETTLE_SEARCHES)
+
+    def add(self, now: float, view: LabelView, context: Any, searched: bool = True) -> None:
         if self.frames:
             dx, dy = self._shift(view)
             steps = self.missed + 1
             self.velocity = (dx / steps, dy / steps)
             self.offset = (self.offset[0] + dx, self.offset[1] + dy)
         self.frames += 1
+        self.searched += searched
         self.last_seen = now
         self.missed = 0
         self.rect = view.rect
@@ -547,11 +558,12 @@ class LabelTracker:
 
     def observe(self, now: float, lines: Sequence[TextLine], codes: Sequence = (),
                 context: Any = None, image: Optional[np.ndarray] = None,
-                outlines: LookedOutlines = NOT_LOOKED) -> list[FinishedLabel]:
+                outlines: LookedOutlines = NOT_LOOKED, searched: bool = True) -> list[FinishedLabel]:
         """One frame of the camera (its time, lines, codes, an opaque context returned with the label, and the
         frame itself, whose label outlines group the lines: see the module doc); the labels finished by it.
         outlines: label_outlines(image) where the caller looked for them already (None among them: none found, so
-        they are not looked for again); NOT_LOOKED: found here."""
+        they are not looked for again); NOT_LOOKED: found here. searched: whether the frame was searched for codes
+        (False: its codes were left out because every label in it was settled, see ``settled``)."""
         if isinstance(outlines, _NotLooked):
             outlines = label_outlines(image) if image is not None else None
         views = [v for v in group_labels(lines, codes, outlines) if v.texts]
@@ -573,14 +585,14 @@ class LabelTracker:
                 continue
             used_t.add(ti)
             used_v.add(vi)
-            self._tracks[ti].add(now, views[vi], context)
+            self._tracks[ti].add(now, views[vi], context, searched)
         for ti, track in enumerate(self._tracks):
             if ti not in used_t:
                 track.missed += 1
         for vi, view in enumerate(views):
             if vi not in used_v:
                 track = _Track(now, now, view.rect, context, context, -1.0)
-                track.add(now, view, context)
+                track.add(now, view, context, searched)
                 self._tracks.append(track)
         return self.due(now)
 
@@ -601,8 +613,50 @@ class LabelTracker:
         self._tracks = keep
         return done
 
+    def settled(self) -> tuple[tuple[Rect, float, float], ...]:
+        """Each label in view (seen in the last frame or the one before) whose codes are settled, as its last rect
+        and its velocity per frame: what ``all_settled`` matches a later frame's outlines against. A new tuple
+        each time, so another thread may hold it while the tracker moves on."""
+        return tuple((t.rect, t.velocity[0], t.velocity[1])
+                     for t in self._tracks if t.missed <= 1 and t.settled())
+
     def flush(self) -> list[FinishedLabel]:
         """Every label still being voted on, finished now; the tracker is empty afterwards."""
         done = [t.finish("flush") for t in self._tracks if not t.published]
         self._tracks = []
         return done
+
+
+def all_settled(outlines: LookedOutlines, settled: Sequence[tuple[Rect, float, float]]) -> bool:
+    """Whether every label the frame's outlines show is one the tracker followed to settled codes (``settled``):
+    each outline lies where such a label's motion puts it one to SETTLED_STEPS frames on (IoU at least
+    SETTLED_IOU). False where there are no outlines to judge by (none looked for, none found, an empty belt):
+    then the frame is searched."""
+    if not isinstance(outlines, Outlines) or not outlines.rects or not settled:
+        return False
+    return all(any(iou(rect, shifted(last, vx * k, vy * k)) >= SETTLED_IOU
+                   for last, vx, vy in settled for k in range(1, SETTLED_STEPS + 1))
+               for rect in outlines.rects.values())
+
+
+class SettledCodes:
+    """Which frames of a voting camera need no code search: those whose outlines show only labels with settled
+    codes (``all_settled``), but for one in ``watch_every`` (a label's second code, a code off the outlines). The
+    tracker's thread calls ``update`` after each frame; the look (another thread) calls ``skip``: what passes
+    between them is one tuple, swapped whole."""
+
+    def __init__(self, watch_every: int = 3):
+        self.watch_every = watch_every
+        self._settled: tuple = ()
+        self._skipped = 0   # frames in a row whose code search was left out
+
+    def update(self, tracker: "LabelTracker") -> None:
+        self._settled = tracker.settled()
+
+    def skip(self, outlines: LookedOutlines) -> bool:
+        """Whether the frame with these outlines may go without a code search (counted: call once a frame)."""
+        if not all_settled(outlines, self._settled) or self._skipped + 1 >= self.watch_every:
+            self._skipped = 0
+            return False
+        self._skipped += 1
+        return True

@@ -163,7 +163,7 @@ class CycleLane(Lane):
         return seen
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
-                 outlines: LookedOutlines = NOT_LOOKED) -> list[Reading]:
+                 outlines: LookedOutlines = NOT_LOOKED, searched: bool = True) -> list[Reading]:
         frame.ack.done()   # live cameras only: nothing to keep
         cycle = self._cycle
         if cycle is None or frame.captured_at < cycle.trigger.received_at:

@@ -19,7 +19,8 @@ from typing import Optional
 
 from daemon.config import CameraConfig, publish_mode
 from daemon.ocr.print_quality import join_dots
-from daemon.readings.consensus import NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, label_outlines
+from daemon.readings.consensus import (NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, SettledCodes,
+                                       label_outlines)
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
 from daemon.sources import Frame
@@ -27,15 +28,20 @@ from daemon.sources import Frame
 log = logging.getLogger(__name__)
 
 GOOD_READ, NO_READ = "good_read", "no_read"   # as daemon/readings/cycle.py's statuses
+# A voting lane with cameras[].codes_settle leaves out the code search of a frame whose labels all have their codes
+# (consensus.SettledCodes), but searches every this many frames all the same.
+CODE_WATCH_EVERY = 3
 
 
 @dataclass(frozen=True)
 class FrameLook:
     """What a frame's image alone gives its lane: its codes, the ms their reading took (None: the camera reads none),
-    and a voting lane's label outlines (None: none found; NOT_LOOKED: not a voting lane)."""
+    a voting lane's label outlines (None: none found; NOT_LOOKED: not a voting lane), and whether the codes were
+    searched for (False: every label in the frame had its codes settled)."""
     codes: list
     codes_ms: Optional[float]
     outlines: LookedOutlines = NOT_LOOKED
+    searched: bool = True
 
 
 class Lane:
@@ -50,6 +56,7 @@ class Lane:
         if publish_mode(cam) == "consensus":
             self.tracker = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
             self.label_status = cam.label_status
+        self.settled_codes = SettledCodes(CODE_WATCH_EVERY) if cam.codes_settle and cam.codes else None
 
     @property
     def voting(self) -> bool:
@@ -85,33 +92,46 @@ class Lane:
         return bool(self.code_formats) or self.tracker is not None
 
     def look(self, image) -> FrameLook:
-        """The frame's codes (read_codes) and, for a voting lane, its label outlines: pure, so the look pool finds
-        them beside the frame's OCR (the outlines off the work loop's thread, as the codes)."""
+        """The frame's codes (read_codes) and, for a voting lane, its label outlines, so the look pool finds them
+        beside the frame's OCR (the outlines off the work loop's thread, as the codes). The code search is left out
+        where the outlines show only labels whose codes are settled (``codes_settle``), but for one frame in
+        CODE_WATCH_EVERY."""
+        if self.tracker is None:
+            codes, codes_ms = self.read_codes(image)
+            return FrameLook(codes, codes_ms)
+        outlines = label_outlines(image)
+        if self.settled_codes is not None and self.settled_codes.skip(outlines):
+            return FrameLook([], 0.0, outlines, searched=False)
         codes, codes_ms = self.read_codes(image)
-        return FrameLook(codes, codes_ms, label_outlines(image) if self.tracker is not None else NOT_LOOKED)
+        return FrameLook(codes, codes_ms, outlines)
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
-                 outlines: LookedOutlines = NOT_LOOKED) -> list[Reading]:
+                 outlines: LookedOutlines = NOT_LOOKED, searched: bool = True) -> list[Reading]:
         """The readings this frame makes: first mode, the frame itself (decided); consensus, the labels it
         finished (the frame itself needs no acknowledgement: it is done here). outlines: what look found (None:
-        none), so the tracker does not look again; NOT_LOOKED: the tracker looks."""
+        none), so the tracker does not look again; NOT_LOOKED: the tracker looks. searched: the look's."""
         context = FrameContext.of(frame, result, codes_ms)
         if self.tracker is None:
             decision = self.filter.decide(result.lines, frame.captured_at, codes)
             return [Reading(self.camera, decision, context, frame.captured_at, tuple(result.lines),
                             [line.box for line in decision.lines], ack=frame.ack, seq=frame.seq)]
-        finished = self.tracker.observe(frame.captured_at, result.lines, codes, context,
-                                        image=frame.image, outlines=outlines)   # its label outlines group the lines
+        finished = self.tracker.observe(frame.captured_at, result.lines, codes, context, image=frame.image,
+                                        outlines=outlines, searched=searched)   # its label outlines group the lines
         frame.ack.done()
-        return [self._label_reading(label) for label in finished]
+        return self._finished(finished)
 
     def due(self, now: float) -> list[Reading]:
         """Labels that left view or waited max_wait_s while the camera sent no frame."""
-        return [self._label_reading(label) for label in self.tracker.due(now)] if self.tracker else []
+        return self._finished(self.tracker.due(now)) if self.tracker else []
 
     def flush(self) -> list[Reading]:
         """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload)."""
-        return [self._label_reading(label) for label in self.tracker.flush()] if self.tracker else []
+        return self._finished(self.tracker.flush()) if self.tracker else []
+
+    def _finished(self, labels: list[FinishedLabel]) -> list[Reading]:
+        if self.settled_codes is not None and self.tracker is not None:
+            self.settled_codes.update(self.tracker)
+        return [self._label_reading(label) for label in labels]
 
     def wants(self, frame: Frame) -> bool:
         """Whether the frame is worth OCR: every frame of a continuous camera is."""
