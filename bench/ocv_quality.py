@@ -486,6 +486,8 @@ def main() -> None:
     ap.add_argument("--join-dots", type=float, default=0.0, metavar="SIGMA",
                     help="cameras[].join_dots_px for the dot-matrix prints (a station with an inkjet coder sets it); "
                          "the solid fonts are read as they are")
+    ap.add_argument("--join-dots-all", action="store_true",
+                    help="--join-dots for every print, solid fonts too (a station that joins dots whatever it prints)")
     ap.add_argument("--smoke", action="store_true", help="one good and one faulty print, a few seconds")
     args = ap.parse_args()
     if args.smoke:
@@ -499,7 +501,8 @@ def main() -> None:
     if args.smoke:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
-    cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots]
+    cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots] + (["all"] if args.join_dots_all
+                                                                                        else [])
     cached = None
     if args.ocr_cache and args.ocr_cache.is_file():
         data = pickle.loads(args.ocr_cache.read_bytes())
@@ -520,7 +523,8 @@ def main() -> None:
             cv2.imwrite(str(args.save_images / f"{p.name}.png"), p.image)
         if cached is None:
             t0 = time.perf_counter()
-            image = join_dots(p.image, args.join_dots) if p.font == "dot_matrix" else p.image
+            joined = p.font == "dot_matrix" or args.join_dots_all
+            image = join_dots(p.image, args.join_dots) if joined else p.image
             lines = pipeline.run(image).lines
             ocr_ms.append((time.perf_counter() - t0) * 1000.0)
         else:
