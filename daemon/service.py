@@ -312,7 +312,8 @@ class Service:
         self.counters.frame(frame.camera, result.timing_ms, look.codes_ms)
         readings = lane.readings(frame, result, look.codes, look.codes_ms, look.outlines, look.searched)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
-        self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, look.codes)   # references
+        if look.searched:   # a frame whose codes were left out (codes_settle) would show its labels without them
+            self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, look.codes)   # refs
         for reading in readings:
             self.recorder.record(lane, reading)
 

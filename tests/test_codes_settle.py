@@ -151,3 +151,36 @@ def test_a_settling_lane_reads_the_same_label_codes_with_fewer_searches(labels):
     assert settled[:6] == [True, True, False, False, True, False]
     assert settled[6:8] == [True, True]
     assert 0 < settled.count(False) < len(frames) - 4
+
+
+def test_in_the_service_the_page_shows_only_frames_searched_for_codes_and_each_label_keeps_its_code(tmp_path):
+    """The real daemon loop, the real models and zxing-cpp on a video of a label with a Code 128 crossing the belt
+    and one without a code: the stored label carries its code, frames of the first label were left unsearched,
+    and the page never showed one of those (it would show the label without its code)."""
+    from broker import wait_until
+    from service_support import work_loop
+    from test_service_consensus import S10, _belt_video, _config, _stored
+
+    from daemon.service import Service
+
+    clip = tmp_path / "belt.avi"
+    total = _belt_video(clip)
+    raw = _config(tmp_path, clip, codes=["Code128"])
+    raw["ocr"]["det_input_size"] = [320, 640]
+    cfg = config.from_dict(raw)
+    service = Service(cfg, str(tmp_path / "unused.yaml"))
+    service.start()
+    lane = service.lanes["belt"]
+    looked, shown = [], []
+    look, show = lane.look, service.live.frame
+    lane.look = lambda image: looked.append(look(image)) or looked[-1]
+    service.live.frame = lambda camera, image, *rest: shown.append(image) or show(camera, image, *rest)
+    with work_loop(service):
+        assert wait_until(lambda: service.snapshot()["cameras"]["belt"]["frames"]
+                          + service.hub.dropped.get("belt", 0) >= total, 120)
+        assert wait_until(lambda: service.outbox.depth()[0] >= 1, 30)
+    docs = _stored(cfg)
+    assert [(c["format"], c["text"]) for c in docs[0]["codes"]] == [("Code128", S10)]
+    unsearched = sum(not lk.searched for lk in looked)
+    assert unsearched >= 1, [lk.searched for lk in looked]     # the first label settled within its six frames
+    assert len(shown) == len(looked) - unsearched
