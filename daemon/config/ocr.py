@@ -9,6 +9,9 @@ from daemon.config.errors import require
 from daemon.config.files import check_readable
 
 
+MAX_EXCLUDED_CHARS = 256
+
+
 @dataclass(frozen=True)
 class OcrConfig:
     # Which bundled models the null paths below mean; same pre- and post-processing for all three.
@@ -70,6 +73,11 @@ class OcrConfig:
     # section 1), but the recognizer sees the whole slot, so a line can read otherwise beside another
     # (an O beside prices read as 0: section 43). Off: each line is read alone, as the same line in any frame.
     rec_packing: bool = False
+    # Characters the recognizer never emits: where one is its best guess, its next best is read instead. The
+    # default, the multiplication sign: PP-OCRv6 small often reads the letter x between numbers ("2 x 6.02") as
+    # "×" (bench/RESULTS.md section 47). "" = every character of the dictionary (for text that prints the sign,
+    # such as pack sizes "500ml×12").
+    exclude_chars: str = "×"
     # 0/180 degree line classifier for labels that arrive upside down.
     use_angle_classifier: bool = True
     cls_threshold: float = 0.9
@@ -109,6 +117,9 @@ class OcrConfig:
         for name in ("det_threshold", "det_box_threshold", "cls_threshold", "drop_score"):
             v = getattr(self, name)
             require(0.0 <= v <= 1.0, f"{key}.{name}", v, "must be between 0 and 1")
+        require(len(self.exclude_chars) <= MAX_EXCLUDED_CHARS and not any(c.isspace() for c in self.exclude_chars),
+                f"{key}.exclude_chars", self.exclude_chars,
+                f"must be at most {MAX_EXCLUDED_CHARS} characters, none of them whitespace")
         require(self.det_unclip_ratio > 0, f"{key}.det_unclip_ratio", self.det_unclip_ratio, "must be positive")
         require(self.det_min_size >= 1, f"{key}.det_min_size", self.det_min_size, "must be at least 1")
         require(self.det_max_candidates >= 1, f"{key}.det_max_candidates", self.det_max_candidates,

@@ -76,6 +76,26 @@ def ctc_candidates_ranges(probs: np.ndarray, ranges: Sequence[tuple[int, int, in
     return [_lists(*ctc_candidates(probs[k, lo:hi]), lo) for k, lo, hi in ranges]
 
 
+def exclude_columns(probs: np.ndarray, excluded: np.ndarray) -> None:
+    """Softmax outputs (... x C) with the excluded classes' probabilities set to 0, in place (the model's output
+    buffer, read once): greedy decoding then emits the best of the other classes (ocr.exclude_chars)."""
+    if excluded.size:
+        probs[..., excluded] = 0.0
+
+
+def exclude_top3(values: np.ndarray, classes: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-3 rows (... x 3, best first) with the excluded classes taken out: such an entry becomes the blank at
+    probability -1, last in its row, so the best and the runner-up are the best of the others within the three
+    kept, as exclude_columns makes them from the full rows. Returned as they are where no row holds one."""
+    hit = np.isin(classes, excluded)
+    if not hit.any():
+        return values, classes
+    values = np.where(hit, values.dtype.type(-1.0), values)
+    classes = np.where(hit, classes.dtype.type(BLANK), classes)
+    order = np.argsort(-values, axis=-1, kind="stable")
+    return np.take_along_axis(values, order, axis=-1), np.take_along_axis(classes, order, axis=-1)
+
+
 def _run_starts(best: np.ndarray) -> np.ndarray:
     """Which steps emit a character: not the blank, and not the class of the step before (greedy CTC)."""
     keep = best != BLANK

@@ -21,7 +21,7 @@ from daemon.config.cameras import grades_print
 from daemon.engines.plan import specs_for
 from daemon.ocr import models, rec_head
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_candidates_ranges, ctc_candidates_top3_ranges
+from daemon.ocr.ctc import ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
@@ -90,6 +90,8 @@ class OcrPipeline:
         # --- end tiles
         self.rec: Model = loaded["rec"]
         self.rec_top3 = backend.rec_head == rec_head.TOP3     # the recognizer returns its top 3 classes per step
+        # Classes never emitted (ocr.exclude_chars): the recognizer's next best is read in their place.
+        self.excluded = np.array([i for i, c in enumerate(self.charset) if c and c in ocr.exclude_chars], np.intp)
         self.rec_tail: Model | None = loaded.get("rec_tail")
         self.cls: Model | None = loaded.get("cls")
         self._rec_buffers: dict[int, np.ndarray] = {}   # one input buffer per recognizer batch size
@@ -296,11 +298,12 @@ class OcrPipeline:
             fill_slots(piece_images, batch_slots, batch)
             outputs = model.run({model.input_name: batch})  # type: ignore[union-attr]
             if self.rec_top3:
-                values, classes = outputs[rec_head.VALUES], outputs[rec_head.CLASSES]
+                values, classes = exclude_top3(outputs[rec_head.VALUES], outputs[rec_head.CLASSES], self.excluded)
                 n_steps = values.shape[1]
             else:
                 probs = outputs[model.output_name]  # type: ignore[union-attr]
                 self._check_classes(probs.shape[-1])
+                exclude_columns(probs, self.excluded)
                 n_steps = probs.shape[1]
             stride = width / n_steps     # image columns per output step
             placed = [(p, (k, lo, hi)) for k, slot in enumerate(batch_slots)

@@ -1,0 +1,82 @@
+"""ocr.exclude_chars: characters the recognizer never emits, its next best read in their place, on both recognizer
+heads (the softmax of ONNX Runtime, the top 3 of TensorRT's engines). The default keeps PP-OCRv6 small from
+reading the letter x of "3 x 1.49" as the multiplication sign: real models on rendered lines."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from daemon import config
+from daemon.backends.onnxruntime import OnnxRuntimeBackend
+from daemon.config import ConfigError
+from daemon.ocr import models
+from daemon.ocr.ctc import ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3
+from daemon.ocr.pipeline import OcrPipeline
+from daemon.ocr.rec_head import TOP3
+
+QUANTITIES = ["2 x 6.02", "3 x 1.49", "12 x 0.99", "4 x 2.50", "6 x 1.5L", "10 x 20 cm"]
+
+
+@pytest.fixture(scope="module")
+def receipt_lines() -> np.ndarray:
+    """Quantity lines as a till prints them, in DejaVu Sans Mono."""
+    im = Image.new("RGB", (640, 60 * len(QUANTITIES) + 40), "white")
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", 26)
+    for i, text in enumerate(QUANTITIES):
+        draw.text((40, 30 + 60 * i), text, font=font, fill=(30, 30, 30))
+    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
+
+
+def _read(image, exclude: str, rec_head: str = "softmax") -> list[str]:
+    cfg = config.from_dict({"backend": "onnxruntime", "ocr": {"exclude_chars": exclude}})
+    backend = OnnxRuntimeBackend(threads=2, rec_head=rec_head) if rec_head == TOP3 else OnnxRuntimeBackend(threads=2)
+    pipeline = OcrPipeline(cfg.ocr, backend, models.resolve(cfg))
+    try:
+        return [line.text for line in pipeline.run(image).lines]
+    finally:
+        pipeline.close()
+
+
+def test_the_default_reads_the_letter_x_where_every_character_allowed_reads_the_sign(receipt_lines):
+    assert config.from_dict({}).ocr.exclude_chars == "×"
+    every = _read(receipt_lines, "")
+    assert any("×" in text for text in every), every          # what PP-OCRv6 small reads by itself
+    assert _read(receipt_lines, "×") == QUANTITIES
+    assert _read(receipt_lines, "×", TOP3) == QUANTITIES        # TensorRT's decoding path, run by ONNX Runtime
+
+
+def test_the_top3_rows_with_a_class_excluded_decode_as_the_full_rows_with_its_column_zeroed():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 2, (4, 30, 12)).astype(np.float32)
+    logits[..., 3] += 2.0                                       # the excluded class is often the best
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    order = np.argsort(-probs, axis=-1, kind="stable")[..., :3]
+    values, classes = np.take_along_axis(probs, order, -1), order
+    excluded = np.array([3])
+    ranges = [(k, 0, 30) for k in range(4)]
+    top3 = ctc_candidates_top3_ranges(*exclude_top3(values, classes, excluded), ranges)
+    full = probs.copy()
+    exclude_columns(full, excluded)
+    want = ctc_candidates_ranges(full, ranges)
+    assert any(3 in idx for idx, *_ in ctc_candidates_ranges(probs, ranges))   # it was emitted before
+    for (idx, steps, p, alt, alt_p), (w_idx, w_steps, w_p, w_alt, w_alt_p) in zip(top3, want):
+        assert 3 not in idx and (idx, steps) == (w_idx, w_steps)
+        assert np.allclose(p, w_p)
+        # The runner-up: the same where the three kept hold it (no third class left when the blank is among them).
+        for a, q, wa, wq in zip(alt, alt_p, w_alt, w_alt_p):
+            assert a != 3 and (q <= 0 or (a, q) == (wa, pytest.approx(wq)))
+
+
+def test_rows_without_an_excluded_class_are_returned_as_they_are():
+    values = np.array([[[0.5, 0.3, 0.2]]], np.float32)
+    classes = np.array([[[4, 0, 2]]], np.int32)
+    assert exclude_top3(values, classes, np.array([7]))[0] is values
+
+
+@pytest.mark.parametrize("bad", ["x" * 257, "× ", "\t"])
+def test_an_exclusion_too_long_or_with_whitespace_is_a_config_error_naming_the_key(bad):
+    with pytest.raises(ConfigError, match="ocr.exclude_chars"):
+        config.from_dict({"ocr": {"exclude_chars": bad}})
