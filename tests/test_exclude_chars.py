@@ -12,7 +12,8 @@ from daemon import config
 from daemon.backends.onnxruntime import OnnxRuntimeBackend
 from daemon.config import ConfigError
 from daemon.ocr import models
-from daemon.ocr.ctc import ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3
+from daemon.ocr.ctc import (ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3,
+                            rescale_excluded)
 from daemon.ocr.pipeline import OcrPipeline
 from daemon.ocr.rec_head import TOP3
 
@@ -30,22 +31,31 @@ def receipt_lines() -> np.ndarray:
     return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
 
 
-def _read(image, exclude: str, rec_head: str = "softmax") -> list[str]:
+def _lines(image, exclude: str, rec_head: str = "softmax") -> list:
     cfg = config.from_dict({"backend": "onnxruntime", "ocr": {"exclude_chars": exclude}})
     backend = OnnxRuntimeBackend(threads=2, rec_head=rec_head) if rec_head == TOP3 else OnnxRuntimeBackend(threads=2)
     pipeline = OcrPipeline(cfg.ocr, backend, models.resolve(cfg))
     try:
-        return [line.text for line in pipeline.run(image).lines]
+        return pipeline.run(image).lines
     finally:
         pipeline.close()
 
 
 def test_the_default_reads_the_letter_x_where_every_character_allowed_reads_the_sign(receipt_lines):
     assert config.from_dict({}).ocr.exclude_chars == "×"
-    every = _read(receipt_lines, "")
-    assert any("×" in text for text in every), every          # what PP-OCRv6 small reads by itself
-    assert _read(receipt_lines, "×") == QUANTITIES
-    assert _read(receipt_lines, "×", TOP3) == QUANTITIES        # TensorRT's decoding path, run by ONNX Runtime
+    every = _lines(receipt_lines, "")
+    assert any("×" in line.text for line in every), [line.text for line in every]   # PP-OCRv6 small by itself
+    default = _lines(receipt_lines, "×")
+    assert [line.text for line in default] == QUANTITIES
+    # TensorRT's decoding path (the top-3 head, run by ONNX Runtime) reads the same, to the probabilities.
+    top3 = _lines(receipt_lines, "×", TOP3)
+    assert [(ln.text, ln.confidence, ln.chars) for ln in top3] == [(ln.text, ln.confidence, ln.chars) for ln in default]
+    # Where the sign was the best, the letter's probability is its share of what the sign left.
+    for sign_line, line in zip(every, default):
+        for was, now in zip(sign_line.chars, line.chars):
+            if was.char == "×":
+                assert now.char == "x" and was.alt == "x"
+                assert now.p == pytest.approx(min(1.0, was.alt_p / (1.0 - was.p))) and now.p > was.alt_p
 
 
 def test_the_top3_rows_with_a_class_excluded_decode_as_the_full_rows_with_its_column_zeroed():
@@ -68,6 +78,13 @@ def test_the_top3_rows_with_a_class_excluded_decode_as_the_full_rows_with_its_co
         # The runner-up: the same where the three kept hold it (no third class left when the blank is among them).
         for a, q, wa, wq in zip(alt, alt_p, w_alt, w_alt_p):
             assert a != 3 and (q <= 0 or (a, q) == (wa, pytest.approx(wq)))
+
+
+def test_an_excluded_best_renormalizes_what_the_step_emits_and_nothing_else():
+    gone = np.array([0.65, 0.1, 0.0, 1.0], np.float32)      # per step: the excluded class's probability
+    prob, alt = rescale_excluded([0.3, 0.8, 0.9, 0.0], [0.05, 0.1, 0.0, 0.0], [0, 1, 2, 3], gone)
+    assert prob[0] == pytest.approx(0.3 / 0.35) and alt[0] == pytest.approx(0.05 / 0.35)   # it was the best
+    assert prob[1:] == [0.8, 0.9, 0.0] and alt[1:] == [0.1, 0.0, 0.0]   # below the best; none; all of it gone
 
 
 def test_rows_without_an_excluded_class_are_returned_as_they_are():

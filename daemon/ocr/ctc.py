@@ -76,6 +76,29 @@ def ctc_candidates_ranges(probs: np.ndarray, ranges: Sequence[tuple[int, int, in
     return [_lists(*ctc_candidates(probs[k, lo:hi]), lo) for k, lo, hi in ranges]
 
 
+def excluded_best(values: np.ndarray, classes: np.ndarray | None, excluded: np.ndarray) -> np.ndarray:
+    """Per step (... x T), the highest probability among the excluded classes, 0 where none is there: softmax
+    outputs (classes None) or top-3 rows, read before the exclusion. Where it lies above what the step emits after
+    the exclusion, it was the step's best (the same test on either head), and rescale_excluded renormalizes."""
+    if classes is None:
+        return values[..., excluded].max(axis=-1)
+    return np.where(np.isin(classes, excluded), values, values.dtype.type(0.0)).max(axis=-1)
+
+
+def rescale_excluded(prob: list[float], alt_p: list[float], steps: list[int], best_excluded: np.ndarray
+                     ) -> tuple[list[float], list[float]]:
+    """The emitted characters' probabilities and their runner-ups' where the step's best class was excluded, as
+    probabilities over the classes left: divided by 1 - the excluded best's (a letter read at 0.3 where the
+    excluded sign had 0.65 is 0.86 of what is left). best_excluded: excluded_best's row for the slot."""
+    out_p, out_alt = list(prob), list(alt_p)
+    for i, step in enumerate(steps):
+        gone = float(best_excluded[step])
+        if gone > out_p[i] and gone < 1.0:
+            out_p[i] = min(1.0, out_p[i] / (1.0 - gone))
+            out_alt[i] = min(1.0, out_alt[i] / (1.0 - gone)) if out_alt[i] > 0 else out_alt[i]
+    return out_p, out_alt
+
+
 def exclude_columns(probs: np.ndarray, excluded: np.ndarray) -> None:
     """Softmax outputs (... x C) with the excluded classes' probabilities set to 0, in place (the model's output
     buffer, read once): greedy decoding then emits the best of the other classes (ocr.exclude_chars)."""

@@ -21,7 +21,8 @@ from daemon.config.cameras import grades_print
 from daemon.engines.plan import specs_for
 from daemon.ocr import models, rec_head
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3
+from daemon.ocr.ctc import (ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3,
+                            excluded_best, rescale_excluded)
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
@@ -297,13 +298,19 @@ class OcrPipeline:
                 batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
             fill_slots(piece_images, batch_slots, batch)
             outputs = model.run({model.input_name: batch})  # type: ignore[union-attr]
+            gone = None   # per step, an excluded class's probability where it may have been the best
             if self.rec_top3:
-                values, classes = exclude_top3(outputs[rec_head.VALUES], outputs[rec_head.CLASSES], self.excluded)
+                values, classes = outputs[rec_head.VALUES], outputs[rec_head.CLASSES]
+                if self.excluded.size:
+                    gone = excluded_best(values, classes, self.excluded)
+                    values, classes = exclude_top3(values, classes, self.excluded)
                 n_steps = values.shape[1]
             else:
                 probs = outputs[model.output_name]  # type: ignore[union-attr]
                 self._check_classes(probs.shape[-1])
-                exclude_columns(probs, self.excluded)
+                if self.excluded.size:
+                    gone = excluded_best(probs, None, self.excluded)
+                    exclude_columns(probs, self.excluded)
                 n_steps = probs.shape[1]
             stride = width / n_steps     # image columns per output step
             placed = [(p, (k, lo, hi)) for k, slot in enumerate(batch_slots)
@@ -311,7 +318,9 @@ class OcrPipeline:
             ranges = [r for _, r in placed]
             decoded = (ctc_candidates_top3_ranges(values, classes, ranges) if self.rec_top3
                        else ctc_candidates_ranges(probs, ranges))
-            for (p, _), (idx, steps, prob, alt, alt_prob) in zip(placed, decoded):
+            for (p, (k, _, _)), (idx, steps, prob, alt, alt_prob) in zip(placed, decoded):
+                if gone is not None:
+                    prob, alt_prob = rescale_excluded(prob, alt_prob, steps, gone[k])
                 shift = pieces[p.piece].offset - p.x      # slot columns -> line columns
                 emitted[p.piece] = tuple(Emission(charset[c], shift + (step + 0.5) * stride, q,
                                                   charset[a] if q_alt > 0 else "", max(q_alt, 0.0))
