@@ -12,8 +12,8 @@ from daemon import config
 from daemon.backends.onnxruntime import OnnxRuntimeBackend
 from daemon.config import ConfigError
 from daemon.ocr import models
-from daemon.ocr.ctc import (ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3,
-                            rescale_excluded)
+from daemon.ocr.ctc import (ctc_candidates_ranges, ctc_candidates_top3_ranges, drop_unseen_runner_ups,
+                            exclude_columns, exclude_top3, rescale_excluded)
 from daemon.ocr.pipeline import OcrPipeline
 from daemon.ocr.rec_head import TOP3
 
@@ -59,9 +59,12 @@ def test_the_default_reads_the_letter_x_where_every_character_allowed_reads_the_
 
 
 def test_the_top3_rows_with_a_class_excluded_decode_as_the_full_rows_with_its_column_zeroed():
+    """As the pipeline decodes either head: the same characters, steps and probabilities, and the same runner-ups
+    once the softmax head drops those the top 3 cannot hold (drop_unseen_runner_ups)."""
     rng = np.random.default_rng(5)
     logits = rng.normal(0, 2, (4, 30, 12)).astype(np.float32)
     logits[..., 3] += 2.0                                       # the excluded class is often the best
+    logits[..., 0] += 1.0                                       # and the blank often in the top 3 with it
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     order = np.argsort(-probs, axis=-1, kind="stable")[..., :3]
     values, classes = np.take_along_axis(probs, order, -1), order
@@ -69,15 +72,19 @@ def test_the_top3_rows_with_a_class_excluded_decode_as_the_full_rows_with_its_co
     ranges = [(k, 0, 30) for k in range(4)]
     top3 = ctc_candidates_top3_ranges(*exclude_top3(values, classes, excluded), ranges)
     full = probs.copy()
+    excluded_p = full[..., excluded].copy()
     exclude_columns(full, excluded)
     want = ctc_candidates_ranges(full, ranges)
     assert any(3 in idx for idx, *_ in ctc_candidates_ranges(probs, ranges))   # it was emitted before
-    for (idx, steps, p, alt, alt_p), (w_idx, w_steps, w_p, w_alt, w_alt_p) in zip(top3, want):
+    dropped = 0
+    for k, ((idx, steps, p, alt, alt_p), (w_idx, w_steps, w_p, w_alt, w_alt_p)) in enumerate(zip(top3, want)):
         assert 3 not in idx and (idx, steps) == (w_idx, w_steps)
         assert np.allclose(p, w_p)
-        # The runner-up: the same where the three kept hold it (no third class left when the blank is among them).
-        for a, q, wa, wq in zip(alt, alt_p, w_alt, w_alt_p):
-            assert a != 3 and (q <= 0 or (a, q) == (wa, pytest.approx(wq)))
+        kept = drop_unseen_runner_ups(w_alt_p, w_steps, excluded_p[k], full[k, :, 0])
+        dropped += sum(1 for a, b in zip(kept, w_alt_p) if a != b)
+        assert [max(q, 0.0) for q in alt_p] == pytest.approx(kept)
+        assert [a for a, q in zip(alt, alt_p) if q > 0] == [a for a, q in zip(w_alt, kept) if q > 0]
+    assert dropped > 0                                          # the case arose
 
 
 def test_an_excluded_best_renormalizes_what_the_step_emits_and_nothing_else():

@@ -99,6 +99,20 @@ def rescale_excluded(prob: list[float], alt_p: list[float], steps: list[int], be
     return out_p, out_alt
 
 
+def drop_unseen_runner_ups(alt_p: list[float], steps: list[int], excluded_p: np.ndarray, blank_p: np.ndarray
+                           ) -> list[float]:
+    """Softmax head: the runner-ups the top-3 head cannot name once the excluded classes are out of its rows, set
+    to probability 0 (no runner-up), so that both heads read the same. Such a runner-up ranked fourth or lower:
+    the emitted class, and the blank or excluded classes, lay above it. excluded_p (T x k) and blank_p (T): the
+    slot's probabilities of the excluded classes (before exclude_columns) and of the blank."""
+    out = list(alt_p)
+    for i, step in enumerate(steps):
+        q = out[i]
+        if q > 0 and 1 + (blank_p[step] > q) + int((excluded_p[step] > q).sum()) >= 3:
+            out[i] = 0.0
+    return out
+
+
 def exclude_columns(probs: np.ndarray, excluded: np.ndarray) -> None:
     """Softmax outputs (... x C) with the excluded classes' probabilities set to 0, in place (the model's output
     buffer, read once): greedy decoding then emits the best of the other classes (ocr.exclude_chars)."""

@@ -21,8 +21,8 @@ from daemon.config.cameras import grades_print
 from daemon.engines.plan import specs_for
 from daemon.ocr import models, rec_head
 from daemon.ocr.crops import warp_crop
-from daemon.ocr.ctc import (ctc_candidates_ranges, ctc_candidates_top3_ranges, exclude_columns, exclude_top3,
-                            excluded_best, rescale_excluded)
+from daemon.ocr.ctc import (BLANK, ctc_candidates_ranges, ctc_candidates_top3_ranges, drop_unseen_runner_ups,
+                            exclude_columns, exclude_top3, excluded_best, rescale_excluded)
 from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
@@ -298,7 +298,7 @@ class OcrPipeline:
                 batch = self._rec_buffers[size] = np.zeros((size, 3, height, width), dtype=np.float32)
             fill_slots(piece_images, batch_slots, batch)
             outputs = model.run({model.input_name: batch})  # type: ignore[union-attr]
-            gone = None   # per step, an excluded class's probability where it may have been the best
+            gone = excluded_p = None   # ocr.exclude_chars: per step, the excluded classes' probabilities
             if self.rec_top3:
                 values, classes = outputs[rec_head.VALUES], outputs[rec_head.CLASSES]
                 if self.excluded.size:
@@ -309,7 +309,8 @@ class OcrPipeline:
                 probs = outputs[model.output_name]  # type: ignore[union-attr]
                 self._check_classes(probs.shape[-1])
                 if self.excluded.size:
-                    gone = excluded_best(probs, None, self.excluded)
+                    excluded_p = probs[..., self.excluded].copy()    # N x T x k, before they are zeroed
+                    gone = excluded_p.max(axis=-1)
                     exclude_columns(probs, self.excluded)
                 n_steps = probs.shape[1]
             stride = width / n_steps     # image columns per output step
@@ -319,6 +320,8 @@ class OcrPipeline:
             decoded = (ctc_candidates_top3_ranges(values, classes, ranges) if self.rec_top3
                        else ctc_candidates_ranges(probs, ranges))
             for (p, (k, _, _)), (idx, steps, prob, alt, alt_prob) in zip(placed, decoded):
+                if excluded_p is not None:     # what the top-3 head cannot name, neither is named here
+                    alt_prob = drop_unseen_runner_ups(alt_prob, steps, excluded_p[k], probs[k, :, BLANK])
                 if gone is not None:
                     prob, alt_prob = rescale_excluded(prob, alt_prob, steps, gone[k])
                 shift = pieces[p.piece].offset - p.x      # slot columns -> line columns
