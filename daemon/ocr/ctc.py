@@ -89,13 +89,19 @@ def rescale_excluded(prob: list[float], alt_p: list[float], steps: list[int], be
                      ) -> tuple[list[float], list[float]]:
     """The emitted characters' probabilities and their runner-ups' where the step's best class was excluded, as
     probabilities over the classes left: divided by 1 - the excluded best's (a letter read at 0.3 where the
-    excluded sign had 0.65 is 0.86 of what is left). best_excluded: excluded_best's row for the slot."""
+    excluded sign had 0.65 is 0.86 of what is left). best_excluded: excluded_best's row for the slot. The lists
+    are returned as they are where no step's best was excluded (nearly always)."""
+    if not steps:
+        return prob, alt_p
+    gone = best_excluded[np.asarray(steps)].tolist()
+    hit = [i for i, (g, q) in enumerate(zip(gone, prob)) if q < g < 1.0]
+    if not hit:
+        return prob, alt_p
     out_p, out_alt = list(prob), list(alt_p)
-    for i, step in enumerate(steps):
-        gone = float(best_excluded[step])
-        if gone > out_p[i] and gone < 1.0:
-            out_p[i] = min(1.0, out_p[i] / (1.0 - gone))
-            out_alt[i] = min(1.0, out_alt[i] / (1.0 - gone)) if out_alt[i] > 0 else out_alt[i]
+    for i in hit:
+        keep = 1.0 - gone[i]
+        out_p[i] = min(1.0, out_p[i] / keep)
+        out_alt[i] = min(1.0, out_alt[i] / keep) if out_alt[i] > 0 else out_alt[i]
     return out_p, out_alt
 
 
@@ -104,13 +110,17 @@ def drop_unseen_runner_ups(alt_p: list[float], steps: list[int], excluded_p: np.
     """Softmax head: the runner-ups the top-3 head cannot name once the excluded classes are out of its rows, set
     to probability 0 (no runner-up), so that both heads read the same. Such a runner-up ranked fourth or lower:
     the emitted class, and the blank or excluded classes, lay above it. excluded_p (T x k) and blank_p (T): the
-    slot's probabilities of the excluded classes (before exclude_columns) and of the blank."""
-    out = list(alt_p)
-    for i, step in enumerate(steps):
-        q = out[i]
-        if q > 0 and 1 + (blank_p[step] > q) + int((excluded_p[step] > q).sum()) >= 3:
-            out[i] = 0.0
-    return out
+    slot's probabilities of the excluded classes (before exclude_columns) and of the blank. One pass per piece;
+    the list is returned as it is where nothing is dropped (nearly always)."""
+    if not steps:
+        return alt_p
+    at = np.asarray(steps)
+    q = np.asarray(alt_p, dtype=np.float64)
+    above = 1 + (blank_p[at] > q) + (excluded_p[at] > q[:, None]).sum(axis=1)
+    drop = (q > 0) & (above >= 3)
+    if not drop.any():
+        return alt_p
+    return [0.0 if d else a for a, d in zip(alt_p, drop.tolist())]
 
 
 def exclude_columns(probs: np.ndarray, excluded: np.ndarray) -> None:
