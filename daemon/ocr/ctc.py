@@ -76,12 +76,11 @@ def ctc_candidates_ranges(probs: np.ndarray, ranges: Sequence[tuple[int, int, in
     return [_lists(*ctc_candidates(probs[k, lo:hi]), lo) for k, lo, hi in ranges]
 
 
-def excluded_best(values: np.ndarray, classes: np.ndarray | None, excluded: np.ndarray) -> np.ndarray:
-    """Per step (... x T), the highest probability among the excluded classes, 0 where none is there: softmax
-    outputs (classes None) or top-3 rows, read before the exclusion. Where it lies above what the step emits after
-    the exclusion, it was the step's best (the same test on either head), and rescale_excluded renormalizes."""
-    if classes is None:
-        return values[..., excluded].max(axis=-1)
+def excluded_best(values: np.ndarray, classes: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Per step (... x T) of top-3 rows read before the exclusion, the highest probability among the excluded
+    classes, 0 where none is there (the softmax head takes the max of the excluded columns it keeps). Where it lies
+    above what the step emits after the exclusion, it was the step's best (the same test on either head), and
+    rescale_excluded renormalizes."""
     return np.where(np.isin(classes, excluded), values, values.dtype.type(0.0)).max(axis=-1)
 
 

@@ -6,8 +6,9 @@ Readings come out decided by the camera's filter; the filter records a reading a
 commits it (stored), so a reading the outbox refused is no duplicate of its retry.
 
 Pure apart from the code reader (zxing-cpp, which releases the GIL) and the clock the caller passes: no outbox, no
-page, no threads. The work loop's thread calls it; ``look`` (what the frame's image alone gives: its codes and its
-label outlines) may run on another thread beside the frame's OCR (daemon/readings/look_pool.py).
+page, no threads. The work loop's thread calls it; ``look`` (the frame's codes and its label outlines; it keeps
+only codes_settle's count of frames left unsearched, and reads the tracker's settled labels as one tuple swapped
+whole) may run on another thread beside the frame's OCR (daemon/readings/look_pool.py).
 """
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ class Lane:
         return self._finished(self.tracker.flush()) if self.tracker else []
 
     def _finished(self, labels: list[FinishedLabel]) -> list[Reading]:
-        if self.settled_codes is not None and self.tracker is not None:
+        if self.settled_codes is not None:   # called by a voting lane only: the tracker is there
             self.settled_codes.update(self.tracker)
         return [self._label_reading(label) for label in labels]
 
