@@ -2,6 +2,8 @@
 # Everything the GPU machine has to run for the GPU path, in one command, from the repository root:
 #   bash bench/run_gpu_checks.sh        (carry .whl, filled by ../shared/device/fetch-pycuda.sh)
 # Prints the pytest report (-rA) and the benchmark table; writes them and the JSON under $OUT (or ./gpu-out).
+# The models' packages (rapidocr 3.10, rapidocr-onnxruntime 1.4.4) must be importable there, as in CI:
+# tests/test_engine_sidecar.py and tests/test_doctor.py plan engines from the real model files.
 set -uo pipefail
 case "${1:-}" in
   -h|--help) echo "usage: bash bench/run_gpu_checks.sh   (on the GPU machine, from the repository root; OUT=DIR for the outputs)"; exit 0 ;;
