@@ -21,10 +21,11 @@ print passed; false reject: a good print did not pass. Rates per condition and f
 the solid fonts and in the dot matrix, faults that change the text (missing, doubled, wrong digit, shifted) and
 faults that only damage the ink (smudged, faded: the character may still read right). Rates come with a 95 %
 upper bound (Wilson), since a few hundred prints cannot show 0.1 %. ``--ocr '{"use_angle_classifier": false}'``
-reads as a station with a fixed presentation would.
+reads as a station with a fixed presentation would; ``--join-dots 1.5`` reads the dot-matrix prints as a camera with
+``join_dots_px: 1.5`` does, ``--equalize-detection`` as one that also has ``equalize_detection: true``.
 
     .venv/bin/python bench/ocv_quality.py [--good 100] [--faulty 50] [--ocr JSON] [--json FILE] [--ocr-cache FILE]
-                                          [--smoke]
+                                          [--join-dots SIGMA [--join-dots-all]] [--equalize-detection] [--smoke]
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import config as config_mod                                          # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                                      # noqa: E402
-from daemon.ocr.print_quality import join_dots                                   # noqa: E402
+from daemon.ocr.print_quality import equalized, join_dots                        # noqa: E402
 from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, PASS,  # noqa: E402
                                     Expectation, expected_text, verify)
 
@@ -488,6 +489,9 @@ def main() -> None:
                          "the solid fonts are read as they are")
     ap.add_argument("--join-dots-all", action="store_true",
                     help="--join-dots for every print, solid fonts too (a station that joins dots whatever it prints)")
+    ap.add_argument("--equalize-detection", action="store_true",
+                    help="cameras[].equalize_detection for the prints --join-dots applies to (the dot matrix, or "
+                         "every print with --join-dots-all): lines are looked for in a contrast-equalized copy")
     ap.add_argument("--smoke", action="store_true", help="one good and one faulty print, a few seconds")
     args = ap.parse_args()
     if args.smoke:
@@ -502,7 +506,8 @@ def main() -> None:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
     cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots] + (["all"] if args.join_dots_all
-                                                                                        else [])
+                                                                                        else []) \
+        + (["equalized"] if args.equalize_detection else [])
     cached = None
     if args.ocr_cache and args.ocr_cache.is_file():
         data = pickle.loads(args.ocr_cache.read_bytes())
@@ -525,7 +530,8 @@ def main() -> None:
             t0 = time.perf_counter()
             joined = p.font == "dot_matrix" or args.join_dots_all
             image = join_dots(p.image, args.join_dots) if joined else p.image
-            lines = pipeline.run(image).lines
+            detect = equalized(image) if joined and args.equalize_detection else None
+            lines = pipeline.finish([pipeline.submit([image], [detect])])[0].lines
             ocr_ms.append((time.perf_counter() - t0) * 1000.0)
         else:
             lines = cached[n]

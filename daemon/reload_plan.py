@@ -14,7 +14,8 @@ from daemon.config.cameras import grades_print
 
 # Camera fields its lane uses (codes, filter, grouping): a change renews the lane and keeps the source running.
 LANE_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty",
-               "publish_mode", "leave_after_frames", "leave_after_s", "max_wait_s", "join_dots_px")
+               "publish_mode", "leave_after_frames", "leave_after_s", "max_wait_s", "join_dots_px",
+               "equalize_detection")
 
 
 def source_part(cam: CameraConfig) -> CameraConfig:

@@ -270,7 +270,7 @@ class Service:
     def _submit(self, frames: list[Frame]) -> Optional[tuple[list[Frame], Submitted]]:
         self.looks.start(frames, self.lanes)
         try:
-            return frames, self.pipeline.submit([f.image for f in frames])
+            return frames, self.pipeline.submit([f.image for f in frames], [f.detect_image for f in frames])
         except Exception:
             self._ocr_failed(frames)
             return None

@@ -36,6 +36,10 @@ class CameraConfig:
     # A dot-matrix print (continuous inkjet): blur of this sigma in pixels, about half the dot pitch in the image,
     # joins its dots into strokes before the frame is read; 0 = off (bench/RESULTS.md, "Verification quality").
     join_dots_px: float = 0.0
+    # The detector looks for lines in a contrast-equalized copy of the frame (CLAHE): a print whose ink is close
+    # to its pack's colour is found; the recognizer and the print grade still read the frame itself (an equalized
+    # faded character would grade as well printed). false = the detector sees the frame as read.
+    equalize_detection: bool = False
     # Frame-rate cap; 0 = as fast as the source and the pipeline go.
     max_fps: float = 0.0
     # Video file: start again at the end.

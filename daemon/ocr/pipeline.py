@@ -47,6 +47,7 @@ class Submitted:
     """A detector batch on its way: the frames and the detector's ticket, then (collected) its output."""
     frames: list[np.ndarray]
     ticket: object = None
+    seen: list[np.ndarray] | None = None     # what the detector looks in (held while a GPU reads them)
     probs: np.ndarray | None = None          # N x 1 x H x W probability maps (a tiled frame's: tiles.TiledMaps)
     boxes: list[Letterbox] | None = None     # each frame's letterbox
     det_ms: float = 0.0
@@ -174,12 +175,22 @@ class OcrPipeline:
         batch is collected before the next is submitted."""
         return self.detector.overlaps
 
-    def submit(self, frames: Sequence[np.ndarray]) -> Submitted:
-        """Starts detection of at most det_batch frames; finish() completes them."""
+    def submit(self, frames: Sequence[np.ndarray], detect: Sequence[np.ndarray | None] | None = None
+               ) -> Submitted:
+        """Starts detection of at most det_batch frames; finish() completes them. detect: per frame, an image of its
+        size the detector looks in instead (an equalized copy: cameras[].equalize_detection), or None; the lines are
+        still cut from, read in and graded on the frames."""
         if not 0 < len(frames) <= self.det_batch:
             raise ValueError(f"{len(frames)} frames for a detector batch of {self.det_batch}")
+        seen = list(frames)
+        if detect is not None:
+            for i, (frame, other) in enumerate(zip(frames, detect)):
+                if other is not None:
+                    if other.shape[:2] != frame.shape[:2]:
+                        raise ValueError(f"a detection image of {other.shape[:2]} for a frame of {frame.shape[:2]}")
+                    seen[i] = other
         t0 = time.perf_counter()
-        sub = Submitted(list(frames), ticket=self.tiler.submit(self.detector, frames))
+        sub = Submitted(list(frames), ticket=self.tiler.submit(self.detector, seen), seen=seen)
         sub.det_ms = (time.perf_counter() - t0) * 1000.0
         return sub
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from daemon.config import CameraConfig, publish_mode
-from daemon.ocr.print_quality import join_dots
+from daemon.ocr.print_quality import equalized, join_dots
 from daemon.readings.consensus import (NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, SettledCodes,
                                        label_outlines)
 from daemon.readings.reading import FrameContext, Reading
@@ -52,6 +52,7 @@ class Lane:
         self._readers: dict = {}   # code formats -> CodeReader (a read cycle's recipe may name other formats)
         self.filter = ResultFilter(FilterRules.from_camera(cam))
         self.join_dots_px = cam.join_dots_px
+        self.equalize_detection = cam.equalize_detection
         self.tracker: Optional[LabelTracker] = None
         self.label_status = False
         if publish_mode(cam) == "consensus":
@@ -139,10 +140,12 @@ class Lane:
         return True
 
     def view(self, frame: Frame) -> Optional[Frame]:
-        """A wanted frame as it is read: a dot-matrix print's dots joined (join_dots_px); a read cycle's recipe may
-        also name an roi. None: no part of it."""
+        """A wanted frame as it is read: a dot-matrix print's dots joined (join_dots_px), and the copy the detector
+        looks in equalized (equalize_detection); a read cycle's recipe may also name an roi. None: no part of it."""
         if self.join_dots_px > 0:
-            return dataclasses.replace(frame, image=join_dots(frame.image, self.join_dots_px))
+            frame = dataclasses.replace(frame, image=join_dots(frame.image, self.join_dots_px))
+        if self.equalize_detection:
+            frame = dataclasses.replace(frame, detect_image=equalized(frame.image))
         return frame
 
     def recorded(self, reading: Reading, result_id: Optional[int]) -> None:

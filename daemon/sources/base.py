@@ -85,6 +85,9 @@ class Frame:
     # What the payload names as the reading's origin: {"kind": ..., "file": name} for a folder,
     # {"kind": "file", "frame": index} for a video file, {"kind": ...} for live cameras.
     source: dict = field(default_factory=dict)
+    # What the detector looks for lines in instead of image (cameras[].equalize_detection: an equalized copy, of
+    # image's size); None: image. The recognizer, the print grade and the code reader read image.
+    detect_image: Optional[np.ndarray] = None
 
 
 @dataclass
