@@ -34,7 +34,7 @@ def equalized(image: np.ndarray) -> np.ndarray:
     """The image with its local contrast equalized (CLAHE on the lightness of a BGR image, or on a grey one): ink
     a few dozen grey levels from its pack stands out as a detector trained on printed text needs it to. Meant for
     the detector only: CLAHE lifts faint ink more than strong ink, so a faded character read from such an image
-    would grade as printed well (bench/RESULTS.md, "Verification quality")."""
+    would grade as printed well (bench/RESULTS.md section 50)."""
     clahe = cv2.createCLAHE(clipLimit=EQUALIZE_CLIP, tileGridSize=(EQUALIZE_TILES, EQUALIZE_TILES))
     if image.ndim == 2:
         return clahe.apply(image)
