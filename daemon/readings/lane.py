@@ -58,7 +58,8 @@ class Lane:
         if publish_mode(cam) == "consensus":
             self.tracker = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
             self.label_status = cam.label_status
-        self.settled_codes = SettledCodes(CODE_WATCH_EVERY) if cam.codes_settle and cam.codes else None
+        voting_codes = self.tracker is not None and cam.codes_settle and bool(cam.codes)
+        self.settled_codes = SettledCodes(CODE_WATCH_EVERY) if voting_codes else None   # a voting lane's only
 
     @property
     def voting(self) -> bool:
