@@ -505,9 +505,9 @@ def main() -> None:
     if args.smoke:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
-    cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots] + (["all"] if args.join_dots_all
-                                                                                        else []) \
-        + (["equalized"] if args.equalize_detection else [])
+    cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots]
+    cache_key += ["all"] if args.join_dots_all else []
+    cache_key += ["equalized"] if args.equalize_detection else []
     cached = None
     if args.ocr_cache and args.ocr_cache.is_file():
         data = pickle.loads(args.ocr_cache.read_bytes())

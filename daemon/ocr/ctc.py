@@ -124,9 +124,9 @@ def drop_unseen_runner_ups(alt_p: list[float], steps: list[int], excluded_p: np.
 
 def exclude_columns(probs: np.ndarray, excluded: np.ndarray) -> None:
     """Softmax outputs (... x C) with the excluded classes' probabilities set to 0, in place (the model's output
-    buffer, read once): greedy decoding then emits the best of the other classes (ocr.exclude_chars)."""
-    if excluded.size:
-        probs[..., excluded] = 0.0
+    buffer, read once): greedy decoding then emits the best of the other classes (ocr.exclude_chars). The pipeline
+    calls it only where something is excluded."""
+    probs[..., excluded] = 0.0
 
 
 def exclude_top3(values: np.ndarray, classes: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

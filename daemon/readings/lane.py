@@ -132,7 +132,7 @@ class Lane:
         return self._finished(self.tracker.flush()) if self.tracker else []
 
     def _finished(self, labels: list[FinishedLabel]) -> list[Reading]:
-        if self.settled_codes is not None:   # called by a voting lane only: the tracker is there
+        if self.settled_codes is not None:   # a voting lane's: its tracker is there
             self.settled_codes.update(self.tracker)
         return [self._label_reading(label) for label in labels]
 

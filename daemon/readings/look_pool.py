@@ -6,9 +6,9 @@ picks them up when it handles the frame's result.
 Called by the work loop's thread only (``start``, ``result``, ``close``); the worker thread calls only
 ``Lane.look``, which keeps nothing but what the shared code reader learns (locked) and codes_settle's count of
 frames left unsearched. Bounded: the loop starts one detector batch per submit and, overlapping or not, has taken
-the looks of every batch but the last one started when it starts the next; what is older (a batch whose OCR failed, so that nothing took its look) is dropped then,
-frame images included. Never changes what is read: the look is what ``Lane.look`` returns for the frame's image,
-found inline where it was not started (or was dropped).
+the looks of every batch but the last one started when it starts the next; what is older (a batch whose OCR
+failed, so that nothing took its look) is dropped then, frame images included. Never changes what is read: the
+look is what ``Lane.look`` returns for the frame's image, found inline where it was not started (or was dropped).
 """
 from __future__ import annotations
 
