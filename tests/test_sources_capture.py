@@ -69,6 +69,23 @@ def test_file_ends_idle_without_loop_and_replays_with_loop(tmp_path):
             assert state == "idle"
 
 
+def test_a_stop_ends_the_capture_thread_of_a_slow_file_at_once_not_a_frame_period_later(tmp_path):
+    """A file at 1 fps waits a second between frames: a stop must end that wait, or the thread outlives the stop's
+    join and, at the process's exit, wakes inside OpenCV (an abort, exit code 134)."""
+    video = tmp_path / "slow.avi"
+    write_video(video, n_frames=5, fps=1)
+    hub = FrameHub()
+    src = make_source(CameraConfig(name="c", kind="file", uri=str(video), watchdog_s=0), hub)
+    src.start()
+    try:
+        end = time.monotonic() + 10.0
+        while not hub.take(1, 0.05, 0):      # the first frame; the reader then waits a second for the next one
+            assert time.monotonic() < end
+    finally:
+        src.stop(join_timeout_s=0.5)
+    assert not src._thread.is_alive()
+
+
 def test_camera_file_disappears_and_comes_back_source_reconnects(tmp_path):
     video, backup = tmp_path / "cam.avi", tmp_path / "backup.avi"
     write_video(backup, n_frames=30, fps=50)

@@ -154,9 +154,19 @@ class Reader:
     # own frame rate) are read at their own rate and the surplus skipped, so no driver buffer fills with
     # stale frames.
     wait_for_rate = False
+    # The source's stop, set by its capture thread: a reader that paces its own frames waits on it, so a stop (and
+    # the process's exit after it) never waits out a frame period, nor finds the thread back in a driver call.
+    stopping: Optional[threading.Event] = None
 
     def read(self) -> Optional[Frame]:
         raise NotImplementedError
+
+    def pause(self, seconds: float) -> bool:
+        """Waits `seconds` between two frames; False when the source was stopped meanwhile."""
+        if self.stopping is None:
+            time.sleep(seconds)
+            return True
+        return not self.stopping.wait(seconds)
 
     def close(self) -> None:
         pass
@@ -273,6 +283,7 @@ class CaptureSource:
             if not self._current(gen):
                 reader.close()
                 return
+            reader.stopping = self._stop
             if opened_before:
                 self.counters.reconnects += 1
             opened_before = True

@@ -112,8 +112,8 @@ class VideoCaptureReader(Reader):
                 raise SourceError(f"video file {self.cfg.uri!r} disappeared")
         if self._ended:
             return None
-        if self._period_s and now < self._next_due:
-            time.sleep(self._next_due - now)
+        if self._period_s and now < self._next_due and not self.pause(self._next_due - now):
+            return None   # stopped: the capture thread ends without another driver call
         self._next_due = max(self._next_due, time.monotonic()) + self._period_s
         ok, image = self._cap.read()
         if ok and image is not None:

@@ -38,8 +38,8 @@ class SampleReader(Reader):
     def read(self) -> Optional[Frame]:
         if self._period_s:
             now = time.monotonic()
-            if now < self._next_due:
-                time.sleep(self._next_due - now)
+            if now < self._next_due and not self.pause(self._next_due - now):
+                return None   # stopped
             self._next_due = max(self._next_due, time.monotonic()) + self._period_s
         image = self._images[self._i % len(self._images)]
         self._i += 1
