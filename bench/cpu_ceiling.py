@@ -30,7 +30,8 @@ of the cycle is stored again as a new label would be. `--det-pre gpu` leaves the
 the TensorRT backend does (the CPU keeps the frame's copy into the staging buffer and the geometry).
 
     .venv/bin/python bench/cpu_ceiling.py --json FILE [--cores 1,2,all] [--sinks off,on] [--det-pre cpu,gpu]
-                                          [--modes consensus] [--seconds 15] [--replay FILE] [--smoke]
+                                          [--modes consensus] [--text-settle on,off] [--seconds 15] [--replay FILE]
+                                          [--smoke]
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ CAMERA = "belt"
 LOOP_STAGES = ("take", "det", "det_post", "crop", "cls", "rec", "codes", "lane", "page", "status", "record",
                "heartbeat")
 REC_PARTS = ("rec_pre", "ctc", "join")
+# Wall ms per frame the loop spends waiting: for a frame (the hub's take), for its outlines (LookPool.unread, before
+# its post-processing) and for its codes (LookPool.result).
+WAITS = ("wait_take", "wait_outlines", "wait_codes")
 # The OCR settings a recording fixes (the calls' shapes and what post-processing keeps); replayed as recorded.
 RECORDED_OCR = ("model_set", "det_input_size", "det_batch", "det_threshold", "det_box_threshold", "det_unclip_ratio",
                 "det_min_size", "det_max_candidates", "rec_height", "rec_width", "rec_batch", "rec_tail_batch",
@@ -210,7 +214,7 @@ def top3_of_recorded(idx, val):
 
 # ---------------------------------------------------------------------------------------------- replay
 
-def replay_backend(replay: Replay, det_pre: str):
+def replay_backend(replay: Replay, det_pre: str, streams: int = 2):
     """The replay backend: daemon/backends/base.py's interface, each call answered from the recording."""
     import numpy as np
 
@@ -223,10 +227,12 @@ def replay_backend(replay: Replay, det_pre: str):
 
     class Cursor:
         """Which recorded frame the loop is on: the detector call starts the next one (one camera, lossless,
-        det_batch 1: frames reach the detector in the order the source hands them)."""
+        det_batch 1: frames reach the detector in the order the source hands them); where the detector overlaps,
+        collecting a frame's maps makes it the frame the recognizer's calls answer for."""
 
         def __init__(self):
             self.frame, self.call, self.mismatches = -1, 0, 0
+            self.next_det = 0
 
     class ReplayModel(Model):
         def __init__(self, spec, cursor: Cursor):
@@ -270,11 +276,16 @@ def replay_backend(replay: Replay, det_pre: str):
                 boxes.append(letterbox_geometry(f.shape[0], f.shape[1], in_h, in_w))
             return self.run1(self._dummy), boxes
 
+        def detector(self):
+            if det_pre != "gpu" or streams < 2:
+                return super().detector()     # ONNX Runtime's on 2 cores, TensorRT's with gpu.streams 1: eager
+            return OverlappingDetector(self, self._cursor)
+
         def run(self, feeds):
             c = self._cursor
             if self.role == "det":
-                c.frame = (c.frame + 1) % len(replay.det)
-                c.call = 0
+                c.frame, c.call = c.next_det, 0
+                c.next_det = (c.next_det + 1) % len(replay.det)
                 return {"y": replay.det[c.frame]}
             calls = replay.calls[c.frame]
             batch = next(iter(feeds.values())).shape[0]
@@ -297,6 +308,23 @@ def replay_backend(replay: Replay, det_pre: str):
             self._last_idx = idx
             return {"y": self._dense}
 
+    class OverlappingDetector:
+        """TensorRT's detector with gpu.streams 2, the default: it overlaps, so the work loop submits frame N+1
+        before it finishes frame N (daemon/service.py), as the daemon on a GPU does."""
+        overlaps = True
+
+        def __init__(self, model, cursor: Cursor):
+            self._model, self._cursor = model, cursor
+
+        def submit(self, frames):
+            out = self._model.run_frames(frames)
+            return self._cursor.frame, out
+
+        def collect(self, ticket):
+            frame, out = ticket
+            self._cursor.frame, self._cursor.call = frame, 0
+            return out
+
     class ReplayBackend(Backend):
         name = "replay"
         rec_head = head
@@ -318,7 +346,7 @@ def replay_pipeline(cfg, replay: Replay, det_pre: str):
 
     src = replay.path
     paths = ModelPaths(det=src, rec=src, cls=src if cfg.ocr.use_angle_classifier else None, dictionary=None)
-    pipeline = OcrPipeline(cfg.ocr, replay_backend(replay, det_pre), paths, cfg.engines.dir)
+    pipeline = OcrPipeline(cfg.ocr, replay_backend(replay, det_pre, cfg.gpu.streams), paths, cfg.engines.dir)
     pipeline.choice = BackendChoice("replay", "fp32", "bench: recorded model outputs replayed", "configured")
     return pipeline
 
@@ -349,6 +377,16 @@ class StageClock:
                 self.current[stage] = self.current.get(stage, 0.0) + ms
                 if per_call is not None:
                     per_call.append(ms)
+        timed.__wrapped__ = fn
+        return timed
+
+    def wrap_wall(self, stage: str, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter_ns()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.current[stage] = self.current.get(stage, 0.0) + (time.perf_counter_ns() - t0) / 1e6
         timed.__wrapped__ = fn
         return timed
 
@@ -389,6 +427,7 @@ def _instrument(clock: StageClock) -> list[str]:
         if frames:
             clock.frame_taken(t0, w0)
             clock.current["take"] = (time.thread_time_ns() - t0) / 1e6
+            clock.current["wait_take"] = (time.perf_counter_ns() - w0) / 1e6
         return frames
     FrameHub.take = take_and_mark
     patch(pl.OcrPipeline, "submit", "det")
@@ -414,6 +453,9 @@ def _instrument(clock: StageClock) -> list[str]:
         # The loop's part: waiting for the frame's codes (CPU only where they were read inline); the reading itself
         # runs on the pool's thread, timed per call and counted in that thread's CPU.
         patch(LookPool, "result", "codes")
+        LookPool.result = clock.wrap_wall("wait_codes", LookPool.result)
+        if hasattr(LookPool, "unread"):
+            LookPool.unread = clock.wrap_wall("wait_outlines", LookPool.unread)
         read = Lane.read_codes
 
         def read_timed(self, *args, **kwargs):
@@ -451,7 +493,8 @@ def _thread_cpu_s() -> dict:
 
 def _thread_group(name: str) -> str:
     for prefix, group in (("work-loop", "work loop"), ("capture-", "capture"), ("evidence", "evidence writer"),
-                          ("mqtt", "mqtt sink"), ("codes", "code reader"), ("sink-", "mqtt sink"), ("paho", "mqtt sink"),
+                          ("mqtt", "mqtt sink"), ("codes-outlines", "label outlines"), ("codes", "code reader"),
+                          ("sink-", "mqtt sink"), ("paho", "mqtt sink"),
                           ("MainThread", "main (idle)")):
         if name.startswith(prefix):
             return group
@@ -525,12 +568,17 @@ def worker(spec: dict) -> dict:
 
     service_mod.make_source = lambda cam, hub: CaptureSource(cam, ReplayReader, hub)
     finish = OcrPipeline.finish
-    lines_as_recorded = [0, 0]     # frames whose lines equal the recorded run's, frames whose lines differ
+    # frames whose lines equal the recorded run's, frames whose lines differ, frames left unread (text_settle)
+    lines_as_recorded = [0, 0, 0]
 
-    def finish_checked(self, subs):
-        results = finish(self, subs)
-        same = [line.text for line in results[0].lines] == replay.texts[self.backend.cursor.frame]
-        lines_as_recorded[0 if same else 1] += 1
+    def finish_checked(self, subs, unread=()):
+        results = finish(self, subs, unread)
+        if results[0] is None:
+            lines_as_recorded[2] += 1
+            clock.current["unread"] = 1.0
+        else:
+            same = [line.text for line in results[0].lines] == replay.texts[self.backend.cursor.frame]
+            lines_as_recorded[0 if same else 1] += 1
         return results
     OcrPipeline.finish = finish_checked
     OcrPipeline.from_config = classmethod(lambda cls, cfg: replay_pipeline(cfg, replay, spec["det_pre"]))
@@ -541,6 +589,7 @@ def worker(spec: dict) -> dict:
     cfg = config_mod.from_dict({
         "device_id": "ceiling", "backend": "onnxruntime", "ocr": ocr,
         "cameras": [{"name": CAMERA, "kind": "sample", "publish_mode": spec["mode"], "dedup_window_s": 0,
+                     "text_settle": spec.get("text_settle", True),
                      "watchdog_s": 0}],
         "mqtt": {"enabled": sinks_on, "host": "127.0.0.1", "port": spec.get("broker_port") or 1883},
         "outbox": {"path": str(tmp / "outbox.sqlite3")},
@@ -548,6 +597,7 @@ def worker(spec: dict) -> dict:
         "metrics": {"port": _free_port()},
         "web": {"port": _free_port(), "saved_frames_dir": str(tmp / "saved-frames")},
         "engines": {"dir": str(tmp / "engines"), "timing_cache": None},
+        "gpu": {"streams": spec.get("streams", 2)},
     })
     service = service_mod.Service(cfg, str(tmp / "config.yaml"))
     service.start()
@@ -582,13 +632,18 @@ def worker(spec: dict) -> dict:
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     window = clock.frames[n0:n1]
     stages = {}
-    for stage in (*LOOP_STAGES, *REC_PARTS, "loop", "loop_wall"):
+    for stage in (*LOOP_STAGES, *REC_PARTS, *WAITS, "loop", "loop_wall"):
         values = [f.get(stage, 0.0) for f in window]
         stages[stage] = {"p50": _percentile(values, 50), "p95": _percentile(values, 95),
                          "mean": round(sum(values) / max(1, len(values)), 3)}
     other = [f["loop"] - sum(f.get(s, 0.0) for s in LOOP_STAGES) for f in window]
     stages["other"] = {"p50": _percentile(other, 50), "p95": _percentile(other, 95),
                        "mean": round(sum(other) / max(1, len(other)), 3)}
+    for name, part in (("loop_read", [f for f in window if not f.get("unread")]),
+                       ("loop_unread", [f for f in window if f.get("unread")])):   # text_settle's frames apart
+        values = [f["loop"] for f in part]
+        stages[name] = {"p50": _percentile(values, 50), "p95": _percentile(values, 95),
+                        "mean": round(sum(values) / max(1, len(values)), 3), "frames": len(values)}
     cap = clock.capture[-max(1, frames):]
     stages["capture"] = {"p50": _percentile(cap, 50), "p95": _percentile(cap, 95),
                          "mean": round(sum(cap) / max(1, len(cap)), 3)}
@@ -598,6 +653,7 @@ def worker(spec: dict) -> dict:
         threads[g] = threads.get(g, 0.0) + (s - th0.get(name, 0.0)) * 1000.0 / max(1, frames)
     return {
         "cores": spec["cores"], "sinks": spec["sinks"], "mode": spec["mode"], "det_pre": spec["det_pre"],
+        "text_settle": spec.get("text_settle", True), "streams": spec.get("streams", 2),
         "frames": frames, "wall_s": round(wall, 3), "frames_per_s": round(frames / wall, 2),
         "cpu_ms_per_frame": round(cpu * 1000.0 / max(1, frames), 3),
         "cpu_cores_busy": round(cpu / wall, 2),
@@ -616,6 +672,7 @@ def worker(spec: dict) -> dict:
         "outbox_depth_at_end": service.outbox.depth()[0] if service.outbox is not None else None,
         "replay_mismatches": mismatches, "not_instrumented": missing,
         "frames_read_as_recorded": lines_as_recorded[0], "frames_read_otherwise": lines_as_recorded[1],
+        "frames_left_unread": lines_as_recorded[2],
     }
 
 
@@ -716,7 +773,11 @@ def run_one(spec: dict, cores: int) -> dict:
 
 
 def _label(r: dict) -> str:
-    return f"{r['cores']}c sinks {r['sinks']}"
+    return f"{r['cores']}c sinks {r['sinks']}" + ("" if r.get("text_settle", True) else " text_settle off")
+
+
+def _mode(r: dict) -> str:
+    return r["mode"] + ("" if r.get("text_settle", True) else " (text_settle off)")
 
 
 def print_tables(runs: list[dict]) -> None:
@@ -725,11 +786,11 @@ def print_tables(runs: list[dict]) -> None:
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         if r.get("skipped"):
-            print(f"| {r['mode']} | {r['det_pre']} | {r['cores']} | {r['sinks']} | skipped: {r['skipped']} "
+            print(f"| {_mode(r)} | {r['det_pre']} | {r['cores']} | {r['sinks']} | skipped: {r['skipped']} "
                   f"| | | | | | |")
             continue
         loop = r["stages_cpu_ms"]["loop"]
-        print(f"| {r['mode']} | {r['det_pre']} | {r['cores']} | {r['sinks']} | **{r['frames_per_s']:.1f}** "
+        print(f"| {_mode(r)} | {r['det_pre']} | {r['cores']} | {r['sinks']} | **{r['frames_per_s']:.1f}** "
               f"| {r['cpu_ms_per_frame']:.1f} | {r['cpu_cores_busy']:.2f} | {loop['p50']:.1f} / {loop['p95']:.1f} "
               f"| {r['loop_bound_frames_per_s']:.1f} | {r['readings_stored_per_s']:.1f} "
               f"| {r['load_avg_1min'][0]:.1f}-{r['load_avg_1min'][1]:.1f} |")
@@ -747,6 +808,10 @@ def print_tables(runs: list[dict]) -> None:
                     "loop_wall": "work loop, wall ms per frame"}.get(stage, stage)
             print(f"| {name} | " + " | ".join(f"{r['stages_cpu_ms'][stage]['p50']:.2f} / "
                                                f"{r['stages_cpu_ms'][stage]['p95']:.2f}" for r in rs) + " |")
+        if all(w in rs[0]["stages_cpu_ms"] for w in WAITS):
+            for stage in WAITS:
+                print(f"| {stage.replace('_', ' ')} (wall ms, mean) | "
+                      + " | ".join(f"{r['stages_cpu_ms'][stage]['mean']:.2f}" for r in rs) + " |")
         if any(r.get("codes_read_cpu_ms", {}).get("count") for r in rs):
             print("| codes read on the code pool's thread | " + " | ".join(
                 f"{r['codes_read_cpu_ms']['p50']:.2f} / {r['codes_read_cpu_ms']['p95']:.2f}" for r in rs) + " |")
@@ -772,6 +837,11 @@ def main() -> int:
     ap.add_argument("--det-pre", default="cpu,gpu",
                     help="cpu: the detector's letterbox on the CPU (ONNX Runtime's path); gpu: on the GPU (TensorRT's)")
     ap.add_argument("--modes", default="consensus", help="cameras[].publish_mode: consensus, first (default consensus)")
+    ap.add_argument("--text-settle", default="on", help="cameras[].text_settle: on (the default config), off, or "
+                    "on,off (consensus only)")
+    ap.add_argument("--streams", type=int, default=2, choices=(1, 2),
+                    help="gpu.streams for the GPU path: 2 (the default) overlaps frame N+1's submit with frame N's "
+                         "finish, 1 runs one frame at a time")
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per configuration")
     ap.add_argument("--warmup-s", type=float, default=4.0, help="seconds run before measuring")
     ap.add_argument("--mosquitto", help="the mosquitto binary (default: PATH, /usr/sbin/mosquitto); a lib/ folder "
@@ -808,6 +878,7 @@ def main() -> int:
     det_pres = [d.strip() for d in args.det_pre.split(",")]
     sinks = [s.strip() for s in args.sinks.split(",")]
     cores = _core_counts(args.cores)
+    settles = [t.strip() == "on" for t in args.text_settle.split(",")]
     broker, broker_why = None, ""
     if "on" in sinks:
         binary = find_mosquitto(args.mosquitto)
@@ -826,19 +897,22 @@ def main() -> int:
             for det_pre in det_pres:
                 for n in cores:
                     for s in sinks:
-                        base = {"mode": mode, "det_pre": det_pre, "sinks": s, "cores": n}
-                        if s == "on" and broker is None:
-                            runs.append({**base, "skipped": broker_why})
-                            continue
-                        spec = {"replay": str(args.replay.resolve()), "mode": mode, "det_pre": det_pre, "sinks": s,
-                                "seconds": args.seconds, "warmup_s": args.warmup_s,
-                                "broker_port": broker.port if broker else None}
-                        r = run_one(spec, n)
-                        if r["replay_mismatches"]:
-                            raise RuntimeError(f"{r['replay_mismatches']} model calls were not in the recording")
-                        runs.append(r)
-                        print(f"{mode}, det pre {det_pre}, {n} core(s), sinks {s}: {r['frames_per_s']:.1f} frames/s, "
-                              f"{r['cpu_ms_per_frame']:.1f} CPU ms per frame", file=sys.stderr, flush=True)
+                        for settle in (settles if mode == "consensus" else [True]):
+                            base = {"mode": mode, "det_pre": det_pre, "sinks": s, "cores": n, "text_settle": settle}
+                            if s == "on" and broker is None:
+                                runs.append({**base, "skipped": broker_why})
+                                continue
+                            spec = {"replay": str(args.replay.resolve()), "mode": mode, "det_pre": det_pre,
+                                    "sinks": s, "text_settle": settle, "streams": args.streams,
+                                    "seconds": args.seconds,
+                                    "warmup_s": args.warmup_s, "broker_port": broker.port if broker else None}
+                            r = run_one(spec, n)
+                            if r["replay_mismatches"]:
+                                raise RuntimeError(f"{r['replay_mismatches']} model calls were not in the recording")
+                            runs.append(r)
+                            print(f"{_mode(r)}, det pre {det_pre}, {n} core(s), sinks {s}: {r['frames_per_s']:.1f} "
+                                  f"frames/s, {r['cpu_ms_per_frame']:.1f} CPU ms per frame, "
+                                  f"{r['frames_left_unread']} frames left unread", file=sys.stderr, flush=True)
     finally:
         if broker is not None:
             broker.stop()
@@ -851,7 +925,8 @@ def main() -> int:
     def pick(det_pre):
         for sink in ("on", "off"):    # the default config has MQTT on; without a broker, the outbox-only figure
             for r in done:
-                if (r["mode"], r["det_pre"], r["cores"], r["sinks"]) == ("consensus", det_pre, n_all, sink):
+                if ((r["mode"], r["det_pre"], r["cores"], r["sinks"]) == ("consensus", det_pre, n_all, sink)
+                        and r["text_settle"]):
                     return r
         return None
     default = pick("cpu")

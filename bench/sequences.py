@@ -26,6 +26,7 @@ ms per frame: OCR and codes wall time, the tracker (label outlines included) CPU
 
     .venv/bin/python bench/sequences.py [--layout single|pair] [--labels 12] [--frames 6] [--json FILE]
                                         [--ocr-cache FILE] [--unreadable-every N] [--codes listed|default]
+                                        [--codes-settle] [--text-settle]
 """
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from daemon import config as config_mod                      # noqa: E402
 from daemon.codes import CODE_FORMATS                        # noqa: E402
 from daemon.codes.reader import CodeReader                   # noqa: E402
-from daemon.readings.consensus import LabelTracker, SettledCodes, label_outlines, similarity  # noqa: E402
-from daemon.readings.lane import CODE_WATCH_EVERY            # noqa: E402
+from daemon.readings.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
+from daemon.readings.lane import CODE_WATCH_EVERY, TEXT_WATCH_EVERY   # noqa: E402
+from daemon.readings.settle import SettledLabels             # noqa: E402
 from daemon.readings.lane import label_status                # noqa: E402
 from daemon.formats import s10_check_digit, s10_is_valid     # noqa: E402
 from daemon.ocr.evaluate import fold_text, levenshtein        # noqa: E402
@@ -404,6 +406,10 @@ def main() -> None:
     ap.add_argument("--codes-settle", action="store_true",
                     help="consensus as a camera with codes_settle reads: a frame whose labels all have their codes "
                     "gets no code search (its codes left out), but for one in CODE_WATCH_EVERY")
+    ap.add_argument("--text-settle", action="store_true",
+                    help="consensus as a camera with codes_settle and text_settle reads: a frame whose labels all "
+                    "have their text settled is not read (no lines), but for one in TEXT_WATCH_EVERY (codes_settle "
+                    "too)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ocr-cache", type=Path, help="keep the frames' OCR and code reads in this file and reuse "
                     "them when labels, frames, seed and layout match (to re-score the tracker without the OCR)")
@@ -428,8 +434,9 @@ def main() -> None:
 
     # consensus: every frame into the tracker as daemon/service.py feeds it (with the frame, for the outlines)
     tracker = LabelTracker(**TRACKER_DEFAULTS)
-    settle = SettledCodes(CODE_WATCH_EVERY) if args.codes_settle else None
-    searches = 0
+    settle = (SettledLabels(CODE_WATCH_EVERY, TEXT_WATCH_EVERY, codes=True, text=args.text_settle)
+              if args.codes_settle or args.text_settle else None)
+    searches = reads = 0
     finished, tracker_ms, tracker_wall_ms, outline_ms = [], [], [], []
     truths: list[LabelTruth] = []
     runs: list[FrameRun] = []
@@ -466,15 +473,21 @@ def main() -> None:
             t0 = time.thread_time()
             outlines = label_outlines(frame)
             outline_ms.append((time.thread_time() - t0) * 1000.0)
-            codes, searched = run.codes, True
-            if settle is not None and settle.skip(outlines):
-                codes, searched = [], False   # what a camera with codes_settle would not have searched for
+            lines, codes, searched, read = run.lines, run.codes, True, True
+            if settle is not None:   # the look's question first, then the loop's (daemon/readings/lane.py)
+                searched, read = settle.search(outlines), settle.read(outlines)
+                if not searched:
+                    codes = []       # what a camera with codes_settle would not have searched for
+                if not read:
+                    lines = []       # ... and one with text_settle not read
             searches += searched
+            reads += read
             now = 1000.0 + len(tracker_ms) / FPS
             t0, w0 = time.thread_time(), time.perf_counter()
             # outlines found again inside (their CPU is the tracker's), unless settle looked already
-            finished += tracker.observe(now, run.lines, codes, len(runs) - 1, image=frame,
-                                        **({"outlines": outlines, "searched": searched} if settle else {}))
+            finished += tracker.observe(now, lines, codes, len(runs) - 1, image=frame,
+                                        **({"outlines": outlines, "searched": searched, "read": read}
+                                           if settle else {}))
             if settle is not None:
                 settle.update(tracker)
             tracker_ms.append((time.thread_time() - t0) * 1000.0)
@@ -520,8 +533,8 @@ def main() -> None:
           f"codes {timing['codes_ms_median']}; tracker CPU {timing['tracker_cpu_ms_median']} "
           f"(p95 {timing['tracker_cpu_ms_p95']}, max {timing['tracker_cpu_ms_max']}; of it outlines "
           f"{timing['outline_cpu_ms_median']}), tracker wall {timing['tracker_wall_ms_median']}")
-    print(f"\nconsensus code searches: {searches} of {len(runs)} frames"
-          + (" (codes_settle)" if settle is not None else ""))
+    print(f"\nconsensus code searches: {searches} of {len(runs)} frames, frames read: {reads}"
+          + (" (codes_settle)" if settle is not None else "") + (" (text_settle)" if args.text_settle else ""))
     print(f"\nconsensus labels as results (label_status): {results['messages']} messages for {results['labels']} "
           f"labels, {results['exactly_one_message']} labels with exactly one, {results['no_message']} with none; "
           f"{results['good_read']} good_read, {results['no_read']} no_read (labels {results['no_read_labels']}); "
@@ -531,6 +544,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "layout": args.layout, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
             "codes": args.codes, "codes_settle": args.codes_settle, "code_searches": searches,
+            "text_settle": args.text_settle, "frames_read": reads,
             "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,
             "tracker": TRACKER_DEFAULTS, "ocr_reused": cached is not None,
             "modes": rows, "timing": timing, "frame_code_read_rate": round(frame_code_rate, 3),

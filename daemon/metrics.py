@@ -5,9 +5,9 @@ function the service provides, so they are never counted twice; stage latencies 
 histograms as frames go through. The snapshot is a plain dict, the same one the stats topic carries:
 
     {"backend": {"backend", "precision", "reason", "category", "degraded"},   # BackendChoice.as_dict()
-     "cameras": {name: {"fps", "frames", "dropped", "corrupt", "too_large", "not_regular", "reconnects",
-                        "watchdog_restarts", "stored", "rejected": {reason: n}, "checks": {outcome: n}, "state",
-                        "cycles": {status: n}, "cycles_by_recipe": {recipe: {status: n}}, "read_rate", "yield",
+     "cameras": {name: {"fps", "frames", "frames_unread", "dropped", "corrupt", "too_large", "not_regular",
+                        "reconnects", "watchdog_restarts", "stored", "rejected": {reason: n}, "checks": {outcome: n},
+                        "state", "cycles": {status: n}, "cycles_by_recipe": {recipe: {status: n}}, "read_rate", "yield",
                         "triggers": {"accepted", "missed", "state", "recipe", "recipe_changes"}}},   # triggered
      "outbox": {"rows", "bytes", <OutboxCounters>: n},   # dropped_oldest, refused_new, expired, disk_full, ...
      "evidence": {"enabled", "readings", "bytes", <EvidenceCounters>: n},   # daemon/evidence.py
@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 # Stage latencies run from ~1 ms (filters) to seconds (a slow CPU under load); seconds, as Prometheus wants.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CAMERA_COUNTERS = {
-    "frames": ("ocr_frames_total", "Frames OCR'd"),
+    "frames": ("ocr_frames_total", "Frames handled: OCR'd, or left unread (ocr_frames_unread_total)"),
+    "frames_unread": ("ocr_frames_unread_total",
+                      "Frames left unread because every label in them had settled (text_settle; also in frames)"),
     "dropped": ("ocr_frames_dropped_total", "Frames overwritten by a newer one before inference took them"),
     "corrupt": ("ocr_frames_corrupt_total", "Unreadable frames or images, skipped"),
     "too_large": ("ocr_frames_too_large_total", "Images over the decode limits, set aside unread (also in corrupt)"),

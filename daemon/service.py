@@ -278,7 +278,10 @@ class Service:
     def _finish(self, in_flight: tuple[list[Frame], Submitted]) -> None:
         frames, submitted = in_flight
         try:
-            results = self.pipeline.finish([submitted])
+            # A voting lane's frame whose labels all settled (text_settle) is left unread: its look says so first.
+            unread = [frame.camera in self.lanes and self.looks.unread(self.lanes[frame.camera], frame)
+                      for frame in frames]
+            results = self.pipeline.finish([submitted], unread)
         except Exception:
             self._ocr_failed(frames)
             return
@@ -309,10 +312,12 @@ class Service:
             frame.ack.release()
             return
         look = self.looks.result(lane, frame)     # its codes and label outlines, found beside its OCR
-        self.counters.frame(frame.camera, result.timing_ms, look.codes_ms)
+        self.counters.frame(frame.camera, result.timing_ms if result is not None else None, look.codes_ms)
         readings = lane.readings(frame, result, look.codes, look.codes_ms, look.outlines, look.searched)
         kept = None if lane.voting else readings[0].lines   # lines still being voted on have no verdict yet
-        if look.searched:   # a frame whose codes were left out (codes_settle) would show its labels without them
+        # A frame whose codes were left out (codes_settle) would show its labels without them, one left unread
+        # (text_settle) without anything.
+        if look.searched and result is not None:
             self.live.frame(frame.camera, frame.image, frame.captured_at, result.lines, kept, look.codes)   # refs
         for reading in readings:
             self.recorder.record(lane, reading)

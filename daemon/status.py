@@ -61,6 +61,7 @@ def cycle_counts(by_recipe_status: Counter) -> dict:
 @dataclasses.dataclass
 class _CameraCounts:
     frames: int = 0
+    unread: int = 0     # of the frames, those left unread: every label in them settled (text_settle)
     stored: int = 0
     rejected: Counter = dataclasses.field(default_factory=Counter)
     noted: Counter = dataclasses.field(default_factory=Counter)   # check_digit_corrected, code_confirmed, code_mismatch
@@ -89,14 +90,16 @@ class Counters:
         with self._lock:
             self._cams.setdefault(name, _CameraCounts())
 
-    def frame(self, cam: str, timing_ms: dict, codes_ms: Optional[float]) -> None:
-        """One OCR'd frame: the camera's count and fps window, and each stage's latency."""
-        stages = dict(timing_ms)
-        if codes_ms is not None:
+    def frame(self, cam: str, timing_ms: Optional[dict], codes_ms: Optional[float]) -> None:
+        """One frame handled: the camera's count and fps window, and each stage's latency; timing_ms None: a frame
+        left unread (text_settle), counted apart too, its stages not timed."""
+        stages = dict(timing_ms or {})
+        if codes_ms is not None and timing_ms is not None:
             stages["codes"] = codes_ms
         with self._lock:
             c = self._cams.setdefault(cam, _CameraCounts())
             c.frames += 1
+            c.unread += timing_ms is None
             c.recent.append(time.monotonic())
             for stage, ms in stages.items():
                 self._latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
@@ -139,7 +142,8 @@ class Counters:
             for name, c in self._cams.items():
                 src = sources.get(name)
                 sc = src.counters if src is not None else None
-                entry = {"fps": round(c.fps(now), 2), "frames": c.frames, "dropped": dropped.get(name, 0)}
+                entry = {"fps": round(c.fps(now), 2), "frames": c.frames, "frames_unread": c.unread,
+                         "dropped": dropped.get(name, 0)}
                 for k in _SOURCE_COUNTERS:
                     entry[k] = self._retired[(name, k)] + (getattr(sc, k) if sc else 0)
                 entry.update({"stored": c.stored, "reviewed": c.reviewed, "rejected": dict(c.rejected),

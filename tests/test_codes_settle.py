@@ -10,8 +10,9 @@ import pytest
 from daemon import config
 from daemon.codes.reader import Code
 from daemon.ocr.results import OcrResult, TextLine
-from daemon.readings.consensus import LabelTracker, SettledCodes, all_settled, label_outlines
+from daemon.readings.consensus import LabelTracker, label_outlines
 from daemon.readings.lane import CODE_WATCH_EVERY, Lane
+from daemon.readings.settle import SettledLabels, all_settled
 from daemon.samples.codes import code_label
 from daemon.sources import Frame
 
@@ -46,7 +47,7 @@ def test_a_label_with_its_code_searched_twice_is_settled_where_its_motion_puts_i
         t.observe(float(i), [TextLine(key, 0.9, _box(x + 20, 120, 200, 30))], codes,
                   image=_belt(_plain(x, 100)))
     (settled,) = t.settled()
-    assert settled[1:] == (40.0, 0.0)                      # its velocity per frame
+    assert (settled.vx, settled.vy, settled.codes) == (40.0, 0.0, True)   # its velocity per frame
     # The frame two steps on (the look runs a frame behind): its one outline is the settled label.
     assert all_settled(label_outlines(_belt(_plain(180, 100))), t.settled())
     # Another label coming into view beside it is not settled: the frame is searched.
@@ -61,23 +62,23 @@ def test_a_label_is_not_settled_before_two_searches_nor_without_a_code_nor_by_fr
     code = Code("Code128", key, _box(350, 120, 120, 60))
     once = _tracker()
     once.observe(0.0, [TextLine(key, 0.9, _box(120, 120, 200, 30))], [code], image=_belt(_plain(100, 100)))
-    assert once.settled() == ()                            # read once: not yet
+    assert once.settled() == ()                            # read once: not yet (neither codes nor text)
     unsearched = _tracker()
     unsearched.observe(0.0, [TextLine(key, 0.9, _box(120, 120, 200, 30))], [code], image=_belt(_plain(100, 100)))
     unsearched.observe(1.0, [TextLine(key, 0.9, _box(120, 120, 200, 30))], [], image=_belt(_plain(100, 100)),
                        searched=False)
-    assert unsearched.settled() == ()                      # a frame left unsearched does not count
+    assert [s.codes for s in unsearched.settled()] == [False]   # a frame left unsearched does not count
     no_code = _tracker()
     for i in range(4):
         no_code.observe(float(i), [TextLine(key, 0.9, _box(120, 120, 200, 30))], image=_belt(_plain(100, 100)))
-    assert no_code.settled() == ()                         # text only: every frame is searched
+    assert [s.codes for s in no_code.settled()] == [False]   # text only: every frame is searched
 
 
 def test_a_parked_label_once_published_is_settled_without_a_code():
     t = LabelTracker(leave_after_frames=3, leave_after_s=60.0, max_wait_s=1.0)
     for i in range(3):
         t.observe(float(i), [TextLine("PARKED 42", 0.9, _box(120, 120, 200, 30))], image=_belt(_plain(100, 100)))
-    assert len(t.settled()) == 1                           # published by max_wait, kept as a placeholder
+    assert [s.codes for s in t.settled()] == [True]        # published by max_wait, kept as a placeholder
 
 
 def test_settled_frames_are_searched_one_in_watch_every():
@@ -86,13 +87,18 @@ def test_settled_frames_are_searched_one_in_watch_every():
     for i in range(2):
         t.observe(float(i), [TextLine(key, 0.9, _box(120, 120, 200, 30))],
                   [Code("Code128", key, _box(350, 120, 120, 60))], image=_belt(_plain(100, 100)))
-    settle = SettledCodes(watch_every=3)
+    settle = SettledLabels(code_watch=3)
     outlines = label_outlines(_belt(_plain(100, 100)))
-    assert [settle.skip(outlines) for _ in range(7)] == [False] * 7   # nothing settled known yet
+
+    def skip(outlines) -> bool:
+        assert settle.read(outlines)                       # text_settle off: every frame is read
+        return not settle.search(outlines)
+
+    assert [skip(outlines) for _ in range(7)] == [False] * 7   # nothing settled known yet
     settle.update(t)
-    assert [settle.skip(outlines) for _ in range(7)] == [True, True, False, True, True, False, True]
-    assert settle.skip(label_outlines(_belt(_plain(100, 100), _plain(760, 500)))) is False   # a new label
-    assert settle.skip(outlines) is True                   # the count starts again after a search
+    assert [skip(outlines) for _ in range(7)] == [True, True, False, True, True, False, True]
+    assert skip(label_outlines(_belt(_plain(100, 100), _plain(760, 500)))) is False   # a new label
+    assert skip(outlines) is True                          # the count starts again after a search
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +110,7 @@ def labels():
 def _lane(settle: bool) -> Lane:
     cfg = config.from_dict({"backend": "onnxruntime", "cameras": [{
         "name": "belt", "kind": "rtsp", "uri": "rtsp://cam/belt", "codes": ["Code128", "QRCode"],
-        "publish_mode": "consensus", "codes_settle": settle, "leave_after_frames": 2}]})
+        "publish_mode": "consensus", "codes_settle": settle, "text_settle": False, "leave_after_frames": 2}]})
     return Lane(cfg.cameras[0])
 
 
@@ -173,7 +179,9 @@ def test_in_the_service_the_page_shows_only_frames_searched_for_codes_and_each_l
     lane = service.lanes["belt"]
     looked, shown = [], []
     look, show = lane.look, service.live.frame
-    lane.look = lambda image: looked.append(look(image)) or looked[-1]
+    lane.look = lambda image, first=None: looked.append(look(image, first)) or looked[-1]
+    unread, left_out = [], lane.unread
+    lane.unread = lambda outlines: unread.append(left_out(outlines)) or unread[-1]
     service.live.frame = lambda camera, image, *rest: shown.append(image) or show(camera, image, *rest)
     with work_loop(service):
         assert wait_until(lambda: service.snapshot()["cameras"]["belt"]["frames"]
@@ -183,4 +191,5 @@ def test_in_the_service_the_page_shows_only_frames_searched_for_codes_and_each_l
     assert [(c["format"], c["text"]) for c in docs[0]["codes"]] == [("Code128", S10)]
     unsearched = sum(not lk.searched for lk in looked)
     assert unsearched >= 1, [lk.searched for lk in looked]     # the first label settled within its six frames
-    assert len(shown) == len(looked) - unsearched
+    # ... and never one left unread (text_settle); both asked once a frame, in order
+    assert len(unread) == len(looked) and len(shown) == sum(lk.searched and not u for lk, u in zip(looked, unread))

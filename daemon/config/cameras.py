@@ -74,6 +74,10 @@ class CameraConfig:
     # Consensus: a frame whose labels are all followed ones that have their codes (read in two searched frames)
     # is searched for codes only every third frame; false: every frame (docs/performance.md#codes).
     codes_settle: bool = True
+    # Consensus: a frame whose labels are all followed ones whose text settled (each line read alike twice and in
+    # most of its readings) is left unread (no post-processing, crops or recognizer; its label outlines keep them in
+    # view) but for every third frame; false: every frame is read (docs/performance.md#settled-labels).
+    text_settle: bool = True
     # Results: the same set of texts from this camera is published once per window.
     dedup_window_s: float = 10.0
     # Publish a message even when a frame yields no accepted text.

@@ -232,15 +232,23 @@ class OcrPipeline:
             subs.append(sub)
         return self.finish(subs)
 
-    def finish(self, subs: Sequence[Submitted]) -> list[OcrResult]:
-        """Boxes, crops, classifier and recognizer for submitted batches; one result per frame."""
+    def finish(self, subs: Sequence[Submitted], unread: Sequence[bool] = ()) -> list[OcrResult | None]:
+        """Boxes, crops, classifier and recognizer for submitted batches; one result per frame. unread: per frame of
+        the batches in order, True where its detector output is only collected, not read (None in its place: a
+        frame whose labels all settled, daemon/readings/settle.py)."""
         timing: dict[str, float] = {}
         crops: list[_Crop] = []
         frames: list[np.ndarray] = []
+        skipped: list[int] = []
+        index = -1
         for sub in subs:
             self._collect(sub)
             timing["det"] = timing.get("det", 0.0) + sub.det_ms
             for frame, lb, prob in zip(sub.frames, sub.boxes, sub.probs):  # type: ignore[arg-type]
+                index += 1
+                if index < len(unread) and unread[index]:
+                    skipped.append(index)
+                    continue
                 t0 = time.perf_counter()
                 text_boxes, quads = frame_boxes(prob, lb, frame.shape[0], frame.shape[1], self.db)
                 order = reading_order(text_boxes)
@@ -267,7 +275,10 @@ class OcrPipeline:
                 per_frame[crop.frame].append(TextLine(text, conf, box,  # type: ignore[arg-type]
                                                       _stripped_chars(read, text, chars)))
         timing = {k: round(v, 3) for k, v in timing.items()}
-        return [OcrResult(lines, dict(timing)) for lines in per_frame]
+        results: list[OcrResult | None] = [OcrResult(lines, dict(timing)) for lines in per_frame]
+        for i in skipped:
+            results.insert(i, None)
+        return results
 
     def upright(self, images: list[np.ndarray], scaled: bool = False) -> list[np.ndarray]:
         """Turns lines the classifier is sure are upside down (0/180 only).

@@ -31,8 +31,12 @@ published once. ``flush`` finishes every open track (SIGTERM's drain, SIGHUP's r
 Voting (``vote_line``): the readings of one line across frames are grouped by length; the length with the most
 confidence behind it wins, and its strings are voted position by position, each character weighted by the
 confidence of the reading it comes from; the result's confidence is the group's mean confidence times the mean
-share of the weight its characters won. A line read in fewer than a third of the track's frames is flicker and
-dropped.
+share of the weight its characters won. A line read in fewer than a third of the track's frames read is flicker
+and dropped.
+
+Settling (daemon/readings/settle.py decides with ``settled``): a frame left unread (``observe(read=False)``: every
+label in it had its text settled) keeps the labels in view by their outlines alone; it counts in a label's frames,
+not in its votes.
 
 Thresholds tuned on bench/sequences.py (bench/RESULTS.md section 13).
 """
@@ -40,11 +44,12 @@ from __future__ import annotations
 
 import math
 import statistics
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -65,10 +70,12 @@ MIN_TEXT_SIM = 0.5         # ... and reads at least this alike ...
 STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads this alike ...
 STRONG_IOU = 0.6           # ... or lies where the track's motion puts it, with under BAD_READ_SHARE of its text
 BAD_READ_SHARE = 0.5       #     (a frame that read it badly; a label with as much text of its own is another one)
-MIN_LINE_SHARE = 1 / 3     # a line seen in fewer of its track's frames than this is dropped
-SETTLE_SEARCHES = 2        # a label with a code, searched for codes in this many of its frames, is settled ...
-SETTLED_IOU = 0.5          # ... and a frame's outline this close to where a settled label is predicted is that label
+MIN_LINE_SHARE = 1 / 3     # a line read in fewer of its track's frames read than this is dropped
+SETTLE_SEARCHES = 2        # a label with a code, searched for codes in this many of its frames, has its codes settled
+SETTLED_IOU = 0.5          # a frame's outline this close to where a label in view is predicted is that label ...
 SETTLED_STEPS = 3          # ... predicted this many frames ahead at most (the look runs a frame or two behind)
+TEXT_SETTLED_IOU = 0.8     # a frame is left unread only where each outline lies this close to a settled label's place
+                           # (another label taking a settled one's place a frame later is read, not taken for it)
 
 
 Rect = tuple[float, float, float, float]   # x0, y0, x1, y1
@@ -102,6 +109,12 @@ def iou(a: Rect, b: Rect) -> float:
     return inter / area if area > 0 else 0.0
 
 
+def predicted_overlap(rect: Rect, last: Rect, vx: float, vy: float) -> float:
+    """How well rect lies where a label last at `last`, moving (vx, vy) a frame, is one to SETTLED_STEPS frames
+    on: the best IoU of those."""
+    return max(iou(rect, shifted(last, vx * k, vy * k)) for k in range(1, SETTLED_STEPS + 1))
+
+
 def _gap(a: Rect, b: Rect) -> float:
     dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
     dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]))
@@ -116,6 +129,12 @@ def similarity(a: str, b: str) -> float:
 @lru_cache(maxsize=8192)   # a label's texts are compared with every track's, frame after frame
 def _ratio(a: str, b: str) -> float:
     return SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
+
+
+@lru_cache(maxsize=8192)
+def _folded(text: str) -> str:
+    """A text as settling compares it: NFKC-folded (a full-width colon is a colon), without whitespace."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
 
 
 # ---------------------------------------------------------------- outlines: the label paper against the belt
@@ -398,14 +417,33 @@ def _voted_chars(text: str, shares: list, runners_up: list, best: TextLine) -> t
     return tuple(out)
 
 
+class SettledLabel(NamedTuple):
+    """A label in view whose codes or text a frame need not be searched or read for (``LabelTracker.settled``)."""
+    rect: Rect
+    vx: float
+    vy: float
+    codes: bool    # its codes are settled: a frame showing it need not be searched for codes
+    text: bool     # its text is settled: a frame showing it need not be read
+
+
 @dataclass
 class _Line:
     readings: list[TextLine] = field(default_factory=list)
     order: float = 0.0     # summed index in its frames: mean = reading order within the label
     place: tuple[float, float] = (0.0, 0.0)   # its centre in the label's frame of reference (frame minus shift)
+    alike: Counter = field(default_factory=Counter)   # its readings, folded (_folded) -> how many
 
     def last_text(self) -> str:
         return self.readings[-1].text
+
+    def add(self, reading: TextLine) -> None:
+        self.readings.append(reading)
+        self.alike[_folded(reading.text)] += 1
+
+    def decided(self) -> bool:
+        """Read alike at least twice, and in more than half of its readings (text_settle)."""
+        most = max(self.alike.values(), default=0)
+        return most >= 2 and 2 * most > len(self.readings)
 
 
 @dataclass
@@ -433,8 +471,9 @@ class _Track:
     lines: list[_Line] = field(default_factory=list)
     codes: dict = field(default_factory=dict)   # (format, text) -> first Code seen
     best_boxes: dict = field(default_factory=dict)   # line index -> its box in the best frame
-    frames: int = 0
-    searched: int = 0      # of its frames, those searched for codes (a settled label's frames need not be)
+    frames: int = 0        # frames it was seen in, read or not
+    read: int = 0          # of them, those whose text was read (a label whose text settled need not be)
+    searched: int = 0      # of them, those searched for codes (a label whose codes settled need not be)
     missed: int = 0        # frames of the camera since it was last seen
     published: bool = False
     offset: tuple[float, float] = (0.0, 0.0)     # how far the label moved since its first frame
@@ -469,11 +508,37 @@ class _Track:
         steps = self.missed + 1
         return self.velocity[0] * steps, self.velocity[1] * steps
 
-    def settled(self) -> bool:
+    def codes_settled(self) -> bool:
         """Whether a code search of its frames can add nothing: it was published (a parked label's placeholder), or
         its frames were searched SETTLE_SEARCHES times and it has a code (a second code of the label is left to the
         searches that keep watch)."""
         return self.published or (bool(self.codes) and self.searched >= SETTLE_SEARCHES)
+
+    def text_settled(self) -> bool:
+        """Whether its text is decided, so that a frame more would hardly change the vote: it was published (a
+        parked label's placeholder), or each of its lines that the vote keeps so far was read alike (NFKC-folded,
+        whitespace aside) at least twice and in more than half of its readings."""
+        if self.published:
+            return True
+        floor = self.read * MIN_LINE_SHARE
+        kept = [line for line in self.lines if len(line.readings) >= floor]
+        return bool(kept) and all(line.decided() for line in kept)
+
+    def seen(self, now: float, rect: Rect, codes: Sequence, searched: bool) -> None:
+        """A frame left unread showed it at rect (its outline), with these codes on it: in view, moved as the outline
+        moved; no reading of its text."""
+        (cx, cy), (px, py) = centre(rect), centre(self.rect)
+        dx, dy = cx - px, cy - py
+        steps = self.missed + 1
+        self.velocity = (dx / steps, dy / steps)
+        self.offset = (self.offset[0] + dx, self.offset[1] + dy)
+        self.frames += 1
+        self.searched += searched
+        self.last_seen = now
+        self.missed = 0
+        self.rect = rect
+        for code in codes:
+            self.codes.setdefault((code.format, code.text), code)
 
     def add(self, now: float, view: LabelView, context: Any, searched: bool = True) -> None:
         if self.frames:
@@ -482,6 +547,7 @@ class _Track:
             self.velocity = (dx / steps, dy / steps)
             self.offset = (self.offset[0] + dx, self.offset[1] + dy)
         self.frames += 1
+        self.read += 1
         self.searched += searched
         self.last_seen = now
         self.missed = 0
@@ -521,14 +587,14 @@ class _Track:
                 self.lines.append(_Line())
                 target[i] = len(self.lines) - 1
             line = self.lines[target[i]]
-            line.readings.append(reading)
+            line.add(reading)
             line.order += i
             line.place = places[i]
         if became_best:
             self.best_boxes = {target[i]: reading.box for i, reading in enumerate(view.lines)}
 
     def finish(self, reason: str) -> FinishedLabel:
-        floor = self.frames * MIN_LINE_SHARE
+        floor = self.read * MIN_LINE_SHARE
         kept = [k for k, line in enumerate(self.lines) if len(line.readings) >= floor]
         kept.sort(key=lambda k: self.lines[k].order / len(self.lines[k].readings))
         voted: dict[str, tuple[TextLine, Any]] = {}
@@ -558,19 +624,28 @@ class LabelTracker:
 
     def observe(self, now: float, lines: Sequence[TextLine], codes: Sequence = (),
                 context: Any = None, image: Optional[np.ndarray] = None,
-                outlines: LookedOutlines = NOT_LOOKED, searched: bool = True) -> list[FinishedLabel]:
+                outlines: LookedOutlines = NOT_LOOKED, searched: bool = True,
+                read: bool = True) -> list[FinishedLabel]:
         """One frame of the camera (its time, lines, codes, an opaque context returned with the label, and the
         frame itself, whose label outlines group the lines: see the module doc); the labels finished by it.
         outlines: label_outlines(image) where the caller looked for them already (None among them: none found, so
         they are not looked for again); NOT_LOOKED: found here. searched: whether the frame was searched for codes
-        (False: its codes were left out because every label in it was settled, see ``settled``)."""
+        (False: its codes were left out because every label in it had its codes settled, see ``settled``). read:
+        whether its text was read (False: left unread because every label in it had its text settled; lines are
+        none then, and its outlines keep those labels in view, see ``_seen_unread``)."""
         if isinstance(outlines, _NotLooked):
             outlines = label_outlines(image) if image is not None else None
+        seen: set[int] = set()
+        if not read:
+            seen, codes = self._seen_unread(now, outlines, codes, searched)
+            lines = ()
         views = [v for v in group_labels(lines, codes, outlines) if v.texts]
         recent = [(t.predicted_rect(), t.texts()) for t in self._tracks if t.missed <= 1]
         views = [part for view in views for part in split_by_tracks(view, recent)]
         pairs = []
         for ti, track in enumerate(self._tracks):
+            if ti in seen:
+                continue
             predicted = track.predicted_rect()
             track_codes = {text for _, text in track.codes}
             track_texts = track.texts()
@@ -578,7 +653,7 @@ class LabelTracker:
                 score = match_score(predicted, track_texts, track_codes, view)
                 if score is not None:
                     pairs.append((score, ti, vi))
-        used_t: set[int] = set()
+        used_t: set[int] = set(seen)
         used_v: set[int] = set()
         for score, ti, vi in sorted(pairs, reverse=True):   # greedy: the best pairs first
             if ti in used_t or vi in used_v:
@@ -613,50 +688,49 @@ class LabelTracker:
         self._tracks = keep
         return done
 
-    def settled(self) -> tuple[tuple[Rect, float, float], ...]:
-        """Each label in view (seen in the last frame or the one before) whose codes are settled, as its last rect
-        and its velocity per frame: what ``all_settled`` matches a later frame's outlines against. A new tuple
-        each time, so another thread may hold it while the tracker moves on."""
-        return tuple((t.rect, t.velocity[0], t.velocity[1])
-                     for t in self._tracks if t.missed <= 1 and t.settled())
+    def _seen_unread(self, now: float, outlines: Optional[Outlines], codes: Sequence,
+                     searched: bool) -> tuple[set[int], list]:
+        """A frame left unread: each outline is the label in view predicted there (``predicted_overlap`` at least
+        SETTLED_IOU, the best first, one label an outline), seen there with the codes on that outline and no
+        reading of its text (the votes are those of the frames read). Returns those labels' indexes and the codes
+        on no such outline (they join or start a label as in a frame read)."""
+        if not isinstance(outlines, Outlines):
+            return set(), list(codes)
+        blobs = list(outlines.rects)
+        pairs = []
+        for ti, track in enumerate(self._tracks):
+            if track.missed <= 1:
+                for bi, blob in enumerate(blobs):
+                    overlap = predicted_overlap(outlines.rects[blob], track.rect, *track.velocity)
+                    if overlap >= SETTLED_IOU:
+                        pairs.append((overlap, ti, bi))
+        track_of: dict[int, int] = {}   # blob -> track index
+        for _, ti, bi in sorted(pairs, reverse=True):
+            if ti not in track_of.values() and blobs[bi] not in track_of:
+                track_of[blobs[bi]] = ti
+        on_blob: dict[int, list] = defaultdict(list)
+        stray = []
+        for code in codes:
+            blob = outlines.blob_of(rect_of(code.box))
+            (on_blob[blob] if blob in track_of else stray).append(code)
+        for blob, ti in track_of.items():
+            self._tracks[ti].seen(now, outlines.rects[blob], on_blob[blob], searched)
+        return set(track_of.values()), stray
+
+    def settled(self) -> tuple[SettledLabel, ...]:
+        """Each label in view (seen in the last frame or the one before) whose codes or text are settled, with its
+        last rect and velocity per frame: what a later frame's outlines are matched against (daemon/readings/
+        settle.py). A new tuple each time, so another thread may hold it while the tracker moves on."""
+        out = []
+        for t in self._tracks:
+            if t.missed <= 1:
+                codes, text = t.codes_settled(), t.text_settled()
+                if codes or text:
+                    out.append(SettledLabel(t.rect, t.velocity[0], t.velocity[1], codes, text))
+        return tuple(out)
 
     def flush(self) -> list[FinishedLabel]:
         """Every label still being voted on, finished now; the tracker is empty afterwards."""
         done = [t.finish("flush") for t in self._tracks if not t.published]
         self._tracks = []
         return done
-
-
-def all_settled(outlines: LookedOutlines, settled: Sequence[tuple[Rect, float, float]]) -> bool:
-    """Whether every label the frame's outlines show is one the tracker followed to settled codes (``settled``):
-    each outline lies where such a label's motion puts it one to SETTLED_STEPS frames on (IoU at least
-    SETTLED_IOU). False where there are no outlines to judge by (none looked for, none found, an empty belt):
-    then the frame is searched."""
-    if not isinstance(outlines, Outlines) or not outlines.rects or not settled:
-        return False
-    return all(any(iou(rect, shifted(last, vx * k, vy * k)) >= SETTLED_IOU
-                   for last, vx, vy in settled for k in range(1, SETTLED_STEPS + 1))
-               for rect in outlines.rects.values())
-
-
-class SettledCodes:
-    """Which frames of a voting camera need no code search: those whose outlines show only labels with settled
-    codes (``all_settled``), but for one in ``watch_every`` (a label's second code, a code off the outlines). The
-    tracker's thread calls ``update`` after each frame; the look (another thread) calls ``skip``: what passes
-    between them is one tuple, swapped whole."""
-
-    def __init__(self, watch_every: int = 3):
-        self.watch_every = watch_every
-        self._settled: tuple = ()
-        self._skipped = 0   # frames in a row whose code search was left out
-
-    def update(self, tracker: "LabelTracker") -> None:
-        self._settled = tracker.settled()
-
-    def skip(self, outlines: LookedOutlines) -> bool:
-        """Whether the frame with these outlines may go without a code search (counted: call once a frame)."""
-        if not all_settled(outlines, self._settled) or self._skipped + 1 >= self.watch_every:
-            self._skipped = 0
-            return False
-        self._skipped += 1
-        return True

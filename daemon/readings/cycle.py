@@ -114,6 +114,7 @@ class CycleLane(Lane):
         self.filter = ResultFilter(self._rules)
         self._camera_codes = self.code_formats
         self.tracker = None
+        self.settle = None      # a cycle reads every frame of its burst
         self.board = board
         self.rules = rules
         self._today = today

@@ -6,9 +6,10 @@ Readings come out decided by the camera's filter; the filter records a reading a
 commits it (stored), so a reading the outbox refused is no duplicate of its retry.
 
 Pure apart from the code reader (zxing-cpp, which releases the GIL) and the clock the caller passes: no outbox, no
-page, no threads. The work loop's thread calls it; ``look`` (the frame's codes and its label outlines; it keeps
-only codes_settle's count of frames left unsearched, and reads the tracker's settled labels as one tuple swapped
-whole) may run on another thread beside the frame's OCR (daemon/readings/look_pool.py).
+page, no threads. The work loop's thread calls it; ``outline`` and ``look`` (the frame's label outlines and what it
+needs, then its codes; they keep only the count of frames left out in a row, and read the tracker's settled labels
+as one tuple swapped whole: daemon/readings/settle.py) may run on another thread beside the frame's OCR
+(daemon/readings/look_pool.py).
 """
 from __future__ import annotations
 
@@ -20,24 +21,27 @@ from typing import Optional
 
 from daemon.config import CameraConfig, publish_mode
 from daemon.ocr.print_quality import equalized, join_dots
-from daemon.readings.consensus import (NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, SettledCodes,
-                                       label_outlines)
+from daemon.ocr.results import OcrResult
+from daemon.readings.consensus import NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, label_outlines
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
+from daemon.readings.settle import SettledLabels
 from daemon.sources import Frame
 
 log = logging.getLogger(__name__)
 
 GOOD_READ, NO_READ = "good_read", "no_read"   # as daemon/readings/cycle.py's statuses
 # A voting lane with cameras[].codes_settle leaves out the code search of a frame whose labels all have their codes
-# (consensus.SettledCodes), but searches every this many frames all the same.
+# settled, but searches every CODE_WATCH_EVERY frames all the same; one with text_settle leaves a frame whose labels
+# all have their text settled unread, but reads every TEXT_WATCH_EVERY frames (daemon/readings/settle.py).
 CODE_WATCH_EVERY = 3
+TEXT_WATCH_EVERY = 4
 
 
 @dataclass(frozen=True)
 class FrameLook:
     """What a frame's image alone gives its lane: its codes, the ms their reading took (None: the camera reads none),
-    a voting lane's label outlines (None: none found; NOT_LOOKED: not a voting lane), and whether the codes were
+    a voting lane's label outlines (None: none found; NOT_LOOKED: not a voting lane) and whether the codes were
     searched for (False: every label in the frame had its codes settled)."""
     codes: list
     codes_ms: Optional[float]
@@ -58,8 +62,11 @@ class Lane:
         if publish_mode(cam) == "consensus":
             self.tracker = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
             self.label_status = cam.label_status
-        voting_codes = self.tracker is not None and cam.codes_settle and bool(cam.codes)
-        self.settled_codes = SettledCodes(CODE_WATCH_EVERY) if voting_codes else None   # a voting lane's only
+        self.settle: Optional[SettledLabels] = None   # a voting lane's only
+        if self.tracker is not None:
+            codes = cam.codes_settle and bool(cam.codes)
+            if codes or cam.text_settle:
+                self.settle = SettledLabels(CODE_WATCH_EVERY, TEXT_WATCH_EVERY, codes, cam.text_settle)
 
     @property
     def voting(self) -> bool:
@@ -94,32 +101,46 @@ class Lane:
         """Whether ``look`` finds anything: codes, or label outlines for voting."""
         return bool(self.code_formats) or self.tracker is not None
 
-    def look(self, image) -> FrameLook:
-        """The frame's codes (read_codes) and, for a voting lane, its label outlines, so the look pool finds them
-        beside the frame's OCR (the outlines off the work loop's thread, as the codes). The code search is left out
-        where the outlines show only labels whose codes are settled (``codes_settle``), but for one frame in
-        CODE_WATCH_EVERY."""
+    def outline(self, image) -> FrameLook:
+        """The first part of a voting lane's look, before its codes: the frame's label outlines, and whether it is
+        searched for codes (``codes_settle``: a frame whose outlines show only labels with their codes settled is
+        not, but for one frame in CODE_WATCH_EVERY). Counted: once a frame."""
+        outlines = label_outlines(image)
+        return FrameLook([], None, outlines, self.settle.search(outlines) if self.settle is not None else True)
+
+    def unread(self, outlines: LookedOutlines) -> bool:
+        """Whether the frame with these outlines is left unread (``text_settle``: every label in it had its text
+        settled, but for one frame in TEXT_WATCH_EVERY); the work loop's thread asks, once a frame, before the frame's
+        post-processing, so the labels are judged on every frame voted on so far."""
+        return self.settle is not None and not self.settle.read(outlines)
+
+    def look(self, image, first: Optional[FrameLook] = None) -> FrameLook:
+        """The frame's codes (read_codes) and, for a voting lane, what ``outline`` found (first: found already), so
+        the look pool finds them beside the frame's OCR (the outlines off the work loop's thread, as the codes)."""
         if self.tracker is None:
             codes, codes_ms = self.read_codes(image)
             return FrameLook(codes, codes_ms)
-        outlines = label_outlines(image)
-        if self.settled_codes is not None and self.settled_codes.skip(outlines):
-            return FrameLook([], 0.0, outlines, searched=False)
+        first = first or self.outline(image)
+        if not first.searched:
+            return dataclasses.replace(first, codes_ms=0.0 if self.code_formats else None)
         codes, codes_ms = self.read_codes(image)
-        return FrameLook(codes, codes_ms, outlines)
+        return dataclasses.replace(first, codes=codes, codes_ms=codes_ms)
 
     def readings(self, frame: Frame, result, codes: list, codes_ms: Optional[float],
                  outlines: LookedOutlines = NOT_LOOKED, searched: bool = True) -> list[Reading]:
         """The readings this frame makes: first mode, the frame itself (decided); consensus, the labels it
         finished (the frame itself needs no acknowledgement: it is done here). outlines: what look found (None:
-        none), so the tracker does not look again; NOT_LOOKED: the tracker looks. searched: the look's."""
-        context = FrameContext.of(frame, result, codes_ms)
+        none), so the tracker does not look again; NOT_LOOKED: the tracker looks. searched: the look's. result:
+        None for a voting lane's frame left unread (``text_settle``)."""
         if self.tracker is None:
+            context = FrameContext.of(frame, result, codes_ms)
             decision = self.filter.decide(result.lines, frame.captured_at, codes)
             return [Reading(self.camera, decision, context, frame.captured_at, tuple(result.lines),
                             [line.box for line in decision.lines], ack=frame.ack, seq=frame.seq)]
-        finished = self.tracker.observe(frame.captured_at, result.lines, codes, context, image=frame.image,
-                                        outlines=outlines, searched=searched)   # its label outlines group the lines
+        context = FrameContext.of(frame, result if result is not None else OcrResult([], {}), codes_ms)
+        finished = self.tracker.observe(frame.captured_at, result.lines if result is not None else (), codes, context,
+                                        image=frame.image, outlines=outlines, searched=searched,
+                                        read=result is not None)   # its label outlines group the lines
         frame.ack.done()
         return self._finished(finished)
 
@@ -132,8 +153,8 @@ class Lane:
         return self._finished(self.tracker.flush()) if self.tracker else []
 
     def _finished(self, labels: list[FinishedLabel]) -> list[Reading]:
-        if self.settled_codes is not None:   # a voting lane's: its tracker is there
-            self.settled_codes.update(self.tracker)
+        if self.settle is not None:   # a voting lane's: its tracker is there
+            self.settle.update(self.tracker)
         return [self._label_reading(label) for label in labels]
 
     def wants(self, frame: Frame) -> bool:
