@@ -113,3 +113,30 @@ def test_outlines_looked_for_and_not_found_are_not_looked_for_again_on_the_loop(
 class _Result:
     lines: list = []
     timing_ms: dict = {}
+
+
+def test_a_voting_lane_s_outlines_come_first_and_a_frame_left_unsearched_waits_for_no_code_search():
+    """The loop asks whether a frame is left unread from its outlines alone; a frame whose code search was left out
+    (codes_settle) gives its look without waiting for the code pool's queue, and each lane call is made once."""
+    cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
+        {"name": "belt", "kind": "sample", "publish_mode": "consensus", "codes": ["Code128"]}]})
+    lane = Lane(cfg.cameras[0])
+    belt = np.full((960, 1280, 3), (60, 70, 65), dtype=np.uint8)
+    label = code_label("LABEL 7", "RR123456785CH")
+    belt[200:200 + label.shape[0], 300:300 + label.shape[1]] = label
+    asked, looked = [], []
+    unread, look = lane.unread, lane.look
+    lane.unread = lambda outlines: asked.append(outlines) or unread(outlines)
+    lane.look = lambda image, first=None: looked.append(first) or look(image, first)
+    lane.settle.search = lambda outlines: False          # as for a frame whose labels all have their codes
+    frame = Frame(camera="belt", image=belt, captured_at=0.0)
+    pool = LookPool()
+    try:
+        pool.start([frame], {"belt": lane})
+        assert pool.unread(lane, frame) is False           # nothing settled in the tracker yet: read
+        got = pool.result(lane, frame)
+    finally:
+        pool.close()
+    assert len(asked) == 1 and asked[0].rects == label_outlines(belt).rects
+    assert len(looked) == 1 and looked[0] is not None and looked[0].searched is False
+    assert got.searched is False and got.codes == [] and got.codes_ms == 0.0
