@@ -76,7 +76,7 @@ class CameraConfig:
     codes_settle: bool = True
     # Consensus: a frame whose labels are all followed ones whose text settled (each line read alike twice and in
     # most of its readings) is left unread (no post-processing, crops or recognizer; its label outlines keep them in
-    # view) but for every third frame; false: every frame is read (docs/performance.md#settled-labels).
+    # view) but for every fourth frame; false: every frame is read (docs/cameras.md#settled-labels).
     text_settle: bool = True
     # Results: the same set of texts from this camera is published once per window.
     dedup_window_s: float = 10.0

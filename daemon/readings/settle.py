@@ -10,8 +10,9 @@ same (a label's second code, a line that reads otherwise, something off the outl
 unsettled label, or one still coming into view at the frame's edge, is searched and read at once.
 
 Pure apart from two counts of frames left out in a row. The tracker's thread calls ``update`` after each frame and
-``read`` before post-processing one; the look (another thread) calls ``search`` when it has the frame's outlines,
-before the frame before it was voted on: what passes between the threads is one tuple, swapped whole.
+``read`` before post-processing one; the look (another thread) calls ``search`` as soon as it has a frame's outlines,
+which may be before the frame ahead of it was voted on: what passes between the threads is one tuple, swapped
+whole.
 """
 from __future__ import annotations
 
