@@ -27,7 +27,9 @@ stage's thread CPU time in the loop (capture: in its own thread). Sinks off: mqt
 MQTT to a local Mosquitto this script starts (unpinned). The rest of the config is the default (metrics, page and
 evidence on), with a live camera's publish mode (consensus; `--modes first` too) and dedup_window_s 0, so each label
 of the cycle is stored again as a new label would be. `--det-pre gpu` leaves the detector's letterbox to the GPU as
-the TensorRT backend does (the CPU keeps the frame's copy into the staging buffer and the geometry).
+the TensorRT backend does (the CPU keeps the frame's copy into the staging buffer and the geometry), and overlaps as
+its detector does with gpu.streams 2, the default: the loop submits frame N+1 before it finishes frame N (`--streams
+1`: one frame at a time). `--text-settle on,off` runs the camera with cameras[].text_settle both ways.
 
     .venv/bin/python bench/cpu_ceiling.py --json FILE [--cores 1,2,all] [--sinks off,on] [--det-pre cpu,gpu]
                                           [--modes consensus] [--text-settle on,off] [--seconds 15] [--replay FILE]

@@ -407,9 +407,9 @@ def main() -> None:
                     help="consensus as a camera with codes_settle reads: a frame whose labels all have their codes "
                     "gets no code search (its codes left out), but for one in CODE_WATCH_EVERY")
     ap.add_argument("--text-settle", action="store_true",
-                    help="consensus as a camera with codes_settle and text_settle reads: a frame whose labels all "
-                    "have their text settled is not read (no lines), but for one in TEXT_WATCH_EVERY (codes_settle "
-                    "too)")
+                    help="consensus as a camera with codes_settle and text_settle reads (the defaults): besides "
+                    "--codes-settle, a frame whose labels all have their text settled is not read (no lines), but "
+                    "for one in TEXT_WATCH_EVERY")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ocr-cache", type=Path, help="keep the frames' OCR and code reads in this file and reuse "
                     "them when labels, frames, seed and layout match (to re-score the tracker without the OCR)")
