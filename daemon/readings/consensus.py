@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -133,8 +132,9 @@ def _ratio(a: str, b: str) -> float:
 
 @lru_cache(maxsize=8192)
 def _folded(text: str) -> str:
-    """A text as settling compares it: NFKC-folded (a full-width colon is a colon), without whitespace."""
-    return "".join(unicodedata.normalize("NFKC", text).split())
+    """A text as settling compares it: as the CER compares it (a full-width colon is a colon, no whitespace)."""
+    from daemon.ocr.evaluate import fold_text   # imported here: that module imports OpenCV, as label_outlines says
+    return fold_text(text)
 
 
 # ---------------------------------------------------------------- outlines: the label paper against the belt
