@@ -239,23 +239,22 @@ class OcrPipeline:
         timing: dict[str, float] = {}
         crops: list[_Crop] = []
         frames: list[np.ndarray] = []
-        skipped: list[int] = []
-        index = -1
+        count = sum(len(sub.frames) for sub in subs)
+        skip = [index < len(unread) and bool(unread[index]) for index in range(count)]
         for sub in subs:
             self._collect(sub)
             timing["det"] = timing.get("det", 0.0) + sub.det_ms
             for frame, lb, prob in zip(sub.frames, sub.boxes, sub.probs):  # type: ignore[arg-type]
-                index += 1
-                if index < len(unread) and unread[index]:
-                    skipped.append(index)
+                index = len(frames)
+                frames.append(frame)
+                if skip[index]:
                     continue
                 t0 = time.perf_counter()
                 text_boxes, quads = frame_boxes(prob, lb, frame.shape[0], frame.shape[1], self.db)
                 order = reading_order(text_boxes)
                 _add(timing, "det_post", t0)
                 t0 = time.perf_counter()
-                crops.extend(_Crop(len(frames), text_boxes[i], warp_crop(frame, quads[i])) for i in order)
-                frames.append(frame)
+                crops.extend(_Crop(index, text_boxes[i], warp_crop(frame, quads[i])) for i in order)
                 _add(timing, "crop", t0)
 
         images = [c.image for c in crops]
@@ -275,10 +274,7 @@ class OcrPipeline:
                 per_frame[crop.frame].append(TextLine(text, conf, box,  # type: ignore[arg-type]
                                                       _stripped_chars(read, text, chars)))
         timing = {k: round(v, 3) for k, v in timing.items()}
-        results: list[OcrResult | None] = [OcrResult(lines, dict(timing)) for lines in per_frame]
-        for i in skipped:
-            results.insert(i, None)
-        return results
+        return [None if skipped else OcrResult(lines, dict(timing)) for lines, skipped in zip(per_frame, skip)]
 
     def upright(self, images: list[np.ndarray], scaled: bool = False) -> list[np.ndarray]:
         """Turns lines the classifier is sure are upside down (0/180 only).
