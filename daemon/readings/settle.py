@@ -49,18 +49,29 @@ def _coming_in(rect: Rect, label: SettledLabel, outlines: Outlines) -> bool:
             or (rect[1] <= 0 and label.vy > -STILL_PX) or (rect[3] >= bottom and label.vy < STILL_PX))
 
 
+class _Watch:
+    """The count of frames left out in a row: a frame whose labels are settled is left out, but for one in `every`,
+    which is searched or read all the same."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.left_out = 0
+
+    def leave_out(self, settled: bool) -> bool:
+        self.left_out = self.left_out + 1 if settled and self.left_out + 1 < self.every else 0
+        return self.left_out > 0
+
+
 class SettledLabels:
     """One voting camera's rule. codes: the camera reads codes and leaves the frames of labels whose codes settled
     unsearched (codes_settle); text: it leaves the frames of labels whose text settled unread (text_settle)."""
 
     def __init__(self, code_watch: int = 3, text_watch: int = 4, codes: bool = True, text: bool = False):
-        self.code_watch = code_watch
-        self.text_watch = text_watch
         self.codes = codes
         self.text = text
         self._settled: tuple[SettledLabel, ...] = ()
-        self._unsearched = 0   # frames in a row left unsearched (the look's thread)
-        self._unread = 0       # frames in a row left unread (the tracker's thread)
+        self._unsearched = _Watch(code_watch)   # the look's thread
+        self._unread = _Watch(text_watch)       # the tracker's thread
 
     def update(self, tracker: LabelTracker) -> None:
         self._settled = tracker.settled()
@@ -69,14 +80,11 @@ class SettledLabels:
         """Whether to search the frame with these outlines for codes. Counted: call once a frame."""
         if not self.codes:
             return True
-        settled = all_settled(outlines, [s for s in self._settled if s.codes])
-        self._unsearched = self._unsearched + 1 if settled and self._unsearched + 1 < self.code_watch else 0
-        return self._unsearched == 0
+        return not self._unsearched.leave_out(all_settled(outlines, [s for s in self._settled if s.codes]))
 
     def read(self, outlines: LookedOutlines) -> bool:
         """Whether to read the text of the frame with these outlines. Counted: call once a frame."""
         if not self.text:
             return True
         settled = all_settled(outlines, [s for s in self._settled if s.text], in_view=True, min_iou=TEXT_SETTLED_IOU)
-        self._unread = self._unread + 1 if settled and self._unread + 1 < self.text_watch else 0
-        return self._unread == 0
+        return not self._unread.leave_out(settled)
