@@ -140,3 +140,24 @@ def test_a_voting_lane_s_outlines_come_first_and_a_frame_left_unsearched_waits_f
     assert len(asked) == 1 and asked[0].rects == label_outlines(belt).rects
     assert len(looked) == 1 and looked[0] is not None and looked[0].searched is False
     assert got.searched is False and got.codes == [] and got.codes_ms == 0.0
+
+
+def test_outlines_that_fail_on_the_loop_leave_the_frame_read_and_its_failure_its_own():
+    """The outlines are found on the loop's thread when the frame is submitted; where that fails, the batch's OCR goes
+    on, the frame is read (not left unread on no evidence), and the failure comes back when its look is taken."""
+    cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
+        {"name": "belt", "kind": "sample", "publish_mode": "consensus", "codes": ["Code128"]}]})
+    lane = Lane(cfg.cameras[0])
+
+    def broken(image):
+        raise ValueError("outlines failed")
+    lane.outline = broken
+    frame = Frame(camera="belt", image=np.full((480, 640, 3), 200, dtype=np.uint8), captured_at=0.0)
+    pool = LookPool()
+    try:
+        pool.start([frame], {"belt": lane})                 # does not raise: the other frames' OCR is not lost
+        assert pool.unread(lane, frame) is False
+        with pytest.raises(ValueError, match="outlines failed"):
+            pool.result(lane, frame)
+    finally:
+        pool.close()

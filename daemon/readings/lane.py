@@ -6,10 +6,8 @@ Readings come out decided by the camera's filter; the filter records a reading a
 commits it (stored), so a reading the outbox refused is no duplicate of its retry.
 
 Pure apart from the code reader (zxing-cpp, which releases the GIL) and the clock the caller passes: no outbox, no
-page, no threads. The work loop's thread calls it; ``outline`` and ``look`` (the frame's label outlines and what it
-needs, then its codes; they keep only the count of frames left out in a row, and read the tracker's settled labels
-as one tuple swapped whole: daemon/readings/settle.py) may run on another thread beside the frame's OCR
-(daemon/readings/look_pool.py).
+page, no threads. The work loop's thread calls it; ``look`` (the frame's codes) may run on another thread beside the
+frame's OCR (daemon/readings/look_pool.py): it keeps nothing but what the code reader learns.
 """
 from __future__ import annotations
 
@@ -115,8 +113,8 @@ class Lane:
         return self.settle is not None and not self.settle.read(outlines)
 
     def look(self, image, first: Optional[FrameLook] = None) -> FrameLook:
-        """The frame's codes (read_codes) and, for a voting lane, what ``outline`` found (first: found already), so
-        the look pool finds them beside the frame's OCR (the outlines off the work loop's thread, as the codes)."""
+        """The frame's codes (read_codes) and, for a voting lane, what ``outline`` found (first: found already, on the
+        work loop's thread), so the look pool reads the codes beside the frame's OCR."""
         if self.tracker is None:
             codes, codes_ms = self.read_codes(image)
             return FrameLook(codes, codes_ms)

@@ -9,10 +9,9 @@ and codes found on them join them). One frame in ``code_watch`` is searched and 
 same (a label's second code, a line that reads otherwise, something off the outlines), and a frame with an
 unsettled label, or one still coming into view at the frame's edge, is searched and read at once.
 
-Pure apart from two counts of frames left out in a row. The tracker's thread calls ``update`` after each frame and
-``read`` before post-processing one; the look (another thread) calls ``search`` as soon as it has a frame's outlines,
-which may be before the frame ahead of it was voted on: what passes between the threads is one tuple, swapped
-whole.
+Pure apart from two counts of frames left out in a row. The work loop's thread calls all three: ``search`` as soon as
+it has a frame's outlines, when it submits the frame (which may be before the frame ahead of it was voted on),
+``read`` before post-processing one and ``update`` after each frame.
 """
 from __future__ import annotations
 
@@ -70,8 +69,8 @@ class SettledLabels:
         self.codes = codes
         self.text = text
         self._settled: tuple[SettledLabel, ...] = ()
-        self._unsearched = _Watch(code_watch)   # the look's thread
-        self._unread = _Watch(text_watch)       # the tracker's thread
+        self._unsearched = _Watch(code_watch)   # code searches left out in a row
+        self._unread = _Watch(text_watch)       # frames left unread in a row
 
     def update(self, tracker: LabelTracker) -> None:
         self._settled = tracker.settled()
