@@ -15,7 +15,9 @@ def test_cpu_ceiling_smoke_replays_the_recording_through_the_daemon_loop(tmp_pat
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["ceiling_frames_per_s"] > 0
+    # the headline is the TensorRT path's (the letterbox on the GPU), the ONNX Runtime path's beside it
+    assert result["ceiling_config"]["det_pre"] == "gpu" and result["ceiling_frames_per_s"] > 0
+    assert result["ceiling_loop_wall_ms_p95"] > 0 and result["ceiling_frames_per_s_cpu_letterbox"] > 0
     # the CPU path decodes the recognizer's softmax, the GPU path its top-3 head (TensorRT's): both as recorded
     assert [run["det_pre"] for run in result["runs"]] == ["cpu", "gpu"]
     for run in result["runs"]:
