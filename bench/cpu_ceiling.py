@@ -184,6 +184,10 @@ class Replay:
         import numpy as np
 
         self.path = path
+        # id(image) -> (the image, its recorded frame) for each frame the source handed out and the loop has not
+        # handled yet: the detector's replay answers for the frame it is given, so a frame left unread before its
+        # detection (text_settle, a detector that does not overlap) skips its recorded call, not the next frame's.
+        self.handed: dict = {}
         with np.load(path) as z:
             self.meta = json.loads(bytes(z["meta"]).decode())
             n = len(self.meta["frames"])
@@ -233,9 +237,9 @@ def replay_backend(replay: Replay, det_pre: str, streams: int = 2):
     head = rec_head.TOP3 if det_pre == "gpu" else rec_head.MODEL
 
     class Cursor:
-        """Which recorded frame the loop is on: the detector call starts the next one (one camera, lossless,
-        det_batch 1: frames reach the detector in the order the source hands them); where the detector overlaps,
-        collecting a frame's maps makes it the frame the recognizer's calls answer for."""
+        """Which recorded frame the loop is on: the detector call starts it (one camera, det_batch 1: the frame the
+        detector is given, as the source handed it out); where the detector overlaps, collecting a frame's maps makes
+        it the frame the recognizer's calls answer for."""
 
         def __init__(self):
             self.frame, self.call, self.mismatches = -1, 0, 0
@@ -271,6 +275,9 @@ def replay_backend(replay: Replay, det_pre: str, streams: int = 2):
             return self._classes if self._top3 else super().class_count()
 
         def run_frames(self, frames):
+            handed = replay.handed.get(id(frames[0]))
+            if handed is not None and handed[0] is frames[0]:
+                self._cursor.next_det = handed[1]
             if det_pre == "cpu":
                 return super().run_frames(frames)     # letterbox on the CPU, as ONNX Runtime's path does
             # The TensorRT path: the frame is copied into the staging buffer and letterboxed on the GPU.
@@ -567,27 +574,31 @@ def worker(spec: dict) -> dict:
 
         def read(self):
             t0 = time.thread_time_ns()
-            image = replay.frames[self.i % len(replay.frames)].copy()   # a driver hands a new buffer each frame
+            index = self.i % len(replay.frames)
+            image = replay.frames[index].copy()   # a driver hands a new buffer each frame
+            replay.handed[id(image)] = (image, index)
+            while len(replay.handed) > 64:        # frames that were never handled (none in a run that passes)
+                replay.handed.pop(next(iter(replay.handed)))
             self.i += 1
             frame = Frame(camera=self.cam.name, image=image, captured_at=time.time())
             clock.capture.append((time.thread_time_ns() - t0) / 1e6)
             return frame
 
     service_mod.make_source = lambda cam, hub: CaptureSource(cam, ReplayReader, hub)
-    finish = OcrPipeline.finish
+    handle = service_mod.Service._handle
     # frames whose lines equal the recorded run's, frames whose lines differ, frames left unread (text_settle)
     lines_as_recorded = [0, 0, 0]
 
-    def finish_checked(self, subs, unread=()):
-        results = finish(self, subs, unread)
-        if results[0] is None:
+    def handle_checked(self, frame, result):
+        handed = replay.handed.pop(id(frame.image), None)    # None: not a frame the source handed out
+        if result is None:
             lines_as_recorded[2] += 1
             clock.current["unread"] = 1.0
         else:
-            same = [line.text for line in results[0].lines] == replay.texts[self.backend.cursor.frame]
+            same = handed is not None and [line.text for line in result.lines] == replay.texts[handed[1]]
             lines_as_recorded[0 if same else 1] += 1
-        return results
-    OcrPipeline.finish = finish_checked
+        return handle(self, frame, result)
+    service_mod.Service._handle = handle_checked
     OcrPipeline.from_config = classmethod(lambda cls, cfg: replay_pipeline(cfg, replay, spec["det_pre"]))
 
     known = set(config_mod.OcrConfig.__dataclass_fields__)

@@ -263,28 +263,46 @@ class Service:
         return code
 
     def _process(self, frames: list[Frame]) -> None:
-        started = self._submit(frames)
-        if started is not None:
-            self._finish(started)
+        """One batch at a time (a detector that does not overlap): the tracker has voted on every frame before these,
+        so a frame left unread (text_settle) is known before detection and skips the detector too, the largest cost
+        of the CPU backend."""
+        self.looks.start(frames, self.lanes)
+        try:
+            unread = self._unread(frames)
+            read = [frame for frame, skip in zip(frames, unread) if not skip]
+            results = iter(self.pipeline.finish([self._detect(read)]) if read else ())
+        except Exception:
+            self._ocr_failed(frames)
+            return
+        self._handle_all(frames, [None if skip else next(results) for skip in unread])
 
     def _submit(self, frames: list[Frame]) -> Optional[tuple[list[Frame], Submitted]]:
         self.looks.start(frames, self.lanes)
         try:
-            return frames, self.pipeline.submit([f.image for f in frames], [f.detect_image for f in frames])
+            return frames, self._detect(frames)
         except Exception:
             self._ocr_failed(frames)
             return None
 
+    def _detect(self, frames: list[Frame]) -> Submitted:
+        return self.pipeline.submit([f.image for f in frames], [f.detect_image for f in frames])
+
+    def _unread(self, frames: list[Frame]) -> list[bool]:
+        """Per frame, whether its voting lane leaves it unread (text_settle): its look says so. Asked once a frame."""
+        return [frame.camera in self.lanes and self.looks.unread(self.lanes[frame.camera], frame) for frame in frames]
+
     def _finish(self, in_flight: tuple[list[Frame], Submitted]) -> None:
+        """A batch submitted while the one before it was finished (an overlapping detector): whether a frame is left
+        unread is asked only now, with the tracker up to date, so its detection ran but is not post-processed."""
         frames, submitted = in_flight
         try:
-            # A voting lane's frame whose labels all settled (text_settle) is left unread: its look says so first.
-            unread = [frame.camera in self.lanes and self.looks.unread(self.lanes[frame.camera], frame)
-                      for frame in frames]
-            results = self.pipeline.finish([submitted], unread)
+            results = self.pipeline.finish([submitted], self._unread(frames))
         except Exception:
             self._ocr_failed(frames)
             return
+        self._handle_all(frames, results)
+
+    def _handle_all(self, frames: list[Frame], results: list) -> None:
         for frame, result in zip(frames, results):
             try:
                 self._handle(frame, result)

@@ -75,8 +75,9 @@ class CameraConfig:
     # is searched for codes only every third frame; false: every frame (docs/performance.md#codes).
     codes_settle: bool = True
     # Consensus: a frame whose labels are all followed ones whose text settled (each line read alike twice and in
-    # most of its readings) is left unread (no post-processing, crops or recognizer; its label outlines keep them in
-    # view) but for every fourth frame; false: every frame is read (docs/cameras.md#settled-labels).
+    # most of its readings) is left unread (no post-processing, crops or recognizer, nor detector where it does not
+    # overlap frames; its label outlines keep them in view) but for every fourth frame; false: every frame is read
+    # (docs/cameras.md#settled-labels).
     text_settle: bool = True
     # Results: the same set of texts from this camera is published once per window.
     dedup_window_s: float = 10.0
