@@ -3,8 +3,10 @@ clock; the frames are numpy arrays drawn here (white labels on a dark belt)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from daemon.codes.reader import Code
+from daemon.readings import consensus
 from daemon.readings.consensus import LabelTracker, group_labels, label_outlines, vote_line
 from daemon.ocr.results import TextLine
 from daemon.readings.results_filter import FilterRules, ResultFilter
@@ -319,3 +321,14 @@ def test_the_shared_characters_bound_counts_what_a_counter_intersection_counts()
         for u in texts:
             want = 2.0 * sum((Counter(t) & Counter(u)).values()) / ((len(t) + len(u)) or 1)
             assert _shared_bound(t, u) == want, (t, u)
+
+
+@pytest.mark.parametrize("shape, step", [((960, 1280, 3), 8), ((1080, 1920, 3), 12), ((963, 1281, 3), 8),
+                                          ((480, 640), 4), ((100, 150, 3), 1), ((1200, 1600, 3), 10)])
+def test_block_centres_are_the_pixels_the_strided_slice_takes(shape, step):
+    """OpenCV's exact nearest-neighbour resize where the frame divides into whole blocks, numpy's slice elsewhere: the
+    same pixels either way (the label outlines are found in them)."""
+    image = np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
+    got = consensus.block_centres(image, step)
+    want = image[step // 2::step, step // 2::step]
+    assert got.shape == want.shape and np.array_equal(got, want) and got.flags["C_CONTIGUOUS"]

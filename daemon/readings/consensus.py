@@ -173,13 +173,24 @@ NOT_LOOKED = _NotLooked()
 LookedOutlines = Union[Outlines, None, _NotLooked]
 
 
+def block_centres(image: np.ndarray, step: int) -> np.ndarray:
+    """The pixel at the centre of each step x step block: ``image[step // 2::step, step // 2::step]``, made by OpenCV's
+    exact nearest-neighbour resize where the frame divides into whole blocks (the same pixels in a quarter of numpy's
+    time on 1280x960, and without the GIL)."""
+    import cv2
+    h, w = image.shape[:2]
+    if step > 1 and h % step == 0 and w % step == 0:
+        return cv2.resize(image, (w // step, h // step), interpolation=cv2.INTER_NEAREST_EXACT)
+    return np.ascontiguousarray(image[step // 2::step, step // 2::step])
+
+
 def label_outlines(image: np.ndarray) -> Optional[Outlines]:
     """The blobs of the frame (BGR or gray) that stand out from its background (see the module doc); None when
     the frame's border is no single background (a label filling the view), so grouping falls back to the layout."""
     import cv2   # imported here: the CLI imports this module before OpenCV is needed
     step = max(1, image.shape[1] // OUTLINE_WIDTH_PX)
     # One pixel per step x step block, then blurred: a tenth of the cost of INTER_AREA, the same blobs.
-    small = cv2.GaussianBlur(np.ascontiguousarray(image[step // 2::step, step // 2::step]), (0, 0), OUTLINE_BLUR_PX)
+    small = cv2.GaussianBlur(block_centres(image, step), (0, 0), OUTLINE_BLUR_PX)
     if small.ndim == 2:
         small = small[..., None]
     border = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]]).astype(np.int16)
