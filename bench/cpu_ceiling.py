@@ -64,8 +64,9 @@ CAMERA = "belt"
 LOOP_STAGES = ("take", "det", "det_post", "crop", "cls", "rec", "codes", "lane", "page", "status", "record",
                "heartbeat")
 REC_PARTS = ("rec_pre", "ctc", "join")
-# Wall ms per frame the loop spends waiting: for a frame (the hub's take), for its outlines (LookPool.unread, before
-# its post-processing) and for its codes (LookPool.result).
+# Wall ms per frame the loop spends waiting: for a frame (the hub's take), in LookPool.unread before its
+# post-processing (a wait for the outlines while they had a thread of their own, bench/RESULTS.md section 54; since,
+# only the settle rule) and for its codes (LookPool.result).
 WAITS = ("wait_take", "wait_outlines", "wait_codes")
 # The OCR settings a recording fixes (the calls' shapes and what post-processing keeps); replayed as recorded.
 RECORDED_OCR = ("model_set", "det_input_size", "det_batch", "det_threshold", "det_box_threshold", "det_unclip_ratio",
