@@ -90,6 +90,23 @@ def test_the_selected_recipe_judges_the_next_cycle_and_a_running_cycle_keeps_its
     assert all(d["latency_ms"]["trigger_to_outbox"] >= 0 for d in docs)   # what the PLC waited, to stored
 
 
+def test_a_changeover_sent_right_after_a_trigger_does_not_judge_that_trigger(tmp_path):
+    # A PLC triggers the part in place, then selects the next product's recipe before the lane has taken the
+    # trigger: the part is judged by the recipe active when its trigger was accepted, and the open-cycle marker
+    # (what a restart would answer) names that same recipe.
+    recipes = {"cans": Expectation(text=LOT), "jars": Expectation(text="LOT 4711B")}
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, recipes=recipes), "cans")
+    t0 = time.time() - 0.001
+    assert board.offer(Trigger(camera="cam", source="modbus", trigger_id="7", received_at=t0)).accepted
+    board.select_recipe("jars")                             # before the lane took the trigger
+    assert json.loads(open(lane._marker).read())["recipe"] == "cans"
+    run(lane, recorder, [[line(LOT)]], t0)
+    board.offer(Trigger(camera="cam", source="modbus", trigger_id="8", received_at=time.time() - 0.001))
+    run(lane, recorder, [[line(LOT)]], time.time() - 0.001)
+    assert [(d["trigger_id"], d["recipe"], d["status"]) for d in results(outbox)] == [
+        ("7", "cans", "good_read"), ("8", "jars", "mismatch")]
+
+
 def _cfg(tmp_path, recipes=RECIPES, default="cans"):
     return config.from_dict({
         "device_id": "st1", "mqtt": {"enabled": False}, "outbox": {"path": str(tmp_path / "outbox.sqlite3")},

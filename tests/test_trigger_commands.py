@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from daemon.readings.trigger_commands import MAX_BODY_BYTES, BadCommand, answer, parse_trigger
+from daemon.readings.trigger_commands import MAX_BODY_BYTES, BadCommand, answer, offer_command, parse_trigger
+from daemon.readings.triggers import TriggerBoard
 
 
 def test_every_key_is_optional_and_an_empty_body_is_a_trigger():
@@ -32,6 +33,18 @@ def test_every_key_is_optional_and_an_empty_body_is_a_trigger():
 def test_a_bad_command_is_refused_with_the_reason(body, why):
     with pytest.raises(BadCommand, match=why):
         parse_trigger("cam", body, "mqtt")
+
+
+def test_a_refused_trigger_answers_with_its_trigger_id_where_it_can_be_read():
+    boards = {"cam": TriggerBoard("cam", ("cans",))}
+    outcome, body = offer_command(boards, "cam", b'{"trigger_id": "104", "recipe": "nosuch"}', "mqtt")
+    assert outcome == "bad" and json.loads(body)["trigger_id"] == "104" and "unknown recipe" in json.loads(body)["reason"]
+    outcome, body = offer_command(boards, "cam", b'{"trigger_id": 105, "colour": "red"}', "http")
+    assert outcome == "bad" and json.loads(body)["trigger_id"] == "105" and "unknown key" in json.loads(body)["reason"]
+    for bad_id in (b'{"trigger_id": "a\\nforged", "x": 1}', b'[1]', b'{', b'{"trigger_id": "' + b"x" * 5000 + b'"}'):
+        outcome, body = offer_command(boards, "cam", bad_id, "http")
+        assert outcome == "bad" and json.loads(body)["trigger_id"] is None
+    assert boards["cam"].state().counters.triggers == 0      # none of them triggered anything
 
 
 def test_the_answer_is_one_json_object():

@@ -124,7 +124,7 @@ class CycleLane(Lane):
         state = board.state()
         # A board a reload kept may hold an accepted trigger: the marker is that trigger's, not an interrupted one.
         self._interrupted = None if state.waiting or state.busy else self._read_marker()
-        board.on_accept = lambda trigger: self._write_marker(trigger, trigger.recipe or board.state().recipe)
+        board.on_accept = lambda trigger: self._write_marker(trigger, trigger.recipe)   # the board bound it
 
     # ------------------------------------------------------------ the work loop's calls
 
@@ -217,8 +217,9 @@ class CycleLane(Lane):
     # ------------------------------------------------------------ a cycle
 
     def _start(self, trigger) -> None:
+        # The recipe active when the board accepted the trigger (bound there), not the one active now.
         self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9),
-                             recipe=trigger.recipe or self.board.state().recipe)
+                             recipe=trigger.recipe)
         self._read_as(self._cycle.recipe)
         self._write_marker(trigger, self._cycle.recipe)
 

@@ -71,13 +71,26 @@ def offer_command(boards: Mapping, camera: str, body: bytes, source: str) -> tup
         return "unknown", answer(camera, None, False, _not_triggered(camera))
     try:
         trigger = parse_trigger(camera, body, source)
-        recipes = board.state().recipes
-        if trigger.recipe is not None and trigger.recipe not in recipes:
-            raise BadCommand(f"unknown recipe {trigger.recipe[:64]!r}: one of {', '.join(recipes) or 'none defined'}")
     except BadCommand as exc:
-        return "bad", answer(camera, None, False, str(exc))
+        return "bad", answer(camera, _trigger_id_of(body), False, str(exc))
+    recipes = board.state().recipes
+    if trigger.recipe is not None and trigger.recipe not in recipes:
+        reason = f"unknown recipe {trigger.recipe[:64]!r}: one of {', '.join(recipes) or 'none defined'}"
+        return "bad", answer(camera, trigger.trigger_id, False, reason)
     got = board.offer(trigger)
     return ("accepted" if got.accepted else "missed"), answer(camera, trigger.trigger_id, got.accepted, got.reason)
+
+
+def _trigger_id_of(body: bytes) -> Optional[str]:
+    """The trigger_id of a command refused for another reason, where it can be read as a valid one: the client
+    matches the refusal to its part. None where the body is too large, not a JSON object or the id is not valid."""
+    if len(body) > MAX_BODY_BYTES:
+        return None
+    try:
+        doc = json.loads(body.decode("utf-8"))
+        return _text(doc, "trigger_id") if isinstance(doc, dict) else None
+    except (UnicodeDecodeError, ValueError, RecursionError, BadCommand):
+        return None
 
 
 def parse_recipe(body: bytes) -> Optional[str]:
@@ -121,7 +134,7 @@ def select_recipe(board, name: Optional[str], source: str):
     in the log: which recipe, from when, who asked)."""
     got = board.select_recipe(name)
     if got.accepted and got.reason != "already active":
-        log.info("%s: recipe %s active from the next cycle (selected over %s)", board.camera,
+        log.info("%s: recipe %s active for the triggers accepted from now on (selected over %s)", board.camera,
                  got.state.recipe or "(none: the camera's own expectation)", source)
     elif not got.accepted:
         log.warning("%s: recipe selection over %s refused: %s", board.camera, source, got.reason)

@@ -56,7 +56,7 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
     FC 3, 6, 16, 23    B+2-21  expected         40 ASCII characters, as `text`: the next cycles' expected text
                                                 (trailing NULs and spaces cut; all zero: the camera's own)
                        B+22    recipe           write N to make the config's N-th recipe active (0: none);
-                                                it applies from the next cycle; a bad N sets recipe_refused
+                                                it judges the triggers accepted after it; a bad N sets recipe_refused
 
 The handshake, per part:
     1. PLC waits for trigger_ready = 1, writes trigger_id (and expected), sets trigger = 1.

@@ -24,7 +24,7 @@ variables of daemon/publish/sinks/opcua.py:
         trigger rules (daemon/readings/trigger_commands.py) with BadInvalidArgument, and nothing is triggered.
     SelectRecipe(RecipeId String) -> (ActiveRecipe String)
         40100's PrepareRecipe(externalId), where our recipe's name is its ExternalId and one recipe is prepared at
-        a time: it is the active one from the next cycle ("": none, the camera's own expectation). An unknown one
+        a time: it judges the triggers accepted after it ("": none, the camera's own expectation). An unknown one
         is refused with BadInvalidArgument and the active one stays.
     GetResultById(ResultId UInt64) -> (Status String, TriggerId String, Recipe String, Text String,
                                        Verification String, CapturedAt DateTime, Acknowledged Boolean)
