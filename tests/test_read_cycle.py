@@ -144,15 +144,19 @@ def test_cycle_status_rules():
 def test_a_cycle_killed_before_its_result_was_stored_is_answered_no_read_after_the_restart(tmp_path):
     _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=5))
     t0 = time.time()
-    trigger(board, "part-9", at=t0)
+    trigger(board, "part-9", expected=LOT, at=t0)
     run(lane, recorder, [[line(LOT)]], t0)            # one frame of five: the cycle is open ...
     assert outbox.depth()[0] == 0
     outbox.close()                                     # ... and the process dies here (nothing flushed)
     _, outbox2, board2, lane2, recorder2 = setup(tmp_path, CycleRules(frames=5))
+    restarted = time.time()
     assert [recorder2.record(lane2, r) for r in lane2.due(time.time())] == [True]
     [doc] = results(outbox2)
     assert doc["status"] == "no_read" and doc["trigger_id"] == "part-9" and doc["trigger_source"] == "restart"
     assert "interrupted" in doc["note"]
+    # what was expected, and nothing read; how long the PLC waited, across the restart
+    assert (doc["verification"]["verdict"], doc["verification"]["expected"]) == ("no_read", LOT)
+    assert (restarted - t0) * 1000.0 - 1.0 <= doc["latency_ms"]["trigger_to_outbox"] <= (time.time() - t0) * 1000.0 + 1.0
     assert lane2.due(time.time()) == []                # answered once
     assert board2.state().ready and board2.state().last_result_id in (None, 0)   # the board took no trigger for it
     outbox2.close()

@@ -289,7 +289,7 @@ class CycleLane(Lane):
 
     def _write_marker(self, trigger, recipe: Optional[str]) -> None:
         doc = {"trigger_id": trigger.trigger_id, "source": trigger.source, "recipe": recipe,
-               "received_at": trigger.received_at}
+               "expected": trigger.expected, "fields": dict(trigger.fields), "received_at": trigger.received_at}
         try:
             os.makedirs(os.path.dirname(self._marker), exist_ok=True)
             write_atomic(self._marker, json.dumps(doc).encode())
@@ -318,13 +318,20 @@ class CycleLane(Lane):
     def _interrupted_reading(self, marker: dict) -> Reading:
         from daemon.readings.triggers import Trigger
 
-        received = float(marker.get("received_at") or time.time())
+        received = _float_or_none(marker.get("received_at")) or time.time()
+        values = marker.get("fields") if isinstance(marker.get("fields"), dict) else {}
+        # The monotonic clock does not survive a restart: the trigger's arrival on it, from the wall clock, so the
+        # result's trigger_to_outbox says how long the PLC waited, the restart included.
+        arrived_mono = time.monotonic() - max(0.0, time.time() - received)
         trigger = Trigger(camera=self.camera, source="restart", trigger_id=_str_or_none(marker.get("trigger_id")),
-                          expected=None, recipe=_str_or_none(marker.get("recipe")), fields={},
-                          received_at=received, received_mono=time.monotonic())
+                          expected=_str_or_none(marker.get("expected")), recipe=_str_or_none(marker.get("recipe")),
+                          fields={str(k)[:256]: str(v)[:256] for k, v in list(values.items())[:32]},
+                          received_at=received, received_mono=arrived_mono)
         decision = self.filter.decide([], received, [])
-        fields = self._fields(trigger, trigger.recipe, NO_READ, None, INTERRUPTED)
-        return Reading(self.camera, decision, _no_frame(trigger, self._kind), received, (), [], cycle=fields)
+        verification, _ = self._verify(trigger, trigger.recipe, [], [])   # what was expected, nothing read
+        fields = self._fields(trigger, trigger.recipe, NO_READ, verification, INTERRUPTED)
+        return Reading(self.camera, decision, _no_frame(trigger, self._kind), received, (), [], cycle=fields,
+                       triggered_mono=arrived_mono)
 
 
 def _no_frame(trigger, kind: str) -> FrameContext:
@@ -338,3 +345,10 @@ def _key(box) -> tuple:
 
 def _str_or_none(value) -> Optional[str]:
     return None if value is None else str(value)[:256]
+
+
+def _float_or_none(value) -> Optional[float]:
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
