@@ -162,6 +162,18 @@ def test_a_cycle_killed_before_its_result_was_stored_is_answered_no_read_after_t
     outbox2.close()
 
 
+def test_an_interrupted_cycle_with_the_largest_trigger_the_rules_allow_keeps_its_id(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=5))
+    fields = {f"f{i:02d}" + "\u00e9" * 250: "\u4e2d" * 256 for i in range(32)}      # escaped 6 bytes a character
+    board.offer(Trigger(camera="cam", source="http", trigger_id="big-1", expected=LOT, fields=fields))
+    outbox.close()                                     # killed before the lane took it
+    _, outbox2, board2, lane2, recorder2 = setup(tmp_path, CycleRules(frames=5))
+    assert [recorder2.record(lane2, r) for r in lane2.due(time.time())] == [True]
+    [doc] = results(outbox2)
+    assert (doc["trigger_id"], doc["status"], doc["verification"]["expected"]) == ("big-1", "no_read", LOT)
+    outbox2.close()
+
+
 def test_a_trigger_while_busy_is_missed_and_counted(tmp_path):
     _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2))
     t0 = time.time()

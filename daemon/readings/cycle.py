@@ -48,6 +48,9 @@ STATUSES = (GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE)
 INTERRUPTED = "interrupted by a daemon restart before its result was stored"
 NO_FRAME = "no frame captured after the trigger was read within cycle_window_ms (is the camera streaming?)"
 FRAME_LOST = "the frames taken for this cycle could not be read (the OCR failed: see the log)"
+# An open-cycle marker holds a trigger's id, expected text and up to 32 template fields (each bounded by the
+# trigger rules), JSON-escaped; read with this bound, so a marker damaged on disk cannot take the memory.
+_MARKER_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,7 @@ class CycleLane(Lane):
     def _read_marker(self) -> Optional[dict]:
         try:
             with open(self._marker, "rb") as f:
-                doc = json.loads(f.read(4096))
+                doc = json.loads(f.read(_MARKER_MAX_BYTES))
             return doc if isinstance(doc, dict) else {}
         except FileNotFoundError:
             return None
