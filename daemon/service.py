@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Optional
 
 from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
+from daemon.instance_lock import InstanceLock
 from daemon.publish.unstored import UnstoredReadings
 from daemon.readings import Lane, Recorder, make_lane, refresh_boards, tell_boards, wanted_frames
 from daemon.readings.look_pool import LookPool
@@ -79,6 +80,7 @@ class Service:
         self.boards: dict = {}    # triggered cameras' trigger boards (daemon/readings/triggers.py), kept by a reload
         self.pipeline = None
         self.outbox = None
+        self.lock: Optional[InstanceLock] = None   # one daemon per outbox (daemon/instance_lock.py)
         self.recorder: Optional[Recorder] = None
         self.publisher = None     # the MQTT sink's publisher (stats topic, delivery clock); None with MQTT off
         self.sinks: dict = {}     # every output, MQTT included (daemon/publish/sinks)
@@ -124,6 +126,8 @@ class Service:
         signal.signal(signal.SIGINT, lambda signum, frame: self.request_stop())
         signal.signal(signal.SIGHUP, lambda signum, frame: self.request_reload())
         self.notifier.status("loading models")
+        self.lock = InstanceLock(cfg.outbox.path)
+        self.lock.acquire()   # AlreadyRunning: main's "cannot start", exit 1, before any port or broker is touched
         self.outbox = Outbox(cfg.outbox, sinks=sink_names(cfg))
         refresh_boards(cfg, self.boards)
         self.pipeline = OcrPipeline.from_config(cfg)   # the slow part: models load once, here
@@ -230,6 +234,8 @@ class Service:
         self.looks.close()
         if self.outbox is not None:
             self.outbox.close()
+        if self.lock is not None:
+            self.lock.release()
 
     # ------------------------------------------------------------ the work loop
 
@@ -380,14 +386,19 @@ class Service:
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         plan = reload_plan(old, new, sink_names)
         # First everything that can fail, with the running parts untouched: new models, a new outbox file.
-        pipeline = outbox = None
+        pipeline = outbox = lock = None
         try:
             pipeline = OcrPipeline.from_config(new) if plan.pipeline else None
+            if plan.outbox and new.outbox.path != old.outbox.path:   # the new file is nobody else's either
+                lock = InstanceLock(new.outbox.path)
+                lock.acquire()
             outbox = Outbox(new.outbox, sinks=sink_names(new)) if plan.outbox else None   # sinks fixed at open
         except Exception as exc:
             for part in (pipeline, outbox):
                 if part is not None:
                     part.close()
+            if lock is not None:
+                lock.release()
             log.error("SIGHUP: the new config cannot be applied (%s); the running one stays", exc)
             self.notifier.send("READY=1", f"STATUS=config reload rejected: {exc}")
             return False
@@ -400,6 +411,9 @@ class Service:
         if outbox is not None:
             self.outbox.close()
             self.outbox = outbox
+        if lock is not None:
+            self.lock.release()
+            self.lock = lock
         self.cfg = new
         refresh_boards(new, self.boards)   # in place: the sinks and the page hold this dict
         if plan.sinks:
@@ -471,4 +485,5 @@ class Service:
             log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
         else:   # its file was deleted and could not be written anew (the outbox logged why)
             log.error("stopped: %d result(s) NOT kept: the outbox file %s is gone", left, self.cfg.outbox.path)
+        self.lock.release()
         return 0

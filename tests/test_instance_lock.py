@@ -1,0 +1,60 @@
+"""One daemon per outbox: a second `ocr-daemon run` on the same config is refused at once, naming the running one,
+before it binds a port or connects to the broker; a SIGKILLed daemon leaves no lock behind."""
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from broker import free_port
+from daemon.instance_lock import AlreadyRunning, InstanceLock
+from service_support import ROOT, Daemon, small_ocr, write_config
+
+_HOLD = ("import sys, time; sys.path.insert(0, {root!r}); from daemon.instance_lock import InstanceLock; "
+         "InstanceLock({path!r}).acquire(); print('held', flush=True); time.sleep(60)")
+
+
+def test_a_second_holder_is_refused_naming_the_first_and_the_lock_goes_with_its_process(tmp_path):
+    outbox = str(tmp_path / "state" / "outbox.sqlite3")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD.format(root=str(ROOT), path=outbox)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(AlreadyRunning, match=rf"pid {holder.pid}\b.*outbox\.sqlite3\.lock"):
+            InstanceLock(outbox).acquire()
+        holder.send_signal(signal.SIGKILL)    # a crash: the kernel drops the lock with the process
+        holder.wait(10)
+        lock = InstanceLock(outbox)
+        lock.acquire()
+        with pytest.raises(AlreadyRunning):   # held by this process now: a second open is refused too
+            InstanceLock(outbox).acquire()
+        lock.release()
+        InstanceLock(outbox).acquire()
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_second_daemon_on_the_same_config_exits_1_and_the_first_keeps_running(tmp_path):
+    web_port, metrics_port = free_port(), free_port()
+    config = write_config(tmp_path / "config.yaml", {
+        "device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(),
+        "mqtt": {"enabled": False},
+        "cameras": [{"name": "cam", "kind": "sample", "max_fps": 1}],
+        "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite3")},
+        "metrics": {"port": metrics_port}, "web": {"enabled": True, "port": web_port}})
+    first = Daemon(config, tmp_path / "first.log").start()
+    try:
+        assert first.wait_log("running:", 120), first.log()
+        started = time.monotonic()
+        second = subprocess.run([sys.executable, "-m", "daemon", "run", "--config", str(config)], cwd=str(ROOT),
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert f"another ocr-daemon (pid {first.proc.pid}) is running on this outbox" in second.stderr
+        assert "outbox.path" in second.stderr
+        # refused before the models load, and before any port: no "address in use" from the second
+        assert time.monotonic() - started < 30 and "in use" not in second.stderr
+        assert first.alive()
+    finally:
+        first.close()
