@@ -58,3 +58,36 @@ def test_a_second_daemon_on_the_same_config_exits_1_and_the_first_keeps_running(
         assert first.alive()
     finally:
         first.close()
+
+
+def test_a_reload_that_moves_the_outbox_takes_the_new_file_s_lock_or_is_rejected(tmp_path):
+    from daemon import config as config_mod
+    from daemon.service import Service
+
+    def cfg(outbox: str) -> dict:
+        return {"device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(), "mqtt": {"enabled": False},
+                "cameras": [{"name": "cam", "kind": "sample", "max_fps": 1}], "outbox": {"path": outbox},
+                "web": {"enabled": False}, "metrics": {"enabled": False}}
+
+    a, b = str(tmp_path / "a" / "outbox.sqlite3"), str(tmp_path / "b" / "outbox.sqlite3")
+    path = write_config(tmp_path / "config.yaml", cfg(a))
+    service = Service(config_mod.load(path), str(path))
+    service.start()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD.format(root=str(ROOT), path=b)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        write_config(path, cfg(b))
+        assert service.reload() is False                      # b is another daemon's: the running config stays
+        assert service.cfg.outbox.path == a and service.lock.path == a + ".lock"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        assert service.reload() is True
+        assert service.cfg.outbox.path == b and service.lock.path == b + ".lock"
+        InstanceLock(a).acquire()                             # the old file's lock was let go
+        with pytest.raises(AlreadyRunning):
+            InstanceLock(b).acquire()
+    finally:
+        holder.kill()
+        holder.wait(10)
+        service.close()
