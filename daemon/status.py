@@ -42,6 +42,13 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q / 100.0 * len(s) + 0.5)) - 1))]
 
 
+def _triggers(state) -> dict:
+    """A triggered camera's trigger figures as the stats topic, the page and /healthz all show them. Pure."""
+    return {"accepted": state.counters.accepted, "missed": state.counters.missed,
+            "state": "busy" if state.busy or state.waiting else "ready",
+            "recipe": state.recipe, "recipe_changes": state.counters.recipe_changes}
+
+
 def cycle_counts(by_recipe_status: Counter) -> dict:
     """The snapshot's read-cycle counts of a camera: by status, by recipe ("": none) and status, and the two
     rates a line is judged by: read rate (something read: not no_read or no_label) and yield (good_read), over
@@ -250,10 +257,12 @@ class Status:
         }
         if p.boards:   # triggered cameras: the line's own figures (a PLC's view of the reader)
             counts = self.counters.cameras(dict(p.sources), p.hub.dropped)
-            detail["read_cycles"] = {
-                name: {**board.state().as_dict(),
-                       **{k: counts.get(name, {}).get(k) for k in ("cycles", "read_rate", "yield")}}
-                for name, board in list(p.boards.items())}
+            detail["read_cycles"] = {}
+            for name, board in list(p.boards.items()):   # the stats topic's figures, and the board's state
+                state = board.state()
+                detail["read_cycles"][name] = {
+                    **state.as_dict(), "triggers": _triggers(state),
+                    **{k: counts.get(name, {}).get(k) for k in ("cycles", "cycles_by_recipe", "read_rate", "yield")}}
         sinks = self._sinks_health()
         if sinks:   # every output: up or down, what it still owes
             detail["sinks"] = sinks
@@ -285,9 +294,7 @@ class Status:
         for name, board in list(p.boards.items()):   # a triggered camera: its triggers, accepted and missed
             state = board.state()
             if name in cams:
-                cams[name]["triggers"] = {"accepted": state.counters.accepted, "missed": state.counters.missed,
-                                          "state": "busy" if state.busy or state.waiting else "ready",
-                                          "recipe": state.recipe, "recipe_changes": state.counters.recipe_changes}
+                cams[name]["triggers"] = _triggers(state)
         outbox = {"rows": 0, "bytes": 0}
         if p.outbox is not None:
             rows, nbytes = p.outbox.depth()

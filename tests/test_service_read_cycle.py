@@ -135,3 +135,6 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
     assert snap_cam["triggers"]["recipe"] == "jars" and snap_cam["triggers"]["recipe_changes"] == 1
     _, detail = service.health()
     assert detail["read_cycles"]["cam"]["recipe"] == "jars" and detail["read_cycles"]["cam"]["yield"] == 0.6
+    health_cam = detail["read_cycles"]["cam"]   # /healthz carries what the stats topic does, and the board's state
+    assert {k: health_cam[k] for k in ("cycles", "cycles_by_recipe", "read_rate", "yield", "triggers")} == {
+        k: snap_cam[k] for k in ("cycles", "cycles_by_recipe", "read_rate", "yield", "triggers")}
