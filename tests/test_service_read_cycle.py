@@ -69,6 +69,13 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
                                                               method="POST", data=b"{}", headers={"X-OCR-Page": "1"}),
                                        timeout=10)
             assert err.value.code == 404
+            too_big = json.dumps({"trigger_id": "part-x", "expected": "L" * 5000}).encode()
+            with pytest.raises(urllib.error.HTTPError) as err:   # refused by the server before it is read
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/cameras/cam/trigger",
+                                                              method="POST", data=too_big,
+                                                              headers={"X-OCR-Page": "1"}), timeout=10)
+            assert err.value.code == 413 and b"4096 bytes" in err.value.read()
+            assert service.boards["cam"].state().counters.triggers == 4   # nothing offered for it
 
             # The PLC over Modbus TCP: trigger coil -> trigger_ack -> result_valid with the id -> result_ack.
             from pymodbus.client import ModbusTcpClient

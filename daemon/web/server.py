@@ -8,8 +8,11 @@ threads plus the loop's one, whatever the clients do; its threads never touch th
 from __future__ import annotations
 
 from daemon import http_server
+from daemon.readings.trigger_commands import MAX_BODY_BYTES
 
-MAX_REQUEST_BODY = 4096     # the page only ever POSTs an empty body
+# The largest body taken: a read-cycle trigger or recipe command's (the page's own POSTs are empty); a larger one
+# is answered 413 by the server before it is read.
+MAX_REQUEST_BODY = MAX_BODY_BYTES
 
 
 class WebServer:
