@@ -77,11 +77,15 @@ class Verdict:
 
 def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bool,
            delivery: Optional[DeliveryFacts], rows: int, delivery_still_s: float,
-           max_undelivered_age_s: float, sinks: Sequence[SinkFacts] = ()) -> Verdict:
+           max_undelivered_age_s: float, sinks: Sequence[SinkFacts] = (),
+           lock_lost: Optional[str] = None) -> Verdict:
     """The verdict from the facts. delivery None: nothing known about delivery (no publisher, no report);
     delivery_still_s: seconds since DeliveryClock last moved; sinks: the outputs other than MQTT (whose
-    facts are `delivery`)."""
+    facts are `delivery`); lock_lost: why this daemon no longer holds its outbox's lock (another one took it
+    after the file was deleted), which a restart would not mend (it would be refused)."""
     reasons: list[str] = []
+    if lock_lost:
+        reasons.append(f"another daemon may be running on this outbox: {lock_lost}")
     restart_helps = True
     for sink in sinks:
         error = f" (last error: {sink.last_error})" if sink.last_error else ""

@@ -260,6 +260,7 @@ class Service:
                 for src in list(self.sources.values()):
                     src.check_watchdog()
                 tell_boards(self.boards, self.sources)
+                self.lock.keep(time.monotonic())   # the state folder removed by hand: lock the outbox again
                 heartbeat.tick(time.monotonic(), self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False

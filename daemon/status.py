@@ -228,7 +228,8 @@ class Status:
         return assess(frames_progressing=self.progressing(now), stall_timeout_s=svc.stall_timeout_s,
                       mqtt_enabled=pub is not None, delivery=facts, rows=rows, delivery_still_s=still_s,
                       max_undelivered_age_s=svc.max_undelivered_age_s,
-                      sinks=[s.health() for n, s in list(p.sinks.items()) if n != "mqtt"])
+                      sinks=[s.health() for n, s in list(p.sinks.items()) if n != "mqtt"],
+                      lock_lost=getattr(getattr(p, "lock", None), "lost", None))
 
     def watchdog_ok(self, now: float) -> bool:
         """Whether the work loop may ping systemd now; logs the reasons once each time they change."""

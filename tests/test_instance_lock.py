@@ -91,3 +91,43 @@ def test_a_reload_that_moves_the_outbox_takes_the_new_file_s_lock_or_is_rejected
         holder.kill()
         holder.wait(10)
         service.close()
+
+
+def test_a_lock_file_deleted_while_running_is_locked_again_so_a_second_daemon_is_still_refused(tmp_path, caplog):
+    import shutil
+
+    state = tmp_path / "state"
+    outbox = str(state / "outbox.sqlite3")
+    lock = InstanceLock(outbox)
+    lock.acquire()
+    shutil.rmtree(state)                        # the state folder removed by hand while the daemon runs
+    lock.keep(1000.0)
+    assert "deleted while this daemon ran: locked again" in caplog.text and lock.lost is None
+    with pytest.raises(AlreadyRunning):
+        InstanceLock(outbox).acquire()
+    lock.keep(1000.5)                           # within the interval: not looked at again
+    (state / "outbox.sqlite3.lock").unlink()
+    other = subprocess.Popen([sys.executable, "-c", _HOLD.format(root=str(ROOT), path=outbox)],
+                             stdout=subprocess.PIPE, text=True)
+    try:                                        # another daemon took the new file before this one looked
+        assert other.stdout.readline().strip() == "held"
+        lock.keep(1001.0)
+        assert lock.lost and f"pid {other.pid}" in lock.lost
+        assert caplog.text.count("another ocr-daemon") == 1
+        lock.keep(1002.0)
+        assert caplog.text.count("another ocr-daemon") == 1   # logged once
+    finally:
+        other.kill()
+        other.wait(10)
+    lock.keep(1003.0)                            # the other one gone: this one holds it again
+    assert lock.lost is None
+    lock.release()
+
+
+def test_health_says_so_when_the_lock_was_lost_and_keeps_the_watchdog():
+    from daemon.health import assess
+
+    verdict = assess(frames_progressing=True, stall_timeout_s=60, mqtt_enabled=False, delivery=None, rows=0,
+                     delivery_still_s=0.0, max_undelivered_age_s=600, lock_lost="another ocr-daemon (pid 7) ...")
+    assert not verdict.healthy and verdict.watchdog_ok   # a restart would be refused: systemd must not loop
+    assert "another daemon may be running on this outbox" in verdict.reasons[0]
