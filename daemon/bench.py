@@ -352,7 +352,7 @@ def format_table(report: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load_or_defaults(args.config)   # a ConfigError: cli.main's one line, exit 2
+    cfg = config.load_or_defaults(args.config, read_secrets=False)   # a ConfigError: cli.main's one line, exit 2
     report = run_bench(cfg, Path(args.images), args.repeat, not args.no_rapidocr, not args.no_rapidocr3)
     print(format_table(report))
     if args.cameras > 1:

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load_or_defaults(args.config)   # a ConfigError: cli.main's one line, exit 2
+    cfg = config.load_or_defaults(args.config, read_secrets=False)   # a ConfigError: cli.main's one line, exit 2
     from daemon.backends.base import BackendError
     from daemon.ocr.models import ModelFileError
     from daemon.ocr.pipeline import OcrPipeline

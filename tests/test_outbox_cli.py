@@ -48,3 +48,19 @@ def test_dead_letters_are_listed_and_replayed_by_id_or_all_while_the_outbox_is_o
     assert ob.depth() == (3, 33) and ob.health().dead_letters == 0
     assert _cli("replay", "--config", str(conf)).returncode == 2   # --id or --all is required
     ob.close()
+
+
+def test_the_outbox_commands_run_by_hand_need_none_of_the_unit_s_secrets(tmp_path):
+    # The unit reads its passwords from systemd credentials (a path that exists only inside it) or its own
+    # environment: an operator at a shell has neither, and listing dead letters uses no secret.
+    path = tmp_path / "state" / "outbox.sqlite3"
+    conf = tmp_path / "config.yaml"
+    conf.write_text(f"outbox:\n  path: {path}\n"
+                    "mqtt:\n  password_file: /run/credentials/ocr-daemon.service/mqtt-password\n"
+                    "web:\n  token_env: OCR_TEST_TOKEN_NOT_SET\n")
+    Outbox(OutboxConfig(path=str(path))).close()
+    out = _cli("dead-letters", "--config", str(conf))
+    assert out.returncode == 0 and "0 dead letters" in out.stderr, out.stderr
+    check = subprocess.run([sys.executable, "-m", "daemon", "check-config", str(conf)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2 and "mqtt.password_file" in check.stderr   # what the daemon itself needs: checked

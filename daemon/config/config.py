@@ -4,6 +4,7 @@ needs more than one section: names and topics that combine the device and the ca
 against the camera count, the daemon's own ports, and every path as resolved against state_dir."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -23,6 +24,7 @@ from daemon.config.evidence import EvidenceConfig
 from daemon.config.mqtt import LONGEST_TOPIC_LEVEL, SQLITE_MAX_VARIABLES, MqttConfig, max_inflight_limit
 from daemon.config.ocr import EnginesConfig, GpuConfig, OcrConfig
 from daemon.config.outbox import OutboxConfig
+from daemon.config.secrets import secrets_unread
 from daemon.config.service import MetricsConfig, ServiceConfig
 from daemon.config.recipes import RecipeConfig, check_recipes
 from daemon.config.sinks import HomeAssistantConfig, ModbusSectionConfig, OpcUaConfig, SparkplugConfig
@@ -214,11 +216,13 @@ def from_dict(data: Any) -> Config:
     return resolve_state_paths(validate(cfg))
 
 
-def load(path: str | os.PathLike) -> Config:
+def load(path: str | os.PathLike, read_secrets: bool = True) -> Config:
     """Reads and validates a config file; relative state paths resolve against state_dir (resolve_state_paths).
-    A ConfigError carries the file's path (its report() names it)."""
+    A ConfigError carries the file's path (its report() names it). read_secrets False: for a command that uses no
+    password or token, which are then neither read nor checked (a systemd credential exists only in the unit)."""
     try:
-        cfg = from_dict(parse_yaml(read_config_text(path)))
+        with contextlib.nullcontext() if read_secrets else secrets_unread():
+            cfg = from_dict(parse_yaml(read_config_text(path)))
     except ConfigError as exc:
         exc.path = os.fspath(path)
         raise
@@ -227,6 +231,6 @@ def load(path: str | os.PathLike) -> Config:
     return cfg
 
 
-def load_or_defaults(path: str | os.PathLike | None) -> Config:
+def load_or_defaults(path: str | os.PathLike | None, read_secrets: bool = True) -> Config:
     """The config file when one is named, else the built-in defaults (for one-shot commands)."""
-    return load(path) if path else from_dict({})
+    return load(path, read_secrets) if path else from_dict({})

@@ -8,8 +8,10 @@ and again when the daemon reads it at start. A secret nobody named is None.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from daemon.config.checks import check_env_name
 from daemon.config.errors import ConfigError, require, shown
@@ -24,6 +26,20 @@ if TYPE_CHECKING:   # the sections import this module
 # by mistake from being read into memory.
 MAX_SECRET_BYTES = 4096
 
+# Set while a config is loaded for a command that uses no secret (the outbox's dead letters, `once`, the engine
+# builds): run by hand outside the unit, it cannot read the unit's systemd credentials, and need not.
+_UNREAD = contextvars.ContextVar("secrets_unread", default=False)
+
+
+@contextlib.contextmanager
+def secrets_unread() -> Iterator[None]:
+    """Within it secret() reads nothing and answers None (the names are still checked)."""
+    token = _UNREAD.set(True)
+    try:
+        yield
+    finally:
+        _UNREAD.reset(token)
+
 
 def check_named_once(key: str, env: Optional[str], file: Optional[str]) -> None:
     """A secret is named by an environment variable or a file, not both (key: the section and the secret's name,
@@ -35,7 +51,9 @@ def check_named_once(key: str, env: Optional[str], file: Optional[str]) -> None:
 def secret(key: str, env: Optional[str], file: Optional[str]) -> Optional[str]:
     """The secret in the environment variable env or the file (the variable first), stripped; None when neither
     is named. Not set, not UTF-8, empty or only whitespace: a ConfigError naming {key}_env or {key}_file.
-    Never logged."""
+    Never logged. None within secrets_unread()."""
+    if _UNREAD.get():
+        return None
     if env:
         raw = os.environb.get(os.fsencode(env))
         require(raw is not None, f"{key}_env", env, "is not set in the environment")

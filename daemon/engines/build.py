@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     from daemon.ocr.models import ModelFileError
 
     try:
-        cfg = config_mod.load(args.config)
+        cfg = config_mod.load(args.config, read_secrets=False)
         plans = plan_engines(cfg, args.precision)
     except ModelFileError as exc:
         print(f"error: {exc}", file=sys.stderr)

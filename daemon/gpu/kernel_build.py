@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
     from daemon import config as config_mod
     from daemon.gpu import pycuda_available
 
-    cfg = config_mod.load(args.config)   # a ConfigError: cli.main's one line, exit 2
+    cfg = config_mod.load(args.config, read_secrets=False)   # a ConfigError: cli.main's one line, exit 2
     ok, why = pycuda_available()
     if not ok:
         print(f"error: cannot build the GPU kernels here: {why}", file=sys.stderr)

@@ -39,7 +39,7 @@ def _utc(t: float) -> str:
 def main(args: argparse.Namespace) -> int:
     from daemon.publish.outbox import Outbox
 
-    cfg = config_mod.load(args.config)   # a ConfigError: cli.main's one line, exit 2
+    cfg = config_mod.load(args.config, read_secrets=False)   # a ConfigError: cli.main's one line, exit 2
     path = Path(cfg.outbox.path)
     if not path.exists():
         print(f"no outbox at {path}", file=sys.stderr)

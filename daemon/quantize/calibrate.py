@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from daemon.quantize.frames import CalibrationInputError
 
     try:
-        cfg = config.load(args.config)
+        cfg = config.load(args.config, read_secrets=False)
         if args.report_only:
             result = check(cfg, Path(args.images), args.max_frames)
         else:
