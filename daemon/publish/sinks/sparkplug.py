@@ -121,6 +121,9 @@ class SparkplugSink(QueueSink):
         self._session: Optional[MqttSession] = None
         self._bd_seq_path = Path(cfg.outbox.path).with_name("sparkplug-bdseq")
         self._bd_seq = _read_bd_seq(self._bd_seq_path)   # the last one used; the next connection uses one more
+        # Whether a connection with _bd_seq was accepted (its NDEATH could be published). A start does not know:
+        # the kept one may have been in use when the daemon stopped, so the first connection takes the next.
+        self._bd_seq_used = True
         self._seq = 0                 # the last seq sent (NBIRTH's is 0)
         self._born: set[str] = set()  # devices born in this session
         self._last: dict[str, Reading] = {}   # camera -> its last reading delivered (for the births)
@@ -139,17 +142,20 @@ class SparkplugSink(QueueSink):
         if self._session is not None:
             self._session.close(graceful=False)
             self._session = None
-        self._bd_seq = (self._bd_seq + 1) % 256
-        try:   # before the CONNECT that carries it: a crash right after it still never reuses it
-            write_atomic(self._bd_seq_path, f"{self._bd_seq}\n".encode())
-        except OSError as exc:
-            log.warning("sparkplug: cannot keep bdSeq in %s (%s); a restart starts again from 0",
-                        self._bd_seq_path, exc)
+        if self._bd_seq_used:   # one more per connection the broker accepted, not per attempt (a broker down)
+            self._bd_seq = (self._bd_seq + 1) % 256
+            self._bd_seq_used = False
+            try:   # before the CONNECT that carries it: a crash right after it still never reuses it
+                write_atomic(self._bd_seq_path, f"{self._bd_seq}\n".encode())
+            except OSError as exc:
+                log.warning("sparkplug: cannot keep bdSeq in %s (%s); a restart starts again from 0",
+                            self._bd_seq_path, exc)
         death = node_death(self._bd_seq, self._now_ms())
         session = MqttSession(self._cfg.mqtt, self._client_id, self._lost,
                               will=(topic(self._group, "NDEATH", self._edge), death, 1, False),
                               subscriptions=(topic(self._group, "NCMD", self._edge),), on_message=self._on_command)
-        session.open()
+        session.open()   # SinkDown when the broker cannot be reached or refuses: no session, no NDEATH to come
+        self._bd_seq_used = True
         self._session = session
         self._rebirth.clear()
         self._births()
