@@ -61,6 +61,7 @@ from daemon.config import OutboxConfig
 from daemon.publish.outbox_file import FileWatch, put_back
 from daemon.publish.outbox_salvage import DEAD_COLUMNS as _DEAD_COLUMNS
 from daemon.publish.outbox_salvage import salvage as salvage_file
+from daemon.publish.sqlite_pages import wal_commits_unread
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +255,16 @@ class Outbox:
         self._db: sqlite3.Connection
         with self._lock:
             try:
-                self._open_locked()
-                bad = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
-                if bad != ["ok"]:
-                    self._set_aside_locked("quick_check: " + "; ".join(str(b) for b in bad[:3]))
+                # Before SQLite opens it: on opening, SQLite would silently drop what a damaged -wal frame hides,
+                # and the first write would start the log over it.
+                lost = wal_commits_unread(str(self._path))
+                if lost:
+                    self._set_aside_locked(lost)
+                else:
+                    self._open_locked()
+                    bad = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+                    if bad != ["ok"]:
+                        self._set_aside_locked("quick_check: " + "; ".join(str(b) for b in bad[:3]))
             except sqlite3.DatabaseError as exc:
                 if _classify(exc) != "corrupt":
                     raise

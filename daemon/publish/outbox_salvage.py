@@ -10,7 +10,8 @@ Two readers, one after the other, their findings joined:
 Rows are joined by id, and a msg_id seen twice is queued once. Sequence numbers come from the camera_seq table
 where readable and from the recovered messages' own "seq". Rows on pages SQLite had freed are not read while the
 free list is readable (page 1); when it is not, a row delivered long ago can come back and be sent again under
-its own message id (at least once: a duplicate, never a loss).
+its own message id (at least once: a duplicate, never a loss). So can a row acknowledged after a damaged -wal
+frame: SQL reads the file as it was before that frame.
 
 The Outbox calls salvage() under its lock with the file already set aside; pure file reading, no logging.
 """

@@ -26,6 +26,57 @@ _PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)   # SQLite's de
 _TABLE_LEAF, _INDEX_LEAF, _TABLE_INTERIOR, _INDEX_INTERIOR = 13, 10, 5, 2
 
 
+def wal_commits_unread(path: str) -> Optional[str]:
+    """Why SQLite will not read committed transactions in the -wal beside the database at path, or None when it
+    reads every one. SQLite replays the WAL up to the first frame whose checksum fails and drops the rest without
+    a word: right for a write torn by a crash (it was never committed), but a damaged frame in the middle hides
+    every commit after it. So: frames are checked as SQLite checks them (salts, cumulative checksums); past the
+    first that fails, a frame of the same generation that ends a transaction (a commit) means rows were lost."""
+    try:
+        with open(path + "-wal", "rb") as f:
+            wal = f.read()
+    except OSError:
+        return None
+    if len(wal) < _WAL_HEADER:
+        return None
+    magic, _, page_size = struct.unpack(">III", wal[:12])
+    if magic not in _WAL_MAGICS or page_size not in _PAGE_SIZES:
+        return None   # no WAL SQLite would read: nothing it reads is lost (the salvage reads such frames)
+    order = "<" if magic == 0x377F0682 else ">"
+    s0, s1 = _wal_checksum(order, wal[:24], 0, 0)
+    if (s0, s1) != struct.unpack(">II", wal[24:32]):
+        return None   # a header SQLite does not take: it starts the log afresh (nothing of it was ever read)
+    salts = wal[16:24]
+    frame = _FRAME_HEADER + page_size
+    off, n, bad = _WAL_HEADER, 0, None
+    while off + frame <= len(wal):
+        n += 1
+        head = wal[off:off + _FRAME_HEADER]
+        if head[8:16] != salts:
+            if bad is None:
+                return None   # an older generation's frame: where SQLite's log ends
+            off += frame
+            continue
+        if bad is None:
+            s0, s1 = _wal_checksum(order, head[:8] + wal[off + _FRAME_HEADER:off + frame], s0, s1)
+            if (s0, s1) != struct.unpack(">II", head[16:24]):
+                bad = n
+        elif struct.unpack(">I", head[4:8])[0] > 0:   # the database size after a commit: a commit frame
+            return (f"WAL frame {bad} is damaged and a transaction committed after it (frame {n}) "
+                    f"would be dropped by SQLite")
+        off += frame
+    return None
+
+
+def _wal_checksum(order: str, data: bytes, s0: int, s1: int) -> tuple[int, int]:
+    """SQLite's WAL checksum over data (a multiple of 8 bytes), continuing from (s0, s1)."""
+    words = struct.unpack(f"{order}{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
 @dataclass(frozen=True)
 class Cell:
     """One leaf cell's record: a table row (rowid set) or an index entry, which is also how a WITHOUT ROWID
