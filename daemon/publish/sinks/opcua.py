@@ -88,8 +88,9 @@ log = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 10.0   # a write into the address space that takes longer: the server counts as down
 _EVENT_FIELDS = (("Camera", "String"), ("Text", "String"), ("Confidence", "Double"), ("ReadingId", "String"),
                  ("CapturedAt", "DateTime"), ("Seq", "UInt64"))
-# RecentReadings' length: what a client away for a daemon restart can catch up on. The whole array is written with
-# each reading, so it stays a few kB.
+# RecentReadings' length: what a client away while the outbox's readings are delivered (after a restart: before
+# clients reconnect) can catch up on. Kept in memory, so not what was delivered just before a crash. The whole array
+# is written with each reading, so it stays a few kB.
 RECENT_READINGS = 50
 _REFUSAL_WINDOW_S = 60.0   # a peer's refusals after its first are counted and summarised once per window
 
