@@ -42,6 +42,9 @@ setup(
         # The Modbus TCP server for PLCs (daemon/publish/sinks/modbus.py): pinned, its server API moves between
         # minor versions.
         "pymodbus==3.16.1",
+        # User patterns (accept_patterns, expect_regex) are matched by RE2: linear time, so no pattern can hang the
+        # daemon as a backtracking one did with Python's re (daemon/patterns.py).
+        "google-re2>=1.1",
     ],
     extras_require={
         # Not a hard requirement: the GPU install (systemd/make-venv.sh --gpu) keeps the system OpenCV

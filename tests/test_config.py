@@ -22,7 +22,7 @@ def test_shipped_config_yaml_is_valid_and_matches_the_defaults_it_documents():
     ({"colour": 1}, "colour", "unknown key"),
     ({"ocr": {"det_input_size": [640, "x"]}}, "ocr.det_input_size[1]", "integer"),
     ({"ocr": {"det_input_size": [650, 640]}}, "ocr.det_input_size[0]", "multiple of 32"),
-    ({"ocr": {"rec_batch": 0}}, "ocr.rec_batch", "at least 1"),
+    ({"ocr": {"rec_batch": 0}}, "ocr.rec_batch", "1 to 256"),
     ({"ocr": {"use_angle_classifier": "yes"}}, "ocr.use_angle_classifier", "true or false"),
     ({"ocr": {"det_model": "/nonexistent/det.onnx"}}, "ocr.det_model", "/nonexistent/det.onnx"),
     ({"backend": "gpu"}, "backend", "'gpu' is not one of"),

@@ -11,6 +11,7 @@ from daemon.codes import CODE_FORMATS
 from daemon.config.checks import NAME_RULE, valid_name
 from daemon.config.errors import ConfigError, require, shown
 from daemon.formats import FORMATS
+from daemon.patterns import PatternError, compile_pattern
 
 # v4l2 cameras by number: Linux has /dev/video0 to /dev/video255 (VIDEO_NUM_DEVICES).
 V4L2_DEVICES = 256
@@ -208,8 +209,8 @@ def check_pattern(key: str, pattern: str) -> None:
         require(count <= MAX_PATTERN_REPEAT, key, pattern,
                 f"repeats {count} times ({match.group()}); at most {MAX_PATTERN_REPEAT} (OCR lines are short)")
     try:
-        re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        compile_pattern(pattern)
+    except PatternError as exc:
         raise ConfigError(key, f"{shown(pattern)} is not a valid regex ({exc})") from None
 
 

@@ -10,6 +10,15 @@ from daemon.config.files import check_readable
 
 
 MAX_EXCLUDED_CHARS = 256
+# Bounds past what any box runs: a config's numbers are not trusted to be sane. Without them threads: 100000
+# started tens of thousands of ONNX Runtime threads and det_input_size [32000, 32000] asked for 11 GiB a frame
+# (found from outside); each is refused naming its key instead.
+MAX_SIDE = 4096          # det_input_size, rec_width (pixels)
+MAX_DET_BATCH = 64       # det_batch, tiles_max
+MAX_REC_BATCH = 256
+MAX_REC_HEIGHT = 256
+MAX_THREADS = 256        # ONNX Runtime intra-op threads per model
+MAX_DET_CANDIDATES = 100_000
 
 
 @dataclass(frozen=True)
@@ -104,16 +113,22 @@ class OcrConfig:
         for name in ("det_model", "rec_model", "cls_model", "dictionary"):
             check_readable(f"{key}.{name}", getattr(self, name))
         for i, v in enumerate(self.det_input_size):
-            require(v >= 32 and v % 32 == 0, f"{key}.det_input_size[{i}]", v, "must be a multiple of 32, at least 32")
-        require(self.det_batch >= 1, f"{key}.det_batch", self.det_batch, "must be at least 1")
-        require(self.tiles_max >= 0, f"{key}.tiles_max", self.tiles_max, "must be 0 (automatic) or more")
-        require(self.rec_batch >= 1, f"{key}.rec_batch", self.rec_batch, "must be at least 1")
+            require(32 <= v <= MAX_SIDE and v % 32 == 0, f"{key}.det_input_size[{i}]", v,
+                    f"must be a multiple of 32 from 32 to {MAX_SIDE}")
+        require(1 <= self.det_batch <= MAX_DET_BATCH, f"{key}.det_batch", self.det_batch,
+                f"must be 1 to {MAX_DET_BATCH}")
+        require(0 <= self.tiles_max <= MAX_DET_BATCH, f"{key}.tiles_max", self.tiles_max,
+                f"must be 0 (automatic) to {MAX_DET_BATCH}")
+        require(1 <= self.rec_batch <= MAX_REC_BATCH, f"{key}.rec_batch", self.rec_batch,
+                f"must be 1 to {MAX_REC_BATCH}")
         require(self.rec_tail_batch == 0 or 1 <= self.rec_tail_batch < self.rec_batch, f"{key}.rec_tail_batch",
                 self.rec_tail_batch, f"must be 0 (off) or between 1 and ocr.rec_batch - 1 ({self.rec_batch - 1})")
         require(self.cpu_rec_batch == 0 or self.cpu_rec_batch > self.rec_tail_batch, f"{key}.cpu_rec_batch",
                 self.cpu_rec_batch, f"must be 0 (automatic) or more than ocr.rec_tail_batch ({self.rec_tail_batch})")
-        require(self.rec_height >= 8, f"{key}.rec_height", self.rec_height, "must be at least 8")
-        require(self.rec_width >= self.rec_height, f"{key}.rec_width", self.rec_width, "must be at least rec_height")
+        require(8 <= self.rec_height <= MAX_REC_HEIGHT, f"{key}.rec_height", self.rec_height,
+                f"must be 8 to {MAX_REC_HEIGHT}")
+        require(self.rec_height <= self.rec_width <= MAX_SIDE, f"{key}.rec_width", self.rec_width,
+                f"must be from rec_height to {MAX_SIDE}")
         for name in ("det_threshold", "det_box_threshold", "cls_threshold", "drop_score"):
             v = getattr(self, name)
             require(0.0 <= v <= 1.0, f"{key}.{name}", v, "must be between 0 and 1")
@@ -122,9 +137,10 @@ class OcrConfig:
                 f"must be at most {MAX_EXCLUDED_CHARS} characters, none of them whitespace")
         require(self.det_unclip_ratio > 0, f"{key}.det_unclip_ratio", self.det_unclip_ratio, "must be positive")
         require(self.det_min_size >= 1, f"{key}.det_min_size", self.det_min_size, "must be at least 1")
-        require(self.det_max_candidates >= 1, f"{key}.det_max_candidates", self.det_max_candidates,
-                "must be at least 1")
-        require(self.threads >= 0, f"{key}.threads", self.threads, "must be 0 (automatic) or more")
+        require(1 <= self.det_max_candidates <= MAX_DET_CANDIDATES, f"{key}.det_max_candidates",
+                self.det_max_candidates, f"must be 1 to {MAX_DET_CANDIDATES}")
+        require(0 <= self.threads <= MAX_THREADS, f"{key}.threads", self.threads,
+                f"must be 0 (automatic) to {MAX_THREADS}")
         require(self.frames_in_flight in (0, 1, 2), f"{key}.frames_in_flight", self.frames_in_flight,
                 "must be 0 (automatic), 1 or 2")
 

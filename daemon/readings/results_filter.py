@@ -25,7 +25,6 @@ the de-duplication key, so a frame that only gains a code is published again.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -34,6 +33,7 @@ from daemon.codes.match import match_codes
 from daemon.config import CameraConfig
 from daemon.formats import CHECK_DIGIT, Checked, check_line
 from daemon.ocr.results import TextLine
+from daemon.patterns import compile_pattern
 
 # Reasons a line or a frame is not published; metrics and stats carry them by these names.
 LOW_CONFIDENCE = "low_confidence"
@@ -63,7 +63,7 @@ class PublishedLine(TextLine):
 @dataclass(frozen=True)
 class FilterRules:
     min_confidence: float = 0.5
-    accept_patterns: tuple[re.Pattern, ...] = ()
+    accept_patterns: tuple = ()   # compiled by daemon.patterns (RE2)
     accept_formats: tuple[str, ...] = ()
     dedup_window_s: float = 10.0
     publish_empty: bool = False
@@ -71,7 +71,7 @@ class FilterRules:
     @classmethod
     def from_camera(cls, cam: CameraConfig) -> "FilterRules":
         return cls(min_confidence=cam.min_confidence,
-                   accept_patterns=tuple(re.compile(p) for p in cam.accept_patterns),
+                   accept_patterns=tuple(compile_pattern(p) for p in cam.accept_patterns),
                    accept_formats=tuple(cam.accept_formats),
                    dedup_window_s=cam.dedup_window_s, publish_empty=cam.publish_empty)
 

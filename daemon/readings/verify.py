@@ -64,6 +64,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from daemon.formats import FORMATS, Checked, check_line
 from daemon.ocr.results import CharCandidate, TextLine
+from daemon.patterns import PatternError, compile_pattern
 
 PASS = "pass"
 MISMATCH = "mismatch"
@@ -128,8 +129,8 @@ class Expectation:
                 raise ExpectationError(f"{name} is empty")
         if self.regex is not None:
             try:
-                re.compile(self.regex)
-            except re.error as exc:
+                compile_pattern(self.regex)
+            except PatternError as exc:
                 raise ExpectationError(f"regex {self.regex!r} does not compile: {exc}") from None
         if self.format is not None and self.format not in FORMATS:
             raise ExpectationError(f"format {self.format!r} is not one of {', '.join(FORMATS)}")
@@ -575,7 +576,7 @@ def _verify_text(text: str, expectation: Expectation, lines: Sequence[TextLine],
 def _matches(expectation: Expectation, text: str) -> bool:
     text = text.strip()
     if expectation.regex is not None:
-        return re.fullmatch(expectation.regex, text) is not None
+        return compile_pattern(expectation.regex).fullmatch(text) is not None
     checked = check_line(text, [expectation.format])  # type: ignore[list-item]
     return isinstance(checked, Checked) and checked.corrected_from is None
 
