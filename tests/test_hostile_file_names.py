@@ -99,3 +99,44 @@ def test_folder_entries_that_are_no_file_are_counted(tmp_path):
         assert sorted(os.listdir(scans)) == [".ocr-daemon", "a.png.bad", "b.tif.bad", "done"]
     finally:
         src.stop()
+
+
+def test_names_too_long_for_a_suffix_are_set_aside_once_and_keep_their_reservation(tmp_path):
+    # A 255-byte name has no room for ".bad" or ".seq": the junk file came round and was logged every few seconds
+    # for ever, and a good image could not keep its message id across a SIGKILL.
+    import time
+
+    import cv2
+
+    from daemon.config import CameraConfig
+    from daemon.samples.render import render_label as render
+    from daemon.sources import FrameHub, make_source
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    junk, good = "Z" * 251 + ".png", "G" * 248 + ".png"
+    (scans / junk).write_bytes(b"not an image")
+    cv2.imwrite(str(scans / good), render(1, width=320, height=240).image)
+    hub = FrameHub()
+    src = make_source(CameraConfig(name="scan", kind="folder", uri=str(scans), watchdog_s=0,
+                                   unreadable_after_s=0.5), hub)
+    src.start()
+    try:
+        frames = []
+        assert wait_until(lambda: bool(frames or frames.extend(hub.take(1, 0.1, 0.0))), 30)
+        assert wait_until(lambda: src.counters.corrupt >= 1, 30)
+        time.sleep(2.0)                                    # four retries' worth: the junk is not seen again
+        assert src.counters.corrupt == 1
+        [aside] = [n for n in os.listdir(scans / "done") if n.endswith(".bad")]
+        assert aside.startswith("Z" * 200) and len(aside.encode()) <= 255
+        [frame] = frames
+        frame.ack.reserve(7)
+        [side] = os.listdir(scans / ".ocr-daemon")
+        assert json.loads((scans / ".ocr-daemon" / side).read_text())["name"] == good
+        from daemon.sources.folder import FolderReader
+        FolderReader(CameraConfig(name="scan", kind="folder", uri=str(scans)))   # a restart prunes; its image is
+        assert os.listdir(scans / ".ocr-daemon") == [side]                         # still there: kept
+        frame.ack.done()
+        assert good in os.listdir(scans / "done") and os.listdir(scans / ".ocr-daemon") == []
+    finally:
+        src.stop()

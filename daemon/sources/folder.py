@@ -27,6 +27,7 @@ the action is retried with backoff.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -109,8 +110,31 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+NAME_MAX = 255       # bytes in one file name (Linux file systems)
+_COUNTER_ROOM = 8    # bytes kept free in a name for _free_name's ".N"
+
+
+def fitted_name(path: str, room: int = _COUNTER_ROOM) -> str:
+    """path with its file name shortened, where it is too long, to leave `room` bytes of NAME_MAX free: its start,
+    "~" and 8 hex digits of a hash of the whole name, and its extension. A scanner's name of 250 bytes plus ".bad"
+    or ".seq" cannot be made otherwise, and a file that cannot be set aside comes round again for ever."""
+    head, name = os.path.split(path)
+    raw = os.fsencode(name)
+    if len(raw) <= NAME_MAX - room:
+        return path
+    stem, ext = os.path.splitext(raw)
+    ext = ext if len(ext) <= 16 else b""
+    digest = hashlib.sha1(raw).hexdigest()[:8].encode()
+    keep = NAME_MAX - room - len(ext) - 1 - len(digest)
+    return os.path.join(head, os.fsdecode(stem[:keep] + b"~" + digest + ext))
+
+
 def _free_name(path: str) -> str:
-    """path, or path with a counter when taken: a scanner that reuses file names must not overwrite old ones."""
+    """path, or path with a counter when taken: a scanner that reuses file names must not overwrite old ones. A
+    name too long for the counter (or at all) is shortened first (fitted_name)."""
+    if len(os.fsencode(os.path.basename(path))) <= NAME_MAX and not os.path.lexists(path):
+        return path
+    path = fitted_name(path)
     if not os.path.lexists(path):
         return path
     stem, ext = os.path.splitext(path)
@@ -361,7 +385,7 @@ class FolderReader(Reader):
     # ------------------------------------------------------------ reservations
 
     def _side_file(self, original: str) -> str:
-        return os.path.join(self.state_dir, os.path.basename(original) + ".seq")
+        return fitted_name(os.path.join(self.state_dir, os.path.basename(original) + ".seq"), room=len(".tmp") + 1)
 
     def _reserved_seq(self, original: str, mtime_ns: int) -> Optional[int]:
         try:
@@ -382,11 +406,21 @@ class FolderReader(Reader):
         except OSError:
             return
         for name in names:
-            if name.endswith(".seq") and not os.path.lexists(os.path.join(self.folder, name[:-4])):
+            if name.endswith(".seq") and not os.path.lexists(os.path.join(self.folder, name[:-4])) \
+                    and not os.path.lexists(os.path.join(self.folder, self._image_of(name))):
                 try:
                     os.unlink(os.path.join(self.state_dir, name))
                 except OSError:
                     pass
+
+    def _image_of(self, side_name: str) -> str:
+        """The image name a side file keeps (a shortened side file's name is not the image's); "" unknown."""
+        try:
+            with open(os.path.join(self.state_dir, side_name), "rb") as f:
+                name = json.loads(f.read(8192)).get("name")
+            return name if isinstance(name, str) and name and "/" not in name else ""
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     def reserve(self, frame: Frame, seq: int) -> None:
         path = frame.path
@@ -397,7 +431,8 @@ class FolderReader(Reader):
         tmp = os.path.join(self.state_dir, f".{os.path.basename(side)}.tmp")
         try:
             with open(tmp, "wb") as f:
-                f.write(json.dumps({"seq": int(seq), "mtime_ns": frame.mtime_ns}).encode())
+                f.write(json.dumps({"seq": int(seq), "mtime_ns": frame.mtime_ns,
+                                    "name": os.path.basename(original)}).encode())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, side)
@@ -473,8 +508,11 @@ class FolderReader(Reader):
         try:
             move_file(path, target)
             log.warning("camera %s: %s is unreadable (%s); set aside as %s", self.cfg.name, path, why, target)
-        except OSError as exc:
-            log.error("camera %s: cannot set aside unreadable %s (%s)", self.cfg.name, path, exc.strerror)
+        except OSError as exc:   # kept claimed: not read (nor logged) again until a restart
+            log.error("camera %s: cannot set aside unreadable %s (%s); left where it is, not read again until the "
+                      "daemon restarts", self.cfg.name, path, exc.strerror)
+            self._claims.add(path)
+            return
         try:
             os.unlink(self._side_file(original))
         except OSError:
