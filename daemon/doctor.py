@@ -151,12 +151,15 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: 
         return [Finding("engines", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")], ()
     findings = []
     if precision == "int8":
-        missing: dict[Path, EnginePlan] = {}
+        bad: dict[Path, tuple[EnginePlan, str]] = {}
         for p in plans:     # rec and rec_tail share one Q/DQ model: one finding for it
-            if p.precision == "int8" and not p.source_onnx.is_file():
-                missing.setdefault(p.source_onnx, p)
-        findings += [Finding(f"int8 model ({p.role})", False, f"{p.source_onnx} is missing",
-                             "run `ocr-daemon calibrate --config FILE --images DIR`") for p in missing.values()]
+            if p.precision == "int8" and p.source_onnx not in bad:
+                why = _unreadable_onnx(p.source_onnx)
+                if why:
+                    bad[p.source_onnx] = (p, why)
+        findings += [Finding(f"int8 model ({p.role})", False, f"{path} {why}",
+                             "run `ocr-daemon calibrate --config FILE --images DIR`")
+                     for path, (p, why) in bad.items()]
     rebuild = rebuild_command(precision)
     if trt_version is None or gpu.compute_capability is None or gpu.name is None:
         for p in plans:
@@ -414,3 +417,17 @@ def main(args: argparse.Namespace) -> int:
         print(f"ocr-daemon doctor ({'config ' + path if path else 'default config'})")
         print(render(findings))
     return 0
+
+
+def _unreadable_onnx(path: Path) -> str:
+    """Why a calibrated model cannot be used ("is missing", "is not an ONNX model: ..."), or "" when it parses: a
+    file cut short or overwritten fails at start, and doctor is where that should show first."""
+    if not path.is_file():
+        return "is missing"
+    try:
+        import onnx
+
+        onnx.load(str(path), load_external_data=False)
+    except Exception as exc:   # onnx raises protobuf's DecodeError and its own errors
+        return f"is not an ONNX model ({type(exc).__name__}: {str(exc)[:160]})"
+    return ""

@@ -114,6 +114,26 @@ def test_int8_without_calibrated_models_says_run_calibrate(cfg_dict):
     assert len(gaps) == 2 and all("ocr-daemon calibrate" in f.next_step for f in gaps)
 
 
+def test_int8_models_that_are_not_onnx_say_run_calibrate_in_doctor_and_at_start(cfg_dict):
+    from daemon.ocr import models
+    from daemon.ocr.pipeline import OcrPipeline
+
+    cfg_dict["ocr"]["precision"] = "int8"
+    cfg_dict["backend"] = "onnxruntime"
+    cfg = from_dict(cfg_dict)
+    paths = models.resolve(cfg)
+    for fp32 in (paths.det, paths.rec):   # cut short or overwritten
+        target = models.int8_path(cfg.engines.dir, fp32)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"garbage, not a protobuf")
+    gaps = [f for f in doctor.engine_findings(cfg, None, doctor.GpuProbe(None, None, None, None, "none"))
+            if f.check.startswith("int8 model")]
+    assert len(gaps) == 2 and all("not an ONNX model" in f.detail and "ocr-daemon calibrate" in f.next_step
+                                  for f in gaps)
+    with pytest.raises(Exception, match="ocr-daemon calibrate"):
+        OcrPipeline.from_config(cfg)
+
+
 def test_configured_camera_that_is_absent_is_a_gap(cfg_dict):
     cfg_dict["cameras"] = [{"name": "dock", "kind": "v4l2", "uri": "/dev/video-does-not-exist"}]
     cfg_dict["mqtt"] = {"enabled": False}

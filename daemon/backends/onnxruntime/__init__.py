@@ -120,7 +120,9 @@ class OnnxRuntimeBackend(Backend):
                     session = ort.InferenceSession(spec.onnx_path, sess_options=opts,
                                                    providers=["CPUExecutionProvider"])
                 except Exception as exc:   # ORT raises its own exception types for missing and malformed files
-                    raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}") from None
+                    fix = ("; it is a calibrated INT8 model: write it again with `ocr-daemon calibrate --config FILE "
+                           "--images DIR`" if str(spec.onnx_path).endswith(".int8.qdq.onnx") else "")
+                    raise BackendError(f"{spec.role} model {spec.onnx_path!r} cannot be loaded: {exc}{fix}") from None
             self._sessions[spec.onnx_path] = session
         return OrtModel(spec, session, self.in_flight)
 
