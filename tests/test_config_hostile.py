@@ -137,6 +137,8 @@ def _load_error(tmp_path: Path, content: str | bytes) -> ConfigError:
     ("mqtt:\n  host: " + "h" * 300 + "\n", "mqtt.host", "is not an IP address or a host name"),
     ("mqtt:\n  host: 'broker .plant'\n", "mqtt.host", "is not an IP address or a host name"),
     ("mqtt:\n  password_env: 'MY-PASSWORD'\n", "mqtt.password_env", "is not an environment variable name"),
+    ("outbox:\n  path: /tmp\n", "outbox.path", "is not a regular file"),
+    ("outbox:\n  path: /dev/null\n", "outbox.path", "is not a regular file"),
     # the OS: NUL, lone surrogates, path and name lengths
     ('outbox:\n  path: "a\\0b"\n', "outbox.path", "holds U+0000 at character 2"),
     ("evidence:\n  dir: /var/" + "d" * 300 + "\n", "evidence.dir", "has a name of 300 bytes"),
@@ -222,3 +224,11 @@ def test_what_a_real_config_uses_still_loads(tmp_path):
     assert [c.name for c in cfg.cameras] == ["left", "right"]
     assert cfg.cameras[1].min_confidence == 0.7 and cfg.cameras[1].max_fps == 2.5
     assert cfg.mqtt.topic_prefix == "usine/quai-é" and cfg.mqtt.client_id == "Prüfstand-1"
+
+
+@pytest.mark.parametrize("key", ["mqtt.password_env", "opcua.password_env", "web.token_env"])
+def test_a_password_pasted_where_a_variable_name_belongs_is_not_echoed(tmp_path, key):
+    section, field = key.split(".")
+    extra = "  enabled: true\n  username: u\n" if section == "opcua" else ""
+    err = _load_error(tmp_path, f"{section}:\n{extra}  {field}: 'HUNTER2SECRET!xyz'\n")
+    assert err.key == key and "HUNTER2" not in str(err) and "not shown" in str(err)

@@ -159,6 +159,9 @@ def test_refused_connack_is_never_reported_connected(make_broker, tmp_path, clea
     assert pub.counters.connect_failures >= 2   # refused, then retried with backoff
     assert pub.counters.reconnects == 0 and pub.counters.acked == 0 and ob.depth()[0] == 1
     assert "not authorised" in broker.log().lower() or "not authorized" in broker.log().lower()
+    # /healthz's delivery.last_error says why, not only "not connected"
+    why = pub.delivery_health().last_error
+    assert "refused the connection" in why and ("authori" in why.lower() or "password" in why.lower()), why
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])

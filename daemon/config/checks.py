@@ -118,7 +118,8 @@ def check_opcua_text(key: str, text: str) -> None:
 
 
 def check_env_name(key: str, name: Optional[str]) -> None:
-    if name is not None:
-        require(_ENV_NAME.fullmatch(name) is not None, key, name,
-                "is not an environment variable name (letters, digits, '_'; not starting with a digit)")
+    if name is not None and _ENV_NAME.fullmatch(name) is None:
+        # Not echoed: what is not a variable's name here is most likely the password itself, pasted by mistake.
+        raise ConfigError(key, f"is not an environment variable name (letters, digits, '_'; not starting with a "
+                               f"digit); its value ({len(name)} characters) is not shown, in case it is a secret")
 

@@ -132,6 +132,9 @@ def _check_paths(cfg: Config) -> None:
         check_path(f"opcua.{name}", getattr(cfg.opcua, name))
     check_path("opcua.trusted_clients_dir", cfg.opcua.trusted_clients_dir)
     check_path("outbox.path", cfg.outbox.path, suffix="-journal")
+    outbox = Path(cfg.outbox.path)
+    require(not outbox.exists() or outbox.is_file(), "outbox.path", cfg.outbox.path,
+            "is not a regular file (a directory or a device): name the SQLite file itself")
     check_path("web.token_file", cfg.web.token_file)
     check_path("web.saved_frames_dir", cfg.web.saved_frames_dir, writes_into=True)
     check_path("evidence.dir", cfg.evidence.dir, writes_into=True)

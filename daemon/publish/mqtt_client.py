@@ -188,6 +188,7 @@ class Publisher:
         self._rng = rng or random.Random()
         self._reconnect_attempt = 0
         self._last_error = ""
+        self._refused_why = ""   # the broker's last refusal of a CONNECT (bad credentials), until one is accepted
         self._sender_beat = time.monotonic()
         self._outbox_stuck_since: Optional[float] = None
         self._dirty = True
@@ -218,7 +219,7 @@ class Publisher:
         with self._lock:
             pending_deletes = len(self._deleting)
             blocked = len(self._blocks)
-            sender_error = self._last_error
+            sender_error = self._last_error or self._refused_why
         sender = self._sender
         return DeliveryHealth(
             sender_alive=sender is not None and sender.is_alive(), network_alive=self._network_alive(),
@@ -376,9 +377,13 @@ class Publisher:
             self.counters.add("connect_failures")
             with self._lock:
                 self._refusal_counted = True   # the disconnect that follows is the same failure
+                # /healthz says why nothing is delivered (a wrong password is not "not connected" alone)
+                self._refused_why = f"the broker refused the connection: {reason_code}"
             log.warning("mqtt: broker refused the connection: %s", reason_code)
             return
         self._reconnect_attempt = 0   # the next loss starts the backoff again
+        with self._lock:
+            self._refused_why = ""
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         max_packet = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
         self._broker_max_packet = int(max_packet) if max_packet else None
