@@ -74,11 +74,22 @@ def test_a_label_moving_through_the_view_is_published_once_when_it_leaves():
     assert t.observe(6.0, []) == [] and t.flush() == []
 
 
-def test_a_label_unseen_for_leave_after_s_is_published_between_frames():
+def test_a_label_missing_from_a_frame_and_unseen_for_leave_after_s_is_published_between_frames():
     t = LabelTracker(leave_after_frames=100, leave_after_s=1.0, max_wait_s=60.0)
     t.observe(0.0, [line("SF1234567890")])
-    assert t.due(0.5) == []
+    assert t.observe(0.4, []) == [] and t.due(0.5) == []
     assert [f.lines[0].text for f in t.due(1.0)] == ["SF1234567890"]
+
+
+def test_a_label_parked_in_front_of_a_camera_slower_than_leave_after_s_is_published_once():
+    # max_fps 0.5 (or a loaded box): no frame comes between two seconds apart, and time alone is no sign the label
+    # left. Before, each frame started the label anew and it was published again every few seconds.
+    t = LabelTracker(leave_after_frames=5, leave_after_s=1.0, max_wait_s=3.0)
+    out = []
+    for i in range(12):                       # one frame every 2 s, the label in every one
+        out += t.observe(i * 2.0, [line("SF1234567890")])
+        out += t.due(i * 2.0 + 1.5)           # the service asks between frames too
+    assert [(f.reason, f.lines[0].text) for f in out] == [("max_wait", "SF1234567890")]
 
 
 def test_max_wait_publishes_a_label_that_never_leaves_and_only_once():

@@ -687,7 +687,11 @@ class LabelTracker:
         done: list[FinishedLabel] = []
         keep: list[_Track] = []
         for track in self._tracks:
-            gone = track.missed >= self.leave_after_frames or now - track.last_seen >= self.leave_after_s
+            # Time alone is no sign a label left: a camera slower than leave_after_s (max_fps 1, a loaded box)
+            # sends no frame in between, and a label parked in view was published again with each one. It has
+            # to have been missing from a frame since it was last seen.
+            gone = track.missed >= self.leave_after_frames or (
+                track.missed >= 1 and now - track.last_seen >= self.leave_after_s)
             if gone:
                 if not track.published:
                     done.append(track.finish("left"))
