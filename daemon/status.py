@@ -153,9 +153,12 @@ class Counters:
                          "dropped": dropped.get(name, 0)}
                 for k in _SOURCE_COUNTERS:
                     entry[k] = self._retired[(name, k)] + (getattr(sc, k) if sc else 0)
+                health = src.health() if src is not None else None
                 entry.update({"stored": c.stored, "reviewed": c.reviewed, "rejected": dict(c.rejected),
                               "checks": dict(c.noted), **cycle_counts(c.cycles),
-                              "state": src.health().state if src is not None else "removed"})
+                              "state": health.state if health is not None else "removed",
+                              # why a camera that is not streaming is not (redacted: no password in it)
+                              "error": health.error if health is not None and health.state == "connecting" else ""})
                 out[name] = entry
         return out
 
@@ -243,12 +246,15 @@ class Status:
     def health(self) -> tuple[bool, dict]:
         """/healthz: (healthy, detail)."""
         p = self.parts
-        cams = {name: src.health().state for name, src in list(p.sources.items())}
+        healths = {name: src.health() for name, src in list(p.sources.items())}
+        cams = {name: h.state for name, h in healths.items()}
         pub = p.publisher
         facts = self.delivery_facts()
         verdict = self.verdict(facts=facts)
         detail = {
             "cameras": cams,
+            # why each camera that is connecting is not streaming (the cause the log has, redacted)
+            "camera_errors": {name: h.error for name, h in healths.items() if h.state == "connecting" and h.error},
             "last_frame_age_s": round(time.monotonic() - p.last_progress, 1),
             "broker_connected": bool(pub and pub.connected),
             "outbox_rows": p.outbox.depth()[0] if p.outbox is not None else 0,

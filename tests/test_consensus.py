@@ -92,6 +92,17 @@ def test_a_label_parked_in_front_of_a_camera_slower_than_leave_after_s_is_publis
     assert [(f.reason, f.lines[0].text) for f in out] == [("max_wait", "SF1234567890")]
 
 
+def test_a_camera_that_sends_nothing_for_three_of_its_intervals_is_an_outage_and_its_labels_leave():
+    t = LabelTracker(leave_after_frames=5, leave_after_s=1.0, max_wait_s=60.0)
+    for i in range(6):                                   # 10 frames a second, the label in each
+        t.observe(i * 0.1, [line("SF1234567890")])
+    assert t.due(2.0) == []                              # 1.5 s without a frame: not yet (3 x leave_after_s)
+    [left] = t.due(3.6)                                  # the camera is out: the label is published as left
+    assert left.reason == "left" and left.frames == 6
+    t.observe(10.0, [line("SF1234567890")])              # back after a reconnect, the same label in view:
+    assert t.pending == 1                                # a new reading of it
+
+
 def test_max_wait_publishes_a_label_that_never_leaves_and_only_once():
     t = LabelTracker(leave_after_frames=3, leave_after_s=5.0, max_wait_s=2.0)
     out = []

@@ -128,7 +128,9 @@ def test_rtsp_camera_reads_reconnects_and_never_logs_the_password(tmp_path):
         server.stop()
         opened_before = d.log().count("opened (rtsp")
         assert wait_until(lambda: "retrying in" in d.log(), 60), d.log()
+        assert f"nothing answers on 127.0.0.1:{port}" in d.log()     # why, not only "cannot open"
         pages += [_get(f"http://127.0.0.1:{metrics_port}/healthz"), _get(f"http://127.0.0.1:{metrics_port}/metrics")]
+        assert f"nothing answers on 127.0.0.1:{port}" in json.loads(pages[0])["camera_errors"]["gate"]
         before = len(_rows(outbox))
         server = RtspServer(port, image, tmp_path / "server.log").start()
         assert wait_until(lambda: d.log().count("opened (rtsp") > opened_before, 90), d.log()

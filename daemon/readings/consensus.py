@@ -75,6 +75,7 @@ SETTLED_IOU = 0.5          # a frame's outline this close to where a label in vi
 SETTLED_STEPS = 3          # ... predicted this many frames ahead at most (the look runs a frame or two behind)
 TEXT_SETTLED_IOU = 0.8     # a frame is left unread only where each outline lies this close to a settled label's place
                            # (another label taking a settled one's place a frame later is read, not taken for it)
+STALL_FRAMES = 3           # no frame for this many of the camera's usual intervals (leave_after_s at least): an outage
 
 
 Rect = tuple[float, float, float, float]   # x0, y0, x1, y1
@@ -627,6 +628,8 @@ class LabelTracker:
         self.leave_after_s = leave_after_s
         self.max_wait_s = max_wait_s
         self._tracks: list[_Track] = []
+        self._last_frame: Optional[float] = None   # when the last frame came, and the camera's usual interval:
+        self._interval = 0.0                       # no frame for STALL_FRAMES intervals is an outage (below)
 
     @property
     def pending(self) -> int:
@@ -644,6 +647,10 @@ class LabelTracker:
         (False: its codes were left out because every label in it had its codes settled, see ``settled``). read:
         whether its text was read (False: left unread because every label in it had its text settled; lines are
         none then, and its outlines keep those labels in view, see ``_seen_unread``)."""
+        if self._last_frame is not None:   # a moving mean, so one late frame does not redefine the camera's pace
+            step = max(0.0, now - self._last_frame)
+            self._interval = step if self._interval == 0.0 else 0.8 * self._interval + 0.2 * step
+        self._last_frame = now
         if isinstance(outlines, _NotLooked):
             outlines = label_outlines(image) if image is not None else None
         seen: set[int] = set()
@@ -686,11 +693,15 @@ class LabelTracker:
         """The labels finished by time alone (the service asks between frames too)."""
         done: list[FinishedLabel] = []
         keep: list[_Track] = []
+        # The camera sent nothing for several of its frame intervals (a reconnect, a stall): every label leaves, so
+        # one still in view when it is back is a new reading.
+        outage = self._last_frame is not None and \
+            now - self._last_frame >= STALL_FRAMES * max(self.leave_after_s, self._interval)
         for track in self._tracks:
             # Time alone is no sign a label left: a camera slower than leave_after_s (max_fps 1, a loaded box)
             # sends no frame in between, and a label parked in view was published again with each one. It has
-            # to have been missing from a frame since it was last seen.
-            gone = track.missed >= self.leave_after_frames or (
+            # to have been missing from a frame since it was last seen, or the camera be out.
+            gone = outage or track.missed >= self.leave_after_frames or (
                 track.missed >= 1 and now - track.last_seen >= self.leave_after_s)
             if gone:
                 if not track.published:

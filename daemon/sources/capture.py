@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from typing import Optional
+from urllib.parse import urlsplit
 
 import cv2
 
@@ -34,7 +36,47 @@ log = logging.getLogger(__name__)
 FAILED_READS_BEFORE_RECONNECT = 5   # a USB camera returns a few empty buffers while it settles
 OPEN_TIMEOUT_MS = 10_000            # RTSP: bound FFmpeg's open and read so the watchdog sees a dead stream
 READ_TIMEOUT_MS = 5_000
+PROBE_TIMEOUT_S = 2.0               # a camera that did not open: how long to wait for its host to answer
 FILE_CHECK_PERIOD_S = 1.0           # how often a playing file is checked for still being there
+
+
+def why_not_opened(cfg: CameraConfig) -> str:
+    """What a camera that OpenCV could not open most likely lacks. OpenCV only says "not opened" (the cause goes to
+    the libraries' own stderr, without the camera's name), so the usual causes are looked at directly: a device
+    that is not there, a host that does not resolve or answer; what is left is said as what it may be."""
+    if cfg.kind == "v4l2":
+        target = _v4l2_target(cfg.uri)
+        path = f"/dev/video{target}" if isinstance(target, int) else str(target)
+        if not os.path.exists(path):
+            return f"{path} does not exist (is the camera plugged in?)"
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} cannot be opened by this user (the video group?)"
+        return f"{path} is there but did not open (another process using it, or not a capture device)"
+    if cfg.kind == "rtsp":
+        parts = urlsplit(cfg.uri)
+        host, port = parts.hostname, _port_of(parts, 554)
+        if not host:
+            return "the URI names no host"
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            return f"the host {host!r} does not resolve ({exc})"
+        try:
+            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+        except OSError as exc:
+            return f"nothing answers on {host}:{port} ({exc.strerror or exc})"
+        return (f"{host}:{port} answers but the stream did not open: a wrong path, user or password, or a codec "
+                f"this OpenCV lacks")
+    if cfg.kind == "gstreamer":
+        return "the pipeline did not start: try it with gst-launch-1.0 (an element missing, or caps that do not link)"
+    return "OpenCV could not open it"
+
+
+def _port_of(parts, default: int) -> int:
+    try:
+        return parts.port or default
+    except ValueError:   # a port that is not a number
+        return default
 
 
 def gstreamer_available() -> bool:
@@ -88,7 +130,7 @@ class VideoCaptureReader(Reader):
             raise SourceError(f"kind {cfg.kind!r} is not read through VideoCapture")
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {cfg.kind} source {redact_uri(cfg.uri)!r}")
+            raise SourceError(f"cannot open {cfg.kind} source {redact_uri(cfg.uri)!r}: {why_not_opened(cfg)}")
         return cap
 
     def read(self) -> Optional[Frame]:

@@ -10,7 +10,8 @@ from typing import Callable, Optional
 
 from daemon.sources.redact import redact_uri
 
-_CAMERA_FIELDS = ("fps", "frames", "dropped", "corrupt", "reconnects", "watchdog_restarts", "stored", "state")
+_CAMERA_FIELDS = ("fps", "frames", "dropped", "corrupt", "reconnects", "watchdog_restarts", "stored", "state",
+                  "error")
 _EVIDENCE_FIELDS = ("enabled", "readings", "bytes", "max_bytes", "queued", "written", "dropped_queue_full",
                     "dropped_disk_low", "write_errors", "evicted_size", "evicted_ttl")
 

@@ -64,8 +64,8 @@ function renderCamera(name, cam) {
   const c = card(name), n = c.node;
   n.querySelector(".source").textContent = `${cam.kind}: ${cam.source}` + (cam.roi.length ? `, ROI [${cam.roi.join(", ")}]` : "");
   n.querySelector(".stats").textContent =
-    `${cam.state} · ${Number(cam.fps || 0).toFixed(1)} fps · ${cam.frames || 0} frames · ${cam.dropped || 0} dropped · ` +
-    `${cam.stored || 0} stored · ${cam.publish_mode}`;
+    `${cam.state}${cam.error ? ` (${cam.error})` : ""} · ${Number(cam.fps || 0).toFixed(1)} fps · ` +
+    `${cam.frames || 0} frames · ${cam.dropped || 0} dropped · ${cam.stored || 0} stored · ${cam.publish_mode}`;
   const img = n.querySelector("img.frame");
   if (cam.frame_seq && cam.frame_seq !== c.seq) {
     c.seq = cam.frame_seq;
