@@ -95,7 +95,9 @@ def decode_image(data: bytes, name: str = "<bytes>", limits: DecodeLimits = NO_L
             im_ctx = Image.open(io.BytesIO(data))   # reads the header only
     except Image.DecompressionBombError as exc:   # Pillow's own ceiling, above ours unless ours is off
         raise ImageTooLarge(f"{name}: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:   # Pillow's message names its in-memory buffer, not the file
+        raise ImageError(f"{name}: not an image format this build reads (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from None
     with im_ctx as im:
         _check_pixels(im, name, limits)
