@@ -374,6 +374,16 @@ def diagnose(cfg: Config) -> list[Finding]:
     else:
         findings.append(Finding("cameras", bool(cameras) or not wanted, detail,
                                 "" if cameras or not wanted else "plug a camera in"))
+    gst = [c.name for c in cfg.cameras if c.kind == "gstreamer"]
+    if gst:
+        from daemon.sources.capture import gstreamer_available
+
+        ok = gstreamer_available()
+        findings.append(Finding("GStreamer cameras", ok,
+                                f"{', '.join(gst)}: this OpenCV " + ("reads GStreamer pipelines" if ok else
+                                                                     "was built without GStreamer"),
+                                "" if ok else "run with the system OpenCV (JetPack's): `sudo systemd/install.sh "
+                                              "--gpu` builds such a venv (systemd/make-venv.sh --gpu)"))
 
     if cfg.mqtt.enabled:
         ok, detail = broker_reachable(cfg.mqtt.host, cfg.mqtt.port)

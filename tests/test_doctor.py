@@ -134,6 +134,16 @@ def test_int8_models_that_are_not_onnx_say_run_calibrate_in_doctor_and_at_start(
         OcrPipeline.from_config(cfg)
 
 
+def test_a_gstreamer_camera_is_checked_against_this_opencv(cfg_dict):
+    from daemon.sources.capture import gstreamer_available
+
+    cfg_dict["cameras"] = [{"name": "line", "kind": "gstreamer", "uri": "videotestsrc ! videoconvert ! appsink"}]
+    cfg_dict["mqtt"] = {"enabled": False}
+    gst = by_check(doctor.diagnose(from_dict(cfg_dict)))["GStreamer cameras"]
+    assert gst.ok == gstreamer_available() and "line" in gst.detail
+    assert gst.ok or "make-venv.sh --gpu" in gst.next_step
+
+
 def test_configured_camera_that_is_absent_is_a_gap(cfg_dict):
     cfg_dict["cameras"] = [{"name": "dock", "kind": "v4l2", "uri": "/dev/video-does-not-exist"}]
     cfg_dict["mqtt"] = {"enabled": False}
