@@ -31,6 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from daemon import http_server
 
 log = logging.getLogger(__name__)
+METRICS_RETRY_S = 10.0   # a metrics port another program held at start is tried again this often
 
 # Stage latencies run from ~1 ms (filters) to seconds (a slow CPU under load); seconds, as Prometheus wants.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -297,15 +298,17 @@ class MetricsServer:
         self._http.stop()
 
 
-def start_metrics_server(cfg, metrics: Metrics, health: HealthFn) -> Optional[MetricsServer]:
+def start_metrics_server(cfg, metrics: Metrics, health: HealthFn, retry: bool = False) -> Optional[MetricsServer]:
     """The metrics endpoint per the config's metrics section; None when off or when its port cannot be had
-    (metrics are for looking at; the readings matter more: the error is logged and the daemon runs on)."""
+    (metrics are for looking at; the readings matter more: the error is logged, the daemon runs on and tries the
+    port again, retry=True, quietly)."""
     if not cfg.enabled:
         return None
     try:
         server = MetricsServer(metrics, health, cfg.host, cfg.port).start()
     except OSError as exc:
-        log.error("metrics server on %s:%d not started: %s", cfg.host, cfg.port, exc)
+        log.log(logging.DEBUG if retry else logging.ERROR, "metrics server on %s:%d not started: %s%s", cfg.host,
+                cfg.port, exc, "" if retry else f"; tried again every {METRICS_RETRY_S:g} s")
         return None
     log.info("metrics on http://%s:%d/metrics and /healthz", cfg.host, server.port)
     return server

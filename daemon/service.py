@@ -86,6 +86,7 @@ class Service:
         self.sinks: dict = {}     # every output, MQTT included (daemon/publish/sinks)
         self.metrics = None
         self.metrics_server = None
+        self._metrics_retry_at = 0.0   # monotonic time of the next try at a metrics port that was taken
         self.page = None          # the local page (daemon/web/page.py); None with web off
         self.live = NoLive()      # the page's view of each camera (daemon/web/live.py)
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
@@ -162,6 +163,15 @@ class Service:
         from daemon.metrics import start_metrics_server
 
         self.metrics_server = start_metrics_server(self.cfg.metrics, self.metrics, self.health)
+
+    def _retry_metrics_server(self, now: float) -> None:
+        """/healthz is what a supervisor watches: a metrics port that was taken at start is tried again."""
+        from daemon.metrics import METRICS_RETRY_S, start_metrics_server
+
+        if self.metrics_server is not None or not self.cfg.metrics.enabled or now < self._metrics_retry_at:
+            return
+        self._metrics_retry_at = now + METRICS_RETRY_S
+        self.metrics_server = start_metrics_server(self.cfg.metrics, self.metrics, self.health, retry=True)
 
     def _start_evidence(self) -> None:
         from daemon.evidence import start_evidence
@@ -261,6 +271,7 @@ class Service:
                     src.check_watchdog()
                 tell_boards(self.boards, self.sources)
                 self.lock.keep(time.monotonic())   # the state folder removed by hand: lock the outbox again
+                self._retry_metrics_server(time.monotonic())
                 heartbeat.tick(time.monotonic(), self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False

@@ -1,0 +1,39 @@
+"""A metrics port another program holds when the daemon starts is tried again: the
+daemon runs on meanwhile, and /healthz, what a supervisor watches, comes up once the port is free."""
+import socket
+import time
+import urllib.request
+
+from broker import free_port
+from daemon import config
+from daemon.service import Service
+from service_support import small_ocr, write_config
+
+
+def test_a_taken_metrics_port_is_tried_again_and_healthz_comes_up(tmp_path, caplog):
+    port = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    path = write_config(tmp_path / "config.yaml", {
+        "device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(), "mqtt": {"enabled": False},
+        "cameras": [{"name": "cam", "kind": "sample", "max_fps": 1}], "web": {"enabled": False},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite3")}, "metrics": {"host": "127.0.0.1", "port": port}})
+    service = Service(config.load(path), str(path))
+    service.start()
+    try:
+        assert service.metrics_server is None and "tried again every" in caplog.text
+        now = time.monotonic()
+        service._retry_metrics_server(now)            # still taken: quietly, nothing changes
+        assert service.metrics_server is None and caplog.text.count("not started") == 1
+        holder.close()
+        service._retry_metrics_server(now + 5.0)      # not due yet
+        assert service.metrics_server is None
+        service._retry_metrics_server(now + 11.0)
+        assert service.metrics_server is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            assert r.status in (200, 503) and b"cameras" in r.read()
+    finally:
+        holder.close()
+        service.close()
