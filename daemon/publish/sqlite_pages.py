@@ -33,12 +33,19 @@ def wal_commits_unread(path: str) -> Optional[str]:
     every commit after it. So: frames are checked as SQLite checks them (salts, cumulative checksums); past the
     first that fails, a frame of the same generation that ends a transaction (a commit) means rows were lost."""
     try:
-        with open(path + "-wal", "rb") as f:
-            wal = f.read()
-    except OSError:
+        with open(path + "-wal", "rb") as f:   # mapped, not read: a WAL a starved checkpoint let grow stays on disk
+            if os.fstat(f.fileno()).st_size < _WAL_HEADER:
+                return None
+            wal = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
         return None
-    if len(wal) < _WAL_HEADER:
-        return None
+    try:
+        return _wal_damage(wal)
+    finally:
+        wal.close()
+
+
+def _wal_damage(wal) -> Optional[str]:
     magic, _, page_size = struct.unpack(">III", wal[:12])
     if magic not in _WAL_MAGICS or page_size not in _PAGE_SIZES:
         return None   # no WAL SQLite would read: nothing it reads is lost (the salvage reads such frames)
