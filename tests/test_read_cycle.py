@@ -156,7 +156,8 @@ def test_a_cycle_killed_before_its_result_was_stored_is_answered_no_read_after_t
     assert "interrupted" in doc["note"]
     # what was expected, and nothing read; how long the PLC waited, across the restart
     assert (doc["verification"]["verdict"], doc["verification"]["expected"]) == ("no_read", LOT)
-    assert (restarted - t0) * 1000.0 - 1.0 <= doc["latency_ms"]["trigger_to_outbox"] <= (time.time() - t0) * 1000.0 + 1.0
+    waited = doc["latency_ms"]["trigger_to_outbox"]
+    assert (restarted - t0) * 1000.0 - 1.0 <= waited <= (time.time() - t0) * 1000.0 + 1.0
     assert lane2.due(time.time()) == []                # answered once
     assert board2.state().ready and board2.state().last_result_id in (None, 0)   # the board took no trigger for it
     outbox2.close()

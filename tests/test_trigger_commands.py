@@ -38,7 +38,8 @@ def test_a_bad_command_is_refused_with_the_reason(body, why):
 def test_a_refused_trigger_answers_with_its_trigger_id_where_it_can_be_read():
     boards = {"cam": TriggerBoard("cam", ("cans",))}
     outcome, body = offer_command(boards, "cam", b'{"trigger_id": "104", "recipe": "nosuch"}', "mqtt")
-    assert outcome == "bad" and json.loads(body)["trigger_id"] == "104" and "unknown recipe" in json.loads(body)["reason"]
+    doc = json.loads(body)
+    assert outcome == "bad" and doc["trigger_id"] == "104" and "unknown recipe" in doc["reason"]
     outcome, body = offer_command(boards, "cam", b'{"trigger_id": 105, "colour": "red"}', "http")
     assert outcome == "bad" and json.loads(body)["trigger_id"] == "105" and "unknown key" in json.loads(body)["reason"]
     for bad_id in (b'{"trigger_id": "a\\nforged", "x": 1}', b'[1]', b'{', b'{"trigger_id": "' + b"x" * 5000 + b'"}'):

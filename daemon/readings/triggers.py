@@ -17,10 +17,10 @@ its client (a Modbus bit, an HTTP 409, an MQTT reply).
 
 The board also holds the camera's active recipe: the one a trigger naming none is judged by. Any protocol selects
 it (select_recipe); it applies to the triggers accepted after it, with no reload and no model load. A trigger takes
-the active recipe when it is accepted, so a changeover sent right after a trigger (a PLC's "next product") does
-not change how that part is judged, and the open-cycle marker names the recipe its result will name. An unknown name is refused and the active recipe stays. Pure (no I/O, no clock reads
-beyond a Trigger's default arrival times) apart from the hooks others register: on_accept (the lane's open-cycle
-marker) and the subscribers.
+the active recipe when it is accepted, so a changeover sent right after a trigger (a PLC's "next product") does not
+change how that part is judged, and the open-cycle marker names the recipe its result will name. An unknown name is
+refused and the active recipe stays. Pure (no I/O, no clock reads beyond a Trigger's default arrival times) apart
+from the hooks others register: on_accept (the lane's open-cycle marker) and the subscribers.
 """
 from __future__ import annotations
 
