@@ -307,8 +307,11 @@ def test_a_client_back_after_a_daemon_restart_reads_the_readings_fired_while_it_
             async with client:
                 return await _recent(client, "cam1")
         recent = asyncio.run(catch_up())
-        assert [r["ReadingId"] for r in recent if r["Seq"] > 1] == missed
-        assert seen not in {r["ReadingId"] for r in recent}   # the history starts with the daemon
+        # the one delivered before the restart too: kept on disk before its row left the outbox (a client away
+        # over a SIGKILL finds what was written just before it)
+        assert [r["ReadingId"] for r in recent] == [seen] + missed
+        assert json.loads((tmp_path / "state/opcua/recent-readings.json").read_text())["cam1"] == \
+            [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in recent]
     finally:
         after.stop(0.0)
         ob.close()
@@ -350,3 +353,17 @@ def test_idle_sockets_cannot_lock_a_client_out_and_activated_sessions_are_never_
             s.close()
         sink.stop(0.0)
         ob.close()
+
+
+def test_a_row_delivered_again_after_a_crash_before_its_delete_is_listed_once():
+    # The kept file is written before the rows leave the outbox: a crash in between delivers them again.
+    from daemon.publish.sinks.opcua import _CameraHistory, recent_entry
+    from daemon.publish.sinks.base import Reading as SinkReading
+
+    kept = _CameraHistory()
+    row = SinkReading(camera="cam1", msg_id="dev:cam1:7:1", seq=7, captured_at="2026-12-07T00:00:00Z",
+                      captured_at_ms=0, text="LOT 1", confidence=0.99, lines=1)
+    kept.add(row)
+    restarted = _CameraHistory(list(kept.recent) + ["not json", '{"no": "id"}'])   # junk in the file is skipped
+    restarted.add(row)
+    assert list(restarted.recent) == [recent_entry(row)] and restarted.readings == 1

@@ -218,6 +218,10 @@ class QueueSink:
         """Sends one reading; returns None (delivered: the row's line is deleted) or HELD."""
         raise NotImplementedError
 
+    def _before_delete(self) -> None:
+        """Called with a batch delivered, before its rows leave the outbox: where a sink keeps what it must show
+        after a restart (it must not raise)."""
+
     def _held_rows(self) -> Collection[int]:
         """Rows sent and still owed (_deliver returned HELD), until the subclass deletes them."""
         return ()
@@ -337,6 +341,7 @@ class QueueSink:
                                 row.msg_id, reason, row.camera, backoff)
         finally:
             if delivered:
+                self._before_delete()
                 self._queue.delete_many(delivered)
         if len(rows) >= _BATCH_ROWS and self._up:
             self.wake()   # there may be more

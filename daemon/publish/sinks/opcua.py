@@ -5,7 +5,7 @@ Address space (namespace opcua.namespace_uri):
         Text (String, the lines joined by "\\n"), Confidence (Double, the lowest line's), ReadingId (String, the
         JSON payload's id), CapturedAt (DateTime, UTC), Seq (UInt64), Lines (UInt32),
         Readings (UInt64, delivered since the daemon started),
-        RecentReadings (String[], the last 50 readings (RECENT_READINGS) delivered since the daemon started, oldest
+        RecentReadings (String[], the last 50 readings (RECENT_READINGS) delivered, kept across restarts, oldest
         first, each a JSON object {"ReadingId", "Seq", "CapturedAt" (RFC 3339 UTC), "Text", "Confidence",
         "Lines"}; written before the event fires)
     events: OcrReadingEventType (a BaseEventType) from the camera's object, with Camera, Text, Confidence,
@@ -66,7 +66,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import asyncua
 from asyncua import Server, ua
@@ -77,6 +77,7 @@ from asyncua.server import binary_server_asyncio
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary, uatcp_to_binary
 
+from daemon.atomic_write import write_atomic
 from daemon.config import Config, opcua_password
 from daemon.publish.outbox import OutboxRow, SinkQueue
 from daemon.publish.sinks.base import HELD, QueueSink, Reading, SinkDown
@@ -88,9 +89,11 @@ log = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 10.0   # a write into the address space that takes longer: the server counts as down
 _EVENT_FIELDS = (("Camera", "String"), ("Text", "String"), ("Confidence", "Double"), ("ReadingId", "String"),
                  ("CapturedAt", "DateTime"), ("Seq", "UInt64"))
-# RecentReadings' length: what a client away while the outbox's readings are delivered (after a restart: before
-# clients reconnect) can catch up on. Kept in memory, so not what was delivered just before a crash. The whole array
-# is written with each reading, so it stays a few kB.
+# RecentReadings' length: what a client away for a daemon restart can catch up on. Kept in a file beside the server's
+# certificate, written before the readings' rows leave the outbox, so a SIGKILL loses none of it. The whole array is
+# written with each reading, so it stays a few kB.
+RECENT_FILE = "recent-readings.json"
+_RECENT_FILE_MAX_BYTES = 16 << 20   # read with a bound: a file damaged on disk cannot take the memory
 RECENT_READINGS = 50
 _REFUSAL_WINDOW_S = 60.0   # a peer's refusals after its first are counted and summarised once per window
 
@@ -394,17 +397,50 @@ class _CameraHistory:
     """What a camera's variables show since the daemon started; kept by the sink, so a server it restarts (after
     a write timed out) shows the same."""
 
-    def __init__(self):
+    def __init__(self, recent: Sequence[str] = ()):
         self.last: Optional[Reading] = None
         self.readings = 0
         self.recent: deque[str] = deque(maxlen=RECENT_READINGS)   # JSON objects, oldest first
+        self._ids: deque = deque(maxlen=RECENT_READINGS)          # their ReadingIds
+        for entry in recent:   # kept from before a restart
+            reading_id = _reading_id(entry)
+            if reading_id is not None:
+                self.recent.append(entry)
+                self._ids.append(reading_id)
 
     def add(self, reading: Reading) -> None:
         if self.last is not None and self.last.msg_id == reading.msg_id:
             return   # the same row again after a write that timed out
         self.last = reading
         self.readings += 1
-        self.recent.append(recent_entry(reading))
+        if reading.msg_id not in self._ids:   # a row sent again after a crash before its delete: listed once
+            self.recent.append(recent_entry(reading))
+            self._ids.append(reading.msg_id)
+
+
+def _reading_id(entry: str) -> Optional[str]:
+    try:
+        doc = json.loads(entry)
+    except ValueError:
+        return None
+    return doc.get("ReadingId") if isinstance(doc, dict) and isinstance(doc.get("ReadingId"), str) else None
+
+
+def _read_recent(path: Path) -> dict[str, list[str]]:
+    """camera -> its RecentReadings entries as kept before a restart; {} when there is no file or it is unreadable
+    (the catch-up list is lost then, never the readings: they went to the other outputs too)."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(_RECENT_FILE_MAX_BYTES))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("opcua: the kept RecentReadings %s cannot be read (%s); they start empty", path, exc)
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {str(camera): [e for e in entries if isinstance(e, str)][-RECENT_READINGS:]
+            for camera, entries in doc.items() if isinstance(entries, list)}
 
 
 def recent_entry(reading: Reading) -> str:
@@ -428,7 +464,10 @@ class OpcUaSink(QueueSink):
         self._event_type = None
         self._cameras_folder = None
         self._cameras: dict[str, _CameraNodes] = {}
-        self._history: dict[str, _CameraHistory] = {}
+        self._recent_path = Path(cfg.opcua.cert_file).with_name(RECENT_FILE)
+        self._history: dict[str, _CameraHistory] = {
+            camera: _CameraHistory(recent) for camera, recent in _read_recent(self._recent_path).items()}
+        self._recent_kept: dict[str, tuple] = {c: tuple(h.recent) for c, h in self._history.items()}
         self._refusals = RefusalLog()
         self._summary_timer: Optional[asyncio.TimerHandle] = None
         self._cycles = ReadCycles(boards or {}, cfg.opcua.result_buffer, self.wake)
@@ -459,6 +498,19 @@ class OpcUaSink(QueueSink):
 
     def _held_rows(self) -> set[int]:
         return self._cycles.held_rows()
+
+    def _before_delete(self) -> None:
+        """RecentReadings kept on disk before the rows they hold leave the outbox: a client away for a SIGKILL and
+        the restart still finds the readings written just before it. One small file, written when it changed."""
+        now = {camera: tuple(h.recent) for camera, h in list(self._history.items())}
+        if now == self._recent_kept:
+            return
+        try:
+            write_atomic(self._recent_path, json.dumps({c: list(r) for c, r in now.items()},
+                                                       ensure_ascii=False).encode())
+            self._recent_kept = now
+        except OSError as exc:   # delivery goes on: only the catch-up list after a crash is at stake
+            log.warning("opcua: cannot keep RecentReadings in %s (%s)", self._recent_path, exc)
 
     def _send_some(self) -> None:
         """The rows of acknowledged and pushed-out cycle results leave the outbox first; then QueueSink's pass."""
@@ -575,6 +627,9 @@ class OpcUaSink(QueueSink):
         history = self._history.get(name)
         if history is not None and history.last is not None:
             await self._write(nodes, history)
+        elif history is not None and history.recent:   # kept from before a restart: there to catch up on at once
+            await variables["RecentReadings"].write_value(
+                ua.DataValue(ua.Variant(list(history.recent), ua.VariantType.String)))
         return nodes
 
     async def _update(self, reading: Reading, result: Optional[CycleResult] = None) -> None:
