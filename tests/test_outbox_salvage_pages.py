@@ -182,6 +182,15 @@ _WAL_WRITER = textwrap.dedent("""
 """)
 
 
+def _wal_only_outbox(path: Path) -> list[str]:
+    """_WAL_WRITER's outbox at path (killed: every row in the -wal); the msg_ids of its 40 live rows."""
+    out = subprocess.run([sys.executable, "-c", _WAL_WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"),
+                                                                   path=str(path))],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split(",")
+
+
 def test_rows_only_in_the_wal_come_back_and_the_newest_copy_of_a_page_wins(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     out = subprocess.run([sys.executable, "-c", _WAL_WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"),
@@ -246,11 +255,7 @@ def test_a_damaged_frame_in_the_middle_of_the_wal_is_noticed_and_the_commits_aft
     # SQLite replays a -wal up to the first frame whose checksum fails and drops every commit after it without a
     # word: a damaged frame in the middle (a bad sector) would lose the results stored after it.
     path = tmp_path / "outbox.sqlite3"
-    out = subprocess.run([sys.executable, "-c", _WAL_WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"),
-                                                                   path=str(path))],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    live = out.stdout.strip().split(",")
+    live = _wal_only_outbox(path)
     wal = Path(f"{path}-wal")
     data = bytearray(wal.read_bytes())
     frames = (len(data) - 32) // (24 + PAGE)
@@ -275,11 +280,7 @@ def test_a_write_torn_at_the_end_of_the_wal_is_not_damage(tmp_path):
     # A crash in the middle of a commit leaves its last frames half written: SQLite rightly drops that transaction
     # (it was never committed) and the outbox opens as it is.
     path = tmp_path / "outbox.sqlite3"
-    out = subprocess.run([sys.executable, "-c", _WAL_WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"),
-                                                                   path=str(path))],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    live = out.stdout.strip().split(",")
+    live = _wal_only_outbox(path)
     wal = Path(f"{path}-wal")
     data = bytearray(wal.read_bytes())
     data[-PAGE // 2:] = os.urandom(PAGE // 2)       # the last frame: the last commit (the 20 acknowledged), torn
