@@ -1,5 +1,5 @@
-"""A metrics port another program holds when the daemon starts is tried again: the
-daemon runs on meanwhile, and /healthz, what a supervisor watches, comes up once the port is free."""
+"""/healthz, what a supervisor watches: it comes up once a metrics port another program held at start is free (the
+daemon runs on meanwhile), and it names why a camera is not streaming."""
 import socket
 import time
 import urllib.request
@@ -36,4 +36,31 @@ def test_a_taken_metrics_port_is_tried_again_and_healthz_comes_up(tmp_path, capl
             assert r.status in (200, 503) and b"cameras" in r.read()
     finally:
         holder.close()
+        service.close()
+
+
+def test_healthz_names_why_a_camera_is_not_streaming(tmp_path):
+    # A folder camera whose folder is removed: /healthz's camera_errors says so (its 503 reason alone said only
+    # that no frame made progress).
+    import shutil
+
+    from broker import wait_until
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    path = write_config(tmp_path / "config.yaml", {
+        "device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(), "mqtt": {"enabled": False},
+        "cameras": [{"name": "scan", "kind": "folder", "uri": str(scans), "reconnect_initial_s": 0.1,
+                     "reconnect_max_s": 0.2}],
+        "web": {"enabled": False}, "metrics": {"enabled": False},
+        "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite3")}})
+    service = Service(config.load(path), str(path))
+    service.start()
+    try:
+        assert wait_until(lambda: service.health()[1]["cameras"]["scan"] == "idle", 30)
+        assert service.health()[1]["camera_errors"] == {}
+        shutil.rmtree(scans)
+        assert wait_until(lambda: "does not exist" in service.health()[1]["camera_errors"].get("scan", ""), 30)
+        assert service.snapshot()["cameras"]["scan"]["error"].startswith("image folder")
+    finally:
         service.close()
