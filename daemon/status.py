@@ -157,8 +157,7 @@ class Counters:
                 entry.update({"stored": c.stored, "reviewed": c.reviewed, "rejected": dict(c.rejected),
                               "checks": dict(c.noted), **cycle_counts(c.cycles),
                               "state": health.state if health is not None else "removed",
-                              # why a camera that is not streaming is not (redacted: no password in it)
-                              "error": health.error if health is not None and health.state == "connecting" else ""})
+                              "error": health.down_because if health is not None else ""})
                 out[name] = entry
         return out
 
@@ -253,8 +252,7 @@ class Status:
         verdict = self.verdict(facts=facts)
         detail = {
             "cameras": cams,
-            # why each camera that is connecting is not streaming (the cause the log has, redacted)
-            "camera_errors": {name: h.error for name, h in healths.items() if h.state == "connecting" and h.error},
+            "camera_errors": {name: h.down_because for name, h in healths.items() if h.down_because},
             "last_frame_age_s": round(time.monotonic() - p.last_progress, 1),
             "broker_connected": bool(pub and pub.connected),
             "outbox_rows": p.outbox.depth()[0] if p.outbox is not None else 0,

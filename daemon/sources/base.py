@@ -111,6 +111,11 @@ class SourceHealth:
     heartbeat_at: float       # epoch s of the capture thread's last sign of life
     error: str = ""
 
+    @property
+    def down_because(self) -> str:
+        """Why a camera that is connecting is not streaming (redacted, as the log says it); "" otherwise."""
+        return self.error if self.state == "connecting" else ""
+
 
 def apply_roi(image: np.ndarray, roi: tuple[int, ...]) -> np.ndarray:
     """Crops [x, y, width, height], clipped to the frame; an ROI outside the frame is a CorruptFrame."""
