@@ -402,6 +402,7 @@ class _CameraHistory:
         self.readings = 0
         self.recent: deque[str] = deque(maxlen=RECENT_READINGS)   # JSON objects, oldest first
         self._ids: deque = deque(maxlen=RECENT_READINGS)          # their ReadingIds
+        self.unsaved = False                                      # recent changed since it was kept on disk
         for entry in recent:   # kept from before a restart
             reading_id = _reading_id(entry)
             if reading_id is not None:
@@ -416,6 +417,7 @@ class _CameraHistory:
         if reading.msg_id not in self._ids:   # a row sent again after a crash before its delete: listed once
             self.recent.append(recent_entry(reading))
             self._ids.append(reading.msg_id)
+            self.unsaved = True
 
 
 def _reading_id(entry: str) -> Optional[str]:
@@ -467,7 +469,6 @@ class OpcUaSink(QueueSink):
         self._recent_path = Path(cfg.opcua.cert_file).with_name(RECENT_FILE)
         self._history: dict[str, _CameraHistory] = {
             camera: _CameraHistory(recent) for camera, recent in _read_recent(self._recent_path).items()}
-        self._recent_kept: dict[str, tuple] = {c: tuple(h.recent) for c, h in self._history.items()}
         self._refusals = RefusalLog()
         self._summary_timer: Optional[asyncio.TimerHandle] = None
         self._cycles = ReadCycles(boards or {}, cfg.opcua.result_buffer, self.wake)
@@ -502,13 +503,14 @@ class OpcUaSink(QueueSink):
     def _before_delete(self) -> None:
         """RecentReadings kept on disk before the rows they hold leave the outbox: a client away for a SIGKILL and
         the restart still finds the readings written just before it. One small file, written when it changed."""
-        now = {camera: tuple(h.recent) for camera, h in list(self._history.items())}
-        if now == self._recent_kept:
+        histories = list(self._history.items())
+        if not any(h.unsaved for _, h in histories):
             return
         try:
-            write_atomic(self._recent_path, json.dumps({c: list(r) for c, r in now.items()},
+            write_atomic(self._recent_path, json.dumps({c: list(h.recent) for c, h in histories},
                                                        ensure_ascii=False).encode())
-            self._recent_kept = now
+            for _, h in histories:
+                h.unsaved = False
         except OSError as exc:   # delivery goes on: only the catch-up list after a crash is at stake
             log.warning("opcua: cannot keep RecentReadings in %s (%s)", self._recent_path, exc)
 
