@@ -270,9 +270,10 @@ class Service:
                 for src in list(self.sources.values()):
                     src.check_watchdog()
                 tell_boards(self.boards, self.sources)
-                self.lock.keep(time.monotonic())   # the state folder removed by hand: lock the outbox again
-                self._retry_metrics_server(time.monotonic())
-                heartbeat.tick(time.monotonic(), self.publisher, self.cfg.mqtt.stats_interval_s)
+                now = time.monotonic()
+                self.lock.keep(now)   # the state folder removed by hand: lock the outbox again
+                self._retry_metrics_server(now)
+                heartbeat.tick(now, self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False
                     self.reload()
