@@ -127,7 +127,7 @@ class CycleLane(Lane):
         state = board.state()
         # A board a reload kept may hold an accepted trigger: the marker is that trigger's, not an interrupted one.
         self._interrupted = None if state.waiting or state.busy else self._read_marker()
-        board.on_accept = lambda trigger: self._write_marker(trigger, trigger.recipe)   # the board bound it
+        board.on_accept = self._write_marker
 
     # ------------------------------------------------------------ the work loop's calls
 
@@ -224,7 +224,7 @@ class CycleLane(Lane):
         self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9),
                              recipe=trigger.recipe)
         self._read_as(self._cycle.recipe)
-        self._write_marker(trigger, self._cycle.recipe)
+        self._write_marker(trigger)
 
     def _finish(self) -> Reading:
         cycle, self._cycle = self._cycle, None
@@ -290,8 +290,9 @@ class CycleLane(Lane):
 
     # ------------------------------------------------------------ the open-cycle marker
 
-    def _write_marker(self, trigger, recipe: Optional[str]) -> None:
-        doc = {"trigger_id": trigger.trigger_id, "source": trigger.source, "recipe": recipe,
+    def _write_marker(self, trigger) -> None:
+        """The open-cycle marker; its recipe is the one the board bound to the trigger when it accepted it."""
+        doc = {"trigger_id": trigger.trigger_id, "source": trigger.source, "recipe": trigger.recipe,
                "expected": trigger.expected, "fields": dict(trigger.fields), "received_at": trigger.received_at}
         try:
             os.makedirs(os.path.dirname(self._marker), exist_ok=True)
