@@ -159,6 +159,17 @@ def _load_error(tmp_path: Path, content: str | bytes) -> ConfigError:
      "no lookaround or backreferences"),
     ("cameras:\n  - name: a\n    accept_patterns: ['(a)\\1']\n", "cameras[0].accept_patterns[0]", "RE2"),
     ("recipes:\n  - {name: r, expect_regex: '(?<=x)y'}\n", "recipes[0]", "RE2"),
+    # a recipe's field values: only its template's fields, and only with a template
+    ("recipes:\n  - {name: r, expect_template: 'LOT {lot}', expect_fields: {lto: '1'}}\n",
+     "recipes[0].expect_fields.lto", "is not a field of expect_template (its fields: lot)"),
+    ("recipes:\n  - {name: r, expect_text: 'LOT 1', expect_fields: {lot: '1'}}\n", "recipes[0].expect_fields",
+     "needs an expect_template"),
+    ("recipes:\n  - {name: r, expect_template: 'LOT {lot}', expect_fields: [lot]}\n", "recipes[0].expect_fields",
+     "expected a mapping"),
+    ("recipes:\n  - {name: r, expect_template: 'LOT {lot}', expect_fields: {lot: [1]}}\n",
+     "recipes[0].expect_fields.lot", "expected a string"),
+    ("cameras:\n  - {name: a, mode: triggered, kind: sample, expect_template: 'EXP {d:%Y}', expect_fields: {d: "
+     + "x" * 300 + "}}\n", "cameras[0].expect_fields.d", "longer than 256"),
     # OCR shapes and counts past what any box runs: refused, not tried (threads: 100000 started tens of
     # thousands of threads; det_input_size [32000, 32000] asked for 11 GiB a frame)
     ("ocr:\n  threads: 100000\n", "ocr.threads", "0 (automatic) to 256"),

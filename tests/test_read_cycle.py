@@ -292,3 +292,80 @@ def test_the_first_frame_after_a_trigger_is_read_even_before_the_loop_turns(tmp_
     for r in lane.readings(first, Result([line(LOT)]), [], None):
         recorder.record(lane, r)
     assert [(d["trigger_id"], d["status"]) for d in results(outbox)] == [("p1", "good_read")]
+
+
+# ---------------------------------------------------------------- what the trigger brings, and when it came
+
+DATED = Expectation(template="LOT {lot}\nEXP {date:%Y-%m-%d}")
+
+
+def test_a_trigger_whose_template_fields_are_missing_is_refused_not_failed(tmp_path):
+    from daemon.readings.trigger_commands import offer_command
+
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, recipes={"dated": DATED}), "dated")
+    outcome, answer = offer_command({"cam": board}, "cam", b'{"trigger_id": "7", "fields": {"lot": "4711A"}}',
+                                    "mqtt")
+    doc = json.loads(answer)
+    assert outcome == "bad" and not doc["accepted"] and doc["trigger_id"] == "7"
+    assert doc["reason"].startswith("refused: recipe dated cannot be resolved") and "field date" in doc["reason"]
+    state = board.state()
+    assert state.ready and state.counters.triggers == 0 and lane.due(time.time()) == []   # nothing runs
+    assert not (tmp_path / "cycles" / "cam.json").exists()                                 # nothing to answer
+    outcome, _ = offer_command({"cam": board}, "cam",
+                               b'{"trigger_id": "8", "fields": {"lot": "4711A", "date": "2027-01-06"}}', "mqtt")
+    assert outcome == "accepted"
+    run(lane, recorder, [[line(LOT), line("EXP 2027-01-06", y=55.0)]], time.time() - 0.001)
+    assert [(d["trigger_id"], d["status"]) for d in results(outbox)] == [("8", "good_read")]
+
+
+def test_a_recipes_own_field_values_fill_what_a_trigger_does_not_send(tmp_path):
+    import datetime
+
+    rules = CycleRules(frames=1, recipes={"dated": DATED}, fields={"dated": {"lot": "4711A", "date": "today+30"}})
+    _, outbox, board, lane, recorder = setup(tmp_path, rules, "dated")
+    t0 = time.time()
+    expiry = (datetime.date.fromtimestamp(t0) + datetime.timedelta(days=30)).isoformat()
+    assert board.offer(Trigger(camera="cam", source="modbus", received_at=t0)).accepted   # Modbus sends no fields
+    run(lane, recorder, [[line(LOT), line(f"EXP {expiry}", y=55.0)]], t0)
+    assert board.offer(Trigger(camera="cam", source="mqtt", fields={"lot": "4711B"}, received_at=time.time())).accepted
+    run(lane, recorder, [[line(LOT), line(f"EXP {expiry}", y=55.0)]], time.time() - 0.001)   # the trigger's lot wins
+    docs = results(outbox)
+    assert [d["status"] for d in docs] == ["good_read", "mismatch"]
+    assert docs[1]["verification"]["expected"] == f"LOT 4711B\nEXP {expiry}"
+
+
+def test_today_is_the_day_the_trigger_came_not_the_day_the_cycle_ended(tmp_path):
+    import datetime
+
+    cfg, outbox, board, _, recorder = setup(tmp_path)
+    days = {}
+
+    def local_day(at: float) -> datetime.date:   # a clock whose day ends at t_midnight
+        days[at] = datetime.date(2026, 12, 7) if at < t_midnight else datetime.date(2026, 12, 8)
+        return days[at]
+
+    t_midnight = time.time() + 0.5
+    lane = CycleLane(cfg.cameras[0], board, CycleRules(frames=2, window_ms=60_000.0, recipes={"dated": DATED}),
+                     str(tmp_path / "cycles"), today=local_day)
+    t0 = t_midnight - 0.2   # 23:59:59.8
+    assert board.offer(Trigger(camera="cam", source="mqtt", recipe="dated",
+                               fields={"lot": "4711A", "date": "today+30"}, received_at=t0)).accepted
+    lane.due(time.time())
+    for at in (t0 + 0.1, t_midnight + 0.1):   # the burst's last frame comes after midnight
+        f = frame(at)
+        assert lane.wants(f)
+        for r in lane.readings(f, Result([line(LOT), line("EXP 2027-01-06", y=55.0)]), [], None):
+            recorder.record(lane, r)
+    [doc] = results(outbox)
+    assert doc["status"] == "good_read" and doc["verification"]["expected"].endswith("2027-01-06")
+
+
+def test_a_print_that_carries_one_line_twice_is_judged_on_both(tmp_path):
+    twice = Expectation(text=f"{LOT}\n{LOT}")
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, expect=twice))
+    for lines in ([line(LOT), line(LOT, y=55.0)], [line(LOT)]):
+        trigger(board, at=time.time())
+        run(lane, recorder, [lines] * 2, time.time() - 0.001)
+    docs = results(outbox)
+    assert [d["status"] for d in docs] == ["good_read", "mismatch"]
+    assert [len(d["texts"]) for d in docs] == [2, 1]

@@ -200,3 +200,18 @@ def _cfg_with_recipe(tmp_path, recipe: dict):
     return config.from_dict({"device_id": "st1", "mqtt": {"enabled": False}, "recipes": [recipe],
                              "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
                              "cameras": [{"name": "cam", "kind": "sample", "mode": "triggered"}]})
+
+
+def test_field_values_from_the_config_reach_the_cycle_rules():
+    from daemon import config
+    from daemon.readings.cycle import cycle_rules
+
+    cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
+                            "cameras": [{"name": "cam", "kind": "sample", "mode": "triggered",
+                                         "expect_template": "EXP {date:%Y-%m}",
+                                         "expect_fields": {"date": "today+30"}}],
+                            "recipes": [{"name": "cans", "expect_template": "LOT {lot}\nEXP {date:%Y-%m}",
+                                         "expect_fields": {"lot": 4711, "date": "today+7"}},
+                                        {"name": "jars", "expect_template": "LOT {lot}"}]})
+    rules = cycle_rules(cfg.cameras[0], cfg.recipes)
+    assert rules.fields == {None: {"date": "today+30"}, "cans": {"lot": "4711", "date": "today+7"}}

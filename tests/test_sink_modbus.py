@@ -27,7 +27,7 @@ from daemon.publish.sinks.modbus import (BLOCK_SPAN, COUNTERS, DI_BUSY, DI_FAIL,
                                          IR_TEXT_LENGTH, IR_TRIGGER_ID, STATUS_CODES, TEXT_CHARS, ModbusConfig,
                                          ModbusSink, ascii_registers, registers_ascii, registers_uint32,
                                          uint32_registers)
-from daemon.readings.triggers import TriggerBoard  # noqa: E402
+from daemon.readings.triggers import Trigger, TriggerBoard  # noqa: E402
 from publish_support import DEVICE, PREFIX, FakeClock, outbox_cfg, put_result  # noqa: E402
 
 UNIT = 1
@@ -223,7 +223,8 @@ def test_a_trigger_while_busy_is_missed_latched_and_counted_on_the_board(station
     assert not plc.di(CAM1)[DI_MISSED_TRIGGER]   # per camera
 
     station.boards["cam2"].finish(1, "no_read")
-    assert plc.di(CAM2)[DI_TRIGGER_READY]
+    station.sink.wake()   # the lane stores a result before it finishes, and that wakes the sink
+    assert plc.wait_di(CAM2, DI_TRIGGER_READY, True)
     plc.trigger(CAM2)
     di = plc.di(CAM2)
     assert di[DI_TRIGGER_ACK] and not di[DI_MISSED_TRIGGER]   # cleared by the next accepted trigger
@@ -522,3 +523,58 @@ def test_the_config_refuses_overlapping_blocks_and_out_of_range_values():
         ModbusConfig(cameras={})
     with pytest.raises(ValueError, match="port"):
         ModbusConfig(cameras={"a": 0}, port=70000)
+
+
+def test_busy_falls_only_with_the_result_shown_and_ready_waits_for_the_trigger_coil_to_drop():
+    """The board is ready as soon as the result is stored; the PLC is told so only once a scan of the outbox has
+    looked past it (shown, or queued behind the one shown), so the fall of busy always finds the result. And a
+    trigger coil still at 1 offers nothing, so trigger_ready stays 0 until it is back at 0."""
+    from daemon.publish.sinks.modbus import _Station
+
+    board = TriggerBoard("cam1")
+    st = _Station("cam1", 0, board)
+    bits = lambda: ModbusSink._discrete_bits(st)   # noqa: E731
+    assert bits()[DI_TRIGGER_READY] and not bits()[DI_BUSY]
+    assert board.offer(Trigger(camera="cam1", source="modbus")).accepted
+    assert board.take() is not None
+    assert bits()[DI_BUSY] and not bits()[DI_TRIGGER_READY]
+    board.finish(5, "good_read")                 # stored; this sink has not looked yet
+    assert bits()[DI_BUSY] and not bits()[DI_TRIGGER_READY]
+    st.released = 5                              # a scan looked past result 5
+    assert not bits()[DI_BUSY] and bits()[DI_TRIGGER_READY]
+    st.trigger = True                            # the PLC left the coil at 1
+    assert not bits()[DI_TRIGGER_READY] and not bits()[DI_BUSY]
+
+
+def test_a_plc_never_sees_busy_fall_before_its_result_and_a_coil_left_high_is_not_ready(station, plc):
+    for part in range(1, 6):
+        assert plc.wait_di(CAM1, DI_TRIGGER_READY, True)
+        plc.next_part(CAM1, part)
+        plc.trigger(CAM1)
+        assert plc.di(CAM1)[DI_TRIGGER_ACK]
+        if part == 3:   # this PLC forgets to drop the coil: no edge is possible, so it is not told ready
+            station.boards["cam1"].take()
+            put_cycle_result(station.ob, "cam1", part, "good_read", "LOT 1", trigger_id=str(part))
+            station.boards["cam1"].finish(part, "good_read")
+            station.sink.wake()
+            assert plc.wait_di(CAM1, DI_RESULT_VALID, True)
+            assert not plc.di(CAM1)[DI_TRIGGER_READY] and not plc.di(CAM1)[DI_BUSY]
+            plc.trigger(CAM1)   # a 1 over a 1: nothing offered, nothing missed
+            assert station.boards["cam1"].state().counters.triggers == part
+            plc.trigger(CAM1, False)
+        else:
+            plc.trigger(CAM1, False)
+            station.boards["cam1"].take()
+            put_cycle_result(station.ob, "cam1", part, "good_read", "LOT 1", trigger_id=str(part))
+            station.boards["cam1"].finish(part, "good_read")
+            station.sink.wake()
+            # every scan until the result is there: busy up; the scan that sees busy down sees the result
+            deadline = time.monotonic() + WAIT_S
+            while True:
+                di = plc.di(CAM1)
+                if not di[DI_BUSY]:
+                    assert di[DI_RESULT_VALID] and plc.result(CAM1)["result_id"] == part
+                    break
+                assert not di[DI_TRIGGER_READY] and time.monotonic() < deadline
+        plc.result_ack(CAM1)
+        plc.result_ack(CAM1, False)

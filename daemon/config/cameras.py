@@ -112,6 +112,8 @@ class CameraConfig:
     expect_regex: Optional[str] = None
     expect_format: Optional[str] = None
     expect_code: Optional[str] = None
+    # Triggered: values of expect_template's fields a trigger need not send ({date: today+30}); the trigger's win.
+    expect_fields: Optional[dict[str, str]] = None
     # Triggered: more than one label read in one cycle is the status multiple.
     one_label: bool = True
     # Triggered: a character read right whose runner-up is this close is "confused" and fails the part
@@ -164,7 +166,7 @@ class CameraConfig:
             self._check_cycle(key)
 
     def _check_cycle(self, key: str) -> None:
-        from daemon.config.recipes import check_expectation
+        from daemon.config.recipes import check_expectation, check_fields
 
         require(self.kind not in ("folder", "file"), f"{key}.mode", self.mode,
                 f"is for live cameras, not kind {self.kind} (a trigger reads the frames captured after it)")
@@ -175,6 +177,7 @@ class CameraConfig:
                 "must be between 0 and 1")
         require(0.0 <= self.faint_below <= 1.0, f"{key}.faint_below", self.faint_below, "must be between 0 and 1")
         check_expectation(key, self)
+        check_fields(key, self)
 
 
 def publish_mode(cam: CameraConfig) -> str:

@@ -25,6 +25,9 @@ class RecipeConfig:
     expect_regex: Optional[str] = None
     expect_format: Optional[str] = None
     expect_code: Optional[str] = None
+    # Values of expect_template's fields that a trigger need not send ({date: today+30}, the date the coder
+    # stamps); a trigger's own fields win. A Modbus trigger sends none, so its recipes carry them here.
+    expect_fields: Optional[dict[str, str]] = None
     # What the camera reads for this product while the recipe judges its cycles, replacing the camera's own:
     # code formats (zxing-cpp names, as cameras[].codes) and accept_formats (s10, sscc, gtin, iso6346). null: the
     # camera's.
@@ -42,6 +45,7 @@ class RecipeConfig:
         require(any(getattr(self, f"expect_{k}") is not None for k in EXPECT_KINDS), f"{key}.expect_text",
                 self.expect_text, "or another expect_ key must say what the recipe expects")
         check_expectation(key, self)
+        check_fields(key, self)
         for j, name in enumerate(self.codes or ()):
             require(name in CODE_FORMATS, f"{key}.codes[{j}]", name, f"is not one of {', '.join(CODE_FORMATS)}")
         for j, name in enumerate(self.accept_formats or ()):
@@ -65,6 +69,28 @@ def check_expectation(key: str, holder) -> None:
     except ExpectationError as exc:
         first = next(k for k, v in given.items() if v is not None)
         require(False, f"{key}.expect_{first}", given[first], str(exc))
+
+
+MAX_FIELDS = 32          # as a trigger's fields (daemon/readings/trigger_commands.py)
+MAX_FIELD_CHARS = 256
+
+
+def check_fields(key: str, holder) -> None:
+    """holder's expect_fields name fields of its expect_template, at most MAX_FIELDS of them, each value short."""
+    from daemon.readings.verify import template_fields
+
+    values = holder.expect_fields
+    if values is None:
+        return
+    require(holder.expect_template is not None, f"{key}.expect_fields", values,
+            "gives field values, so it needs an expect_template with those fields")
+    require(len(values) <= MAX_FIELDS, f"{key}.expect_fields", f"{len(values)} fields", f"at most {MAX_FIELDS}")
+    known = template_fields(holder.expect_template)
+    for name, value in values.items():
+        require(name in known, f"{key}.expect_fields.{name}", value,
+                f"is not a field of expect_template (its fields: {', '.join(known) or 'none'})")
+        require(len(value) <= MAX_FIELD_CHARS, f"{key}.expect_fields.{name}", value,
+                f"is longer than {MAX_FIELD_CHARS} characters")
 
 
 def expectation_of(holder):

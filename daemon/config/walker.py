@@ -62,6 +62,11 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key)
+    if origin is dict:   # a small mapping of names to values (expect_fields)
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a mapping, got {shown(value)}")
+        return {_convert(k, args[0], f"{key} (a key)"): _convert(v, args[1], join(key, key_text(k)))
+                for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(key, f"expected a list, got {shown(value)}")

@@ -444,13 +444,15 @@ class _Line:
     order: float = 0.0     # summed index in its frames: mean = reading order within the label
     place: tuple[float, float] = (0.0, 0.0)   # its centre in the label's frame of reference (frame minus shift)
     alike: Counter = field(default_factory=Counter)   # its readings, folded (_folded) -> how many
+    frames: set = field(default_factory=set)   # the label's read frames (_Track.read) it was read in
 
     def last_text(self) -> str:
         return self.readings[-1].text
 
-    def add(self, reading: TextLine) -> None:
+    def add(self, reading: TextLine, frame: int) -> None:
         self.readings.append(reading)
         self.alike[_folded(reading.text)] += 1
+        self.frames.add(frame)
 
     def decided(self) -> bool:
         """Read alike at least twice, and in more than half of its readings (text_settle)."""
@@ -599,32 +601,44 @@ class _Track:
                 self.lines.append(_Line())
                 target[i] = len(self.lines) - 1
             line = self.lines[target[i]]
-            line.add(reading)
+            line.add(reading, self.read)
             line.order += i
             line.place = places[i]
         if became_best:
             self.best_boxes = {target[i]: reading.box for i, reading in enumerate(view.lines)}
 
-    def finish(self, reason: str) -> FinishedLabel:
+    def finish(self, reason: str, repeats: bool = False) -> FinishedLabel:
+        """The label's voted lines. A text the label carries twice (FRAGILE on two corners) is one line, unless
+        repeats: then two lines read alike in one frame stay two (a read cycle verifies a print of two like lines)."""
         floor = self.read * MIN_LINE_SHARE
         kept = [k for k, line in enumerate(self.lines) if len(line.readings) >= floor]
         kept.sort(key=lambda k: self.lines[k].order / len(self.lines[k].readings))
-        voted: dict[str, tuple[TextLine, Any]] = {}
-        for k in kept:   # one line followed as two (a frame that put it far from its place) is one line
-            reading = vote_line(self.lines[k].readings)
-            if reading.text not in voted or reading.confidence > voted[reading.text][0].confidence:
-                # in the place of the first, with the more confident box
-                voted[reading.text] = (reading, self.best_boxes.get(k))
-        return FinishedLabel([r for r, _ in voted.values()], list(self.codes.values()), self.frames,
+        voted: list[list] = []   # [reading, its box, the frames it was read in]
+        for k in kept:
+            line = self.lines[k]
+            reading = vote_line(line.readings)
+            # One line followed as two (a frame that put it far from its place) is one line; two lines read alike
+            # in one frame are two (a print that carries the same line twice).
+            same = next((v for v in voted if v[0].text == reading.text and not (repeats and v[2] & line.frames)),
+                        None)
+            if same is None:
+                voted.append([reading, self.best_boxes.get(k), set(line.frames)])
+                continue
+            same[2] |= line.frames
+            if reading.confidence > same[0].confidence:   # in the place of the first, with the more confident box
+                same[0], same[1] = reading, self.best_boxes.get(k)
+        return FinishedLabel([v[0] for v in voted], list(self.codes.values()), self.frames,
                              self.first_seen, self.first_context, self.best_context, reason,
-                             [box for _, box in voted.values()])
+                             [v[1] for v in voted])
 
 
 class LabelTracker:
     """Per-camera tracks of the labels in view; see the module doc."""
 
-    def __init__(self, leave_after_frames: int = 3, leave_after_s: float = 1.0, max_wait_s: float = 3.0):
+    def __init__(self, leave_after_frames: int = 3, leave_after_s: float = 1.0, max_wait_s: float = 3.0,
+                 repeats: bool = False):
         self.leave_after_frames = leave_after_frames
+        self.repeats = repeats   # a line printed twice stays two lines (_Track.finish)
         self.leave_after_s = leave_after_s
         self.max_wait_s = max_wait_s
         self._tracks: list[_Track] = []
@@ -705,10 +719,10 @@ class LabelTracker:
                 track.missed >= 1 and now - track.last_seen >= self.leave_after_s)
             if gone:
                 if not track.published:
-                    done.append(track.finish("left"))
+                    done.append(track.finish("left", self.repeats))
                 continue
             if not track.published and now - track.first_seen >= self.max_wait_s:
-                done.append(track.finish("max_wait"))
+                done.append(track.finish("max_wait", self.repeats))
                 track.published = True   # kept until it leaves, so the same label is not published again
             keep.append(track)
         self._tracks = keep
@@ -757,6 +771,6 @@ class LabelTracker:
 
     def flush(self) -> list[FinishedLabel]:
         """Every label still being voted on, finished now; the tracker is empty afterwards."""
-        done = [t.finish("flush") for t in self._tracks if not t.published]
+        done = [t.finish("flush", self.repeats) for t in self._tracks if not t.published]
         self._tracks = []
         return done

@@ -65,6 +65,8 @@ class CycleRules:
     # name -> (code formats, accept_formats) a recipe reads with instead of the camera's; absent: the camera's
     reads: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     rois: Mapping[str, tuple] = dataclasses.field(default_factory=dict)   # name -> the recipe's roi, where it has one
+    # Template field values a trigger need not send: the camera's (key None) and each recipe's (expect_fields)
+    fields: Mapping[Optional[str], Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
@@ -78,7 +80,10 @@ def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
                       recipes={r.name: expectation_of(r) for r in recipes},
                       reads={r.name: (r.codes, r.accept_formats) for r in recipes
                              if r.codes is not None or r.accept_formats is not None},
-                      rois={r.name: tuple(r.roi) for r in recipes if r.roi is not None})
+                      rois={r.name: tuple(r.roi) for r in recipes if r.roi is not None},
+                      fields={holder_name: dict(holder.expect_fields)
+                              for holder_name, holder in [(None, cam)] + [(r.name, r) for r in recipes]
+                              if holder.expect_fields})
 
 
 def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
@@ -110,7 +115,7 @@ class _Cycle:
 
 class CycleLane(Lane):
     def __init__(self, cam: CameraConfig, board, rules: CycleRules, marker_dir: str,
-                 today: Callable[[], datetime.date] = datetime.date.today):
+                 today: Callable[[float], datetime.date] = datetime.date.fromtimestamp):
         super().__init__(cam)
         # A cycle's result is never a duplicate and never dropped for being empty: one result per trigger.
         self._rules = dataclasses.replace(FilterRules.from_camera(cam), dedup_window_s=0.0, publish_empty=True)
@@ -120,7 +125,7 @@ class CycleLane(Lane):
         self.settle = None      # a cycle reads every frame of its burst
         self.board = board
         self.rules = rules
-        self._today = today
+        self._today = today     # the local date of a wall-clock time: a cycle's "today" is its trigger's
         self._kind = cam.kind
         self._cycle: Optional[_Cycle] = None
         self._marker = os.path.join(marker_dir, f"{cam.name}.json")
@@ -128,6 +133,7 @@ class CycleLane(Lane):
         # A board a reload kept may hold an accepted trigger: the marker is that trigger's, not an interrupted one.
         self._interrupted = None if state.waiting or state.busy else self._read_marker()
         board.on_accept = self._write_marker
+        board.check = self.check
 
     # ------------------------------------------------------------ the work loop's calls
 
@@ -221,7 +227,9 @@ class CycleLane(Lane):
 
     def _start(self, trigger) -> None:
         # The recipe active when the board accepted the trigger (bound there), not the one active now.
-        self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9),
+        # repeats: a print expected to carry one line twice is judged on both
+        self._cycle = _Cycle(trigger, LabelTracker(leave_after_frames=10 ** 6, leave_after_s=1e9, max_wait_s=1e9,
+                                                   repeats=True),
                              recipe=trigger.recipe)
         self._read_as(self._cycle.recipe)
         self._write_marker(trigger)
@@ -255,16 +263,40 @@ class CycleLane(Lane):
         if rules != self.filter.rules:
             self.filter = ResultFilter(rules)
 
-    def _verify(self, trigger, recipe: Optional[str], lines, codes) -> tuple[Optional[Verification], Optional[str]]:
+    def check(self, trigger) -> Optional[str]:
+        """Why a trigger about to be accepted could not be judged (a template field it gives no value for), or
+        None; the board refuses such a trigger rather than fail its part. Pure: the expectation resolved against
+        nothing read."""
+        expect = self._expectation(trigger, trigger.recipe)
+        if expect is None:
+            return None
+        try:
+            verify(expect, [], [], fields=self._field_values(trigger, trigger.recipe),
+                   today=self._today(trigger.received_at))
+        except ExpectationError as exc:
+            what = f"recipe {trigger.recipe}" if trigger.recipe and not trigger.expected else "the expectation"
+            return f"{what} cannot be resolved: {exc}"
+        return None
+
+    def _field_values(self, trigger, recipe: Optional[str]) -> dict:
+        """The template's field values: the recipe's (or the camera's) expect_fields, the trigger's over them."""
+        return {**self.rules.fields.get(recipe or None, {}), **dict(trigger.fields or {})}
+
+    def _expectation(self, trigger, recipe: Optional[str]) -> Optional[Expectation]:
         expect = self.rules.recipes.get(recipe) if recipe else self.rules.expect
         if trigger.expected:   # the PLC's own text for this part
             expect = Expectation(text=trigger.expected, code=expect.code if expect else None)
+        return expect
+
+    def _verify(self, trigger, recipe: Optional[str], lines, codes) -> tuple[Optional[Verification], Optional[str]]:
+        expect = self._expectation(trigger, recipe)
         if expect is None:
             return None, None
-        try:
-            return verify(expect, lines, codes, fields=dict(trigger.fields or {}), today=self._today(),
+        try:   # dates ("today+30") count from the day the trigger came, not the day the cycle ended
+            return verify(expect, lines, codes, fields=self._field_values(trigger, recipe),
+                          today=self._today(trigger.received_at),
                           confused_margin=self.rules.confused_margin, faint_below=self.rules.faint_below), None
-        except ExpectationError as exc:   # a template field the trigger did not give: judged as not passed
+        except ExpectationError as exc:   # refused at acceptance (check); here only after a reload or restart
             return Verification(VERIFY_NO_READ, expect.kind, ""), f"the expectation cannot be resolved: {exc}"
 
     @staticmethod

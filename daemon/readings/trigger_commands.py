@@ -78,7 +78,8 @@ def offer_command(boards: Mapping, camera: str, body: bytes, source: str) -> tup
         reason = f"unknown recipe {trigger.recipe[:64]!r}: one of {', '.join(recipes) or 'none defined'}"
         return "bad", answer(camera, trigger.trigger_id, False, reason)
     got = board.offer(trigger)
-    return ("accepted" if got.accepted else "missed"), answer(camera, trigger.trigger_id, got.accepted, got.reason)
+    outcome = "accepted" if got.accepted else "bad" if got.refused else "missed"
+    return outcome, answer(camera, trigger.trigger_id, got.accepted, got.reason)
 
 
 def _trigger_id_of(body: bytes) -> Optional[str]:

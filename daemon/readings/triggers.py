@@ -13,7 +13,10 @@ all tell the same story.
 
 One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed. A missed trigger is
 counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the protocol tells
-its client (a Modbus bit, an HTTP 409, an MQTT reply).
+its client (a Modbus bit, an HTTP 409, an MQTT reply). A trigger the camera could not judge (its recipe's template
+has a field the trigger gives no value for: the lane's `check`) is refused, as a bad command is: answered with the
+reason (TriggerAnswer.refused), not counted, and nothing runs, so a part is never failed for what the PLC did not
+send.
 
 The board also holds the camera's active recipe: the one a trigger naming none is judged by. Any protocol selects
 it (select_recipe); it applies to the triggers accepted after it, with no reload and no model load. A trigger takes
@@ -41,6 +44,7 @@ SOURCES = ("mqtt", "http", "opcua", "modbus", "restart")   # restart: a cycle a 
 ACCEPTED = "accepted"
 MISSED_BUSY = "busy"          # a cycle is running
 MISSED_WAITING = "waiting"    # a trigger was accepted and the lane has not taken it yet
+REFUSED = "refused"           # the trigger cannot be judged as sent (TriggerBoard.check)
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,13 @@ class BoardState:
 class TriggerAnswer:
     """What a protocol answers its client: accepted (served as cycle `cycle_seq`) or missed, and why."""
     accepted: bool
-    reason: str                        # ACCEPTED, MISSED_BUSY or MISSED_WAITING
+    reason: str                        # ACCEPTED, MISSED_BUSY, MISSED_WAITING, or "refused: why"
     cycle_seq: Optional[int]           # the cycle this trigger will be served as; None when missed
     state: BoardState                  # the board right after the offer
+
+    @property
+    def refused(self) -> bool:
+        return self.reason.startswith(REFUSED)
 
     def as_dict(self) -> dict:
         return {"accepted": self.accepted, "reason": self.reason, "cycle_seq": self.cycle_seq,
@@ -154,6 +162,9 @@ class TriggerBoard:
         # Called with each accepted trigger before offer() returns, so before any protocol answers "accepted": the
         # lane makes it durable there (its open-cycle marker), and a crash right after the answer still answers it.
         self.on_accept: Optional[Callable[[Trigger], None]] = None
+        # Called under the board's lock with a trigger about to be accepted (its recipe bound): why it cannot be
+        # judged, or None. Must be pure and quick (the lane resolves the expectation).
+        self.check: Optional[Callable[[Trigger], Optional[str]]] = None
 
     # ------------------------------------------------------------ protocols
 
@@ -161,6 +172,14 @@ class TriggerBoard:
         if trigger.camera != self.camera:
             raise ValueError(f"a trigger for camera {trigger.camera!r} offered to {self.camera!r}'s board")
         with self._lock:
+            if not (self._busy or self._waiting is not None):
+                if trigger.recipe is None:
+                    trigger = dataclasses.replace(trigger, recipe=self._recipe)
+                why = self._check_locked(trigger)
+                if why is not None:
+                    log.warning("%s: trigger %s over %s refused: %s", self.camera,
+                                printable(trigger.trigger_id or "")[:64] or "(no id)", trigger.source, why)
+                    return TriggerAnswer(False, f"{REFUSED}: {why}", None, self._state_locked())
             self._triggers += 1
             if self._busy or self._waiting is not None:
                 self._missed += 1
@@ -168,8 +187,6 @@ class TriggerBoard:
             else:
                 self._accepted += 1
                 self._cycle_seq += 1
-                if trigger.recipe is None:
-                    trigger = dataclasses.replace(trigger, recipe=self._recipe)
                 self._waiting = trigger
                 reason, seq = ACCEPTED, self._cycle_seq
             state = self._changed_locked()
@@ -257,6 +274,15 @@ class TriggerBoard:
         return unsubscribe
 
     # ------------------------------------------------------------ inside
+
+    def _check_locked(self, trigger: Trigger) -> Optional[str]:
+        if self.check is None:
+            return None
+        try:
+            return self.check(trigger)
+        except Exception:   # a bug in the check must not refuse every part: judged at the cycle's end instead
+            log.exception("trigger board %s: the trigger check failed", self.camera)
+            return None
 
     def _state_locked(self) -> BoardState:
         return BoardState(camera=self.camera, ready=not self._busy and self._waiting is None,

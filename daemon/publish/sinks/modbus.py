@@ -19,10 +19,12 @@ are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets n
     coils (PLC writes) B+0     trigger          0->1 offers a trigger; set it back to 0 after trigger_ack
     FC 1, 5, 15        B+1     result_ack       0->1 acknowledges the result shown; set it back to 0 after
                                                 result_valid dropped: the next result is shown only then
-    discrete inputs    B+0     trigger_ready    a trigger now would be accepted (no cycle busy or waiting) and the
-                                                camera streams
+    discrete inputs    B+0     trigger_ready    a trigger now would be accepted: no cycle busy or waiting (busy is
+                                                0), the camera streams, and the trigger coil is back at 0 (a 1
+                                                written over a 1 is no edge, and offers nothing)
     FC 2               B+1     trigger_ack      the board accepted the trigger; cleared when `trigger` goes to 0
-                       B+2     busy             a trigger was accepted and its cycle has not ended
+                       B+2     busy             a trigger was accepted and its result is not yet here: shown, or
+                                                queued behind the one shown (overrun)
                        B+3     result_valid     a result is shown and not yet acknowledged
                        B+4     overrun          more than one result waits (the one shown and at least one
                                                 behind it); they queue in the outbox, none is lost
@@ -63,8 +65,9 @@ The handshake, per part:
     2. Daemon sets trigger_ack = 1 (busy = 1, trigger_ready = 0), or missed_trigger = 1 when it cannot take it.
     3. PLC sets trigger = 0; trigger_ack drops.
     4. The cycle ends: its result is stored, then shown: result_id, status, text, pass/fail/no_read,
-       result_valid = 1; busy = 0, trigger_ready = 1 (the next part may be triggered before this result is
-       acknowledged: results queue).
+       result_valid = 1; in the same instant busy = 0 and trigger_ready = 1 (the next part may be triggered
+       before this result is acknowledged: results queue, and overrun says one waits behind the one shown).
+       So the fall of busy, or the rise of trigger_ready, is never seen before the result is there.
     5. PLC reads the result, sets result_ack = 1; result_valid, pass, fail and no_read drop at once.
     6. PLC sets result_ack = 0; the next waiting result (if any) is shown (back to 4).
 A result_id the PLC has already handled (shown again after a daemon restart before its acknowledgement reached
@@ -283,6 +286,10 @@ class _Station:
     deferred: Optional[ShownResult] = None   # the next result, shown once result_ack is back to 0
     overrun: bool = False
     counted: Optional[int] = None         # the last result_id counted
+    # The board's last result id that an outbox scan has looked past (shown, or queued behind the one shown): the
+    # board is ready as soon as the result is stored, and this sink shows it a scan later; until then the PLC is
+    # told busy, so that busy never falls before result_valid rises.
+    released: int = 0
     counters: dict = field(default_factory=lambda: {name: 0 for name in COUNTERS[:-1]})
 
     def show(self, result: ShownResult) -> None:
@@ -428,6 +435,9 @@ class ModbusSink(QueueSink):
     def _send_some(self) -> None:
         """Not QueueSink's delivery: a row is shown and leaves only once the PLC acknowledged it. Each pass
         deletes the acknowledged rows, then shows each camera's oldest row still owed."""
+        # Taken before the scan: a board finishes a cycle only after its result is stored, so this scan sees it.
+        finished = {cam: st.board.state().last_result_id or 0 for cam, st in self._stations.items()
+                    if st.board is not None}
         while True:
             heads, more = self._scan()
             with self._lock:
@@ -443,6 +453,7 @@ class ModbusSink(QueueSink):
         with self._lock:
             for cam, st in self._stations.items():
                 self._present_locked(st, heads.get(cam), cam in more)
+                st.released = max(st.released, finished.get(cam, 0))
 
     # ------------------------------------------------------------ the outbox side (the sink's thread)
 
@@ -634,8 +645,10 @@ class ModbusSink(QueueSink):
     def _discrete_bits(st: _Station) -> list[bool]:
         board = st.board.state() if st.board is not None else None
         shown = st.shown if st.valid else None
-        return [board is not None and board.ready and not board.camera_error, st.trigger_ack,
-                board is not None and (board.busy or board.waiting), st.valid, st.overrun,
+        # A finished cycle whose result no scan has looked past yet is still busy here (see _Station.released).
+        busy = board is not None and (board.busy or board.waiting or (board.last_result_id or 0) > st.released)
+        return [board is not None and not busy and not board.camera_error and not st.trigger, st.trigger_ack,
+                busy, st.valid, st.overrun,
                 shown is not None and shown.status == "good_read",
                 shown is not None and shown.status != "good_read",
                 shown is not None and shown.status in _NOTHING_READ, st.missed_trigger, st.recipe_refused,
