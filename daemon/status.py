@@ -195,15 +195,27 @@ class Status:
         self._watchdog_withheld: tuple[str, ...] = ()   # reasons last logged for not pinging systemd
 
     def progressing(self, now: Optional[float] = None) -> bool:
-        """A frame went through OCR within stall_timeout_s, or every camera is idle by design and polling."""
+        """A frame went through OCR within stall_timeout_s, or every camera is idle by design: a folder polling with
+        nothing in it, or a triggered camera streaming between cycles (it reads only when asked)."""
         p = self.parts
         now = time.monotonic() if now is None else now
         stall_s = p.cfg.service.stall_timeout_s
         if now - p.last_progress < stall_s:
             return True
         wall = time.time()
-        healths = [s.health() for s in list(p.sources.values())]
-        return bool(healths) and all(h.state == "idle" and wall - h.heartbeat_at < stall_s for h in healths)
+        sources = list(p.sources.items())
+        return bool(sources) and all(self._idle_by_design(name, src.health(), wall, stall_s) for name, src in sources)
+
+    def _idle_by_design(self, camera: str, health, wall: float, stall_s: float) -> bool:
+        if wall - health.heartbeat_at >= stall_s:   # its capture thread is not alive: not idle, stuck
+            return False
+        if health.state == "idle":
+            return True
+        board = self.parts.boards.get(camera)
+        if board is None or health.state != "streaming":
+            return False
+        state = board.state()
+        return not (state.busy or state.waiting)   # a cycle owed and no frame through OCR: a stall
 
     def delivery_facts(self) -> Optional[DeliveryFacts]:
         """The publisher's DeliveryHealth; with MQTT off the outbox's own health; None before start()."""

@@ -84,3 +84,42 @@ def test_a_broker_that_is_down_shows_but_keeps_health_and_the_watchdog(service_o
     metrics = http_get(base + "/metrics")[1]
     assert "ocr_broker_connected 0.0" in metrics and "ocr_sender_alive 1.0" in metrics
     assert "ocr_healthy 1.0" in metrics and "ocr_outbox_oldest_age_seconds" in metrics
+
+
+def test_a_station_of_triggered_cameras_idle_between_parts_keeps_health_and_the_watchdog(tmp_path):
+    """A line that sends no trigger for an hour is idle by design, not stalled (found from outside: /healthz went 503
+    and the watchdog stopped 60 s after the last part, so systemd restarted an idle station every 90 s). A cycle owed
+    with no frame through OCR, or a camera that does not stream, is still a stall."""
+    from types import SimpleNamespace
+
+    from daemon.readings.triggers import Trigger, TriggerBoard
+    from daemon.sources.base import SourceHealth
+    from daemon.status import Counters, Status
+
+    class Camera:
+        def __init__(self, state):
+            self.state = state
+
+        def health(self):
+            return SourceHealth(self.state, time.time(), time.time())
+
+    cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
+                            "cameras": [{"name": "st", "kind": "sample", "mode": "triggered"}],
+                            "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
+    board = TriggerBoard("st")
+    camera = Camera("streaming")
+    parts = SimpleNamespace(cfg=cfg, sources={"st": camera}, boards={"st": board},
+                            last_progress=time.monotonic() - 2 * cfg.service.stall_timeout_s)
+    status = Status(parts, Counters())
+    assert status.progressing()                       # between parts: idle by design
+    board.offer(Trigger(camera="st", source="modbus"))
+    assert not status.progressing()                   # a part waits and nothing went through OCR: stalled
+    board.take()
+    assert not status.progressing()
+    board.finish(1, "good_read")
+    assert status.progressing()
+    camera.state = "connecting"
+    assert not status.progressing()                   # the camera is down: not idle
+    camera.state = "streaming"
+    parts.boards = {}                                 # a continuous camera that makes no progress is stalled
+    assert not status.progressing()
