@@ -367,3 +367,38 @@ def test_a_row_delivered_again_after_a_crash_before_its_delete_is_listed_once():
     restarted = _CameraHistory(list(kept.recent) + ["not json", '{"no": "id"}'])   # junk in the file is skipped
     restarted.add(row)
     assert list(restarted.recent) == [recent_entry(row)] and restarted.readings == 1
+
+
+def test_a_chunk_larger_than_the_receive_buffer_closes_its_connection_before_it_is_buffered(tmp_path, monkeypatch):
+    """Found from outside: HEL with a size of 4 GiB, then a stream of zeros, was buffered by asyncua (50 MB in 7 s a
+    connection, no login needed), and 16 such connections took 1.3 GB and slowed every session."""
+    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
+    port = free_port()
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
+    sink = OpcUaSink(_cfg(tmp_path, port), ob.for_sink("opcua"))
+    sink.start()
+    try:
+        assert wait_until(lambda: sink.health().up, 60), sink.health()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"HELF" + (0xFFFFFFF0).to_bytes(4, "little") + bytes(4096))
+            sent, closed = 4104, False
+            try:
+                while sent < 8 << 20:   # the server closes it long before 8 MiB
+                    s.sendall(bytes(65536))
+                    sent += 65536
+            except OSError:
+                closed = True
+            if not closed:
+                s.settimeout(5)
+                closed = s.recv(1) == b""
+        assert closed and sent < 8 << 20
+
+        async def still_serves():
+            client = await _client(tmp_path, port)
+            async with client:
+                cam, _ = await _camera(client, "cam1")
+                return await cam.get_children()
+        assert asyncio.run(still_serves())
+    finally:
+        sink.stop(0.0)
+        ob.close()

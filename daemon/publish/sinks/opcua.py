@@ -345,7 +345,19 @@ class _BoundedProtocol(binary_server_asyncio.OPCUAProtocol):
     connection closes the oldest one that has no activated session (an idle socket, a client still in its
     handshake) instead of being refused, so idle sockets cannot keep a PLC out; asyncua refuses it only when every
     connection holds an activated session. asyncua alone refuses every new connection once 1,000 are open, and
-    closes an idle one only after 30 s."""
+    closes an idle one only after 30 s. And a chunk that says it is larger than the receive buffer the server
+    offers (asyncua would buffer up to 4 GiB of it, before any login) closes its connection."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # What asyncua keeps is the start of one unfinished chunk, whose size is in bytes 4-8 of its header.
+        if len(self._buffer) >= 8 and self.transport is not None:
+            size = int.from_bytes(self._buffer[4:8], "little")
+            if size > self.limits.max_recv_buffer:
+                log.debug("opcua: a %d-byte chunk from %s is over the %d-byte receive buffer; closed", size,
+                          self.peer_name, self.limits.max_recv_buffer)
+                self._buffer = b""
+                self.transport.close()
 
     def connection_made(self, transport) -> None:
         limit = _LIMITS.get(self.iserver)
