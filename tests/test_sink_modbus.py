@@ -578,3 +578,37 @@ def test_a_plc_never_sees_busy_fall_before_its_result_and_a_coil_left_high_is_no
                 assert not di[DI_TRIGGER_READY] and time.monotonic() < deadline
         plc.result_ack(CAM1)
         plc.result_ack(CAM1, False)
+
+
+def test_a_client_sending_bad_requests_cannot_fill_the_log(station, plc, caplog):
+    """Found from outside: each request with function code 0x81 was an ERROR with a traceback from pymodbus (3.3 MB
+    of journal a second from one client). One line a minute now, without the traceback, and the server still
+    answers the PLC."""
+    import logging
+    import struct
+
+    caplog.set_level(logging.DEBUG)
+    with socket.create_connection(("127.0.0.1", station.port), timeout=5) as s:
+        for tid in range(200):
+            s.sendall(struct.pack(">HHHB", tid, 0, 6, UNIT) + bytes([0x81, 0, 0, 0, 1]))
+            s.recv(256)
+    lines = [r for r in caplog.records if r.name.startswith("pymodbus")]
+    assert len(lines) <= 2 and all(r.exc_info is None and "\n" not in r.getMessage() for r in lines)
+    assert plc.di(CAM1)[DI_TRIGGER_READY]
+
+
+def test_the_pymodbus_log_limit_counts_what_it_leaves_out():
+    import logging
+
+    from daemon.publish.sinks.modbus import PymodbusLogLimit
+
+    now = [0.0]
+    limit = PymodbusLogLimit(60.0, clock=lambda: now[0])
+
+    def record(msg):
+        return logging.LogRecord("pymodbus.logging", logging.ERROR, __file__, 1, msg, (), None)
+    assert limit.filter(record("first\ntraceback"))
+    assert not any(limit.filter(record("again")) for _ in range(5))
+    now[0] = 61.0
+    r = record("later")
+    assert limit.filter(r) and r.getMessage() == "later (5 more pymodbus lines left out in the last 60 s or so)"

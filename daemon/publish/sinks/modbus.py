@@ -97,6 +97,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional
@@ -223,6 +224,39 @@ def _check_bindable(host: str, port: int) -> None:
     with socket.socket(family, kind, proto) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as asyncio's server binds
         s.bind(address)
+
+
+# ------------------------------------------------------------------ pymodbus's own log
+
+_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")   # where pymodbus 3.16 logs everything
+
+
+class PymodbusLogLimit(logging.Filter):
+    """pymodbus logs each bad request a client sends (an ERROR with a traceback, a hex dump): a client on the plant
+    network could write megabytes a second into the journal. One of its lines a minute passes, without the
+    traceback (pymodbus's own code, nothing to act on), with the count of those left out since."""
+
+    def __init__(self, every_s: float = 60.0, clock=time.monotonic):
+        super().__init__()
+        self._every_s, self._clock = every_s, clock
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            now = self._clock()
+            if now < self._next:
+                self._dropped += 1
+                return False
+            self._next = now + self._every_s
+            dropped, self._dropped = self._dropped, 0
+        message = record.getMessage().splitlines()[0][:300] if record.msg else ""
+        if dropped:
+            message += f" ({dropped} more pymodbus lines left out in the last {self._every_s:.0f} s or so)"
+        record.msg, record.args = message, ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
 
 
 # ------------------------------------------------------------------ results, as a row shows them
@@ -405,6 +439,8 @@ class ModbusSink(QueueSink):
             if cam not in self._stations:
                 log.warning("modbus: camera %s has a trigger board but no Modbus block (modbus cameras)", cam)
         logging.getLogger("pymodbus").setLevel(max(logging.WARNING, logging.getLogger("pymodbus").level))
+        if not any(isinstance(f, PymodbusLogLimit) for f in _PYMODBUS_LOG.filters):
+            _PYMODBUS_LOG.addFilter(PymodbusLogLimit())
 
     @property
     def address(self) -> tuple[str, int]:
