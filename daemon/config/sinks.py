@@ -15,6 +15,7 @@ from daemon.config.secrets import check_named_once, secret
 # `enabled` field), its delivery line in the outbox, its `sink` label in the metrics and its module under
 # daemon/publish/sinks/: whatever lists the outputs reads this.
 SINKS = ("mqtt", "opcua", "sparkplug", "homeassistant", "modbus")
+MIN_OPCUA_PASSWORD_CHARS = 12
 
 
 def enabled_sinks(cfg) -> tuple[str, ...]:
@@ -66,13 +67,19 @@ class OpcUaConfig:
         require(bool(self.password_env or self.password_file), f"{key}.password_env", self.password_env,
                 f"or {key}.password_file must name the password of {key}.username")
         check_named_once(f"{key}.password", self.password_env, self.password_file)
-        secret(f"{key}.password", self.password_env, self.password_file)
         require(self.trusted_clients_dir is None or os.path.isdir(self.trusted_clients_dir),
                 f"{key}.trusted_clients_dir", self.trusted_clients_dir, "is not a directory")
         require(1 <= self.result_buffer <= 1024, f"{key}.result_buffer", self.result_buffer,
                 "must be between 1 and 1024")
         require(1 <= self.max_connections <= 1000, f"{key}.max_connections", self.max_connections,
                 "must be between 1 and 1000")
+        password = secret(f"{key}.password", self.password_env, self.password_file)
+        if password is not None:   # the server answers a login in about 0.1 s: a short password is guessed
+            require(len(password) >= MIN_OPCUA_PASSWORD_CHARS,
+                    f"{key}.password_env" if self.password_env else f"{key}.password_file",
+                    self.password_env or self.password_file,
+                    f"holds a password shorter than {MIN_OPCUA_PASSWORD_CHARS} characters (the server is on the "
+                    "plant network, and a short one can be guessed)")
 
 
 @dataclass(frozen=True)
