@@ -303,6 +303,9 @@ def test_a_job_s_fields_fill_the_recipe_s_template(plant):
                 await st.acknowledge(ready.got[-1]["ResultId"])
             assert [(ev["TriggerId"], ev["Recipe"], ev["Status"]) for ev in ready.got] == [
                 ("f1", "lots", "good_read"), ("f2", "lots", "mismatch")]
+            with pytest.raises(ua.UaStatusCodeError) as refused:   # no lot: refused, never a failed part
+                await st.call("StartSingleJob", "f3", "lots", "")
+            assert _bad(refused) == "BadInvalidArgument" and len(ready.got) == 2
     asyncio.run(scenario())
 
 
@@ -331,7 +334,8 @@ def test_wrong_arguments_and_a_method_called_on_another_cameras_object_are_refus
             for args in [("only-two", ""), (ua.Variant(7, ua.VariantType.Int32), "", ""), ("p", "", "LOT\x07"),
                          ("p" * 300, "", ""), ("p", "", "E" * 100_000),
                          (ua.Variant(["p", "q"], ua.VariantType.String, is_array=True), "", ""),
-                         ("p", "", "", "{not json"), ("p", "", "", '["a list"]'), ("p", "", "", '{"lot": [1]}')]:
+                         ("p", "", "", "{not json"), ("p", "", "", '["a list"]'), ("p", "", "", '{"lot": [1]}'),
+                         ("p", "", "", '{"a":' * 5000 + "1" + "}" * 5000)]:   # nested past the parser's depth
                 with pytest.raises(ua.UaStatusCodeError) as refused:
                     await st.call("StartSingleJob", *args)
                 assert _bad(refused) == "BadInvalidArgument", args

@@ -421,7 +421,7 @@ class ReadCycles:
         if fields:
             try:
                 command["fields"] = json.loads(fields)   # its bounds and types are checked as every protocol's
-            except ValueError:
+            except (ValueError, RecursionError):   # not JSON, or nested past what the parser takes
                 return _bad(ua.StatusCodes.BadInvalidArgument)
         # The command every protocol's trigger passes through: the same bounds, the same answer.
         outcome, answer = offer_command(self._boards, name, json.dumps(command).encode("utf-8"), "opcua")
