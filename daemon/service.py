@@ -273,6 +273,8 @@ class Service:
                 now = time.monotonic()
                 self.lock.keep(now)   # the state folder removed by hand: lock the outbox again
                 self._retry_metrics_server(now)
+                if self.page is not None:
+                    self.page.retry(now)   # a page port that was taken at start
                 heartbeat.tick(now, self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False

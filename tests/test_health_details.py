@@ -64,3 +64,36 @@ def test_healthz_names_why_a_camera_is_not_streaming(tmp_path):
         assert service.snapshot()["cameras"]["scan"]["error"].startswith("image folder")
     finally:
         service.close()
+
+
+def test_a_taken_page_port_is_tried_again_and_the_page_comes_up(tmp_path, caplog):
+    """Found from outside: a page port taken at start was never tried again (metrics was)."""
+    from daemon.web.page import RETRY_S, Page
+
+    port = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
+                            "web": {"enabled": True, "host": "127.0.0.1", "port": port},
+                            "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
+    page = Page.start(lambda: cfg, lambda: {}, lambda: None)
+    try:
+        assert page.server is None and f"tried again every {RETRY_S:g} s" in caplog.text
+        now = time.monotonic()
+        page.retry(now)                        # still taken: quietly, nothing changes
+        assert page.server is None and caplog.text.count("not started") == 1
+        holder.close()
+        page.retry(now + RETRY_S / 2)          # not due yet
+        assert page.server is None
+        page.retry(now + RETRY_S + 1.0)
+        assert page.server is not None and page.server.port == port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200
+        page.stop()
+        page.retry(now + 10 * RETRY_S)         # stopped for good: not served again
+        assert page.server is None
+    finally:
+        holder.close()
+        page.stop()

@@ -13,6 +13,8 @@ from daemon.config import Config
 
 log = logging.getLogger(__name__)
 
+RETRY_S = 10.0   # a page port another program held is tried again this often (the work loop's turn asks)
+
 
 class Page:
     def __init__(self, config: Callable[[], Config], snapshot: Callable[[], dict], evidence: Callable[[], Any]):
@@ -24,16 +26,19 @@ class Page:
         w = config().web
         self.live = LiveView(w.recent_readings, w.recent_rejects)
         self.server = None
+        self._app = None               # the WSGI app, kept so that a port taken at start can be tried again
+        self._token = False            # whether it asks for a token (for the log line)
+        self._where = (w.host, w.port, w.threads)
+        self._retry_at = 0.0
 
     @classmethod
     def start(cls, config: Callable[[], Config], snapshot: Callable[[], dict], evidence: Callable[[], Any],
               trigger: Optional[Callable[[str, bytes], tuple[str, bytes]]] = None,
               recipe: Optional[Callable[[str, bytes], tuple[str, bytes]]] = None) -> Optional["Page"]:
         """The page on web.host:web.port, or None with web off; a port in use is logged, not fatal (like metrics):
-        the live view is kept so a later SIGHUP can bring the server up."""
+        the live view is kept, and retry() tries the port again."""
         from daemon.config import web_token
         from daemon.web.app import PageFeed, create_app
-        from daemon.web.server import WebServer
 
         cfg = config()
         w = cfg.web
@@ -46,14 +51,31 @@ class Page:
                         **({"trigger": trigger} if trigger is not None else {}),
                         **({"recipe": recipe} if recipe is not None else {}))
         token = web_token(w)
-        try:
-            page.server = WebServer(create_app(feed, token), w.host, w.port, w.threads).start()
-            log.info("page on http://%s:%d/%s", w.host, page.server.port, " (access token required)" if token else "")
-        except OSError as exc:
-            log.error("page on %s:%d not started: %s", w.host, w.port, exc)
+        page._app, page._token = create_app(feed, token), bool(token)
+        page._serve(retry=False)
         return page
 
+    def retry(self, now_mono: float) -> None:
+        """At most every RETRY_S: the server again, where its port was taken (another program, or a daemon that
+        was stopping)."""
+        if self.server is None and self._app is not None and now_mono >= self._retry_at:
+            self._retry_at = now_mono + RETRY_S
+            self._serve(retry=True)
+
+    def _serve(self, retry: bool) -> None:
+        from daemon.web.server import WebServer
+
+        host, port, threads = self._where
+        try:
+            self.server = WebServer(self._app, host, port, threads).start()
+        except OSError as exc:
+            log.log(logging.DEBUG if retry else logging.ERROR, "page on %s:%d not started: %s%s", host, port, exc,
+                    "" if retry else f"; tried again every {RETRY_S:g} s")
+            return
+        log.info("page on http://%s:%d/%s", host, self.server.port, " (access token required)" if self._token else "")
+
     def stop(self) -> None:
+        self._app = None   # stopped for good: not tried again
         if self.server is not None:
             self.server.stop()
             self.server = None
