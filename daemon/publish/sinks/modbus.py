@@ -82,7 +82,8 @@ Slow and idle clients: at most ModbusConfig.max_connections connections; a new o
 connection that never sent a request, else the one whose last request is oldest (a polling PLC is never it), so
 silent sockets cannot lock a PLC out. A connection with no complete request for idle_timeout_s is closed (a
 trickling or half-sent request counts as none). One that does not read its replies is closed when more than
-_MAX_UNREAD_REPLY_BYTES of them wait. pymodbus has none of these itself.
+_MAX_UNREAD_REPLY_BYTES of them wait. pymodbus has none of these itself. Several requests sent at once (a master
+with outstanding transactions) are each answered, in order; pymodbus alone answers the first of a segment.
 
 Threads: pymodbus runs on an asyncio loop in a thread of its own; requests are handled there. The sink's thread
 (QueueSink's) reads the outbox and decides what each camera shows. Both meet in the per-camera state under one
@@ -93,6 +94,7 @@ connection handler class the server builds per connection.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import socket
@@ -141,6 +143,7 @@ _NOTHING_READ = ("no_read", "no_label")
 
 _CALL_TIMEOUT_S = 10.0
 _MAX_UNREAD_REPLY_BYTES = 64 * 1024   # replies a client has not read; far above any PLC's pipelining
+_MAX_PIPELINED = 64   # requests one connection sent and was not yet answered (a master's outstanding transactions)
 _SCAN_ROWS = 64
 
 
@@ -339,12 +342,47 @@ class _Station:
 # ------------------------------------------------------------------ the server, with bounded connections
 
 class _Connection(ServerRequestHandler):
-    """pymodbus's per-connection handler, remembering when it last got a whole request."""
+    """pymodbus's per-connection handler, remembering when it last got a whole request, and answering every
+    request of a segment in order: pymodbus takes one request per received segment and keeps the rest until more
+    bytes come, so a master that sends several at once (Modbus TCP allows it) had all but the first ignored."""
 
     def __init__(self, owner, *args):
         super().__init__(owner, *args)
         self.opened = self.loop.time()
         self.last_request: Optional[float] = None
+        self._requests: collections.deque = collections.deque()   # (pdu, addr) received, not yet answered
+        self._answering = False
+
+    def callback_data(self, data: bytes, addr=None) -> int:
+        used = 0
+        while used < len(data):
+            n = super().callback_data(data[used:], addr)
+            if self.last_pdu is not None:
+                self._requests.append((self.last_pdu, self.last_addr))
+                self.last_pdu = None
+            if n <= 0:   # the rest is not a whole request yet: kept by pymodbus for the next bytes
+                break
+            used += n
+        if len(self._requests) > _MAX_PIPELINED:
+            log.debug("modbus: closing a connection with more than %d requests unanswered", _MAX_PIPELINED)
+            self._requests.clear()
+            self.close()
+        elif self._requests and not self._answering:
+            self._answering = True
+            self.loop.create_task(self._answer_all())
+        return used
+
+    def handle_later(self) -> None:
+        """pymodbus's own scheduling of one request: every request is answered by _answer_all instead."""
+
+    async def _answer_all(self) -> None:
+        try:
+            while self._requests:
+                self.last_pdu, self.last_addr = self._requests.popleft()
+                await self.handle_request()
+        finally:
+            self.last_pdu = None
+            self._answering = False
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
