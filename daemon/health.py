@@ -119,8 +119,10 @@ def assess(*, frames_progressing: bool, stall_timeout_s: float, mqtt_enabled: bo
             # the frames-progressing check catches.)
             reasons.append("the outbox is slow to answer: a call holds its lock" + error)
         age = delivery.oldest_undelivered_age_s
-        if (mqtt_enabled and delivery.sender_alive and delivery.connected and rows > 0 and age is not None
-                and age > max_undelivered_age_s and delivery_still_s > max_undelivered_age_s):
+        # A disk that cannot be written stalls acknowledgements too (the broker has a message, its row cannot be
+        # deleted): that is the reason below, and a restart would only send the same messages again.
+        if (mqtt_enabled and delivery.sender_alive and delivery.connected and delivery.outbox_writable and rows > 0
+                and age is not None and age > max_undelivered_age_s and delivery_still_s > max_undelivered_age_s):
             restart_worthy.append(
                 f"delivery is wedged: connected, but the oldest undelivered result is {age:.0f} s old and nothing "
                 f"was acknowledged for {delivery_still_s:.0f} s (max_undelivered_age_s={max_undelivered_age_s:g})")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -248,10 +249,11 @@ class Status:
     def watchdog_ok(self, now: float) -> bool:
         """Whether the work loop may ping systemd now; logs the reasons once each time they change."""
         verdict = self.verdict(now)
-        if not verdict.watchdog_ok and verdict.reasons != self._watchdog_withheld:
+        gist = () if verdict.watchdog_ok else _gist(verdict.reasons)
+        if gist and gist != self._watchdog_withheld:
             # Once per change: the journal says why systemd is about to restart us.
             log.error("not pinging the systemd watchdog: %s", "; ".join(verdict.reasons))
-        self._watchdog_withheld = () if verdict.watchdog_ok else verdict.reasons
+        self._watchdog_withheld = gist
         return verdict.watchdog_ok
 
     def health(self) -> tuple[bool, dict]:
@@ -410,3 +412,8 @@ class OutboxOnly:
         return cls(outbox_writable=h.writable, outbox_responsive=h.responsive,
                    oldest_undelivered_age_s=h.oldest_undelivered_age_s, failing_rows=h.failing_rows,
                    dead_letters=h.dead_letters, last_error=h.last_error)
+
+
+def _gist(reasons) -> tuple[str, ...]:
+    """Reasons with their figures left out ("51 s old", "52 s old" are one reason that goes on)."""
+    return tuple(re.sub(r"\d+(\.\d+)?", "#", r) for r in reasons)

@@ -119,3 +119,13 @@ def test_dead_mqtt_network_thread_is_unhealthy_and_not_cured_by_waiting():
     v = judge(Facts(network_alive=False), rows=3)
     assert not v.healthy and not v.watchdog_ok
     assert any("network thread" in r for r in v.reasons)
+
+
+def test_a_full_disk_with_the_broker_up_is_its_own_reason_not_wedged_and_keeps_the_watchdog():
+    # Found from outside: the broker acknowledged 20 messages whose rows could not be deleted (the disk full), so
+    # nothing counted as acknowledged and delivery was called wedged; the watchdog stopped, and each restart sent
+    # the same 20 again.
+    v = judge(Facts(oldest_undelivered_age_s=MAX_AGE + 60, outbox_writable=False, last_error="database or disk is full"),
+              rows=40, still=MAX_AGE + 60)
+    assert not v.healthy and v.watchdog_ok
+    assert len(v.reasons) == 1 and "cannot be written" in v.reasons[0] and "wedged" not in v.reasons[0]

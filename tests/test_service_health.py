@@ -123,3 +123,23 @@ def test_a_station_of_triggered_cameras_idle_between_parts_keeps_health_and_the_
     camera.state = "streaming"
     parts.boards = {}                                 # a continuous camera that makes no progress is stalled
     assert not status.progressing()
+
+
+def test_the_watchdog_error_is_logged_once_while_its_reason_goes_on_with_rising_figures(caplog):
+    """Found from outside: "delivery is wedged ... 51 s old", "... 52 s old" was a new reason each turn, so the
+    ERROR line came twice a second."""
+    from types import SimpleNamespace
+
+    from daemon.health import Verdict
+    from daemon.status import Counters, Status
+
+    status = Status(SimpleNamespace(), Counters())
+    verdicts = [Verdict(False, False, (f"delivery is wedged: the oldest is {age} s old",)) for age in (51, 52, 53.5)]
+    verdicts += [Verdict(False, False, ("no frame made progress within stall_timeout_s=60",)),
+                 Verdict(True, True, ()), Verdict(False, False, ("delivery is wedged: the oldest is 9 s old",))]
+    status.verdict = lambda now=None: verdicts.pop(0)
+    assert [status.watchdog_ok(float(t)) for t in range(6)] == [False, False, False, False, True, False]
+    logged = [r.getMessage() for r in caplog.records if "not pinging" in r.getMessage()]
+    assert logged == ["not pinging the systemd watchdog: delivery is wedged: the oldest is 51 s old",
+                      "not pinging the systemd watchdog: no frame made progress within stall_timeout_s=60",
+                      "not pinging the systemd watchdog: delivery is wedged: the oldest is 9 s old"]
