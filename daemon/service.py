@@ -495,7 +495,8 @@ class Service:
         self.looks.close()
         lost = self._unstored.flush()
         if lost:
-            log.warning("stopping: %d reading(s) refused by a full or failing disk were never stored", lost)
+            log.warning("stopping: %d reading(s) refused by a full outbox (full_policy refuse_new) or a full or failing "
+                        "disk were never stored", lost)
         if self.outbox.close():
             log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
         else:   # its file was deleted and could not be written anew (the outbox logged why)

@@ -214,3 +214,20 @@ def test_caps_hold_across_reopen(tmp_path, policy):
     ok = _put(ob, "c", 3)
     assert ob.depth()[0] == 3
     assert ok == (policy == "drop_oldest")
+
+
+def test_a_full_spell_is_logged_once_when_it_starts_and_once_when_it_ends(tmp_path, caplog):
+    """Found from outside: the caps dropped or refused readings without a line in the log."""
+    for policy, word in (("refuse_new", "refused"), ("drop_oldest", "dropped")):
+        caplog.clear()
+        ob = _open(tmp_path / policy, max_rows=3, full_policy=policy)
+        for i in range(7):
+            _put(ob, "c", i)
+        full = [r.getMessage() for r in caplog.records if "outbox: full" in r.getMessage()]
+        assert len(full) == 1 and "max_rows=3" in full[0] and word in full[0]
+        for row in ob.pending(10):
+            ob.delete(row.id)
+        _put(ob, "c", 99)
+        room = [r.getMessage() for r in caplog.records if "room again" in r.getMessage()]
+        assert room == [f"outbox: room again; 4 reading(s) were {word} while it was full"]
+        ob.close()

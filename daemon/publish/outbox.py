@@ -247,6 +247,8 @@ class Outbox:
         self._depth_cache: dict[str, tuple[tuple, tuple[int, int]]] = {}
         self._gen = 0   # bumped by every change of rows or deliveries: the per-sink depth cache's key
         self._writable = True
+        self._full_losses = 0   # readings dropped or refused by the caps in this full spell
+        self._full = False
         self._last_error = ""
         self._watch = FileWatch()   # the file as opened (see _check_file_locked); the null watch until then
         self._gone = ""             # why the name no longer leads to the open file; "" while it does
@@ -533,8 +535,10 @@ class Outbox:
             log.warning("outbox: result %s goes to the dead letters: %s", msg_id, why)
             return PutResult("dead_letter", why)
         full = self._rows + 1 > cfg.max_rows or self._bytes + size > cfg.max_bytes
+        self._note_full_locked(full)
         if full and cfg.full_policy == "refuse_new":   # a loss only if nothing offers it again (unstored.py)
             self.counters.add("put_refused_full")
+            self._full_losses += 1
             return PutResult("refused_new", "outbox full")
         self._db.execute("BEGIN IMMEDIATE")
         dropped, dropped_bytes, dropped_ids = self._drop_oldest_locked(size) if full else (0, 0, [])
@@ -557,12 +561,30 @@ class Outbox:
         self._forget_failing(dropped_ids)
         if dropped:
             self.counters.add("dropped_oldest", dropped)
+            self._full_losses += dropped
         if refused:
             self._dead += len(refused)
             self.counters.add("dead_lettered", len(refused))
             log.warning("outbox: result %s goes to the dead letters of %s: %s", msg_id, ", ".join(refused),
                         "; ".join(refused.values()))
         return PutResult("stored")
+
+    def _note_full_locked(self, full: bool) -> None:
+        """Logs the start and the end of a spell in which the caps drop or refuse readings (once each, not per
+        reading; the counters have every one)."""
+        if full == self._full:
+            return
+        self._full = full
+        cfg = self._cfg
+        if full:
+            what = ("the oldest queued readings are dropped" if cfg.full_policy == "drop_oldest"
+                    else "new readings are refused (held in memory and offered again while there is room)")
+            log.warning("outbox: full (%d rows, %d bytes; max_rows=%d, max_bytes=%d): %s until deliveries make room",
+                        self._rows, self._bytes, cfg.max_rows, cfg.max_bytes, what)
+        else:
+            log.warning("outbox: room again; %d reading(s) were %s while it was full", self._full_losses,
+                        "dropped" if cfg.full_policy == "drop_oldest" else "refused")
+            self._full_losses = 0
 
     def _insert_dead_sql(self, row_id: int, reasons: dict[str, str]) -> None:
         """Copies a row into the dead letters of each sink in reasons, with no failures; inside a transaction."""
