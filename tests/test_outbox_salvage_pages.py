@@ -292,3 +292,19 @@ def test_a_write_torn_at_the_end_of_the_wal_is_not_damage(tmp_path):
         assert len(got) == 60 and set(live) <= set(got)   # as before that commit: the 60 rows, none acknowledged
     finally:
         ob.close()
+
+
+def test_a_database_file_emptied_beside_its_wal_is_set_aside_and_the_rows_in_the_wal_come_back(tmp_path, caplog):
+    """Found from outside: `: > outbox.sqlite3` with the readings still in the -wal lost all of them silently
+    (SQLite took the empty file for a new database and started the log over them), and seq began again at 1."""
+    path = tmp_path / "outbox.sqlite3"
+    live = _wal_only_outbox(path)
+    path.write_bytes(b"")
+    ob = Outbox(OutboxConfig(path=str(path)))
+    try:
+        assert ob.counters.corrupt_set_aside == 1 and "no header" in ob.health().last_error
+        got = {r.msg_id for r in ob.pending(100_000)}
+        assert set(live) <= got
+        assert ob.next_seq("gate") > 1
+    finally:
+        ob.close()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 _MAGIC = b"SQLite format 3\x00"
+_DB_HEADER = 100
 _WAL_MAGICS = (0x377F0682, 0x377F0683)
 _WAL_HEADER, _FRAME_HEADER = 32, 24
 _PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)   # SQLite's default first
@@ -31,7 +32,9 @@ def wal_commits_unread(path: str) -> Optional[str]:
     reads every one. SQLite replays the WAL up to the first frame whose checksum fails and drops the rest without
     a word: right for a write torn by a crash (it was never committed), but a damaged frame in the middle hides
     every commit after it. So: frames are checked as SQLite checks them (salts, cumulative checksums); past the
-    first that fails, a frame of the same generation that ends a transaction (a commit) means rows were lost."""
+    first that fails, a frame of the same generation that ends a transaction (a commit) means rows were lost.
+    And a database file cut short before its header (emptied) beside a -wal with commits: SQLite would take it for
+    a new database and start the log over them."""
     try:
         with open(path + "-wal", "rb") as f:   # mapped, not read: a WAL a starved checkpoint let grow stays on disk
             if os.fstat(f.fileno()).st_size < _WAL_HEADER:
@@ -40,39 +43,53 @@ def wal_commits_unread(path: str) -> Optional[str]:
     except (OSError, ValueError):
         return None
     try:
-        return _wal_damage(wal)
+        damage, commits = _wal_damage(wal)
     finally:
         wal.close()
+    if damage or not commits:
+        return damage
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return None   # no database file: SQLite makes one and reads the log into it
+    if size < _DB_HEADER:   # a WAL-mode database always has its first page, header and all
+        return (f"the database file holds {size} bytes (no header) beside a -wal with {commits} committed "
+                f"transaction(s), which SQLite would drop")
+    return None
 
 
-def _wal_damage(wal) -> Optional[str]:
+def _wal_damage(wal) -> tuple[Optional[str], int]:
+    """(Why commits after a damaged frame would be dropped, or None; the commits SQLite reads.)"""
     magic, _, page_size = struct.unpack(">III", wal[:12])
     if magic not in _WAL_MAGICS or page_size not in _PAGE_SIZES:
-        return None   # no WAL SQLite would read: nothing it reads is lost (the salvage reads such frames)
+        return None, 0   # no WAL SQLite would read: nothing it reads is lost (the salvage reads such frames)
     order = "<" if magic == 0x377F0682 else ">"
     s0, s1 = _wal_checksum(order, wal[:24], 0, 0)
     if (s0, s1) != struct.unpack(">II", wal[24:32]):
-        return None   # a header SQLite does not take: it starts the log afresh (nothing of it was ever read)
+        return None, 0   # a header SQLite does not take: it starts the log afresh (nothing of it was ever read)
     salts = wal[16:24]
     frame = _FRAME_HEADER + page_size
-    off, n, bad = _WAL_HEADER, 0, None
+    off, n, bad, commits = _WAL_HEADER, 0, None, 0
     while off + frame <= len(wal):
         n += 1
         head = wal[off:off + _FRAME_HEADER]
         if head[8:16] != salts:
             if bad is None:
-                return None   # an older generation's frame: where SQLite's log ends
+                return None, commits   # an older generation's frame: where SQLite's log ends
             off += frame
             continue
+        is_commit = struct.unpack(">I", head[4:8])[0] > 0   # the database size after a commit: a commit frame
         if bad is None:
             s0, s1 = _wal_checksum(order, head[:8] + wal[off + _FRAME_HEADER:off + frame], s0, s1)
             if (s0, s1) != struct.unpack(">II", head[16:24]):
                 bad = n
-        elif struct.unpack(">I", head[4:8])[0] > 0:   # the database size after a commit: a commit frame
+            elif is_commit:
+                commits += 1
+        elif is_commit:
             return (f"WAL frame {bad} is damaged and a transaction committed after it (frame {n}) "
-                    f"would be dropped by SQLite")
+                    f"would be dropped by SQLite"), commits
         off += frame
-    return None
+    return None, commits
 
 
 def _wal_checksum(order: str, data: bytes, s0: int, s1: int) -> tuple[int, int]:
