@@ -72,6 +72,28 @@ def test_disk_full_put_refuses_typed_stays_usable_and_resumes_when_space_returns
     ob.close()
 
 
+def test_an_outbox_that_cannot_be_opened_on_a_full_disk_says_the_disk_is_full(tiny_fs):
+    """Found from outside: a start on a full disk said only "disk I/O error"."""
+    import sqlite3
+
+    import pytest
+
+    ob = Outbox(OutboxConfig(path=str(tiny_fs / "outbox.sqlite3")))
+    for i in range(3):
+        assert _put(ob, "cam", i, size=2000)
+    ob.close()                                   # a clean stop: no -wal left
+    _fill(tiny_fs / "filler")
+    try:
+        with pytest.raises(sqlite3.Error) as err:
+            Outbox(OutboxConfig(path=str(tiny_fs / "outbox.sqlite3")))
+        assert "cannot open the outbox" in str(err.value) and "its file system is full" in str(err.value)
+    finally:
+        (tiny_fs / "filler").unlink()
+    ob = Outbox(OutboxConfig(path=str(tiny_fs / "outbox.sqlite3")))   # room again: it opens, rows and all
+    assert [r.msg_id for r in ob.pending(10)] == ["cam:0", "cam:1", "cam:2"]
+    ob.close()
+
+
 _FSIZE_WRITER = textwrap.dedent("""
     import resource, sys
     sys.path.insert(0, {root!r})

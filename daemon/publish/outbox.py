@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -224,6 +225,15 @@ def _classify(exc: sqlite3.Error) -> str:
     return "error"
 
 
+def _space_note(path: Path) -> str:
+    """Where a write failed: ", and its file system is full (N bytes free)" when it is nearly so; else ""."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    return f", and its file system is full ({free} bytes free)" if free < (1 << 20) else ""
+
+
 class Outbox:
     def __init__(self, cfg: OutboxConfig, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic, busy_timeout_s: float = 10.0,
@@ -269,7 +279,7 @@ class Outbox:
                         self._set_aside_locked("quick_check: " + "; ".join(str(b) for b in bad[:3]))
             except sqlite3.DatabaseError as exc:
                 if _classify(exc) != "corrupt":
-                    raise
+                    raise type(exc)(f"cannot open the outbox {self._path}: {exc}{_space_note(self._path)}") from exc
                 self._set_aside_locked(str(exc))
         if self._rows:
             log.info("outbox %s holds %d unpublished results (%d bytes)", self._path, self._rows, self._bytes)
