@@ -134,6 +134,30 @@ def test_message_size_limit_malformed_puback_no_longer_redelivers_the_rows_behin
     assert 3 <= pub.counters.disconnects <= 4 and pub.counters.delivery_failures == 2
 
 
+def test_a_size_the_broker_cut_the_connection_on_is_learned_and_larger_ones_are_not_tried(make_broker, tmp_path,
+                                                                                          cleanup, caplog):
+    """Found from outside: with message_size_limit, every oversized reading cost its own round of cuts and
+    reconnects (8-10 s each) while every camera waited. Once one size is dead-lettered for its cuts, readings of
+    that size and above (and above the largest acknowledged) go to the dead letters at once."""
+    broker = make_broker(message_size_limit=2000)
+    rec = _recorder(broker.port, cleanup)
+    ob = Outbox(outbox_cfg(tmp_path, dead_letter_after_failures=2))
+    cleanup(ob)
+    first, _ = put_result(ob, "a", text=BIG)
+    small = [put_result(ob, "b")[0] for _ in range(3)]
+    pub = _publisher(mqtt_cfg(broker.port, reconnect_min_s=0.05, reconnect_max_s=0.2), ob, cleanup)
+    assert wait_until(lambda: ob.depth()[0] == 0, 20), (ob.depth(), pub.counters)
+    cuts = pub.counters.disconnects
+    later = [put_result(ob, "a", text=BIG + "Y" * extra)[0] for extra in (0, 500)]   # as large, and larger
+    small += [put_result(ob, "b")[0] for _ in range(3)]
+    pub.wake()
+    assert wait_until(lambda: ob.depth()[0] == 0, 20), (ob.depth(), pub.counters)
+    assert [d.msg_id for d in ob.dead_letters()] == [first] + later
+    assert pub.counters.disconnects == cuts            # not tried: no cut, no reconnect
+    assert wait_until(lambda: set(check_delivery(rec.results()).unique) == set(small), 10)
+    assert "closes the connection on a message of" in caplog.text
+
+
 def test_failed_delete_after_puback_keeps_the_sender_alive_and_never_resends(broker, tmp_path, cleanup):
     """Another process holds the database's write lock past the busy timeout: delete_many fails after the
     PUBACKs. That used to end the sender thread for good."""

@@ -49,6 +49,8 @@ from daemon.publish.payload import stats_topic, status_topic
 log = logging.getLogger(__name__)
 
 _EARLY_ACK_TTL_S = 10.0     # a PUBACK that beat its own bookkeeping is kept this long, then forgotten
+CUT_SIZE_TTL_S = 600.0      # a size learned from the cuts it caused (Publisher._learn_cut) holds this long
+_CUT_REASON = "connection lost right after it was sent"
 _IDLE_POLL_S = 0.5          # the sender re-checks the outbox at least this often (TTL sweep, backoff expiry)
 _ERROR_BACKOFF_MIN_S = 0.5  # the sender's pause after an error (a failed delete, a SQLite error), doubling ...
 _ERROR_BACKOFF_MAX_S = 30.0  # ... up to this
@@ -107,6 +109,7 @@ class _Inflight:
     camera: str
     msg_id: str
     acks_at_send: int = 0   # successful PUBACKs seen when it was (re-)sent: none since then marks a suspect
+    size: int = 0           # payload bytes
 
 
 @dataclass
@@ -185,6 +188,11 @@ class Publisher:
         self._to_forget: list[int] = []                     # paho mids to drop from paho's queue (sender thread)
         self._probe_connection = False                      # this connection started in probe mode
         self._broker_max_packet: Optional[int] = None       # MQTT 5 CONNACK Maximum Packet Size
+        # Learned where a broker states no limit (Mosquitto's message_size_limit): the smallest payload that was
+        # dead-lettered for the cuts it caused, above the largest one acknowledged; for CUT_SIZE_TTL_S.
+        self._largest_acked = 0
+        self._cut_size: Optional[int] = None
+        self._cut_learned_at = 0.0
         self._rng = rng or random.Random()
         self._reconnect_attempt = 0
         self._last_error = ""
@@ -359,7 +367,24 @@ class Publisher:
             size = publish_packet_bytes(topic, n, self._cfg.protocol == "5")
             if size > limit:
                 return f"MQTT packet of {size} bytes is above the broker's Maximum Packet Size {limit}"
+        cut = self._cut_size
+        if cut is not None and n >= cut and n > self._largest_acked:
+            if time.monotonic() - self._cut_learned_at < CUT_SIZE_TTL_S:
+                return (f"payload of {n} bytes: the broker closed the connection on every try of a {cut}-byte one "
+                        f"(the largest it acknowledged: {self._largest_acked} bytes)")
+            self._cut_size = None   # tried again after a while: the broker's limit may have been raised
         return None
+
+    def _learn_cut(self, size: int) -> None:
+        """A payload dead-lettered because each try of it cut the connection: larger ones are not tried either
+        (each try costs a reconnect, and every camera waits meanwhile), unless the broker took as large a one."""
+        if size <= self._largest_acked or (self._cut_size is not None and size >= self._cut_size):
+            return
+        self._cut_size, self._cut_learned_at = size, time.monotonic()
+        log.warning("mqtt: the broker closes the connection on a message of %d bytes (the largest it acknowledged: "
+                    "%d); messages of that size and above go to the dead letters at once for %.0f minutes (a "
+                    "broker size limit, e.g. Mosquitto's message_size_limit?)", size, self._largest_acked,
+                    CUT_SIZE_TTL_S / 60)
 
     def _set_next_reconnect_delay(self, client) -> None:
         """paho waits reconnect_delay before the next attempt; with min = max it waits exactly our jittered value
@@ -438,8 +463,7 @@ class Publisher:
                 if entry.acks_at_send == self._acks_seen:
                     suspect = entry
                     if self._probe and self._probe_connection:
-                        self._failed.append((entry, f"connection lost right after it was sent ({reason_code})",
-                                             mid))
+                        self._failed.append((entry, f"{_CUT_REASON} ({reason_code})", mid))
                     elif not self._probe:
                         self._probe = True
                         self._set_paho_window(1)
@@ -491,6 +515,7 @@ class Publisher:
                         entry.msg_id, reason_code, entry.camera, block.backoff_s)
         else:
             self._acks_seen += 1
+            self._largest_acked = max(self._largest_acked, entry.size)
             if self._probe:   # the link carries PUBACKs again: back to the full window
                 self._probe = False
                 self._set_paho_window(self._cfg.max_inflight)
@@ -575,6 +600,8 @@ class Publisher:
                 continue
             if outcome == "dead_letter":
                 self.counters.add("dead_lettered")
+                if reason.startswith(_CUT_REASON):
+                    self._learn_cut(entry.size)
             self._row_left(entry.row_id, entry.camera, mid)
 
     def _row_left(self, row_id: int, camera: str, mid: Optional[int]) -> None:
@@ -673,7 +700,7 @@ class Publisher:
                 return
             sent += 1
             with self._lock:
-                entry = _Inflight(row.id, row.camera, row.msg_id, self._acks_seen)
+                entry = _Inflight(row.id, row.camera, row.msg_id, self._acks_seen, len(row.payload))
                 self.counters.add("published")
                 early = self._early_acks.pop(info.mid, None)
                 if early is None and self._probe and self._inflight:
