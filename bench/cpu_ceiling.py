@@ -558,6 +558,14 @@ def worker(spec: dict) -> dict:
     from daemon.ocr.pipeline import OcrPipeline
     from daemon.sources import CaptureSource, Frame, Reader
 
+    outlines = spec.get("outline_thread", "auto")
+    if outlines != "auto":   # the label outlines' own thread forced on or off, whatever this machine's cores
+        try:
+            from daemon.readings import look_pool
+            look_pool.OUTLINE_THREAD_MIN_CORES = 0 if outlines == "on" else 1 << 30
+        except ImportError:   # a checkout from before the pool
+            pass
+
     probe = affinity_probe()
     replay = Replay(Path(spec["replay"]))
     clock = StageClock()
@@ -674,7 +682,7 @@ def worker(spec: dict) -> dict:
     return {
         "cores": spec["cores"], "sinks": spec["sinks"], "mode": spec["mode"], "det_pre": spec["det_pre"],
         "text_settle": spec.get("text_settle", True), "streams": spec.get("streams", 2),
-        "frames": frames, "wall_s": round(wall, 3), "frames_per_s": round(frames / wall, 2),
+        "outline_thread": spec.get("outline_thread", "auto"), "frames": frames, "wall_s": round(wall, 3), "frames_per_s": round(frames / wall, 2),
         "cpu_ms_per_frame": round(cpu * 1000.0 / max(1, frames), 3),
         "cpu_cores_busy": round(cpu / wall, 2),
         # The loop is one thread: with a core of its own it cannot pass 1000 ms over its CPU ms per frame. Less
@@ -797,7 +805,9 @@ def _label(r: dict) -> str:
 
 
 def _mode(r: dict) -> str:
-    return r["mode"] + ("" if r.get("text_settle", True) else " (text_settle off)")
+    outlines = r.get("outline_thread", "auto")
+    return (r["mode"] + ("" if r.get("text_settle", True) else " (text_settle off)")
+            + ("" if outlines == "auto" else f" (outlines' own thread {outlines})"))
 
 
 def print_tables(runs: list[dict]) -> None:
@@ -864,6 +874,9 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=2, choices=(1, 2),
                     help="gpu.streams for the GPU path: 2 (the default) overlaps frame N+1's submit with frame N's "
                          "finish, 1 runs one frame at a time")
+    ap.add_argument("--outline-thread", default="auto",
+                    help="the label outlines' own thread: auto (from OUTLINE_THREAD_MIN_CORES cores, as the daemon "
+                         "does), on, off, or several (on,off)")
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per configuration")
     ap.add_argument("--warmup-s", type=float, default=4.0, help="seconds run before measuring")
     ap.add_argument("--mosquitto", help="the mosquitto binary (default: PATH, /usr/sbin/mosquitto); a lib/ folder "
@@ -901,6 +914,7 @@ def main() -> int:
     sinks = [s.strip() for s in args.sinks.split(",")]
     cores = _core_counts(args.cores)
     settles = [t.strip() == "on" for t in args.text_settle.split(",")]
+    outline_threads = [o.strip() for o in args.outline_thread.split(",")]
     broker, broker_why = None, ""
     if "on" in sinks:
         binary = find_mosquitto(args.mosquitto)
@@ -919,13 +933,16 @@ def main() -> int:
             for det_pre in det_pres:
                 for n in cores:
                     for s in sinks:
-                        for settle in (settles if mode == "consensus" else [True]):
-                            base = {"mode": mode, "det_pre": det_pre, "sinks": s, "cores": n, "text_settle": settle}
+                        for settle, outlines in ((t, o) for t in (settles if mode == "consensus" else [True])
+                                                 for o in outline_threads):
+                            base = {"mode": mode, "det_pre": det_pre, "sinks": s, "cores": n, "text_settle": settle,
+                                    "outline_thread": outlines}
                             if s == "on" and broker is None:
                                 runs.append({**base, "skipped": broker_why})
                                 continue
                             spec = {"replay": str(args.replay.resolve()), "mode": mode, "det_pre": det_pre,
                                     "sinks": s, "text_settle": settle, "streams": args.streams,
+                                    "outline_thread": outlines,
                                     "seconds": args.seconds,
                                     "warmup_s": args.warmup_s, "broker_port": broker.port if broker else None}
                             r = run_one(spec, n)
@@ -948,7 +965,7 @@ def main() -> int:
         for sink in ("on", "off"):    # the default config has MQTT on; without a broker, the outbox-only figure
             for r in done:
                 if ((r["mode"], r["det_pre"], r["cores"], r["sinks"]) == ("consensus", det_pre, n_all, sink)
-                        and r["text_settle"]):
+                        and r["text_settle"] and r.get("outline_thread", "auto") == outline_threads[0]):
                     return r
         return None
     # The ceiling is what caps a GPU: the default config where a GPU runs the models is the TensorRT path (the

@@ -18,6 +18,12 @@ def _lane(codes=("Code128", "QRCode")) -> Lane:
     return Lane(cfg.cameras[0])
 
 
+@pytest.fixture(params=[False, True], ids=["outlines on the loop", "outlines on their own thread"])
+def outline_thread(request):
+    """Both ways the pool finds a voting lane's outlines (fewer than OUTLINE_THREAD_MIN_CORES cores, or as many)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def frames():
     images = [code_label(f"LABEL {i}", content, fmt) for i, (fmt, content) in
@@ -26,9 +32,9 @@ def frames():
     return [Frame(camera="belt", image=im, captured_at=0.0) for im in images]
 
 
-def test_codes_started_at_submit_are_what_the_lane_reads_inline(frames):
+def test_codes_started_at_submit_are_what_the_lane_reads_inline(frames, outline_thread):
     lane = _lane()
-    pool = LookPool()
+    pool = LookPool(outline_thread=outline_thread)
     try:
         pool.start(frames, {"belt": lane})
         got = [pool.result(lane, f) for f in frames]
@@ -40,9 +46,9 @@ def test_codes_started_at_submit_are_what_the_lane_reads_inline(frames):
     assert all(look.codes_ms is not None and look.codes_ms >= 0 for look in got)
 
 
-def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames):
+def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames, outline_thread):
     lane, no_codes = _lane(), _lane(codes=())
-    pool = LookPool()
+    pool = LookPool(outline_thread=outline_thread)
     try:
         pool.start(frames[:1], {"belt": no_codes})            # nothing to start: that camera reads no codes
         assert pool.result(no_codes, frames[0]) == FrameLook([], None)
@@ -53,11 +59,11 @@ def test_a_frame_not_started_or_of_a_camera_without_codes_is_read_inline(frames)
         pool.close()
 
 
-def test_codes_nobody_took_are_dropped_two_starts_later_and_a_dropped_frame_is_still_read(frames):
+def test_codes_nobody_took_are_dropped_two_starts_later_and_a_dropped_frame_is_still_read(frames, outline_thread):
     """A frame whose OCR failed never has its codes taken: the start after next drops them (the loop has taken every
     batch's codes but the last one's by then); asked for after all, its codes are read inline."""
     lane = _lane()
-    pool = LookPool()
+    pool = LookPool(outline_thread=outline_thread)
     try:
         failed, overlapping, next_one = ([Frame(camera="belt", image=frames[i].image, captured_at=float(i))]
                                          for i in range(3))
@@ -70,7 +76,7 @@ def test_codes_nobody_took_are_dropped_two_starts_later_and_a_dropped_frame_is_s
         pool.close()
 
 
-def test_a_voting_lane_s_label_outlines_are_found_beside_the_ocr_as_its_tracker_finds_them():
+def test_a_voting_lane_s_label_outlines_are_found_beside_the_ocr_as_its_tracker_finds_them(outline_thread):
     cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
         {"name": "belt", "kind": "sample", "publish_mode": "consensus", "codes": ["Code128"]},
         {"name": "plain", "kind": "sample", "publish_mode": "first", "codes": []}]})
@@ -79,7 +85,7 @@ def test_a_voting_lane_s_label_outlines_are_found_beside_the_ocr_as_its_tracker_
     label = code_label("LABEL 7", "RR123456785CH")
     belt[200:200 + label.shape[0], 300:300 + label.shape[1]] = label
     frame, other = Frame(camera="belt", image=belt, captured_at=0.0), Frame(camera="plain", image=belt, captured_at=0.0)
-    pool = LookPool()
+    pool = LookPool(outline_thread=outline_thread)
     try:
         pool.start([frame, other], {"belt": voting, "plain": plain})
         look = pool.result(voting, frame)
@@ -115,7 +121,7 @@ class _Result:
     timing_ms: dict = {}
 
 
-def test_a_voting_lane_s_outlines_come_first_and_a_frame_left_unsearched_waits_for_no_code_search():
+def test_a_voting_lane_s_outlines_come_first_and_a_frame_left_unsearched_waits_for_no_code_search(outline_thread):
     """The loop asks whether a frame is left unread from its outlines alone; a frame whose code search was left out
     (codes_settle) gives its look without waiting for the code pool's queue, and each lane call is made once."""
     cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
@@ -130,7 +136,7 @@ def test_a_voting_lane_s_outlines_come_first_and_a_frame_left_unsearched_waits_f
     lane.look = lambda image, first=None: looked.append(first) or look(image, first)
     lane.settle.search = lambda outlines: False          # as for a frame whose labels all have their codes
     frame = Frame(camera="belt", image=belt, captured_at=0.0)
-    pool = LookPool()
+    pool = LookPool(outline_thread=outline_thread)
     try:
         pool.start([frame], {"belt": lane})
         assert pool.unread(lane, frame) is False           # nothing settled in the tracker yet: read
@@ -142,7 +148,7 @@ def test_a_voting_lane_s_outlines_come_first_and_a_frame_left_unsearched_waits_f
     assert got.searched is False and got.codes == [] and got.codes_ms == 0.0
 
 
-def test_outlines_that_fail_on_the_loop_leave_the_frame_read_and_its_failure_its_own():
+def test_outlines_that_fail_on_the_loop_leave_the_frame_read_and_its_failure_its_own(outline_thread):
     """The outlines are found on the loop's thread when the frame is submitted; where that fails, the batch's OCR goes
     on, the frame is read (not left unread on no evidence), and the failure comes back when its look is taken."""
     cfg = config.from_dict({"backend": "onnxruntime", "cameras": [
@@ -153,7 +159,7 @@ def test_outlines_that_fail_on_the_loop_leave_the_frame_read_and_its_failure_its
         raise ValueError("outlines failed")
     lane.outline = broken
     frame = Frame(camera="belt", image=np.full((480, 640, 3), 200, dtype=np.uint8), captured_at=0.0)
-    pool = LookPool()
+    pool = LookPool(outline_thread=outline_thread)
     try:
         pool.start([frame], {"belt": lane})                 # does not raise: the other frames' OCR is not lost
         assert pool.unread(lane, frame) is False
@@ -161,3 +167,16 @@ def test_outlines_that_fail_on_the_loop_leave_the_frame_read_and_its_failure_its
             pool.result(lane, frame)
     finally:
         pool.close()
+
+
+def test_the_outlines_have_a_thread_of_their_own_from_four_cores(monkeypatch):
+    from daemon.readings import look_pool
+
+    for cores, threaded in ((1, False), (2, False), (3, False), (4, True), (16, True)):
+        monkeypatch.setattr(look_pool.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert look_pool.outline_thread_by_default() is threaded
+        pool = LookPool()
+        try:
+            assert (pool._outlines is not None) is threaded
+        finally:
+            pool.close()
