@@ -169,10 +169,10 @@ def test_outlines_that_fail_on_the_loop_leave_the_frame_read_and_its_failure_its
         pool.close()
 
 
-def test_the_outlines_have_a_thread_of_their_own_from_four_cores(monkeypatch):
+def test_the_outlines_have_a_thread_of_their_own_from_six_cores(monkeypatch):
     from daemon.readings import look_pool
 
-    for cores, threaded in ((1, False), (2, False), (3, False), (4, True), (16, True)):
+    for cores, threaded in ((1, False), (2, False), (4, False), (6, True), (16, True)):
         monkeypatch.setattr(look_pool.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
         assert look_pool.outline_thread_by_default() is threaded
         pool = LookPool()

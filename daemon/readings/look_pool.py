@@ -5,10 +5,10 @@ of the same frame run on the work loop's thread; the loop picks them up when it 
 A voting lane's look starts with the frame's label outlines and what the frame needs (``Lane.outline``: whether its
 codes are searched for, and, asked by the loop before post-processing, whether it is read at all: ``unread``). The
 code search depends on them. Where the process has OUTLINE_THREAD_MIN_CORES cores or more they are found on a thread
-of their own from the moment the frame is submitted, beside the loop (which they spare about a millisecond a frame:
-bench/RESULTS.md section 57, 12 % more frames/s on 4 cores); with fewer, on the loop's thread at submit: on two
-cores their own thread contended for the GIL and the cores with the loop and the code search, and the loop waited
-for it (section 54).
+of their own from the moment the frame is submitted, beside the loop, which they spare about 0.6 ms of CPU a frame
+(bench/RESULTS.md section 57: 2-10 % more frames/s on 6 and 16 cores, even on 4, 6-9 % fewer on 2); with fewer, on
+the loop's thread at submit: there their own thread contends for the GIL and the cores with the loop and the code
+search, and the loop waits for it (section 54).
 
 Called by the work loop's thread only (``start``, ``unread``, ``result``, ``close``); the worker threads call only
 ``Lane.outline`` and ``Lane.look``, which keep nothing but what the shared code reader learns (locked) and the
@@ -28,7 +28,7 @@ from daemon.readings.lane import FrameLook, Lane
 from daemon.sources import Frame
 
 
-OUTLINE_THREAD_MIN_CORES = 4   # from this many cores the outlines have a thread of their own (module doc)
+OUTLINE_THREAD_MIN_CORES = 6   # from this many cores the outlines have a thread of their own (module doc)
 
 
 def outline_thread_by_default() -> bool:
