@@ -109,7 +109,7 @@ def test_live_labels_refused_frame_after_frame_are_stored_after_the_episode_none
         assert wait_until(lambda: _metric(base, "ocr_outbox_put_failed_disk_full_total") > refused, 60), d.log()
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
-        assert re.search(r"stopping: [1-9]\d* reading\(s\) refused by a full or failing disk were never stored",
-                         d.log()), d.log()
+        assert re.search(r"stopping: [1-9]\d* reading\(s\) refused by a full outbox \(full_policy refuse_new\) or a "
+                         r"full or failing disk were never stored", d.log()), d.log()
     finally:
         d.close()
