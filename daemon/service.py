@@ -434,6 +434,7 @@ class Service:
         if plan.sinks:
             self.start_sinks()
         self._new_recorder()
+        filters = {name: lane.filter for name, lane in self.lanes.items()}   # carried into the new lanes below
         for name in plan.stop_cameras:
             self._stop_camera(name)
             self.lanes.pop(name, None)
@@ -443,6 +444,9 @@ class Service:
             self._start_camera(cams[name])
         for name in plan.renew_lanes:
             self.lanes[name] = make_lane(cams[name], self.boards, new)   # its labels were flushed above
+        for name, lane in self.lanes.items():
+            if name in filters and lane.filter is not filters[name]:
+                lane.filter.carry_from(filters[name])
         if plan.metrics:
             if self.metrics_server is not None:
                 self.metrics_server.stop()

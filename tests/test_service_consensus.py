@@ -5,6 +5,7 @@ service stops is published by the drain. Bounded by deadlines; no timing asserti
 max_wait_s are far beyond the test, so labels finish by frames alone)."""
 import json
 import signal
+from datetime import datetime
 
 import cv2
 import numpy as np
@@ -103,8 +104,18 @@ def test_a_label_in_view_at_sighup_is_published_before_the_new_config_applies(tm
         service.request_reload()   # what SIGHUP sets
         assert wait_until(lambda: service.outbox.depth()[0] == 2, 30)
         assert service.lanes["belt"].pending == 0 and service.cfg.cameras[0].min_confidence == 0.4
+        lane = service.lanes["belt"]
     docs = _stored(cfg)
     assert [_texts(d) for d in docs] == [FIRST, SECOND] and all(d["frames"] > 1 for d in docs)
+    # The renewed lane knows what its camera published before the reload: the same label, seen again within
+    # dedup_window_s, is not published again (found from outside: it was, a second after a reload).
+    from daemon.ocr.results import TextLine
+    from daemon.readings.results_filter import DUPLICATE
+
+    box = ((0.0, 0.0), (10.0, 0.0), (10.0, 5.0), (0.0, 5.0))
+    again = lane.filter.decide([TextLine(t["text"], 0.99, box) for t in docs[1]["texts"]],
+                               datetime.fromisoformat(docs[1]["captured_at"]).timestamp() + 1.0)
+    assert not again.publish and again.rejected[DUPLICATE] == 1
 
 
 # A label on a belt: its number, a Code 128 of it below, and a town far below that (three line heights: the layout

@@ -159,6 +159,11 @@ class ResultFilter:
         if decision.publish and decision.key and self.rules.dedup_window_s > 0:
             self._published[decision.key] = decision.captured_at
 
+    def carry_from(self, before: "ResultFilter") -> None:
+        """What the camera's filter before a reload published within the window: the same label is not published
+        again because its camera's settings changed."""
+        self._published.update(before._published)
+
     def apply(self, lines: Sequence[TextLine], captured_at: float, codes: Sequence = ()) -> Decision:
         """decide and commit in one (the reading counts as published at once)."""
         decision = self.decide(lines, captured_at, codes)
