@@ -640,3 +640,14 @@ def test_requests_sent_at_once_are_each_answered_in_order(station, plc):
     r = plc.client.read_holding_registers(CAM1 + HR_TRIGGER_ID, count=2, device_id=UNIT)
     assert registers_uint32(r.registers) == 4242
     assert plc.ir(CAM1)[IR_RECIPE] == 2 and station.boards["cam1"].state().recipe == "jars"
+
+
+def test_a_write_to_a_coil_the_map_does_not_list_is_an_illegal_address(station, plc):
+    """Found from outside: FC5 at B+5 was answered as a success and ignored; a PLC with a wrong address never knew."""
+    r = plc.client.write_coil(CAM1 + 5, True, device_id=UNIT)
+    assert r.isError() and r.exception_code == 2
+    r = plc.client.write_coils(CAM1, [False, False, True], device_id=UNIT)   # runs into B+2
+    assert r.isError() and r.exception_code == 2
+    assert not station.boards["cam1"].state().counters.triggers   # nothing of it applied
+    plc.trigger(CAM1)                                                # the listed ones still work
+    assert plc.di(CAM1)[DI_TRIGGER_ACK]

@@ -13,7 +13,7 @@ Address map. One unit id (ModbusConfig.unit_id, default 1; any other unit id is 
 gateway target failed to respond). Camera c has a base address B (ModbusConfig.cameras, conventionally camera i at
 i*100); each table has its own address space, as Modbus defines, so every table's block starts at B. Addresses
 are 0-based, as on the wire (a PLC numbering from 1, "40001", adds 1). Offsets not listed are refused (exception
-0x02, illegal address) for registers.
+0x02, illegal address) for registers and for coil writes.
 
     table              offset  name             meaning
     coils (PLC writes) B+0     trigger          0->1 offers a trigger; set it back to 0 after trigger_ack
@@ -600,6 +600,8 @@ class ModbusSink(QueueSink):
         a trigger); a read gets the table rendered from them into `registers`, pymodbus's memory."""
         try:
             if values is not None and func_code in (5, 15):
+                if any(self._station_at(address + i)[1] >= COILS for i in range(len(list(values)))):
+                    return ExcCodes.ILLEGAL_ADDRESS   # a coil the map does not list: a PLC's wrong address
                 self._write_coils(address, list(values))
             elif values is not None and func_code in (6, 16, 22, 23):
                 self._write_holding(address, list(values))
