@@ -10,12 +10,18 @@ from daemon.service import Service
 from service_support import small_ocr, write_config
 
 
-def test_a_taken_metrics_port_is_tried_again_and_healthz_comes_up(tmp_path, caplog):
+def _held_port() -> tuple[int, socket.socket]:
+    """A free port another program listens on (close the socket to free it)."""
     port = free_port()
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.bind(("127.0.0.1", port))
     holder.listen(1)
+    return port, holder
+
+
+def test_a_taken_metrics_port_is_tried_again_and_healthz_comes_up(tmp_path, caplog):
+    port, holder = _held_port()
     path = write_config(tmp_path / "config.yaml", {
         "device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(), "mqtt": {"enabled": False},
         "cameras": [{"name": "cam", "kind": "sample", "max_fps": 1}], "web": {"enabled": False},
@@ -70,11 +76,7 @@ def test_a_taken_page_port_is_tried_again_and_the_page_comes_up(tmp_path, caplog
     """Found from outside: a page port taken at start was never tried again (metrics was)."""
     from daemon.web.page import RETRY_S, Page
 
-    port = free_port()
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.1", port))
-    holder.listen(1)
+    port, holder = _held_port()
     cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
                             "web": {"enabled": True, "host": "127.0.0.1", "port": port},
                             "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})

@@ -369,16 +369,22 @@ def test_a_row_delivered_again_after_a_crash_before_its_delete_is_listed_once():
     assert list(restarted.recent) == [recent_entry(row)] and restarted.readings == 1
 
 
-def test_a_chunk_larger_than_the_receive_buffer_closes_its_connection_before_it_is_buffered(tmp_path, monkeypatch):
-    """Found from outside: HEL with a size of 4 GiB, then a stream of zeros, was buffered by asyncua (50 MB in 7 s a
-    connection, no login needed), and 16 such connections took 1.3 GB and slowed every session."""
+def _serving(tmp_path, monkeypatch, **cfg) -> tuple[OpcUaSink, Outbox, int]:
+    """A started sink on a free port with its own outbox (stop both when done), once it is up."""
     monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
     port = free_port()
     ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
-    sink = OpcUaSink(_cfg(tmp_path, port), ob.for_sink("opcua"))
+    sink = OpcUaSink(_cfg(tmp_path, port, **cfg), ob.for_sink("opcua"))
     sink.start()
+    assert wait_until(lambda: sink.health().up, 60), sink.health()
+    return sink, ob, port
+
+
+def test_a_chunk_larger_than_the_receive_buffer_closes_its_connection_before_it_is_buffered(tmp_path, monkeypatch):
+    """Found from outside: HEL with a size of 4 GiB, then a stream of zeros, was buffered by asyncua (50 MB in 7 s a
+    connection, no login needed), and 16 such connections took 1.3 GB and slowed every session."""
+    sink, ob, port = _serving(tmp_path, monkeypatch)
     try:
-        assert wait_until(lambda: sink.health().up, 60), sink.health()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"HELF" + (0xFFFFFFF0).to_bytes(4, "little") + bytes(4096))
             sent, closed = 4104, False
