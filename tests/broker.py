@@ -361,6 +361,7 @@ class Received:
     payload: bytes
     retain: bool
     at: float
+    qos: int = 1     # as delivered: the lower of the publish's and the subscription's
 
     def json(self):
         return json.loads(self.payload)
@@ -393,7 +394,7 @@ class Recorder:
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.time(), msg.qos))
 
     def wait_subscribed(self, timeout_s: float = 10.0) -> None:
         assert self.subscribed.wait(timeout_s), "recorder never got its SUBACK"

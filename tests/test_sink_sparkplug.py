@@ -86,6 +86,10 @@ def test_births_come_before_data_and_seq_wraps_in_order_with_every_reading_deliv
     msgs = _decoded(rec)
     assert [k for k, _, _ in msgs[:3]] == ["NBIRTH", "DBIRTH", "DBIRTH"]
     assert _metrics(msgs[0][2])["bdSeq"] == 0 and _metrics(msgs[0][2])["Node Control/Rebirth"] is False
+    # Sparkplug 3.0: bdSeq is an Int64 (datatype 4); NBIRTH and DBIRTH at QoS 0, the data at sparkplug.qos (1)
+    assert [m.datatype for m in msgs[0][2].metrics if m.name == "bdSeq"] == [4]
+    kinds_qos = {(m.topic.split("/")[2], m.qos) for m in rec.snapshot()}
+    assert kinds_qos == {("NBIRTH", 0), ("DBIRTH", 0), ("DDATA", 1)}, kinds_qos
     assert {m[1][4] for m in msgs[1:3]} == set(CAMERAS)
     assert _metrics(msgs[1][2])["Reading/Text"] is None   # no reading yet: null, typed
     assert check_session_order(msgs) == produced

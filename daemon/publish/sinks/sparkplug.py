@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "spBv1.0"
 # Metric.datatype (Sparkplug 3.0, table 6.4.16)
-UINT32, UINT64, DOUBLE, BOOLEAN, STRING, DATETIME = 7, 8, 10, 11, 12, 13
+INT64, UINT32, UINT64, DOUBLE, BOOLEAN, STRING, DATETIME = 4, 7, 8, 10, 11, 12, 13
 REBIRTH = "Node Control/Rebirth"
 
 
@@ -62,14 +62,14 @@ def _metric(payload, name: str, datatype: int, value, timestamp_ms: int) -> None
         m.boolean_value = bool(value)
     elif datatype == UINT32:
         m.int_value = int(value)
-    else:   # UINT64, DATETIME (epoch ms)
+    else:   # INT64, UINT64, DATETIME (epoch ms)
         m.long_value = int(value)
 
 
 def node_birth(bd_seq: int, now_ms: int, device_id: str) -> bytes:
     """NBIRTH, always seq 0."""
     p = pb.Payload(timestamp=now_ms, seq=0)
-    _metric(p, "bdSeq", UINT64, bd_seq, now_ms)
+    _metric(p, "bdSeq", INT64, bd_seq, now_ms)   # Int64, as Sparkplug 3.0 names it
     _metric(p, REBIRTH, BOOLEAN, False, now_ms)
     _metric(p, "Properties/Device", STRING, device_id, now_ms)
     return p.SerializeToString()
@@ -78,7 +78,7 @@ def node_birth(bd_seq: int, now_ms: int, device_id: str) -> bytes:
 def node_death(bd_seq: int, now_ms: int) -> bytes:
     """NDEATH (the will): bdSeq only, no seq."""
     p = pb.Payload(timestamp=now_ms)
-    _metric(p, "bdSeq", UINT64, bd_seq, now_ms)
+    _metric(p, "bdSeq", INT64, bd_seq, now_ms)
     return p.SerializeToString()
 
 
@@ -165,8 +165,10 @@ class SparkplugSink(QueueSink):
         session = self._session
         now_ms = self._now_ms()
         self._seq = 0
+        # Births at QoS 0, as Sparkplug 3.0 says (a lost one is answered by the host's Rebirth); the data at
+        # sparkplug.qos, 1 by default, so that a reading leaves the outbox only once the broker has it.
         session.publish(topic(self._group, "NBIRTH", self._edge), node_birth(self._bd_seq, now_ms,
-                                                                          self._cfg.device_id), self._qos)
+                                                                          self._cfg.device_id), 0)
         self.births += 1
         self._born = set()
         for camera in dict.fromkeys([c.name for c in self._cfg.cameras] + list(self._last)):
@@ -176,7 +178,7 @@ class SparkplugSink(QueueSink):
         now_ms = self._now_ms()
         p = pb.Payload(timestamp=now_ms, seq=self._next_seq())
         device_metrics(p, self._last.get(camera), self._readings.get(camera, 0), now_ms, birth=True)
-        self._session.publish(topic(self._group, "DBIRTH", self._edge, camera), p.SerializeToString(), self._qos)
+        self._session.publish(topic(self._group, "DBIRTH", self._edge, camera), p.SerializeToString(), 0)
         self._born.add(camera)
 
     def _tick(self) -> None:
