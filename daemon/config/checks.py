@@ -123,3 +123,7 @@ def check_env_name(key: str, name: Optional[str]) -> None:
         raise ConfigError(key, f"is not an environment variable name (letters, digits, '_'; not starting with a "
                                f"digit); its value ({len(name)} characters) is not shown, in case it is a secret")
 
+
+def discovery_id(text: str) -> str:
+    """Home Assistant discovery's node_id / object_id may hold only [a-zA-Z0-9_-]: anything else becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)

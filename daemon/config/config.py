@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional
 
 from daemon.config.walker import build
 from daemon.config.cameras import CameraConfig, check_cameras
-from daemon.config.checks import NAME_RULE, check_path, check_topic_length, valid_name
+from daemon.config.checks import NAME_RULE, check_path, check_topic_length, discovery_id, valid_name
 from daemon.config.errors import ConfigError, require
 from daemon.config.evidence import EvidenceConfig
 from daemon.config.mqtt import LONGEST_TOPIC_LEVEL, SQLITE_MAX_VARIABLES, MqttConfig, max_inflight_limit
@@ -87,9 +87,22 @@ def validate(cfg: Config) -> Config:
     if h.enabled:
         require(m.enabled, "homeassistant.enabled", h.enabled,
                 "needs mqtt.enabled: true (the sensors' availability is the mqtt status topic)")
+        _check_discovery_ids(cfg.cameras)
     _check_listeners(cfg)
     _check_paths(resolve_state_paths(cfg))
     return cfg
+
+
+def _check_discovery_ids(cameras) -> None:
+    """Home Assistant discovery ids carry only [A-Za-z0-9_-]: two cameras that differ only in a '.' and a '_'
+    would be one sensor, each announcement replacing the other's."""
+    seen: dict[str, str] = {}
+    for i, cam in enumerate(cameras):
+        node = discovery_id(cam.name)
+        require(node not in seen, f"cameras[{i}].name", cam.name,
+                f"is one Home Assistant sensor with camera {seen.get(node)!r} (discovery ids replace '.' by '_'): "
+                "rename one")
+        seen[node] = cam.name
 
 
 def _check_listeners(cfg: Config) -> None:

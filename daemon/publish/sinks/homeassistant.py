@@ -15,9 +15,9 @@ config leaves its retained config behind: clear it with an empty retained messag
 from __future__ import annotations
 
 import json
-import re
 
 from daemon.config import Config
+from daemon.config.checks import discovery_id
 from daemon.publish.outbox import OutboxRow, SinkQueue
 from daemon.publish.payload import status_topic
 from daemon.publish.sinks.base import QueueSink, Reading
@@ -26,9 +26,7 @@ from daemon.publish.sinks.mqtt_session import MqttSession
 HA_STATE_MAX_CHARS = 255   # Home Assistant's limit on a state
 
 
-def _node_id(text: str) -> str:
-    """Discovery's node_id / object_id may hold only [a-zA-Z0-9_-]."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+_node_id = discovery_id
 
 
 def state_topic(prefix: str, device_id: str, camera: str) -> str:
