@@ -205,6 +205,18 @@ class Service:
         for sink in self.sinks.values():
             sink.start()
 
+    def _tell_sinks_cameras(self, old: Config, new: Config) -> None:
+        """Sinks that announce cameras (Sparkplug's births, Home Assistant's discovery) retire a removed one and
+        announce an added one, whether or not the reload restarted them."""
+        before, after = [c.name for c in old.cameras], [c.name for c in new.cameras]
+        if before == after:
+            return
+        removed = [name for name in before if name not in after]
+        for sink in list(self.sinks.values()):
+            setter = getattr(sink, "set_cameras", None)
+            if setter is not None:
+                setter(after, removed)
+
     def _stop_sinks(self, drain_timeout_s: float) -> dict:
         """Stops every sink at once (each drains its own rows for at most drain_timeout_s); name -> rows left."""
         from daemon.publish.sinks import stop_sinks
@@ -433,6 +445,7 @@ class Service:
         refresh_boards(new, self.boards)   # in place: the sinks and the page hold this dict
         if plan.sinks:
             self.start_sinks()
+        self._tell_sinks_cameras(old, new)
         self._new_recorder()
         filters = {name: lane.filter for name, lane in self.lanes.items()}   # carried into the new lanes below
         for name in plan.stop_cameras:

@@ -83,3 +83,32 @@ def test_off_by_default_and_refused_without_mqtt():
     assert not cfg.homeassistant.enabled and sink_names(cfg) == ("mqtt",)
     with pytest.raises(ConfigError, match="homeassistant.enabled"):
         from_dict({"device_id": "dev", "mqtt": {"enabled": False}, "homeassistant": {"enabled": True}})
+
+
+def test_a_camera_a_reload_removes_has_its_sensor_cleared_and_an_added_one_is_announced(broker, tmp_path, cleanup):
+    """Found from outside: a removed camera's retained config came back on the next reconnect, even after it was
+    cleared by hand, and an added camera was announced only at its first reading."""
+    cfg = _cfg(broker.port)
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("homeassistant",))
+    cleanup(ob.close)
+    ha = HomeAssistantSink(cfg, ob.for_sink("homeassistant"))
+    ha.start()
+    cleanup(lambda: ha.stop(0.0))
+    put_result(ob, "dock.2", text="PALLET-7")
+    ha.wake()
+    assert wait_until(lambda: ob.depth() == (0, 0), 20), ha.health()
+    ha.set_cameras(["gate", "yard"], ["dock.2"])
+    put_result(ob, "dock.2", text="PALLET-8")          # what it left in the outbox: not shown
+    ha.wake()
+    assert wait_until(lambda: ob.depth() == (0, 0), 20), ha.health()
+    ha._lost("test: the broker went away")             # a reconnect announces again: not the removed one
+    assert wait_until(lambda: ha.counters.connects == 2, 20), ha.health()
+
+    late = Recorder(broker.port, topic="#", client_id="home-assistant", persistent=False)
+    cleanup(late.close)
+    late.wait_subscribed()
+    assert wait_until(lambda: {"homeassistant/sensor/dev/gate/config", "homeassistant/sensor/dev/yard/config"}
+                      <= {m.topic for m in late.snapshot()}, 10), late.snapshot()
+    retained = {m.topic for m in late.snapshot() if m.retain}
+    assert "homeassistant/sensor/dev/dock_2/config" not in retained
+    assert f"{PREFIX}/{DEVICE}/dock.2/state" not in retained

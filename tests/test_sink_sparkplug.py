@@ -260,3 +260,44 @@ def test_bdseq_goes_on_across_a_restart_of_the_daemon(broker, tmp_path, cleanup)
     deaths = [_metrics(p)["bdSeq"] for k, _, p in _decoded(rec) if k == "NDEATH"]
     assert births == deaths == [0, 1, 2]
     assert (tmp_path / "sparkplug-bdseq").read_text().strip() == "2"
+
+
+def test_a_camera_a_reload_removes_gets_its_ddeath_and_is_not_born_again(broker, tmp_path, cleanup):
+    """Found from outside: no DDEATH ever; a camera removed by a reload stayed online in the host, and a Rebirth
+    brought it back with its last values. Sparkplug 3.0: an edge node that loses a device MUST publish its DDEATH."""
+    rec = Recorder(broker.port, topic="spBv1.0/#")
+    cleanup(rec.close)
+    rec.wait_subscribed()
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
+    cleanup(ob.close)
+    sink = SparkplugSink(_cfg(broker.port, tmp_path), ob.for_sink("sparkplug"))
+    sink.start()
+    cleanup(lambda: sink.stop(0.0))
+    put_result(ob, "cam2")
+    sink.wake()
+    assert wait_until(lambda: ob.depth()[0] == 0 and [k for k, _, _ in _decoded(rec)][-1] == "DDATA", 20)
+    sink.set_cameras(["cam1", "cam3"], ["cam2"])
+    put_result(ob, "cam2")                      # what the removed camera left in the outbox, delivered after it
+    assert wait_until(lambda: ob.depth()[0] == 0, 20)
+    assert wait_until(lambda: ("DBIRTH", "cam3") in [(k, parts[-1]) for k, parts, _ in _decoded(rec)], 10)
+    after = _decoded(rec)[4:]                   # past NBIRTH, DBIRTH cam1, DBIRTH cam2, DDATA cam2
+    kinds = [(k, parts[-1]) for k, parts, _ in after]
+    # the removed camera dies, the added one is born; its reading left in the outbox is delivered under a birth of
+    # its own and followed by its death again, so the host never keeps it online
+    assert kinds == [("DDEATH", "cam2"), ("DBIRTH", "cam3"), ("DBIRTH", "cam2"), ("DDATA", "cam2"),
+                     ("DDEATH", "cam2")]
+    check_session_order(_decoded(rec))          # the DDEATHs are in the session's seq too
+    host = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="scada-host-2")
+    host.connect("127.0.0.1", broker.port)
+    host.loop_start()
+    cmd = pb.Payload(timestamp=int(time.time() * 1000))
+    m = cmd.metrics.add()
+    m.name, m.datatype, m.boolean_value = "Node Control/Rebirth", 11, True
+    host.publish(f"spBv1.0/plant/NCMD/{DEVICE}", cmd.SerializeToString(), qos=0).wait_for_publish(5)
+    assert wait_until(lambda: [k for k, _, _ in _decoded(rec)].count("NBIRTH") == 2, 10)
+    host.disconnect()
+    host.loop_stop()
+    assert wait_until(lambda: sum(k == "DBIRTH" for k, _, _ in _decoded(rec)) >= 6, 10)
+    msgs = _decoded(rec)
+    rebirth = [i for i, (k, _, _) in enumerate(msgs) if k == "NBIRTH"][1]
+    assert sorted(parts[-1] for k, parts, _ in msgs[rebirth:] if k == "DBIRTH") == ["cam1", "cam3"]

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Collection, Optional, Protocol
+from typing import Collection, Optional, Protocol, Sequence
 
 from daemon.backoff import backoff_delay_s
 from daemon.publish.outbox import OutboxRow, SinkQueue
@@ -167,6 +167,7 @@ class QueueSink:
         self._blocked: dict[str, float] = {}   # camera -> when its failed head row is retried
         self._backoff: dict[str, float] = {}
         self._warned_down = False
+        self._camera_change: Optional[tuple[tuple[str, ...], tuple[str, ...]]] = None   # set_cameras'
 
     # ------------------------------------------------------------ the interface
 
@@ -199,6 +200,19 @@ class QueueSink:
         left = self._queue.depth()[0]
         log.info("%s: stopped with %d results it has not delivered left in the outbox", self.name, left)
         return left
+
+    def set_cameras(self, cameras: Sequence[str], removed: Sequence[str]) -> None:
+        """A reload changed the configured cameras (the work loop's thread): a sink that announces cameras to its
+        consumers (Sparkplug births, Home Assistant discovery) takes it on its own thread (_cameras_changed)."""
+        with self._cv:
+            self._camera_change = (tuple(cameras), tuple(removed))
+            self._dirty = True
+            self._cv.notify()
+
+    def _camera_change_taken(self) -> Optional[tuple[tuple[str, ...], tuple[str, ...]]]:
+        with self._cv:
+            change, self._camera_change = self._camera_change, None
+        return change
 
     def health(self) -> SinkHealth:
         ob = self._queue.health()

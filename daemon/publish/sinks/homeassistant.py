@@ -71,6 +71,9 @@ class HomeAssistantSink(QueueSink):
         self._client_id = cfg.homeassistant.client_id or f"ocr-daemon-{cfg.device_id}-ha"
         self._session = None
         self._announced: set[str] = set()
+        self._cameras = [c.name for c in cfg.cameras]   # the configured ones (a reload changes them: set_cameras)
+        self._removed: list[str] = []   # cameras a reload removed, whose retained config and state are cleared
+        self._gone: set[str] = set()    # ... and whose readings left in the outbox are not shown
 
     def _connect(self) -> None:
         if self._session is not None:
@@ -80,8 +83,29 @@ class HomeAssistantSink(QueueSink):
         session.open()
         self._session = session
         self._announced = set()
-        for cam in self._cfg.cameras:
-            self._announce(cam.name)
+        self._tick()
+        for camera in self._cameras:
+            if camera not in self._announced:
+                self._announce(camera)
+
+    def _tick(self) -> None:
+        """A reload's cameras: a removed one's retained config is cleared (Home Assistant removes the sensor) and
+        so is its retained state; an added one is announced now."""
+        change = self._camera_change_taken()
+        if change is not None:
+            self._cameras = list(change[0])
+            self._gone = (self._gone | set(change[1])) - set(change[0])
+            self._removed = list(dict.fromkeys(self._removed + [c for c in change[1] if c not in change[0]]))
+            for camera in self._cameras:
+                if camera not in self._announced:
+                    self._announce(camera)
+        while self._removed:
+            camera = self._removed[0]
+            prefix, device = self._cfg.homeassistant.discovery_prefix, self._cfg.device_id
+            self._session.publish(config_topic(prefix, device, camera), b"", qos=1, retain=True)
+            self._session.publish(state_topic(self._cfg.mqtt.topic_prefix, device, camera), b"", qos=1, retain=True)
+            self._announced.discard(camera)
+            self._removed.pop(0)
 
     def _announce(self, camera: str) -> None:
         payload = json.dumps(discovery_config(self._cfg, camera), separators=(",", ":"))
@@ -90,6 +114,8 @@ class HomeAssistantSink(QueueSink):
         self._announced.add(camera)
 
     def _deliver(self, row: OutboxRow, reading: Reading) -> None:
+        if reading.camera in self._gone:   # a reading a reload's removed camera left: its sensor is gone
+            return
         if reading.camera not in self._announced:
             self._announce(reading.camera)
         payload = json.dumps(state_message(reading), ensure_ascii=False, separators=(",", ":"))

@@ -126,6 +126,8 @@ class SparkplugSink(QueueSink):
         self._bd_seq_used = True
         self._seq = 0                 # the last seq sent (NBIRTH's is 0)
         self._born: set[str] = set()  # devices born in this session
+        self._cameras = [c.name for c in cfg.cameras]   # the configured ones (a reload changes them: set_cameras)
+        self._gone: set[str] = set()  # cameras a reload removed
         self._last: dict[str, Reading] = {}   # camera -> its last reading delivered (for the births)
         self._readings: dict[str, int] = {}
         self._rebirth = threading.Event()
@@ -161,7 +163,9 @@ class SparkplugSink(QueueSink):
         self._births()
 
     def _births(self) -> None:
-        """NBIRTH (seq 0) and a DBIRTH for every configured camera and every camera delivered to so far."""
+        """NBIRTH (seq 0) and a DBIRTH for every configured camera and every camera delivered to so far (not one a
+        reload removed)."""
+        self._take_camera_change(deaths=False)
         session = self._session
         now_ms = self._now_ms()
         self._seq = 0
@@ -171,7 +175,7 @@ class SparkplugSink(QueueSink):
                                                                           self._cfg.device_id), 0)
         self.births += 1
         self._born = set()
-        for camera in dict.fromkeys([c.name for c in self._cfg.cameras] + list(self._last)):
+        for camera in dict.fromkeys(self._cameras + list(self._last)):
             self._device_birth(camera)
 
     def _device_birth(self, camera: str) -> None:
@@ -181,7 +185,33 @@ class SparkplugSink(QueueSink):
         self._session.publish(topic(self._group, "DBIRTH", self._edge, camera), p.SerializeToString(), 0)
         self._born.add(camera)
 
+    def _take_camera_change(self, deaths: bool) -> None:
+        """A reload's cameras: each removed one born in this session gets its DDEATH (deaths) and is not born
+        again; an added one is born now."""
+        change = self._camera_change_taken()
+        if change is None:
+            return
+        cameras, removed = change
+        self._cameras = list(cameras)
+        self._gone = (self._gone | set(removed)) - set(cameras)
+        for camera in removed:
+            if deaths and camera in self._born:
+                self._device_death(camera)
+            self._born.discard(camera)
+            self._last.pop(camera, None)
+            self._readings.pop(camera, None)
+        if deaths:
+            for camera in cameras:
+                if camera not in self._born:
+                    self._device_birth(camera)
+
+    def _device_death(self, camera: str) -> None:
+        p = pb.Payload(timestamp=self._now_ms(), seq=self._next_seq())
+        self._session.publish(topic(self._group, "DDEATH", self._edge, camera), p.SerializeToString(), 0)
+        self._born.discard(camera)
+
     def _tick(self) -> None:
+        self._take_camera_change(deaths=True)
         if self._rebirth.is_set():
             self._rebirth.clear()
             log.info("sparkplug: rebirth requested")
@@ -196,6 +226,9 @@ class SparkplugSink(QueueSink):
         p = pb.Payload(timestamp=now_ms, seq=self._next_seq())
         device_metrics(p, reading, count, now_ms, birth=False)
         self._session.publish(topic(self._group, "DDATA", self._edge, camera), p.SerializeToString(), self._qos)
+        if camera in self._gone:          # a reading a reload's removed camera left in the outbox: delivered, and
+            self._device_death(camera)    # the device is not left online in the host
+            return
         self._readings[camera] = count
         self._last[camera] = reading
 
