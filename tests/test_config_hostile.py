@@ -159,6 +159,7 @@ def _load_error(tmp_path: Path, content: str | bytes) -> ConfigError:
      "no lookaround or backreferences"),
     ("cameras:\n  - name: a\n    accept_patterns: ['(a)\\1']\n", "cameras[0].accept_patterns[0]", "RE2"),
     ("recipes:\n  - {name: r, expect_regex: '(?<=x)y'}\n", "recipes[0]", "RE2"),
+    ("sparkplug: {enabled: true, primary_host_id: 'ign/ition'}\n", "sparkplug.primary_host_id", "topic level"),
     # Home Assistant discovery ids: two cameras that would be one sensor
     ("mqtt: {enabled: true}\nhomeassistant: {enabled: true}\ncameras:\n  - {name: dock.1, kind: sample}\n"
      "  - {name: dock_1, kind: sample}\n", "cameras[1].name", "is one Home Assistant sensor with camera 'dock.1'"),

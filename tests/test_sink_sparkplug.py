@@ -301,3 +301,56 @@ def test_a_camera_a_reload_removes_gets_its_ddeath_and_is_not_born_again(broker,
     msgs = _decoded(rec)
     rebirth = [i for i, (k, _, _) in enumerate(msgs) if k == "NBIRTH"][1]
     assert sorted(parts[-1] for k, parts, _ in msgs[rebirth:] if k == "DBIRTH") == ["cam1", "cam3"]
+
+
+def test_with_a_primary_host_births_and_data_wait_for_its_state_online_and_stop_when_it_goes(broker, tmp_path,
+                                                                                              cleanup):
+    """Found from outside: readings published while Ignition was away reached no one (a host's session is clean)
+    and left the outbox. With sparkplug.primary_host_id the edge node is born only while spBv1.0/STATE/<id> says
+    online (Sparkplug 3.0), and goes (NDEATH) when it says offline; the readings wait in the outbox meanwhile."""
+    import json
+
+    rec = Recorder(broker.port, topic="spBv1.0/plant/#")
+    cleanup(rec.close)
+    rec.wait_subscribed()
+    host = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ignition")
+    host.connect("127.0.0.1", broker.port)
+    host.loop_start()
+    cleanup(host.loop_stop)
+
+    def state(online: bool, stamp: int) -> None:
+        host.publish("spBv1.0/STATE/ignition", json.dumps({"online": online, "timestamp": stamp}), qos=1,
+                     retain=True).wait_for_publish(5)
+    state(False, 1000)
+    cfg = _cfg(broker.port, tmp_path)
+    cfg = dataclasses.replace(cfg, sparkplug=dataclasses.replace(cfg.sparkplug, primary_host_id="ignition"))
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
+    cleanup(ob.close)
+    sink = SparkplugSink(cfg, ob.for_sink("sparkplug"))
+    sink.start()
+    cleanup(lambda: sink.stop(0.0))
+    first = [put_result(ob, "cam1")[0] for _ in range(3)]
+    sink.wake()
+    assert wait_until(lambda: sink.up and "waiting for the primary host" in sink.health().last_error, 10)
+    time.sleep(0.5)
+    assert rec.snapshot() == [] and ob.depth()[0] == 3          # nothing while the host is away: all kept
+    state(True, 2000)
+    assert wait_until(lambda: ob.depth()[0] == 0, 10), sink.health()
+    assert wait_until(lambda: sum(k == "DDATA" for k, _, _ in _decoded(rec)) == 3, 10)
+    state(False, 3000)                                            # the host goes: NDEATH, nothing more
+    assert wait_until(lambda: _decoded(rec)[-1][0] == "NDEATH", 10)
+    later = [put_result(ob, "cam1")[0] for _ in range(2)]
+    sink.wake()
+    time.sleep(1.0)
+    assert ob.depth()[0] == 2 and sum(k == "DDATA" for k, _, _ in _decoded(rec)) == 3
+    state(False, 2500)                                            # an older STATE changes nothing
+    state(True, 4000)
+    assert wait_until(lambda: ob.depth()[0] == 0, 15), sink.health()
+    assert wait_until(lambda: sum(k == "DDATA" for k, _, _ in _decoded(rec)) == 5, 10)
+    msgs = _decoded(rec)
+    births = [_metrics(p)["bdSeq"] for k, _, p in msgs if k == "NBIRTH"]
+    assert len(births) == 2 and births[1] == births[0] + 1      # a new session for the host's return
+    assert check_session_order(msgs) == {"cam1": first + later}
+    state(True, 5000)                                             # cleanup: the retained STATE goes
+    host.publish("spBv1.0/STATE/ignition", b"", retain=True).wait_for_publish(5)
+    host.disconnect()

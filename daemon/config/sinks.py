@@ -94,6 +94,10 @@ class SparkplugConfig:
     qos: Literal[0, 1] = 1
     # null = "ocr-daemon-<device_id>-spb" (a client id of its own: NDEATH is this connection's will).
     client_id: Optional[str] = None
+    # The Primary Host Application's id (Ignition's MQTT Engine: its "Primary Host ID"): births and data wait until
+    # spBv1.0/STATE/<id> says it is online, and stop (NDEATH) when it goes offline, so nothing is published while
+    # the host cannot receive it (the outbox keeps it). null: publish whenever the broker is up.
+    primary_host_id: Optional[str] = None
 
     def check(self, key: str) -> None:
         check_mqtt_text(f"{key}.client_id", self.client_id)
@@ -101,6 +105,8 @@ class SparkplugConfig:
             require(valid_name(self.group_id), f"{key}.group_id", self.group_id, NAME_RULE)
             require(self.edge_node_id is None or valid_name(self.edge_node_id), f"{key}.edge_node_id",
                     self.edge_node_id, NAME_RULE)
+            require(self.primary_host_id is None or valid_name(self.primary_host_id), f"{key}.primary_host_id",
+                    self.primary_host_id, NAME_RULE)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ The metric timestamps are the capture time; the payload's is the send time.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -132,6 +133,13 @@ class SparkplugSink(QueueSink):
         self._readings: dict[str, int] = {}
         self._rebirth = threading.Event()
         self.births = 0               # NBIRTHs sent (first ones and rebirths), for tests and stats
+        # The Primary Host Application (sparkplug.primary_host_id): its STATE topic, whether it is online (the
+        # newest STATE by its timestamp), and whether this session is born (births wait for the host).
+        self._host = s.primary_host_id
+        self._state_topic = f"{NAMESPACE}/STATE/{self._host}" if self._host else None
+        self._host_online = False
+        self._host_stamp = -1
+        self._session_born = False
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -153,19 +161,25 @@ class SparkplugSink(QueueSink):
                 log.warning("sparkplug: cannot keep bdSeq in %s (%s); a restart starts again from 0",
                             self._bd_seq_path, exc)
         death = node_death(self._bd_seq, self._now_ms())
+        subscriptions = (topic(self._group, "NCMD", self._edge),) + ((self._state_topic,) if self._host else ())
+        self._session_born = False
         session = MqttSession(self._cfg.mqtt, self._client_id, self._lost,
                               will=(topic(self._group, "NDEATH", self._edge), death, 1, False),
-                              subscriptions=(topic(self._group, "NCMD", self._edge),), on_message=self._on_command)
+                              subscriptions=subscriptions, on_message=self._on_command)
         session.open()   # SinkDown when the broker cannot be reached or refuses: no session, no NDEATH to come
         self._bd_seq_used = True
         self._session = session
         self._rebirth.clear()
-        self._births()
+        if self._host is None:
+            self._births()
+        else:   # born once the host's STATE (retained: it comes right after the SUBSCRIBE) says online
+            self._tick()
 
     def _births(self) -> None:
         """NBIRTH (seq 0) and a DBIRTH for every configured camera and every camera delivered to so far (not one a
         reload removed)."""
         self._take_camera_change(deaths=False)
+        self._session_born = True
         session = self._session
         now_ms = self._now_ms()
         self._seq = 0
@@ -211,6 +225,18 @@ class SparkplugSink(QueueSink):
         self._born.discard(camera)
 
     def _tick(self) -> None:
+        if self._host is not None:
+            if not self._host_online:
+                self._last_error = f"waiting for the primary host {self._host} (its STATE is not online)"
+                if self._session_born:   # it went away: NDEATH and a new session, born when it is back
+                    self._disconnect()
+                    raise SinkDown(f"the primary host {self._host} went offline")
+                return
+            if not self._session_born:
+                self._last_error = ""
+                log.info("sparkplug: primary host %s online: births", self._host)
+                self._births()
+                return
         self._take_camera_change(deaths=True)
         if self._rebirth.is_set():
             self._rebirth.clear()
@@ -243,8 +269,35 @@ class SparkplugSink(QueueSink):
             log.info("sparkplug: NDEATH not acknowledged (%s); the broker sends the will", exc)
         session.close()
 
+    def _send_some(self) -> None:
+        if self._host is not None and not self._session_born:
+            return   # the host is not there to receive it: the outbox keeps it
+        super()._send_some()
+
+    def _on_state(self, payload: bytes) -> None:
+        """The primary host's STATE (paho's thread): Sparkplug 3.0's {"online": bool, "timestamp": ms}, the newest
+        by its timestamp winning."""
+        try:
+            doc = json.loads(payload.decode("utf-8"))
+            online, stamp = doc["online"] is True, int(doc.get("timestamp", 0))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            log.warning("sparkplug: undecodable STATE of the primary host %s ignored", self._host)
+            return
+        if stamp < self._host_stamp:
+            return   # an older host session's, delivered late
+        self._host_stamp, changed = stamp, online != self._host_online
+        self._host_online = online
+        if changed:
+            log.log(logging.INFO if online else logging.WARNING, "sparkplug: primary host %s is %s", self._host,
+                    "online" if online else "offline: readings wait in the outbox")
+            self.wake()
+
     def _on_command(self, mqtt_topic: str, payload: bytes) -> None:
-        """NCMD (paho's thread): a rebirth request is carried out on the sink's thread."""
+        """NCMD (paho's thread): a rebirth request is carried out on the sink's thread. The primary host's STATE
+        comes here too."""
+        if mqtt_topic == self._state_topic:
+            self._on_state(payload)
+            return
         try:
             p = pb.Payload.FromString(payload)
         except Exception:
