@@ -29,6 +29,7 @@ def test_discovery_config_names_the_state_and_availability_topics():
     assert (c["payload_available"], c["payload_not_available"]) == ("online", "offline")
     assert c["unique_id"] == "ocr_dev_dock_2_text" and c["value_template"] == "{{ value_json.state }}"
     assert c["device"]["identifiers"] == [f"ocr-daemon-{DEVICE}"]
+    assert c["default_entity_id"] == "sensor.ocr_dev_dock_2" and "object_id" not in c   # HA 2026.4 dropped it
 
 
 def test_retained_configs_and_last_text_per_camera_with_availability_from_the_status_topic(broker, tmp_path,

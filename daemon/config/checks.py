@@ -125,5 +125,5 @@ def check_env_name(key: str, name: Optional[str]) -> None:
 
 
 def discovery_id(text: str) -> str:
-    """Home Assistant discovery's node_id / object_id may hold only [a-zA-Z0-9_-]: anything else becomes '_'."""
+    """Home Assistant discovery's node_id and entity ids may hold only [a-zA-Z0-9_-]: anything else becomes '_'."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)

@@ -43,7 +43,8 @@ def discovery_config(cfg: Config, camera: str) -> dict:
     return {
         "name": f"{camera} text",
         "unique_id": f"ocr_{_node_id(device_id)}_{_node_id(camera)}_text",
-        "object_id": f"ocr_{_node_id(device_id)}_{_node_id(camera)}",
+        # the entity id Home Assistant gives it (object_id until HA 2025.10, which Core 2026.4 no longer takes)
+        "default_entity_id": f"sensor.ocr_{_node_id(device_id)}_{_node_id(camera)}",
         "state_topic": state_topic(prefix, device_id, camera),
         "value_template": "{{ value_json.state }}",
         "json_attributes_topic": state_topic(prefix, device_id, camera),
