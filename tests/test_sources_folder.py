@@ -65,6 +65,25 @@ def test_done_actions(tmp_path, action):
     assert r.read() is None                          # a .done file is not an image to read
 
 
+def test_a_done_dir_removed_while_running_is_made_again_and_the_file_is_not_read_twice(tmp_path):
+    """Found from outside: with done_dir removed by hand, every scan was read and published again and again (23
+    messages for one file in 30 s), as if it had been taken away."""
+    import shutil
+
+    done_dir = tmp_path / "done"
+    r = reader(tmp_path, done_action="move", done_dir=str(done_dir))
+    png(tmp_path / "a.png", mtime=time.time() - 5)
+    [f] = read_all(r, 1)
+    f.ack.done()
+    shutil.rmtree(done_dir)
+    png(tmp_path / "b.png", mtime=time.time() - 5)
+    [g] = read_all(r, 1)
+    g.ack.done()
+    assert (done_dir / "b.png").exists() and not (tmp_path / "b.png").exists()
+    time.sleep(0.25)
+    assert r.read() is None                          # finished: not handed again
+
+
 def test_released_file_is_handed_again(tmp_path):
     png(tmp_path / "a.png", mtime=time.time() - 5)
     r = reader(tmp_path)

@@ -466,25 +466,34 @@ class FolderReader(Reader):
     def _finish_file(self, path: str) -> None:
         original, _ = parse_inflight(path)
         try:
-            action = self.cfg.done_action
-            if action == "delete":
-                os.unlink(path)
-            elif action == "mark":
-                os.replace(path, _free_name(original + ".done"))
-            else:
-                move_file(path, _free_name(os.path.join(self.done_dir, os.path.basename(original))))
-                fsync_dir(self.done_dir)   # the new entry first: a power cut must not keep only the removal
-            # The action is on disk before the reservation goes: a power cut cannot leave the file in
-            # the folder without its seq.
-            fsync_dir(self.folder)
+            self._act(path, original)
         except FileNotFoundError:
-            pass
+            if os.path.lexists(path):   # the file is there: what is missing is done_dir (removed by hand)
+                if self.cfg.done_action != "move":
+                    raise
+                log.warning("camera %s: done_dir %s is gone; made again", self.cfg.name, self.done_dir)
+                os.makedirs(self.done_dir, exist_ok=True)
+                self._act(path, original)   # raises again: the caller keeps it claimed and retries
+            # else the file was taken away meanwhile: nothing left to finish
         try:
             os.unlink(self._side_file(original))
         except FileNotFoundError:
             pass
         except OSError as exc:   # a stale side file is ignored by its mtime, and pruned at the next open
             log.warning("camera %s: cannot remove the reservation of %s (%s)", self.cfg.name, path, exc.strerror)
+
+    def _act(self, path: str, original: str) -> None:
+        action = self.cfg.done_action
+        if action == "delete":
+            os.unlink(path)
+        elif action == "mark":
+            os.replace(path, _free_name(original + ".done"))
+        else:
+            move_file(path, _free_name(os.path.join(self.done_dir, os.path.basename(original))))
+            fsync_dir(self.done_dir)   # the new entry first: a power cut must not keep only the removal
+        # The action is on disk before the reservation goes: a power cut cannot leave the file in the folder
+        # without its seq.
+        fsync_dir(self.folder)
 
     def _retry_unmoved(self) -> None:
         unmoved = self._claims.unmoved()
