@@ -80,6 +80,8 @@ class _SnapshotCollector:
         up = GaugeMetricFamily("ocr_source_up", "1 while the source delivers frames or is idle by design",
                                labels=["camera"])
         for name, c in cams.items():
+            if c.get("state") == "removed":   # by a reload: its counters go on below, it is no source that is down
+                continue
             fps.add_metric([name], float(c.get("fps", 0.0)))
             up.add_metric([name], 1.0 if c.get("state") in ("streaming", "idle") else 0.0)
         yield fps

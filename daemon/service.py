@@ -16,6 +16,7 @@ running); a good, changed one first records what is open with the running config
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -40,6 +41,24 @@ if TYPE_CHECKING:   # the pipeline (OpenCV, ONNX Runtime) loads in start(), not 
 log = logging.getLogger("daemon.service")
 
 FIRST_FRAME_WAIT_S = 0.25   # the loop wakes at least this often for watchdogs, signals and stats
+CONFIG_SETTLE_S = 0.5       # a config file changed this recently may still be being written: a reload waits ...
+CONFIG_SETTLE_MAX_S = 5.0   # ... at most this long for it to rest
+
+
+def wait_until_settled(path: str, clock=time.time, sleep=time.sleep) -> None:
+    """Returns once the file has not changed for CONFIG_SETTLE_S (or after CONFIG_SETTLE_MAX_S): a SIGHUP sent while
+    an editor still writes the file (truncated, then written) must not apply half of it."""
+    waited = 0.0
+    while waited < CONFIG_SETTLE_MAX_S:
+        try:
+            age = clock() - os.stat(path).st_mtime
+        except OSError:
+            return   # load() says what is wrong with it
+        if age >= CONFIG_SETTLE_S:
+            return
+        step = min(max(CONFIG_SETTLE_S - age, 0.05), CONFIG_SETTLE_MAX_S - waited)
+        sleep(step)
+        waited += step
 
 
 def add_arguments(parser) -> None:
@@ -47,7 +66,13 @@ def add_arguments(parser) -> None:
                         help="config file (default: ./config.yaml); SIGHUP re-reads it")
 
 
+# A SIGHUP before start() installs the daemon's handler (a deploy script's, in the first second) would end the
+# process with signal 129, which systemd counts as a clean exit and does not restart: held here, applied after.
+_SIGHUP_BEFORE_START = threading.Event()
+
+
 def main(args) -> int:
+    signal.signal(signal.SIGHUP, lambda signum, frame: _SIGHUP_BEFORE_START.set())
     cfg = config_mod.load(args.config)   # a ConfigError: cli.main's one line, exit 2
     if getattr(args, "log_level", None) is None:
         logging.getLogger().setLevel(cfg.service.log_level)
@@ -126,6 +151,8 @@ class Service:
         signal.signal(signal.SIGTERM, lambda signum, frame: self.request_stop())
         signal.signal(signal.SIGINT, lambda signum, frame: self.request_stop())
         signal.signal(signal.SIGHUP, lambda signum, frame: self.request_reload())
+        if _SIGHUP_BEFORE_START.is_set():   # the file may have changed since it was read
+            self.request_reload()
         self.notifier.status("loading models")
         self.lock = InstanceLock(cfg.outbox.path)
         self.lock.acquire()   # AlreadyRunning: main's "cannot start", exit 1, before any port or broker is touched
@@ -380,10 +407,13 @@ class Service:
                 self.recorder.record(lane, reading)
         self._unstored.due(time.monotonic())   # refused readings no frame offered again are losses now
 
-    def _flush_labels(self, why: str) -> None:
-        """Every label still being voted on is recorded now (SIGTERM's drain, SIGHUP's reload)."""
+    def _flush_labels(self, why: str, cameras=None) -> None:
+        """Every label still being voted on (of those cameras; None: all) is recorded now (SIGTERM's drain, SIGHUP's
+        reload), and a read cycle in progress ends."""
         for name, lane in list(self.lanes.items()):
-            readings = lane.flush()
+            if cameras is not None and name not in cameras:
+                continue
+            readings = lane.flush(why)
             if readings:
                 log.info("%s: %d label(s) still in view published (%s)", name, len(readings), why)
             for reading in readings:
@@ -397,6 +427,7 @@ class Service:
         from daemon.publish.outbox import Outbox
         from daemon.publish.sinks import sink_names
 
+        wait_until_settled(self.config_path)
         try:
             new = config_mod.load(self.config_path)
         except ConfigError as exc:
@@ -407,8 +438,6 @@ class Service:
         if new == old:
             log.info("SIGHUP: config unchanged")
             return True
-        self._finish_in_flight()   # its frames belong to the running models, outbox and filters
-        self._flush_labels("reload")   # so do the labels being voted on: published with the running config
         # RELOADING=1 ... READY=1 brackets the reload for systemd; MONOTONIC_USEC is what systemd 253+ expects.
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         plan = reload_plan(old, new, sink_names)
@@ -429,6 +458,10 @@ class Service:
             log.error("SIGHUP: the new config cannot be applied (%s); the running one stays", exc)
             self.notifier.send("READY=1", f"STATUS=config reload rejected: {exc}")
             return False
+        self._finish_in_flight()   # its frames belong to the running models, outbox and filters
+        # So do the labels being voted on by the lanes the reload replaces: published with the running config. The
+        # other lanes go on (a read cycle in progress on a camera the reload does not touch ends as it would).
+        self._flush_labels("a config reload", set(plan.stop_cameras) | set(plan.renew_lanes))
         if pipeline is not None:
             self.pipeline.close()
             self.pipeline = pipeline

@@ -363,10 +363,11 @@ class Heartbeat:
 
 def status_line(snap: dict) -> str:
     """systemd's STATUS= line from a snapshot: cameras up, fps, outbox rows, broker, sinks down, why unhealthy."""
-    fps = sum(c["fps"] for c in snap["cameras"].values())
-    up = sum(1 for c in snap["cameras"].values() if c["state"] in ("streaming", "idle"))
+    cams = [c for c in snap["cameras"].values() if c["state"] != "removed"]   # a reload removed: not down
+    fps = sum(c["fps"] for c in cams)
+    up = sum(1 for c in cams if c["state"] in ("streaming", "idle"))
     broker = ("connected" if snap["mqtt"]["connected"] else "disconnected") if snap["mqtt"]["enabled"] else "off"
-    line = (f"{up}/{len(snap['cameras'])} cameras up, {fps:.1f} fps, outbox {snap['outbox']['rows']} rows, "
+    line = (f"{up}/{len(cams)} cameras up, {fps:.1f} fps, outbox {snap['outbox']['rows']} rows, "
             f"broker {broker}")
     down = [f"{n} ({s['backlog']} waiting)" for n, s in snap.get("sinks", {}).items() if n != "mqtt" and not s["up"]]
     if down:   # the MQTT sink is the broker above

@@ -369,3 +369,15 @@ def test_a_print_that_carries_one_line_twice_is_judged_on_both(tmp_path):
     docs = results(outbox)
     assert [d["status"] for d in docs] == ["good_read", "mismatch"]
     assert [len(d["texts"]) for d in docs] == [2, 1]
+
+
+def test_a_cycle_ended_by_a_reload_before_any_frame_says_so_not_that_no_frame_came(tmp_path):
+    """Found from outside: a reload ended a cycle 1.4 s into its 4 s window with the note "no frame captured ...
+    (is the camera streaming?)", which was false."""
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=4, window_ms=60_000.0))
+    trigger(board, "r1", at=time.time())
+    lane.due(time.time())                                  # the cycle starts; no frame yet
+    [reading] = lane.flush("a config reload")
+    recorder.record(lane, reading)
+    [doc] = results(outbox)
+    assert doc["status"] == "no_read" and doc["note"] == "ended before a frame was read: a config reload"

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import urllib.request
 
 import cv2
@@ -92,6 +93,31 @@ def test_sighup_bad_config_keeps_running_and_good_config_adds_a_camera(tmp_path)
         assert wait_until(lambda: (tmp_path / "gate" / "done" / "b.png").exists(), 30), d.log()
         assert healthz(port)["cameras"] == {"scan": "idle", "gate": "idle"}
         assert metric(port, 'ocr_results_stored_total{camera="gate"}') == 1.0
+        # An editor's save caught half done (the file truncated): every key at its default would have been applied
+        # (another device id, outbox, broker and camera); it is refused like any bad config.
+        path.write_text("")
+        d.signal(signal.SIGHUP)
+        assert d.wait_log("holds no settings", 10), d.log()
+        assert healthz(port)["cameras"] == {"scan": "idle", "gate": "idle"}
+        assert d.alive()
+        d.signal(signal.SIGTERM)
+        assert d.wait(20) == 0
+    finally:
+        d.close()
+
+
+def test_a_sighup_while_the_daemon_starts_is_applied_once_it_runs_and_does_not_end_it(tmp_path):
+    """Found from outside: a SIGHUP in the first second of `run` ended the process (signal 129, which systemd
+    counts as a clean exit and does not restart)."""
+    (tmp_path / "scans").mkdir()
+    cfg = base_config(tmp_path)
+    path = write_config(tmp_path / "config.yaml", cfg)
+    d = Daemon(path, tmp_path / "daemon.log").start()
+    try:
+        time.sleep(1.5)                          # the models are still loading
+        d.signal(signal.SIGHUP)
+        assert d.wait_log("running: 1 camera(s)", 60), d.log()
+        assert d.wait_log("SIGHUP: config unchanged", 10), d.log()   # re-read once it ran: nothing changed
         assert d.alive()
         d.signal(signal.SIGTERM)
         assert d.wait(20) == 0
@@ -131,3 +157,17 @@ def test_camera_file_disappears_and_comes_back(tmp_path):
         assert metric(port, 'ocr_results_rejected_total{camera="belt",reason="duplicate"}') >= 1
     finally:
         d.close()
+
+
+def test_a_reload_waits_for_a_config_file_being_written_to_rest():
+    from daemon.service import CONFIG_SETTLE_MAX_S, CONFIG_SETTLE_S, wait_until_settled
+
+    slept = []
+    sleep = slept.append
+    wait_until_settled(__file__, clock=lambda: os.stat(__file__).st_mtime + 10.0, sleep=sleep)
+    assert slept == []                                     # untouched for a while: read at once
+    wait_until_settled(__file__, clock=lambda: os.stat(__file__).st_mtime + 0.1 + sum(slept), sleep=sleep)
+    assert 0.3 <= sum(slept) <= CONFIG_SETTLE_S            # written a moment ago: waited until it rested
+    slept.clear()
+    wait_until_settled(__file__, clock=lambda: os.stat(__file__).st_mtime, sleep=sleep)   # written all the time
+    assert sum(slept) == pytest.approx(CONFIG_SETTLE_MAX_S)

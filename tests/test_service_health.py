@@ -143,3 +143,18 @@ def test_the_watchdog_error_is_logged_once_while_its_reason_goes_on_with_rising_
     assert logged == ["not pinging the systemd watchdog: delivery is wedged: the oldest is 51 s old",
                       "not pinging the systemd watchdog: no frame made progress within stall_timeout_s=60",
                       "not pinging the systemd watchdog: delivery is wedged: the oldest is 9 s old"]
+
+
+def test_a_camera_a_reload_removed_is_not_counted_as_down():
+    """Found from outside: after a reload removed a camera, STATUS= said "2/3 cameras up" and ocr_source_up{camera}
+    stayed 0 for ever (an alert on source_up == 0 fired with every camera up). Its counters go on."""
+    from daemon.metrics import Metrics
+
+    snap = {"cameras": {"gate": {"fps": 2.0, "state": "streaming", "frames": 10},
+                        "old": {"fps": 0.0, "state": "removed", "frames": 7}},
+            "mqtt": {"enabled": False, "connected": False}, "outbox": {"rows": 0},
+            "health": {"healthy": True, "reasons": []}}
+    assert status_line(snap).startswith("1/1 cameras up, 2.0 fps")
+    text = Metrics(lambda: snap).exposition().decode()
+    assert 'ocr_source_up{camera="gate"} 1.0' in text and 'ocr_source_up{camera="old"}' not in text
+    assert 'ocr_frames_total{camera="old"} 7.0' in text

@@ -238,7 +238,12 @@ def load(path: str | os.PathLike, read_secrets: bool = True) -> Config:
     password or token, which are then neither read nor checked (a systemd credential exists only in the unit)."""
     try:
         with contextlib.nullcontext() if read_secrets else secrets_unread():
-            cfg = from_dict(parse_yaml(read_config_text(path)))
+            data = parse_yaml(read_config_text(path))
+            # An empty file would run on every default (another device id, outbox and broker): more likely an
+            # editor's save caught half done than a config anyone wrote.
+            if data is None or data == {}:
+                raise ConfigError("", "the file holds no settings (empty, or only comments)")
+            cfg = from_dict(data)
     except ConfigError as exc:
         exc.path = os.fspath(path)
         raise

@@ -205,9 +205,14 @@ class CycleLane(Lane):
                 self._start(trigger)
         return out
 
-    def flush(self) -> list[Reading]:
-        """A stop or reload during a cycle: it ends now, judged on the frames it has."""
-        return [self._finish()] if self._cycle is not None else []
+    def flush(self, why: str = "") -> list[Reading]:
+        """A stop or reload during a cycle (why): it ends now, judged on the frames it has; with none, the result's
+        note says why it ended, not that no frame came."""
+        if self._cycle is None:
+            return []
+        if why and self._cycle.frames == 0 and not self._cycle.note:
+            self._cycle.note = f"ended before a frame was read: {why}"
+        return [self._finish()]
 
     def recorded(self, reading: Reading, result_id: Optional[int]) -> None:
         """The recorder stored the cycle's result as result_id (None: the outbox refused it): the board is ready

@@ -146,8 +146,8 @@ class Lane:
         """Labels that left view or waited max_wait_s while the camera sent no frame."""
         return self._finished(self.tracker.due(now)) if self.tracker else []
 
-    def flush(self) -> list[Reading]:
-        """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload)."""
+    def flush(self, why: str = "") -> list[Reading]:
+        """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload: why)."""
         return self._finished(self.tracker.flush()) if self.tracker else []
 
     def _finished(self, labels: list[FinishedLabel]) -> list[Reading]:
