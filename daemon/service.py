@@ -445,10 +445,18 @@ class Service:
         pipeline = outbox = lock = None
         try:
             pipeline = OcrPipeline.from_config(new) if plan.pipeline else None
-            if plan.outbox and new.outbox.path != old.outbox.path:   # the new file is nobody else's either
-                lock = InstanceLock(new.outbox.path)
+            moved = plan.outbox and new.outbox.path != old.outbox.path
+            if moved:
+                owed = self.outbox.depth()[0]
+                if owed:   # they would stay behind in the old file, delivered by no one
+                    raise RuntimeError(f"outbox.path cannot move while {owed} reading(s) are owed in "
+                                       f"{old.outbox.path}: let them be delivered, or stop the daemon and move the "
+                                       "file by hand")
+                lock = InstanceLock(new.outbox.path)   # the new file is nobody else's either
                 lock.acquire()
             outbox = Outbox(new.outbox, sinks=sink_names(new)) if plan.outbox else None   # sinks fixed at open
+            if moved:
+                outbox.carry_seqs(self.outbox.last_seqs())   # seq and result_id go on, never back to 1
         except Exception as exc:
             for part in (pipeline, outbox):
                 if part is not None:

@@ -491,6 +491,27 @@ class Outbox:
                     pass
             return seq
 
+    def last_seqs(self) -> dict[str, int]:
+        """Each camera's last sequence number handed out."""
+        with self._lock:
+            return dict(self._seqs)
+
+    def carry_seqs(self, seqs: dict[str, int]) -> None:
+        """Another outbox's last numbers (a reload moving outbox.path): seq and result_id go on from them, never
+        back to 1. Raises on a write error (the caller's reload is rejected)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO camera_seq (camera, last_seq) VALUES (?, ?) ON CONFLICT (camera) "
+                    "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)", list(seqs.items()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback_quietly()
+                raise
+            for camera, seq in seqs.items():
+                self._seqs[camera] = max(self._seqs.get(camera, 0), seq)
+
     def put(self, camera: str, topic: str, msg_id: str, payload: bytes) -> PutResult:
         """Stores one message; durable when the result is truthy. Never raises for SQLite errors: a full or
         failing disk, a locked or corrupt database come back as a falsy PutResult (see its reason)."""
