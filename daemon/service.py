@@ -112,6 +112,7 @@ class Service:
         self.metrics = None
         self.metrics_server = None
         self._metrics_retry_at = 0.0   # monotonic time of the next try at a metrics port that was taken
+        self._metrics_old_address = None   # (host, port) still served after a reload moved metrics to a taken port
         self.page = None          # the local page (daemon/web/page.py); None with web off
         self.live = NoLive()      # the page's view of each camera (daemon/web/live.py)
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
@@ -192,13 +193,42 @@ class Service:
         self.metrics_server = start_metrics_server(self.cfg.metrics, self.metrics, self.health)
 
     def _retry_metrics_server(self, now: float) -> None:
-        """/healthz is what a supervisor watches: a metrics port that was taken at start is tried again."""
+        """/healthz is what a supervisor watches: a metrics port that was taken at start (or at a reload that moved
+        it, while the old one still serves) is tried again."""
         from daemon.metrics import METRICS_RETRY_S, start_metrics_server
 
-        if self.metrics_server is not None or not self.cfg.metrics.enabled or now < self._metrics_retry_at:
+        moving = self._metrics_old_address is not None
+        if (self.metrics_server is not None and not moving) or not self.cfg.metrics.enabled \
+                or now < self._metrics_retry_at:
             return
         self._metrics_retry_at = now + METRICS_RETRY_S
-        self.metrics_server = start_metrics_server(self.cfg.metrics, self.metrics, self.health, retry=True)
+        server = start_metrics_server(self.cfg.metrics, self.metrics, self.health, retry=True)
+        if server is not None:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()   # the old address, kept while the new one was taken
+            self.metrics_server, self._metrics_old_address = server, None
+
+    def _move_metrics_server(self, old: Config) -> None:
+        """A reload's metrics settings. Onto another port the new server starts first: if that port is taken the
+        old one keeps serving /healthz (a supervisor must not go blind) until the new one can be had."""
+        from daemon.metrics import start_metrics_server
+
+        running, self._metrics_old_address = self.metrics_server, None
+        new = self.cfg.metrics
+        if running is not None and new.enabled and new.port not in (0, old.metrics.port):
+            server = start_metrics_server(new, self.metrics, self.health)
+            if server is None:
+                self._metrics_old_address = (old.metrics.host, old.metrics.port)
+                log.warning("SIGHUP: /metrics and /healthz stay on %s:%d until %s:%d is free", old.metrics.host,
+                            running.port, new.host, new.port)
+                return
+            running.stop()
+            self.metrics_server = server
+            return
+        if running is not None:
+            running.stop()
+            self.metrics_server = None
+        self._start_metrics_server()
 
     def _start_evidence(self) -> None:
         from daemon.evidence import start_evidence
@@ -502,10 +532,7 @@ class Service:
             if name in filters and lane.filter is not filters[name]:
                 lane.filter.carry_from(filters[name])
         if plan.metrics:
-            if self.metrics_server is not None:
-                self.metrics_server.stop()
-                self.metrics_server = None
-            self._start_metrics_server()
+            self._move_metrics_server(old)
         if plan.evidence:
             self.evidence.stop()   # writes what is queued with the old settings
             self._start_evidence()

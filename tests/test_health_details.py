@@ -99,3 +99,38 @@ def test_a_taken_page_port_is_tried_again_and_the_page_comes_up(tmp_path, caplog
     finally:
         holder.close()
         page.stop()
+
+
+def test_a_reload_that_moves_metrics_to_a_taken_port_keeps_the_old_one_serving_until_it_can_move(tmp_path):
+    """Found from outside: the reload stopped the working listener first, and /healthz answered on neither port
+    until the new one was freed."""
+    old_port = free_port()
+    new_port, holder = _held_port()
+
+    def cfg(port: int) -> dict:
+        return {"device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(), "mqtt": {"enabled": False},
+                "cameras": [{"name": "cam", "kind": "sample", "max_fps": 1}], "web": {"enabled": False},
+                "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+                "metrics": {"host": "127.0.0.1", "port": port}}
+
+    path = write_config(tmp_path / "config.yaml", cfg(old_port))
+    service = Service(config.load(path), str(path))
+    service.start()
+    try:
+        write_config(path, cfg(new_port))
+        assert service.reload() is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{old_port}/healthz", timeout=10) as r:
+            assert r.status in (200, 503)            # still watched where it was
+        holder.close()
+        service._retry_metrics_server(time.monotonic() + 11.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{new_port}/healthz", timeout=10) as r:
+            assert r.status in (200, 503)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{old_port}/healthz", timeout=2)
+            moved = False
+        except OSError:
+            moved = True
+        assert moved                                 # and the old address is let go
+    finally:
+        holder.close()
+        service.close()
