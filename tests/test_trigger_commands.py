@@ -46,6 +46,8 @@ def test_a_refused_trigger_answers_with_its_trigger_id_where_it_can_be_read():
         outcome, body = offer_command(boards, "cam", bad_id, "http")
         assert outcome == "bad" and json.loads(body)["trigger_id"] is None
     assert boards["cam"].state().counters.triggers == 0      # none of them triggered anything
+    outcome, body = offer_command(boards, "conveyor", b'{"trigger_id": "106"}', "mqtt")   # not a triggered camera
+    assert outcome == "unknown" and json.loads(body)["trigger_id"] == "106"
 
 
 def test_the_answer_is_one_json_object():

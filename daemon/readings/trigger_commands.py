@@ -68,7 +68,7 @@ def offer_command(boards: Mapping, camera: str, body: bytes, source: str) -> tup
     page's workers); the board is thread-safe."""
     board = boards.get(camera)
     if board is None:
-        return "unknown", answer(camera, None, False, _not_triggered(camera))
+        return "unknown", answer(camera, _trigger_id_of(body), False, _not_triggered(camera))
     try:
         trigger = parse_trigger(camera, body, source)
     except BadCommand as exc:
