@@ -10,8 +10,9 @@ return, then wakes the sinks. An idle triggered camera's frames are not OCR'd. S
 Signals: SIGTERM (and SIGINT) stop the cameras, OCR the frames already handed over, record the labels and read
 cycles still open, let the sinks drain the outbox for at most service.drain_timeout_s, then exit 0 with the rest
 on disk for the next start. SIGHUP re-reads the config file; a bad one is logged and rejected (the old one keeps
-running); a good, changed one first records what is open with the running config, then restarts only what changed
-(daemon/reload_plan.py). Counters, the snapshot, health and the watchdog: daemon/status.py.
+running); a good, changed one first loads what can fail (models, an outbox file), then records what is open in the
+cameras it restarts or renews with the running config, then restarts only what changed (daemon/reload_plan.py).
+Counters, the snapshot, health and the watchdog: daemon/status.py.
 """
 from __future__ import annotations
 
@@ -580,8 +581,8 @@ class Service:
         self.looks.close()
         lost = self._unstored.flush()
         if lost:
-            log.warning("stopping: %d reading(s) refused by a full outbox (full_policy refuse_new) or a full or failing "
-                        "disk were never stored", lost)
+            log.warning("stopping: %d reading(s) refused by a full outbox (full_policy refuse_new) or a full or "
+                        "failing disk were never stored", lost)
         if self.outbox.close():
             log.info("stopped: %d result(s) left in the outbox %s for the next start", left, self.cfg.outbox.path)
         else:   # its file was deleted and could not be written anew (the outbox logged why)
