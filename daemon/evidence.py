@@ -125,6 +125,7 @@ class EvidenceStore:
         self._lock = threading.Lock()             # the index: the writer changes it, the page reads it
         self._entries: "OrderedDict[str, _Entry]" = OrderedDict()
         self._bytes = 0
+        self._gone_logged = False   # the folder gone and not made again: logged once
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         self._thread: Optional[threading.Thread] = None
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +211,8 @@ class EvidenceStore:
         """Encodes and writes one reading now (the writer thread; tests call it directly), then evicts."""
         import cv2
 
+        if not self._folder_there():
+            return False
         if self._free_bytes(str(self.dir)) < self.cfg.min_free_bytes:
             with self._lock:
                 self.counters.dropped_disk_low += 1
@@ -226,14 +229,15 @@ class EvidenceStore:
                 if rect is not None:
                     x0, y0, x1, y1 = rect
                     blobs.append((k, _encode(image[y0:y1, x0:x1], params)))
-        written = 0
+        written, made = 0, []
         try:
             for k, blob in blobs:
                 _write_file(self.dir / _name(msg_id, k), blob)
+                made.append(k)
                 written += len(blob)
         except OSError as exc:
             log.warning("evidence: %s not kept: %s", msg_id, exc)
-            for k, _ in blobs:
+            for k in made:   # only what this write made (a read-only folder made none)
                 _unlink(self.dir / _name(msg_id, k))
             with self._lock:
                 self.counters.write_errors += 1
@@ -247,6 +251,28 @@ class EvidenceStore:
             self._bytes += written
             self.counters.written += 1
         self._evict()
+        return True
+
+    def _folder_there(self) -> bool:
+        """The folder, made again where it was removed while the daemon ran (its readings went with it: forgotten,
+        so the counts and the page tell the truth). False, counted, when it cannot be made."""
+        if self.dir.is_dir():
+            self._gone_logged = False
+            return True
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            with self._lock:
+                self.counters.write_errors += 1
+            if not self._gone_logged:
+                log.error("evidence: the folder %s is gone and cannot be made again (%s); nothing is kept until it "
+                          "can", self.dir, exc.strerror)
+                self._gone_logged = True
+            return False
+        with self._lock:
+            lost, self._entries, self._bytes = len(self._entries), OrderedDict(), 0
+        log.warning("evidence: the folder %s was removed while the daemon ran; made again (%d reading(s) it held "
+                    "are forgotten)", self.dir, lost)
         return True
 
     def _evict(self) -> None:

@@ -199,3 +199,32 @@ def test_evidence_counters_are_exported_to_prometheus(tmp_path):
     assert samples[("ocr_evidence_bytes", ())] == snap["bytes"]
     assert samples[("ocr_evidence_readings", ())] == snap["readings"]
     assert "ocr_evidence" not in Metrics(lambda: {"evidence": {"enabled": False}}).exposition().decode()
+
+
+def test_a_folder_removed_while_running_is_made_again_and_its_readings_forgotten(tmp_path, caplog):
+    """Found from outside: with the folder removed every reading logged an ERROR with a traceback, nothing was kept
+    until a restart, and the counts and the page still listed files that were gone."""
+    import shutil
+
+    s = store(tmp_path)
+    assert s.write(mid(1), frame(1), [BOX])
+    shutil.rmtree(tmp_path / "ev")
+    assert s.write(mid(2), frame(2), [BOX])
+    assert s.path(mid(2)) is not None and s.path(mid(1)) is None
+    snap = s.snapshot()
+    assert snap["readings"] == 1 and snap["bytes"] == sum(f.stat().st_size for f in (tmp_path / "ev").iterdir())
+    assert "made again (1 reading(s) it held are forgotten)" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_write_that_fails_removes_only_what_it_made(tmp_path, monkeypatch, caplog):
+    """Found from outside: a read-only folder logged a 'cannot delete' line for every frame and crop name the write
+    never made (12 lines a reading)."""
+    import daemon.evidence as evidence
+
+    s = store(tmp_path)
+
+    def refuse(path, blob):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(evidence, "_write_file", refuse)
+    assert not s.write(mid(1), frame(1), [BOX, BOX, BOX])
+    assert "cannot delete" not in caplog.text and s.snapshot()["write_errors"] == 1
