@@ -151,6 +151,28 @@ def _check_paths(cfg: Config) -> None:
     check_path("web.token_file", cfg.web.token_file)
     check_path("web.saved_frames_dir", cfg.web.saved_frames_dir, writes_into=True)
     check_path("evidence.dir", cfg.evidence.dir, writes_into=True)
+    _check_folders_apart(cfg)
+
+
+def _check_folders_apart(cfg: Config) -> None:
+    """The folders the daemon reads images from or writes files into are different folders: evidence written into
+    a watched folder is read as scans, and saved frames pruned in a done_dir would delete archived scans."""
+    folders = []
+    for i, cam in enumerate(cfg.cameras):
+        if cam.kind == "folder":
+            folders.append((f"cameras[{i}].uri", cam.uri))
+            if cam.done_action == "move" and cam.done_dir:
+                folders.append((f"cameras[{i}].done_dir", cam.done_dir))
+    if cfg.web.enabled:
+        folders.append(("web.saved_frames_dir", cfg.web.saved_frames_dir))
+    if cfg.evidence.enabled:
+        folders.append(("evidence.dir", cfg.evidence.dir))
+    seen: dict[str, str] = {}
+    for key, folder in folders:
+        where = os.path.normpath(os.path.abspath(folder))
+        require(where not in seen or seen[where] == key, key, folder,
+                f"is {seen.get(where)} too: the daemon's folders must be apart")
+        seen.setdefault(where, key)
 
 
 def config_warnings(cfg: Config) -> list[tuple[str, str]]:

@@ -3,12 +3,15 @@ set, an ROI to measure), at most max_files in the folder, the oldest deleted fir
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from daemon.atomic_write import write_atomic
+
+_SAVED = re.compile(r".+-\d{8}T\d{6}\.\d{3}Z\.png")   # saved_name()'s: the only files the bound removes
 
 
 def saved_name(camera: str, captured_at: float) -> str:
@@ -27,7 +30,8 @@ def save_frame(folder: str, camera: str, image: np.ndarray, captured_at: float, 
     root.mkdir(parents=True, exist_ok=True)
     path = root / saved_name(camera, captured_at)
     write_atomic(path, buf.tobytes())
-    pngs = sorted((p for p in root.glob("*.png") if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
+    pngs = sorted((p for p in root.glob("*.png") if _SAVED.fullmatch(p.name) and p.is_file()),
+                  key=lambda p: (p.stat().st_mtime, p.name))
     for old in pngs[:max(0, len(pngs) - max_files)]:
         try:
             os.unlink(old)
