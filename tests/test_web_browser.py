@@ -243,3 +243,18 @@ def test_the_page_fits_a_phone_screen(running):
         assert 0.8 * width[1] <= img_w <= width[1]
     finally:
         driver.quit()
+
+
+def test_a_token_no_longer_taken_says_so_not_that_the_daemon_is_silent(page, running):
+    """Found from outside: after the token changed, the page said "no answer from the daemon" while the daemon
+    answered 401."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page.delete_all_cookies()                         # as a token rotated on the daemon leaves this page
+    try:
+        WebDriverWait(page, 20).until(lambda d: d.execute_script(
+            "const s = document.getElementById('stale');"
+            "return !s.hidden && s.textContent.includes('access token is no longer valid');"))
+    finally:
+        page.get(running["url"] + f"/?token={PAGE_TOKEN}")   # the next test's page, as the fixture left it
+        WebDriverWait(page, 60).until(lambda d: d.execute_script("return document.body.dataset.ready === '1';"))

@@ -168,9 +168,16 @@ function renderSummary(s) {
 async function poll() {
   try {
     const r = await fetch("/api/state", {cache: "no-store"});
+    const stale = document.getElementById("stale");
+    if (r.status === 401) {   // the daemon answers: this page's token is no longer the one it takes
+      stale.textContent = "the access token is no longer valid: open the page again with /?token=… (showing the last state)";
+      stale.hidden = false;
+      setTimeout(poll, refreshMs);
+      return;
+    }
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const s = await r.json();
-    document.getElementById("stale").hidden = true;
+    stale.hidden = true;
     renderSummary(s);
     for (const [name, cam] of Object.entries(s.cameras)) renderCamera(name, cam);
     for (const name of [...cards.keys()]) {
@@ -178,7 +185,9 @@ async function poll() {
     }
     document.body.dataset.ready = "1";
   } catch (e) {
-    document.getElementById("stale").hidden = false;
+    const stale = document.getElementById("stale");
+    stale.textContent = "no answer from the daemon: showing the last state";
+    stale.hidden = false;
   }
   setTimeout(poll, refreshMs);
 }
