@@ -52,6 +52,9 @@ class Lane:
         self.camera = cam.name
         self.code_formats = tuple(cam.codes)
         self._readers: dict = {}   # code formats -> CodeReader (a read cycle's recipe may name other formats)
+        # A folder camera's scans are read once each: a format left out of one (the default list learns which
+        # formats a camera's labels carry, for a stream where a label stays in view) would be lost for good.
+        self._learn_codes = cam.kind != "folder"
         self.filter = ResultFilter(FilterRules.from_camera(cam))
         self.join_dots_px = cam.join_dots_px
         self.equalize_detection = cam.equalize_detection
@@ -87,7 +90,8 @@ class Lane:
         t0 = time.perf_counter()
         try:
             # The camera's own reader: what the default list learns (the formats its labels carry) is this camera's.
-            reader = self._readers.get(formats) or self._readers.setdefault(formats, CodeReader(formats))
+            reader = self._readers.get(formats) or self._readers.setdefault(
+                formats, CodeReader(formats, learn=self._learn_codes))
             codes = reader.read(image)
         except Exception:
             log.exception("%s: reading codes failed", self.camera)
