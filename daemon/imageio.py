@@ -52,12 +52,11 @@ def read_image(path: str | os.PathLike, limits: DecodeLimits = NO_LIMITS) -> np.
 
 def read_image_file(path: str | os.PathLike, limits: DecodeLimits = NO_LIMITS,
                     nofollow: bool = False) -> tuple[np.ndarray, os.stat_result]:
-    """Decodes a file; also returns its fstat (size and mtime of what was read). With nofollow, a symlink
-    is refused (O_NOFOLLOW), and so is anything but a regular file (opened non-blocking, so a FIFO cannot
-    hang the reader)."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    """Decodes a file; also returns its fstat (size and mtime of what was read). Anything but a regular file is
+    refused (opened non-blocking, so a FIFO cannot hang the reader); with nofollow, a symlink too (O_NOFOLLOW)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if nofollow:
-        flags |= os.O_NOFOLLOW | os.O_NONBLOCK
+        flags |= os.O_NOFOLLOW
     try:
         fd = os.open(path, flags)
     except OSError as exc:

@@ -23,10 +23,16 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from daemon import config
-from daemon.imageio import IMAGE_SUFFIXES, ImageError, read_image
+from daemon.imageio import IMAGE_SUFFIXES, DecodeLimits, ImageError, read_image
+from daemon.printable import printable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# A folder camera's default decode limits (cameras[].max_frame_pixels, max_file_bytes), checked from the header
+# before any pixel is decoded: a small PNG that decodes to gigabytes is refused, not read.
+ONCE_LIMITS = DecodeLimits(config.CameraConfig.__dataclass_fields__["max_frame_pixels"].default,
+                           config.CameraConfig.__dataclass_fields__["max_file_bytes"].default)
 
 # Images decoded ahead of the pipeline: two keep the worker busy while a frame is detected and the one
 # before it recognized, and bound the memory to a few frames.
@@ -68,11 +74,11 @@ def main(args: argparse.Namespace) -> int:
         item = loaded.pop(i)
         if result is None:
             failures += 1
-            _emit({"image": paths[i], "error": item.error}, args.json)
+            _emit({"image": printable(paths[i]), "error": printable(item.error)}, args.json)
             continue
         timing = {"decode": round(item.decode_ms, 3), **result.timing_ms, "codes": round(item.codes_ms, 3)}
         timing["total"] = round(sum(timing.values()), 3)
-        _emit({"image": paths[i], "texts": [line.to_json() for line in result.lines],
+        _emit({"image": printable(paths[i]), "texts": [line.to_json() for line in result.lines],
                "codes": [code.to_json() for code in item.codes], "timing_ms": timing}, args.json)
     return 1 if failures else 0
 
@@ -91,7 +97,7 @@ def load(path: str, codes_reader) -> Loaded:
     """Decode one image and read its codes (they need the pixels, not the OCR)."""
     t0 = time.perf_counter()
     try:
-        frame = read_image(path)
+        frame = read_image(path, ONCE_LIMITS)
     except ImageError as exc:
         return Loaded(None, error=str(exc), decode_ms=(time.perf_counter() - t0) * 1000.0)
     t1 = time.perf_counter()

@@ -64,3 +64,30 @@ def test_a_command_imports_only_its_own_module():
     assert done.stdout.split() == ["daemon.once", "False"], done.stderr
     listing = _cli("--help")
     assert listing.returncode == 0 and "once" in listing.stdout and "calibrate" in listing.stdout
+
+
+def test_once_refuses_a_bomb_a_fifo_and_names_a_latin1_file_in_valid_utf8(tmp_path):
+    """Found from outside: a 168 KB PNG of 12000x12000 took 2 GB (no decode limit in `once`), a FIFO named on the
+    command line hung it for ever, and a Latin-1 file name broke its JSON output."""
+    import os
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    bomb = tmp_path / "bomb.png"   # 12000x12000 grey, every row the same: tiny on disk
+    rows = zlib.compress(b"".join(b"\x00" + bytes(12000) for _ in range(12000)), 9)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    fifo = tmp_path / "scanner.png"
+    os.mkfifo(fifo)
+    latin = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    with open(latin, "wb") as f:
+        f.write((sorted(SAMPLES.glob("*.png"))[0]).read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "daemon", "once", str(bomb), str(fifo), latin, "--json"],
+                          capture_output=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]   # valid UTF-8, each line
+    assert "pixels" in lines[0]["error"] or "max_frame_pixels" in lines[0]["error"], lines[0]
+    assert "not a regular file" in lines[1]["error"]
+    assert lines[2]["image"].endswith("caf\\xe9.png") and lines[2]["texts"]
