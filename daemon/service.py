@@ -16,6 +16,7 @@ Counters, the snapshot, health and the watchdog: daemon/status.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -114,6 +115,7 @@ class Service:
         self.metrics_server = None
         self._metrics_retry_at = 0.0   # monotonic time of the next try at a metrics port that was taken
         self._metrics_old_address = None   # (host, port) still served after a reload moved metrics to a taken port
+        self._secret_digests = config_mod.secret_digests(cfg)   # what a reload compares: a rotated token applies
         self.page = None          # the local page (daemon/web/page.py); None with web off
         self.live = NoLive()      # the page's view of each camera (daemon/web/live.py)
         self.evidence = None      # the evidence store (daemon/evidence.py), or NoEvidence with it off
@@ -466,12 +468,17 @@ class Service:
             self.notifier.status(f"config reload rejected: {exc}")
             return False
         old = self.cfg
-        if new == old:
+        digests = config_mod.secret_digests(new)
+        rotated = {part for part, d in digests.items() if d != self._secret_digests.get(part)}
+        if new == old and not rotated:
             log.info("SIGHUP: config unchanged")
             return True
         # RELOADING=1 ... READY=1 brackets the reload for systemd; MONOTONIC_USEC is what systemd 253+ expects.
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         plan = reload_plan(old, new, sink_names)
+        if rotated:   # a token or password file rotated: the parts that hold it start again with the new one
+            log.info("SIGHUP: new secrets for %s", " and ".join(sorted(rotated)))
+            plan = dataclasses.replace(plan, web=plan.web or "web" in rotated, sinks=plan.sinks or "sinks" in rotated)
         # First everything that can fail, with the running parts untouched: new models, a new outbox file.
         pipeline = outbox = lock = None
         try:
@@ -542,6 +549,7 @@ class Service:
             self._start_web()
         if plan.log_level:
             logging.getLogger().setLevel(new.service.log_level)
+        self._secret_digests = digests
         log.info("SIGHUP: config %s applied", self.config_path)
         self.notifier.send("READY=1", f"STATUS=config reloaded; {status_line(self.snapshot())}")
         return True

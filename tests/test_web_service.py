@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 from broker import free_port, wait_until
@@ -60,3 +61,33 @@ def test_check_config_refuses_a_wider_bind_without_a_token(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "web.host: '0.0.0.0' is not a loopback address: set web.token_env or web.token_file" in run.stderr + run.stdout
+
+
+def test_a_rotated_token_file_is_applied_by_a_reload(tmp_path):
+    """Found from outside: after a leaked page token was replaced in its file, SIGHUP said "config unchanged" and the
+    old token still opened the page."""
+    from daemon import config as config_mod
+    from daemon.service import Service
+
+    def status(port: int, token: str) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/state", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    port = free_port()
+    token = tmp_path / "token"
+    token.write_text("old-token-0123456789abcdef\n")
+    path = write_config(tmp_path / "config.yaml", config(tmp_path, port, token_file=str(token)))
+    service = Service(config_mod.load(path), str(path))
+    service.start()
+    try:
+        assert wait_until(lambda: status(port, "old-token-0123456789abcdef") == 200, 30)
+        token.write_text("new-token-fedcba9876543210\n")
+        assert service.reload() is True
+        assert wait_until(lambda: status(port, "new-token-fedcba9876543210") == 200, 30)
+        assert status(port, "old-token-0123456789abcdef") == 401
+    finally:
+        service.close()

@@ -35,7 +35,8 @@ from daemon.config.mqtt import (MAX_KEEPALIVE_S, MQTT_MAX_PACKET_IDS, SQLITE_MAX
                                 max_inflight_limit)
 from daemon.config.ocr import EnginesConfig, GpuConfig, OcrConfig
 from daemon.config.outbox import OutboxConfig
-from daemon.config.secrets import MAX_SECRET_BYTES, mqtt_password, opcua_password, secret, web_token
+from daemon.config.secrets import (MAX_SECRET_BYTES, mqtt_password, opcua_password, secret, secret_digests,
+                                   web_token)
 from daemon.config.service import MetricsConfig, ServiceConfig
 from daemon.config.recipes import RecipeConfig
 from daemon.config.sinks import (SINKS, HomeAssistantConfig, ModbusSectionConfig, OpcUaConfig, SparkplugConfig,
@@ -50,7 +51,7 @@ __all__ = [
     "SparkplugConfig", "TlsConfig", "WebConfig",
     "build", "config_warnings", "enabled_sinks", "from_dict", "is_loopback_host", "load", "load_or_defaults",
     "machine_device_id", "max_inflight_limit", "mqtt_password", "opcua_password", "publish_mode",
-    "resolve_device_id", "resolve_state_paths", "secret", "valid_name", "validate", "web_token",
+    "resolve_device_id", "resolve_state_paths", "secret", "secret_digests", "valid_name", "validate", "web_token",
     "INT64_MAX", "LIVE_KINDS", "MAX_CONFIG_BYTES", "MAX_DURATION_S", "MAX_KEEPALIVE_S", "MAX_MESSAGE_CHARS",
     "MAX_NUMBER_CHARS", "MAX_PATTERN_CHARS", "MAX_PATTERN_REPEAT", "MAX_PATTERNS_TOTAL_CHARS", "MAX_SECRET_BYTES",
     "MAX_YAML_DEPTH", "MAX_YAML_VALUES", "MIN_TOKEN_CHARS", "MQTT_MAX_PACKET_IDS", "MQTT_MAX_STRING_BYTES",

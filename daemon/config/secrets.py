@@ -92,3 +92,16 @@ def opcua_password(o: OpcUaConfig) -> Optional[str]:
 def web_token(w: WebConfig) -> Optional[str]:
     """The page's access token (web.token_env or web.token_file); None when neither is set."""
     return secret("web.token", w.token_env, w.token_file)
+
+
+def secret_digests(cfg) -> dict[str, str]:
+    """Per part that holds a secret ("web", "sinks"), a digest of what its secrets read now (not the values): a reload
+    that finds one changed (a token or password file rotated, the config itself unchanged) restarts that part."""
+    import hashlib
+
+    def digest(*values: Optional[str]) -> str:
+        return hashlib.sha256("\0".join(v or "" for v in values).encode("utf-8", "surrogatepass")).hexdigest()
+    return {"web": digest(web_token(cfg.web) if cfg.web.enabled else None),
+            "sinks": digest(mqtt_password(cfg.mqtt) if cfg.mqtt.enabled or cfg.sparkplug.enabled
+                            or cfg.homeassistant.enabled else None,
+                            opcua_password(cfg.opcua) if cfg.opcua.enabled else None)}
