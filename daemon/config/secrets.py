@@ -99,9 +99,15 @@ def secret_digests(cfg) -> dict[str, str]:
     that finds one changed (a token or password file rotated, the config itself unchanged) restarts that part."""
     import hashlib
 
-    def digest(*values: Optional[str]) -> str:
-        return hashlib.sha256("\0".join(v or "" for v in values).encode("utf-8", "surrogatepass")).hexdigest()
-    return {"web": digest(web_token(cfg.web) if cfg.web.enabled else None),
-            "sinks": digest(mqtt_password(cfg.mqtt) if cfg.mqtt.enabled or cfg.sparkplug.enabled
-                            or cfg.homeassistant.enabled else None,
-                            opcua_password(cfg.opcua) if cfg.opcua.enabled else None)}
+    def read(get, section) -> str:
+        try:
+            return get(section) or ""
+        except ConfigError as exc:   # gone since the config was loaded: load() says so at the reload
+            return f"unreadable: {exc}"
+
+    def digest(*values: str) -> str:
+        return hashlib.sha256("\0".join(values).encode("utf-8", "surrogatepass")).hexdigest()
+    mqtt_used = cfg.mqtt.enabled or cfg.sparkplug.enabled or cfg.homeassistant.enabled
+    return {"web": digest(read(web_token, cfg.web) if cfg.web.enabled else ""),
+            "sinks": digest(read(mqtt_password, cfg.mqtt) if mqtt_used else "",
+                            read(opcua_password, cfg.opcua) if cfg.opcua.enabled else "")}
