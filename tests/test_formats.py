@@ -78,3 +78,13 @@ def test_config_names_the_key_of_an_unknown_format_or_code():
     with pytest.raises(config.ConfigError) as exc:
         config.from_dict({"cameras": [{"name": "c", "codes": ["Code128", "QR"]}]})
     assert exc.value.key == "cameras[0].codes[1]"
+
+
+def test_fullwidth_and_superscript_digits_are_no_identifier_digits():
+    """Found from outside: the recognizer's dictionary has ０-９, ² and ³; '４006381333931' passed as a GTIN with the
+    fullwidth digit left in the published text."""
+    from daemon.formats import check_line, gs1_mod10_is_valid
+
+    assert not gs1_mod10_is_valid("\uff14006381333931") and gs1_mod10_is_valid("4006381333931")
+    assert check_line("\uff14006381333931", ("gtin",)) is None          # not in a GTIN's shape: left to the patterns
+    assert check_line("4006381333931", ("gtin",)).format == "gtin"

@@ -30,7 +30,12 @@ LETTER_TO_DIGIT = {"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "S": "5", "
                    "T": "7", "A": "4"}
 DIGIT_TO_LETTER = {"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G", "7": "T", "4": "A"}
 
-_AI_PREFIX = re.compile(r"^\((\d{2})\)")
+_AI_PREFIX = re.compile(r"^\(([0-9]{2})\)")
+
+
+def _digits(value: str) -> bool:
+    """ASCII digits only: str.isdigit() takes fullwidth and superscript digits, which no identifier carries."""
+    return bool(value) and all("0" <= ch <= "9" for ch in value)
 
 
 def s10_check_digit(serial8: str) -> str:
@@ -42,16 +47,16 @@ def s10_check_digit(serial8: str) -> str:
 
 
 def s10_is_valid(value: str) -> bool:
-    return bool(re.fullmatch(r"[A-Z]{2}\d{9}[A-Z]{2}", value)) and s10_check_digit(value[2:10]) == value[10]
+    return bool(re.fullmatch(r"[A-Z]{2}[0-9]{9}[A-Z]{2}", value)) and s10_check_digit(value[2:10]) == value[10]
 
 
 def gs1_mod10_is_valid(value: str) -> bool:
     """GS1 mod 10 (GTIN-8/12/13/14, SSCC): the last digit checks the others."""
-    return value.isdigit() and len(value) >= 2 and ean.calc_check_digit(value[:-1]) == value[-1]
+    return _digits(value) and len(value) >= 2 and ean.calc_check_digit(value[:-1]) == value[-1]
 
 
 def iso6346_is_valid(value: str) -> bool:
-    return bool(re.fullmatch(r"[A-Z]{3}[UJZR]\d{7}", value)) and iso6346.is_valid(value)
+    return bool(re.fullmatch(r"[A-Z]{3}[UJZR][0-9]{7}", value)) and iso6346.is_valid(value)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Checked:
 
 
 def _fits(ch: str, cls: str) -> bool:
-    return ch.isdigit() if cls == "D" else ("A" <= ch <= "Z")
+    return ("0" <= ch <= "9") if cls == "D" else ("A" <= ch <= "Z")
 
 
 def _lookalike(ch: str, cls: str) -> Optional[str]:
