@@ -43,6 +43,6 @@ def test_a_camera_made_triggered_by_a_reload_takes_mqtt_triggers(tmp_path, broke
     finally:
         rec.close()
     answers = [json.loads(m.payload) for m in rec.on_topic("ocr/st1/belt/trigger/answer")]
-    assert [(a["trigger_id"], a["accepted"]) for a in answers] == [(None, False), ("after-reload", True)]
+    assert [(a["trigger_id"], a["accepted"]) for a in answers] == [("early", False), ("after-reload", True)]
     [result] = [m.json() for m in rec.results() if m.json().get("trigger_id") == "after-reload"]
     assert result["trigger_source"] == "mqtt" and result["status"] == "good_read"   # the sample labels read
