@@ -9,8 +9,9 @@ restart), QoS 1, to the state topic:
     {"state": <text, cut to 255 characters>, "text": <full text>, "confidence": ..., "id": ..., "captured_at": ...,
      "seq": ..., "lines": ...}
 The sensor's value is "state" (Home Assistant refuses longer states); the rest are its attributes.
-A camera first seen in a row (not configured) gets its config before its first state. Removing a camera from the
-config leaves its retained config behind: clear it with an empty retained message to that config topic.
+A camera first seen in a row (not configured) gets its config before its first state. A camera a reload removes
+has its retained config and state cleared (set_cameras: Home Assistant removes the sensor); one removed while the
+daemon was stopped leaves its retained config behind: clear it with an empty retained message to that topic.
 """
 from __future__ import annotations
 

@@ -7,10 +7,14 @@ A session is one MQTT connection (mqtt_session.py, a fresh client each time):
 - CONNECT carries the will: NDEATH with this session's bdSeq (0..255, one more for every connection, kept in
   `sparkplug-bdseq` beside the outbox file so a restart goes on from the last one: a late will of the previous
   run never carries the bdSeq of the new NBIRTH);
-- NBIRTH with seq 0 and the same bdSeq, then a DBIRTH per configured camera with its last values, then one DDATA
-  per reading in outbox order; seq goes up by one with every message after NBIRTH and wraps 255 -> 0;
+- NBIRTH with seq 0 and the same bdSeq, then a DBIRTH per configured camera with its last values (births at QoS
+  0, as the specification says), then one DDATA per reading in outbox order; seq goes up by one with every message
+  after NBIRTH and wraps 255 -> 0;
+- with sparkplug.primary_host_id, the births (and so the data) wait until spBv1.0/STATE/<id> says the host is
+  online; a STATE offline ends the session (NDEATH) and the readings wait in the outbox;
 - NCMD "Node Control/Rebirth" = true: NBIRTH (seq 0, same bdSeq) and every DBIRTH again;
-- a camera not configured (rows of a removed one) is born before its first DDATA;
+- a camera a reload removes gets its DDEATH and is not born again; one it adds is born at once;
+- a camera not configured (a row it left) is born before its first DDATA, and a removed one dies again after it;
 - stop: NDEATH published by us (a clean DISCONNECT suppresses the will), then DISCONNECT.
 A reading leaves the outbox for this sink once its DDATA is acknowledged (sparkplug.qos 1, default) or written to
 the socket (qos 0, what the specification asks for; a cut can then lose the readings in flight).
