@@ -651,3 +651,17 @@ def test_a_write_to_a_coil_the_map_does_not_list_is_an_illegal_address(station, 
     assert not station.boards["cam1"].state().counters.triggers   # nothing of it applied
     plc.trigger(CAM1)                                                # the listed ones still work
     assert plc.di(CAM1)[DI_TRIGGER_ACK]
+
+
+def test_a_coil_write_of_a_value_other_than_on_or_off_is_an_illegal_value(station, plc):
+    """Found from outside: FC5 with 0x1234 was taken as ON (it set result_ack). The specification: 0xFF00 ON,
+    0x0000 OFF, anything else exception 03."""
+    import struct
+
+    with socket.create_connection(("127.0.0.1", station.port), timeout=5) as s:
+        s.sendall(struct.pack(">HHHB", 7, 0, 6, UNIT) + struct.pack(">BHH", 5, CAM1, 0x1234))
+        reply = s.recv(64)
+    assert reply[7] == 0x85 and reply[8] == 3                       # exception 03, illegal data value
+    assert not station.boards["cam1"].state().counters.triggers      # nothing triggered
+    plc.trigger(CAM1)                                                # 0xFF00 still is ON
+    assert plc.di(CAM1)[DI_TRIGGER_ACK]

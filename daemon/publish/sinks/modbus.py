@@ -105,6 +105,8 @@ from types import MappingProxyType
 from typing import Mapping, Optional
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ExceptionResponse
+from pymodbus.pdu.bit_message import WriteSingleCoilRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -406,9 +408,23 @@ class _Connection(ServerRequestHandler):
         return self.last_request if self.last_request is not None else self.opened
 
 
+class _WriteSingleCoil(WriteSingleCoilRequest):
+    """FC 5 as the Modbus specification has it: 0xFF00 is ON, 0x0000 OFF, and any other value exception 03
+    (pymodbus takes every value that is not 0 as ON)."""
+
+    def decode(self, data: bytes) -> None:
+        super().decode(data)
+        self.value = int.from_bytes(data[2:4], "big")
+
+    async def datastore_update(self, context, device_id: int):
+        if getattr(self, "value", 0xFF00) not in (0x0000, 0xFF00):
+            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
+        return await super().datastore_update(context, device_id)
+
+
 class _Server(ModbusTcpServer):
     def __init__(self, devices, address, max_connections: int, idle_timeout_s: float):
-        super().__init__(devices, address=address)
+        super().__init__(devices, address=address, custom_pdu=[_WriteSingleCoil])
         self._max_connections = max_connections
         self._idle_timeout_s = idle_timeout_s
         self._sweeper: Optional[asyncio.Task] = None
