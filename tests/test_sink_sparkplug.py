@@ -68,6 +68,35 @@ def check_session_order(msgs) -> dict:
     return ids
 
 
+def _recording(broker, cleanup) -> Recorder:
+    rec = Recorder(broker.port, topic="spBv1.0/#")
+    cleanup(rec.close)
+    rec.wait_subscribed()
+    return rec
+
+
+def _started(cfg, tmp_path, cleanup) -> tuple[SparkplugSink, Outbox]:
+    ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
+    cleanup(ob.close)
+    sink = SparkplugSink(cfg, ob.for_sink("sparkplug"))
+    sink.start()
+    cleanup(lambda: sink.stop(0.0))
+    return sink, ob
+
+
+def _ask_rebirth(broker, client_id: str) -> None:
+    """A host application's NCMD Node Control/Rebirth = true."""
+    host = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    host.connect("127.0.0.1", broker.port)
+    host.loop_start()
+    cmd = pb.Payload(timestamp=int(time.time() * 1000))
+    m = cmd.metrics.add()
+    m.name, m.datatype, m.boolean_value = "Node Control/Rebirth", 11, True
+    host.publish(f"spBv1.0/plant/NCMD/{DEVICE}", cmd.SerializeToString(), qos=0).wait_for_publish(5)
+    host.disconnect()
+    host.loop_stop()
+
+
 def test_births_come_before_data_and_seq_wraps_in_order_with_every_reading_delivered(broker, tmp_path, cleanup):
     rec = Recorder(broker.port, topic="spBv1.0/#")
     cleanup(rec.close)
@@ -150,27 +179,13 @@ def test_a_cut_connection_sends_the_ndeath_will_and_the_next_session_is_born_aga
 
 
 def test_a_rebirth_command_repeats_nbirth_and_every_dbirth_with_the_same_bdseq(broker, tmp_path, cleanup):
-    rec = Recorder(broker.port, topic="spBv1.0/#")
-    cleanup(rec.close)
-    rec.wait_subscribed()
-    ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
-    cleanup(ob.close)
-    sink = SparkplugSink(_cfg(broker.port, tmp_path), ob.for_sink("sparkplug"))
-    sink.start()
-    cleanup(lambda: sink.stop(0.0))
+    rec = _recording(broker, cleanup)
+    sink, ob = _started(_cfg(broker.port, tmp_path), tmp_path, cleanup)
     put_result(ob, "cam1")
     sink.wake()
     assert wait_until(lambda: ob.depth()[0] == 0 and len(_decoded(rec)) >= 4, 20)
-    host = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="scada-host")
-    host.connect("127.0.0.1", broker.port)
-    host.loop_start()
-    cmd = pb.Payload(timestamp=int(time.time() * 1000))
-    m = cmd.metrics.add()
-    m.name, m.datatype, m.boolean_value = "Node Control/Rebirth", 11, True
-    host.publish(f"spBv1.0/plant/NCMD/{DEVICE}", cmd.SerializeToString(), qos=0).wait_for_publish(5)
+    _ask_rebirth(broker, "scada-host")
     assert wait_until(lambda: [k for k, _, _ in _decoded(rec)].count("NBIRTH") == 2, 10)
-    host.disconnect()
-    host.loop_stop()
     put_result(ob, "cam1")
     sink.wake()
     assert wait_until(lambda: ob.depth()[0] == 0, 10)
@@ -265,14 +280,8 @@ def test_bdseq_goes_on_across_a_restart_of_the_daemon(broker, tmp_path, cleanup)
 def test_a_camera_a_reload_removes_gets_its_ddeath_and_is_not_born_again(broker, tmp_path, cleanup):
     """Found from outside: no DDEATH ever; a camera removed by a reload stayed online in the host, and a Rebirth
     brought it back with its last values. Sparkplug 3.0: an edge node that loses a device MUST publish its DDEATH."""
-    rec = Recorder(broker.port, topic="spBv1.0/#")
-    cleanup(rec.close)
-    rec.wait_subscribed()
-    ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
-    cleanup(ob.close)
-    sink = SparkplugSink(_cfg(broker.port, tmp_path), ob.for_sink("sparkplug"))
-    sink.start()
-    cleanup(lambda: sink.stop(0.0))
+    rec = _recording(broker, cleanup)
+    sink, ob = _started(_cfg(broker.port, tmp_path), tmp_path, cleanup)
     put_result(ob, "cam2")
     sink.wake()
     assert wait_until(lambda: ob.depth()[0] == 0 and [k for k, _, _ in _decoded(rec)][-1] == "DDATA", 20)
@@ -287,16 +296,8 @@ def test_a_camera_a_reload_removes_gets_its_ddeath_and_is_not_born_again(broker,
     assert kinds == [("DDEATH", "cam2"), ("DBIRTH", "cam3"), ("DBIRTH", "cam2"), ("DDATA", "cam2"),
                      ("DDEATH", "cam2")]
     check_session_order(_decoded(rec))          # the DDEATHs are in the session's seq too
-    host = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="scada-host-2")
-    host.connect("127.0.0.1", broker.port)
-    host.loop_start()
-    cmd = pb.Payload(timestamp=int(time.time() * 1000))
-    m = cmd.metrics.add()
-    m.name, m.datatype, m.boolean_value = "Node Control/Rebirth", 11, True
-    host.publish(f"spBv1.0/plant/NCMD/{DEVICE}", cmd.SerializeToString(), qos=0).wait_for_publish(5)
+    _ask_rebirth(broker, "scada-host-2")
     assert wait_until(lambda: [k for k, _, _ in _decoded(rec)].count("NBIRTH") == 2, 10)
-    host.disconnect()
-    host.loop_stop()
     assert wait_until(lambda: sum(k == "DBIRTH" for k, _, _ in _decoded(rec)) >= 6, 10)
     msgs = _decoded(rec)
     rebirth = [i for i, (k, _, _) in enumerate(msgs) if k == "NBIRTH"][1]
@@ -324,11 +325,7 @@ def test_with_a_primary_host_births_and_data_wait_for_its_state_online_and_stop_
     state(False, 1000)
     cfg = _cfg(broker.port, tmp_path)
     cfg = dataclasses.replace(cfg, sparkplug=dataclasses.replace(cfg.sparkplug, primary_host_id="ignition"))
-    ob = Outbox(outbox_cfg(tmp_path), sinks=("sparkplug",))
-    cleanup(ob.close)
-    sink = SparkplugSink(cfg, ob.for_sink("sparkplug"))
-    sink.start()
-    cleanup(lambda: sink.stop(0.0))
+    sink, ob = _started(cfg, tmp_path, cleanup)
     first = [put_result(ob, "cam1")[0] for _ in range(3)]
     sink.wake()
     assert wait_until(lambda: sink.up and "waiting for the primary host" in sink.health().last_error, 10)
