@@ -5,16 +5,14 @@ of the same frame run on the work loop's thread; the loop picks them up when it 
 A voting lane's look starts with the frame's label outlines and what the frame needs (``Lane.outline``: whether its
 codes are searched for, and, asked by the loop before post-processing, whether it is read at all: ``unread``). The
 code search depends on them. Where the process has OUTLINE_THREAD_MIN_CORES cores or more they are found on a thread
-of their own from the moment the frame is submitted, beside the loop, which they spare about 0.6 ms of CPU a frame
-(bench/RESULTS.md section 57: 2-10 % more frames/s on 6 and 16 cores, even on 4, 6-9 % fewer on 2); with fewer, on
-the loop's thread at submit: there their own thread contends for the GIL and the cores with the loop and the code
-search, and the loop waits for it (section 54).
+of their own from the moment the frame is submitted, beside the loop, which they spare that work (bench/RESULTS.md
+section 57 measures where it pays); with fewer, on the loop's thread at submit: there their own thread contends for
+the GIL and the cores with the loop and the code search, and the loop waits for it (section 54).
 
 Called by the work loop's thread only (``start``, ``unread``, ``result``, ``close``); the worker threads call only
 ``Lane.outline`` and ``Lane.look``, which keep nothing but what the shared code reader learns (locked) and the
-count of frames left out in a row. Bounded: the loop starts one
-detector batch per submit and, overlapping or not, has taken the looks of every batch but the last one started when
-it starts the next; what is older (a batch whose OCR failed, so that nothing took its look) is dropped then, frame
+count of frames left out in a row. Bounded: the loop starts one detector batch per submit and, overlapping or not,
+has taken the looks of every batch but the last one started when it starts the next; what is older (a batch whose OCR failed, so that nothing took its look) is dropped then, frame
 images included. Never changes what is read: the look is what ``Lane.look`` returns for the frame's image, found
 inline where it was not started (or was dropped).
 """
