@@ -12,9 +12,9 @@ the GIL and the cores with the loop and the code search, and the loop waits for 
 Called by the work loop's thread only (``start``, ``unread``, ``result``, ``close``); the worker threads call only
 ``Lane.outline`` and ``Lane.look``, which keep nothing but what the shared code reader learns (locked) and the
 count of frames left out in a row. Bounded: the loop starts one detector batch per submit and, overlapping or not,
-has taken the looks of every batch but the last one started when it starts the next; what is older (a batch whose OCR failed, so that nothing took its look) is dropped then, frame
-images included. Never changes what is read: the look is what ``Lane.look`` returns for the frame's image, found
-inline where it was not started (or was dropped).
+has taken the looks of every batch but the last one started when it starts the next; what is older (a batch whose
+OCR failed, so that nothing took its look) is dropped then, frame images included. Never changes what is read: the
+look is what ``Lane.look`` returns for the frame's image, found inline where it was not started (or was dropped).
 """
 from __future__ import annotations
 
