@@ -4,10 +4,11 @@ of the same frame run on the work loop's thread; the loop picks them up when it 
 
 A voting lane's look starts with the frame's label outlines and what the frame needs (``Lane.outline``: whether its
 codes are searched for, and, asked by the loop before post-processing, whether it is read at all: ``unread``). The
-code search depends on them. Where the process has OUTLINE_THREAD_MIN_CORES cores or more they are found on a thread
-of their own from the moment the frame is submitted, beside the loop, which they spare that work (bench/RESULTS.md
-section 57 measures where it pays); with fewer, on the loop's thread at submit: there their own thread contends for
-the GIL and the cores with the loop and the code search, and the loop waits for it (section 54).
+code search depends on them. By default they are found on the loop's thread at submit: on a thread of their own
+(``outline_thread``, from OUTLINE_THREAD_MIN_CORES cores where that is set) they spare the loop that work, but contend
+for the GIL with it and the code search, and the loop waits for them. On two cores that costs more than it saves
+(bench/RESULTS.md section 54); on 4 to 16 cores of the GPU machine's Xeon it measured within the rounds' scatter in
+frames/s and worse in the loop's p95 (section 57), so no core count turns it on until a Jetson says otherwise.
 
 Called by the work loop's thread only (``start``, ``unread``, ``result``, ``close``); the worker threads call only
 ``Lane.outline`` and ``Lane.look``, which keep nothing but what the shared code reader learns (locked) and the
@@ -26,11 +27,13 @@ from daemon.readings.lane import FrameLook, Lane
 from daemon.sources import Frame
 
 
-OUTLINE_THREAD_MIN_CORES = 6   # from this many cores the outlines have a thread of their own (module doc)
+OUTLINE_THREAD_MIN_CORES: Optional[int] = None   # from this many cores the outlines' own thread; None: never
 
 
 def outline_thread_by_default() -> bool:
-    """Whether this process has the cores for the outlines' own thread."""
+    """Whether this process has the cores for the outlines' own thread (module doc)."""
+    if OUTLINE_THREAD_MIN_CORES is None:
+        return False
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
