@@ -178,9 +178,9 @@ _WRITER = textwrap.dedent("""
             print("put m%d" % i, flush=True)
         if i % 3 == 0:   # mqtt delivers now and then; opcua never
             rows = mqtt.pending(50)
-            mqtt.delete_many([r.id for r in rows])
-            for r in rows:
+            for r in rows:   # said before the delete: a kill between the two must not look like a loss
                 print("mqtt " + r.msg_id, flush=True)
+            mqtt.delete_many([r.id for r in rows])
         i += 1
 """)
 

@@ -38,6 +38,18 @@ def test_a_camera_made_triggered_by_a_reload_takes_mqtt_triggers(tmp_path, broke
             write_config(path, _config(tmp_path, broker.port, "triggered"))
             service.request_reload()   # what SIGHUP sets (the triggered cameras changed: the sinks start anew)
             assert wait_until(lambda: "belt" in service.boards, 60)
+            # The reload started the sinks anew: a trigger sent before the new session has subscribed reaches no one
+            # (MQTT keeps nothing for a clean session). A command for another camera is answered once it listens.
+            probe = Recorder(broker.port, "ocr/st1/probe/trigger/answer", client_id="plc-probe")
+            try:
+                probe.wait_subscribed()
+
+                def answered() -> bool:
+                    plc.publish("ocr/st1/probe/trigger", "{}", qos=1)
+                    return wait_until(lambda: probe.on_topic("ocr/st1/probe/trigger/answer"), 1)
+                assert wait_until(answered, 60)
+            finally:
+                probe.close()
             plc.publish("ocr/st1/belt/trigger", json.dumps({"trigger_id": "after-reload"}), qos=1)
             assert wait_until(lambda: any(m.json().get("trigger_id") == "after-reload" for m in rec.results()), 120)
     finally:
