@@ -559,10 +559,10 @@ def worker(spec: dict) -> dict:
     from daemon.sources import CaptureSource, Frame, Reader
 
     outlines = spec.get("outline_thread", "auto")
-    if outlines != "auto":   # the label outlines' own thread forced on or off, whatever this machine's cores
+    if outlines != "auto":   # the label outlines' own thread forced on or off, whatever the daemon's default
         try:
             from daemon.readings import look_pool
-            look_pool.OUTLINE_THREAD_MIN_CORES = 0 if outlines == "on" else 1 << 30
+            look_pool.OUTLINE_THREAD = outlines == "on"
         except ImportError:   # a checkout from before the pool
             pass
 
@@ -682,7 +682,8 @@ def worker(spec: dict) -> dict:
     return {
         "cores": spec["cores"], "sinks": spec["sinks"], "mode": spec["mode"], "det_pre": spec["det_pre"],
         "text_settle": spec.get("text_settle", True), "streams": spec.get("streams", 2),
-        "outline_thread": spec.get("outline_thread", "auto"), "frames": frames, "wall_s": round(wall, 3), "frames_per_s": round(frames / wall, 2),
+        "outline_thread": spec.get("outline_thread", "auto"), "frames": frames, "wall_s": round(wall, 3),
+        "frames_per_s": round(frames / wall, 2),
         "cpu_ms_per_frame": round(cpu * 1000.0 / max(1, frames), 3),
         "cpu_cores_busy": round(cpu / wall, 2),
         # The loop is one thread: with a core of its own it cannot pass 1000 ms over its CPU ms per frame. Less
@@ -875,8 +876,8 @@ def main() -> int:
                     help="gpu.streams for the GPU path: 2 (the default) overlaps frame N+1's submit with frame N's "
                          "finish, 1 runs one frame at a time")
     ap.add_argument("--outline-thread", default="auto",
-                    help="the label outlines' own thread: auto (from OUTLINE_THREAD_MIN_CORES cores, as the daemon "
-                         "does), on, off, or several (on,off)")
+                    help="the label outlines' own thread: auto (the daemon's default, look_pool.OUTLINE_THREAD), "
+                         "on, off, or several (on,off)")
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per configuration")
     ap.add_argument("--warmup-s", type=float, default=4.0, help="seconds run before measuring")
     ap.add_argument("--mosquitto", help="the mosquitto binary (default: PATH, /usr/sbin/mosquitto); a lib/ folder "

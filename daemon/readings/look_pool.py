@@ -5,8 +5,8 @@ of the same frame run on the work loop's thread; the loop picks them up when it 
 A voting lane's look starts with the frame's label outlines and what the frame needs (``Lane.outline``: whether its
 codes are searched for, and, asked by the loop before post-processing, whether it is read at all: ``unread``). The
 code search depends on them. By default they are found on the loop's thread at submit: on a thread of their own
-(``outline_thread``, from OUTLINE_THREAD_MIN_CORES cores where that is set) they spare the loop that work, but contend
-for the GIL with it and the code search, and the loop waits for them. On two cores that costs more than it saves
+(``outline_thread``, OUTLINE_THREAD for every pool) they spare the loop that work, but contend for the GIL with it and
+the code search, and the loop waits for them. On two cores that costs more than it saves
 (bench/RESULTS.md section 54); on 4 to 16 cores of the GPU machine's Xeon it measured within the rounds' scatter in
 frames/s and worse in the loop's p95 (section 57), so no core count turns it on until a Jetson says otherwise.
 
@@ -19,7 +19,6 @@ look is what ``Lane.look`` returns for the frame's image, found inline where it 
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Mapping, Optional, Sequence
 
@@ -27,25 +26,16 @@ from daemon.readings.lane import FrameLook, Lane
 from daemon.sources import Frame
 
 
-OUTLINE_THREAD_MIN_CORES: Optional[int] = None   # from this many cores the outlines' own thread; None: never
-
-
-def outline_thread_by_default() -> bool:
-    """Whether this process has the cores for the outlines' own thread (module doc)."""
-    if OUTLINE_THREAD_MIN_CORES is None:
-        return False
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return cores >= OUTLINE_THREAD_MIN_CORES
+# The outlines' own thread for a pool that does not say (module doc): off; bench/cpu_ceiling.py --outline-thread on
+# turns it on to measure it.
+OUTLINE_THREAD = False
 
 
 class LookPool:
     def __init__(self, workers: int = 1, outline_thread: Optional[bool] = None):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codes")
         if outline_thread is None:
-            outline_thread = outline_thread_by_default()
+            outline_thread = OUTLINE_THREAD
         # Not queued behind the last frame's code search: the loop waits for a frame's outlines (unread).
         self._outlines = ThreadPoolExecutor(1, thread_name_prefix="codes-outlines") if outline_thread else None
         # id(frame) -> the frame, its lane, its outlines part (a FrameLook, or a Future of one where they have their
