@@ -20,11 +20,10 @@ asyncua = pytest.importorskip("asyncua")
 from asyncua import Client, ua  # noqa: E402
 from asyncua.common.utils import create_nonce  # noqa: E402
 
-from broker import free_port, wait_until  # noqa: E402
-from daemon.publish.outbox import Outbox  # noqa: E402
-from daemon.publish.sinks.opcua import OpcUaSink, RefusalLog  # noqa: E402
-from publish_support import outbox_cfg, put_result  # noqa: E402
-from test_sink_opcua import CLIENT_URI, PASSWORD, _camera, _cfg, _client, _client_cert  # noqa: E402
+from broker import wait_until  # noqa: E402
+from daemon.publish.sinks.opcua import RefusalLog  # noqa: E402
+from publish_support import put_result  # noqa: E402
+from test_sink_opcua import CLIENT_URI, PASSWORD, _camera, _cfg, _client, _client_cert, _serving  # noqa: E402
 
 SECRET = PASSWORD.encode("utf-8")
 
@@ -68,16 +67,6 @@ class _Relay:
         await asyncio.gather(pump(client_r, server_w, True), pump(server_r, client_w, False))
 
 
-def _start(tmp_path, monkeypatch, **opcua):
-    monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
-    port = free_port()
-    ob = Outbox(outbox_cfg(tmp_path), sinks=("opcua",))
-    sink = OpcUaSink(_cfg(tmp_path, port, **opcua), ob.for_sink("opcua"))
-    sink.start()
-    assert wait_until(lambda: sink.health().up, 60), sink.health()
-    return sink, ob, port
-
-
 @pytest.fixture(scope="module", params=["any-valid-certificate", "trust-folder"])
 def served(request, tmp_path_factory):
     """A server as shipped, and one with opcua.trusted_clients_dir holding the certificate of the client in
@@ -93,7 +82,7 @@ def served(request, tmp_path_factory):
         shutil.copy(cert, trusted / "scada.der")
         extra["trusted_clients_dir"] = str(trusted)
     with pytest.MonkeyPatch.context() as mp:
-        sink, ob, port = _start(tmp_path, mp, **extra)
+        sink, ob, port = _serving(tmp_path, mp, **extra)
         yield port, tmp_path, known
         sink.stop(0.0)
         ob.close()
@@ -238,7 +227,7 @@ def test_create_session_must_name_the_certificate_of_its_channel(served):
 def test_wrong_passwords_log_one_warning_per_address_then_a_count_and_asyncua_stays_quiet(tmp_path, monkeypatch,
                                                                                           caplog):
     caplog.set_level(logging.DEBUG)
-    sink, ob, port = _start(tmp_path, monkeypatch)
+    sink, ob, port = _serving(tmp_path, monkeypatch)
     try:
         async def guesses():
             for i in range(4):
@@ -289,7 +278,7 @@ def test_refusals_from_one_address_are_counted_after_the_first_and_summarised_on
 
 def test_a_clean_stop_with_a_subscribed_client_logs_no_error(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO)
-    sink, ob, port = _start(tmp_path, monkeypatch)
+    sink, ob, port = _serving(tmp_path, monkeypatch)
     subscribed, done = threading.Event(), threading.Event()
 
     class Handler:
