@@ -17,14 +17,14 @@ from daemon.readings.triggers import Trigger, TriggerBoard
 from daemon.readings.verify import Expectation
 from daemon.sources import Frame
 from daemon.status import Counters
-from daemon.web.live import NoLive
+from daemon.web.live import LiveView, NoLive
 from readings_support import Result, line
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr-result-5.json").read_text())
 LOT = "LOT 4711A"
 
 
-def setup(tmp_path, rules=CycleRules(), recipe=None):
+def setup(tmp_path, rules=CycleRules(), recipe=None, live=None):
     cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
                             "cameras": [{"name": "cam", "kind": "sample"}],
                             "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
@@ -32,7 +32,8 @@ def setup(tmp_path, rules=CycleRules(), recipe=None):
     board = TriggerBoard("cam", list(rules.recipes), recipe)
     lane = CycleLane(cfg.cameras[0], board, rules, str(tmp_path / "cycles"))
     recorder = Recorder(cfg, outbox, Counters(), UnstoredReadings(lambda: outbox.counters),
-                        engine=lambda: {"backend": "test"}, evidence=NoEvidence, page=NoLive, wake=lambda: None)
+                        engine=lambda: {"backend": "test"}, evidence=NoEvidence,
+                        page=NoLive if live is None else (lambda: live), wake=lambda: None)
     return cfg, outbox, board, lane, recorder
 
 
@@ -132,6 +133,44 @@ def test_lines_refused_by_the_filter_are_no_read_and_two_labels_are_multiple(tmp
     run(lane, recorder, [[line(LOT), line("SN 99", x=900.0, y=600.0)]], time.time() - 0.001)
     docs = results(outbox)
     assert [d["status"] for d in docs] == ["no_read", "multiple"] and [d["result_id"] for d in docs] == [1, 2]
+
+
+def test_the_page_shows_a_cycles_result_once_it_ends_not_its_lines_voting(tmp_path):
+    live = LiveView()
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, window_ms=60_000.0), live=live)
+
+    def states():
+        return [(l["text"], l["state"]) for l in live.camera_view("cam")["lines"]]
+
+    def read(f, lines):   # the service's _handle: the frame to the page (voting), then what it finished recorded
+        readings = lane.readings(f, Result(lines), [], None)
+        assert lane.voting
+        live.frame("cam", f.image, f.captured_at, lines, None)
+        return [recorder.record(lane, r) for r in readings]
+
+    t0 = time.time()
+    trigger(board, "a", at=t0)
+    lane.due(time.time())
+    f1, f2 = frame(t0 + 0.01), frame(t0 + 0.02)
+    assert lane.wants(f1) and read(f1, [line("LOT 4711B", confidence=0.6)]) == []
+    assert states() == [("LOT 4711B", "voting")]                       # the cycle is still open
+    assert lane.wants(f2) and read(f2, [line(LOT), line("smudge", x=400.0, confidence=0.2)]) == [True]
+    # The burst ended the cycle: its voted lines with their verdicts, drawn again (a new seq), nothing voting.
+    assert states() == [(LOT, "kept"), ("smudge", "rejected")]
+    assert live.camera_view("cam")["frame_seq"] == 3
+    # One ended by a reload (flush) is settled alike; a cycle that read no frame leaves the page as it was.
+    trigger(board, "b", at=time.time())
+    lane.due(time.time())
+    f3 = frame(time.time())
+    assert lane.wants(f3) and read(f3, [line(LOT)]) == []
+    assert states() == [(LOT, "voting")]
+    assert [recorder.record(lane, r) for r in lane.flush("reload")] == [True]
+    assert states() == [(LOT, "kept")]
+    trigger(board, "c", at=time.time())
+    lane.due(time.time())
+    assert [recorder.record(lane, r) for r in lane.flush("reload")] == [True]
+    assert states() == [(LOT, "kept")] and live.camera_view("cam")["frame_seq"] == 5
+    outbox.close()
 
 
 def test_cycle_status_rules():

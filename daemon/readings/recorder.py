@@ -43,6 +43,8 @@ class Recorder:
         cam, decision = reading.camera, reading.decision
         self.status.decided(cam, decision)
         self._page().rejected(cam, reading.captured_at, decision.rejected, reading.all_lines, decision.lines)
+        if reading.triggered_mono is not None and reading.frames:   # a read cycle that read frames has ended,
+            self._page().settled(cam, reading.all_lines, decision.lines)   # stored or not: its lines vote no more
         if not decision.publish:
             reading.ack.done()
             return False

@@ -1,12 +1,13 @@
 """What the page shows of each camera: its latest frame with what was read on it, the last readings, the last
 fails (read cycles' and consensus labels' results that are not good_read), the rejects.
 
-The work loop writes here (``frame``, ``reading``, ``rejected``): a few references and a deque append under one
-lock, nothing drawn or encoded. The page's threads read it (``latest``, ``camera_view``) and draw only when asked
-(daemon/web/draw.py). Nothing here knows the service: it is handed plain values.
+The work loop writes here (``frame``, ``settled``, ``reading``, ``rejected``): a few references and a deque append
+under one lock, nothing drawn or encoded. The page's threads read it (``latest``, ``camera_view``) and draw only
+when asked (daemon/web/draw.py). Nothing here knows the service: it is handed plain values.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LiveFrame:
-    seq: int                        # per camera, counts frames: the page's cache key
+    seq: int                        # per camera, counts frames and settled cycles: the page's cache key
     captured_at: float              # epoch s
     image: np.ndarray = field(repr=False, compare=False)   # BGR, as OCR saw it (ROI applied); never written
     lines: tuple = ()               # every TextLine the pipeline read
@@ -89,6 +90,19 @@ class LiveView:
             c = self._cam(camera)
             c.seq += 1
             c.latest = LiveFrame(c.seq, captured_at, image, tuple(lines), flags, tuple(codes))
+
+    def settled(self, camera: str, lines: Sequence, kept: Sequence) -> None:
+        """A read cycle ended: the latest frame (its last) shows the cycle's voted lines, kept or rejected by its
+        result, in place of its own lines marked voting. A triggered camera sends the page no frame until its next
+        cycle, so without this they would stay voting. The voted boxes are those of the most confident readings,
+        from frames of the same burst."""
+        flags = accepted_flags(lines, kept)
+        with self._lock:
+            c = self._cams.get(camera)
+            if c is None or c.latest is None:
+                return
+            c.seq += 1   # a new seq: the page draws the frame again, in the result's colours
+            c.latest = dataclasses.replace(c.latest, seq=c.seq, lines=tuple(lines), accepted=flags)
 
     def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
                 frames: Optional[int] = None, review: bool = False, status: Optional[str] = None) -> None:
@@ -173,6 +187,9 @@ class NoLive:
 
     def frame(self, camera: str, image, captured_at: float, lines: Sequence, kept: Optional[Sequence] = None,
               codes: Sequence = ()) -> None:
+        pass
+
+    def settled(self, camera: str, lines: Sequence, kept: Sequence) -> None:
         pass
 
     def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
