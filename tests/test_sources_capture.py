@@ -1,18 +1,22 @@
 """Video-file sources through OpenCV: frames with ROI, the frame-rate cap, looping, and reconnecting when the
-file disappears and comes back."""
+file disappears and comes back; and where FFmpeg's and OpenCV's own stderr lines land beside the camera's."""
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 
 import cv2
 import numpy as np
 import pytest
 
+from broker import free_port
 from daemon.config import CameraConfig
 from daemon.sources import FrameHub, make_source
 from daemon.sources.capture import gstreamer_available, VideoCaptureReader
 from daemon.sources.base import SourceError
+from service_support import ROOT
 
 
 def write_video(path, n_frames=20, fps=50, size=(160, 120)):
@@ -140,3 +144,40 @@ def test_video_file_frames_carry_their_index_in_the_file(tmp_path):
         r.close()
     assert [f.source for f in frames] == [{"kind": "file", "frame": i % 6} for i in range(9)]   # 0 again after a loop
     assert abs(int(frames[2].image[5, 5, 0]) - 20) <= 4       # frame 2 as written (grey level i * 10, MJPEG)
+
+
+OPEN_ONE_CAMERA = """
+import sys, time
+from daemon.cli import setup_logging
+from daemon.config import CameraConfig
+from daemon.sources import CaptureSource, FrameHub
+from daemon.sources.capture import VideoCaptureReader
+
+setup_logging("INFO")   # the daemon's own log format, on stderr as under systemd
+cam = CameraConfig(name="dock-7", kind="rtsp", uri=sys.argv[1], reconnect_initial_s=30.0, reconnect_max_s=30.0)
+src = CaptureSource(cam, VideoCaptureReader, FrameHub())
+src.start()
+end = time.monotonic() + 60
+while src.counters.open_failures < 1 and time.monotonic() < end:
+    time.sleep(0.05)
+src.stop()
+"""
+
+
+@pytest.mark.skipif(not any(line.strip().startswith("FFMPEG:") and "YES" in line
+                            for line in cv2.getBuildInformation().splitlines()),
+                    reason="this OpenCV has no FFmpeg backend to read rtsp://")
+def test_what_ffmpeg_and_opencv_print_of_an_open_lies_between_the_cameras_own_lines(tmp_path):
+    # The libraries write to fd 2 themselves, without the camera's name: a real process shows where their lines land.
+    port = free_port()   # nothing listens there: FFmpeg says the connection was refused
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}   # the libraries' default levels
+    out = subprocess.run([sys.executable, "-c", OPEN_ONE_CAMERA, f"rtsp://ocr:pw-42@127.0.0.1:{port}/label"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    opening = [i for i, t in enumerate(lines)
+               if f"camera dock-7: opening (rtsp rtsp://ocr:***@127.0.0.1:{port}/label)" in t]
+    retrying = [i for i, t in enumerate(lines) if "camera dock-7: cannot open rtsp source" in t and "retrying" in t]
+    library = [i for i, t in enumerate(lines) if t.startswith("[")]   # "[tcp @ 0x...]", "[ WARN:0@0.01]"
+    assert len(opening) == 1 and len(retrying) == 1, out.stderr
+    assert library and all(opening[0] < i < retrying[0] for i in library), out.stderr

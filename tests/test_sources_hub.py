@@ -1,5 +1,6 @@
 """Hand-off and capture-thread machinery: latest frame wins (drops counted), batches across cameras,
 backoff with jitter, the watchdog restarting a source whose device hangs."""
+import logging
 import random
 import threading
 import time
@@ -117,7 +118,8 @@ def test_watchdog_starts_a_fresh_reader_when_the_device_hangs():
         src.stop()
 
 
-def test_open_failures_back_off_and_corrupt_frames_are_skipped():
+def test_open_failures_back_off_and_corrupt_frames_are_skipped(caplog):
+    caplog.set_level(logging.INFO, logger="daemon.sources.base")
     state = {"opens": 0}
     hub = FrameHub()
     cfg = CameraConfig(name="cam", kind="v4l2", uri="0", reconnect_initial_s=0.05, reconnect_max_s=0.1)
@@ -133,3 +135,7 @@ def test_open_failures_back_off_and_corrupt_frames_are_skipped():
     assert state["opens"] == 3 and src.counters.open_failures == 2
     assert src.counters.corrupt >= 2
     assert all(f.captured_at % 3 != 0 for f in got)   # no corrupt frame was handed on
+    # Each attempt is bracketed by the camera's own lines, so what a library prints during it can be placed.
+    said = [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.getMessage().startswith("camera cam: ")]
+    steps = ["retrying" if "; retrying in" in m else m.split(" ")[0] for m in said if not m.startswith("skipped")]
+    assert steps == ["opening", "retrying", "opening", "retrying", "opening", "opened"], said

@@ -274,7 +274,11 @@ class CaptureSource:
     def _run(self, gen: int) -> None:
         attempt = 0
         opened_before = False
+        what = f"{self.cfg.kind} {redact_uri(self.cfg.uri) or 'bundled samples'}"
         while self._current(gen):
+            # FFmpeg, GStreamer and OpenCV print on stderr themselves, without the camera's name: this line and the
+            # "opened" or "retrying" one after it bracket what they print about this attempt (docs/cameras.md).
+            log.info("camera %s: opening (%s)", self.name, what)
             try:
                 reader = self._open_reader(self.cfg)
             except Exception as exc:   # SourceError, or a driver's own exception: retried the same way
@@ -294,8 +298,7 @@ class CaptureSource:
             opened_before = True
             frames_before = self.counters.frames
             self._set(gen, state="opened", opened_at=time.time(), error="")
-            log.info("camera %s: opened (%s %s)", self.name, self.cfg.kind,
-                     redact_uri(self.cfg.uri) or "bundled samples")
+            log.info("camera %s: opened (%s)", self.name, what)
             try:
                 self._read_loop(gen, reader)
             except Exception as exc:   # SourceError, or a driver bug: neither may kill the camera for good

@@ -3,11 +3,12 @@
 GStreamer (Jetson CSI cameras). The pipeline string must end in an appsink that hands BGR frames; for a CSI
 sensor on a Jetson::
 
-    nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1 !
+    nvarguscamerasrc name=dock1 sensor-id=0 ! video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1 !
     nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR !
     appsink drop=true max-buffers=1
 
-(one line in config.yaml; ``drop=true max-buffers=1`` keeps only the newest frame, as the hub does).
+(one line in config.yaml; ``drop=true max-buffers=1`` keeps only the newest frame, as the hub does; ``name=``, the
+camera's name, is what GStreamer's errors on stderr name: docs/cameras.md).
 The opencv-python wheel from PyPI is built without GStreamer; JetPack's system OpenCV (apt
 ``python3-opencv`` / ``nvidia-opencv``) has it: run the daemon with that OpenCV (a venv created with
 ``--system-site-packages`` and no opencv-python wheel in it).
