@@ -19,7 +19,9 @@ layout); the pipeline grades each character's print (as for a triggered camera t
 per print and the verification at each confused_margin and each faint_below of the sweeps. False accept: a faulty
 print passed; false reject: a good print did not pass. Rates per condition and fault, and grouped: good prints in
 the solid fonts and in the dot matrix, faults that change the text (missing, doubled, wrong digit, shifted) and
-faults that only damage the ink (smudged, faded: the character may still read right). Rates come with a 95 %
+faults that only damage the ink (smudged, faded: the character may still read right). Sweeps of faint_below and
+smudged_over show what each print-quality bound trades (a dot-matrix print read with its dots joined is not judged
+for smudges, as a camera with ``join_dots_px`` is not). Rates come with a 95 %
 upper bound (Wilson), since a few hundred prints cannot show 0.1 %. ``--ocr '{"use_angle_classifier": false}'``
 reads as a station with a fixed presentation would; ``--join-dots 1.5`` reads the dot-matrix prints as a camera with
 ``join_dots_px: 1.5`` does, ``--equalize-detection`` as one that also has ``equalize_detection: true``.
@@ -52,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from daemon import config as config_mod                                          # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                                      # noqa: E402
 from daemon.ocr.print_quality import equalized, join_dots                        # noqa: E402
-from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, PASS,  # noqa: E402
-                                    Expectation, expected_text, verify)
+from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, DEFAULT_SMUDGED_OVER,  # noqa: E402
+                                    PASS, Expectation, expected_text, verify)
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 FONTS = {"mono_bold": "DejaVuSansMono-Bold.ttf", "sans_bold": "DejaVuSans-Bold.ttf", "mono": "DejaVuSansMono.ttf",
@@ -64,6 +66,7 @@ FAULTS = ("missing", "doubled", "wrong_digit", "smudged", "faded", "shifted")
 TEXT_FAULTS = ("missing", "doubled", "wrong_digit", "shifted")    # the others leave the text, damaged
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FAINTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)       # faint_below, swept at the default margin (0: not judged)
+SMUDGES = (0.0, 0.8, 1.0, 1.2, 1.5)           # smudged_over, swept at the defaults (0: not judged)
 W, H = 800, 560
 LOT_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"   # no I, O: coders avoid them beside 1 and 0
 
@@ -413,7 +416,8 @@ def _problems(v) -> str:
     for c in bad[:4]:
         detail = {"mismatch": f"{c.expected}->{c.read}", "missing": f"-{c.expected}", "extra": f"+{c.read}",
                   "confused": f"{c.read}~{c.alt}({c.p:.2f}/{c.alt_p:.2f})" if c.p is not None else c.read,
-                  "faint": f"{c.read}:faint({c.contrast:.2f})" if c.contrast is not None else c.read}
+                  "faint": f"{c.read}:faint({c.contrast:.2f})" if c.contrast is not None else c.read,
+                  "smudged": f"{c.read}:smudged({c.blot:.2f})" if c.blot is not None else c.read}
         parts.append(detail.get(c.status, c.status))
     return " ".join(parts) + (" ..." if len(bad) > 4 else "")
 
@@ -447,7 +451,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def print_table(summary: dict, margins, default: float, faint_summary: dict) -> None:
+def print_table(summary: dict, margins, default: float, faint_summary: dict, smudge_summary: dict) -> None:
     keys = [k for k in summary if k.startswith("good/")] + [k for k in summary if k.startswith("fault/")]
     print(f"\nAt the default margin {default:g} (false reject for good prints, false accept for faulty ones):\n")
     print("| prints | n | wrong | rate | 95 % upper |")
@@ -465,6 +469,12 @@ def print_table(summary: dict, margins, default: float, faint_summary: dict) -> 
     print("|---|" + "---:|" * len(FAINTS))
     for k in keys:
         print(f"| {k} | " + " | ".join(_pct(faint_summary[k][f'{f:g}']['rate']) for f in FAINTS) + " |")
+    print("\nSweep of smudged_over at the defaults (rate per group; 0 = not judged; the dot matrix is not judged at "
+          "any value where its dots are joined, as a camera with join_dots_px):\n")
+    print("| prints | " + " | ".join(f"{f:g}" for f in SMUDGES) + " |")
+    print("|---|" + "---:|" * len(SMUDGES))
+    for k in keys:
+        print(f"| {k} | " + " | ".join(_pct(smudge_summary[k][f'{f:g}']['rate']) for f in SMUDGES) + " |")
 
 
 def main() -> None:
@@ -505,7 +515,7 @@ def main() -> None:
     if args.smoke:
         todo = [todo[0], next(t for t in todo if t[1] == "wrong_digit")]
 
-    cache_key = [todo, args.config, args.ocr, args.today, "graded", args.join_dots]
+    cache_key = [todo, args.config, args.ocr, args.today, "graded", "blots", args.join_dots]
     cache_key += ["all"] if args.join_dots_all else []
     cache_key += ["equalized"] if args.equalize_detection else []
     cached = None
@@ -537,17 +547,21 @@ def main() -> None:
             lines = cached[n]
         all_lines.append(lines)
         exp = Expectation(template=p.template)
+        joined = args.join_dots > 0 and (p.font == "dot_matrix" or args.join_dots_all)
+        smudged_over = 0.0 if joined else DEFAULT_SMUDGED_OVER    # as cycle_rules: joined dots are not judged
         verdicts, at_default = {}, None
         for m in margins:
-            v = verify(exp, lines, fields=p.fields, today=today, confused_margin=m)
+            v = verify(exp, lines, fields=p.fields, today=today, confused_margin=m, smudged_over=smudged_over)
             verdicts[f"{m:g}"] = v.verdict
             if m == DEFAULT_CONFUSED_MARGIN:
                 at_default = v
-        faint_verdicts = {f"{f:g}": verify(exp, lines, fields=p.fields, today=today, faint_below=f).verdict
-                          for f in FAINTS}
+        faint_verdicts = {f"{f:g}": verify(exp, lines, fields=p.fields, today=today, faint_below=f,
+                                           smudged_over=smudged_over).verdict for f in FAINTS}
+        smudge_verdicts = {f"{f:g}": verify(exp, lines, fields=p.fields, today=today,
+                                            smudged_over=0.0 if joined else f).verdict for f in SMUDGES}
         rec = {"name": p.name, "kind": kind, "condition": condition, "font": p.font, "expected": p.expected,
                "printed": p.printed, "read": [l.text for l in lines], "verdicts": verdicts,
-               "faint_verdicts": faint_verdicts,
+               "faint_verdicts": faint_verdicts, "smudge_verdicts": smudge_verdicts,
                "not_ok": [c.to_json() for c in at_default.chars if c.status != "ok"],
                "problems": _problems(at_default)}
         records.append(rec)
@@ -560,7 +574,8 @@ def main() -> None:
 
     summary = score(records, margins)
     faint_summary = score(records, FAINTS, "faint_verdicts")
-    print_table(summary, margins, DEFAULT_CONFUSED_MARGIN, faint_summary)
+    smudge_summary = score(records, SMUDGES, "smudge_verdicts")
+    print_table(summary, margins, DEFAULT_CONFUSED_MARGIN, faint_summary, smudge_summary)
     by_font = {}
     for rec in records:
         if rec["kind"] == "good":
@@ -580,10 +595,12 @@ def main() -> None:
     if args.json:       # every print wrong at some margin, in full; the others are in the counts
         wrong_somewhere = [r for r in records
                            if any((v == PASS) != (r["kind"] == "good")
-                                  for v in [*r["verdicts"].values(), *r["faint_verdicts"].values()])]
+                                  for v in [*r["verdicts"].values(), *r["faint_verdicts"].values(),
+                                            *r["smudge_verdicts"].values()])]
         args.json.write_text(json.dumps({
             "command": " ".join(sys.argv), "today": args.today, "default_margin": DEFAULT_CONFUSED_MARGIN,
             "default_faint_below": DEFAULT_FAINT_BELOW, "faint_below": FAINTS, "faint_summary": faint_summary,
+            "default_smudged_over": DEFAULT_SMUDGED_OVER, "smudged_over": SMUDGES, "smudge_summary": smudge_summary,
             "margins": margins, "prints": len(records), "python": platform.python_version(),
             "ocr_ms_median": statistics.median(ocr_ms) if ocr_ms else None,
             "summary": summary, "by_font_good_rejected": by_font, "wrong_at_some_margin": wrong_somewhere},

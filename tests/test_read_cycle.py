@@ -89,6 +89,24 @@ def test_a_wrong_digit_is_a_mismatch_that_names_the_character(tmp_path):
     assert len(bad) == 1 and bad[0]["status"] == "mismatch" and bad[0]["expected"] == "A" and bad[0]["read"] == "B"
 
 
+def test_a_faint_and_a_smudged_character_fail_the_part_and_the_result_names_them(tmp_path):
+    from daemon.ocr.results import CharCandidate
+    from daemon.readings.verify import FAINT, SMUDGED
+
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, expect=Expectation(text=LOT)))
+    graded = tuple(CharCandidate(ch, 0.99, contrast=0.2 if i == 4 else 1.0, blot=1.8 if i == 6 else 0.1)
+                   for i, ch in enumerate(LOT))
+    printed = line(LOT)
+    t0 = time.time()
+    trigger(board, at=t0)
+    run(lane, recorder, [[type(printed)(LOT, printed.confidence, printed.box, graded)]] * 2, t0)
+    [doc] = results(outbox)           # validated against ocr-result/5, whose char statuses name both
+    assert doc["status"] == "mismatch"
+    bad = [(c["at"], c["status"], c.get("contrast"), c.get("blot")) for c in doc["verification"]["chars"]
+           if c["status"] != "ok"]
+    assert bad == [(4, FAINT, 0.2, None), (6, SMUDGED, None, 1.8)]
+
+
 def test_a_triggers_own_expected_text_is_judged(tmp_path):
     _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, expect=Expectation(text="LOT 0000")))
     t0 = time.time()

@@ -66,7 +66,7 @@ def test_new_recipes_renew_the_triggered_lanes_without_loading_models():
 def test_the_pipeline_is_rebuilt_when_print_grading_turns_on_or_off():
     triggered = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered"}, {"name": "b", "kind": "sample"}])
     assert plan(cfg(), triggered).pipeline            # a camera starts to judge prints: the pipeline grades them
-    ungraded = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered", "faint_below": 0},
+    ungraded = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered", "faint_below": 0, "smudged_over": 0},
                             {"name": "b", "kind": "sample"}])
     assert plan(triggered, ungraded).pipeline
     assert not plan(cfg(), ungraded).pipeline         # triggered, print quality not judged: nothing to grade

@@ -122,6 +122,10 @@ class CameraConfig:
     # Triggered: a character read right but printed with under this share of its line's typical ink contrast is
     # "faint" and fails the part (a dry nozzle, a worn ribbon); 0 = print quality not judged.
     faint_below: float = 0.5
+    # Triggered: a character read right whose ink goes this far beyond its shape (a blot thicker than the line's
+    # strokes, ink another copy of it in the line lacks; 1.0 = the bench's bound) is "smudged" and fails the part;
+    # 0 = not judged. Solid print only: a camera with join_dots_px does not judge it (daemon/ocr/print_quality.py).
+    smudged_over: float = 1.0
     # Triggered: the recipe (recipes[].name) a trigger naming none is judged by; null: the expect_ keys above.
     recipe: Optional[str] = None
 
@@ -176,6 +180,8 @@ class CameraConfig:
         require(0.0 <= self.confused_margin <= 1.0, f"{key}.confused_margin", self.confused_margin,
                 "must be between 0 and 1")
         require(0.0 <= self.faint_below <= 1.0, f"{key}.faint_below", self.faint_below, "must be between 0 and 1")
+        require(0.0 <= self.smudged_over <= 100.0, f"{key}.smudged_over", self.smudged_over,
+                "must be between 0 (not judged) and 100")
         check_expectation(key, self)
         check_fields(key, self)
 
@@ -242,6 +248,6 @@ def _check_folders(cameras: tuple[CameraConfig, ...]) -> None:
 
 
 def grades_print(cameras: Sequence[CameraConfig]) -> bool:
-    """Whether any camera judges print quality (triggered, faint_below above 0): only then does the pipeline grade
-    each character's ink (daemon/ocr/print_quality.py), which costs a little per line."""
-    return any(c.mode == "triggered" and c.faint_below > 0 for c in cameras)
+    """Whether any camera judges print quality (triggered, faint_below or smudged_over above 0): only then does the
+    pipeline grade each character's ink (daemon/ocr/print_quality.py), which costs a little per line."""
+    return any(c.mode == "triggered" and (c.faint_below > 0 or c.smudged_over > 0) for c in cameras)

@@ -12,13 +12,15 @@ class CharCandidate(NamedTuple):
     at the same CTC step with its probability (what verification calls "confused" when it comes close).
     alt "" = none: a space the line joiner put in for a word gap, or a recognizer with no other class.
     contrast: its ink against its line's typical character (daemon.ocr.print_quality; 1.0 where not graded),
-    what verification calls "faint" when it falls low. A NamedTuple, not a frozen dataclass: the pipeline makes one
+    what verification calls "faint" when it falls low; blot: how far its ink goes beyond its shape (1.0 the bound
+    of a smudge; 0.0 where not graded), what verification calls "smudged". A NamedTuple, not a frozen dataclass: the pipeline makes one
     per character of every frame, and a frozen dataclass sets each field through object.__setattr__."""
     char: str
     p: float
     alt: str = ""
     alt_p: float = 0.0
     contrast: float = 1.0
+    blot: float = 0.0
 
 
 @dataclass(frozen=True)

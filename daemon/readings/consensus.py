@@ -421,7 +421,7 @@ def _voted_chars(text: str, shares: list, runners_up: list, best: TextLine) -> t
     for i, ch in enumerate(text):
         if runners_up[i] is not None:
             out.append(CharCandidate(ch, shares[i], runners_up[i][0], runners_up[i][1],
-                                     graded[i].contrast if graded else 1.0))
+                                     graded[i].contrast if graded else 1.0, graded[i].blot if graded else 0.0))
         elif own:
             out.append(own[i])
         else:

@@ -36,8 +36,9 @@ from daemon.readings.consensus import NOT_LOOKED, FinishedLabel, LabelTracker, L
 from daemon.readings.lane import Lane
 from daemon.readings.reading import FrameContext, Reading
 from daemon.readings.results_filter import FilterRules, ResultFilter
-from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, NO_READ as VERIFY_NO_READ, PASS,
-                                    Expectation, ExpectationError, Verification, verify)
+from daemon.readings.verify import (DEFAULT_CONFUSED_MARGIN, DEFAULT_FAINT_BELOW, DEFAULT_SMUDGED_OVER,
+                                    NO_READ as VERIFY_NO_READ, PASS, Expectation, ExpectationError, Verification,
+                                    verify)
 from daemon.sources import CorruptFrame, Frame
 from daemon.sources.base import apply_roi
 
@@ -61,6 +62,7 @@ class CycleRules:
     one_label: bool = True            # more than one label read is the status multiple
     confused_margin: float = DEFAULT_CONFUSED_MARGIN
     faint_below: float = DEFAULT_FAINT_BELOW
+    smudged_over: float = DEFAULT_SMUDGED_OVER
     recipes: Mapping[str, Expectation] = dataclasses.field(default_factory=dict)   # name -> what it expects
     # name -> (code formats, accept_formats) a recipe reads with instead of the camera's; absent: the camera's
     reads: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
@@ -77,6 +79,8 @@ def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
     return CycleRules(frames=cam.cycle_frames, window_ms=cam.cycle_window_ms, expect=expectation_of(cam),
                       one_label=cam.one_label, confused_margin=cam.confused_margin,
                       faint_below=cam.faint_below,
+                      # joined dots vary from copy to copy as much as a smudge does (bench/RESULTS.md section 58)
+                      smudged_over=cam.smudged_over if cam.join_dots_px == 0 else 0.0,
                       recipes={r.name: expectation_of(r) for r in recipes},
                       reads={r.name: (r.codes, r.accept_formats) for r in recipes
                              if r.codes is not None or r.accept_formats is not None},
@@ -300,7 +304,8 @@ class CycleLane(Lane):
         try:   # dates ("today+30") count from the day the trigger came, not the day the cycle ended
             return verify(expect, lines, codes, fields=self._field_values(trigger, recipe),
                           today=self._today(trigger.received_at),
-                          confused_margin=self.rules.confused_margin, faint_below=self.rules.faint_below), None
+                          confused_margin=self.rules.confused_margin, faint_below=self.rules.faint_below,
+                          smudged_over=self.rules.smudged_over), None
         except ExpectationError as exc:   # refused at acceptance (check); here only after a reload or restart
             return Verification(VERIFY_NO_READ, expect.kind, ""), f"the expectation cannot be resolved: {exc}"
 

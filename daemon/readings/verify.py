@@ -1,8 +1,8 @@
 """Verification (OCV): a reading against what was expected -> a verdict and, per expected character, what was read.
 
 Pure: no clock (the caller passes ``today``), no I/O, no model. ``verify(expectation, lines, codes, fields, today,
-confused_margin, faint_below)`` takes the lines as the pipeline read them (before the filter: a print the filter
-would refuse is still judged) and the codes of the same frames.
+confused_margin, faint_below, smudged_over)`` takes the lines as the pipeline read them (before the filter: a print
+the filter would refuse is still judged) and the codes of the same frames.
 
 What can be expected (an ``Expectation``, exactly one of):
 
@@ -39,18 +39,22 @@ Per character of the expected text (``CharCheck``, ``at`` its index in the expec
 - ``faint``: read as expected, but printed with too little ink: its contrast against the line's typical letter or
   digit (``CharCandidate.contrast``, daemon.ocr.print_quality) is under ``faint_below`` (a dry nozzle, a worn
   ribbon: the recognizer reads such a character as surely as a good one); for punctuation, under half of it;
+- ``smudged``: read as expected, but with ink beyond its shape: its blot grade (``CharCandidate.blot``,
+  daemon.ocr.print_quality: a blot thicker than the line's strokes, or ink another copy of the character in the
+  line does not have) is over ``smudged_over`` (a smear, a drop of ink the recognizer reads through);
 - ``mismatch``: another character was read (``read``);
 - ``missing``: nothing was read for it;
 - ``extra``: a character was read where none was expected (``at``: the expected index it precedes).
 
 For a regex or a format the checks are per character of the matching line: ``ok``, ``confused`` where putting the
-runner-up in its place would no longer match (a runner-up that matches as well changes nothing), or ``faint``.
+runner-up in its place would no longer match (a runner-up that matches as well changes nothing), ``faint`` or
+``smudged``.
 
 Verdict: ``pass`` when every check is ``ok`` and the code (if any) is found; ``no_read`` when nothing was read to
 judge: no text line (regex, format), no expected line with at least half of its characters found (text,
 template: the expected print is not there), no code read (a code alone), every expected part so; else
-``mismatch``. A ``confused`` or ``faint`` character fails the verdict: a print that may read otherwise, or is
-fading, is not passed.
+``mismatch``. A ``confused``, ``faint`` or ``smudged`` character fails the verdict: a print that may read
+otherwise, is fading or is smeared, is not passed.
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ NO_READ = "no_read"
 OK = "ok"
 CONFUSED = "confused"
 FAINT = "faint"
+SMUDGED = "smudged"
 MISSING = "missing"
 EXTRA = "extra"
 CHAR_MISMATCH = "mismatch"
@@ -86,6 +91,9 @@ DEFAULT_FAINT_BELOW = 0.5
 # Punctuation's thin strokes lose more contrast to blur than letters and digits do: it is faint under this share
 # of faint_below (the same bench: good prints' weakest slash against faded hyphens and slashes).
 THIN_MARKS = 0.5
+# A character whose blot grade is over this is "smudged": 1.0 is the bound print_quality's constants put between
+# the bench's good solid-font prints and its smudged ones.
+DEFAULT_SMUDGED_OVER = 1.0
 # A printed line the detector cut at wide gaps: up to this many boxes of one row, each at most MAX_ROW_GAP line
 # heights from the next, are also tried as one line.
 MAX_ROW_PIECES = 4
@@ -150,7 +158,7 @@ class Expectation:
 
 @dataclass(frozen=True)
 class CharCheck:
-    status: str                    # ok, confused, mismatch, missing, extra
+    status: str                    # ok, confused, faint, smudged, mismatch, missing, extra
     at: int                        # index in the expected text (regex, format: in the line read)
     expected: str = ""             # "" for extra (and for regex and format checks)
     read: str = ""                 # "" for missing
@@ -158,6 +166,7 @@ class CharCheck:
     alt: str = ""                  # its runner-up at that step, where known
     alt_p: Optional[float] = None
     contrast: Optional[float] = None   # faint: the character's ink against its line's typical character
+    blot: Optional[float] = None       # smudged: its ink beyond its shape (1.0 the default bound)
 
     def to_json(self) -> dict:
         doc: dict = {"at": self.at, "status": self.status}
@@ -172,6 +181,8 @@ class CharCheck:
             doc["alt_p"] = round(float(self.alt_p or 0.0), 4)
         if self.contrast is not None:
             doc["contrast"] = round(float(self.contrast), 3)
+        if self.blot is not None:
+            doc["blot"] = round(float(self.blot), 3)
         return doc
 
 
@@ -353,10 +364,11 @@ def _candidate(line: TextLine, j: int) -> Optional[CharCandidate]:
 
 @dataclass(frozen=True)
 class CharRules:
-    """When a character read as expected still fails: a runner-up within confused_margin, ink under faint_below
-    (0 = not judged)."""
+    """When a character read as expected still fails: a runner-up within confused_margin, ink under faint_below,
+    a blot grade over smudged_over (either 0 = not judged)."""
     confused_margin: float = DEFAULT_CONFUSED_MARGIN
     faint_below: float = DEFAULT_FAINT_BELOW
+    smudged_over: float = DEFAULT_SMUDGED_OVER
 
 
 def _is_confused(c: Optional[CharCandidate], margin: float, key) -> bool:
@@ -368,11 +380,22 @@ def _is_faint(c: Optional[CharCandidate], faint_below: float) -> bool:
     return c is not None and c.contrast < (faint_below if c.char.isalnum() else faint_below * THIN_MARKS)
 
 
+def _is_smudged(c: Optional[CharCandidate], smudged_over: float) -> bool:
+    return c is not None and smudged_over > 0 and c.blot > smudged_over
+
+
+def _print_status(c: Optional[CharCandidate], rules: CharRules) -> str:
+    """A character read right: faint, smudged, or ok."""
+    if _is_faint(c, rules.faint_below):
+        return FAINT
+    return SMUDGED if _is_smudged(c, rules.smudged_over) else OK
+
+
 def _check(status: str, at: int, expected: str, read: str, c: Optional[CharCandidate]) -> CharCheck:
     if c is None:
         return CharCheck(status, at, expected, read)
     return CharCheck(status, at, expected, read, c.p, c.alt, c.alt_p if c.alt else None,
-                     c.contrast if status == FAINT else None)
+                     c.contrast if status == FAINT else None, c.blot if status == SMUDGED else None)
 
 
 def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, rules: CharRules, key
@@ -396,11 +419,7 @@ def _line_checks(exp: _Chars, line: Optional[TextLine], ignore_spaces: bool, rul
         elif exp.keys[i] != got.keys[j]:
             out.append(_check(CHAR_MISMATCH, exp.where[i], exp.chars[i], read, c))
         else:
-            status = OK
-            if _is_confused(c, rules.confused_margin, key):
-                status = CONFUSED
-            elif _is_faint(c, rules.faint_below):
-                status = FAINT
+            status = CONFUSED if _is_confused(c, rules.confused_margin, key) else _print_status(c, rules)
             out.append(_check(status, exp.where[i], exp.chars[i], read, c))
     return out
 
@@ -520,11 +539,11 @@ def _assign(expected_lines: Sequence[_Chars], spans: Sequence[_Span], ignore_spa
 def verify(expectation: Expectation, lines: Sequence[TextLine], codes: Sequence = (),
            fields: Optional[Mapping[str, Any]] = None, today: Optional[datetime.date] = None,
            confused_margin: float = DEFAULT_CONFUSED_MARGIN,
-           faint_below: float = DEFAULT_FAINT_BELOW) -> Verification:
+           faint_below: float = DEFAULT_FAINT_BELOW, smudged_over: float = DEFAULT_SMUDGED_OVER) -> Verification:
     """A reading (its lines in reading order, its codes: daemon.codes.reader.Code or anything with .text and .gs1)
     against an expectation; see the module doc. ExpectationError when a template cannot be resolved."""
     lines = [line for line in lines if line.text.strip()]
-    rules = CharRules(confused_margin, faint_below)
+    rules = CharRules(confused_margin, faint_below, smudged_over)
     code = _check_code(expectation.code, codes) if expectation.code is not None else None
     kind = expectation.kind
     if kind == "code":
@@ -595,8 +614,8 @@ def _verify_pattern(expectation: Expectation, lines: Sequence[TextLine], rules: 
             if not ch.isspace() and _is_confused(c, rules.confused_margin, _nfkc):
                 swapped = line.text[:j] + c.alt + line.text[j + 1:]   # type: ignore[union-attr]
                 status = OK if _matches(expectation, swapped) else CONFUSED
-            if status == OK and not ch.isspace() and _is_faint(c, rules.faint_below):
-                status = FAINT
+            if status == OK and not ch.isspace():
+                status = _print_status(c, rules)
             if not ch.isspace():
                 checks.append(_check(status, j, "", ch, c))
         if best is None or sum(c.status != OK for c in checks) < sum(c.status != OK for c in best[1]):
