@@ -1,5 +1,6 @@
 """The command line as a user runs it: `once` prints one JSON line per image, `bench` a table and JSON."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,3 +92,17 @@ def test_once_refuses_a_bomb_a_fifo_and_names_a_latin1_file_in_valid_utf8(tmp_pa
     assert "pixels" in lines[0]["error"] or "max_frame_pixels" in lines[0]["error"], lines[0]
     assert "not a regular file" in lines[1]["error"]
     assert lines[2]["image"].endswith("caf\\xe9.png") and lines[2]["texts"]
+
+
+def test_once_keeps_onnxruntime_telemetry_off_and_leaves_no_store(tmp_path):
+    # ONNX Runtime's Linux wheels phone Microsoft and keep an event store in ~/.cache/Microsoft unless
+    # ORT_DISABLE_TELEMETRY is set: the CLI sets it before anything imports onnxruntime.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-m", "daemon", "once", str(sorted(SAMPLES.glob("*.png"))[0]), "--json"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["texts"]
+    assert not (home / ".cache" / "Microsoft").exists()
