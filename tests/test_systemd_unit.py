@@ -1,0 +1,22 @@
+"""The unit file and the GPU drop-in, read as systemd reads their keys (no systemd needed)."""
+import shlex
+from pathlib import Path
+
+SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
+
+
+def _values(path: Path, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in path.read_text().splitlines() if line.startswith(key + "=")]
+
+
+def test_reload_checks_the_file_the_daemon_runs_with_before_signalling_it():
+    unit = SYSTEMD / "ocr-daemon.service"
+    start = shlex.split(_values(unit, "ExecStart")[0])
+    reload = [shlex.split(v) for v in _values(unit, "ExecReload")]
+    # Lines run in order and the first that fails ends the reload job: check-config must come before the kill.
+    assert reload == [[start[0], "check-config", start[start.index("--config") + 1]],
+                      ["/bin/kill", "-HUP", "$MAINPID"]]
+
+
+def test_onnxruntime_telemetry_is_off_in_the_unit():
+    assert "ORT_DISABLE_TELEMETRY=1" in _values(SYSTEMD / "ocr-daemon.service", "Environment")
