@@ -350,7 +350,11 @@ class Service:
                 heartbeat.tick(now, self.publisher, self.cfg.mqtt.stats_interval_s)
                 if self._reload:
                     self._reload = False
-                    self.reload()
+                    began = time.monotonic()
+                    with heartbeat.pinging_meanwhile():   # this loop sends the pings, and a reload can be long
+                        self.reload()
+                    # Frames wait while it runs: its time does not count towards service.stall_timeout_s.
+                    self.last_progress = min(time.monotonic(), self.last_progress + (time.monotonic() - began))
         finally:
             code = self._shutdown()
         return code

@@ -8,7 +8,8 @@ Progress (what the systemd watchdog and /healthz mean): the work loop sends WATC
 So a hung backend, a wedged loop or a capture thread stuck in a driver stop the pings and systemd restarts
 the daemon. A single dead camera among working ones does not (the others make progress; its own source
 reconnects with backoff and its watchdog restarts it); all cameras dead for stall_timeout_s do, since a
-fresh process also re-initializes the capture stack (V4L2, nvargus), the one thing left to try.
+fresh process also re-initializes the capture stack (V4L2, nvargus), the one thing left to try. A reload holds
+the work loop: Heartbeat.pinging_meanwhile pings through it, for at most RELOAD_PING_MAX_S.
 
 ``Counters`` is written by the work loop and read by the HTTP, MQTT and page threads: it owns the one lock.
 ``Status`` reads the running parts through a small protocol (the service satisfies it; this module never imports
@@ -16,6 +17,7 @@ the service) and asks daemon/health.py for the verdict. ``status_line`` is pure.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -31,6 +33,9 @@ log = logging.getLogger("daemon.service")
 FPS_WINDOW_S = 5.0
 STATUS_PERIOD_S = 5.0       # systemd STATUS= line
 LATENCY_WINDOW = 512        # samples per stage for the p50/p95 in stats
+# A reload (models loading, TensorRT engines deserializing) is pinged for at most this long, the unit's
+# TimeoutStartSec: one that hangs longer is left to the watchdog.
+RELOAD_PING_MAX_S = 300.0
 # Source counters kept across a camera's restart by a reload (the stopped source's are added to the new one's).
 _SOURCE_COUNTERS = ("corrupt", "too_large", "not_regular", "reconnects", "watchdog_restarts")
 
@@ -345,11 +350,14 @@ class Heartbeat:
         self.status, self.notifier = status, notifier
         self._ping_every_s = watchdog_interval_s / 2.0 if watchdog_interval_s else None
         self._last_ping = self._last_status = self._last_stats = time.monotonic()
+        self._pinging = True   # the last verdict allowed pings
 
     def tick(self, now: float, publisher, stats_interval_s: float) -> None:
-        if self._ping_every_s and now - self._last_ping >= self._ping_every_s and self.status.watchdog_ok(now):
-            self.notifier.watchdog()
-            self._last_ping = now
+        if self._ping_every_s and now - self._last_ping >= self._ping_every_s:
+            self._pinging = self.status.watchdog_ok(now)
+            if self._pinging:
+                self.notifier.watchdog()
+                self._last_ping = now
         if now - self._last_status >= STATUS_PERIOD_S:
             self.notifier.status(status_line(self.status.snapshot()))
             self._last_status = now
@@ -359,6 +367,30 @@ class Heartbeat:
                 publisher.publish_stats(self.status.snapshot())
             except Exception:   # stats are a courtesy; never worth the readings
                 log.exception("stats not published")
+
+    @contextlib.contextmanager
+    def pinging_meanwhile(self, max_s: float = RELOAD_PING_MAX_S):
+        """WATCHDOG=1 from a helper thread while the block holds the work loop (a reload loading models can take
+        longer than WatchdogSec), for at most max_s. Only if the last verdict allowed pings: a stalled daemon is
+        not kept alive by a reload."""
+        if not self._ping_every_s or not self._pinging:
+            yield
+            return
+        done = threading.Event()
+
+        def ping() -> None:
+            deadline = time.monotonic() + max_s
+            while not done.is_set() and time.monotonic() < deadline:
+                self.notifier.watchdog()
+                done.wait(self._ping_every_s)
+
+        thread = threading.Thread(target=ping, name="watchdog-meanwhile", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
 
 def status_line(snap: dict) -> str:

@@ -114,3 +114,81 @@ def test_sigterm_while_the_models_load_is_a_clean_stop(tmp_path):
         d.close()
         n.close()
     assert any(m.startswith("STOPPING=1") for m in n.texts()), n.texts()
+
+
+def test_a_long_reload_keeps_the_watchdog_fed_and_the_pings_end_with_it(tmp_path, monkeypatch):
+    # The work loop sends the pings and also runs a reload: models slower to load than WatchdogSec (TensorRT
+    # engines deserializing) had systemd kill the daemon mid-reload. A helper thread pings meanwhile.
+    from daemon import config
+    from daemon.ocr.pipeline import OcrPipeline
+    from daemon.sd_notify import Notifier
+    from daemon.service import Service
+    from service_support import work_loop
+
+    (tmp_path / "scans").mkdir()
+    data = {"backend": "onnxruntime", "ocr": small_ocr(), "mqtt": {"enabled": False}, "web": {"enabled": False},
+            "metrics": {"enabled": False}, "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+            "cameras": [{"name": "scan", "kind": "folder", "uri": str(tmp_path / "scans"), "watchdog_s": 0}]}
+    path = write_config(tmp_path / "config.yaml", data)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")   # WatchdogSec=1: the loop pings every 0.5 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    n = NotifyListener(tmp_path / "notify.sock")
+    service = Service(config.load(path), str(path), Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}))
+    service.start()
+    load = OcrPipeline.from_config
+    monkeypatch.setattr(OcrPipeline, "from_config", lambda cfg: (time.sleep(3), load(cfg))[1])   # a slow load
+    try:
+        with work_loop(service):
+            n.first("WATCHDOG=1", timeout_s=10)
+            write_config(path, {**data, "ocr": {**small_ocr(), "drop_score": 0.6}})   # the models load again
+            service.request_reload()
+            reloading = n.first("RELOADING=1", timeout_s=30)
+            deadline = time.monotonic() + 60
+            while not [t for t, m in list(n.messages) if t > reloading and m.startswith("READY=1")]:
+                assert time.monotonic() < deadline, n.texts()
+                time.sleep(0.05)
+            ready = next(t for t, m in list(n.messages) if t > reloading and m.startswith("READY=1"))
+            time.sleep(0.3)
+            assert not [t for t in threading.enumerate() if t.name == "watchdog-meanwhile"]
+            time.sleep(1.2)   # the loop pings again by itself
+    finally:
+        n.close()
+    assert ready - reloading >= 3, n.texts()
+    assert "STATUS=config reloaded" in next(m for t, m in n.messages if t == ready)   # applied, not rejected
+    pings = [t for t, m in n.messages if m == "WATCHDOG=1" and reloading - 1 <= t <= ready + 1.5]
+    assert max(b - a for a, b in zip(pings, pings[1:])) < 1.0, pings   # never a WatchdogSec without a ping
+
+
+class _Pings:
+    def __init__(self):
+        self.at = []
+
+    def watchdog(self):
+        self.at.append(time.monotonic())
+        return True
+
+
+class _Verdict:
+    def __init__(self, ok):
+        self.ok = ok
+
+    def watchdog_ok(self, now):
+        return self.ok
+
+
+def test_reload_pings_end_at_their_cap_and_never_feed_a_stalled_daemon():
+    from daemon.status import Heartbeat
+
+    pings = _Pings()
+    beat = Heartbeat(_Verdict(True), pings, watchdog_interval_s=0.2)   # a ping every 0.1 s
+    began = time.monotonic()
+    with beat.pinging_meanwhile(max_s=0.5):
+        time.sleep(1.0)   # a reload that hangs: after the cap the watchdog is left to do its job
+    assert len(pings.at) >= 3 and max(pings.at) - began < 0.6, pings.at
+
+    stalled = _Pings()
+    beat = Heartbeat(_Verdict(False), stalled, watchdog_interval_s=0.2)
+    beat.tick(time.monotonic() + 0.2, None, 0)   # the verdict withholds the pings ...
+    with beat.pinging_meanwhile(max_s=0.5):
+        time.sleep(0.3)
+    assert stalled.at == []                      # ... and a reload does not send them either
