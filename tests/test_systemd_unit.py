@@ -20,3 +20,12 @@ def test_reload_checks_the_file_the_daemon_runs_with_before_signalling_it():
 
 def test_onnxruntime_telemetry_is_off_in_the_unit():
     assert "ORT_DISABLE_TELEMETRY=1" in _values(SYSTEMD / "ocr-daemon.service", "Environment")
+
+
+def test_the_argus_socket_bind_follows_nvargus_daemon():
+    # The bind is made at start: skipped before nvargus-daemon made its socket, stale once it restarts.
+    gpu = SYSTEMD / "gpu.conf"
+    assert _values(gpu, "BindPaths") == ["-/tmp/argus_socket"]
+    assert _values(gpu, "After") == ["nvargus-daemon.service"]
+    assert _values(gpu, "PartOf") == ["nvargus-daemon.service"]
+    assert "[Unit]" in gpu.read_text().splitlines()
