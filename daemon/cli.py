@@ -14,7 +14,9 @@ if not os.environ.get("ORT_DISABLE_TELEMETRY"):
     os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 import argparse  # noqa: E402 (after the telemetry switch)
+import contextlib  # noqa: E402
 import importlib  # noqa: E402
+import io  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
@@ -33,6 +35,8 @@ _COMMANDS = {
     "doctor": ("daemon.doctor", "say what this box can do and what to do next"),
     "outbox": ("daemon.publish.outbox_cli", "list the outbox's dead letters, or replay them into the outbox"),
 }
+# Commands whose output is one report, printed after they return: its reader leaving early keeps their exit status.
+_REPORTS = ("check-config", "doctor")
 
 
 def _parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -70,10 +74,29 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser(argv).parse_args(argv)
     setup_logging(args.log_level)
     try:
-        return importlib.import_module(args._module).main(args)
+        module = importlib.import_module(args._module)
+        return module.main(args) if args.command == "run" else _one_shot(module, args)
     except ConfigError as exc:   # every command's bad config: one line, exit 2
         print(exc.report(getattr(args, "config", None)), file=sys.stderr)
         return 2
+
+
+def _one_shot(module, args) -> int:
+    """A command other than `run`, whose stdout's reader may leave early (`| head -1`, `| true`): it ends quietly,
+    as Python's docs recommend (signal, "Note on SIGPIPE"): stdout onto /dev/null, so the exit's flush is quiet
+    too. A report keeps its exit status; a command cut off mid-output (once, listing) exits 1."""
+    code = None
+    try:
+        if args.command in _REPORTS:
+            with contextlib.redirect_stdout(io.StringIO()) as report:
+                code = module.main(args)
+            sys.stdout.write(report.getvalue())
+        else:
+            code = module.main(args)
+        sys.stdout.flush()   # a reader gone shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1 if code is None else code
 
 
 if __name__ == "__main__":

@@ -106,3 +106,24 @@ def test_once_keeps_onnxruntime_telemetry_off_and_leaves_no_store(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["texts"]
     assert not (home / ".cache" / "Microsoft").exists()
+
+
+def _with_stdout_closed(*args):
+    """The command with its stdout's reader gone before it writes (`ocr-daemon ... | true`): exit code, stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    return proc.wait(timeout=600), err
+
+
+def test_a_closed_stdout_ends_a_command_quietly_and_a_report_keeps_its_exit_code(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ocr:\n  rec_batch: many\n")
+    assert _with_stdout_closed("check-config", str(ROOT / "config.yaml")) == (0, "")   # valid: still 0
+    code, err = _with_stdout_closed("check-config", str(bad))
+    assert code == 2 and "ocr.rec_batch" in err
+    code, err = _with_stdout_closed("doctor", "--config", str(ROOT / "config.yaml"))
+    assert code == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+    code, err = _with_stdout_closed("once", str(sorted(SAMPLES.glob("*.png"))[0]))   # cut off mid-output
+    assert code == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
