@@ -178,6 +178,19 @@ def test_password_without_tls_is_a_warning_naming_the_key(tmp_path, monkeypatch,
     assert config.config_warnings(tls) == []
 
 
+
+def test_a_drain_that_leaves_systemd_no_time_to_stop_is_a_warning_naming_both_settings(tmp_path, caplog):
+    # TimeoutStopSec=30 in the unit; a stop takes the drain and a few seconds more, then SIGKILL.
+    assert config.config_warnings(config.from_dict({"service": {"drain_timeout_s": 25}})) == []
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"service": {"drain_timeout_s": 28}}))
+    with caplog.at_level("WARNING", logger="daemon.config"):
+        assert config.load(p).service.drain_timeout_s == 28   # accepted
+    [record] = [r for r in caplog.records if r.name == "daemon.config"]
+    assert record.levelname == "WARNING"
+    assert "service.drain_timeout_s" in record.getMessage() and "TimeoutStopSec=30" in record.getMessage()
+
+
 MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4\n"
 
 

@@ -29,3 +29,9 @@ def test_the_argus_socket_bind_follows_nvargus_daemon():
     assert _values(gpu, "After") == ["nvargus-daemon.service"]
     assert _values(gpu, "PartOf") == ["nvargus-daemon.service"]
     assert "[Unit]" in gpu.read_text().splitlines()
+
+
+def test_the_drain_warning_knows_the_units_stop_timeout():
+    from daemon.config.config import UNIT_TIMEOUT_STOP_S
+
+    assert _values(SYSTEMD / "ocr-daemon.service", "TimeoutStopSec") == [f"{UNIT_TIMEOUT_STOP_S:g}"]

@@ -175,9 +175,20 @@ def _check_folders_apart(cfg: Config) -> None:
         seen.setdefault(where, key)
 
 
+# systemd/ocr-daemon.service's TimeoutStopSec, and what a stop needs beyond the drain (the cameras, the models, the
+# outbox: 1-2.5 s measured) before systemd's SIGKILL.
+UNIT_TIMEOUT_STOP_S = 30.0
+STOP_MARGIN_S = 5.0
+
+
 def config_warnings(cfg: Config) -> list[tuple[str, str]]:
     """(key path, message) for values that work but are risky; load() logs each at WARNING. Pure."""
     found = []
+    drain = cfg.service.drain_timeout_s
+    if drain > UNIT_TIMEOUT_STOP_S - STOP_MARGIN_S:
+        found.append(("service.drain_timeout_s", f"{drain:g} s leaves less than {STOP_MARGIN_S:g} s of the unit's "
+                      f"TimeoutStopSec={UNIT_TIMEOUT_STOP_S:g} for the rest of a stop: systemd may SIGKILL the daemon "
+                      f"mid-stop; raise TimeoutStopSec in a drop-in to at least drain_timeout_s + {STOP_MARGIN_S:g}"))
     m = cfg.mqtt
     if m.enabled and not m.tls.enabled:
         for key in ("password_env", "password_file"):
