@@ -17,6 +17,7 @@ Counters, the snapshot, health and the watchdog: daemon/status.py.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import logging
 import os
 import signal
@@ -74,6 +75,12 @@ _SIGHUP_BEFORE_START = threading.Event()
 
 
 def main(args) -> int:
+    # The systemd watchdog kills with SIGABRT: every thread's Python stack goes to stderr (the journal) first, so the
+    # journal says where the daemon hung. A crash in native code (SIGSEGV in a driver) shows the same.
+    try:
+        faulthandler.enable(all_threads=True)
+    except (RuntimeError, ValueError, OSError):   # no usable stderr (closed, not a file): only the dump is lost
+        pass
     signal.signal(signal.SIGHUP, lambda signum, frame: _SIGHUP_BEFORE_START.set())
     cfg = config_mod.load(args.config)   # a ConfigError: cli.main's one line, exit 2
     if getattr(args, "log_level", None) is None:

@@ -192,3 +192,21 @@ def test_reload_pings_end_at_their_cap_and_never_feed_a_stalled_daemon():
     with beat.pinging_meanwhile(max_s=0.5):
         time.sleep(0.3)
     assert stalled.at == []                      # ... and a reload does not send them either
+
+
+def test_a_watchdog_kill_leaves_every_threads_stack_in_the_log(tmp_path):
+    # systemd's watchdog sends SIGABRT: faulthandler prints where each thread was before the process dies.
+    (tmp_path / "scans").mkdir()
+    cam = {"name": "scan", "kind": "folder", "uri": str(tmp_path / "scans"), "watchdog_s": 0}
+    d, n = run_daemon(tmp_path, [cam], stall_timeout_s=5.0)
+    try:
+        assert d.wait_log("running: 1 camera(s)", 60), d.log()
+        d.signal(signal.SIGABRT)
+        assert d.wait(30) == -signal.SIGABRT   # it still dies of the signal (systemd sees the watchdog's kill)
+    finally:
+        d.close()
+        n.close()
+    log = d.log()
+    assert "Fatal Python error: Aborted" in log, log
+    assert "most recent call first" in log and log.count("Thread 0x") >= 2, log   # the loop and the camera
+    assert "daemon/service.py" in log and "in run" in log, log
