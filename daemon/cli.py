@@ -5,23 +5,16 @@ A command's ConfigError is caught here, once: "<file>: invalid config: <key>: <w
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
+import io
+import logging
 import os
+import sys
 
-# ONNX Runtime's Linux wheels send usage telemetry to Microsoft and keep a store in ~/.cache/Microsoft unless
-# ORT_DISABLE_TELEMETRY is truthy when it initializes, so it is set before any command can import it. An explicit
-# value (0: an opt-in) is kept; an empty one counts as unset.
-if not os.environ.get("ORT_DISABLE_TELEMETRY"):
-    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-
-import argparse  # noqa: E402 (after the telemetry switch)
-import contextlib  # noqa: E402
-import importlib  # noqa: E402
-import io  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-
-from daemon.config import ConfigError  # noqa: E402
-from daemon.printable import printable  # noqa: E402
+from daemon.config import ConfigError
+from daemon.printable import printable
 
 # subcommand -> (module, one-line help). The module exposes add_arguments(parser) and main(args) -> int.
 _COMMANDS = {

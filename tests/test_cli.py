@@ -96,7 +96,7 @@ def test_once_refuses_a_bomb_a_fifo_and_names_a_latin1_file_in_valid_utf8(tmp_pa
 
 def test_once_keeps_onnxruntime_telemetry_off_and_leaves_no_store(tmp_path):
     # ONNX Runtime's Linux wheels phone Microsoft and keep an event store in ~/.cache/Microsoft unless
-    # ORT_DISABLE_TELEMETRY is set: the CLI sets it before anything imports onnxruntime.
+    # ORT_DISABLE_TELEMETRY is set: the package sets it before anything imports onnxruntime.
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
@@ -106,6 +106,15 @@ def test_once_keeps_onnxruntime_telemetry_off_and_leaves_no_store(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["texts"]
     assert not (home / ".cache" / "Microsoft").exists()
+
+
+def test_anything_that_imports_the_package_has_telemetry_off_unless_opted_in():
+    # the benches and the tests import the package, not the CLI, before they reach onnxruntime
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    show = [sys.executable, "-c", "import daemon.ocr.pipeline, os; print(os.environ['ORT_DISABLE_TELEMETRY'])"]
+    assert subprocess.run(show, capture_output=True, text=True, cwd=ROOT, env=env).stdout.strip() == "1"
+    opted_in = subprocess.run(show, capture_output=True, text=True, cwd=ROOT, env={**env, "ORT_DISABLE_TELEMETRY": "0"})
+    assert opted_in.stdout.strip() == "0"
 
 
 def _with_stdout_closed(*args):
