@@ -11,7 +11,8 @@ setup(
                              "schema/*.json", "gpu/*.cu",
                              "web/templates/*.html", "web/static/*.js", "web/static/*.css",
                              "publish/sinks/sparkplug_b/*.proto"]},
-    python_requires=">=3.10",
+    # <3.13: rapidocr-onnxruntime 1.4.4 (below; it carries the PP-OCRv4 models) requires Python <3.13.
+    python_requires=">=3.10,<3.13",
     install_requires=[
         "numpy>=1.21",
         "paho-mqtt>=2.0,<3",
