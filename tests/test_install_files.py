@@ -1,6 +1,8 @@
 """The install's own files: requirements-lock.txt pins one version of each package on every Python that
-setup.py accepts."""
+setup.py accepts, and systemd/install.sh's config and CLI link (its functions, sourced: the rest of it needs
+root and systemd)."""
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,10 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from daemon.config import config as config_mod
+
 ROOT = Path(__file__).resolve().parent.parent
+INSTALL_SH = ROOT / "systemd" / "install.sh"
 
 
 def _python_requires() -> SpecifierSet:
@@ -51,3 +56,38 @@ def test_the_3_10_pins_are_older_releases_of_the_same_packages():
     for name, sides in by_name.items():
         assert set(sides) == {"3.10", "3.11+"}, (name, sides)
         assert Version(sides["3.10"]) < Version(sides["3.11+"]), (name, sides)
+
+
+def _install_sh(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", f'source "{INSTALL_SH}"; {script}'], cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=30)
+
+
+@pytest.mark.parametrize("gpu, backend", [("0", "onnxruntime"), ("1", "auto")])
+def test_install_writes_a_config_whose_backend_fits_the_install(tmp_path, gpu, backend):
+    dest = tmp_path / "config.yaml"
+    proc = _install_sh(f'write_config "{ROOT / "config.yaml"}" "{dest}" {gpu}')
+    assert proc.returncode == 0, proc.stderr
+    cfg = config_mod.load(dest)
+    assert cfg.backend == backend
+    assert cfg.state_dir == "/var/lib/ocr-daemon"
+    assert cfg.ocr.cpu_fold_dir == "/var/cache/ocr-daemon/cpu-models"
+    assert not (tmp_path / "config.yaml.new").exists()
+    # only the values changed; the comments still line up
+    assert dest.read_text().count("\n") == (ROOT / "config.yaml").read_text().count("\n")
+    assert re.search(rf"^backend: {backend} +# auto \| tensorrt \| onnxruntime", dest.read_text(), re.M)
+
+
+def test_install_links_the_cli_once_and_leaves_another_file_alone(tmp_path):
+    link = tmp_path / "bin" / "ocr-daemon"
+    target = "/opt/ocr-daemon/venv/bin/ocr-daemon"
+    for _ in range(2):                                  # idempotent
+        proc = _install_sh(f'link_cli {target} "{link}"')
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert link.is_symlink() and str(link.readlink()) == target
+    link.unlink()
+    link.write_text("#!/bin/sh\necho someone else's\n")
+    proc = _install_sh(f'link_cli {target} "{link}"')
+    assert proc.returncode == 0
+    assert not link.is_symlink() and link.read_text() == "#!/bin/sh\necho someone else's\n"
+    assert f"{link} exists and is not a link to {target}; left as it is" in proc.stderr
