@@ -38,6 +38,11 @@ done
 # The system interpreter: a python3 earlier on PATH (pyenv, conda) does not see /usr/lib/python3/dist-packages.
 [ -n "$PY" ] || { if [ "$GPU" = 1 ]; then PY=/usr/bin/python3; else PY=python3; fi; }
 command -v "$PY" >/dev/null || { echo "make-venv: $PY not found" >&2; exit 1; }
+# setup.py's python_requires (pip does not apply it to a local directory: it fails later, as ResolutionImpossible).
+"$PY" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] < (3, 13))' ||
+  { echo "make-venv: $PY is Python $("$PY" -c 'import platform; print(platform.python_version())'); ocr-daemon runs on" \
+         "3.10 to 3.12 (rapidocr-onnxruntime 1.4.4, which carries the PP-OCRv4 models, requires <3.13): --python PY" >&2
+    exit 1; }
 CUDA_ROOT="${CUDA_ROOT:-/usr/local/cuda}"
 # PyPI's onnxruntime wheels require numpy>=1.21.6; JetPack 6 (Ubuntu 22.04) ships 1.21.5. Below this floor
 # the venv gets the newest 1.21.x patch release (same C-API as the system's, so JetPack's cv2 still loads).

@@ -32,6 +32,15 @@ def test_python_requires_is_3_10_to_3_12():
     assert [v for v in ("3.9", "3.10", "3.11", "3.12", "3.13") if v in spec] == ["3.10", "3.11", "3.12"]
 
 
+def test_make_venv_refuses_the_pythons_that_setup_py_refuses():
+    # pip does not apply python_requires to a local directory: make-venv.sh checks the version itself.
+    found = re.search(r"\(3, (\d+)\) <= sys.version_info\[:2\] < \(3, (\d+)\)",
+                      (ROOT / "systemd" / "make-venv.sh").read_text())
+    low, high = int(found.group(1)), int(found.group(2))
+    spec = _python_requires()
+    assert [minor for minor in range(6, 20) if f"3.{minor}" in spec] == list(range(low, high))
+
+
 @pytest.mark.parametrize("python", ["3.10", "3.11", "3.12"])
 def test_the_lock_pins_each_package_once_on_every_supported_python(python):
     assert python in _python_requires()
