@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (a labels.jsonl beside them adds accuracy)")
-    p.add_argument("--config", default=None, help="config.yaml (default: built-in defaults)")
+    p.add_argument("--config", default=None, help="config file (default: config.yaml if present, else defaults)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the images (default 3)")
     p.add_argument("--no-rapidocr", action="store_true", help="skip the RapidOCR 1.4.4 reference")
     p.add_argument("--no-rapidocr3", action="store_true",

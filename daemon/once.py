@@ -42,7 +42,7 @@ READ_AHEAD = 2
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files (PNG, JPEG, TIFF, BMP, WebP, ...) or folders of them")
-    p.add_argument("--config", default=None, help="config.yaml (default: built-in defaults)")
+    p.add_argument("--config", default=None, help="config file (default: config.yaml if present, else defaults)")
     p.add_argument("--json", action="store_true", help="compact JSON lines (the default is indented)")
 
 

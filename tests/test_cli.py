@@ -39,6 +39,12 @@ def test_once_with_invalid_config_exits_2(tmp_path):
     assert proc.returncode == 2 and "ocr.rec_batch" in proc.stderr
 
 
+def test_once_without_config_reads_the_working_directorys_config_yaml_as_run_does(tmp_path):
+    (tmp_path / "config.yaml").write_text("ocr:\n  rec_batch: many\n")
+    proc = _cli("once", str(sorted(SAMPLES.glob("*.png"))[0]), cwd=tmp_path)
+    assert proc.returncode == 2 and "config.yaml" in proc.stderr and "ocr.rec_batch" in proc.stderr
+
+
 def test_bench_prints_a_table_and_writes_json(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

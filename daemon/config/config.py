@@ -285,6 +285,13 @@ def load(path: str | os.PathLike, read_secrets: bool = True) -> Config:
     return cfg
 
 
+# The config file `run` reads when none is named, in the working directory.
+DEFAULT_PATH = "config.yaml"
+
+
 def load_or_defaults(path: str | os.PathLike | None, read_secrets: bool = True) -> Config:
-    """The config file when one is named, else the built-in defaults (for one-shot commands)."""
+    """For the one-shot commands: the config file named, else ./config.yaml where there is one (what `run` and
+    `doctor` read there: `once` in a station's folder reads as its daemon does), else the built-in defaults."""
+    if not path and os.path.isfile(DEFAULT_PATH):
+        path = DEFAULT_PATH
     return load(path, read_secrets) if path else from_dict({})
