@@ -33,7 +33,9 @@ _REPORTS = ("check-config", "doctor")
 
 
 def _parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-daemon", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ocr-daemon", description="Edge OCR: cameras -> OCR -> outbox -> MQTT and plant protocols.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage. `ocr-daemon COMMAND --help` for one.")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: config's)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Only the chosen command's module is imported: importing them all made `once` start noticeably slower
