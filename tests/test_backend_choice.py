@@ -72,6 +72,54 @@ def test_fp16_falls_back_to_fp32_on_the_cpu():
     assert decide("auto", "fp16", GpuFacts()).precision == "fp32"
 
 
+def test_a_box_without_an_nvidia_gpu_is_told_so_first_and_is_not_degraded():
+    """Not "install pycuda" (or TensorRT) on a box that has no GPU: the CPU is its backend, not a fallback."""
+    for facts in (GpuFacts(tensorrt_why="No module named 'tensorrt'", gpu_seen=""),
+                  _ok_facts(pycuda_why="No module named 'pycuda'", gpu=None, gpu_seen="")):
+        choice = decide("auto", "fp32", facts)
+        assert (choice.backend, choice.category) == ("onnxruntime", "no_gpu") and not choice.degraded
+        assert choice.reason == ("auto: no NVIDIA GPU: the CPU backend is this box's backend; "
+                                 "set backend: onnxruntime to say so")
+    # a GPU on the bus that pycuda cannot reach is a gap to fix, and degraded
+    choice = decide("auto", "fp32", _ok_facts(pycuda_why="No module named 'pycuda'", gpu=None,
+                                              gpu_seen="PCI 0000:01:00.0"))
+    assert choice.category == "pycuda_unavailable" and choice.degraded
+    # pycuda seeing the GPU overrules a probe that saw none
+    assert decide("auto", "fp32", _ok_facts(gpu_seen="")).category == "loaded"
+    # backend: tensorrt on such a box is refused with the same reason
+    assert "no NVIDIA GPU" in str(backends.refusal(decide("tensorrt", "fp32", GpuFacts(gpu_seen=""))))
+
+
+def test_auto_on_a_cpu_box_logs_info_not_a_warning(monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(backends, "nvidia_gpu_seen", lambda: "")
+    backend, choice = backends.choose_backend(config.from_dict({"ocr": small_ocr()}))
+    backend.close()
+    assert (choice.backend, choice.category, choice.degraded) == ("onnxruntime", "no_gpu", False)
+    assert not warnings(caplog) and "because no NVIDIA GPU" in caplog.text
+
+
+def _tree(root, files):
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return str(root)
+
+
+def test_nvidia_gpu_seen_reads_the_pci_bus_and_jetson_markers(tmp_path):
+    from daemon.gpu import nvidia_gpu_seen
+
+    pci = "sys/bus/pci/devices"
+    assert nvidia_gpu_seen(_tree(tmp_path / "vm", {f"{pci}/0000:00:02.0/vendor": "0x1af4\n",
+                                                   f"{pci}/0000:00:02.0/class": "0x018000\n"})) == ""
+    # an NVIDIA audio function alone is not a GPU; its display controller is
+    assert nvidia_gpu_seen(_tree(tmp_path / "audio", {f"{pci}/0000:01:00.1/vendor": "0x10de\n",
+                                                      f"{pci}/0000:01:00.1/class": "0x040300\n"})) == ""
+    assert nvidia_gpu_seen(_tree(tmp_path / "pc", {f"{pci}/0000:01:00.0/vendor": "0x10de\n",
+                                                   f"{pci}/0000:01:00.0/class": "0x030000\n"})) == "PCI 0000:01:00.0"
+    assert nvidia_gpu_seen(_tree(tmp_path / "orin", {"etc/nv_tegra_release": "# R36 (release)\n"})) == "a Jetson"
+
+
 # ---------------------------------------------------------------- from_config with a fake GPU
 
 class _FakeModel(Model):
@@ -192,6 +240,7 @@ def test_missing_kernels_found_by_the_probe_never_load(tmp_path, fake_gpu, caplo
 def test_explicit_tensorrt_on_a_cpu_box_without_tensorrt_is_refused(monkeypatch):
     # CI's venv has TensorRT-RTX (for its builder): no edition importable is what a plain CPU box sees
     monkeypatch.setattr(backends, "probe_tensorrt", lambda: (None, "tensorrt: No module named 'tensorrt'"))
+    monkeypatch.setattr(backends, "nvidia_gpu_seen", lambda: "PCI 0000:01:00.0")   # a GPU, without TensorRT
     with pytest.raises(BackendError, match="TensorRT is not importable"):
         OcrPipeline.from_config(config.from_dict({"backend": "tensorrt", "ocr": small_ocr()}))
 
@@ -201,7 +250,7 @@ def test_explicit_tensorrt_on_this_box_is_refused_naming_what_is_missing():
     found, _ = backends.probe_tensorrt()
     if found is not None and backends.probe_pycuda()[0]:
         pytest.skip("TensorRT and pycuda import here: the GPU tests cover this box")
-    with pytest.raises(BackendError, match="is not importable"):
+    with pytest.raises(BackendError, match="is not importable|no NVIDIA GPU"):
         OcrPipeline.from_config(config.from_dict({"backend": "tensorrt", "ocr": small_ocr()}))
 
 

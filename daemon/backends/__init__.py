@@ -15,13 +15,15 @@ from pathlib import Path
 
 from daemon.backends.base import Backend, BackendError
 from daemon.config import Config, OcrConfig
-from daemon.gpu import PYCUDA_HINT
+from daemon.gpu import PYCUDA_HINT, nvidia_gpu_seen
 
 log = logging.getLogger(__name__)
 
 # The bounded set of BackendChoice.category values (the `reason` label of ocr_backend_info).
-CATEGORIES = ("configured", "loaded", "tensorrt_unavailable", "pycuda_unavailable", "gpu_unavailable",
+CATEGORIES = ("configured", "loaded", "no_gpu", "tensorrt_unavailable", "pycuda_unavailable", "gpu_unavailable",
               "engine_missing", "engine_stale", "kernels_missing", "gpu_error")
+# The reason when nothing on the box is an NVIDIA GPU: the CPU is not a fallback there, so this is not degraded.
+NO_GPU = "no NVIDIA GPU: the CPU backend is this box's backend; set backend: onnxruntime to say so"
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,9 @@ class BackendChoice:
 
     @property
     def degraded(self) -> bool:
-        """True when `auto` fell back to the CPU: healthy, but not running where the box is meant to."""
-        return self.category not in ("configured", "loaded")
+        """True when `auto` fell back to the CPU on a box with an NVIDIA GPU: healthy, but on a fallback the
+        operator did not choose. `backend: onnxruntime` and a box without an NVIDIA GPU are not degraded."""
+        return self.category not in ("configured", "loaded", "no_gpu")
 
     def as_dict(self) -> dict:
         return {"backend": self.backend, "precision": self.precision, "reason": self.reason,
@@ -57,6 +60,7 @@ class GpuFacts:
     pycuda_why: str = ""            # why pycuda is not importable; empty: it is
     gpu: str | None = None          # "Orin (compute capability 8.7)"; None: no usable GPU
     gpu_why: str = ""
+    gpu_seen: str | None = None     # what shows an NVIDIA GPU without pycuda (nvidia_gpu_seen); "": none; None: not probed
     engines: tuple[EngineFact, ...] = ()
     kernels_problem: str = ""       # why the prebuilt GPU kernels cannot be used; empty: usable or not checked
 
@@ -82,6 +86,9 @@ def decide(setting: str, precision: str, facts: GpuFacts | None) -> BackendChoic
 
 
 def _first_gap(facts: GpuFacts, precision: str, rebuild: str) -> tuple[str, str]:
+    # No GPU at all comes first: installing TensorRT or pycuda would not help such a box.
+    if facts.gpu is None and facts.gpu_seen == "":
+        return NO_GPU, "no_gpu"
     if facts.tensorrt_version is None:
         return f"TensorRT is not importable ({facts.tensorrt_why or 'not probed'})", "tensorrt_unavailable"
     from daemon.backends.tensorrt.generation import UnsupportedTensorRT, edition_named, generation
@@ -213,9 +220,10 @@ def refusal(choice: BackendChoice) -> BackendError:
 
 
 def fall_back(cfg: Config, choice: BackendChoice) -> tuple[Backend, BackendChoice]:
-    """`auto` on the CPU: the one WARNING line that says why, and the ONNX Runtime backend."""
-    log.warning("backend auto: running on ONNX Runtime (CPU, %s) because %s", choice.precision,
-                choice.reason.removeprefix("auto: "))
+    """`auto` on the CPU: the one WARNING line that says why (INFO on a box without an NVIDIA GPU, where the CPU
+    is no fallback), and the ONNX Runtime backend."""
+    log.log(logging.WARNING if choice.degraded else logging.INFO, "backend auto: running on ONNX Runtime (CPU, %s) "
+            "because %s", choice.precision, choice.reason.removeprefix("auto: "))
     return cpu_backend(cfg, warn_fp16=False), choice
 
 
@@ -228,17 +236,19 @@ def gpu_failure(cfg: Config, exc: BaseException) -> BackendChoice:
 
 def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
     """The facts for decide(), and the TensorRT backend whose CUDA context the engine check opened."""
+    seen = nvidia_gpu_seen()    # probed whatever else is found: pycuda seeing a GPU overrules it
     found, why = probe_tensorrt()
     if found is None:
-        return GpuFacts(tensorrt_why=why), None
+        return GpuFacts(tensorrt_why=why, gpu_seen=seen), None
     version, edition = found.version, found.edition.name
     ok, why = probe_pycuda()
     if not ok:
-        return GpuFacts(version, edition, pycuda_why=why), None
+        return GpuFacts(version, edition, pycuda_why=why, gpu_seen=seen), None
     try:
         from daemon.backends.tensorrt import TensorRTBackend
     except ImportError as exc:   # the GPU code is optional on CPU-only installs
-        return GpuFacts(None, tensorrt_why=f"the TensorRT backend module cannot be imported ({exc})"), None
+        return GpuFacts(None, tensorrt_why=f"the TensorRT backend module cannot be imported ({exc})",
+                        gpu_seen=seen), None
     backend = TensorRTBackend(cfg)
     try:
         device = backend.device()
@@ -248,7 +258,7 @@ def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
         kernels = kernels_problem(cfg.engines.dir, device.compute_capability, driver_cuda) if driver_cuda else ""
     except Exception as exc:    # pycuda.driver.Error, a GPU this edition cannot run on: a finding, not a crash loop
         backend.close()
-        return GpuFacts(version, edition, gpu_why=describe_error(exc)), None
+        return GpuFacts(version, edition, gpu_why=describe_error(exc), gpu_seen=seen), None
     return GpuFacts(version, edition, gpu=gpu, engines=engines, kernels_problem=kernels), backend
 
 
