@@ -5,6 +5,7 @@ the config needs and whether their sidecars match this box, and says what `backe
 (daemon.backends.decide, the daemon's own decision, over these facts; no model is loaded), then cameras
 (/dev/video*) and the MQTT broker (a TCP connect with a short timeout). Every check degrades to a finding
 instead of an exception, so it runs on a CPU-only box. Exit code 0 whatever it finds (it is a report); 2 for an invalid config.
+With `backend: onnxruntime` the GPU side is shown as facts ("--", not used by that backend), never as gaps.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from daemon.backends import (BackendChoice, EngineFact, GpuFacts, cpu_fold_dir, decide, kernels_problem,
                              probe_tensorrt)
 from daemon.config import Config
-from daemon.gpu import PYCUDA_HINT
+from daemon.gpu import PYCUDA_HINT, nvidia_gpu_seen
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Finding:
     detail: str
     next_step: str = ""     # what to do about it; empty when nothing is needed
     choice: dict | None = None   # the backend finding only: BackendChoice.as_dict()
+    # A fact the configured backend does not use (the GPU side under `backend: onnxruntime`): ok, shown as "--",
+    # never a gap. Not in --json, whose rows keep their keys: there it is ok with a "not used by" detail.
+    info: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: 
                   ) -> tuple[list[Finding], tuple[EngineFact, ...]]:
     """engine_findings, and the same checks as the facts `auto` decides on (empty when not checked)."""
     from daemon.engines.check import check_engine
-    from daemon.engines.plan import EnginePlan, plan_engines, rebuild_command
+    from daemon.engines.plan import plan_engines, rebuild_command
     from daemon.engines.sidecar import DeviceInfo
     from daemon.ocr.models import ModelFileError
 
@@ -149,17 +153,7 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: 
         plans = plan_engines(cfg)
     except ModelFileError as exc:
         return [Finding("engines", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")], ()
-    findings = []
-    if precision == "int8":
-        bad: dict[Path, tuple[EnginePlan, str]] = {}
-        for p in plans:     # rec and rec_tail share one Q/DQ model: one finding for it
-            if p.precision == "int8" and p.source_onnx not in bad:
-                why = _unreadable_onnx(p.source_onnx)
-                if why:
-                    bad[p.source_onnx] = (p, why)
-        findings += [Finding(f"int8 model ({p.role})", False, f"{path} {why}",
-                             "run `ocr-daemon calibrate --config FILE --images DIR`")
-                     for path, (p, why) in bad.items()]
+    findings = int8_model_findings(cfg, plans)
     rebuild = rebuild_command(precision)
     if trt_version is None or gpu.compute_capability is None or gpu.name is None:
         for p in plans:
@@ -190,6 +184,34 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: 
     return findings, tuple(facts)
 
 
+def int8_model_findings(cfg: Config, plans) -> list[Finding]:
+    """The calibrated Q/DQ models ocr.precision int8 runs from (engines and the CPU alike): a gap each that is
+    missing or not ONNX."""
+    from daemon.engines.plan import EnginePlan
+
+    if cfg.ocr.precision != "int8":
+        return []
+    bad: dict[Path, tuple[EnginePlan, str]] = {}
+    for p in plans:     # rec and rec_tail share one Q/DQ model: one finding for it
+        if p.precision == "int8" and p.source_onnx not in bad:
+            why = _unreadable_onnx(p.source_onnx)
+            if why:
+                bad[p.source_onnx] = (p, why)
+    return [Finding(f"int8 model ({p.role})", False, f"{path} {why}",
+                    "run `ocr-daemon calibrate --config FILE --images DIR`") for path, (p, why) in bad.items()]
+
+
+def cpu_int8_model_findings(cfg: Config) -> list[Finding]:
+    """int8_model_findings where no engine is checked (backend onnxruntime runs the same Q/DQ models)."""
+    from daemon.engines.plan import plan_engines
+    from daemon.ocr.models import ModelFileError
+
+    try:
+        return int8_model_findings(cfg, plan_engines(cfg))
+    except ModelFileError as exc:
+        return [Finding("models", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")]
+
+
 def kernels_finding(cfg: Config, gpu: GpuProbe, toolkit: str | None) -> tuple[Finding, str]:
     """The prebuilt GPU kernels (engines/kernels.sm<cc>.cubin) for this GPU and driver, and the problem
     `auto` decides on ("" when usable or not checkable here)."""
@@ -216,6 +238,7 @@ def backend_finding(cfg: Config, choice: BackendChoice) -> Finding:
     detail = f"backend {cfg.backend} → {outcome}: {why}"
     next_steps = {
         "tensorrt_unavailable": "install TensorRT (see the TensorRT finding) or set `backend: onnxruntime`",
+        "no_gpu": "set `backend: onnxruntime`, or run it on a box with an NVIDIA GPU",
         "pycuda_unavailable": PYCUDA_HINT,
         "gpu_unavailable": "see the GPU and CUDA findings",
         "engine_missing": "build the engines (see the engine findings)",
@@ -315,6 +338,11 @@ def tensorrt_finding(found, why: str, gpu: GpuProbe) -> Finding:
     return Finding("TensorRT", True, detail)
 
 
+def not_used(f: Finding, backend: str) -> Finding:
+    """A GPU-side finding as a fact about the box, for a backend that does not use it."""
+    return Finding(f.check, True, f"not used by backend {backend}: {f.detail}", info=True)
+
+
 def diagnose(cfg: Config) -> list[Finding]:
     findings = []
     found, trt_why = probe_tensorrt()
@@ -343,6 +371,14 @@ def diagnose(cfg: Config) -> list[Finding]:
     has_pycuda, pycuda_detail = probe_pycuda()
     findings.append(Finding("pycuda", has_pycuda, f"pycuda {pycuda_detail}" if has_pycuda else f"missing ({pycuda_detail})",
                             "" if has_pycuda else PYCUDA_HINT))
+    if cfg.backend == "onnxruntime":
+        # Nothing of the GPU side is this config's to fix: the findings so far stay as facts about the box,
+        # and the engines and kernels, which only a GPU backend loads, are not checked.
+        findings = [not_used(f, cfg.backend) for f in findings]
+        findings.append(Finding("engines", True, f"not used by backend {cfg.backend}: the TensorRT engines and GPU "
+                                "kernels are checked under backend auto or tensorrt", info=True))
+        findings += cpu_int8_model_findings(cfg)
+        return findings + backend_and_rest(cfg, decide(cfg.backend, cfg.ocr.precision, None))
     kernels, kernels_gap = kernels_finding(cfg, gpu, toolkit)
     findings.append(kernels)
     engines, engine_facts = engine_checks(cfg, trt_version, gpu, edition)
@@ -356,9 +392,14 @@ def diagnose(cfg: Config) -> list[Finding]:
     facts = GpuFacts(tensorrt_version=trt_version, tensorrt_edition=edition, tensorrt_why=trt_why,
                      pycuda_why="" if has_pycuda else pycuda_detail,
                      gpu=f"{gpu.name} (compute capability {gpu.compute_capability})" if usable_gpu else None,
-                     gpu_why=gpu_why, engines=engine_facts, kernels_problem=kernels_gap)
-    choice = decide(cfg.backend, cfg.ocr.precision, facts)
-    findings.append(backend_finding(cfg, choice))
+                     gpu_why=gpu_why, gpu_seen=gpu.name or nvidia_gpu_seen(), engines=engine_facts,
+                     kernels_problem=kernels_gap)
+    return findings + backend_and_rest(cfg, decide(cfg.backend, cfg.ocr.precision, facts))
+
+
+def backend_and_rest(cfg: Config, choice: BackendChoice) -> list[Finding]:
+    """The backend decision and what depends on it, then the CPU models, cameras and the broker."""
+    findings = [backend_finding(cfg, choice)]
     findings.append(tiles_finding(cfg, choice.backend))
     findings.append(cpu_fold_finding(cfg))
     findings.append(cpu_int8_finding(cfg))
@@ -399,7 +440,7 @@ def render(findings: list[Finding]) -> str:
     width = max(len(f.check) for f in findings)
     lines = []
     for f in findings:
-        lines.append(f"{'ok ' if f.ok else 'GAP'}  {f.check:<{width}}  {f.detail}")
+        lines.append(f"{'-- ' if f.info else 'ok ' if f.ok else 'GAP'}  {f.check:<{width}}  {f.detail}")
         if f.next_step:
             lines.append(f"     {'':<{width}}  next: {f.next_step}")
     return "\n".join(lines)
@@ -421,7 +462,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     findings = diagnose(cfg)
     if args.json:
-        print(json.dumps([{k: v for k, v in asdict(f).items() if k != "choice" or v is not None}
+        print(json.dumps([{k: v for k, v in asdict(f).items() if k != "info" and (k != "choice" or v is not None)}
                           for f in findings], indent=2, ensure_ascii=False))
     else:
         print(f"ocr-daemon doctor ({'config ' + path if path else 'default config'})")

@@ -188,6 +188,7 @@ def test_nvidia_smi_line_gives_name_compute_capability_and_memory():
 def test_backend_finding_on_a_cpu_box_without_tensorrt_says_onnxruntime_and_why(cfg_dict, monkeypatch):
     # CI's venv has TensorRT-RTX (for its builder): no edition importable is what a plain CPU box sees
     monkeypatch.setattr(doctor, "probe_tensorrt", lambda: (None, "tensorrt: No module named 'tensorrt'"))
+    monkeypatch.setattr(doctor, "nvidia_gpu_seen", lambda: "PCI 0000:01:00.0")   # a GPU, without TensorRT
     backend = by_check(doctor.diagnose(from_dict(cfg_dict)))["backend auto"]
     assert not backend.ok and backend.next_step
     assert backend.detail.startswith("backend auto → onnxruntime (fp32): TensorRT is not importable (")
@@ -195,10 +196,49 @@ def test_backend_finding_on_a_cpu_box_without_tensorrt_says_onnxruntime_and_why(
     assert backend.choice["degraded"] is True
 
 
+def test_auto_on_a_box_without_an_nvidia_gpu_says_so_and_is_not_degraded(cfg_dict, monkeypatch):
+    monkeypatch.setattr(doctor, "probe_gpu", lambda: doctor.GpuProbe(None, None, None, None, "none", "no GPU"))
+    monkeypatch.setattr(doctor, "nvidia_gpu_seen", lambda: "")
+    backend = by_check(doctor.diagnose(from_dict(cfg_dict)))["backend auto"]
+    assert backend.ok and backend.choice["category"] == "no_gpu" and backend.choice["degraded"] is False
+    assert backend.detail == ("backend auto → onnxruntime (fp32): no NVIDIA GPU: the CPU backend is this box's "
+                              "backend; set backend: onnxruntime to say so")
+
+
 def test_configured_onnxruntime_is_no_gap(cfg_dict):
     cfg_dict["backend"] = "onnxruntime"
     backend = by_check(doctor.diagnose(from_dict(cfg_dict)))["backend onnxruntime"]
     assert backend.ok and backend.detail == "backend onnxruntime → onnxruntime (fp32): configured"
+
+
+def test_configured_onnxruntime_shows_the_gpu_side_as_facts_not_gaps(cfg_dict, tmp_path, capsys):
+    """Whatever this box has (no GPU, no pycuda here), none of it is a gap for the CPU backend."""
+    import yaml
+
+    cfg_dict.update(backend="onnxruntime", mqtt={"enabled": False})
+    findings = doctor.diagnose(from_dict(cfg_dict))
+    checks = by_check(findings)
+    for name in ("TensorRT", "CUDA", "GPU", "pycuda", "engines"):
+        f = checks[name]
+        assert f.ok and f.info and not f.next_step and f.detail.startswith("not used by backend onnxruntime: ")
+    assert not [f.check for f in findings if f.check.startswith(("engine ", "GPU kernels"))]
+    assert all(f.ok for f in findings), [f for f in findings if not f.ok]
+    assert "\n--   pycuda " in "\n" + doctor.render(findings)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg_dict))
+    parser = argparse.ArgumentParser()
+    doctor.add_arguments(parser)
+    assert doctor.main(parser.parse_args(["--config", str(path), "--json"])) == 0
+    rows = json.loads(capsys.readouterr().out)     # the rows keep their keys: a fact is ok with its detail
+    assert all(set(r) <= {"check", "ok", "detail", "next_step", "choice"} for r in rows)
+    assert {r["check"]: r["ok"] for r in rows}["pycuda"] is True
+
+
+def test_configured_onnxruntime_still_checks_the_int8_models_it_runs(cfg_dict):
+    cfg_dict.update(backend="onnxruntime", mqtt={"enabled": False})
+    cfg_dict["ocr"]["precision"] = "int8"
+    gaps = [f for f in doctor.diagnose(from_dict(cfg_dict)) if not f.ok]
+    assert [f.check for f in gaps] == ["int8 model (det)", "int8 model (rec)"]
 
 
 @pytest.fixture()
