@@ -177,7 +177,8 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: 
             problems = tuple(x for x in problems if not x.startswith(("SM count:", "GPU memory (MiB):")))
         facts.append(EngineFact(p.role, check.path.is_file(), problems))
         if not problems:
-            findings.append(Finding(f"engine {p.role} ({p.precision})", True, f"{check.path} matches this box"))
+            notes = "".join(f"; {n} (`{rebuild}`)" for n in check.notes)
+            findings.append(Finding(f"engine {p.role} ({p.precision})", True, f"{check.path} matches this box{notes}"))
         else:
             findings.append(Finding(f"engine {p.role} ({p.precision})", False, "; ".join(problems),
                                     f"`{rebuild}`"))

@@ -37,7 +37,7 @@ def test_bad_compute_capability_is_refused():
 
 def test_sidecar_round_trips_and_has_every_key(tmp_path):
     when = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-    sc = make_sidecar(ORIN, "int8", {"x": DET_SHAPE}, "ab" * 32, built_at=when)
+    sc = make_sidecar(ORIN, "int8", {"x": DET_SHAPE}, "ab" * 32, built_at=when, engine_sha256="ef" * 32)
     assert set(sc) == set(SIDECAR_KEYS) | set(LATER_KEYS)
     assert sc["tensorrt_edition"] == "tensorrt" and sc["output_shapes"] == {}
     assert sc["input_shapes"] == {"x": [1, 3, 960, 960]} and sc["built_at"] == "2026-11-23T12:00:00+00:00"
@@ -89,6 +89,36 @@ def test_sidecar_missing_keys_and_garbage_shapes_are_problems():
     assert any("lacks 'onnx_sha256'" in p for p in check_sidecar({"precision": "int8"}, expected))
     broken = dict(make_sidecar(ORIN, "int8", {"x": DET_SHAPE}, "ab" * 32), input_shapes=[1, 3])
     assert any("not a name -> shape map" in p for p in check_sidecar(broken, expected))
+
+
+def _engine_on_disk(tmp_path, with_sha256):
+    """An engine file with a sidecar that matches ORIN; with_sha256 False: as sidecars were written before it."""
+    onnx = tmp_path / "det.onnx"
+    onnx.write_bytes(b"det model")
+    plan = plan_for_spec(ModelSpec("det", str(onnx), DET_SHAPE), "fp32", tmp_path)
+    path = engine_path(tmp_path, plan.engine_stem, plan.precision, ORIN)
+    path.write_bytes(b"engine bytes " * 1000)
+    write_sidecar(sidecar_path(path), make_sidecar(ORIN, "fp32", {"x": DET_SHAPE}, sha256_file(onnx),
+                                                   engine_sha256=sha256_file(path) if with_sha256 else None))
+    return plan, path
+
+
+def test_a_truncated_engine_is_refused_by_its_sha256_before_deserializing(tmp_path):
+    plan, path = _engine_on_disk(tmp_path, with_sha256=True)
+    assert check_engine(plan, ORIN, tmp_path).ok
+    with open(path, "r+b") as f:
+        f.truncate(4096)
+    check = check_engine(plan, ORIN, tmp_path)
+    assert check.problems == (f"{path.name} is corrupt: its sha256 differs from its sidecar's (truncated, damaged "
+                              "or replaced since the build)",)
+
+
+def test_an_engine_whose_sidecar_has_no_sha256_is_usable_with_a_note(tmp_path):
+    plan, path = _engine_on_disk(tmp_path, with_sha256=False)
+    path.write_bytes(b"garbage")     # nothing to tell it by: loading will say
+    check = check_engine(plan, ORIN, tmp_path)
+    assert check.ok and check.notes == ("no checksum recorded (built before sidecars recorded one): rebuild to "
+                                        "record one",)
 
 
 def test_unreadable_sidecar_names_its_path(tmp_path):

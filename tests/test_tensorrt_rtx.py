@@ -19,7 +19,7 @@ from daemon.config import from_dict
 from daemon.engines.check import check_engine
 from daemon.engines.plan import plan_engines
 from daemon.engines.sidecar import (DeviceInfo, check_sidecar, engine_filename, engine_path, expected_sidecar,
-                                    make_sidecar, sha256_file, sidecar_path, write_sidecar)
+                                    make_sidecar, read_sidecar, sha256_file, sidecar_path, write_sidecar)
 
 RTX_CCS = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
 RTX = TensorRTInstall(TENSORRT_RTX, "1.7.1.116", RTX_CCS)
@@ -227,6 +227,40 @@ def test_doctor_on_a_gpu_tensorrt_rtx_cannot_run_on_names_tensorrt(cfg, monkeypa
     assert not trt.ok and trt.detail.endswith("this GPU is 9.0") and "TensorRT 8.6, 10.3" in trt.next_step
     backend = checks["backend auto"]
     assert backend.choice["category"] == "gpu_unavailable" and "this NVIDIA H100 80GB HBM3 is 9.0" in backend.detail
+
+
+def test_doctor_names_a_corrupt_engine_and_notes_one_without_a_checksum(cfg, rtx_box):
+    """The fake RTX PC (pycuda faked, 8.9) checking engines built for it: one truncated after the build, whose
+    sidecar recorded its sha256, is named corrupt; one whose sidecar predates the checksum is usable with a note."""
+    built_for(cfg, RTX_BUILT_ON_CPU, kernels_cc="8.9")
+    det, rec = (check_engine(p, RTX_BUILT_ON_CPU, cfg.engines.dir).path for p in plan_engines(cfg))
+    sidecar = read_sidecar(sidecar_path(det))
+    write_sidecar(sidecar_path(det), {**sidecar, "engine_sha256": sha256_file(det)})
+    det.write_bytes(det.read_bytes()[:3])
+    checks = by_check(doctor.diagnose(cfg))
+    bad = checks["engine det (fp32)"]
+    assert not bad.ok and bad.detail.startswith(f"{det.name} is corrupt: its sha256 differs from its sidecar's")
+    assert bad.next_step == "`ocr-daemon build-engine --config FILE --precision fp32`"
+    old = checks["engine rec (fp32)"]
+    assert old.ok and "no checksum recorded (built before sidecars recorded one): rebuild to record one" in old.detail
+    assert checks["backend auto"].choice["category"] == "engine_stale"
+
+
+def test_the_loader_refuses_a_corrupt_engine_before_deserializing_it(cfg, monkeypatch):
+    """TensorRTBackend.load's pre-check is check_engine: the corrupt file never reaches the runtime."""
+    from daemon.backends.base import BackendError
+    from daemon.engines.plan import ENGINE_REC_HEAD, model_specs
+
+    built_for(cfg, RTX_BUILT_ON_CPU)
+    det = check_engine(plan_engines(cfg)[0], RTX_BUILT_ON_CPU, cfg.engines.dir).path
+    write_sidecar(sidecar_path(det), {**read_sidecar(sidecar_path(det)), "engine_sha256": sha256_file(det)})
+    det.write_bytes(b"")
+    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: (None, RTX))
+    backend = trt_backend.TensorRTBackend(cfg)
+    monkeypatch.setattr(backend, "device", lambda: RTX_4070)
+    with pytest.raises(BackendError, match=r"det engine cannot be used: .* is corrupt: .*Rebuild it on this device "
+                                           r"with `ocr-daemon build-engine --config FILE --precision fp32`"):
+        backend.load(model_specs(cfg, ENGINE_REC_HEAD)[0])
 
 
 def test_doctor_on_a_provisioning_box_without_a_gpu_offers_the_compute_capability_build(cfg, monkeypatch, rtx_box):

@@ -163,6 +163,7 @@ def test_build_engine_builds_every_model_at_the_config_shapes_with_no_dynamic_di
         assert (sidecar["tensorrt_edition"], sidecar["tensorrt_version"], sidecar["compute_capability"]) == (
             "tensorrt-rtx", VERSION, CC)
         assert sidecar["gpu_name"] is None and sidecar["precision"] == plan.precision     # cls: fp16 under int8
+        assert sidecar["engine_sha256"] == sha256_file(path)     # the bytes written, so a corrupt file shows
         # read off the network just before the build: the config's input, every output static and as expected
         assert list(sidecar["input_shapes"].values()) == [list(plan.input_shape)]
         outputs = tuple(tuple(shape) for shape in sidecar["output_shapes"].values())

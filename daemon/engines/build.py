@@ -31,6 +31,7 @@ create_timing_cache(bytes), set_timing_cache(cache, ignore_mismatch) -> bool, ge
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 import time
@@ -276,14 +277,16 @@ def build_engine(plan: EnginePlan, engines_cfg, target: BuildTarget) -> BuiltEng
         # The old sidecar goes first: at no moment does a sidecar describe other engine bytes than its own
         # (a crash in between leaves an engine without one, which is refused and rebuilt).
         sidecar_path(out).unlink(missing_ok=True)
-        write_atomic(out, bytes(serialized))
+        engine = bytes(serialized)
+        write_atomic(out, engine)
         if cache_path:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
 
     # The sidecar names the model the user gave (FP32 or Q/DQ); an FP16 copy is derived from it here.
     write_sidecar(sidecar_path(out), make_sidecar(device, plan.precision, input_shapes, sha256_file(plan.source_onnx),
-                                                  output_shapes=output_shapes, head=plan.head))
+                                                  output_shapes=output_shapes, head=plan.head,
+                                                  engine_sha256=hashlib.sha256(engine).hexdigest()))
     log.info("built %s in %.1f s", out, seconds)
     return BuiltEngine(out, seconds, input_shapes, output_shapes)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from daemon.backends.tensorrt.generation import TENSORRT, UnsupportedTensorRT, edition_named
 from daemon.engines.plan import EnginePlan
-from daemon.engines.sidecar import (DeviceInfo, check_sidecar, engine_path, expected_sidecar, read_sidecar,
-                                    sha256_file, sidecar_path)
+from daemon.engines.sidecar import (DeviceInfo, check_sidecar, engine_file_problem, engine_path, expected_sidecar,
+                                    read_sidecar, sha256_file, sidecar_path)
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class EngineCheck:
     plan: EnginePlan
     path: Path
     problems: tuple[str, ...]     # empty: the engine may be loaded
+    notes: tuple[str, ...] = ()   # worth saying, not a reason to refuse it (no checksum recorded)
 
     @property
     def ok(self) -> bool:
@@ -34,7 +35,10 @@ def check_engine(plan: EnginePlan, device: DeviceInfo, engines_dir: str | Path) 
         return EngineCheck(plan, path, (f"its source model {str(plan.source_onnx)!r} does not exist",))
     expected = expected_sidecar(device, plan.precision, plan.input_shape, sha256_file(plan.source_onnx),
                                 plan.head)
-    return EngineCheck(plan, path, tuple(check_sidecar(sidecar, expected)))
+    # Hashing the engine (10-100 MB: well under a second) finds bytes that deserializing would choke on.
+    corrupt, note = engine_file_problem(sidecar, path)
+    return EngineCheck(plan, path, (*check_sidecar(sidecar, expected), *([corrupt] if corrupt else [])),
+                       (note,) if note else ())
 
 
 def _other_editions(plan: EnginePlan, device: DeviceInfo, wanted: Path) -> list[str]:

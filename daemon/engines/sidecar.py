@@ -24,8 +24,9 @@ SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "multiproc
                 "precision", "input_shapes", "onnx_sha256", "built_at")
 # Written since TensorRT-RTX; a sidecar without them is TensorRT's (the only edition before) and says
 # nothing about outputs, which only inform. "head" since the recognizer's top-3 head: without it, an engine of the
-# model's own outputs (daemon/ocr/rec_head.py).
-LATER_KEYS = ("tensorrt_edition", "output_shapes", "head")
+# model's own outputs (daemon/ocr/rec_head.py). "engine_sha256" since doctor was shown a truncated engine as
+# matching: the engine file's own bytes, so a corrupt or replaced one is refused before deserializing.
+LATER_KEYS = ("tensorrt_edition", "output_shapes", "head", "engine_sha256")
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,13 @@ def sidecar_path(engine: str | Path) -> Path:
 
 def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, Sequence[int]],
                  onnx_sha256: str, built_at: datetime | None = None,
-                 output_shapes: Mapping[str, Sequence[int]] | None = None, head: str = MODEL) -> dict[str, Any]:
+                 output_shapes: Mapping[str, Sequence[int]] | None = None, head: str = MODEL,
+                 engine_sha256: str | None = None) -> dict[str, Any]:
     """``output_shapes``: the network's outputs as the build saw them (informational, never compared). ``head``:
-    the outputs the engine was built with (rec_head.py): part of what it means, like the source's sha256."""
+    the outputs the engine was built with (rec_head.py): part of what it means, like the source's sha256.
+    ``engine_sha256``: of the engine file itself, when there is one (not for expected_sidecar)."""
     when = built_at or datetime.now(timezone.utc)
-    return {
+    sidecar = {
         "tensorrt_edition": device.tensorrt_edition,
         "tensorrt_version": device.tensorrt_version,
         "gpu_name": device.gpu_name,
@@ -93,6 +96,9 @@ def make_sidecar(device: DeviceInfo, precision: str, input_shapes: Mapping[str, 
         "head": head,
         "built_at": when.isoformat(timespec="seconds"),
     }
+    if engine_sha256 is not None:
+        sidecar["engine_sha256"] = engine_sha256
+    return sidecar
 
 
 def expected_sidecar(device: DeviceInfo, precision: str, input_shape: Sequence[int], onnx_sha256: str,
@@ -158,6 +164,18 @@ def _shapes(value: Any) -> list[list[int]] | None:
         return sorted([int(d) for d in shape] for shape in value.values())
     except (TypeError, ValueError):
         return None
+
+
+def engine_file_problem(sidecar: Mapping[str, Any], engine: str | Path) -> tuple[str, str]:
+    """(problem, note) about the engine file's own bytes against its sidecar's sha256; both "" when they agree.
+    A sidecar written before the checksum was recorded gives a note, not a problem: the engine may be fine."""
+    recorded = sidecar.get("engine_sha256")
+    if not recorded:
+        return "", "no checksum recorded (built before sidecars recorded one): rebuild to record one"
+    if sha256_file(engine) != str(recorded):
+        return (f"{Path(engine).name} is corrupt: its sha256 differs from its sidecar's (truncated, damaged or "
+                f"replaced since the build)", "")
+    return "", ""
 
 
 def sha256_file(path: str | Path) -> str:

@@ -138,7 +138,7 @@ class TensorRTBackend(Backend):
                 f"Rebuild it on this device with `{rebuild_command(self.precision)}`")
         if self._trt_logger is None:
             self._trt_logger = trt.Logger(trt.Logger.WARNING)
-        log.info("loading %s engine %s", spec.role, check.path)
+        log.info("loading %s engine %s%s", spec.role, check.path, "".join(f" ({n})" for n in check.notes))
         engine_bytes = Path(check.path).read_bytes()
         hint = rebuild_command(self.precision)
 
