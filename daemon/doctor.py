@@ -22,7 +22,7 @@ from pathlib import Path
 
 from daemon.backends import (BackendChoice, EngineFact, GpuFacts, cpu_fold_dir, decide, kernels_problem,
                              probe_tensorrt)
-from daemon.config import Config
+from daemon.config import Config, config_option
 from daemon.gpu import PYCUDA_HINT, nvidia_gpu_seen
 
 
@@ -154,7 +154,7 @@ def engine_checks(cfg: Config, trt_version: str | None, gpu: GpuProbe, edition: 
     except ModelFileError as exc:
         return [Finding("engines", False, str(exc), "fix ocr.det_model / ocr.rec_model in the config")], ()
     findings = int8_model_findings(cfg, plans)
-    rebuild = rebuild_command(precision)
+    rebuild = rebuild_command(precision, cfg.source_path)
     if trt_version is None or gpu.compute_capability is None or gpu.name is None:
         for p in plans:
             present = sorted(Path(cfg.engines.dir).glob(f"{p.engine_stem}.{p.precision}.*.engine"))
@@ -199,7 +199,8 @@ def int8_model_findings(cfg: Config, plans) -> list[Finding]:
             if why:
                 bad[p.source_onnx] = (p, why)
     return [Finding(f"int8 model ({p.role})", False, f"{path} {why}",
-                    "run `ocr-daemon calibrate --config FILE --images DIR`") for path, (p, why) in bad.items()]
+                    f"run `ocr-daemon calibrate {config_option(cfg.source_path)} --images DIR`")
+            for path, (p, why) in bad.items()]
 
 
 def cpu_int8_model_findings(cfg: Config) -> list[Finding]:
@@ -216,15 +217,15 @@ def cpu_int8_model_findings(cfg: Config) -> list[Finding]:
 def kernels_finding(cfg: Config, gpu: GpuProbe, toolkit: str | None) -> tuple[Finding, str]:
     """The prebuilt GPU kernels (engines/kernels.sm<cc>.cubin) for this GPU and driver, and the problem
     `auto` decides on ("" when usable or not checkable here)."""
-    from daemon.gpu.kernel_files import BUILD_COMMAND, kernels_filename
+    from daemon.gpu.kernel_files import build_command, kernels_filename
 
     nvcc = (f"nvcc {toolkit} is here" if toolkit else
             "it needs the CUDA toolkit's nvcc, which JetPack has in /usr/local/cuda/bin")
-    build = f"`{BUILD_COMMAND}` ({nvcc}; the daemon loads the cubin and never runs nvcc)"
+    build = f"`{build_command(cfg.source_path)}` ({nvcc}; the daemon loads the cubin and never runs nvcc)"
     if gpu.compute_capability is None or gpu.driver_cuda is None:
         return Finding("GPU kernels", False, "cannot check them without a GPU and its driver",
                        f"on the target device: {build}"), ""
-    problem = kernels_problem(cfg.engines.dir, gpu.compute_capability, gpu.driver_cuda)
+    problem = kernels_problem(cfg.engines.dir, gpu.compute_capability, gpu.driver_cuda, cfg.source_path)
     if problem:
         return Finding("GPU kernels", False, problem, build), problem
     return Finding("GPU kernels", True, f"{Path(cfg.engines.dir) / kernels_filename(gpu.compute_capability)} "
@@ -322,7 +323,7 @@ def cpu_int8_finding(cfg: Config) -> Finding:
                    f"`{found.rebuild}`, or set ocr.cpu_int8_det: false")
 
 
-def tensorrt_finding(found, why: str, gpu: GpuProbe) -> Finding:
+def tensorrt_finding(found, why: str, gpu: GpuProbe, config_path: str | None = None) -> Finding:
     """Which TensorRT edition imports, and (TensorRT-RTX) whether it runs on this GPU at all."""
     from daemon.backends.tensorrt.generation import TENSORRT, TENSORRT_RTX
 
@@ -335,7 +336,7 @@ def tensorrt_finding(found, why: str, gpu: GpuProbe) -> Finding:
     if gpu.compute_capability and not found.runs_on(gpu.compute_capability):
         return Finding("TensorRT", False, f"{detail}; this GPU is {gpu.compute_capability}",
                        f"on this GPU use {TENSORRT.supported}; TensorRT-RTX can still build engines here for an "
-                       f"RTX PC (`ocr-daemon build-engine --config FILE --compute-capability X.Y`)")
+                       f"RTX PC (`ocr-daemon build-engine {config_option(config_path)} --compute-capability X.Y`)")
     return Finding("TensorRT", True, detail)
 
 
@@ -350,7 +351,7 @@ def diagnose(cfg: Config) -> list[Finding]:
     trt_version = found.version if found else None
     edition = found.edition.name if found else "tensorrt"
     gpu = probe_gpu()
-    findings.append(tensorrt_finding(found, trt_why, gpu))
+    findings.append(tensorrt_finding(found, trt_why, gpu, cfg.source_path))
     toolkit = probe_nvcc()
     # nvcc only builds the kernels ahead of time (build-kernels); the daemon never needs it.
     toolkit_text = (f"toolkit (nvcc) {toolkit}" if toolkit else
@@ -395,7 +396,7 @@ def diagnose(cfg: Config) -> list[Finding]:
                      gpu=f"{gpu.name} (compute capability {gpu.compute_capability})" if usable_gpu else None,
                      gpu_why=gpu_why, gpu_seen=gpu.name or nvidia_gpu_seen(), engines=engine_facts,
                      kernels_problem=kernels_gap)
-    return findings + backend_and_rest(cfg, decide(cfg.backend, cfg.ocr.precision, facts))
+    return findings + backend_and_rest(cfg, decide(cfg.backend, cfg.ocr.precision, facts, cfg.source_path))
 
 
 def backend_and_rest(cfg: Config, choice: BackendChoice) -> list[Finding]:

@@ -237,6 +237,23 @@ def test_missing_kernels_found_by_the_probe_never_load(tmp_path, fake_gpu, caplo
     assert fake_gpu.instances[0].loaded == [] and len(warnings(caplog)) == 1
 
 
+def test_rebuild_hints_name_the_config_file_the_daemon_runs_with(tmp_path, fake_gpu):
+    """Under systemd `--config /etc/ocr-daemon/config.yaml` decides where engines and kernels land: the hint says so."""
+    import dataclasses
+
+    cfg = dataclasses.replace(gpu_config(tmp_path), source_path="/etc/ocr-daemon/config.yaml")
+    kernel_files.kernels_path(cfg.engines.dir, FAKE_DEVICE.compute_capability).unlink()
+    det = plan_engines(cfg)[0]
+    write_sidecar(sidecar_path(engine_path(cfg.engines.dir, det.engine_stem, det.precision, FAKE_DEVICE)),
+                  make_sidecar(DeviceInfo("FakeOrin", "8.7", "10.2.0", 8, 7620), det.precision,
+                               {"x": det.input_shape}, sha256_file(det.source_onnx)))
+    facts, backend = backends._probe(cfg)
+    backend.close()
+    choice = decide("auto", "fp32", facts, cfg.source_path)
+    assert choice.reason.endswith("`ocr-daemon build-engine --config /etc/ocr-daemon/config.yaml --precision fp32`")
+    assert "`ocr-daemon build-kernels --config /etc/ocr-daemon/config.yaml`" in facts.kernels_problem
+
+
 def test_explicit_tensorrt_on_a_cpu_box_without_tensorrt_is_refused(monkeypatch):
     # CI's venv has TensorRT-RTX (for its builder): no edition importable is what a plain CPU box sees
     monkeypatch.setattr(backends, "probe_tensorrt", lambda: (None, "tensorrt: No module named 'tensorrt'"))

@@ -94,6 +94,18 @@ def test_merge_keys_and_a_key_overriding_a_merged_one_are_not_duplicates(tmp_pat
         config.load(path)
 
 
+def test_a_loaded_config_knows_its_file_which_is_no_setting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("device_id: dev\n")
+    cfg = config.load("c.yaml")
+    assert cfg.source_path == str(tmp_path / "c.yaml")      # absolute: hints name it from anywhere
+    assert from_dict({"device_id": "dev"}).source_path is None and cfg == from_dict({"device_id": "dev"})
+    with pytest.raises(ConfigError, match="source_path: unknown key"):
+        from_dict({"device_id": "dev", "source_path": "/x.yaml"})
+    assert config.config_option(cfg.source_path) == f"--config {tmp_path / 'c.yaml'}"
+    assert config.config_option(None) == "--config FILE"
+
+
 def test_every_sections_defaults_pass_its_own_check():
     for f in dataclasses.fields(config.Config):
         section = getattr(config.Config(), f.name)

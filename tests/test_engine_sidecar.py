@@ -153,6 +153,11 @@ def test_int8_engines_come_from_the_qdq_models_and_cls_stays_fp16(tmp_path):
     fp16 = plan_for_spec(ModelSpec("rec", "/m/rec.onnx", (8, 3, 48, 320)), "fp16", tmp_path)
     assert fp16.source_onnx == Path("/m/rec.onnx")
     assert rebuild_command("int8") == "ocr-daemon build-engine --config FILE --precision int8"
+    # the config's own path where it is known (under systemd it decides where the engines land)
+    assert rebuild_command("fp16", "/etc/ocr-daemon/config.yaml") == ("ocr-daemon build-engine --config "
+                                                                      "/etc/ocr-daemon/config.yaml --precision fp16")
+    assert rebuild_command("fp32", "/srv/line 2/c.yaml") == ("ocr-daemon build-engine --config '/srv/line 2/c.yaml' "
+                                                             "--precision fp32")
 
 
 def test_the_two_recognizer_engines_of_one_model_have_their_own_files(tmp_path):

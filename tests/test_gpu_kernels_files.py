@@ -161,6 +161,14 @@ def test_missing_kernels_raise_gpu_unavailable_naming_the_file_and_the_command(t
     assert BUILD_COMMAND == "ocr-daemon build-kernels --config FILE" and f"`{BUILD_COMMAND}`" in msg
 
 
+def test_the_build_command_names_the_config_file_where_it_is_known(tmp_path):
+    ctx = fake_context(tmp_path)
+    ctx.config_path = "/etc/ocr-daemon/config.yaml"
+    with pytest.raises(GpuUnavailable, match=r"missing\. Build them on this device with "
+                                             r"`ocr-daemon build-kernels --config /etc/ocr-daemon/config\.yaml`"):
+        ctx.kernels()
+
+
 def test_a_relative_kernels_dir_is_named_absolute_in_the_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(KernelFileError) as err:

@@ -70,8 +70,9 @@ def cpu_precision(precision: str) -> str:
     return "fp32" if precision == "fp16" else precision
 
 
-def decide(setting: str, precision: str, facts: GpuFacts | None) -> BackendChoice:
+def decide(setting: str, precision: str, facts: GpuFacts | None, config_path: str | None = None) -> BackendChoice:
     """Which backend `backend: <setting>` runs on, given the facts (None: not probed, for onnxruntime).
+    ``config_path`` (Config.source_path) goes into the rebuild command of a reason.
 
     For `tensorrt` a choice other than tensorrt means the daemon refuses to start (no silent CPU)."""
     from daemon.engines.plan import rebuild_command
@@ -79,7 +80,7 @@ def decide(setting: str, precision: str, facts: GpuFacts | None) -> BackendChoic
     if setting == "onnxruntime":
         return BackendChoice("onnxruntime", cpu_precision(precision), "configured", "configured")
     facts = facts or GpuFacts()
-    why, category = _first_gap(facts, precision, rebuild_command(precision))
+    why, category = _first_gap(facts, precision, rebuild_command(precision, config_path))
     if not why:
         return BackendChoice("tensorrt", precision, f"{_label(facts)} engines match {facts.gpu}", "loaded")
     return BackendChoice("onnxruntime", cpu_precision(precision), f"{setting}: {why}", category)
@@ -154,13 +155,13 @@ def probe_driver_cuda() -> str | None:
     return f"{v // 1000}.{(v % 1000) // 10}"
 
 
-def kernels_problem(kernels_dir, compute_capability: str, driver_cuda: str) -> str:
+def kernels_problem(kernels_dir, compute_capability: str, driver_cuda: str, config_path: str | None = None) -> str:
     """Why the prebuilt GPU kernels (`ocr-daemon build-kernels`) cannot be used on this GPU and driver;
     "" when they can. Reads the cubin and its sidecar, loads nothing."""
     from daemon.gpu.kernel_files import KernelFileError, expected_kernels, read_checked_cubin
 
     try:
-        read_checked_cubin(kernels_dir, expected_kernels(compute_capability, driver_cuda))
+        read_checked_cubin(kernels_dir, expected_kernels(compute_capability, driver_cuda), config_path)
     except KernelFileError as exc:
         return str(exc)
     return ""
@@ -204,7 +205,7 @@ def choose_backend(cfg: Config) -> tuple[Backend, BackendChoice]:
     if cfg.backend == "onnxruntime":
         return cpu_backend(cfg), decide("onnxruntime", cfg.ocr.precision, None)
     facts, backend = _probe(cfg)
-    choice = decide(cfg.backend, cfg.ocr.precision, facts)
+    choice = decide(cfg.backend, cfg.ocr.precision, facts, cfg.source_path)
     if choice.backend == "tensorrt":
         return backend, dataclasses.replace(choice, reason=f"{_label(facts)} engines loaded on {facts.gpu}")
     if backend is not None:
@@ -255,7 +256,8 @@ def _probe(cfg: Config) -> tuple[GpuFacts, Backend | None]:
         gpu = f"{device.gpu_name} (compute capability {device.compute_capability})"
         engines = engine_facts(cfg, device)
         driver_cuda = probe_driver_cuda()
-        kernels = kernels_problem(cfg.engines.dir, device.compute_capability, driver_cuda) if driver_cuda else ""
+        kernels = (kernels_problem(cfg.engines.dir, device.compute_capability, driver_cuda, cfg.source_path)
+                   if driver_cuda else "")
     except Exception as exc:    # pycuda.driver.Error, a GPU this edition cannot run on: a finding, not a crash loop
         backend.close()
         return GpuFacts(version, edition, gpu_why=describe_error(exc), gpu_seen=seen), None

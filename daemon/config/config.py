@@ -11,6 +11,7 @@ import hmac
 import logging
 import os
 import re
+import shlex
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,15 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    # Not a setting: the file load() read (absolute), so that a hint can name `--config <it>`; None for defaults.
+    # Not compared: the same settings from another path are the same config.
+    source_path: Optional[str] = field(default=None, compare=False, metadata={"not_a_key": True})
+
+
+def config_option(path: Optional[str]) -> str:
+    """`--config <path>` for a command a message suggests; `--config FILE` where the path is not known (defaults,
+    a config built in code). Under systemd the path decides state_dir, and so where engines and kernels land."""
+    return f"--config {shlex.quote(path)}" if path else "--config FILE"
 
 
 def validate(cfg: Config) -> Config:
@@ -280,6 +290,7 @@ def load(path: str | os.PathLike, read_secrets: bool = True) -> Config:
     except ConfigError as exc:
         exc.path = os.fspath(path)
         raise
+    cfg = dataclasses.replace(cfg, source_path=os.path.abspath(path))
     for key, message in config_warnings(cfg):
         log.warning("config %s: %s: %s", path, key, message)
     return cfg

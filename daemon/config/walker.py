@@ -33,7 +33,7 @@ def build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(prefix, f"expected a mapping, got {shown(data)}")
     hints = _type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("not_a_key")}   # Config.source_path
     for k in data:
         if k not in names:
             raise ConfigError(join(prefix, key_text(k)), f"unknown key (known: {', '.join(sorted(names))})")

@@ -91,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from daemon import config as config_mod
     from daemon.engines.plan import plan_engines
+    from daemon.gpu.kernel_files import build_command
     from daemon.ocr.models import ModelFileError
 
     try:
@@ -112,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, TargetError) else 1
     if target.ctx is None:
-        print(f"GPU kernels not built (no GPU used): run `ocr-daemon build-kernels --config FILE` on the "
+        print(f"GPU kernels not built (no GPU used): run `{build_command(cfg.source_path)}` on the "
               f"compute capability {target.device.compute_capability} machine")
     for plan in plans:
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.backends.base import ModelSpec
-from daemon.config import Config, OcrConfig
+from daemon.config import Config, OcrConfig, config_option
 from daemon.ocr import models, rec_head
 from daemon.ocr.rec_pre import CLS_HEIGHT, CLS_WIDTH
 
@@ -37,8 +37,9 @@ class EnginePlan:
 ENGINE_REC_HEAD = rec_head.TOP3
 
 
-def rebuild_command(precision: str) -> str:
-    return f"ocr-daemon build-engine --config FILE --precision {precision}"
+def rebuild_command(precision: str, config_path: str | None = None) -> str:
+    """The build-engine line a message suggests; ``config_path``: Config.source_path where known."""
+    return f"ocr-daemon build-engine {config_option(config_path)} --precision {precision}"
 
 
 def plan_for_spec(spec: ModelSpec, precision: str, engines_dir: str | Path) -> EnginePlan:

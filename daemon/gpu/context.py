@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-from daemon.gpu.kernel_files import BUILD_COMMAND, KernelFileError, expected_for_device, read_checked_cubin
+from daemon.gpu.kernel_files import KernelFileError, build_command, expected_for_device, read_checked_cubin
 
 
 class GpuUnavailable(RuntimeError):
@@ -45,10 +45,14 @@ class DeviceFacts:
 
 
 class CudaContext:
-    def __init__(self, device_index: int = 0, kernels_dir: str | Path | None = None):
+    config_path: str | None = None     # named in a kernels error's build command; None: `--config FILE`
+
+    def __init__(self, device_index: int = 0, kernels_dir: str | Path | None = None, config_path: str | None = None):
         """``kernels_dir``: where `ocr-daemon build-kernels` put kernels.sm<cc>.cubin (engines.dir);
-        None when the caller needs no kernels (building engines only)."""
+        None when the caller needs no kernels (building engines only). ``config_path``: the config file, named in
+        the build command of a kernels error."""
         self.kernels_dir = Path(kernels_dir) if kernels_dir is not None else None
+        self.config_path = config_path
         try:
             import pycuda.driver as cuda
         except ImportError as exc:
@@ -93,9 +97,9 @@ class CudaContext:
         if self._kernels is None:
             if self.kernels_dir is None:
                 raise GpuUnavailable(f"no kernels directory given: the GPU kernels are built ahead of time "
-                                     f"into engines.dir by `{BUILD_COMMAND}`")
+                                     f"into engines.dir by `{build_command(self.config_path)}`")
             try:
-                path, image = read_checked_cubin(self.kernels_dir, expected_for_device(self))
+                path, image = read_checked_cubin(self.kernels_dir, expected_for_device(self), self.config_path)
             except KernelFileError as exc:
                 raise GpuUnavailable(str(exc)) from None
             self._kernels = self.load_kernels(image, path)
@@ -108,7 +112,8 @@ class CudaContext:
             try:
                 return Kernels(cuda.module_from_buffer(image))
             except cuda.Error as exc:     # not a cubin for this GPU, or a kernel missing from it
-                raise GpuUnavailable(str(KernelFileError(path, [f"the driver cannot load it ({exc})"]))) from None
+                raise GpuUnavailable(str(KernelFileError(path, [f"the driver cannot load it ({exc})"],
+                                                         self.config_path))) from None
 
     def close(self) -> None:
         """Releases our hold on the primary context (after every buffer of ours is gone)."""

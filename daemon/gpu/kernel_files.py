@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from daemon.atomic_write import write_atomic
+from daemon.config import config_option
 
 KERNELS_CU = Path(__file__).with_name("kernels.cu")
-BUILD_COMMAND = "ocr-daemon build-kernels --config FILE"
+
+
+def build_command(config_path: str | None = None) -> str:
+    """The build-kernels line a message suggests; ``config_path``: Config.source_path where known."""
+    return f"ocr-daemon build-kernels {config_option(config_path)}"
+
+
+BUILD_COMMAND = build_command()     # where no config is known
 SIDECAR_KEYS = ("compute_capability", "arch", "kernels_cu_sha256", "cuda_toolkit_version",
                 "driver_cuda_min", "cubin_sha256", "built_at")
 
@@ -26,11 +34,11 @@ SIDECAR_KEYS = ("compute_capability", "arch", "kernels_cu_sha256", "cuda_toolkit
 class KernelFileError(Exception):
     """The kernels file cannot be used; str() names the file, every problem and the build command."""
 
-    def __init__(self, path: Path, problems: list[str]):
+    def __init__(self, path: Path, problems: list[str], config_path: str | None = None):
         self.path = path
         self.problems = problems
         super().__init__(f"GPU kernels {str(path)!r} cannot be used: {'; '.join(problems)}. "
-                         f"Build them on this device with `{BUILD_COMMAND}`")
+                         f"Build them on this device with `{build_command(config_path)}`")
 
 
 def arch_tag(compute_capability: str) -> str:
@@ -137,23 +145,25 @@ def check_kernels(sidecar: Mapping[str, Any], expected: Mapping[str, Any]) -> li
     return problems
 
 
-def read_checked_cubin(kernels_dir: str | Path, expected: Mapping[str, Any]) -> tuple[Path, bytes]:
-    """The cubin for this device from ``kernels_dir`` after checking its sidecar; KernelFileError otherwise."""
+def read_checked_cubin(kernels_dir: str | Path, expected: Mapping[str, Any],
+                       config_path: str | None = None) -> tuple[Path, bytes]:
+    """The cubin for this device from ``kernels_dir`` after checking its sidecar; KernelFileError otherwise
+    (its build command names ``config_path`` where given)."""
     # absolute, so that a message from under systemd says where (relative paths resolve in its StateDirectory)
     path = kernels_path(Path(kernels_dir).absolute(), expected["compute_capability"])
     try:
         image = path.read_bytes()
     except FileNotFoundError:
-        raise KernelFileError(path, ["missing"]) from None
+        raise KernelFileError(path, ["missing"], config_path) from None
     except OSError as exc:
-        raise KernelFileError(path, [f"cannot be read ({exc.strerror})"]) from None
+        raise KernelFileError(path, [f"cannot be read ({exc.strerror})"], config_path) from None
     try:
         sidecar = read_kernels_sidecar(sidecar_path(path))
     except ValueError as exc:
-        raise KernelFileError(path, [str(exc)]) from None
+        raise KernelFileError(path, [str(exc)], config_path) from None
     problems = check_kernels(sidecar, {**expected, "cubin_sha256": sha256_bytes(image)})
     if problems:
-        raise KernelFileError(path, problems)
+        raise KernelFileError(path, problems, config_path)
     return path, image
 
 

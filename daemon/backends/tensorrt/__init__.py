@@ -97,7 +97,7 @@ class TensorRTBackend(Backend):
             from daemon.gpu.context import CudaContext, GpuUnavailable
 
             try:
-                self._ctx = CudaContext(kernels_dir=self.cfg.engines.dir)
+                self._ctx = CudaContext(kernels_dir=self.cfg.engines.dir, config_path=self.cfg.source_path)
             except GpuUnavailable as exc:
                 raise BackendError(f"TensorRT backend: {exc}") from None
         return self._ctx
@@ -135,12 +135,12 @@ class TensorRTBackend(Backend):
         if not check.ok:
             raise BackendError(
                 f"{spec.role} engine cannot be used: {'; '.join(check.problems)}. "
-                f"Rebuild it on this device with `{rebuild_command(self.precision)}`")
+                f"Rebuild it on this device with `{rebuild_command(self.precision, self.cfg.source_path)}`")
         if self._trt_logger is None:
             self._trt_logger = trt.Logger(trt.Logger.WARNING)
         log.info("loading %s engine %s%s", spec.role, check.path, "".join(f" ({n})" for n in check.notes))
         engine_bytes = Path(check.path).read_bytes()
-        hint = rebuild_command(self.precision)
+        hint = rebuild_command(self.precision, self.cfg.source_path)
 
         def open_session(alloc, contexts):
             return EngineSession(trt, engine_bytes, spec.role, tuple(spec.input_shape), contexts, alloc,
