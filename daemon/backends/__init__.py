@@ -60,7 +60,7 @@ class GpuFacts:
     pycuda_why: str = ""            # why pycuda is not importable; empty: it is
     gpu: str | None = None          # "Orin (compute capability 8.7)"; None: no usable GPU
     gpu_why: str = ""
-    gpu_seen: str | None = None     # what shows an NVIDIA GPU without pycuda (nvidia_gpu_seen); "": none; None: not probed
+    gpu_seen: str | None = None     # what shows an NVIDIA GPU without pycuda (nvidia_gpu_seen); "": none; None: unprobed
     engines: tuple[EngineFact, ...] = ()
     kernels_problem: str = ""       # why the prebuilt GPU kernels cannot be used; empty: usable or not checked
 
