@@ -51,7 +51,8 @@ def _lane(equalize: bool) -> Lane:
 def _verified(bench, pipeline, p, lane: Lane):
     [seen] = wanted_frames([Frame("cam", p.image, time.time())], {"cam": lane})
     lines = pipeline.finish([pipeline.submit([seen.image], [seen.detect_image])])[0].lines
-    return verify(Expectation(template=p.template), lines, fields=p.fields, today=TODAY)
+    # a camera that joins dots does not judge smudges (cycle_rules): its joined dots vary as a smudge does
+    return verify(Expectation(template=p.template), lines, fields=p.fields, today=TODAY, smudged_over=0.0)
 
 
 def test_a_low_contrast_dot_matrix_code_is_found_in_the_equalized_copy_and_passes(bench, pipeline):
@@ -70,7 +71,8 @@ def test_a_faded_character_stays_faint_since_the_frame_itself_is_read_and_graded
     assert [c.status for c in v.chars if c.status != "ok"] == [FAINT]
     # what reading the equalized frame would do: the faded character's ink lifted, the print passed
     lines = pipeline.run(equalized(join_dots(p.image, 1.5))).lines
-    assert verify(Expectation(template=p.template), lines, fields=p.fields, today=TODAY).verdict == PASS
+    assert verify(Expectation(template=p.template), lines, fields=p.fields, today=TODAY,
+                  smudged_over=0.0).verdict == PASS
 
 
 def test_the_lane_equalizes_only_the_detectors_copy_and_the_pipeline_checks_its_size(pipeline):
