@@ -153,6 +153,39 @@ def test_lines_refused_by_the_filter_are_no_read_and_two_labels_are_multiple(tmp
     assert [d["status"] for d in docs] == ["no_read", "multiple"] and [d["result_id"] for d in docs] == [1, 2]
 
 
+def test_with_an_expectation_multiple_is_the_expected_print_twice_not_the_packs_other_print(tmp_path):
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, expect=Expectation(text=LOT)))
+    brand = line("ACME FOODS", x=600.0, y=500.0)          # the pack's own print: another label, not a second part
+    for trigger_id, frame_lines in (("one", [line(LOT), brand]), ("two", [line(LOT), line(LOT, x=900.0, y=700.0)]),
+                                    ("wrong", [line("LOT 4711B"), brand]),
+                                    ("twice wrong", [line("LOT 4711B"), line("LOT 4711C", x=900.0, y=700.0)])):
+        t0 = time.time()
+        trigger(board, trigger_id, at=t0)
+        run(lane, recorder, [frame_lines], t0)
+    assert [d["status"] for d in results(outbox)] == ["good_read", "multiple", "mismatch", "multiple"]
+
+
+def test_a_code_alone_expected_is_multiple_only_where_two_codes_carry_its_value(tmp_path):
+    from daemon.codes.reader import Code
+
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, expect=Expectation(code="4711")))
+
+    def code(text, x):
+        return Code("Code128", text, ((x, 10.0), (x + 80.0, 10.0), (x + 80.0, 40.0), (x, 40.0)))
+
+    for trigger_id, codes in (("one", [code("4711", 10.0), code("9999", 300.0)]),
+                              ("two", [code("4711", 10.0), code("4711-", 300.0)])):
+        t0 = time.time()
+        trigger(board, trigger_id, at=t0)
+        for r in lane.due(time.time()):
+            recorder.record(lane, r)
+        f = frame(t0 + 0.01)
+        assert lane.wants(f)
+        for r in lane.readings(f, Result([line("ACME FOODS")]), codes, None):
+            recorder.record(lane, r)
+    assert [d["status"] for d in results(outbox)] == ["good_read", "multiple"]
+
+
 def test_the_page_shows_a_cycles_result_once_it_ends_not_its_lines_voting(tmp_path):
     live = LiveView()
     _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, window_ms=60_000.0), live=live)

@@ -92,7 +92,8 @@ def cycle_rules(cam: CameraConfig, recipes=()) -> CycleRules:
 
 def cycle_status(labels_read: int, anything_in_view: bool, accepted: bool, verification: Optional[Verification],
                  one_label: bool) -> str:
-    """The one status of a finished cycle. Pure."""
+    """The one status of a finished cycle. labels_read: how many labels were read, or where something is expected,
+    how many times the expected print is in view (a pack's own other print is not a second label). Pure."""
     if not anything_in_view:
         return NO_LABEL
     if one_label and labels_read > 1:
@@ -252,8 +253,11 @@ class CycleLane(Lane):
         captured_at = cycle.first.captured_at if cycle.first else trigger.received_at
         decision = self.filter.decide(lines, captured_at, codes)
         verification, note = self._verify(trigger, cycle.recipe, lines, codes)
-        accepted_labels = sum(1 for label in labels if any(self._accepted(label, decision)))
-        status = cycle_status(accepted_labels, bool(lines or codes), bool(decision.lines), verification,
+        if verification is None:
+            labels_read = sum(1 for label in labels if any(self._accepted(label, decision)))
+        else:
+            labels_read = 2 if self._in_view_again(trigger, cycle.recipe, labels, codes, verification) else 1
+        status = cycle_status(labels_read, bool(lines or codes), bool(decision.lines), verification,
                               self.rules.one_label)
         if cycle.frames == 0:   # nothing is known of the part: a fail, never no_label (which says "not there")
             status, note = NO_READ, cycle.note or (NO_FRAME if cycle.taken == 0 else FRAME_LOST)
@@ -263,6 +267,18 @@ class CycleLane(Lane):
         fields = self._fields(trigger, cycle.recipe, status, verification, note)
         return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames or None,
                        cycle=fields, triggered_mono=trigger.received_mono)
+
+    def _in_view_again(self, trigger, recipe: Optional[str], labels, codes, verification: Verification) -> bool:
+        """Whether the expected print is in view twice (one_label's multiple): with the labels the verification
+        matched taken away, what is left still holds it; for a code alone, two codes carry its value. The pack's
+        brand and product text are other labels, not the expected print again."""
+        if verification.kind == "code":
+            return sum(1 for code in codes
+                       if (self._verify(trigger, recipe, [], [code])[0] or verification).verdict == PASS) > 1
+        rest = [line for label in labels if not any(line in verification.lines for line in label.lines)
+                for line in label.lines]
+        again, _ = self._verify(trigger, recipe, rest, []) if rest else (None, None)
+        return again is not None and bool(again.lines) and again.verdict != VERIFY_NO_READ
 
     def _read_as(self, recipe: Optional[str]) -> None:
         """The code formats and accept_formats this cycle reads with: its recipe's where it names them."""
