@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from daemon.config import SINKS, CameraConfig, Config
 from daemon.config.cameras import grades_print
 
-# Camera fields its lane uses (codes, filter, grouping): a change renews the lane and keeps the source running.
+# Camera fields its lane uses (codes, filter, grouping; a triggered camera's cycle, expectation and print grades):
+# a change renews the lane and keeps the source running, so a threshold tuned mid-shift fails no part for want of
+# frames while the camera reopens.
 LANE_FIELDS = ("min_confidence", "accept_patterns", "accept_formats", "codes", "dedup_window_s", "publish_empty",
                "publish_mode", "leave_after_frames", "leave_after_s", "max_wait_s", "join_dots_px",
-               "equalize_detection")
+               "equalize_detection", "cycle_frames", "cycle_window_ms", "expect_text", "expect_template",
+               "expect_regex", "expect_format", "expect_code", "expect_fields", "one_label", "confused_margin",
+               "faint_below", "smudged_over", "recipe")
 
 
 def source_part(cam: CameraConfig) -> CameraConfig:

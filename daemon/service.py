@@ -541,7 +541,9 @@ class Service:
         for name in plan.stop_cameras:
             self._stop_camera(name)
             self.lanes.pop(name, None)
-            self.live.forget(name)   # the page shows the new source's frames, not the old one's
+            # the page shows the new source's frames, not the old one's; a camera still configured keeps its
+            # readings and fails there
+            self.live.forget(name, history=name not in {c.name for c in new.cameras})
         cams = {c.name: c for c in new.cameras}
         for name in plan.start_cameras:
             self._start_camera(cams[name])

@@ -29,6 +29,16 @@ def test_a_filter_change_renews_the_lane_and_keeps_the_source_running():
     assert p.renew_lanes == ("a",) and p.stop_cameras == () and p.start_cameras == ()
 
 
+def test_a_triggered_cameras_thresholds_and_expectation_renew_its_lane_and_keep_the_source_running():
+    old = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered"}, {"name": "b", "kind": "sample"}])
+    for key, value in (("faint_below", 0.25), ("smudged_over", 3.0), ("confused_margin", 0.2),
+                       ("expect_text", "LOT 1"), ("one_label", False), ("cycle_frames", 3)):
+        new = cfg(cameras=[{"name": "a", "kind": "sample", "mode": "triggered", key: value},
+                           {"name": "b", "kind": "sample"}])
+        p = plan(old, new)
+        assert p.renew_lanes == ("a",) and p.stop_cameras == () and p.start_cameras == (), key
+
+
 def test_a_source_change_restarts_that_camera_and_a_new_one_starts_and_a_removed_one_stops():
     new = cfg(cameras=[{"name": "a", "kind": "sample", "max_fps": 2.0}, {"name": "c", "kind": "sample"}])
     p = plan(cfg(), new)

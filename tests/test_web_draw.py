@@ -23,6 +23,17 @@ def colour_at(img, x, y):
     return tuple(int(v) for v in img[y, x])
 
 
+def test_a_camera_restarted_by_a_reload_keeps_its_fails_on_the_page_and_a_removed_one_does_not():
+    live = LiveView()
+    live.frame("dock", white(), 1.0, [KEPT_LINE], [KEPT_LINE])
+    live.reading("dock", "box1:dock:1:1", 1.0, [KEPT_LINE], status="mismatch")
+    live.forget("dock", history=False)        # its source restarted: the old source's frame goes, the fails stay
+    view = live.camera_view("dock")
+    assert view["frame_seq"] == 0 and [f["id"] for f in view["fails"]] == ["box1:dock:1:1"]
+    live.forget("dock")                       # removed
+    assert live.camera_view("dock")["fails"] == []
+
+
 def test_kept_and_rejected_lines_are_drawn_in_their_colours_on_a_copy():
     image = white()
     out = annotate(image, [KEPT_LINE, LOW_LINE], [True, False], max_side=800)

@@ -135,10 +135,14 @@ class LiveView:
             else:
                 rejects.appendleft(Reject(at, reasons, texts))
 
-    def forget(self, camera: str) -> None:
-        """A camera removed by a reload."""
+    def forget(self, camera: str, history: bool = True) -> None:
+        """A camera removed by a reload (history: its readings, fails and rejects too), or restarted by one (its
+        last frame only: the new source's come next)."""
         with self._lock:
-            self._cams.pop(camera, None)
+            if history:
+                self._cams.pop(camera, None)
+            elif camera in self._cams:
+                self._cams[camera].latest = None
 
     # ------------------------------------------------------------ the page's side
 
@@ -199,5 +203,5 @@ class NoLive:
     def rejected(self, camera: str, at: float, reasons: dict, lines: Sequence = (), kept: Sequence = ()) -> None:
         pass
 
-    def forget(self, camera: str) -> None:
+    def forget(self, camera: str, history: bool = True) -> None:
         pass
