@@ -17,6 +17,11 @@ def test_every_key_is_optional_and_an_empty_body_is_a_trigger():
                                                                     {"lot": "4711A", "n": "3"})
 
 
+def test_an_expected_print_of_several_lines_comes_as_in_expect_text():
+    t = parse_trigger("cam", json.dumps({"expected": "LOT 52042K\nEXP 2028-04-05"}).encode(), "mqtt")
+    assert t.expected == "LOT 52042K\nEXP 2028-04-05"
+
+
 @pytest.mark.parametrize("body, why", [
     (b"x" * (MAX_BODY_BYTES + 1), "bytes"),
     (b"\xff\xfe{", "JSON"),
@@ -26,6 +31,8 @@ def test_every_key_is_optional_and_an_empty_body_is_a_trigger():
     (b'{"expected": {"a": 1}}', "string"),
     (json.dumps({"expected": "x" * 300}).encode(), "characters"),
     (json.dumps({"trigger_id": "a\nforged"}).encode(), "control"),
+    (json.dumps({"expected": "LOT 1\r\nEXP 2"}).encode(), "control"),     # lines are split by \n alone
+    (json.dumps({"expected": "LOT 1\nEXP\t2"}).encode(), "control"),
     (json.dumps({"fields": {str(i): i for i in range(40)}}).encode(), "fields"),
     (json.dumps({"fields": {"lot": [1]}}).encode(), "string or a number"),
     (b"[" * 4000, "JSON"),   # deep nesting within the size bound

@@ -4,7 +4,8 @@ parsed with bounds, and its answer.
     {"trigger_id": "part-4711", "expected": "LOT 4711A", "recipe": "cans-330", "fields": {"lot": "4711A"}}
 
 Every key is optional; an empty body is a trigger too. What the network sends is never trusted: at most
-MAX_BODY_BYTES, a JSON object, strings of at most MAX_TEXT characters without control characters, at most
+MAX_BODY_BYTES, a JSON object, strings of at most MAX_TEXT characters without control characters (but the
+``\n`` that separates the lines of an ``expected`` print of several lines, as in ``expect_text``), at most
 MAX_FIELDS template fields. A bad command is answered with the reason and triggers nothing.
 
 The answer (published on ``{prefix}/{device}/{camera}/trigger/answer`` for MQTT, the response body for HTTP):
@@ -178,7 +179,7 @@ def _text(doc: dict, key: str) -> Optional[str]:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadCommand(f"{key} must be a string")
-    return _checked(str(value), key)
+    return _checked(str(value), key, lines=key == "expected")
 
 
 def _scalar(value) -> str:
@@ -187,9 +188,10 @@ def _scalar(value) -> str:
     raise BadCommand("a field's value must be a string or a number")
 
 
-def _checked(text: str, key: str) -> str:
+def _checked(text: str, key: str, lines: bool = False) -> str:
+    """text within bounds; lines: it may hold "\n" between lines (no other control character)."""
     if len(text) > MAX_TEXT:
         raise BadCommand(f"{printable(key)[:40]} is {len(text)} characters; at most {MAX_TEXT}")
-    if printable(text) != text:
+    if any(printable(part) != part for part in (text.split("\n") if lines else [text])):
         raise BadCommand(f"{printable(key)[:40]} holds control characters")
     return text
