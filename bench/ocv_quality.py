@@ -490,7 +490,8 @@ def main() -> None:
     ap.add_argument("--ocr", type=json.loads, default={},
                     help='JSON object of ocr.* settings to override, e.g. \'{"use_angle_classifier": false}\'')
     ap.add_argument("--today", default="2026-12-06", help="the date 'today+N' fields count from")
-    ap.add_argument("--json", type=Path, help="write the summary and every print's outcome here")
+    ap.add_argument("--json", type=Path, help="write the summary here, with every print that is wrong at some "
+                    "setting in full (the others are in the counts)")
     ap.add_argument("--ocr-cache", type=Path, help="keep the prints' OCR lines in this file and reuse them when the "
                     "plan matches (to re-run the verification without the OCR)")
     ap.add_argument("--save-images", type=Path, help="write every print as a PNG into this folder")
