@@ -1,4 +1,5 @@
-"""How well each character of a line is printed: its ink contrast against the line's other characters. Pure.
+"""How well each character of a line is printed: its ink contrast, and any blot, against the line's other
+characters. Pure.
 
 A recognizer reads a character printed at a fifth of its ink (a dry inkjet nozzle, a worn ribbon) as surely as a
 good one, so verification cannot see that print failing from the recognizer's outputs; an inspection station must
@@ -105,7 +106,6 @@ def char_blots(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float
 
 
 class _LineInk(NamedTuple):
-    ink: np.ndarray          # uint8, each pixel's distance from the background's grey (3x3 mean)
     cols: np.ndarray         # each character's emission column in the crop
     pitch: float             # the median distance between neighbouring characters' columns
     peaks: dict              # graded character's index -> its strongest ink near its column
@@ -133,7 +133,7 @@ def _line_ink(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float]
         hi = int(min(width, cols[i] + half + 1))
         peaks[i] = float(strength[lo:hi].max()) if hi > lo else 0.0
     typical = float(np.median([peak for i, peak in peaks.items() if chars[i].isalnum()]))
-    return _LineInk(ink, cols, pitch, peaks, typical) if typical > 0.0 else None
+    return _LineInk(cols, pitch, peaks, typical) if typical > 0.0 else None
 
 
 def _ink_of_its_colour(crop: np.ndarray) -> np.ndarray:
