@@ -95,7 +95,7 @@ def main() -> int:
                 "mqtt": {"enabled": True, "connected": True}, "health": {"healthy": True, "reasons": []}}
         cams = {"cam": camera_config_view(cfg.cameras[0])}
         feed = PageFeed(state=lambda: page_state(snap, cams, {"cam": live.camera_view("cam")}, store.snapshot(),
-                                                 {}, 1000, store.lines),
+                                                 {}, 1000, store.crops),
                         latest=live.latest, roi=lambda c: (), save=lambda c: None,
                         evidence_path=store.path)
         client = create_app(feed).test_client()

@@ -9,8 +9,9 @@ evidence never fills the disk the outbox lives on.
 
 Layout, one reading per message id (``device:camera:seq:ms``, see daemon/publish/payload.py):
 ``<dir>/<id>.jpg`` (the frame, longest side at most ``frame_max_side_px``) and ``<id>.line<k>.jpg`` (line k's
-crop at full resolution, k in reading order), each written under a temporary name and renamed, so a reader sees
-a whole file or none. A restart re-indexes the folder from the file names and mtimes.
+crop at full resolution, k in reading order; a line with no box in the frame, or none on the image, has none, and
+the index lists only the crops there are), each written under a temporary name and renamed, so a reader sees a
+whole file or none. A restart re-indexes the folder from the file names and mtimes.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class EvidenceCounters:
 class _Entry:
     created_at: float             # epoch s: the newest file's mtime
     nbytes: int = 0
-    lines: int = 0                # lines with a crop file: line0 .. line<lines-1> (one off the image has none)
+    crops: tuple = ()             # the lines k with a crop file, ascending (a line without a box has none)
 
 
 @dataclass(frozen=True)
@@ -155,16 +156,23 @@ class EvidenceStore:
             return None
         with self._lock:
             e = self._entries.get(msg_id)
-            if e is None or (line is not None and not 0 <= line < e.lines):
+            if e is None or (line is not None and line not in e.crops):
                 return None
         path = self.dir / _name(msg_id, line)
-        return path if line is None or path.is_file() else None   # a line whose box was off the image has none
+        return path if line is None or path.is_file() else None
 
     def lines(self, msg_id: str) -> Optional[int]:
-        """How many crops a kept reading has; None when the reading has no evidence (dropped, evicted)."""
+        """How many crops a kept reading has (files there are); None when the reading has no evidence (dropped,
+        evicted)."""
+        crops = self.crops(msg_id)
+        return None if crops is None else len(crops)
+
+    def crops(self, msg_id: str) -> Optional[tuple]:
+        """The lines k of a kept reading that have a crop (line<k>.jpg), ascending; None when the reading has no
+        evidence."""
         with self._lock:
             e = self._entries.get(msg_id)
-            return None if e is None else e.lines
+            return None if e is None else e.crops
 
     def snapshot(self) -> dict:
         """Counters and the folder's size, for stats, /metrics and the page."""
@@ -229,16 +237,18 @@ class EvidenceStore:
                 if rect is not None:
                     x0, y0, x1, y1 = rect
                     blobs.append((k, _encode(image[y0:y1, x0:x1], params)))
+        crops = tuple(k for k, _ in blobs if k is not None)
+        files = [(_name(msg_id, k), blob) for k, blob in blobs]
         written, made = 0, []
         try:
-            for k, blob in blobs:
-                _write_file(self.dir / _name(msg_id, k), blob)
-                made.append(k)
+            for name, blob in files:
+                _write_file(self.dir / name, blob)
+                made.append(name)
                 written += len(blob)
         except OSError as exc:
             log.warning("evidence: %s not kept: %s", msg_id, exc)
-            for k in made:   # only what this write made (a read-only folder made none)
-                _unlink(self.dir / _name(msg_id, k))
+            for name in made:   # only what this write made (a read-only folder made none)
+                _unlink(self.dir / name)
             with self._lock:
                 self.counters.write_errors += 1
             self._evict()
@@ -247,7 +257,7 @@ class EvidenceStore:
             old = self._entries.pop(msg_id, None)   # the same id again (a folder re-run): replaced
             if old is not None:
                 self._bytes -= old.nbytes
-            self._entries[msg_id] = _Entry(self._clock(), written, len(boxes) if self.cfg.crops else 0)
+            self._entries[msg_id] = _Entry(self._clock(), written, crops)
             self._bytes += written
             self.counters.written += 1
         self._evict()
@@ -287,7 +297,7 @@ class EvidenceStore:
                     self.counters.evicted_size += 1
         for msg_id, e, _ in gone:   # outside the lock: the page may fetch meanwhile and get a 404
             _unlink(self.dir / _name(msg_id, None))
-            for k in range(e.lines):
+            for k in e.crops:
                 _unlink(self.dir / _name(msg_id, k))
 
     def _index_folder(self) -> None:
@@ -305,7 +315,7 @@ class EvidenceStore:
             e.created_at = max(e.created_at, st.st_mtime)
             e.nbytes += st.st_size
             if m.group("k") is not None:
-                e.lines = max(e.lines, int(m.group("k")) + 1)
+                e.crops = tuple(sorted({*e.crops, int(m.group("k"))}))
         with self._lock:
             for msg_id, e in sorted(found.items(), key=lambda kv: kv[1].created_at):
                 self._entries[msg_id] = e
@@ -323,6 +333,9 @@ class NoEvidence:
         return None
 
     def lines(self, msg_id: str) -> Optional[int]:
+        return None
+
+    def crops(self, msg_id: str) -> Optional[tuple]:
         return None
 
     def snapshot(self) -> dict:

@@ -82,9 +82,22 @@ def test_crops_keep_their_line_numbers_when_a_box_is_off_the_image(tmp_path):
     s = store(tmp_path)
     off = ((900.0, 900.0), (990.0, 900.0), (990.0, 950.0), (900.0, 950.0))
     assert s.write(mid(1), frame(1), [BOX, off, ((300, 300), (400, 300), (400, 340), (300, 340))])
-    assert s.lines(mid(1)) == 3 and s.path(mid(1), 1) is None
+    # only the crops there are count (the page shows an image for those alone)
+    assert s.lines(mid(1)) == 2 and s.crops(mid(1)) == (0, 2) and s.path(mid(1), 1) is None
     crop = cv2.imdecode(np.fromfile(s.path(mid(1), 2), np.uint8), cv2.IMREAD_COLOR)
     assert crop.shape == (48, 108, 3)                            # line 2's own box, not line 1's
+
+
+def test_a_line_without_a_box_has_no_crop_counted_before_or_after_a_restart(tmp_path):
+    """Found from outside: a read cycle's lines with no box in the kept frame were counted as crops, and the page
+    drew a broken image for each (GET /evidence/<id>/line0.jpg: 404)."""
+    s = store(tmp_path)
+    assert s.write(mid(1), frame(1), [None, BOX, None])
+    assert s.crops(mid(1)) == (1,) and s.lines(mid(1)) == 1
+    assert s.path(mid(1), 0) is None and s.path(mid(1), 1) is not None and s.path(mid(1), 2) is None
+    assert sorted(f.name for f in (tmp_path / "ev").iterdir()) == [f"{mid(1)}.jpg", f"{mid(1)}.line1.jpg"]
+    again = store(tmp_path)                      # a restart indexes the files there are, not up to the highest k
+    assert again.crops(mid(1)) == (1,) and again.lines(mid(1)) == 1 and again.path(mid(1), 0) is None
 
 
 def test_size_cap_deletes_the_oldest_readings_first_and_counts_them(tmp_path):

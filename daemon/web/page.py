@@ -87,7 +87,7 @@ class Page:
         cams = {c.name: camera_config_view(c) for c in cfg.cameras}
         views = {name: self.live.camera_view(name) for name in cams}
         return page_state(self._snapshot(), cams, views, evidence.snapshot(),
-                          {"backend": cfg.backend, "precision": cfg.ocr.precision}, cfg.web.refresh_ms, evidence.lines)
+                          {"backend": cfg.backend, "precision": cfg.ocr.precision}, cfg.web.refresh_ms, evidence.crops)
 
     def roi_of(self, camera: str) -> tuple:
         return next((tuple(c.roi) for c in self._config().cameras if c.name == camera), ())

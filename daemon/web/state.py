@@ -6,7 +6,7 @@ RTSP password never does. The MQTT password and the page's token are never in th
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from daemon.sources.redact import redact_uri
 
@@ -35,12 +35,19 @@ def _cycles_view(stats: dict) -> Optional[dict]:
             "triggered": bool(triggers), "busy": triggers.get("state") == "busy"}
 
 
+def _with_crops(reading: dict, crops: Optional[Sequence[int]]) -> dict:
+    return {**reading, "evidence_lines": None if crops is None else len(crops),
+            "evidence_crops": None if crops is None else list(crops)}
+
+
 def page_state(snapshot: dict, cameras: dict[str, dict], live_views: dict[str, dict],
                evidence: Optional[dict], configured: dict, refresh_ms: int,
-               evidence_lines: Callable[[str], Optional[int]] = lambda msg_id: None) -> dict:
+               evidence_crops: Callable[[str], Optional[Sequence[int]]] = lambda msg_id: None) -> dict:
     """snapshot: Service.snapshot(); cameras: name -> camera_config_view(); live_views: name ->
     LiveView.camera_view(); evidence: EvidenceStore.snapshot(); configured: {"backend", "precision"} as
-    the config file asks; evidence_lines: msg_id -> crops kept (EvidenceStore.lines), None without evidence."""
+    the config file asks; evidence_crops: msg_id -> the lines with a crop kept (EvidenceStore.crops), None without
+    evidence. Each reading and fail gets evidence_lines (how many crops there are) and evidence_crops (which
+    lines have one: a line with no box in the kept frame has none, and the page shows no image for it)."""
     backend = snapshot.get("backend") or {}
     category = str(backend.get("category", ""))
     outbox = snapshot.get("outbox") or {}
@@ -51,7 +58,7 @@ def page_state(snapshot: dict, cameras: dict[str, dict], live_views: dict[str, d
         stats = (snapshot.get("cameras") or {}).get(name, {})
         live = dict(live_views.get(name, {}))
         for key in ("readings", "fails"):
-            live[key] = [{**r, "evidence_lines": evidence_lines(r["id"])} for r in live.get(key, [])]
+            live[key] = [_with_crops(r, evidence_crops(r["id"])) for r in live.get(key, [])]
         cams[name] = {**view, **{k: stats.get(k) for k in _CAMERA_FIELDS},
                       "rejected_total": dict(stats.get("rejected") or {}), **live,
                       "cycles": _cycles_view(stats)}

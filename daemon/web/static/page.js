@@ -116,8 +116,8 @@ function renderReadings(rb, readings) {
     when.title = r.id;
     tr.appendChild(when);
     tr.appendChild(el("td", r.status || "", "status"));
-    const kept = r.evidence_lines !== null && r.evidence_lines !== undefined;
-    tr.appendChild(textsCell(r.texts, kept ? (k => k < r.evidence_lines ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null));
+    const kept = Array.isArray(r.evidence_crops);   // the lines with a crop there is: no broken image for the rest
+    tr.appendChild(textsCell(r.texts, kept ? (k => r.evidence_crops.includes(k) ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null));
     const ev = el("td");
     if (kept) {
       const a = el("a", "frame");
