@@ -1,5 +1,6 @@
 """Read cycles (daemon/readings/cycle.py): a triggered camera's lane with the real TriggerBoard, the real Recorder and
 a real outbox on tmp_path; made-up OCR results (no models). Each cycle ends in exactly one ocr-result/5 message."""
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "daemon/schema/ocr
 LOT = "LOT 4711A"
 
 
-def setup(tmp_path, rules=CycleRules(), recipe=None, live=None):
+def setup(tmp_path, rules=CycleRules(), recipe=None, live=None, evidence=None):
     cfg = config.from_dict({"device_id": "st1", "mqtt": {"enabled": False},
                             "cameras": [{"name": "cam", "kind": "sample"}],
                             "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
@@ -32,7 +33,8 @@ def setup(tmp_path, rules=CycleRules(), recipe=None, live=None):
     board = TriggerBoard("cam", list(rules.recipes), recipe)
     lane = CycleLane(cfg.cameras[0], board, rules, str(tmp_path / "cycles"))
     recorder = Recorder(cfg, outbox, Counters(), UnstoredReadings(lambda: outbox.counters),
-                        engine=lambda: {"backend": "test"}, evidence=NoEvidence,
+                        engine=lambda: {"backend": "test"},
+                        evidence=NoEvidence if evidence is None else (lambda: evidence),
                         page=NoLive if live is None else (lambda: live), wake=lambda: None)
     return cfg, outbox, board, lane, recorder
 
@@ -471,3 +473,100 @@ def test_a_cycle_ended_by_a_reload_before_any_frame_says_so_not_that_no_frame_ca
     recorder.record(lane, reading)
     [doc] = results(outbox)
     assert doc["status"] == "no_read" and doc["note"] == "ended before a frame was read: a config reload"
+
+
+# ---------------------------------------------------------------- the evidence and the page of a result
+
+
+def evidence_store(tmp_path):
+    from daemon.config import EvidenceConfig
+    from daemon.evidence import EvidenceStore
+
+    return EvidenceStore(dataclasses.replace(EvidenceConfig(), dir=str(tmp_path / "ev"), min_free_bytes=0)).start()
+
+
+def burst(lane, recorder, frames_lines, t0):
+    """A cycle's frames, each 1280x720 (every line's box lies on it): the work loop's calls; what was recorded."""
+    stored = [recorder.record(lane, r) for r in lane.due(time.time())]
+    for i, lines in enumerate(frames_lines):
+        f = Frame("cam", np.full((720, 1280, 3), 200, np.uint8), t0 + 0.01 * (i + 1), source={"kind": "sample"})
+        assert lane.wants(f)
+        stored += [recorder.record(lane, r) for r in lane.readings(f, Result(lines), [], None)]
+    return stored
+
+
+def page_fails(live, store):
+    from daemon.web.state import page_state
+
+    return page_state({}, {"cam": {}}, {"cam": live.camera_view("cam")}, store.snapshot(), {}, 1000,
+                      store.crops)["cameras"]["cam"]["fails"]
+
+
+def test_every_line_the_kept_frame_read_has_its_crop_the_checked_line_first(tmp_path):
+    """Found from outside: 82 of 100 results lacked a crop, 32 the crop of the very line checked: only the lines of
+    the most confident label got a box, and the page drew a broken image for each of the others."""
+    store, live = evidence_store(tmp_path), LiveView()
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, expect=Expectation(text=LOT)),
+                                             live=live, evidence=store)
+    pack = [line("ACME FOODS LTD", x=700.0, y=400.0), line("NET WT 500 G", x=700.0, y=440.0),
+            line("BEST BEFORE END", x=700.0, y=480.0)]   # another label, more confident than the lot code's
+    t0 = time.time()
+    trigger(board, "p1", at=t0)
+    assert burst(lane, recorder, [pack + [line("LOT 4711B", x=40.0, y=60.0)]] * 2, t0) == [True]
+    store.stop()
+    [doc] = results(outbox)
+    assert doc["status"] == "mismatch" and len(doc["texts"]) == 4
+    texts = [t["text"] for t in doc["texts"]]
+    checked = texts.index("LOT 4711B")
+    for k in range(4):
+        assert store.path(doc["id"], k) is not None, (k, texts[k])
+    crop = cv2_read(store.path(doc["id"], checked))
+    assert crop.shape[:2] == (38, 208)                       # the checked line's own box plus the margin
+    [fail] = page_fails(live, store)
+    assert fail["evidence_crops"] == [0, 1, 2, 3] and fail["evidence_lines"] == 4
+
+
+def test_the_kept_frame_is_one_that_read_the_checked_line_though_another_read_more(tmp_path):
+    store = evidence_store(tmp_path)
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, expect=Expectation(text=LOT)),
+                                             evidence=store)
+    pack = [line("ACME FOODS LTD", x=700.0, y=400.0), line("NET WT 500 G", x=700.0, y=440.0),
+            line("BEST BEFORE END", x=700.0, y=480.0)]
+    extra = [line("SN 42", x=700.0, y=520.0), line("MADE IN EU", x=700.0, y=560.0)]
+    glare = pack + extra                                   # the lot code lost in glare: more lines, none checked
+    weaker = [dataclasses.replace(ln, confidence=0.8) for ln in pack] + [line("LOT 4711B", x=40.0, y=60.0)]
+    t0 = time.time()
+    trigger(board, "p1", at=t0)
+    burst(lane, recorder, [glare, weaker], t0)
+    store.stop()
+    [doc] = results(outbox)
+    texts = [t["text"] for t in doc["texts"]]
+    assert doc["status"] == "mismatch" and set(texts) == {ln.text for ln in glare + weaker}, texts
+    assert store.path(doc["id"], texts.index("LOT 4711B")) is not None
+    assert set(store.crops(doc["id"])) == {texts.index(ln.text) for ln in weaker}   # the lines that frame read
+
+
+def test_a_line_voted_from_other_frames_has_no_crop_and_the_page_links_none(tmp_path):
+    store, live = evidence_store(tmp_path), LiveView()
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=3, expect=Expectation(text=LOT)),
+                                             live=live, evidence=store)
+    best = [line("LOT 4711B", x=40.0, y=60.0), line("EXP 2027-01", x=40.0, y=100.0)]     # the kept frame
+    weak = [line("LOT 4711B", x=42.0, y=60.0, confidence=0.7), line("SN 42", x=42.0, y=140.0, confidence=0.7)]
+    t0 = time.time()
+    trigger(board, "p1", at=t0)
+    burst(lane, recorder, [best, weak, weak], t0)
+    store.stop()
+    [doc] = results(outbox)
+    texts = [t["text"] for t in doc["texts"]]
+    assert sorted(texts) == ["EXP 2027-01", "LOT 4711B", "SN 42"], texts
+    sn = texts.index("SN 42")                                 # read only on frames that were not kept
+    assert store.path(doc["id"], sn) is None
+    assert set(store.crops(doc["id"])) == {k for k in range(3) if k != sn}
+    [fail] = page_fails(live, store)
+    assert fail["evidence_crops"] == sorted(set(range(3)) - {sn}) and fail["evidence_lines"] == 2
+
+
+def cv2_read(path):
+    import cv2
+
+    return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)

@@ -445,12 +445,14 @@ class _Line:
     place: tuple[float, float] = (0.0, 0.0)   # its centre in the label's frame of reference (frame minus shift)
     alike: Counter = field(default_factory=Counter)   # its readings, folded (_folded) -> how many
     frames: set = field(default_factory=set)   # the label's read frames (_Track.read) it was read in
+    seen_in: list[int] = field(default_factory=list)   # per reading, the tracker's frame it came from
 
     def last_text(self) -> str:
         return self.readings[-1].text
 
-    def add(self, reading: TextLine, frame: int) -> None:
+    def add(self, reading: TextLine, frame: int, frame_no: int = -1) -> None:
         self.readings.append(reading)
+        self.seen_in.append(frame_no)
         self.alike[_folded(reading.text)] += 1
         self.frames.add(frame)
 
@@ -472,6 +474,10 @@ class FinishedLabel:
     reason: str            # "left", "max_wait" or "flush"
     # Each voted line's box in the best frame (None where that frame did not read it): the evidence crops.
     best_boxes: list = field(default_factory=list)
+    best_frame: int = -1   # the tracker's number of the best frame (LabelTracker counts the frames it observes)
+    # Each voted line's boxes by the tracker's frame number: where each frame that read it read it (a read cycle
+    # keeps one frame for several labels and crops every line that frame read, whichever label it is on)
+    boxes_by_frame: list = field(default_factory=list)
 
 
 @dataclass
@@ -485,6 +491,7 @@ class _Track:
     lines: list[_Line] = field(default_factory=list)
     codes: dict = field(default_factory=dict)   # (format, text) -> first Code seen
     best_boxes: dict = field(default_factory=dict)   # line index -> its box in the best frame
+    best_frame: int = -1   # the tracker's number of the best frame
     frames: int = 0        # frames it was seen in, read or not
     read: int = 0          # of them, those whose text was read (a label whose text settled need not be)
     searched: int = 0      # of them, those searched for codes (a label whose codes settled need not be)
@@ -554,7 +561,7 @@ class _Track:
         for code in codes:
             self.codes.setdefault((code.format, code.text), code)
 
-    def add(self, now: float, view: LabelView, context: Any, searched: bool = True) -> None:
+    def add(self, now: float, view: LabelView, context: Any, searched: bool = True, frame_no: int = -1) -> None:
         if self.frames:
             dx, dy = self._shift(view)
             steps = self.missed + 1
@@ -569,7 +576,7 @@ class _Track:
         score = sum(line.confidence for line in view.lines) + len(view.codes)
         became_best = score > self.best_score
         if became_best:
-            self.best_score, self.best_context = score, context
+            self.best_score, self.best_context, self.best_frame = score, context, frame_no
         for code in view.codes:
             self.codes.setdefault((code.format, code.text), code)
         pairs = []
@@ -601,7 +608,7 @@ class _Track:
                 self.lines.append(_Line())
                 target[i] = len(self.lines) - 1
             line = self.lines[target[i]]
-            line.add(reading, self.read)
+            line.add(reading, self.read, frame_no)
             line.order += i
             line.place = places[i]
         if became_best:
@@ -613,23 +620,26 @@ class _Track:
         floor = self.read * MIN_LINE_SHARE
         kept = [k for k, line in enumerate(self.lines) if len(line.readings) >= floor]
         kept.sort(key=lambda k: self.lines[k].order / len(self.lines[k].readings))
-        voted: list[list] = []   # [reading, its box, the frames it was read in]
+        voted: list[list] = []   # [reading, its box, the frames it was read in, its boxes by frame number]
         for k in kept:
             line = self.lines[k]
             reading = vote_line(line.readings)
+            boxes = {n: r.box for n, r in zip(line.seen_in, line.readings) if n >= 0}
             # One line followed as two (a frame that put it far from its place) is one line; two lines read alike
             # in one frame are two (a print that carries the same line twice).
             same = next((v for v in voted if v[0].text == reading.text and not (repeats and v[2] & line.frames)),
                         None)
             if same is None:
-                voted.append([reading, self.best_boxes.get(k), set(line.frames)])
+                voted.append([reading, self.best_boxes.get(k), set(line.frames), boxes])
                 continue
             same[2] |= line.frames
             if reading.confidence > same[0].confidence:   # in the place of the first, with the more confident box
-                same[0], same[1] = reading, self.best_boxes.get(k)
+                same[0], same[1], same[3] = reading, self.best_boxes.get(k), {**same[3], **boxes}
+            else:
+                same[3] = {**boxes, **same[3]}
         return FinishedLabel([v[0] for v in voted], list(self.codes.values()), self.frames,
                              self.first_seen, self.first_context, self.best_context, reason,
-                             [v[1] for v in voted])
+                             [v[1] for v in voted], self.best_frame, [v[3] for v in voted])
 
 
 class LabelTracker:
@@ -642,6 +652,7 @@ class LabelTracker:
         self.leave_after_s = leave_after_s
         self.max_wait_s = max_wait_s
         self._tracks: list[_Track] = []
+        self._observed = 0     # frames observed: each frame's number, which FinishedLabel.boxes_by_frame goes by
         self._last_frame: Optional[float] = None   # when the last frame came, and the camera's usual interval:
         self._interval = 0.0                       # no frame for STALL_FRAMES intervals is an outage (below)
 
@@ -665,6 +676,8 @@ class LabelTracker:
             step = max(0.0, now - self._last_frame)
             self._interval = step if self._interval == 0.0 else 0.8 * self._interval + 0.2 * step
         self._last_frame = now
+        self._observed += 1
+        frame_no = self._observed
         if isinstance(outlines, _NotLooked):
             outlines = label_outlines(image) if image is not None else None
         seen: set[int] = set()
@@ -692,14 +705,14 @@ class LabelTracker:
                 continue
             used_t.add(ti)
             used_v.add(vi)
-            self._tracks[ti].add(now, views[vi], context, searched)
+            self._tracks[ti].add(now, views[vi], context, searched, frame_no)
         for ti, track in enumerate(self._tracks):
             if ti not in used_t:
                 track.missed += 1
         for vi, view in enumerate(views):
             if vi not in used_v:
                 track = _Track(now, now, view.rect, context, context, -1.0)
-                track.add(now, view, context, searched)
+                track.add(now, view, context, searched, frame_no)
                 self._tracks.append(track)
         return self.due(now)
 

@@ -261,9 +261,9 @@ class CycleLane(Lane):
                               self.rules.one_label)
         if cycle.frames == 0:   # nothing is known of the part: a fail, never no_label (which says "not there")
             status, note = NO_READ, cycle.note or (NO_FRAME if cycle.taken == 0 else FRAME_LOST)
-        best = max(labels, key=lambda lb: sum(line.confidence for line in lb.lines), default=None)
-        context = best.best_context if best is not None else (cycle.last or _no_frame(trigger, self._kind))
-        boxes = self._boxes(best, decision)
+        kept = self._kept(labels, decision, verification)
+        context = kept.best_context if kept is not None else (cycle.last or _no_frame(trigger, self._kind))
+        boxes = self._boxes(labels, kept, decision)
         fields = self._fields(trigger, cycle.recipe, status, verification, note)
         return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames or None,
                        cycle=fields, triggered_mono=trigger.received_mono)
@@ -331,11 +331,29 @@ class CycleLane(Lane):
         return [line for line in label.lines if _key(line.box) in kept]
 
     @staticmethod
-    def _boxes(best: Optional[FinishedLabel], decision) -> list:
-        if best is None:
+    def _kept(labels: list[FinishedLabel], decision, verification: Optional[Verification]
+              ) -> Optional[FinishedLabel]:
+        """The label whose best frame is the result's evidence: the one whose frame read the most of the lines the
+        verification matched (the line checked must have its crop), then the most of the result's lines, then the
+        most confident label. Its frame may read lines of other labels too (_boxes). None: no label."""
+        by_frame = _boxes_by_frame(labels)
+        checked = [_key(line.box) for line in (verification.lines if verification is not None else ())]
+        result = [_key(line.box) for line in decision.lines]
+
+        def read_on(keys, frame: int) -> int:
+            return sum(1 for k in keys if frame in by_frame.get(k, {}))
+
+        return max(labels, key=lambda lb: (read_on(checked, lb.best_frame), read_on(result, lb.best_frame),
+                                           sum(line.confidence for line in lb.lines)), default=None)
+
+    @staticmethod
+    def _boxes(labels: list[FinishedLabel], kept: Optional[FinishedLabel], decision) -> list:
+        """Each accepted line's box in the kept frame, whichever label it is on; None where that frame did not read
+        it (a line voted from the other frames of the burst): no crop, rather than a crop of another frame."""
+        if kept is None:
             return [None] * len(decision.lines)
-        in_best = {_key(line.box): box for line, box in zip(best.lines, best.best_boxes)}
-        return [in_best.get(_key(line.box)) for line in decision.lines]
+        by_frame = _boxes_by_frame(labels)
+        return [by_frame.get(_key(line.box), {}).get(kept.best_frame) for line in decision.lines]
 
     def _fields(self, trigger, recipe: Optional[str], status: str, verification: Optional[Verification],
                 note: Optional[str]) -> dict:
@@ -403,6 +421,11 @@ def _no_frame(trigger, kind: str) -> FrameContext:
 
 def _key(box) -> tuple:
     return tuple(tuple(map(float, p)) for p in box)
+
+
+def _boxes_by_frame(labels: list[FinishedLabel]) -> dict:
+    """Each voted line (by its box) -> {the tracker's frame number: its box in that frame}, over all labels."""
+    return {_key(line.box): boxes for label in labels for line, boxes in zip(label.lines, label.boxes_by_frame)}
 
 
 def _str_or_none(value) -> Optional[str]:
