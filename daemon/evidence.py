@@ -8,14 +8,16 @@ once a minute while idle). It writes nothing while the file system has less than
 evidence never fills the disk the outbox lives on.
 
 Layout, one reading per message id (``device:camera:seq:ms``, see daemon/publish/payload.py):
-``<dir>/<id>.jpg`` (the frame, longest side at most ``frame_max_side_px``) and ``<id>.line<k>.jpg`` (line k's
+``<dir>/<id>.jpg`` (the frame, longest side at most ``frame_max_side_px``), ``<id>.line<k>.jpg`` (line k's
 crop at full resolution, k in reading order; a line with no box in the frame, or none on the image, has none, and
-the index lists only the crops there are), each written under a temporary name and renamed, so a reader sees a
-whole file or none. A restart re-indexes the folder from the file names and mtimes.
+the index lists only the crops there are) and, for a failed result, ``<id>.json`` (why it failed: the compact
+summary daemon/readings/fail_summary.py makes, a few hundred bytes), each written under a temporary name and
+renamed, so a reader sees a whole file or none. A restart re-indexes the folder from the file names and mtimes.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # A message id as daemon/publish/payload.message_id makes it: no '/', so it can never leave the folder.
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}:\d{1,20}:\d{1,20}")
-_FILE = re.compile(r"(?P<id>.+?)(?:\.line(?P<k>\d{1,4}))?\.jpg")
+_FILE = re.compile(r"(?P<id>.+?)(?:(?:\.line(?P<k>\d{1,4}))?\.jpg|(?P<why>\.json))")
 CROP_MARGIN_PX = 4          # around a line's box, so the crop shows the characters' edges
 IDLE_EXPIRY_S = 60.0        # the writer checks the TTL at least this often while no reading comes
 _STOP = object()
@@ -60,6 +62,7 @@ class _Entry:
     created_at: float             # epoch s: the newest file's mtime
     nbytes: int = 0
     crops: tuple = ()             # the lines k with a crop file, ascending (a line without a box has none)
+    why: bool = False             # <id>.json: why the result failed
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class _Job:
     image: np.ndarray
     boxes: tuple = ()
     submitted_at: float = field(default=0.0)
+    why: Optional[dict] = None
 
 
 # ---------------------------------------------------------------- pure geometry
@@ -134,14 +138,14 @@ class EvidenceStore:
 
     # ------------------------------------------------------------ the work loop's side
 
-    def submit(self, msg_id: str, image: np.ndarray, boxes: Sequence = ()) -> bool:
-        """Queues a reading's frame and line boxes for the writer; False (counted) when the queue is full.
-        Never blocks: the caller is the OCR loop."""
+    def submit(self, msg_id: str, image: np.ndarray, boxes: Sequence = (), why: Optional[dict] = None) -> bool:
+        """Queues a reading's frame and line boxes (and, for a fail, why: written as <id>.json) for the writer;
+        False (counted) when the queue is full. Never blocks: the caller is the OCR loop."""
         if not valid_id(msg_id):
             log.warning("evidence: message id %r cannot name a file; not kept", msg_id)
             return False
         try:
-            self._queue.put_nowait(_Job(msg_id, image, tuple(boxes), self._clock()))
+            self._queue.put_nowait(_Job(msg_id, image, tuple(boxes), self._clock(), why))
             return True
         except queue.Full:
             with self._lock:
@@ -209,14 +213,15 @@ class EvidenceStore:
             if job is _STOP:
                 return
             try:
-                self.write(job.msg_id, job.image, job.boxes)
+                self.write(job.msg_id, job.image, job.boxes, job.why)
             except Exception:   # evidence is for looking at; the writer must outlive any one reading
                 log.exception("evidence: %s not kept", job.msg_id)
                 with self._lock:
                     self.counters.write_errors += 1
 
-    def write(self, msg_id: str, image: np.ndarray, boxes: Sequence = ()) -> bool:
-        """Encodes and writes one reading now (the writer thread; tests call it directly), then evicts."""
+    def write(self, msg_id: str, image: np.ndarray, boxes: Sequence = (), why: Optional[dict] = None) -> bool:
+        """Encodes and writes one reading now (the writer thread; tests call it directly), then evicts. why: a
+        failed result's summary, written beside the frame as <id>.json."""
         import cv2
 
         if not self._folder_there():
@@ -239,6 +244,8 @@ class EvidenceStore:
                     blobs.append((k, _encode(image[y0:y1, x0:x1], params)))
         crops = tuple(k for k, _ in blobs if k is not None)
         files = [(_name(msg_id, k), blob) for k, blob in blobs]
+        if why is not None:
+            files.append((_why_name(msg_id), json.dumps(why, ensure_ascii=False, sort_keys=True).encode()))
         written, made = 0, []
         try:
             for name, blob in files:
@@ -257,7 +264,7 @@ class EvidenceStore:
             old = self._entries.pop(msg_id, None)   # the same id again (a folder re-run): replaced
             if old is not None:
                 self._bytes -= old.nbytes
-            self._entries[msg_id] = _Entry(self._clock(), written, crops)
+            self._entries[msg_id] = _Entry(self._clock(), written, crops, why is not None)
             self._bytes += written
             self.counters.written += 1
         self._evict()
@@ -299,6 +306,8 @@ class EvidenceStore:
             _unlink(self.dir / _name(msg_id, None))
             for k in e.crops:
                 _unlink(self.dir / _name(msg_id, k))
+            if e.why:
+                _unlink(self.dir / _why_name(msg_id))
 
     def _index_folder(self) -> None:
         """Rebuilds the index from the folder (a restart keeps the evidence); leftover temporaries go."""
@@ -316,6 +325,7 @@ class EvidenceStore:
             e.nbytes += st.st_size
             if m.group("k") is not None:
                 e.crops = tuple(sorted({*e.crops, int(m.group("k"))}))
+            e.why = e.why or m.group("why") is not None
         with self._lock:
             for msg_id, e in sorted(found.items(), key=lambda kv: kv[1].created_at):
                 self._entries[msg_id] = e
@@ -326,7 +336,7 @@ class EvidenceStore:
 class NoEvidence:
     """evidence.enabled false: the same calls, nothing kept."""
 
-    def submit(self, msg_id: str, image, boxes=()) -> bool:
+    def submit(self, msg_id: str, image, boxes=(), why: Optional[dict] = None) -> bool:
         return False
 
     def path(self, msg_id: str, line: Optional[int] = None) -> Optional[Path]:
@@ -347,6 +357,10 @@ class NoEvidence:
 
 def _name(msg_id: str, line: Optional[int]) -> str:
     return f"{msg_id}.jpg" if line is None else f"{msg_id}.line{line}.jpg"
+
+
+def _why_name(msg_id: str) -> str:
+    return f"{msg_id}.json"
 
 
 def _encode(image: np.ndarray, params: list[int]) -> bytes:

@@ -100,6 +100,26 @@ def test_a_line_without_a_box_has_no_crop_counted_before_or_after_a_restart(tmp_
     assert again.crops(mid(1)) == (1,) and again.lines(mid(1)) == 1 and again.path(mid(1), 0) is None
 
 
+def test_a_fails_summary_is_kept_beside_its_frame_counted_and_evicted_with_it(tmp_path):
+    import json
+    import time
+
+    now = [time.time()]   # a restart dates the files by their mtimes
+    s = store(tmp_path, clock=lambda: now[0], ttl_s=60.0)
+    why = {"status": "mismatch", "expected": "LOT 4711A", "read": "LOT 4711B",
+           "words": "expected LOT 4711A · read LOT 4711B · char 9: B instead of A"}
+    assert s.write(mid(1), frame(1), [BOX], why)
+    kept = tmp_path / "ev" / f"{mid(1)}.json"
+    assert json.loads(kept.read_text(encoding="utf-8")) == why
+    assert s.snapshot()["bytes"] == sum(f.stat().st_size for f in (tmp_path / "ev").iterdir())
+    assert s.crops(mid(1)) == (0,)                                # the summary is no crop
+    again = store(tmp_path, clock=lambda: now[0], ttl_s=60.0)    # a restart finds it as part of the reading
+    assert again.snapshot()["bytes"] == s.snapshot()["bytes"] and again.snapshot()["readings"] == 1
+    now[0] += 100
+    again._evict()
+    assert list((tmp_path / "ev").iterdir()) == []
+
+
 def test_size_cap_deletes_the_oldest_readings_first_and_counts_them(tmp_path):
     s = store(tmp_path, max_bytes=1024 * 1024, crops=False)
     for i in range(30):

@@ -28,7 +28,7 @@ class Kept:
     def __init__(self):
         self.ids = []
 
-    def submit(self, msg_id, image, boxes):
+    def submit(self, msg_id, image, boxes, why=None):
         self.ids.append(msg_id)
 
 

@@ -566,6 +566,42 @@ def test_a_line_voted_from_other_frames_has_no_crop_and_the_page_links_none(tmp_
     assert fail["evidence_crops"] == sorted(set(range(3)) - {sn}) and fail["evidence_lines"] == 2
 
 
+def test_a_fail_says_which_characters_failed_and_why_on_the_page_and_beside_its_evidence(tmp_path):
+    """Found from outside: the page and the evidence said "mismatch" and nothing more; a smudged pack could not be
+    told from a wrong lot once the message was delivered."""
+    from daemon.ocr.results import CharCandidate
+
+    store, live = evidence_store(tmp_path), LiveView()
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, expect=Expectation(text=LOT)),
+                                             live=live, evidence=store)
+    t0 = time.time()
+    trigger(board, "p1", at=t0)
+    burst(lane, recorder, [[line("LOT 4711B", x=40.0, y=60.0)]], t0)
+    graded = tuple(CharCandidate(ch, 0.99, blot=2.4 if i == 5 else 0.1) for i, ch in enumerate(LOT))
+    printed = line(LOT, x=40.0, y=60.0)
+    trigger(board, "p2", at=time.time())
+    burst(lane, recorder, [[type(printed)(LOT, printed.confidence, printed.box, graded)]], time.time() - 0.001)
+    trigger(board, "p3", at=time.time())
+    burst(lane, recorder, [[line(LOT, x=40.0, y=60.0)]], time.time() - 0.001)    # a good part: nothing to say
+    store.stop()
+    docs = results(outbox)
+    assert [d["status"] for d in docs] == ["mismatch", "mismatch", "good_read"]
+    fails = page_fails(live, store)
+    assert [f["why"]["words"] for f in fails] == [
+        "expected LOT 4711A · read LOT 4711A · char 6 '7' smudged (blot 2.4)",
+        "expected LOT 4711A · read LOT 4711B · char 9: B instead of A"]
+    wrong = fails[1]["why"]
+    assert (wrong["verdict"], wrong["expected"], wrong["read"], wrong["more"]) == ("mismatch", LOT, "LOT 4711B", 0)
+    assert wrong["chars"] == [{"at": 8, "status": "mismatch", "expected": "A", "read": "B"}]
+    assert fails[0]["why"]["chars"][0]["blot"] == 2.4
+    # the same beside each fail's frame in the evidence store; none for the good part
+    for doc, fail in zip(docs[:2], reversed(fails)):
+        kept = json.loads((tmp_path / "ev" / f"{doc['id']}.json").read_text(encoding="utf-8"))
+        assert kept == fail["why"]
+    assert not (tmp_path / "ev" / f"{docs[2]['id']}.json").exists()
+    assert "why" not in live.camera_view("cam")["readings"][0]   # the readings list stays as it was
+
+
 def cv2_read(path):
     import cv2
 

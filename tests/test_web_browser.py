@@ -171,13 +171,22 @@ def test_a_failed_part_is_listed_under_last_fails_with_its_frame_and_the_yield(p
             "const rows = [...card.querySelectorAll('table.fails tbody tr')];"
             "return {shown: !card.querySelector('.fails-block').hidden, cycles: card.querySelector('.cycles').textContent,"
             " rows: rows.map(tr => ({status: tr.querySelector('td.status').textContent,"
+            "  why: tr.querySelector('.why') ? tr.querySelector('.why').textContent : null,"
+            "  whyHtml: tr.querySelector('.why') ? tr.querySelector('.why').innerHTML : null,"
+            "  crops: [...tr.querySelectorAll('img.crop')].map(i => i.src),"
             "  href: tr.querySelector('a') ? tr.querySelector('a').href : null}))};")
     WebDriverWait(page, 120).until(lambda d: d.execute_script(read)["rows"])
     dom = page.execute_script(read)
     assert dom["shown"] and dom["rows"][0]["status"] in ("mismatch", "no_read"), dom
     assert "yield 0.0 %" in dom["cycles"] and "recipe none" in dom["cycles"], dom
+    # why it failed, in words under its lines: what was expected and what was read (set as text, not HTML)
+    why = dom["rows"][0]["why"]
+    assert why and why.startswith("expected LOT 0000X · "), dom
+    assert "<" not in dom["rows"][0]["whyHtml"]
     if dom["rows"][0]["href"]:   # the evidence is written on its own thread: the link comes once it is kept
         assert fetch_jpeg(dom["rows"][0]["href"]).shape[1] > 100
+    for src in dom["rows"][0]["crops"]:   # an image only for a crop there is: none answers 404
+        assert fetch_jpeg(src).shape[1] > 10
     sample = page.execute_script("return document.querySelector('section[data-camera=sample] .fails-block').hidden")
     assert sample   # a continuous first-mode camera has no statuses: no fails block
 

@@ -98,12 +98,15 @@ class Recorder:
 
     def _after_store(self, reading: Reading, msg_id: str) -> None:
         """The stored reading's frame and line boxes to the evidence store (queued, never waited for), its id to
-        the review topic when a line is below evidence.review_below_confidence, and the reading to the page."""
+        the review topic when a line is below evidence.review_below_confidence, and the reading to the page; a
+        failed result's summary (why it failed) to both."""
         from daemon.publish.review import needs_review, review_message, review_topic
+        from daemon.readings.fail_summary import fail_summary
 
         cam, lines = reading.camera, reading.decision.lines
+        why = fail_summary(reading.cycle)   # None for a good read: what the page and the evidence say of a fail
         if reading.context.image is not None:
-            self._evidence().submit(msg_id, reading.context.image, reading.evidence_boxes)
+            self._evidence().submit(msg_id, reading.context.image, reading.evidence_boxes, why)
         below = self.cfg.evidence.review_below_confidence
         review = needs_review(lines, below)
         if review:   # after the reading, through the same outbox: a broker outage loses neither
@@ -116,7 +119,7 @@ class Recorder:
             else:   # nothing offers a review message again
                 self.unstored.lost(getattr(put, "reason", ""))
         self._page().reading(cam, msg_id, reading.captured_at, lines, reading.frames, review,
-                             reading.cycle["status"] if reading.cycle else None)
+                             reading.cycle["status"] if reading.cycle else None, why)
 
     def _window_s(self, cam: str) -> float:
         return next((c.dedup_window_s for c in self.cfg.cameras if c.name == cam), 0.0)

@@ -34,6 +34,7 @@ class Reading:
     frames: Optional[int] = None    # consensus: frames voted
     review: bool = False            # its id went to the review topic
     status: Optional[str] = None    # a read cycle's or a consensus label's: good_read, no_read, mismatch, ...
+    why: Optional[dict] = None      # a fail's: why (daemon/readings/fail_summary.py), shown under the last fails
 
 
 @dataclass
@@ -105,9 +106,10 @@ class LiveView:
             c.latest = dataclasses.replace(c.latest, seq=c.seq, lines=tuple(lines), accepted=flags)
 
     def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
-                frames: Optional[int] = None, review: bool = False, status: Optional[str] = None) -> None:
+                frames: Optional[int] = None, review: bool = False, status: Optional[str] = None,
+                why: Optional[dict] = None) -> None:
         texts = tuple((line.text, float(line.confidence)) for line in lines)
-        reading = Reading(msg_id, captured_at, texts, frames, review, status)
+        reading = Reading(msg_id, captured_at, texts, frames, review, status, why)
         with self._lock:
             c = self._cam(camera)
             c.readings.appendleft(reading)
@@ -171,7 +173,7 @@ class LiveView:
             "lines": lines,
             "codes": [{"format": code.format, "text": code.text} for code in (latest.codes if latest else ())],
             "readings": [_reading_view(r) for r in readings],
-            "fails": [_reading_view(r) for r in fails],
+            "fails": [{**_reading_view(r), "why": r.why} for r in fails],   # bounded: fail_summary's bounds
             "rejects": [{"at": r.at, "reasons": r.reasons, "repeats": r.repeats,
                          "texts": [{"text": t, "confidence": round(cf, 3)} for t, cf in r.texts]} for r in rejects],
         }
@@ -197,7 +199,8 @@ class NoLive:
         pass
 
     def reading(self, camera: str, msg_id: str, captured_at: float, lines: Sequence,
-                frames: Optional[int] = None, review: bool = False, status: Optional[str] = None) -> None:
+                frames: Optional[int] = None, review: bool = False, status: Optional[str] = None,
+                why: Optional[dict] = None) -> None:
         pass
 
     def rejected(self, camera: str, at: float, reasons: dict, lines: Sequence = (), kept: Sequence = ()) -> None:

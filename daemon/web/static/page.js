@@ -18,8 +18,9 @@ function bytes(n) {
   if (n === undefined || n === null) return "?";
   return n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(0) + " KiB" : n + " B";
 }
-function textsCell(texts, cropUrl) {
-  // One row per line: its crop from the evidence store (when kept), its text, its confidence.
+function textsCell(texts, cropUrl, why) {
+  // One row per line: its crop from the evidence store (when kept), its text, its confidence; under them, for a
+  // fail, why it failed in plain words (textContent: it quotes printed text from a camera).
   const td = el("td");
   texts.forEach((t, k) => {
     const div = el("div", null, "line");
@@ -35,6 +36,7 @@ function textsCell(texts, cropUrl) {
     div.appendChild(el("span", t.confidence.toFixed(2), "conf"));
     td.appendChild(div);
   });
+  if (why && why.words) td.appendChild(el("div", why.words, "why"));
   return td;
 }
 
@@ -117,7 +119,7 @@ function renderReadings(rb, readings) {
     tr.appendChild(when);
     tr.appendChild(el("td", r.status || "", "status"));
     const kept = Array.isArray(r.evidence_crops);   // the lines with a crop there is: no broken image for the rest
-    tr.appendChild(textsCell(r.texts, kept ? (k => r.evidence_crops.includes(k) ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null));
+    tr.appendChild(textsCell(r.texts, kept ? (k => r.evidence_crops.includes(k) ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null, r.why));
     const ev = el("td");
     if (kept) {
       const a = el("a", "frame");
