@@ -130,6 +130,10 @@ def test_triggers_over_mqtt_and_http_each_get_one_verified_result(tmp_path, brok
     assert refused == {"camera": "cam", "recipe": "jars", "accepted": False,
                        "reason": "unknown recipe 'bottles': one of cans, jars"}
     assert (tmp_path / "evidence" / f"{docs[1]['id']}.jpg").is_file()   # the failed part's frame is kept
+    assert (tmp_path / "evidence" / f"{docs[1]['id']}.line0.jpg").is_file()   # and the crop of the line checked
+    why = json.loads((tmp_path / "evidence" / f"{docs[1]['id']}.json").read_text(encoding="utf-8"))
+    assert why["status"] == "mismatch" and why["words"].startswith("expected LOT 4711B · read ")
+    assert why["words"].endswith(" · char 9: A instead of B"), why
     bad = [c for c in docs[1]["verification"]["chars"] if c["status"] != "ok"]
     assert [(c["expected"], c["read"]) for c in bad] == [("B", "A")]
     answers = [json.loads(m.payload) for m in rec.on_topic("ocr/st1/cam/trigger/answer")]
