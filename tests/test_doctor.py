@@ -293,7 +293,8 @@ def test_backend_finding_names_missing_kernels_and_a_refused_explicit_tensorrt(c
     assert backend.choice["category"] == "kernels_missing"
 
 
-def test_next_steps_name_the_config_file_doctor_was_given(cfg_dict, orin_box, tmp_path, capsys):
+def _doctor_json(cfg_dict, tmp_path, capsys):
+    """doctor --json on cfg_dict (MQTT off) written to a config file: (the file, its rows by check)."""
     import yaml
 
     cfg_dict["mqtt"] = {"enabled": False}
@@ -302,7 +303,11 @@ def test_next_steps_name_the_config_file_doctor_was_given(cfg_dict, orin_box, tm
     parser = argparse.ArgumentParser()
     doctor.add_arguments(parser)
     assert doctor.main(parser.parse_args(["--config", str(path), "--json"])) == 0
-    rows = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    return path, {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+
+
+def test_next_steps_name_the_config_file_doctor_was_given(cfg_dict, orin_box, tmp_path, capsys):
+    path, rows = _doctor_json(cfg_dict, tmp_path, capsys)
     assert rows["engine det (fp32)"]["next_step"] == f"`ocr-daemon build-engine --config {path} --precision fp32`"
     assert rows["GPU kernels"]["next_step"].startswith(f"`ocr-daemon build-kernels --config {path}`")
     assert f"--config {path} --precision fp32`" in rows["backend auto"]["detail"]
@@ -310,15 +315,7 @@ def test_next_steps_name_the_config_file_doctor_was_given(cfg_dict, orin_box, tm
 
 
 def test_json_carries_the_backend_choice(cfg_dict, tmp_path, capsys):
-    import yaml
-
-    cfg_dict["mqtt"] = {"enabled": False}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg_dict))
-    parser = argparse.ArgumentParser()
-    doctor.add_arguments(parser)
-    assert doctor.main(parser.parse_args(["--config", str(path), "--json"])) == 0
-    rows = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    _, rows = _doctor_json(cfg_dict, tmp_path, capsys)
     assert {"backend", "precision", "reason", "category", "degraded"} <= set(rows["backend auto"]["choice"])
     assert "choice" not in rows["MQTT broker"]
 
