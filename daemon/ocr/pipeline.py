@@ -41,6 +41,18 @@ K = TypeVar("K")
 # Two readings of one character at a seam lie closer than this (line heights); two real neighbours do not.
 SEAM_TOLERANCE = 0.25
 
+# The 0/180 classifier alone turned upright lines whose glyphs look alike turned half a turn (N, X, 0, 1, 6/9, 8,
+# S, Z, H, ...: "N0001X" read "XT000N"), most of all short lines in plain stroke fonts (OpenCV's Hershey ones),
+# with p(180) from 0.9 to 0.997, and left such lines upside down when it only leaned towards 180. So the recognizer
+# has a say where the classifier is not sure: a line turned with p(180) below CLS_SURE is also read as found, and
+# one not turned that the classifier leans towards turning (p(180) at least CLS_LEAN, below cls_threshold) is also
+# read turned. The other reading replaces the line's when it has as many characters or more (a line read upside
+# down often loses some, and a single sure character must not win) and a confidence higher by more than
+# CLS_RECHECK_MARGIN; a near tie keeps the classifier's choice.
+CLS_SURE = 0.999
+CLS_LEAN = 0.5
+CLS_RECHECK_MARGIN = 0.002
+
 
 @dataclass
 class Submitted:
@@ -258,13 +270,19 @@ class OcrPipeline:
                 _add(timing, "crop", t0)
 
         images = [c.image for c in crops]
+        unsure: list[int] = []
+        leaning: list[int] = []
         if self.cls is not None and images:
             t0 = time.perf_counter()
-            images = self.upright(images, scaled=True)
+            images, unsure, leaning = self._orient(images, scaled=True)
             _add(timing, "cls", t0)
         t0 = time.perf_counter()
         readings = self._recognize(images)
         _add(timing, "rec", t0)
+        if unsure or leaning:
+            t0 = time.perf_counter()
+            self._recheck(readings, [c.image for c in crops], unsure, leaning)
+            _add(timing, "cls", t0)
 
         per_frame: list[list[TextLine]] = [[] for _ in frames]
         for crop, (read, conf, chars) in zip(crops, readings):
@@ -277,21 +295,47 @@ class OcrPipeline:
         return [None if skipped else OcrResult(lines, dict(timing)) for lines, skipped in zip(per_frame, skip)]
 
     def upright(self, images: list[np.ndarray], scaled: bool = False) -> list[np.ndarray]:
-        """Turns lines the classifier is sure are upside down (0/180 only).
+        """Turns lines the classifier is sure are upside down (0/180 only); the classifier alone decides here (the
+        pipeline's finish() also asks the recognizer, _recheck).
 
         scaled: where the recognizer's line height is the classifier's, the lines not turned come back already
         scaled to it, as the classifier read them: the recognizer's scaling of a line to its own height is then a
         no-op, not a second resize of the same crop. A turned line is its turned crop, scaled by the recognizer
         (a turned scaled line need not equal it to the bit)."""
+        return self._orient(images, scaled)[0]
+
+    def _orient(self, images: list[np.ndarray], scaled: bool = False
+                ) -> tuple[list[np.ndarray], list[int], list[int]]:
+        """upright()'s lines; the indices of those turned with p(180) below CLS_SURE, and of those not turned that
+        the classifier leans towards turning (CLS_LEAN <= p(180) < cls_threshold): the lines finish() reads twice."""
         lines = [resize_to_height(im, CLS_HEIGHT) for im in images]     # what normalize_into would scale each to
         out = list(lines) if scaled and self.cfg.rec_height == CLS_HEIGHT else list(images)
+        unsure: list[int] = []
+        leaning: list[int] = []
         for batch, idx in fixed_batches(classifier_inputs(images, lines, CLS_WIDTH), self.cfg.rec_batch, CLS_HEIGHT,
                                         CLS_WIDTH):
             probs = self.cls.run1(batch)  # type: ignore[union-attr]
             for slot, i in enumerate(idx):
-                if probs[slot].argmax() == 1 and probs[slot, 1] >= self.cfg.cls_threshold:
+                p180 = float(probs[slot, 1])
+                if probs[slot].argmax() == 1 and p180 >= self.cfg.cls_threshold:
                     out[i] = np.ascontiguousarray(images[i][::-1, ::-1])
-        return out
+                    if p180 < CLS_SURE:
+                        unsure.append(i)
+                elif p180 >= CLS_LEAN:
+                    leaning.append(i)
+        return out, unsure, leaning
+
+    def _recheck(self, readings: list[tuple[str, float, tuple[CharCandidate, ...]]], crops: list[np.ndarray],
+                 unsure: list[int], leaning: list[int]) -> None:
+        """In place: the lines turned unsure read as found, those leaning read turned; the other orientation's
+        reading replaces the line's where it has as many characters or more and a confidence higher by more than
+        CLS_RECHECK_MARGIN."""
+        other = self._recognize([crops[i] for i in unsure]
+                                + [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in leaning])
+        for i, reading in zip(unsure + leaning, other):
+            mine = readings[i]
+            if len(reading[0].strip()) >= len(mine[0].strip()) and reading[1] > mine[1] + CLS_RECHECK_MARGIN:
+                readings[i] = reading
 
     def _recognize(self, images: list[np.ndarray]) -> list[tuple[str, float, tuple[CharCandidate, ...]]]:
         """Crops -> (text, confidence, one CharCandidate per character of text) each, via pieces that fit the
