@@ -43,10 +43,10 @@ SEAM_TOLERANCE = 0.25
 
 # The 0/180 classifier alone turned upright lines whose glyphs look alike turned half a turn (N, X, 0, 1, 6/9, 8,
 # S, Z, H, ...: "N0001X" read "XT000N"), most of all short lines in plain stroke fonts (OpenCV's Hershey ones),
-# with p(180) from 0.9 to 0.997, and left such lines upside down when it only leaned towards 180. So the recognizer
-# has a say where the classifier is not sure: a line turned with p(180) below CLS_SURE is also read as found, and
-# one not turned that the classifier leans towards turning (p(180) at least CLS_LEAN, below cls_threshold) is also
-# read turned. The other reading replaces the line's when it has as many characters or more (a line read upside
+# sure of itself, and left such lines upside down when it only leaned towards 180 (bench/RESULTS.md section 60).
+# So the recognizer has a say where the classifier is not sure: a line turned with p(180) below CLS_SURE is also
+# read as found, and one not turned that the classifier leans towards turning (p(180) at least CLS_LEAN, below
+# cls_threshold) is also read turned. The other reading replaces the line's when it has as many characters or more (a line read upside
 # down often loses some, and a single sure character must not win) and a confidence higher by more than
 # CLS_RECHECK_MARGIN; a near tie keeps the classifier's choice.
 CLS_SURE = 0.999
