@@ -12,7 +12,7 @@ from daemon import config
 from daemon.ocr import pipeline as pipeline_module
 from daemon.ocr.pipeline import OcrPipeline
 
-# text, font, width, height, thickness, font scale, background, ink: lines the classifier alone turned (p(180) 0.94-0.997)
+# text, font, width, height, thickness, font scale, background, ink: lines the classifier alone turned, sure of it
 TURNED_UPRIGHT = [
     ("N0003X", cv2.FONT_HERSHEY_PLAIN, 320, 120, 3, 3.4758645241574704, 247, 60),
     ("N0100X", cv2.FONT_HERSHEY_TRIPLEX, 240, 80, 3, 1.414918715975978, 255, 48),

@@ -46,9 +46,9 @@ SEAM_TOLERANCE = 0.25
 # sure of itself, and left such lines upside down when it only leaned towards 180 (bench/RESULTS.md section 60).
 # So the recognizer has a say where the classifier is not sure: a line turned with p(180) below CLS_SURE is also
 # read as found, and one not turned that the classifier leans towards turning (p(180) at least CLS_LEAN, below
-# cls_threshold) is also read turned. The other reading replaces the line's when it has as many characters or more (a line read upside
-# down often loses some, and a single sure character must not win) and a confidence higher by more than
-# CLS_RECHECK_MARGIN; a near tie keeps the classifier's choice.
+# cls_threshold) is also read turned. The other reading replaces the line's when it has as many characters or
+# more (a line read upside down often loses some, and a single sure character must not win) and a confidence
+# higher by more than CLS_RECHECK_MARGIN; a near tie keeps the classifier's choice.
 CLS_SURE = 0.999
 CLS_LEAN = 0.5
 CLS_RECHECK_MARGIN = 0.002
