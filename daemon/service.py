@@ -335,8 +335,9 @@ class Service:
                 # With a batch in flight on the GPU, only frames already waiting are taken: the one in
                 # flight is finished at once otherwise, so overlap never adds latency to an idle camera.
                 first_wait_s = 0.0 if self._in_flight else FIRST_FRAME_WAIT_S
+                cycles = frozenset(name for name, lane in self.lanes.items() if lane.in_cycle())
                 frames = wanted_frames(self.hub.take(self.pipeline.det_batch, first_wait_s,
-                                                     self.cfg.gpu.batch_wait_ms / 1000.0), self.lanes)
+                                                     self.cfg.gpu.batch_wait_ms / 1000.0, cycles), self.lanes)
                 if frames and self.pipeline.overlaps:
                     started = self._submit(frames)     # batch N+1 uploads and pre-processes on the GPU ...
                     self._finish_in_flight()           # ... while batch N is post-processed and recognized
@@ -446,8 +447,8 @@ class Service:
 
     def _record_due(self, now: float) -> None:
         """Labels that left view or waited max_wait_s while their camera sent no frame."""
-        for lane in list(self.lanes.values()):
-            for reading in lane.due(now):
+        for name, lane in list(self.lanes.items()):
+            for reading in lane.due(now, self.hub.captured_at(name)):
                 self.recorder.record(lane, reading)
         self._unstored.due(time.monotonic())   # refused readings no frame offered again are losses now
 

@@ -188,6 +188,28 @@ def test_a_code_alone_expected_is_multiple_only_where_two_codes_carry_its_value(
     assert [d["status"] for d in results(outbox)] == ["good_read", "multiple"]
 
 
+def test_a_window_that_passed_while_its_frame_waited_for_the_ocr_still_reads_that_frame(tmp_path):
+    # another camera's frame held the models past the window: the frame captured within it is read, not lost
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=1, window_ms=100.0,
+                                                                  expect=Expectation(text=LOT)))
+    t0 = time.time() - 1.0
+    trigger(board, at=t0)
+    assert lane.in_cycle()                                 # a trigger waits: its camera's frames go first
+    late = t0 + 0.5                                        # the window closed 0.4 s before the loop came back
+    assert lane.due(late, waiting_since=t0 + 0.05) == []   # captured within it, waiting: the cycle stays open
+    f = frame(t0 + 0.05)
+    assert lane.wants(f)
+    for r in lane.readings(f, Result([line(LOT)]), [], None):
+        recorder.record(lane, r)
+    for r in lane.due(late + 0.01, waiting_since=None):
+        recorder.record(lane, r)
+    assert [d["status"] for d in results(outbox)] == ["good_read"] and not lane.in_cycle()
+    # a frame captured after the window does not hold the cycle open
+    trigger(board, "p2", at=t0)
+    assert lane.due(late) == [] and lane.in_cycle()        # the trigger taken: its cycle starts
+    assert [r.cycle["status"] for r in lane.due(late, waiting_since=t0 + 0.2)] == ["no_read"]
+
+
 def test_the_page_shows_a_cycles_result_once_it_ends_not_its_lines_voting(tmp_path):
     live = LiveView()
     _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, window_ms=60_000.0), live=live)

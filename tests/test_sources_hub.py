@@ -40,6 +40,16 @@ def test_take_batches_ready_cameras_and_waits_briefly_for_stragglers():
     assert hub.take(1, 0.05, 0.0) == []
 
 
+def test_a_camera_in_a_read_cycle_goes_first_and_the_others_keep_their_order():
+    hub, stop = FrameHub(), threading.Event()
+    for cam, i in (("conveyor", 1), ("dock", 2), ("station", 3)):
+        hub.put(frame(cam, i), False, stop)
+    assert hub.captured_at("station") == 3.0 and hub.captured_at("nobody") is None
+    assert [f.camera for f in hub.take(1, 0.0, 0.0, frozenset({"station"}))] == ["station"]
+    assert hub.captured_at("station") is None
+    assert [f.camera for f in hub.take(2, 0.0, 0.0, frozenset({"station"}))] == ["conveyor", "dock"]
+
+
 def test_backoff_doubles_caps_and_jitters_over_the_upper_half():
     rng = random.Random(7)
     delays = [[backoff_delay_s(a, 1.0, 30.0, rng) for _ in range(200)] for a in range(8)]

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE = "good_read", "no_read", "no_label", "mismatch", "multiple"
 STATUSES = (GOOD_READ, NO_READ, NO_LABEL, MISMATCH, MULTIPLE)
 INTERRUPTED = "interrupted by a daemon restart before its result was stored"
-NO_FRAME = "no frame captured after the trigger was read within cycle_window_ms (is the camera streaming?)"
+NO_FRAME = ("no frame captured after the trigger was read within cycle_window_ms (is the camera streaming? or the OCR "
+            "busy past the window with other cameras' frames: raise cycle_window_ms)")
 FRAME_LOST = "the frames taken for this cycle could not be read (the OCR failed: see the log)"
 # An open-cycle marker holds a trigger's id, expected text and up to 32 template fields (each bounded by the
 # trigger rules), JSON-escaped; read with this bound, so a marker damaged on disk cannot take the memory.
@@ -150,6 +151,9 @@ class CycleLane(Lane):
     def pending(self) -> int:
         return 1 if self._cycle is not None else 0
 
+    def in_cycle(self) -> bool:
+        return self._cycle is not None or self.board.state().waiting
+
     def wants(self, frame: Frame) -> bool:
         """Only frames captured after the trigger of a cycle in progress are OCR'd, and no more than its burst: a
         frame taken while the last one is still in the models would only slow that one down, and be dropped."""
@@ -195,15 +199,20 @@ class CycleLane(Lane):
             return [self._finish()]
         return []
 
-    def due(self, now: float) -> list[Reading]:
-        """Ends a cycle whose window has passed; answers a cycle a restart interrupted; starts the next one."""
+    def due(self, now: float, waiting_since: Optional[float] = None) -> list[Reading]:
+        """Ends a cycle whose window has passed, unless a frame captured within it still waits for the OCR (the
+        models were busy with another camera's: it is read next, the cycle's camera going first); answers a cycle
+        a restart interrupted; starts the next one."""
         out: list[Reading] = []
         if self._interrupted is not None:
             out.append(self._interrupted_reading(self._interrupted))
             self._interrupted = None
         cycle = self._cycle
         if cycle is not None and (now - cycle.trigger.received_at) * 1000.0 >= self.rules.window_ms:
-            out.append(self._finish())
+            start, window_s = cycle.trigger.received_at, self.rules.window_ms / 1000.0
+            in_window = waiting_since is not None and start <= waiting_since <= start + window_s
+            if not (in_window and cycle.taken < self.rules.frames):
+                out.append(self._finish())
         if self._cycle is None and not out:
             trigger = self.board.take()
             if trigger is not None:

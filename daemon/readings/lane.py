@@ -146,9 +146,14 @@ class Lane:
         frame.ack.done()
         return self._finished(finished)
 
-    def due(self, now: float) -> list[Reading]:
-        """Labels that left view or waited max_wait_s while the camera sent no frame."""
+    def due(self, now: float, waiting_since: Optional[float] = None) -> list[Reading]:
+        """Labels that left view or waited max_wait_s while the camera sent no frame. waiting_since: when the frame
+        waiting for the OCR was captured (a read cycle's lane uses it)."""
         return self._finished(self.tracker.due(now)) if self.tracker else []
+
+    def in_cycle(self) -> bool:
+        """Whether a read cycle is in progress or waits to start (its frames go to the OCR first)."""
+        return False
 
     def flush(self, why: str = "") -> list[Reading]:
         """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload: why)."""

@@ -36,8 +36,11 @@ class FrameHub(FrameSink):
             self._order.append(frame.camera)
             self._cond.notify_all()
 
-    def take(self, max_frames: int, first_wait_s: float, batch_wait_s: float) -> list[Frame]:
-        """Up to max_frames frames, oldest arrival first; [] when none came within first_wait_s."""
+    def take(self, max_frames: int, first_wait_s: float, batch_wait_s: float, first: frozenset = frozenset()
+             ) -> list[Frame]:
+        """Up to max_frames frames, oldest arrival first, but the cameras in first before the others (a read cycle
+        in progress: its window runs while another camera's frame is in the models); [] when none came within
+        first_wait_s."""
         with self._cond:
             deadline = time.monotonic() + first_wait_s
             while not self._slots:
@@ -53,8 +56,9 @@ class FrameHub(FrameSink):
                     if left <= 0:
                         break
                     self._cond.wait(left)
-            names = self._order[:max_frames]
-            del self._order[:len(names)]
+            order = [n for n in self._order if n in first] + [n for n in self._order if n not in first]
+            names = order[:max_frames]
+            self._order = order[len(names):]
             frames = [self._slots.pop(n) for n in names]
             self._cond.notify_all()   # wakes lossless producers waiting for their slot
             return frames
@@ -67,6 +71,12 @@ class FrameHub(FrameSink):
                 self._order.remove(camera)
             self._cond.notify_all()
             return frame
+
+    def captured_at(self, camera: str) -> Optional[float]:
+        """When the frame waiting in the camera's slot was captured; None: no frame waits."""
+        with self._cond:
+            frame = self._slots.get(camera)
+            return None if frame is None else frame.captured_at
 
     def pending(self) -> int:
         with self._cond:
