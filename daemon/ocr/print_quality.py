@@ -16,6 +16,7 @@ print's joined dots vary too much from copy to copy to be graded so.
 """
 from __future__ import annotations
 
+import string
 from typing import NamedTuple, Optional, Sequence
 
 import cv2
@@ -43,6 +44,11 @@ GLYPH_BAND = 22
 GLYPH_SHIFT = 2
 BLOT_THICKNESS = 2.2
 BLOT_UNLIKE = 0.12
+# What is graded for blots: what coders print in lot and date codes, capitals, digits and their compact marks, in a
+# line of ASCII alone. A slash leans into its neighbours' columns, so no cut holds it alone ("2025/05/03"'s two
+# were far past the bound); lower case in a proportional face (an address) and CJK characters beside Latin ones
+# are cut no better (bench/RESULTS.md section 58).
+BLOT_GRADED = frozenset(string.ascii_uppercase + string.digits + "-.")
 
 
 def join_dots(image: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -81,15 +87,16 @@ def char_contrast(crop: np.ndarray, chars: Sequence[str], positions: Sequence[fl
 
 def char_blots(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float], scale: float) -> list[float]:
     """Each character's blot grade (see the module's doc; 1.0 = the bound of a smudge, 0.0 = not graded: a
-    space, a line with fewer than two letters or digits). positions and scale as for char_contrast."""
+    character not in BLOT_GRADED, a line with a character outside ASCII, or with fewer than two capitals or digits).
+    positions and scale as for char_contrast."""
     out = [0.0] * len(chars)
     line = _line_ink(crop, chars, positions, scale)
-    if line is None:
+    if line is None or not all(ch.isascii() for ch in chars):
         return out
     ink = np.clip(_ink_of_its_colour(crop) / line.typical, 0.0, 1.5)
     ink[ink < INK_FLOOR] = 0.0
     glyphs = _glyphs(ink, chars, line.cols, line.pitch)
-    alnum = [i for i in glyphs if chars[i].isalnum()]
+    alnum = [i for i in glyphs if chars[i] in BLOT_GRADED and chars[i].isalnum()]
     if len(alnum) < 2:
         return out
     thick = {i: _thickest(g) for i, g in glyphs.items()}
@@ -99,6 +106,8 @@ def char_blots(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float
         return out
     grown = {i: cv2.dilate(g, np.ones((3, 3), np.uint8)) for i, g in glyphs.items()}
     for i, glyph in glyphs.items():
+        if chars[i] not in BLOT_GRADED:
+            continue
         copies = [grown[j] for j in glyphs if j != i and chars[j] == chars[i]]
         unlike = _ink_beyond(glyph, np.stack(copies)) / typical_ink if copies else 0.0
         out[i] = max(thick[i] / typical_thick / BLOT_THICKNESS, unlike / BLOT_UNLIKE)
