@@ -106,6 +106,15 @@ def test_char_blots_grade_a_blot_thicker_than_the_strokes_and_a_copy_unlike_the_
     assert char_blots(_print()[30:90, 30:480], ["L"], [20.0], 1.0) == [0.0]   # nothing to compare with
 
 
+def test_only_what_coders_print_is_graded_for_blots():
+    crop, centres = _print(blot_at=TEXT.index("4"), blot=(11, 9))[30:90, 30:480], [c - 30 for c in _centres()]
+    as_slash = char_blots(crop, list(TEXT.replace("-", "/")), centres, 1.0)   # a slash is cut unevenly: not graded
+    assert as_slash[TEXT.index("-")] == 0.0 and as_slash[TEXT.index("4")] > 1.0
+    lower = char_blots(crop, list(TEXT.lower()), centres, 1.0)                # lower case: not graded
+    assert lower[TEXT.index("K")] == 0.0
+    assert char_blots(crop, list(TEXT.replace("K", "数")), centres, 1.0) == [0.0] * len(TEXT)   # not an ASCII line
+
+
 def test_a_faded_hyphen_is_faint_too(pipeline):
     at = TEXT.index("-")
     v = verify(Expectation(text=TEXT), pipeline.run(_print(faded_at=at)).lines)
