@@ -93,6 +93,9 @@ if [ "$GPU" = 1 ]; then
   install -m 0644 "$REPO/systemd/gpu.conf" /etc/systemd/system/ocr-daemon.service.d/gpu.conf
 fi
 systemctl daemon-reload
-systemctl enable --now ocr-daemon.service
+systemctl enable ocr-daemon.service
+# restart, not start: a re-run that upgraded the venv must not leave the old code running (a stop drains; what is
+# owed stays in the outbox for the new process)
+systemctl restart ocr-daemon.service
 systemctl --no-pager --lines=5 status ocr-daemon.service || true
 echo "installed: $(systemd-analyze security ocr-daemon.service 2>/dev/null | tail -1)"

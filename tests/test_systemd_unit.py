@@ -1,4 +1,5 @@
-"""The unit file and the GPU drop-in, read as systemd reads their keys (no systemd needed)."""
+"""The unit file and the GPU drop-in, read as systemd reads their keys, and install.sh's systemctl calls (no systemd
+needed)."""
 import shlex
 from pathlib import Path
 
@@ -35,3 +36,12 @@ def test_the_drain_warning_knows_the_units_stop_timeout():
     from daemon.config.config import UNIT_TIMEOUT_STOP_S
 
     assert _values(SYSTEMD / "ocr-daemon.service", "TimeoutStopSec") == [f"{UNIT_TIMEOUT_STOP_S:g}"]
+
+
+def test_install_restarts_the_service_so_a_rerun_runs_the_upgraded_venv():
+    # `enable --now` leaves a running daemon on the old code after a re-run has upgraded its venv
+    script = (SYSTEMD / "install.sh").read_text()
+    lines = [line.strip() for line in script.splitlines() if line.strip().startswith("systemctl ")]
+    assert "systemctl enable ocr-daemon.service" in lines and "systemctl restart ocr-daemon.service" in lines
+    assert not any("--now" in line for line in lines)
+    assert lines.index("systemctl daemon-reload") < lines.index("systemctl restart ocr-daemon.service")
