@@ -27,7 +27,7 @@ from daemon.ocr.db_post import DbParams
 from daemon.ocr.det_pre import Letterbox
 from daemon.ocr.detector import Detector, NoTiles, Tiler
 from daemon.ocr.line_join import Emission, PieceReading, join_line_chars
-from daemon.ocr.print_quality import char_blots, char_contrast
+from daemon.ocr.print_quality import grade_chars
 from daemon.ocr.reading_order import reading_order
 from daemon.ocr.rec_pre import (CLS_HEIGHT, CLS_WIDTH, batch_plan, classifier_inputs, fill_slots, fixed_batches,
                                 pack_slots, piece_steps, resize_to_height, to_pieces)
@@ -397,9 +397,8 @@ class OcrPipeline:
         for image, readings in zip(images, lines):
             text, confidence, chars = join_line_chars(readings, SEAM_TOLERANCE * height)
             if self.grade_print:
-                marks, at = [e.char for e in chars], [e.pos for e in chars]
-                contrast = char_contrast(image, marks, at, image.shape[0] / height)
-                blots = char_blots(image, marks, at, image.shape[0] / height)
+                contrast, blots = grade_chars(image, [e.char for e in chars], [e.pos for e in chars],
+                                              image.shape[0] / height)
             else:
                 contrast, blots = [1.0] * len(chars), [0.0] * len(chars)
             out.append((text, confidence, tuple(CharCandidate(e.char, e.prob, e.alt, e.alt_prob, c, b)

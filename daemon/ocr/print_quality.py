@@ -76,21 +76,33 @@ def char_contrast(crop: np.ndarray, chars: Sequence[str], positions: Sequence[fl
     in the recognizer's line image, scale: crop columns per such column. Spaces get 1.0, as does every character of
     a line with fewer than two letters or digits (nothing to compare with). Punctuation is graded against the
     letters and digits too; its thin strokes lose more to blur (verification allows for that)."""
-    out = [1.0] * len(chars)
-    line = _line_ink(crop, chars, positions, scale)
-    if line is None:
-        return out
-    for i, peak in line.peaks.items():
-        out[i] = peak / line.typical
-    return out
+    return _contrasts(_line_ink(crop, chars, positions, scale), chars)
 
 
 def char_blots(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float], scale: float) -> list[float]:
     """Each character's blot grade (see the module's doc; 1.0 = the bound of a smudge, 0.0 = not graded: a
     character not in BLOT_GRADED, a line with a character outside ASCII, or with fewer than two capitals or digits).
     positions and scale as for char_contrast."""
-    out = [0.0] * len(chars)
+    return _blots(crop, _line_ink(crop, chars, positions, scale), chars)
+
+
+def grade_chars(crop: np.ndarray, chars: Sequence[str], positions: Sequence[float], scale: float
+                ) -> tuple[list[float], list[float]]:
+    """char_contrast and char_blots of one line, its ink measured once."""
     line = _line_ink(crop, chars, positions, scale)
+    return _contrasts(line, chars), _blots(crop, line, chars)
+
+
+def _contrasts(line: Optional[_LineInk], chars: Sequence[str]) -> list[float]:
+    out = [1.0] * len(chars)
+    if line is not None:
+        for i, peak in line.peaks.items():
+            out[i] = peak / line.typical
+    return out
+
+
+def _blots(crop: np.ndarray, line: Optional[_LineInk], chars: Sequence[str]) -> list[float]:
+    out = [0.0] * len(chars)
     if line is None or not all(ch.isascii() for ch in chars):
         return out
     ink = np.clip(_ink_of_its_colour(crop) / line.typical, 0.0, 1.5)
