@@ -539,13 +539,13 @@ class Service:
         self._tell_sinks_cameras(old, new)
         self._new_recorder()
         filters = {name: lane.filter for name, lane in self.lanes.items()}   # carried into the new lanes below
+        cams = {c.name: c for c in new.cameras}
         for name in plan.stop_cameras:
             self._stop_camera(name)
             self.lanes.pop(name, None)
             # the page shows the new source's frames, not the old one's; a camera still configured keeps its
             # readings and fails there
-            self.live.forget(name, history=name not in {c.name for c in new.cameras})
-        cams = {c.name: c for c in new.cameras}
+            self.live.forget(name, history=name not in cams)
         for name in plan.start_cameras:
             self._start_camera(cams[name])
         for name in plan.renew_lanes:

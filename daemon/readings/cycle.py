@@ -152,7 +152,7 @@ class CycleLane(Lane):
         return 1 if self._cycle is not None else 0
 
     def in_cycle(self) -> bool:
-        return self._cycle is not None or self.board.state().waiting
+        return self._cycle is not None or self.board.waiting()   # asked every turn of the work loop
 
     def wants(self, frame: Frame) -> bool:
         """Only frames captured after the trigger of a cycle in progress are OCR'd, and no more than its burst: a

@@ -262,6 +262,11 @@ class TriggerBoard:
         with self._lock:
             return self._state_locked()
 
+    def waiting(self) -> bool:
+        """Whether a trigger was accepted and waits for the lane (state().waiting, without building the state)."""
+        with self._lock:
+            return self._waiting is not None
+
     def subscribe(self, callback: Callable[[BoardState], None]) -> Callable[[], None]:
         """Calls callback(state) after each change; returns a function that unsubscribes it."""
         with self._lock:
