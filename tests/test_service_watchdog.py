@@ -60,10 +60,15 @@ def run_daemon(tmp_path, cameras, stall_timeout_s):
     return Daemon(cfg, tmp_path / "daemon.log", env=env).start(), listener
 
 
-def test_ready_status_watchdog_and_stopping_for_an_idle_folder(tmp_path):
+def _idle_folder_daemon(tmp_path, stall_timeout_s: float):
+    """run_daemon with one folder camera on an empty folder (tmp_path/scans)."""
     (tmp_path / "scans").mkdir()
     cam = {"name": "scan", "kind": "folder", "uri": str(tmp_path / "scans"), "watchdog_s": 0}
-    d, n = run_daemon(tmp_path, [cam], stall_timeout_s=1.0)
+    return run_daemon(tmp_path, [cam], stall_timeout_s=stall_timeout_s)
+
+
+def test_ready_status_watchdog_and_stopping_for_an_idle_folder(tmp_path):
+    d, n = _idle_folder_daemon(tmp_path, 1.0)
     try:
         assert d.wait_log("running: 1 camera(s)", 60), d.log()
         ready_at = n.first("READY=1", timeout_s=10)   # sent just after that log line: wait for the datagram
@@ -103,9 +108,7 @@ def test_watchdog_pings_stop_when_no_camera_delivers(tmp_path):
 def test_sigterm_while_the_models_load_is_a_clean_stop(tmp_path):
     # systemd may stop a unit that is still starting: the handler is in place before "loading models"
     # is announced, so a SIGTERM from then on ends in the normal shutdown (exit 0), never the default kill
-    (tmp_path / "scans").mkdir()
-    cam = {"name": "scan", "kind": "folder", "uri": str(tmp_path / "scans"), "watchdog_s": 0}
-    d, n = run_daemon(tmp_path, [cam], stall_timeout_s=5.0)
+    d, n = _idle_folder_daemon(tmp_path, 5.0)
     try:
         n.first("STATUS=loading models", timeout_s=60)
         d.signal(signal.SIGTERM)
@@ -196,9 +199,7 @@ def test_reload_pings_end_at_their_cap_and_never_feed_a_stalled_daemon():
 
 def test_a_watchdog_kill_leaves_every_threads_stack_in_the_log(tmp_path):
     # systemd's watchdog sends SIGABRT: faulthandler prints where each thread was before the process dies.
-    (tmp_path / "scans").mkdir()
-    cam = {"name": "scan", "kind": "folder", "uri": str(tmp_path / "scans"), "watchdog_s": 0}
-    d, n = run_daemon(tmp_path, [cam], stall_timeout_s=5.0)
+    d, n = _idle_folder_daemon(tmp_path, 5.0)
     try:
         assert d.wait_log("running: 1 camera(s)", 60), d.log()
         d.signal(signal.SIGABRT)
