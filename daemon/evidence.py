@@ -165,15 +165,9 @@ class EvidenceStore:
         path = self.dir / _name(msg_id, line)
         return path if line is None or path.is_file() else None
 
-    def lines(self, msg_id: str) -> Optional[int]:
-        """How many crops a kept reading has (files there are); None when the reading has no evidence (dropped,
-        evicted)."""
-        crops = self.crops(msg_id)
-        return None if crops is None else len(crops)
-
     def crops(self, msg_id: str) -> Optional[tuple]:
         """The lines k of a kept reading that have a crop (line<k>.jpg), ascending; None when the reading has no
-        evidence."""
+        evidence (dropped, evicted)."""
         with self._lock:
             e = self._entries.get(msg_id)
             return None if e is None else e.crops
@@ -340,9 +334,6 @@ class NoEvidence:
         return False
 
     def path(self, msg_id: str, line: Optional[int] = None) -> Optional[Path]:
-        return None
-
-    def lines(self, msg_id: str) -> Optional[int]:
         return None
 
     def crops(self, msg_id: str) -> Optional[tuple]:

@@ -72,7 +72,7 @@ def test_a_reading_is_kept_as_a_scaled_frame_and_full_size_crops(tmp_path):
     assert decoded.shape == (240, 320, 3)                       # 640x480 scaled to the longest side 320
     crop = cv2.imdecode(np.fromfile(s.path(mid(1), 0), np.uint8), cv2.IMREAD_COLOR)
     assert crop.shape == (48, 208, 3)                           # the box plus 4 px, at full resolution
-    assert s.lines(mid(1)) == 2 and s.path(mid(1), 2) is None and s.path(mid(2)) is None
+    assert len(s.crops(mid(1))) == 2 and s.path(mid(1), 2) is None and s.path(mid(2)) is None
     snap = s.snapshot()
     assert snap["written"] == 1 and snap["readings"] == 1
     assert snap["bytes"] == sum(f.stat().st_size for f in (tmp_path / "ev").iterdir())
@@ -83,7 +83,7 @@ def test_crops_keep_their_line_numbers_when_a_box_is_off_the_image(tmp_path):
     off = ((900.0, 900.0), (990.0, 900.0), (990.0, 950.0), (900.0, 950.0))
     assert s.write(mid(1), frame(1), [BOX, off, ((300, 300), (400, 300), (400, 340), (300, 340))])
     # only the crops there are count (the page shows an image for those alone)
-    assert s.lines(mid(1)) == 2 and s.crops(mid(1)) == (0, 2) and s.path(mid(1), 1) is None
+    assert len(s.crops(mid(1))) == 2 and s.crops(mid(1)) == (0, 2) and s.path(mid(1), 1) is None
     crop = cv2.imdecode(np.fromfile(s.path(mid(1), 2), np.uint8), cv2.IMREAD_COLOR)
     assert crop.shape == (48, 108, 3)                            # line 2's own box, not line 1's
 
@@ -93,11 +93,11 @@ def test_a_line_without_a_box_has_no_crop_counted_before_or_after_a_restart(tmp_
     drew a broken image for each (GET /evidence/<id>/line0.jpg: 404)."""
     s = store(tmp_path)
     assert s.write(mid(1), frame(1), [None, BOX, None])
-    assert s.crops(mid(1)) == (1,) and s.lines(mid(1)) == 1
+    assert s.crops(mid(1)) == (1,) and len(s.crops(mid(1))) == 1
     assert s.path(mid(1), 0) is None and s.path(mid(1), 1) is not None and s.path(mid(1), 2) is None
     assert sorted(f.name for f in (tmp_path / "ev").iterdir()) == [f"{mid(1)}.jpg", f"{mid(1)}.line1.jpg"]
     again = store(tmp_path)                      # a restart indexes the files there are, not up to the highest k
-    assert again.crops(mid(1)) == (1,) and again.lines(mid(1)) == 1 and again.path(mid(1), 0) is None
+    assert again.crops(mid(1)) == (1,) and len(again.crops(mid(1))) == 1 and again.path(mid(1), 0) is None
 
 
 def test_a_fails_summary_is_kept_beside_its_frame_counted_and_evicted_with_it(tmp_path):
@@ -182,7 +182,7 @@ def test_a_restart_finds_the_evidence_again_and_removes_partial_files(tmp_path):
     (tmp_path / "ev" / f".{mid(3)}.jpg.tmp").write_bytes(b"half a jpeg")
     (tmp_path / "ev" / "notes.txt").write_text("not ours")
     again = store(tmp_path)
-    assert again.lines(mid(1)) == 1 and again.path(mid(2)) is not None
+    assert len(again.crops(mid(1))) == 1 and again.path(mid(2)) is not None
     assert again.snapshot()["bytes"] == s.snapshot()["bytes"]
     assert not (tmp_path / "ev" / f".{mid(3)}.jpg.tmp").exists()
     assert (tmp_path / "ev" / "notes.txt").exists()
