@@ -456,7 +456,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from daemon import config as config_mod
 
-    path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
+    path = config_mod.one_shot_path(args.config)
     try:
         cfg = config_mod.load_or_defaults(path)
     except config_mod.ConfigError as exc:   # cli.main's line and exit status, for callers of main() itself

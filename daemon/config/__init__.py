@@ -28,7 +28,7 @@ from daemon.config.cameras import (LIVE_KINDS, MAX_PATTERN_CHARS, MAX_PATTERN_RE
 from daemon.config.checks import (MQTT_MAX_STRING_BYTES, NAME_MAX_BYTES, NAME_RULE, OPCUA_MAX_STRING_BYTES,
                                   PATH_MAX_BYTES, valid_name)
 from daemon.config.config import (Config, config_option, config_warnings, from_dict, load, load_or_defaults,
-                                  machine_device_id, resolve_device_id, resolve_state_paths, validate)
+                                  machine_device_id, one_shot_path, resolve_device_id, resolve_state_paths, validate)
 from daemon.config.errors import MAX_MESSAGE_CHARS, SHOWN_VALUE_CHARS, ConfigError
 from daemon.config.evidence import EvidenceConfig
 from daemon.config.mqtt import (MAX_KEEPALIVE_S, MQTT_MAX_PACKET_IDS, SQLITE_MAX_VARIABLES, MqttConfig, TlsConfig,
@@ -51,7 +51,7 @@ __all__ = [
     "SparkplugConfig", "TlsConfig", "WebConfig",
     "build", "config_option", "config_warnings", "enabled_sinks", "from_dict", "is_loopback_host", "load",
     "load_or_defaults",
-    "machine_device_id", "max_inflight_limit", "mqtt_password", "opcua_password", "publish_mode",
+    "machine_device_id", "one_shot_path", "max_inflight_limit", "mqtt_password", "opcua_password", "publish_mode",
     "resolve_device_id", "resolve_state_paths", "secret", "secret_digests", "valid_name", "validate", "web_token",
     "INT64_MAX", "LIVE_KINDS", "MAX_CONFIG_BYTES", "MAX_DURATION_S", "MAX_KEEPALIVE_S", "MAX_MESSAGE_CHARS",
     "MAX_NUMBER_CHARS", "MAX_PATTERN_CHARS", "MAX_PATTERN_REPEAT", "MAX_PATTERNS_TOTAL_CHARS", "MAX_SECRET_BYTES",

@@ -186,7 +186,7 @@ def _check_folders_apart(cfg: Config) -> None:
 
 
 # systemd/ocr-daemon.service's TimeoutStopSec, and what a stop needs beyond the drain (the cameras, the models, the
-# outbox: 1-2.5 s measured) before systemd's SIGKILL.
+# outbox: docs/operations.md) before systemd's SIGKILL.
 UNIT_TIMEOUT_STOP_S = 30.0
 STOP_MARGIN_S = 5.0
 
@@ -303,6 +303,11 @@ DEFAULT_PATH = "config.yaml"
 def load_or_defaults(path: str | os.PathLike | None, read_secrets: bool = True) -> Config:
     """For the one-shot commands: the config file named, else ./config.yaml where there is one (what `run` and
     `doctor` read there: `once` in a station's folder reads as its daemon does), else the built-in defaults."""
-    if not path and os.path.isfile(DEFAULT_PATH):
-        path = DEFAULT_PATH
+    path = one_shot_path(path)
     return load(path, read_secrets) if path else from_dict({})
+
+
+def one_shot_path(path: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The config file a one-shot command reads: the one named, else ./config.yaml where there is one, else None
+    (the built-in defaults)."""
+    return path or (DEFAULT_PATH if os.path.isfile(DEFAULT_PATH) else None)
