@@ -291,7 +291,8 @@ def test_fallback_shows_in_healthz_metrics_and_stats(tmp_path, fake_gpu, broker,
                      mqtt={"host": "127.0.0.1", "port": broker.port, "stats_interval_s": 1.0,
                            "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
                      outbox={"path": str(tmp_path / "outbox.sqlite3")},
-                     metrics={"port": free_port()})
+                     metrics={"port": free_port()},
+                     web={"port": free_port()})   # not the default 8088: another daemon on the box may hold it
     rec = Recorder(broker.port, topic="ocr/dock/stats", client_id="rec-backend")
     rec.wait_subscribed()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
