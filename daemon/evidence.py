@@ -165,6 +165,17 @@ class EvidenceStore:
         path = self.dir / _name(msg_id, line)
         return path if line is None or path.is_file() else None
 
+    def why_path(self, msg_id: str) -> Optional[Path]:
+        """A kept failed result's <id>.json (why it failed); None when there is none (never outside dir)."""
+        if not valid_id(msg_id):
+            return None
+        with self._lock:
+            e = self._entries.get(msg_id)
+            if e is None or not e.why:
+                return None
+        path = self.dir / _why_name(msg_id)
+        return path if path.is_file() else None
+
     def crops(self, msg_id: str) -> Optional[tuple]:
         """The lines k of a kept reading that have a crop (line<k>.jpg), ascending; None when the reading has no
         evidence (dropped, evicted)."""
@@ -334,6 +345,9 @@ class NoEvidence:
         return False
 
     def path(self, msg_id: str, line: Optional[int] = None) -> Optional[Path]:
+        return None
+
+    def why_path(self, msg_id: str) -> Optional[Path]:
         return None
 
     def crops(self, msg_id: str) -> Optional[tuple]:

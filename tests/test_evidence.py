@@ -113,8 +113,11 @@ def test_a_fails_summary_is_kept_beside_its_frame_counted_and_evicted_with_it(tm
     assert json.loads(kept.read_text(encoding="utf-8")) == why
     assert s.snapshot()["bytes"] == sum(f.stat().st_size for f in (tmp_path / "ev").iterdir())
     assert s.crops(mid(1)) == (0,)                                # the summary is no crop
+    assert s.why_path(mid(1)) == kept and s.why_path("../x") is None
+    assert s.write(mid(2), frame(2), [BOX]) and s.why_path(mid(2)) is None   # a good read has none
     again = store(tmp_path, clock=lambda: now[0], ttl_s=60.0)    # a restart finds it as part of the reading
-    assert again.snapshot()["bytes"] == s.snapshot()["bytes"] and again.snapshot()["readings"] == 1
+    assert again.why_path(mid(1)) == kept
+    assert again.snapshot()["bytes"] == s.snapshot()["bytes"] and again.snapshot()["readings"] == 2
     now[0] += 100
     again._evict()
     assert list((tmp_path / "ev").iterdir()) == []

@@ -24,6 +24,8 @@ LINE = TextLine("SF7300007919", 0.97, ((10.0, 10.0), (200.0, 10.0), (200.0, 40.0
 def feed(tmp_path, live: LiveView, saved: list) -> PageFeed:
     ev = tmp_path / "ev.jpg"
     ev.write_bytes(b"\xff\xd8 jpeg")
+    why = tmp_path / "ev.json"
+    why.write_text('{"verdict": "fail"}')
 
     def save(camera):
         if live.latest(camera) is None:
@@ -34,6 +36,7 @@ def feed(tmp_path, live: LiveView, saved: list) -> PageFeed:
     return PageFeed(state=lambda: {"cameras": {"dock": live.camera_view("dock")}}, latest=live.latest,
                     roi=lambda cam: (), save=save,
                     evidence_path=lambda msg_id, line: ev if (msg_id, line) == ("box1:dock:1:5", None) else None,
+                    evidence_why=lambda msg_id: why if msg_id == "box1:dock:1:5" else None,
                     device="box1")
 
 
@@ -98,6 +101,9 @@ def test_evidence_by_message_id_only(tmp_path, live):
     assert client.get("/evidence/box1:dock:1:5.jpg").status_code == 200
     assert client.get("/evidence/box1:dock:2:5.jpg").status_code == 404
     assert client.get("/evidence/..%2F..%2Fetc%2Fpasswd.jpg").status_code == 404
+    r = client.get("/evidence/box1%3Adock%3A1%3A5.json")                 # why it failed
+    assert r.status_code == 200 and r.mimetype == "application/json" and r.json == {"verdict": "fail"}
+    assert client.get("/evidence/box1:dock:2:5.json").status_code == 404
 
 
 def test_page_state_is_an_allow_list_without_secrets():

@@ -174,7 +174,8 @@ def test_a_failed_part_is_listed_under_last_fails_with_its_frame_and_the_yield(p
             "  why: tr.querySelector('.why') ? tr.querySelector('.why').textContent : null,"
             "  whyHtml: tr.querySelector('.why') ? tr.querySelector('.why').innerHTML : null,"
             "  crops: [...tr.querySelectorAll('img.crop')].map(i => i.src),"
-            "  href: tr.querySelector('a') ? tr.querySelector('a').href : null}))};")
+            "  href: tr.querySelector('a') ? tr.querySelector('a').href : null,"
+            "  json: tr.querySelector('a.why-json') ? tr.querySelector('a.why-json').href : null}))};")
     WebDriverWait(page, 120).until(lambda d: d.execute_script(read)["rows"])
     dom = page.execute_script(read)
     assert dom["shown"] and dom["rows"][0]["status"] in ("mismatch", "no_read"), dom
@@ -185,6 +186,10 @@ def test_a_failed_part_is_listed_under_last_fails_with_its_frame_and_the_yield(p
     assert "<" not in dom["rows"][0]["whyHtml"]
     if dom["rows"][0]["href"]:   # the evidence is written on its own thread: the link comes once it is kept
         assert fetch_jpeg(dom["rows"][0]["href"]).shape[1] > 100
+    # why it failed, as the JSON kept beside the frame: linked once the evidence writer has written it
+    WebDriverWait(page, 60).until(lambda d: d.execute_script(read)["rows"][0]["json"])
+    with get(page.execute_script(read)["rows"][0]["json"]) as r:
+        assert r.headers["Content-Type"] == "application/json" and json.loads(r.read())["words"] == why
     for src in dom["rows"][0]["crops"]:   # an image only for a crop there is: none answers 404
         assert fetch_jpeg(src).shape[1] > 10
     sample = page.execute_script("return document.querySelector('section[data-camera=sample] .fails-block').hidden")

@@ -11,7 +11,8 @@ Routes (all GET but one):
                                    202 accepted, 409 missed (busy), 400 bad command, 404 not a triggered camera
   POST /api/cameras/<camera>/recipe   selects the active recipe (JSON body: {"recipe": name}): 200 selected,
                                    409 refused (unknown recipe; the old one stays), 400 bad command, 404 as above
-  /evidence/<id>.jpg               a stored reading's frame; /evidence/<id>/line<k>.jpg its line k (daemon/evidence.py)
+  /evidence/<id>.jpg               a stored reading's frame; /evidence/<id>/line<k>.jpg its line k (daemon/evidence.py);
+                                   /evidence/<id>.json why a failed result failed
 
 Access: with a token configured (web.token_env / web.token_file; required off loopback by config), a request
 needs ``Authorization: Bearer <token>`` or the cookie that ``/?token=<token>`` sets (HttpOnly, SameSite=Strict;
@@ -51,6 +52,7 @@ class PageFeed:
     roi: Callable[[str], tuple]                      # camera -> its configured ROI
     save: Callable[[str], Optional[str]]             # camera -> saved file name, None when it has no frame yet
     evidence_path: Callable[[str, Optional[int]], object]   # (msg_id, line) -> Path or None
+    evidence_why: Callable[[str], object] = lambda msg_id: None   # msg_id -> a fail's <id>.json Path or None
     # (camera, body) -> (outcome, JSON answer): a read-cycle trigger (daemon/readings/trigger_commands.py)
     trigger: Callable[[str, bytes], tuple[str, bytes]] = lambda camera, body: ("unknown", b"{}")
     # (camera, body) -> (outcome, JSON answer): a recipe selection (the same module)
@@ -168,12 +170,17 @@ def create_app(feed: PageFeed, token: Optional[str] = None) -> Flask:
     def evidence_line(msg_id: str, k: int):
         return _evidence(msg_id, k)
 
-    def _evidence(msg_id: str, line: Optional[int]):
-        path = feed.evidence_path(msg_id, line)
+    @app.get("/evidence/<msg_id>.json")
+    def evidence_why(msg_id: str):
+        return _evidence(msg_id, None, why=True)
+
+    def _evidence(msg_id: str, line: Optional[int], why: bool = False):
+        path = feed.evidence_why(msg_id) if why else feed.evidence_path(msg_id, line)
         if path is None:
-            return _text(404, f"no evidence kept for {quote(msg_id)} (dropped, or deleted by the size cap or TTL)\n")
+            return _text(404, f"no {'fail summary' if why else 'evidence'} kept for {quote(msg_id)} "
+                              "(a good read has none; dropped, or deleted by the size cap or TTL)\n")
         try:
-            resp = send_file(path, mimetype="image/jpeg", max_age=3600)
+            resp = send_file(path, mimetype="application/json" if why else "image/jpeg", max_age=3600)
         except FileNotFoundError:   # deleted by the cap between the look-up and the open
             return _text(404, "evidence deleted meanwhile\n")
         resp.headers["Cache-Control"] = "private, max-age=3600"   # a reading's evidence never changes

@@ -47,6 +47,7 @@ class Page:
         page = cls(config, snapshot, evidence)
         feed = PageFeed(state=page.state, latest=page.live.latest, roi=page.roi_of, save=page.save_frame,
                         evidence_path=lambda msg_id, line: evidence().path(msg_id, line),
+                        evidence_why=lambda msg_id: evidence().why_path(msg_id),
                         device=cfg.device_id or "", refresh_ms=w.refresh_ms, frame_max_side_px=w.frame_max_side_px,
                         **({"trigger": trigger} if trigger is not None else {}),
                         **({"recipe": recipe} if recipe is not None else {}))

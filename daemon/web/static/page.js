@@ -126,6 +126,12 @@ function renderReadings(rb, readings) {
       a.href = `/evidence/${enc(r.id)}.jpg`;
       a.target = "_blank";
       ev.appendChild(a);
+      if (r.why) {   // a fail kept why beside its frame
+        const j = el("a", "why", "why-json");
+        j.href = `/evidence/${enc(r.id)}.json`;
+        j.target = "_blank";
+        ev.append(" ", j);
+      }
     } else {
       ev.textContent = "–";
     }
