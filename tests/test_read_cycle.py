@@ -588,6 +588,26 @@ def test_a_line_voted_from_other_frames_has_no_crop_and_the_page_links_none(tmp_
     assert fail["evidence_crops"] == sorted(set(range(3)) - {sn}) and fail["evidence_lines"] == 2
 
 
+def test_a_checked_line_the_filter_refused_has_its_crop_after_the_messages_lines(tmp_path):
+    """Found from outside: a lot code read below min_confidence failed its part (mismatch, read LOT 4711B) with no
+    crop of it anywhere, since only the message's lines got one. Its crop is numbered after them."""
+    store, live = evidence_store(tmp_path), LiveView()
+    _, outbox, board, lane, recorder = setup(tmp_path, CycleRules(frames=2, expect=Expectation(text=LOT)),
+                                             live=live, evidence=store)
+    seen = [line("ACME FOODS LTD", x=700.0, y=400.0), line("LOT 4711B", x=40.0, y=60.0, confidence=0.3)]
+    t0 = time.time()
+    trigger(board, "p1", at=t0)
+    burst(lane, recorder, [seen] * 2, t0)
+    store.stop()
+    [doc] = results(outbox)
+    assert doc["status"] == "mismatch" and [t["text"] for t in doc["texts"]] == ["ACME FOODS LTD"]
+    assert doc["verification"]["read"] == "LOT 4711B"
+    assert store.crops(doc["id"]) == (0, 1)                   # line 1: the checked line, not in the message
+    assert cv2_read(store.path(doc["id"], 1)).shape[:2] == (38, 208)
+    [fail] = page_fails(live, store)
+    assert fail["evidence_crops"] == [0, 1] and len(fail["texts"]) == 1
+
+
 def test_a_fail_says_which_characters_failed_and_why_on_the_page_and_beside_its_evidence(tmp_path):
     """Found from outside: the page and the evidence said "mismatch" and nothing more; a smudged pack could not be
     told from a wrong lot once the message was delivered."""

@@ -272,7 +272,7 @@ class CycleLane(Lane):
             status, note = NO_READ, cycle.note or (NO_FRAME if cycle.taken == 0 else FRAME_LOST)
         kept = self._kept(labels, decision, verification)
         context = kept.best_context if kept is not None else (cycle.last or _no_frame(trigger, self._kind))
-        boxes = self._boxes(labels, kept, decision)
+        boxes = self._boxes(labels, kept, decision.lines + _refused(verification, decision))
         fields = self._fields(trigger, cycle.recipe, status, verification, note)
         return Reading(self.camera, decision, context, captured_at, tuple(lines), boxes, frames=cycle.frames or None,
                        cycle=fields, triggered_mono=trigger.received_mono)
@@ -356,13 +356,13 @@ class CycleLane(Lane):
                                            sum(line.confidence for line in lb.lines)), default=None)
 
     @staticmethod
-    def _boxes(labels: list[FinishedLabel], kept: Optional[FinishedLabel], decision) -> list:
-        """Each accepted line's box in the kept frame, whichever label it is on; None where that frame did not read
-        it (a line voted from the other frames of the burst): no crop, rather than a crop of another frame."""
+    def _boxes(labels: list[FinishedLabel], kept: Optional[FinishedLabel], lines: list) -> list:
+        """Each line's box in the kept frame, whichever label it is on; None where that frame did not read it (a
+        line voted from the other frames of the burst): no crop, rather than a crop of another frame."""
         if kept is None:
-            return [None] * len(decision.lines)
+            return [None] * len(lines)
         by_frame = _boxes_by_frame(labels)
-        return [by_frame.get(_key(line.box), {}).get(kept.best_frame) for line in decision.lines]
+        return [by_frame.get(_key(line.box), {}).get(kept.best_frame) for line in lines]
 
     def _fields(self, trigger, recipe: Optional[str], status: str, verification: Optional[Verification],
                 note: Optional[str]) -> dict:
@@ -426,6 +426,14 @@ class CycleLane(Lane):
 def _no_frame(trigger, kind: str) -> FrameContext:
     """The context of a result no frame went into (a cycle that saw none, or one a restart interrupted)."""
     return FrameContext(trigger.received_at, {}, None, {"kind": kind})
+
+
+def _refused(verification: Optional[Verification], decision) -> list:
+    """The lines the verification checked that the filter refused (below a confidence, say): not in the message,
+    but a fail's evidence shows them, as crops numbered after the message's lines."""
+    accepted = {_key(line.box) for line in decision.lines}
+    checked = verification.lines if verification is not None else ()
+    return [line for line in checked if _key(line.box) not in accepted]
 
 
 def _key(box) -> tuple:

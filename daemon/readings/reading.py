@@ -35,7 +35,8 @@ class Reading:
     context: FrameContext            # the frame whose timings, source and image go with the reading
     captured_at: float               # the reading's time: its frame's, or a label's first frame's
     all_lines: Sequence = ()         # what was read before the filter (the page shows what was not kept)
-    evidence_boxes: list = field(default_factory=list)   # each accepted line's box in context.image (or None)
+    # each accepted line's box in context.image (or None), then a cycle's checked lines the filter refused
+    evidence_boxes: list = field(default_factory=list)
     frames: Optional[int] = None     # consensus: how many frames the label was voted from
     ack: FrameAck = NO_ACK           # the frame's acknowledgement (folder images); labels have none
     seq: Optional[int] = None        # a seq reserved by an earlier pass over the same file

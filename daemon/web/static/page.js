@@ -18,7 +18,7 @@ function bytes(n) {
   if (n === undefined || n === null) return "?";
   return n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(0) + " KiB" : n + " B";
 }
-function textsCell(texts, cropUrl, why) {
+function textsCell(texts, cropUrl, why, extra) {
   // One row per line: its crop from the evidence store (when kept), its text, its confidence; under them, for a
   // fail, why it failed in plain words (textContent: it quotes printed text from a camera).
   const td = el("td");
@@ -37,6 +37,16 @@ function textsCell(texts, cropUrl, why) {
     td.appendChild(div);
   });
   if (why && why.words) td.appendChild(el("div", why.words, "why"));
+  // crops numbered after the lines: lines the verification checked that the filter kept out of the message
+  (extra || []).forEach(k => {
+    const div = el("div", null, "line refused");
+    const crop = el("img", null, "crop");
+    crop.src = cropUrl(k);
+    crop.alt = `checked line ${k}`;
+    crop.loading = "lazy";
+    div.append(crop, el("span", "checked, not in the message", "text"));
+    td.appendChild(div);
+  });
   return td;
 }
 
@@ -119,7 +129,8 @@ function renderReadings(rb, readings) {
     tr.appendChild(when);
     tr.appendChild(el("td", r.status || "", "status"));
     const kept = Array.isArray(r.evidence_crops);   // the lines with a crop there is: no broken image for the rest
-    tr.appendChild(textsCell(r.texts, kept ? (k => r.evidence_crops.includes(k) ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null, r.why));
+    const extra = kept ? r.evidence_crops.filter(k => k >= r.texts.length) : [];
+    tr.appendChild(textsCell(r.texts, kept ? (k => r.evidence_crops.includes(k) ? `/evidence/${enc(r.id)}/line${k}.jpg` : null) : null, r.why, extra));
     const ev = el("td");
     if (kept) {
       const a = el("a", "frame");
