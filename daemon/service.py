@@ -85,6 +85,7 @@ def main(args) -> int:
     cfg = config_mod.load(args.config)   # a ConfigError: cli.main's one line, exit 2
     if getattr(args, "log_level", None) is None:
         logging.getLogger().setLevel(cfg.service.log_level)
+    log.info("starting with %s: loading the models", cfg.source_path or args.config)   # SIGHUP is held from here
     service = Service(cfg, args.config)
     try:
         service.start()

@@ -114,7 +114,8 @@ def test_a_sighup_while_the_daemon_starts_is_applied_once_it_runs_and_does_not_e
     path = write_config(tmp_path / "config.yaml", cfg)
     d = Daemon(path, tmp_path / "daemon.log").start()
     try:
-        time.sleep(1.5)                          # the models are still loading
+        # The models are still loading (a sleep of 1.5 s came before the handler on a loaded 2-vCPU box)
+        assert d.wait_log("loading the models", 60), d.log()
         d.signal(signal.SIGHUP)
         assert d.wait_log("running: 1 camera(s)", 60), d.log()
         assert d.wait_log("SIGHUP: config unchanged", 10), d.log()   # re-read once it ran: nothing changed
