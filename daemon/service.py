@@ -29,7 +29,7 @@ from daemon import config as config_mod
 from daemon.config import CameraConfig, Config, ConfigError
 from daemon.instance_lock import InstanceLock
 from daemon.publish.unstored import UnstoredReadings
-from daemon.readings import Lane, Recorder, make_lane, refresh_boards, tell_boards, wanted_frames
+from daemon.readings import Lane, Recorder, close_boards, make_lane, refresh_boards, tell_boards, wanted_frames
 from daemon.readings.look_pool import LookPool
 from daemon.readings.trigger_commands import listen_for_commands, offer_command, select_command
 from daemon.reload_plan import reload_plan
@@ -453,13 +453,13 @@ class Service:
                 self.recorder.record(lane, reading)
         self._unstored.due(time.monotonic())   # refused readings no frame offered again are losses now
 
-    def _flush_labels(self, why: str, cameras=None) -> None:
+    def _flush_labels(self, why: str, cameras=None, final: bool = False) -> None:
         """Every label still being voted on (of those cameras; None: all) is recorded now (SIGTERM's drain, SIGHUP's
-        reload), and a read cycle in progress ends."""
+        reload), and a read cycle in progress ends; final (the stop): a trigger still waiting is answered too."""
         for name, lane in list(self.lanes.items()):
             if cameras is not None and name not in cameras:
                 continue
-            readings = lane.flush(why)
+            readings = lane.flush(why, final)
             if readings:
                 log.info("%s: %d label(s) still in view published (%s)", name, len(readings), why)
             for reading in readings:
@@ -575,6 +575,7 @@ class Service:
         deadline = time.monotonic() + self.cfg.service.drain_timeout_s
         self.notifier.stopping("draining")
         log.info("stopping: draining for at most %.1f s", self.cfg.service.drain_timeout_s)
+        close_boards(self.boards, "the daemon is stopping")   # the PLCs see trigger_ready fall now, not at exit
         sources = dict(self.sources)
         for src in sources.values():
             src.stop(join_timeout_s=0.5)
@@ -585,7 +586,7 @@ class Service:
             if not frames:
                 break
             self._process(frames)
-        self._flush_labels("stopping")   # before the publisher's drain, so they are sent with the rest
+        self._flush_labels("stopping", final=True)   # before the publisher's drain, so they are sent with the rest
         for name in list(sources):
             pending = self.hub.discard(name)
             if pending is not None:

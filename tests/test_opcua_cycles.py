@@ -206,6 +206,23 @@ def test_a_job_is_read_announced_by_result_ready_fetched_by_id_and_leaves_the_ou
     asyncio.run(scenario())
 
 
+def test_the_state_is_ready_only_once_this_server_has_the_cycles_result():
+    """Found from outside: State went back to Ready before LastResultId and ResultReady named the result (4 of 6
+    jobs), so a client that waits for Ready read the previous result's id."""
+    from daemon.publish.sinks.opcua_cycles import state_name
+    from daemon.readings.triggers import BoardCounters, BoardState
+
+    def board(**kw) -> BoardState:
+        return BoardState(**{"camera": "st1", "ready": True, "waiting": False, "busy": False, "cycle_seq": 5,
+                             "last_result_id": 5, "last_status": "good_read", "counters": BoardCounters(),
+                             "version": 1, **kw})
+    assert state_name(board(), delivered=4) == "Executing"       # stored, not here yet
+    assert state_name(board(), delivered=5) == "Ready"
+    assert state_name(board(busy=True, ready=False), delivered=5) == "Executing"
+    assert state_name(board(camera_error="the camera is connecting"), delivered=5) == "Error"
+    assert state_name(board(last_result_id=None), delivered=0) == "Ready"   # nothing since the start
+
+
 def test_a_job_started_while_one_runs_is_refused_with_bad_invalid_state_and_counted(plant):
     board = plant.boards["st2"]
 

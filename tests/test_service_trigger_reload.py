@@ -58,3 +58,32 @@ def test_a_camera_made_triggered_by_a_reload_takes_mqtt_triggers(tmp_path, broke
     assert [(a["trigger_id"], a["accepted"]) for a in answers] == [("early", False), ("after-reload", True)]
     [result] = [m.json() for m in rec.results() if m.json().get("trigger_id") == "after-reload"]
     assert result["trigger_source"] == "mqtt" and result["status"] == "good_read"   # the sample labels read
+
+
+def test_a_stop_answers_the_waiting_trigger_now_and_misses_every_trigger_after_it(tmp_path, broker):
+    """Found from outside: a trigger sent during a SIGTERM's drain was acknowledged, and answered only at the next
+    start ("interrupted by a daemon restart"), so the PLC waited for a part no camera could read."""
+    from daemon.publish.outbox import Outbox
+    from daemon.readings.triggers import MISSED_STOPPING, Trigger
+
+    cfg = config.from_dict({**_config(tmp_path, broker.port, "triggered"), "mqtt": {"enabled": False}})
+    service = Service(cfg, str(tmp_path / "unused.yaml"))
+    service.start()
+    board = service.boards["belt"]
+    assert board.state().camera_error == "the camera is not running yet"   # no turn of the work loop yet
+    waiting = board.offer(Trigger(camera="belt", source="modbus", trigger_id="last-part"))
+    assert waiting.accepted
+    service.request_stop()
+    assert service._shutdown() == 0                   # what run() does after its loop: no turn took the trigger
+    late = board.offer(Trigger(camera="belt", source="modbus", trigger_id="too-late"))
+    assert (late.accepted, late.reason) == (False, MISSED_STOPPING)
+    assert board.state().camera_error == "the daemon is stopping"
+    outbox = Outbox(cfg.outbox)
+    try:
+        [row] = outbox.pending(10)
+    finally:
+        outbox.close()
+    doc = json.loads(row.payload)
+    assert (doc["trigger_id"], doc["status"]) == ("last-part", "no_read")
+    assert doc["note"] == "ended before a frame was read: stopping"
+    assert not (tmp_path / "cycles" / "belt.json").exists()   # nothing left for the next start to answer

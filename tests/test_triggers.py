@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from daemon.readings.triggers import (ACCEPTED, MISSED_BUSY, MISSED_WAITING, SOURCES, BoardCounters, Trigger,
-                                      TriggerBoard)
+from daemon.readings.triggers import (ACCEPTED, MISSED_BUSY, MISSED_STOPPING, MISSED_WAITING, SOURCES, BoardCounters,
+                                      Trigger, TriggerBoard)
 
 
 def _trigger(camera: str = "cam1", source: str = "modbus", **kw) -> Trigger:
@@ -165,3 +165,42 @@ def test_the_board_hears_whether_its_camera_streams_and_a_change_is_one_notifica
     sources["a"] = Source("streaming")
     tell_boards(boards, sources)
     assert boards["a"].state().camera_error is None
+
+
+def test_a_closed_board_misses_every_trigger_and_shows_why_whatever_the_camera_says():
+    """Found from outside: during a SIGTERM's drain a PLC's trigger was acknowledged (busy) by a daemon whose
+    cameras were gone, and answered only at the next start."""
+    board = TriggerBoard("cam1")
+    seen = []
+    board.subscribe(seen.append)
+    board.close("the daemon is stopping")
+    answer = board.offer(_trigger())
+    assert (answer.accepted, answer.reason, answer.cycle_seq) == (False, MISSED_STOPPING, None)
+    assert answer.state.counters == BoardCounters(triggers=1, accepted=0, missed=1)   # counted, as a miss is
+    board.set_camera_error(None)                      # the work loop's last word changes nothing now
+    assert board.state().camera_error == "the daemon is stopping" and seen[0].camera_error == "the daemon is stopping"
+    board.close("again")
+    assert len(seen) == 2                             # the close, the offer; not the error nor the second close
+
+
+def test_a_held_board_is_busy_until_the_lanes_answer_is_stored():
+    board = TriggerBoard("cam1")
+    board.hold()                                      # a cycle a restart interrupted, not yet answered
+    assert board.state().busy and board.offer(_trigger()).reason == MISSED_BUSY
+    assert board.take() is None                       # nothing was handed out
+    board.finish(7, "no_read")
+    state = board.state()
+    assert state.ready and (state.last_result_id, state.last_status) == (7, "no_read")
+    assert board.offer(_trigger()).accepted
+
+
+def test_the_services_boards_start_not_streaming_until_the_work_loop_sees_the_camera(tmp_path):
+    """Found from outside: Modbus showed trigger_ready while the camera was still opening."""
+    from daemon import config
+    from daemon.readings import refresh_boards
+
+    cfg = config.from_dict({"cameras": [{"name": "cam1", "kind": "sample", "mode": "triggered"}],
+                            "outbox": {"path": str(tmp_path / "outbox.sqlite3")}})
+    boards: dict = {}
+    refresh_boards(cfg, boards)
+    assert boards["cam1"].state().camera_error == "the camera is not running yet"

@@ -12,8 +12,8 @@ from daemon.readings.recipe_memory import keep_selected, recipe_path, remembered
 from daemon.readings.recorder import Recorder
 from daemon.readings.triggers import TriggerBoard
 
-__all__ = ["CycleLane", "FrameContext", "Lane", "Reading", "Recorder", "TriggerBoard", "make_lane", "refresh_boards",
-           "tell_boards", "wanted_frames"]
+__all__ = ["CycleLane", "FrameContext", "Lane", "Reading", "Recorder", "TriggerBoard", "close_boards", "make_lane",
+           "refresh_boards", "tell_boards", "wanted_frames"]
 
 
 def cycles_dir(cfg) -> str:
@@ -35,7 +35,9 @@ def refresh_boards(cfg, boards: dict) -> None:
             board.set_recipes(names, cam.recipe)
         else:
             path = recipe_path(cycles_dir(cfg), cam.name)
-            board = TriggerBoard(cam.name, names, remembered(path, names, cam.recipe))
+            # not streaming until tell_boards sees it stream: the sinks serve PLCs before the camera opens
+            board = TriggerBoard(cam.name, names, remembered(path, names, cam.recipe),
+                                 camera_error="the camera is not running yet")
             keep_selected(board, path)
         kept[cam.name] = board
     boards.clear()
@@ -53,6 +55,12 @@ def tell_boards(boards: dict, sources: dict) -> None:
             board.set_camera_error(f"the camera is {health.state}" + (f": {health.error}" if health.error else ""))
         else:
             board.set_camera_error(None)
+
+
+def close_boards(boards: dict, why: str) -> None:
+    """A stop begins: every board refuses triggers from now on (TriggerBoard.close)."""
+    for board in list(boards.values()):
+        board.close(why)
 
 
 def make_lane(cam, boards: dict, cfg) -> Lane:

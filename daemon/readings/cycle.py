@@ -138,6 +138,8 @@ class CycleLane(Lane):
         state = board.state()
         # A board a reload kept may hold an accepted trigger: the marker is that trigger's, not an interrupted one.
         self._interrupted = None if state.waiting or state.busy else self._read_marker()
+        if self._interrupted is not None:
+            board.hold()   # busy until the interrupted cycle's answer is stored (recorded)
         board.on_accept = self._write_marker
         board.check = self.check
 
@@ -219,9 +221,14 @@ class CycleLane(Lane):
                 self._start(trigger)
         return out
 
-    def flush(self, why: str = "") -> list[Reading]:
+    def flush(self, why: str = "", final: bool = False) -> list[Reading]:
         """A stop or reload during a cycle (why): it ends now, judged on the frames it has; with none, the result's
-        note says why it ended, not that no frame came."""
+        note says why it ended, not that no frame came. final (the stop): a trigger accepted and still waiting is
+        answered now as well, not left to the next start (a reload's new lane takes it instead)."""
+        if self._cycle is None and final and self._interrupted is None:
+            trigger = self.board.take()
+            if trigger is not None:
+                self._start(trigger)
         if self._cycle is None:
             return []
         if why and self._cycle.frames == 0 and not self._cycle.note:
@@ -232,8 +239,7 @@ class CycleLane(Lane):
         """The recorder stored the cycle's result as result_id (None: the outbox refused it): the board is ready
         again, and the open-cycle marker goes once the result is durable."""
         status = reading.cycle["status"] if reading.cycle else NO_READ
-        if reading.cycle and reading.cycle.get("trigger_source") != "restart":   # the board took no trigger for it
-            self.board.finish(result_id or 0, status)
+        self.board.finish(result_id or 0, status)   # a restart's answer too: the board held for it
         if result_id is not None:
             state = self.board.state()
             if not (self._cycle is not None or state.waiting or state.busy):   # else the marker is a newer trigger's

@@ -155,8 +155,9 @@ class Lane:
         """Whether a read cycle is in progress or waits to start (its frames go to the OCR first)."""
         return False
 
-    def flush(self, why: str = "") -> list[Reading]:
-        """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload: why)."""
+    def flush(self, why: str = "", final: bool = False) -> list[Reading]:
+        """Every label still being voted on, as a reading now (SIGTERM's drain, SIGHUP's reload: why; final: the
+        stop, after which this lane reads nothing more)."""
         return self._finished(self.tracker.flush()) if self.tracker else []
 
     def _finished(self, labels: list[FinishedLabel]) -> list[Reading]:

@@ -11,7 +11,8 @@ all tell the same story.
                        ▼                 ▼
                missed ("waiting")  missed ("busy")
 
-One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed. A missed trigger is
+One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed, and so is every trigger
+once the daemon has begun to stop (close): its cameras are gone, and the part would wait for the next start. A missed trigger is
 counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the protocol tells
 its client (a Modbus bit, an HTTP 409, an MQTT reply). A trigger the camera could not judge (its recipe's template
 has a field the trigger gives no value for: the lane's `check`) is refused, as a bad command is: answered with the
@@ -44,6 +45,7 @@ SOURCES = ("mqtt", "http", "opcua", "modbus", "restart")   # restart: a cycle a 
 ACCEPTED = "accepted"
 MISSED_BUSY = "busy"          # a cycle is running
 MISSED_WAITING = "waiting"    # a trigger was accepted and the lane has not taken it yet
+MISSED_STOPPING = "stopping"  # the daemon is stopping: its cameras are gone, no cycle can run
 REFUSED = "refused"           # the trigger cannot be judged as sent (TriggerBoard.check)
 
 
@@ -144,12 +146,14 @@ class TriggerBoard:
     Guarantees: at most one trigger waits; every offer is counted and answered; take() hands a trigger out once.
     """
 
-    def __init__(self, camera: str, recipes: Sequence[str] = (), recipe: Optional[str] = None):
+    def __init__(self, camera: str, recipes: Sequence[str] = (), recipe: Optional[str] = None,
+                 camera_error: Optional[str] = None):
         self.camera = camera
         self._recipes = tuple(recipes)
         self._recipe = recipe if recipe in self._recipes else None
         self._recipe_changes = 0
-        self._camera_error: Optional[str] = None
+        self._camera_error = camera_error   # the service's boards start "not streaming yet" (refresh_boards)
+        self._closed: Optional[str] = None   # why no trigger is accepted any more (close)
         self._lock = threading.Lock()
         self._waiting: Optional[Trigger] = None
         self._busy = False
@@ -172,7 +176,7 @@ class TriggerBoard:
         if trigger.camera != self.camera:
             raise ValueError(f"a trigger for camera {trigger.camera!r} offered to {self.camera!r}'s board")
         with self._lock:
-            if not (self._busy or self._waiting is not None):
+            if not (self._closed is not None or self._busy or self._waiting is not None):
                 if trigger.recipe is None:
                     trigger = dataclasses.replace(trigger, recipe=self._recipe)
                 why = self._check_locked(trigger)
@@ -181,9 +185,11 @@ class TriggerBoard:
                                 printable(trigger.trigger_id or "")[:64] or "(no id)", trigger.source, why)
                     return TriggerAnswer(False, f"{REFUSED}: {why}", None, self._state_locked())
             self._triggers += 1
-            if self._busy or self._waiting is not None:
+            if self._closed is not None or self._busy or self._waiting is not None:
                 self._missed += 1
-                reason, seq = (MISSED_BUSY if self._busy else MISSED_WAITING), None
+                reason = (MISSED_STOPPING if self._closed is not None else MISSED_BUSY if self._busy
+                          else MISSED_WAITING)
+                seq = None
             else:
                 self._accepted += 1
                 self._cycle_seq += 1
@@ -219,9 +225,19 @@ class TriggerBoard:
         still accepted meanwhile (and answered: no frame within the window is a no_read); the protocols show it
         (OPC UA's Error state, Modbus's camera_error bit)."""
         with self._lock:
-            if error == self._camera_error:
+            if error == self._camera_error or self._closed is not None:
                 return
             self._camera_error = error
+            state = self._changed_locked()
+        self._notify(state)
+
+    def close(self, why: str) -> None:
+        """The daemon is stopping (why): every trigger from now on is missed (MISSED_STOPPING) and the protocols
+        show the camera's error, so a PLC sees trigger_ready fall instead of a busy that ends at the next start."""
+        with self._lock:
+            if self._closed is not None:
+                return
+            self._closed = self._camera_error = why
             state = self._changed_locked()
         self._notify(state)
 
@@ -235,6 +251,16 @@ class TriggerBoard:
         self._notify(state)
 
     # ------------------------------------------------------------ the lane
+
+    def hold(self) -> None:
+        """Busy with a cycle the board never handed out: one a restart interrupted, until the lane's answer to it
+        is stored (finish), so no protocol shows ready before the PLC's last part is answered."""
+        with self._lock:
+            if self._busy:
+                return
+            self._busy = True
+            state = self._changed_locked()
+        self._notify(state)
 
     def take(self) -> Optional[Trigger]:
         """The waiting trigger, once; the board is busy from now until finish(). None when none waits."""

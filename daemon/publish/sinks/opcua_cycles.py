@@ -4,7 +4,8 @@ in the shape of OPC 40100-1 (OPC UA for Machine Vision) "simple inline" where it
 Under Objects/OCR/Cameras/<camera>/ of each triggered camera (one with a TriggerBoard), beside the reading
 variables of daemon/publish/sinks/opcua.py:
 
-    State                    String     Ready | Executing (a trigger waits or its cycle runs) | Error (the camera
+    State                    String     Ready | Executing (a trigger waits or its cycle runs, until its result is
+                                        here: LastResultId and ResultReady come first) | Error (the camera
                                         does not stream: CameraError says why); 40100's Ready, SingleExecution
                                         and Error
     CameraError              String     why the camera cannot read now ("" while it streams)
@@ -82,10 +83,12 @@ log = logging.getLogger(__name__)
 READY, EXECUTING, ERROR = "Ready", "Executing", "Error"
 
 
-def state_name(state: BoardState) -> str:
-    """40100-1's state of a camera: Executing while a trigger waits or a cycle runs, Error while the camera does
-    not stream (a job is still taken, and answered no_read when no frame comes), else Ready. Pure."""
-    if state.busy or state.waiting:
+def state_name(state: BoardState, delivered: int) -> str:
+    """40100-1's state of a camera: Executing while a trigger waits or a cycle runs, and until this server has
+    the cycle's result (delivered: its newest result id), so a client that waits for Ready reads the new
+    LastResultId and has had its ResultReady; Error while the camera does not stream (a job is still taken, and
+    answered no_read when no frame comes), else Ready. Pure."""
+    if state.busy or state.waiting or (state.last_result_id or 0) > delivered:
         return EXECUTING
     return ERROR if state.camera_error else READY
 _READY_FIELDS = (("Camera", "String"), ("ResultId", "UInt64"), ("Status", "String"), ("TriggerId", "String"),
@@ -319,6 +322,7 @@ class ReadCycles:
             ev.Camera, ev.ResultId, ev.Overruns = result.camera, pushed_out.result_id, buffer.overruns
             ev.Severity = 700
             await nodes.overrun.trigger(message=f"result {pushed_out.result_id} left the buffer unacknowledged")
+        await self._write_board(result.camera)   # Executing -> Ready once the result is here (state_name)
 
     # ------------------------------------------------------------ variables
 
@@ -350,7 +354,8 @@ class ReadCycles:
             return
         async with nodes.lock:   # the state is read inside the lock: the last writer writes the newest
             state = board.state()
-            await _write(nodes, (("State", state_name(state), ua.VariantType.String),
+            await _write(nodes, (("State", state_name(state, self._buffers[name].last_result_id()),
+                                  ua.VariantType.String),
                                  ("CameraError", state.camera_error or "", ua.VariantType.String),
                                  ("ActiveRecipe", state.recipe or "", ua.VariantType.String),
                                  ("Recipes", list(state.recipes), ua.VariantType.String),
