@@ -6,7 +6,9 @@ same value, daemon/samples/codes.py) moves left to right across a 1280x960 view 
 ``--frames`` frames, each with its own perspective jitter, blur (Gaussian or motion) and sensor noise. Layouts:
 ``single``, one full-size label in view at a time, the next one entering as the last one leaves; ``pair``, two
 labels at half size side by side with 40 px of belt between them (less where the perspective jitter tilts their
-corners together), crossing together. Every frame goes through the real OCR pipeline (OcrPipeline.from_config)
+corners together), crossing together. ``--cross``: the labels enter the view across its left edge and leave it
+across its right edge (a tunnel camera's view: each label is seen cut by the border first and last), one pass
+after the other, the next entering once the last has left. Every frame goes through the real OCR pipeline (OcrPipeline.from_config)
 and the real code reader; then, per label:
 
 - first:      the lines and codes on the label (centre inside its quad) in its first frame through
@@ -26,7 +28,7 @@ ms per frame: OCR and codes wall time, the tracker (label outlines included) CPU
 
     .venv/bin/python bench/sequences.py [--layout single|pair] [--labels 12] [--frames 6] [--json FILE]
                                         [--ocr-cache FILE] [--unreadable-every N] [--codes listed|default]
-                                        [--codes-settle] [--text-settle]
+                                        [--codes-settle] [--text-settle] [--cross]
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ from daemon.codes.reader import CodeReader                   # noqa: E402
 from daemon.readings.consensus import LabelTracker, label_outlines, similarity  # noqa: E402
 from daemon.readings.lane import CODE_WATCH_EVERY, TEXT_WATCH_EVERY   # noqa: E402
 from daemon.readings.settle import SettledLabels             # noqa: E402
-from daemon.readings.lane import label_status                # noqa: E402
+from daemon.readings.lane import label_seen, label_status    # noqa: E402
 from daemon.formats import s10_check_digit, s10_is_valid     # noqa: E402
 from daemon.ocr.evaluate import fold_text, levenshtein        # noqa: E402
 from daemon.ocr.pipeline import OcrPipeline                  # noqa: E402
@@ -71,6 +73,7 @@ WAYBILL_PATTERN = r"(SF|YT|JDVA)\d{11,13}"
 TRACKER_DEFAULTS = {f.name: f.default for f in fields(config_mod.CameraConfig)   # the config's defaults
                     if f.name in ("leave_after_frames", "leave_after_s", "max_wait_s")}
 PAIR_GAP_PX = 40
+CROSS_IN = 120    # --cross: how far into the view the row reaches in its first frame (and its last)
 LAYOUTS = {"single": (1, 1.0, 0), "pair": (2, 0.5, PAIR_GAP_PX)}   # labels per pass, their scale, belt between
 KINDS = ("s10+Code128", "waybill+QRCode", "s10", "waybill+Code128", "s10+QRCode", "waybill")
 
@@ -136,13 +139,18 @@ def make_label(index: int, seed: int) -> tuple[np.ndarray, LabelTruth]:
 
 
 def make_frame(patches: list[np.ndarray], k: int, frames: int, rng: np.random.Generator,
-               gap_px: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+               gap_px: int = 0, cross: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
     """The patches side by side (gap_px of belt between them) at step k of their pass across the view, with this
-    frame's perspective (per patch), blur and noise; the frame and each patch's quad in it."""
+    frame's perspective (per patch), blur and noise; the frame and each patch's quad in it. cross: the pass runs
+    from the row's right end just inside the left edge to its left end just inside the right edge."""
     view = np.full((VIEW_H, VIEW_W, 3), (70, 95, 120), np.float32)      # a brownish conveyor belt
     view += rng.normal(0, 6, (VIEW_H // 8, VIEW_W // 8, 1)).repeat(8, 0).repeat(8, 1)
     row_w = sum(p.shape[1] for p in patches) + gap_px * (len(patches) - 1)
-    x0 = int(round((VIEW_W - row_w - 20) * k / max(1, frames - 1))) + 10
+    if cross:
+        first, last = CROSS_IN - row_w, VIEW_W - CROSS_IN
+        x0 = int(round(first + (last - first) * k / max(1, frames - 1)))
+    else:
+        x0 = int(round((VIEW_W - row_w - 20) * k / max(1, frames - 1))) + 10
     quads = []
     for patch in patches:
         h, w = patch.shape[:2]
@@ -244,7 +252,8 @@ def _code_ok(truth: LabelTruth, codes) -> bool:
 
 
 def _cache_key(args) -> list:
-    return [args.labels, args.frames, args.seed, args.layout, args.unreadable_every, args.codes]
+    return [args.labels, args.frames, args.seed, args.layout, args.unreadable_every, args.codes] + (
+        ["cross"] if args.cross else [])
 
 
 def _load_ocr_cache(path, args):
@@ -364,7 +373,7 @@ def label_results(truths: list[LabelTruth], finished: list, owners: list[int]) -
     by_index = {t.index: t for t in truths}
     for label, owner in zip(finished, owners):
         decision = filt.decide(label.lines, label.first_seen, label.codes)
-        status = label_status(decision, bool(label.lines or label.codes))
+        status = label_status(decision, label_seen(label))
         if status is None:
             continue   # a duplicate of a label just published: no message
         filt.commit(decision)
@@ -410,6 +419,9 @@ def main() -> None:
                     help="consensus as a camera with codes_settle and text_settle reads (the defaults): besides "
                     "--codes-settle, a frame whose labels all have their text settled is not read (no lines), but "
                     "for one in TEXT_WATCH_EVERY")
+    ap.add_argument("--cross", action="store_true",
+                    help="labels enter across the view's left edge and leave across its right edge (use more "
+                         "--frames: 12 or so)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ocr-cache", type=Path, help="keep the frames' OCR and code reads in this file and reuse "
                     "them when labels, frames, seed and layout match (to re-score the tracker without the OCR)")
@@ -456,7 +468,7 @@ def main() -> None:
             patches.append(patch)
             in_view.append(i)
         for k in range(args.frames):
-            frame, quads = make_frame(patches, k, args.frames, rng, gap_px)
+            frame, quads = make_frame(patches, k, args.frames, rng, gap_px, args.cross)
             frame_time[0] = 1000.0 + len(runs) / FPS
             if cached is None:
                 t0 = time.perf_counter()
@@ -542,7 +554,7 @@ def main() -> None:
           + (f"; blurred past reading: labels {sorted(unreadable)}" if unreadable else ""))
     if args.json:
         args.json.write_text(json.dumps({
-            "layout": args.layout, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
+            "layout": args.layout, "cross": args.cross, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
             "codes": args.codes, "codes_settle": args.codes_settle, "code_searches": searches,
             "text_settle": args.text_settle, "frames_read": reads,
             "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,

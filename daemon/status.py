@@ -287,6 +287,11 @@ class Status:
                 detail["read_cycles"][name] = {
                     **state.as_dict(), "triggers": _triggers(state),
                     **{k: counts.get(name, {}).get(k) for k in ("cycles", "cycles_by_recipe", "read_rate", "yield")}}
+        labels = {name: c for name, c in self.counters.cameras(dict(p.sources), p.hub.dropped).items()
+                  if name not in p.boards and c.get("cycles")}
+        if labels:   # consensus cameras with label_status: every label seen is a result, its read rate the line's
+            detail["label_reads"] = {name: {k: c.get(k) for k in ("cycles", "read_rate", "yield")}
+                                     for name, c in labels.items()}
         sinks = self._sinks_health()
         if sinks:   # every output: up or down, what it still owes
             detail["sinks"] = sinks

@@ -354,3 +354,60 @@ def test_block_centres_are_the_pixels_the_strided_slice_takes(shape, step):
     got = consensus.block_centres(image, step)
     want = image[step // 2::step, step // 2::step]
     assert got.shape == want.shape and np.array_equal(got, want) and got.flags["C_CONTIGUOUS"]
+
+
+def _crossing(texts: list[str], x: float, frame_w: float = 1280.0, char_w: float = 20.0, conf: float = 0.9):
+    """A label's lines, each starting at x (one below the other), as a frame of frame_w shows them: cut by the
+    border, a line reads only the characters in view (its box ends at the border, as the detector's does), and a
+    cut reading is as confident as a whole one (nothing else marks it)."""
+    out = []
+    for k, text in enumerate(texts):
+        x0, x1, y = x, x + char_w * len(text), 300.0 + 60.0 * k
+        first = max(0, int(np.ceil(-x0 / char_w)))                   # the characters wholly in view
+        last = min(len(text), int((frame_w - x0) // char_w))
+        shown = text[first:last]
+        if shown.strip():
+            bx0, bx1 = max(0.0, x0 + first * char_w), min(frame_w - 1, x0 + last * char_w)
+            out.append(TextLine(shown, conf, box(bx0, y, bx1 - bx0, 30.0)))
+    return out
+
+
+def test_a_label_crossing_the_views_border_in_and_out_is_one_label_read_whole():
+    """Found from outside (a tunnel's camera): a label entering the view read '6' and leaving it 'P', 'DI', each a
+    track of its own, so every label gave two or three messages; and a cut reading as confident as the whole one
+    could win the vote. A view at the border joins its label as a part of it, and a cut reading loses."""
+    texts = ["PARCEL 0044", "SF1000000348436", "DEST HUB S4"]
+    frame = np.zeros((960, 1280, 3), np.uint8)          # a uniform frame: no outlines, the layout groups
+    tracker = LabelTracker(leave_after_frames=2, leave_after_s=10.0, max_wait_s=1.0)
+    done, t = [], 100.0
+    for x in range(-280, 1300, 100):                     # 300 px wide, 100 px a frame: in, across, out
+        done += tracker.observe(t, _crossing(texts, float(x)), image=frame)
+        t += 0.5
+    done += tracker.observe(t, [], image=frame) + tracker.observe(t + 0.5, [], image=frame) + tracker.flush()
+    assert len(done) == 1, [[ln.text for ln in d.lines] for d in done]
+    assert sorted(ln.text for ln in done[0].lines) == sorted(texts)
+    # max_wait_s counts from the first frame that showed it whole: not published half read while it entered
+    assert done[0].reason == "max_wait"
+
+
+def test_a_still_label_cut_by_the_border_keeps_its_cut_line():
+    """A camera framed so that a line runs off its edge, the label still: the cut line is all there is of it."""
+    frame = np.zeros((960, 1280, 3), np.uint8)
+    tracker = LabelTracker(leave_after_frames=2, leave_after_s=10.0, max_wait_s=100.0)
+    cut = [TextLine("LOT 47", 0.9, box(1100.0, 300.0, 179.0, 30.0)), line("EXP 2027-01", x=900.0, y=360.0)]
+    for k in range(4):
+        tracker.observe(100.0 + k, cut, image=frame)
+    [label] = tracker.flush()
+    assert sorted(ln.text for ln in label.lines) == ["EXP 2027-01", "LOT 47"] and label.fragments == 0
+
+
+def test_a_whole_label_read_badly_at_the_border_does_not_swallow_the_next_label_there():
+    """A view at the border joins a track as a part of it only where it is the smaller: a blurred label's stray
+    '1' is not the start of the next label that appears in its place."""
+    frame = np.zeros((960, 1280, 3), np.uint8)
+    tracker = LabelTracker(leave_after_frames=3, leave_after_s=10.0, max_wait_s=100.0)
+    blurred = [TextLine("1", 0.6, box(0.0, 300.0, 600.0, 400.0))]
+    tracker.observe(100.0, blurred, image=frame)
+    tracker.observe(100.5, [TextLine("PARCEL 0045", 0.95, box(0.0, 320.0, 580.0, 40.0)),
+                            TextLine("SF1000000348437", 0.95, box(0.0, 400.0, 600.0, 40.0))], image=frame)
+    assert len(tracker.flush()) == 2

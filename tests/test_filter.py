@@ -122,3 +122,13 @@ def test_a_frame_that_gains_a_code_is_published_again_and_codes_alone_publish():
     assert not f.apply([line("SF7300000000")], 1.2).publish          # a subset of what was published
     d = ResultFilter(rules()).apply([], 1.0, codes=[_code("SF7300000000")])
     assert d.publish and d.lines == []
+
+
+def test_with_the_same_texts_only_a_label_reading_fewer_of_the_last_ones_texts_is_news():
+    """Found from outside (consensus labels): a parcel whose only readable line was the hub it shared with the last
+    parcel was dropped as a duplicate of it, with no message at all."""
+    f = ResultFilter(FilterRules(dedup_window_s=10.0, dedup_same_only=True))
+    first = f.decide([line("PARCEL 0041"), line("DEST HUB X3")], 100.0)
+    f.commit(first)
+    assert f.decide([line("DEST HUB X3")], 101.0).publish                        # another parcel
+    assert not f.decide([line("DEST HUB X3"), line("PARCEL 0041")], 102.0).publish   # the same texts

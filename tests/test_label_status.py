@@ -90,3 +90,13 @@ def test_the_status_of_a_decision():
     assert label_status(Decision(True, [line("A")], key=frozenset({"A"})), True) == "good_read"
     assert label_status(Decision(True, [], key=frozenset({"code:QRCode:x"})), True) == "good_read"   # a code
     assert label_status(Decision(False, [line("A")], key=frozenset({"A"})), True) is None           # duplicate
+
+
+def test_a_no_read_says_what_was_read_of_the_label_and_why_it_was_refused(tmp_path):
+    """Found from outside: a no_read's message and evidence said only "something in view", which left the person
+    coding the parcel by hand nothing to start from."""
+    lane, recorder, outbox, _ = lane_and_recorder(tmp_path, min_confidence=0.5, accept_patterns=[r"SF\d{13}"])
+    feed(lane, recorder, [[line("P IS DI")]] * 2, time.time())
+    [doc] = messages(outbox)
+    assert doc["status"] == "no_read" and doc["texts"] == []
+    assert doc["note"] == "read, not accepted (no_pattern_match 1): P IS DI"

@@ -15,7 +15,8 @@ from service_support import mqtt_client, small_ocr, work_loop, write_config
 def _config(tmp_path, broker_port: int, belt_mode: str) -> dict:
     return {"device_id": "st1", "backend": "onnxruntime", "ocr": small_ocr(),
             "cameras": [{"name": "belt", "kind": "sample", "mode": belt_mode, "codes": [], "max_fps": 4,
-                         "cycle_frames": 1, "cycle_window_ms": 60000, "one_label": False}],
+                         "cycle_frames": 1, "cycle_window_ms": 60000, "one_label": False,
+                         **({"publish_mode": "consensus"} if belt_mode == "continuous" else {})}],
             "mqtt": {"host": "127.0.0.1", "port": broker_port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
             "web": {"enabled": False}, "metrics": {"enabled": False},
             "outbox": {"path": str(tmp_path / "outbox.sqlite3")}, "evidence": {"dir": str(tmp_path / "ev")}}
@@ -34,6 +35,10 @@ def test_a_camera_made_triggered_by_a_reload_takes_mqtt_triggers(tmp_path, broke
             assert wait_until(lambda: rec.on_topic("ocr/st1/belt/trigger/answer"), 30)
             early = json.loads(rec.on_topic("ocr/st1/belt/trigger/answer")[0].payload)
             assert early["accepted"] is False and "not a triggered camera" in early["reason"]
+            # Found from outside: /healthz had no read figures for a consensus camera's labels (label_status)
+            assert wait_until(lambda: "belt" in service.status.health()[1].get("label_reads", {}), 120)
+            reads = service.status.health()[1]["label_reads"]["belt"]
+            assert sum(reads["cycles"].values()) >= 1 and 0.0 <= reads["read_rate"] <= 1.0
 
             write_config(path, _config(tmp_path, broker.port, "triggered"))
             service.request_reload()   # what SIGHUP sets (the triggered cameras changed: the sinks start anew)

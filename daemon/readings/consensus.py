@@ -23,9 +23,17 @@ displacement of the lines that read alike, each line of a track keeps its place 
 the line of its track it reads most like near where that line should be (``LINE_NEAR`` line heights), or one that
 reads alike anywhere (``LINE_MATCH``).
 
+The frame's border: a label crossing it (entering or leaving the view) shows a part of itself, and the lines cut by
+the border read as fragments of themselves ('6', 'P', 'DI'). A label view or a line whose box lies within ``EDGE_PX``
+of the border is clipped. A clipped view joins the track whose predicted place, cut by the border, holds most of it
+or most of which it holds (``CLIPPED_CONTAIN``), where it reads alike or the clipped one of the two is a part of the
+other (``PART_AREA`` of its area, ``BAD_READ_SHARE`` of its text: a label entering, or leaving), so
+a label crossing the border is one track, not a fragment entering, the label, and a fragment leaving. In the vote a
+line's unclipped readings alone count where it has any, and a line a moving label only showed cut is dropped.
+
 Finishing: a track is finished, and returned once, when it has not been seen for ``leave_after_frames`` frames of
-its camera or ``leave_after_s``, or when it has waited ``max_wait_s`` since its first frame (the bound on added
-latency); a track finished by the wait stays as a silent placeholder until it leaves, so a label parked in view is
+its camera or ``leave_after_s``, or when it has waited ``max_wait_s`` since its first frame clear of the border
+(its first frame plus ``max_wait_s`` where none was: the bound on added latency); a track finished by the wait stays as a silent placeholder until it leaves, so a label parked in view is
 published once. ``flush`` finishes every open track (SIGTERM's drain, SIGHUP's reload).
 
 Voting (``vote_line``): the readings of one line across frames are grouped by length; the length with the most
@@ -42,6 +50,7 @@ Thresholds tuned on bench/sequences.py (bench/RESULTS.md section 13).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -69,12 +78,18 @@ MIN_TEXT_SIM = 0.5         # ... and reads at least this alike ...
 STRONG_TEXT_SIM = 0.8      # ... or, without overlap (a fast conveyor), reads this alike ...
 STRONG_IOU = 0.6           # ... or lies where the track's motion puts it, with under BAD_READ_SHARE of its text
 BAD_READ_SHARE = 0.5       #     (a frame that read it badly; a label with as much text of its own is another one)
+FEW_CHARS = 2              #     or with this many characters or fewer (a blurred label's stray '1' or '7' is no text
+                           #     of its own either)
 MIN_LINE_SHARE = 1 / 3     # a line read in fewer of its track's frames read than this is dropped
 SETTLE_SEARCHES = 2        # a label with a code, searched for codes in this many of its frames, has its codes settled
 SETTLED_IOU = 0.5          # a frame's outline this close to where a label in view is predicted is that label ...
 SETTLED_STEPS = 3          # ... predicted this many frames ahead at most (the look runs a frame or two behind)
 TEXT_SETTLED_IOU = 0.8     # a frame is left unread only where each outline lies this close to a settled label's place
                            # (another label taking a settled one's place a frame later is read, not taken for it)
+EDGE_PX = 2.0              # a box this close to the frame's border is cut by it (the detector's reach the border)
+CLIPPED_CONTAIN = 0.5      # a clipped view joins a track whose predicted place (cut by the border) overlaps it by this
+                           # share of the smaller of the two, where it reads alike or one is a part of the other:
+PART_AREA = 0.8            # at most this share of the other's area, and BAD_READ_SHARE of its text
 STALL_FRAMES = 3           # no frame for this many of the camera's usual intervals (leave_after_s at least): an outage
 
 
@@ -113,6 +128,35 @@ def predicted_overlap(rect: Rect, last: Rect, vx: float, vy: float) -> float:
     """How well rect lies where a label last at `last`, moving (vx, vy) a frame, is one to SETTLED_STEPS frames
     on: the best IoU of those."""
     return max(iou(rect, shifted(last, vx * k, vy * k)) for k in range(1, SETTLED_STEPS + 1))
+
+
+def clipped(r: Rect, frame: Optional[Rect]) -> bool:
+    """Whether r lies within EDGE_PX of the frame's border (frame: 0, 0, width, height; None: not known)."""
+    return bool(border_sides(r, frame))
+
+
+def border_sides(r: Rect, frame: Optional[Rect]) -> frozenset:
+    """The sides of the frame's border ("left", "top", "right", "bottom") that r reaches within EDGE_PX of, or past."""
+    if frame is None:
+        return frozenset()
+    near = (r[0] <= frame[0] + EDGE_PX, r[1] <= frame[1] + EDGE_PX, r[2] >= frame[2] - 1 - EDGE_PX,
+            r[3] >= frame[3] - 1 - EDGE_PX)
+    return frozenset(side for side, at in zip(("left", "top", "right", "bottom"), near) if at)
+
+
+def containment(a: Rect, b: Rect) -> float:
+    """The intersection of a and b as a share of the smaller of the two (1: one lies inside the other)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
+
+
+def cut(r: Rect, frame: Rect) -> Rect:
+    """r cut by the frame (what of a rect predicted past the border the frame can show)."""
+    return max(r[0], frame[0]), max(r[1], frame[1]), min(r[2], frame[2]), min(r[3], frame[3])
 
 
 def _gap(a: Rect, b: Rect) -> float:
@@ -220,6 +264,7 @@ class LabelView:
     lines: tuple[TextLine, ...]
     codes: tuple = ()
     rect: Rect = (0.0, 0.0, 0.0, 0.0)
+    clipped: bool = False      # it lies at the frame's border: a part of the label (LabelTracker.observe sets it)
 
     @property
     def texts(self) -> list[str]:
@@ -367,21 +412,61 @@ def _alike(a: Sequence[str], b: Sequence[str], bound_only: bool = False) -> floa
 
 
 def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: set,
-                view: LabelView) -> Optional[float]:
+                view: LabelView, frame: Optional[Rect] = None, track_clipped: bool = False,
+                last_rect: Optional[Rect] = None, entering: bool = True) -> Optional[float]:
     """The score of a label view joining a track whose motion puts it at predicted_rect (higher is better);
-    None when it must not: too little overlap and likeness, or codes that differ."""
+    None when it must not: too little overlap and likeness, or codes that differ. frame: the frame's rect, where
+    the view or the track's last view was clipped by its border (track_clipped; last_rect: where it was last;
+    entering: the track was never seen clear of the border): see the module doc."""
     view_codes = {c.text for c in view.codes}
     if view_codes and track_codes and not view_codes & track_codes:
         return None   # one label carries one key: another code is another label
     overlap = iou(predicted_rect, view.rect)
+    if frame is not None and (view.clipped or track_clipped):
+        # At the border a label lies between where it was and where its motion puts it, cut by the border.
+        reach = predicted_rect if last_rect is None else union(last_rect, predicted_rect)
+        contain = containment(cut(reach, frame), view.rect)
+        if contain >= CLIPPED_CONTAIN:
+            sim = _alike(view.texts, track_texts)
+            sides = border_sides(view.rect, frame)
+            if sim >= MIN_TEXT_SIM or _a_part_of(view, track_texts, track_clipped and entering, last_rect,
+                                                 not sides or bool(sides & border_sides(last_rect or reach, frame)),
+                                                 bool(sides & border_sides(reach, frame))):
+                return max(overlap, contain) + sim
     if MIN_IOU > overlap and _alike(view.texts, track_texts, bound_only=True) < STRONG_TEXT_SIM:
         return None   # apart, and cannot read alike enough: spared the costly comparison
     sim = _alike(view.texts, track_texts)
     if (overlap >= MIN_IOU and sim >= MIN_TEXT_SIM) or sim >= STRONG_TEXT_SIM:
         return overlap + sim
-    if overlap >= STRONG_IOU and sum(map(len, view.texts)) <= BAD_READ_SHARE * sum(map(len, track_texts)):
+    if overlap >= STRONG_IOU and _lesser(sum(map(len, view.texts)), sum(map(len, track_texts))):
         return overlap + sim   # a badly read frame of it; a label with as much text of its own is another label
     return None
+
+
+def _a_part_of(view: LabelView, track_texts: Sequence[str], track_entering: bool, last_rect: Optional[Rect],
+               coming_in: bool, heading_out: bool) -> bool:
+    """Whether, of a view and a track where the other lies, the one at the frame's border shows a part of the other.
+    A label entering (track_entering: its track at the border, never seen clear of it) shows more of itself from
+    frame to frame (its last view at most PART_AREA of the next one's area), at the side it came in at or clear of
+    the border (coming_in). A label leaving shows less of itself and of its text (BAD_READ_SHARE, FEW_CHARS), at the
+    side its track is heading out of (heading_out). A whole label read badly beside the border is no part of the
+    next label that comes there (its area is not), nor is a label leaving part of one entering at the other side."""
+    if last_rect is None:
+        return False
+    view_area, track_area = _area(view.rect), _area(last_rect)
+    entering = coming_in and track_entering and track_area <= PART_AREA * view_area
+    leaving = heading_out and view.clipped and view_area <= PART_AREA * track_area and \
+        _lesser(sum(map(len, view.texts)), sum(map(len, track_texts)))
+    return entering or leaving
+
+
+def _lesser(text: int, other: int) -> bool:
+    """Whether text characters are a lesser read than other's: at most BAD_READ_SHARE of them, or FEW_CHARS."""
+    return text <= BAD_READ_SHARE * other or text <= FEW_CHARS
+
+
+def _area(r: Rect) -> float:
+    return max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1])
 
 
 def vote_line(readings: Sequence[TextLine]) -> TextLine:
@@ -446,13 +531,15 @@ class _Line:
     alike: Counter = field(default_factory=Counter)   # its readings, folded (_folded) -> how many
     frames: set = field(default_factory=set)   # the label's read frames (_Track.read) it was read in
     seen_in: list[int] = field(default_factory=list)   # per reading, the tracker's frame it came from
+    cut: list[bool] = field(default_factory=list)      # per reading, whether the frame's border cut its box
 
     def last_text(self) -> str:
         return self.readings[-1].text
 
-    def add(self, reading: TextLine, frame: int, frame_no: int = -1) -> None:
+    def add(self, reading: TextLine, frame: int, frame_no: int = -1, cut: bool = False) -> None:
         self.readings.append(reading)
         self.seen_in.append(frame_no)
+        self.cut.append(cut)
         self.alike[_folded(reading.text)] += 1
         self.frames.add(frame)
 
@@ -478,6 +565,7 @@ class FinishedLabel:
     # Each voted line's boxes by the tracker's frame number: where each frame that read it read it (a read cycle
     # keeps one frame for several labels and crops every line that frame read, whichever label it is on)
     boxes_by_frame: list = field(default_factory=list)
+    fragments: int = 0     # lines dropped as only ever read cut by the frame's border (the label was seen, though)
 
 
 @dataclass
@@ -499,6 +587,8 @@ class _Track:
     published: bool = False
     offset: tuple[float, float] = (0.0, 0.0)     # how far the label moved since its first frame
     velocity: tuple[float, float] = (0.0, 0.0)   # its last shift per frame of the camera
+    clipped: bool = False  # its last view read lay at the frame's border
+    whole_since: Optional[float] = None   # when a view read first showed it clear of the border
 
     def texts(self) -> list[str]:
         """What the label reads as so far: each of its lines' latest reading and its codes (a frame that read
@@ -510,14 +600,16 @@ class _Track:
         steps = self.missed + 1
         return shifted(self.rect, self.velocity[0] * steps, self.velocity[1] * steps)
 
-    def _shift(self, view: LabelView) -> tuple[float, float]:
+    def _shift(self, view: LabelView, frame: Optional[Rect] = None) -> tuple[float, float]:
         """The label's shift since it was last seen: the median displacement of the lines that read alike
-        (all its boxes move together), else its velocity carried on."""
+        (all its boxes move together; a box cut by the frame's border moves with the border, not the label), else
+        its velocity carried on."""
+        whole = [reading for reading in view.lines if not clipped(rect_of(reading.box), frame)]
         by_text = {line.last_text(): line for line in self.lines}
-        found = [(reading, by_text[reading.text]) for reading in view.lines if reading.text in by_text]
+        found = [(reading, by_text[reading.text]) for reading in whole if reading.text in by_text]
         if len(found) < 2:   # too few read the same as last time: the ones that read alike (costlier)
             found = []
-            for reading in view.lines:
+            for reading in whole:
                 best = max(self.lines, key=lambda ln: similarity(reading.text, ln.last_text()), default=None)
                 if best is not None and similarity(reading.text, best.last_text()) >= SHIFT_TEXT_SIM:
                     found.append((reading, best))
@@ -561,9 +653,13 @@ class _Track:
         for code in codes:
             self.codes.setdefault((code.format, code.text), code)
 
-    def add(self, now: float, view: LabelView, context: Any, searched: bool = True, frame_no: int = -1) -> None:
+    def add(self, now: float, view: LabelView, context: Any, searched: bool = True, frame_no: int = -1,
+            frame: Optional[Rect] = None) -> None:
+        self.clipped = view.clipped
+        if not view.clipped and self.whole_since is None:
+            self.whole_since = now
         if self.frames:
-            dx, dy = self._shift(view)
+            dx, dy = self._shift(view, frame)
             steps = self.missed + 1
             self.velocity = (dx / steps, dy / steps)
             self.offset = (self.offset[0] + dx, self.offset[1] + dy)
@@ -608,9 +704,11 @@ class _Track:
                 self.lines.append(_Line())
                 target[i] = len(self.lines) - 1
             line = self.lines[target[i]]
-            line.add(reading, self.read, frame_no)
+            cut_off = clipped(rect_of(reading.box), frame)
+            line.add(reading, self.read, frame_no, cut_off)
             line.order += i
-            line.place = places[i]
+            if not cut_off or all(line.cut):   # a cut box's centre is not the line's
+                line.place = places[i]
         if became_best:
             self.best_boxes = {target[i]: reading.box for i, reading in enumerate(view.lines)}
 
@@ -619,11 +717,14 @@ class _Track:
         repeats: then two lines read alike in one frame stay two (a read cycle verifies a print of two like lines)."""
         floor = self.read * MIN_LINE_SHARE
         kept = [k for k, line in enumerate(self.lines) if len(line.readings) >= floor]
+        fragments = [k for k in kept if all(self.lines[k].cut) and self._moved_past(self.lines[k])]
+        kept = [k for k in kept if k not in fragments]
         kept.sort(key=lambda k: self.lines[k].order / len(self.lines[k].readings))
         voted: list[list] = []   # [reading, its box, the frames it was read in, its boxes by frame number]
         for k in kept:
             line = self.lines[k]
-            reading = vote_line(line.readings)
+            whole = [r for r, c in zip(line.readings, line.cut) if not c]
+            reading = vote_line(whole or line.readings)   # a reading cut by the border is a fragment of the line
             boxes = {n: r.box for n, r in zip(line.seen_in, line.readings) if n >= 0}
             # One line followed as two (a frame that put it far from its place) is one line; two lines read alike
             # in one frame are two (a print that carries the same line twice).
@@ -639,7 +740,29 @@ class _Track:
                 same[3] = {**boxes, **same[3]}
         return FinishedLabel([v[0] for v in voted], list(self.codes.values()), self.frames,
                              self.first_seen, self.first_context, self.best_context, reason,
-                             [v[1] for v in voted], self.best_frame, [v[3] for v in voted])
+                             [v[1] for v in voted], self.best_frame, [v[3] for v in voted], len(fragments))
+
+    def waits_from(self, max_wait_s: float) -> float:
+        """When its max_wait_s counts from: the first frame that showed it clear of the frame's border (a label
+        still entering is not published half read), else its first frame plus max_wait_s (one that stays at the
+        border waits twice as long)."""
+        return self.whole_since if self.whole_since is not None else self.first_seen + max_wait_s
+
+    def _moved_past(self, line: _Line) -> bool:
+        """Whether the label moved at least the line's height: a moving label's line read only cut by the border
+        is a fragment (it is read whole in the frames where it is in view); a still label's is all there is."""
+        r = rect_of(line.readings[0].box)
+        return math.hypot(*self.offset) >= max(1.0, r[3] - r[1])
+
+
+def _frame_rect(image: Optional[np.ndarray], outlines: LookedOutlines) -> Optional[Rect]:
+    """The frame's rect (0, 0, width, height) from its image, else from its outline map; None: not known."""
+    if image is not None:
+        return 0.0, 0.0, float(image.shape[1]), float(image.shape[0])
+    if isinstance(outlines, Outlines):
+        h, w = outlines.ids.shape
+        return 0.0, 0.0, w * outlines.scale, h * outlines.scale
+    return None
 
 
 class LabelTracker:
@@ -680,6 +803,7 @@ class LabelTracker:
         frame_no = self._observed
         if isinstance(outlines, _NotLooked):
             outlines = label_outlines(image) if image is not None else None
+        frame = _frame_rect(image, outlines)
         seen: set[int] = set()
         if not read:
             seen, codes = self._seen_unread(now, outlines, codes, searched)
@@ -687,6 +811,8 @@ class LabelTracker:
         views = [v for v in group_labels(lines, codes, outlines) if v.texts]
         recent = [(t.predicted_rect(), t.texts()) for t in self._tracks if t.missed <= 1]
         views = [part for view in views for part in split_by_tracks(view, recent)]
+        if frame is not None:
+            views = [dataclasses.replace(v, clipped=clipped(v.rect, frame)) for v in views]
         pairs = []
         for ti, track in enumerate(self._tracks):
             if ti in seen:
@@ -695,7 +821,8 @@ class LabelTracker:
             track_codes = {text for _, text in track.codes}
             track_texts = track.texts()
             for vi, view in enumerate(views):
-                score = match_score(predicted, track_texts, track_codes, view)
+                score = match_score(predicted, track_texts, track_codes, view, frame, track.clipped, track.rect,
+                                    entering=track.whole_since is None)
                 if score is not None:
                     pairs.append((score, ti, vi))
         used_t: set[int] = set(seen)
@@ -705,14 +832,14 @@ class LabelTracker:
                 continue
             used_t.add(ti)
             used_v.add(vi)
-            self._tracks[ti].add(now, views[vi], context, searched, frame_no)
+            self._tracks[ti].add(now, views[vi], context, searched, frame_no, frame)
         for ti, track in enumerate(self._tracks):
             if ti not in used_t:
                 track.missed += 1
         for vi, view in enumerate(views):
             if vi not in used_v:
                 track = _Track(now, now, view.rect, context, context, -1.0)
-                track.add(now, view, context, searched, frame_no)
+                track.add(now, view, context, searched, frame_no, frame)
                 self._tracks.append(track)
         return self.due(now)
 
@@ -734,7 +861,7 @@ class LabelTracker:
                 if not track.published:
                     done.append(track.finish("left", self.repeats))
                 continue
-            if not track.published and now - track.first_seen >= self.max_wait_s:
+            if not track.published and now - track.waits_from(self.max_wait_s) >= self.max_wait_s:
                 done.append(track.finish("max_wait", self.repeats))
                 track.published = True   # kept until it leaves, so the same label is not published again
             keep.append(track)

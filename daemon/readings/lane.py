@@ -22,13 +22,14 @@ from daemon.ocr.print_quality import equalized, join_dots
 from daemon.ocr.results import OcrResult
 from daemon.readings.consensus import NOT_LOOKED, FinishedLabel, LabelTracker, LookedOutlines, label_outlines
 from daemon.readings.reading import FrameContext, Reading
-from daemon.readings.results_filter import Decision, FilterRules, ResultFilter
+from daemon.readings.results_filter import EMPTY, Decision, FilterRules, ResultFilter
 from daemon.readings.settle import SettledLabels
 from daemon.sources import Frame
 
 log = logging.getLogger(__name__)
 
 GOOD_READ, NO_READ = "good_read", "no_read"   # as daemon/readings/cycle.py's statuses
+NOTE_TEXT = 160   # a no-read's note quotes at most this many characters of what was read
 # A voting lane with cameras[].codes_settle leaves out the code search of a frame whose labels all have their codes
 # settled, but searches every CODE_WATCH_EVERY frames all the same; one with text_settle leaves a frame whose labels
 # all have their text settled unread, but reads every TEXT_WATCH_EVERY frames (daemon/readings/settle.py).
@@ -55,7 +56,7 @@ class Lane:
         # A folder camera's scans are read once each: a format left out of one (the default list learns which
         # formats a camera's labels carry, for a stream where a label stays in view) would be lost for good.
         self._learn_codes = cam.kind != "folder"
-        self.filter = ResultFilter(FilterRules.from_camera(cam))
+        rules = FilterRules.from_camera(cam)
         self.join_dots_px = cam.join_dots_px
         self.equalize_detection = cam.equalize_detection
         self.tracker: Optional[LabelTracker] = None
@@ -63,6 +64,8 @@ class Lane:
         if publish_mode(cam) == "consensus":
             self.tracker = LabelTracker(cam.leave_after_frames, cam.leave_after_s, cam.max_wait_s)
             self.label_status = cam.label_status
+            rules = dataclasses.replace(rules, dedup_same_only=True)
+        self.filter = ResultFilter(rules)
         self.settle: Optional[SettledLabels] = None   # a voting lane's only
         if self.tracker is not None:
             codes = cam.codes_settle and bool(cam.codes)
@@ -192,13 +195,35 @@ class Lane:
         decision = self.filter.decide(label.lines, first.captured_at, label.codes)
         best_box = {_box_key(line.box): box for line, box in zip(label.lines, label.best_boxes)}
         boxes = [best_box.get(_box_key(line.box)) for line in decision.lines]
-        status = label_status(decision, bool(label.lines or label.codes)) if self.label_status else None
+        status = label_status(decision, label_seen(label)) if self.label_status else None
+        cycle = None if status is None else {"status": status, "trigger_id": None, "trigger_source": None,
+                                             "recipe": None, "verification": None}
         if status == NO_READ:
             decision = dataclasses.replace(decision, publish=True)   # a no-read is an output, not an absence
+            cycle["note"] = no_read_note(label, decision)
         return Reading(self.camera, decision, best, first.captured_at, tuple(label.lines), boxes,
-                       frames=label.frames, cycle=None if status is None else {
-                           "status": status, "trigger_id": None, "trigger_source": None, "recipe": None,
-                           "verification": None})
+                       frames=label.frames, cycle=cycle)
+
+
+def label_seen(label: FinishedLabel) -> bool:
+    """Whether anything of a finished label was seen: a line, a code, or lines only ever cut by the frame's border
+    (a label that grazed the view). Pure."""
+    return bool(label.lines or label.codes or label.fragments)
+
+
+def no_read_note(label: FinishedLabel, decision: Decision) -> str:
+    """Why a label seen was not read, for the person coding it by hand: what was read of it and why the filter
+    refused it (bounded: the message and the evidence's why carry it), or that only fragments cut by the frame's
+    border were read. Pure."""
+    texts = [line.text for line in label.lines if line.text.strip()]
+    if texts:
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(decision.rejected.items()) if reason != EMPTY)
+        read = " | ".join(texts)
+        read = read if len(read) <= NOTE_TEXT else read[:NOTE_TEXT - 1] + "…"
+        return f"read, not accepted ({why or 'refused'}): {read}"
+    if label.fragments:
+        return "only cut by the frame's border: not read whole in any frame"
+    return "seen, nothing read"
 
 
 def label_status(decision: Decision, seen: bool) -> Optional[str]:

@@ -67,6 +67,9 @@ class FilterRules:
     accept_formats: tuple[str, ...] = ()
     dedup_window_s: float = 10.0
     publish_empty: bool = False
+    # Only the same texts are a duplicate, not fewer of them: a consensus label is one label already, so one that
+    # reads a part of the last one's texts (a parcel whose only readable line is the hub they share) is another
+    dedup_same_only: bool = False
 
     @classmethod
     def from_camera(cls, cam: CameraConfig) -> "FilterRules":
@@ -148,7 +151,7 @@ class ResultFilter:
         if window > 0:
             # Forget publications that left the window (a clock step backwards also clears them: safe side).
             self._published = {k: t for k, t in self._published.items() if 0 <= captured_at - t < window}
-            if any(key <= k for k in self._published):
+            if any(key == k if self.rules.dedup_same_only else key <= k for k in self._published):
                 rejected[DUPLICATE] += 1
                 return decision(False)
         return decision(True)
