@@ -19,8 +19,9 @@ def test_reload_checks_the_file_the_daemon_runs_with_before_signalling_it():
                       ["/bin/kill", "-HUP", "$MAINPID"]]
 
 
-def test_onnxruntime_telemetry_is_off_in_the_unit():
-    assert "ORT_DISABLE_TELEMETRY=1" in _values(SYSTEMD / "ocr-daemon.service", "Environment")
+def test_onnxruntime_telemetry_is_off_in_the_unit_and_malloc_keeps_two_arenas():
+    env = _values(SYSTEMD / "ocr-daemon.service", "Environment")
+    assert "ORT_DISABLE_TELEMETRY=1" in env and "MALLOC_ARENA_MAX=2" in env
 
 
 def test_the_argus_socket_bind_follows_nvargus_daemon():

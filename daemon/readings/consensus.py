@@ -669,6 +669,8 @@ class _Track:
         self.last_seen = now
         self.missed = 0
         self.rect = view.rect
+        if self.published:   # a parked label's placeholder: where it is, not its readings (they would grow forever)
+            return
         score = sum(line.confidence for line in view.lines) + len(view.codes)
         became_best = score > self.best_score
         if became_best:
