@@ -8,8 +8,8 @@ same value, daemon/samples/codes.py) moves left to right across a 1280x960 view 
 labels at half size side by side with 40 px of belt between them (less where the perspective jitter tilts their
 corners together), crossing together. ``--cross``: the labels enter the view across its left edge and leave it
 across its right edge (a tunnel camera's view: each label is seen cut by the border first and last), one pass
-after the other, the next entering once the last has left. Every frame goes through the real OCR pipeline (OcrPipeline.from_config)
-and the real code reader; then, per label:
+after the other, the next entering once the last has left. Every frame goes through the real OCR pipeline
+(OcrPipeline.from_config) and the real code reader; then, per label:
 
 - first:      the lines and codes on the label (centre inside its quad) in its first frame through
               ResultFilter.decide (what publish_mode "first" publishes for it, ignoring later re-publications);
@@ -554,7 +554,8 @@ def main() -> None:
           + (f"; blurred past reading: labels {sorted(unreadable)}" if unreadable else ""))
     if args.json:
         args.json.write_text(json.dumps({
-            "layout": args.layout, "cross": args.cross, "labels": args.labels, "frames_per_label": args.frames, "seed": args.seed,
+            "layout": args.layout, "cross": args.cross, "labels": args.labels, "frames_per_label": args.frames,
+            "seed": args.seed,
             "codes": args.codes, "codes_settle": args.codes_settle, "code_searches": searches,
             "text_settle": args.text_settle, "frames_read": reads,
             "view": [VIEW_W, VIEW_H], "det_input_size": det_input_size,

@@ -33,8 +33,9 @@ line's unclipped readings alone count where it has any, and a line a moving labe
 
 Finishing: a track is finished, and returned once, when it has not been seen for ``leave_after_frames`` frames of
 its camera or ``leave_after_s``, or when it has waited ``max_wait_s`` since its first frame clear of the border
-(its first frame plus ``max_wait_s`` where none was: the bound on added latency); a track finished by the wait stays as a silent placeholder until it leaves, so a label parked in view is
-published once. ``flush`` finishes every open track (SIGTERM's drain, SIGHUP's reload).
+(its first frame plus ``max_wait_s`` where none was: the bound on added latency); a track finished by the wait
+stays as a silent placeholder until it leaves, following the label's place but keeping no more of its readings, so
+a label parked in view is published once. ``flush`` finishes every open track (SIGTERM's drain, SIGHUP's reload).
 
 Voting (``vote_line``): the readings of one line across frames are grouped by length; the length with the most
 confidence behind it wins, and its strings are voted position by position, each character weighted by the
@@ -86,7 +87,7 @@ SETTLED_IOU = 0.5          # a frame's outline this close to where a label in vi
 SETTLED_STEPS = 3          # ... predicted this many frames ahead at most (the look runs a frame or two behind)
 TEXT_SETTLED_IOU = 0.8     # a frame is left unread only where each outline lies this close to a settled label's place
                            # (another label taking a settled one's place a frame later is read, not taken for it)
-EDGE_PX = 2.0              # a box this close to the frame's border is cut by it (the detector's reach the border)
+EDGE_PX = 2.0              # a box this close to the frame's border is cut by it (the detector's boxes reach it)
 CLIPPED_CONTAIN = 0.5      # a clipped view joins a track whose predicted place (cut by the border) overlaps it by this
                            # share of the smaller of the two, where it reads alike or one is a part of the other:
 PART_AREA = 0.8            # at most this share of the other's area, and BAD_READ_SHARE of its text

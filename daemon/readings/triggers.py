@@ -12,9 +12,9 @@ all tell the same story.
                missed ("waiting")  missed ("busy")
 
 One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed, and so is every trigger
-once the daemon has begun to stop (close): its cameras are gone, and the part would wait for the next start. A missed trigger is
-counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the protocol tells
-its client (a Modbus bit, an HTTP 409, an MQTT reply). A trigger the camera could not judge (its recipe's template
+once the daemon has begun to stop (close): its cameras are gone, and the part would wait for the next start. A
+missed trigger is counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the
+protocol tells its client (a Modbus bit, an HTTP 409, an MQTT reply). A trigger the camera could not judge (its recipe's template
 has a field the trigger gives no value for: the lane's `check`) is refused, as a bad command is: answered with the
 reason (TriggerAnswer.refused), not counted, and nothing runs, so a part is never failed for what the PLC did not
 send.
