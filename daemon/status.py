@@ -279,16 +279,15 @@ class Status:
             "watchdog_ok": verdict.watchdog_ok,
             "delivery": facts_dict(facts),
         }
+        counts = self.counters.cameras(dict(p.sources), p.hub.dropped)
         if p.boards:   # triggered cameras: the line's own figures (a PLC's view of the reader)
-            counts = self.counters.cameras(dict(p.sources), p.hub.dropped)
             detail["read_cycles"] = {}
             for name, board in list(p.boards.items()):   # the stats topic's figures, and the board's state
                 state = board.state()
                 detail["read_cycles"][name] = {
                     **state.as_dict(), "triggers": _triggers(state),
                     **{k: counts.get(name, {}).get(k) for k in ("cycles", "cycles_by_recipe", "read_rate", "yield")}}
-        labels = {name: c for name, c in self.counters.cameras(dict(p.sources), p.hub.dropped).items()
-                  if name not in p.boards and c.get("cycles")}
+        labels = {name: c for name, c in counts.items() if name not in p.boards and c.get("cycles")}
         if labels:   # consensus cameras with label_status: every label seen is a result, its read rate the line's
             detail["label_reads"] = {name: {k: c.get(k) for k in ("cycles", "read_rate", "yield")}
                                      for name, c in labels.items()}
