@@ -429,10 +429,8 @@ def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: s
         contain = containment(cut(reach, frame), view.rect)
         if contain >= CLIPPED_CONTAIN:
             sim = _alike(view.texts, track_texts)
-            sides = border_sides(view.rect, frame)
-            if sim >= MIN_TEXT_SIM or _a_part_of(view, track_texts, track_clipped and entering, last_rect,
-                                                 not sides or bool(sides & border_sides(last_rect or reach, frame)),
-                                                 bool(sides & border_sides(reach, frame))):
+            if sim >= MIN_TEXT_SIM or _a_part_of(view, track_texts, track_clipped and entering, last_rect, reach,
+                                                 frame):
                 return max(overlap, contain) + sim
     if MIN_IOU > overlap and _alike(view.texts, track_texts, bound_only=True) < STRONG_TEXT_SIM:
         return None   # apart, and cannot read alike enough: spared the costly comparison
@@ -445,15 +443,19 @@ def match_score(predicted_rect: Rect, track_texts: Sequence[str], track_codes: s
 
 
 def _a_part_of(view: LabelView, track_texts: Sequence[str], track_entering: bool, last_rect: Optional[Rect],
-               coming_in: bool, heading_out: bool) -> bool:
+               reach: Rect, frame: Rect) -> bool:
     """Whether, of a view and a track where the other lies, the one at the frame's border shows a part of the other.
     A label entering (track_entering: its track at the border, never seen clear of it) shows more of itself from
-    frame to frame (its last view at most PART_AREA of the next one's area), at the side it came in at or clear of
-    the border (coming_in). A label leaving shows less of itself and of its text (BAD_READ_SHARE, FEW_CHARS), at the
-    side its track is heading out of (heading_out). A whole label read badly beside the border is no part of the
-    next label that comes there (its area is not), nor is a label leaving part of one entering at the other side."""
+    frame to frame (its last view, last_rect, at most PART_AREA of the next one's area), at the side it came in at
+    or clear of the border. A label leaving shows less of itself and of its text (BAD_READ_SHARE, FEW_CHARS), at the
+    side its track is heading out of (reach: its last rect and where its motion puts it). A whole label read badly
+    beside the border is no part of the next label that comes there (its area is not), nor is a label leaving part
+    of one entering at the other side."""
     if last_rect is None:
         return False
+    sides = border_sides(view.rect, frame)
+    coming_in = not sides or bool(sides & border_sides(last_rect, frame))
+    heading_out = bool(sides & border_sides(reach, frame))
     view_area, track_area = _area(view.rect), _area(last_rect)
     entering = coming_in and track_entering and track_area <= PART_AREA * view_area
     leaving = heading_out and view.clipped and view_area <= PART_AREA * track_area and \
@@ -601,11 +603,10 @@ class _Track:
         steps = self.missed + 1
         return shifted(self.rect, self.velocity[0] * steps, self.velocity[1] * steps)
 
-    def _shift(self, view: LabelView, frame: Optional[Rect] = None) -> tuple[float, float]:
-        """The label's shift since it was last seen: the median displacement of the lines that read alike
-        (all its boxes move together; a box cut by the frame's border moves with the border, not the label), else
-        its velocity carried on."""
-        whole = [reading for reading in view.lines if not clipped(rect_of(reading.box), frame)]
+    def _shift(self, whole: Sequence[TextLine]) -> tuple[float, float]:
+        """The label's shift since it was last seen: the median displacement of the view's lines that read alike
+        (all its boxes move together), else its velocity carried on. whole: the view's lines the frame's border did
+        not cut (a cut box moves with the border, not the label)."""
         by_text = {line.last_text(): line for line in self.lines}
         found = [(reading, by_text[reading.text]) for reading in whole if reading.text in by_text]
         if len(found) < 2:   # too few read the same as last time: the ones that read alike (costlier)
@@ -659,8 +660,9 @@ class _Track:
         self.clipped = view.clipped
         if not view.clipped and self.whole_since is None:
             self.whole_since = now
+        cut_off = [clipped(rect_of(reading.box), frame) for reading in view.lines]
         if self.frames:
-            dx, dy = self._shift(view, frame)
+            dx, dy = self._shift([reading for reading, cut in zip(view.lines, cut_off) if not cut])
             steps = self.missed + 1
             self.velocity = (dx / steps, dy / steps)
             self.offset = (self.offset[0] + dx, self.offset[1] + dy)
@@ -707,10 +709,9 @@ class _Track:
                 self.lines.append(_Line())
                 target[i] = len(self.lines) - 1
             line = self.lines[target[i]]
-            cut_off = clipped(rect_of(reading.box), frame)
-            line.add(reading, self.read, frame_no, cut_off)
+            line.add(reading, self.read, frame_no, cut_off[i])
             line.order += i
-            if not cut_off or all(line.cut):   # a cut box's centre is not the line's
+            if not cut_off[i] or all(line.cut):   # a cut box's centre is not the line's
                 line.place = places[i]
         if became_best:
             self.best_boxes = {target[i]: reading.box for i, reading in enumerate(view.lines)}

@@ -14,10 +14,10 @@ all tell the same story.
 One trigger at most waits: a trigger offered while one waits or a cycle is busy is missed, and so is every trigger
 once the daemon has begun to stop (close): its cameras are gone, and the part would wait for the next start. A
 missed trigger is counted and answered (TriggerAnswer.accepted False, with the reason), never dropped silently; the
-protocol tells its client (a Modbus bit, an HTTP 409, an MQTT reply). A trigger the camera could not judge (its recipe's template
-has a field the trigger gives no value for: the lane's `check`) is refused, as a bad command is: answered with the
-reason (TriggerAnswer.refused), not counted, and nothing runs, so a part is never failed for what the PLC did not
-send.
+protocol tells its client (a Modbus bit, an HTTP 409, an MQTT reply). A trigger the camera could not judge (its
+recipe's template has a field the trigger gives no value for: the lane's `check`) is refused, as a bad command is:
+answered with the reason (TriggerAnswer.refused), not counted, and nothing runs, so a part is never failed for what
+the PLC did not send.
 
 The board also holds the camera's active recipe: the one a trigger naming none is judged by. Any protocol selects
 it (select_recipe); it applies to the triggers accepted after it, with no reload and no model load. A trigger takes
@@ -176,7 +176,8 @@ class TriggerBoard:
         if trigger.camera != self.camera:
             raise ValueError(f"a trigger for camera {trigger.camera!r} offered to {self.camera!r}'s board")
         with self._lock:
-            if not (self._closed is not None or self._busy or self._waiting is not None):
+            missed = self._missed_because_locked()
+            if missed is None:
                 if trigger.recipe is None:
                     trigger = dataclasses.replace(trigger, recipe=self._recipe)
                 why = self._check_locked(trigger)
@@ -185,11 +186,9 @@ class TriggerBoard:
                                 printable(trigger.trigger_id or "")[:64] or "(no id)", trigger.source, why)
                     return TriggerAnswer(False, f"{REFUSED}: {why}", None, self._state_locked())
             self._triggers += 1
-            if self._closed is not None or self._busy or self._waiting is not None:
+            if missed is not None:
                 self._missed += 1
-                reason = (MISSED_STOPPING if self._closed is not None else MISSED_BUSY if self._busy
-                          else MISSED_WAITING)
-                seq = None
+                reason, seq = missed, None
             else:
                 self._accepted += 1
                 self._cycle_seq += 1
@@ -305,6 +304,14 @@ class TriggerBoard:
         return unsubscribe
 
     # ------------------------------------------------------------ inside
+
+    def _missed_because_locked(self) -> Optional[str]:
+        """Why a trigger offered now is missed (MISSED_STOPPING, MISSED_BUSY, MISSED_WAITING); None: it is taken."""
+        if self._closed is not None:
+            return MISSED_STOPPING
+        if self._busy:
+            return MISSED_BUSY
+        return MISSED_WAITING if self._waiting is not None else None
 
     def _check_locked(self, trigger: Trigger) -> Optional[str]:
         if self.check is None:
